@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install corral into ./.venv (Python >= 3.11). With --test, also what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pick_python() {
+  for py in python3.13 python3.12 python3.11 python3; do
+    if command -v "$py" >/dev/null 2>&1 &&
+       "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$py"; return 0
+    fi
+  done
+  return 1
+}
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "corral install: missing $*: install them (apt-get install $*) and run again" >&2
+    exit 1
+  fi
+}
+
+PY=$(pick_python) || { apt_install python3 python3-venv; PY=$(pick_python); }
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt_install python3-venv
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ "$want_test" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "corral installed: $(.venv/bin/corral --version) in $(pwd)/.venv"

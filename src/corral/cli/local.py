@@ -1,0 +1,179 @@
+"""Commands that work without the daemon: init, config, schema, doctor, run, exec."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from corral.cli import daemonctl, project
+from corral.errors import CorralError, NotFound
+
+_STARTER = {
+    "service": """\
+  cache:
+    class: service            # restarted always; dependents can wait for it to be healthy
+    command: python3 -m http.server 8765 --bind 127.0.0.1
+    readiness:
+      tcp: 8765
+      period: 1s
+""",
+    "io": """\
+  fetcher:
+    class: io                 # restarted with backoff; keeps its state dir between runs
+    command: >-
+      python3 -c "import itertools, time;
+      [print('fetched', i, flush=True) or time.sleep(2) for i in itertools.count()]"
+    depends_on:
+      cache: {condition: healthy}
+""",
+    "compute": """\
+  report:
+    class: compute            # runs to completion; its exit code is the result
+    command: python3 -c "print('computed 42')"
+""",
+    "ai": """\
+  assistant:
+    class: ai                 # long stateful runs; give it the strongest isolation you have
+    command: python3 -c "import time; print('thinking', flush=True); time.sleep(3600)"
+""",
+}
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.file or "corral.yaml")
+    if os.path.exists(path) and not args.force:
+        raise CorralError(f"{path} already exists", "use --force to overwrite it")
+    classes = args.classes or ["service", "io", "compute", "ai"]
+    if "io" in classes and "service" not in classes:
+        classes = ["service", *classes]
+    name = os.path.basename(os.path.dirname(path)).lower() or "fleet"
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name).strip("-_")
+    text = (f"# corral manifest: 'corral up' runs it, 'corral config' shows every default.\n"
+            f"name: {name or 'fleet'}\nagents:\n")
+    text += "".join(_STARTER[c] for c in ("service", "io", "compute", "ai") if c in classes)
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}: edit it, then run 'corral up'")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from corral.manifest.loader import load
+    from corral.manifest.schema import dump
+
+    sys.stdout.write(dump(load(project.manifest_path(args.file))))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from corral.manifest.schema import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from corral.doctor import report
+
+    rows = asyncio.run(report())
+    ok = True
+    for level, available, detail, fix in rows:
+        mark = "ok " if available else "-- "
+        print(f"{mark}{level:<10} {detail}")
+        if not available and fix:
+            print(f"   {'':<10} fix: {fix}")
+        ok = ok and (available or level not in ("process", "venv"))
+    return 0 if ok else 1
+
+
+def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
+    from corral.manifest.loader import load
+
+    manifest = load(project.manifest_path(args.file))
+    if args.agent not in manifest.agents:
+        from corral.manifest.hints import did_you_mean
+
+        raise NotFound(f"no agent named {args.agent!r}{did_you_mean(args.agent, manifest.agents)}",
+                       "see 'corral config' for the agents")
+    return manifest, manifest.agents[args.agent]
+
+
+def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[str]]:
+    """The agent's environment, workdir and argv, as its driver would give them."""
+    from corral.drivers import registry
+    from corral.drivers.base import Task
+
+    spec = manifest.agents[agent]
+    env = dict(os.environ)
+    env.update(spec.env)
+    name = f"{agent}.run"
+    env.update(CORRAL_PROJECT=manifest.name, CORRAL_AGENT=agent, CORRAL_INSTANCE=name,
+               CORRAL_INSTANCE_INDEX="0", CORRAL_REPLICAS=str(spec.replicas),
+               CORRAL_STATE_DIR=os.path.join(manifest.state_dir, "data", agent))
+    task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,
+                workdir=spec.workdir, run_dir=os.path.join(manifest.state_dir, "run", name),
+                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env)
+    driver = registry.load(spec.isolation)()
+    asyncio.run(driver.prepare(task, _StderrProgress()))
+    env_of = getattr(driver, "environment", None)
+    argv_of = getattr(driver, "argv", None)
+    full_env = env_of(task) if env_of else env
+    argv = argv_of(task) if argv_of else spec.argv
+    os.makedirs(full_env["CORRAL_STATE_DIR"], exist_ok=True)
+    return full_env, spec.workdir, argv
+
+
+class _StderrProgress:
+    def feed(self, stream: str, data: bytes) -> None:
+        sys.stderr.buffer.write(data)
+        sys.stderr.flush()
+
+    def eof(self, stream: str) -> None:
+        pass
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    manifest, spec = _agent(args)
+    if spec.depends_on:
+        client = daemonctl.client(manifest.state_dir)
+        if not client.alive():
+            raise CorralError(f"agent {args.agent} depends on {', '.join(spec.depends_on)}, "
+                              "which are not running", "start them first with 'corral up -d'")
+    env, cwd, argv = _environment(manifest, args.agent)
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    if extra:
+        argv = [argv[0], *extra] if not spec.shell else ["/bin/sh", "-c", " ".join(extra)]
+    exe = shutil.which(argv[0], path=env.get("PATH"))
+    if exe is None and "/" not in argv[0]:
+        raise CorralError(f"agents.{args.agent}: command not found: {argv[0]}",
+                          f"install it or fix agents.{args.agent}.command")
+    proc = subprocess.Popen(argv, cwd=cwd, env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = proc.wait()
+    return code if code >= 0 else 128 - code
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    manifest, _ = _agent(args)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise CorralError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
+    env, cwd, _ = _environment(manifest, args.agent)
+    exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
+    try:
+        os.chdir(cwd)
+        os.execve(exe, cmd, env)
+    except OSError as exc:
+        raise CorralError(f"cannot run {cmd[0]}: {exc.strerror}",
+                          "check the command and the agent's PATH") from None
+    return 0

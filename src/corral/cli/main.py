@@ -1,0 +1,125 @@
+"""``corral``: the command line. The only place that turns errors into messages and exit codes.
+
+Exit codes: 0 success; 1 the fleet did not reach the asked state (an instance failed);
+2 invalid manifest or usage; 3 the daemon is not running; 4 no such agent; 5 a driver could not
+prepare or start an agent; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from corral import __version__
+from corral.errors import CorralError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corral", description="Run a whole fleet of agents from one file.",
+        epilog="Exit codes: 0 ok, 1 an instance failed, 2 invalid manifest or usage, "
+               "3 daemon not running, 4 no such agent, 5 driver error, 130 interrupted.")
+    p.add_argument("-f", "--file", help="manifest (default: $CORRAL_FILE or ./corral.yaml)")
+    p.add_argument("--version", action="version", version=f"corral {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("init", help="write a starter corral.yaml")
+    s.add_argument("--class", dest="classes", action="append",
+                   choices=["compute", "io", "service", "ai"],
+                   help="agent classes to include (repeat; default: all)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    sub.add_parser("config", help="print the normalized manifest with defaults applied")
+    sub.add_parser("schema", help="print the manifest's JSON Schema (for editors)")
+
+    s = sub.add_parser("up", help="start or reconcile the fleet")
+    s.add_argument("-d", "--detach", action="store_true", help="return once started")
+    s.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds -d waits for instances to start (default 120)")
+    s.add_argument("--no-color", action="store_true")
+    s = sub.add_parser("down", help="stop the fleet and its daemon; nothing is left running")
+    s.add_argument("--timeout", type=float, default=300.0)
+
+    s = sub.add_parser("ps", help="show every instance")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+
+    s = sub.add_parser("logs", help="show and follow agents' logs")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.add_argument("-f", "--follow", action="store_true")
+    s.add_argument("--since", help="10m, 2h, an ISO time or unix seconds")
+    s.add_argument("--grep", help="regular expression on the message")
+    s.add_argument("--level", choices=["debug", "info", "warn", "error", "fatal"],
+                   help="minimum level")
+    s.add_argument("--json", action="store_true", help="print records as JSON lines")
+    s.add_argument("--tail", type=int, help="only the last N records")
+    s.add_argument("--no-color", action="store_true")
+
+    for name, what in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
+        s = sub.add_parser(name, help=f"{what} agents or instances (all when none named)")
+        s.add_argument("names", nargs="*", metavar="AGENT|INSTANCE")
+
+    s = sub.add_parser("scale", help="set the replicas of agents: corral scale web=3")
+    s.add_argument("pairs", nargs="+", metavar="AGENT=N")
+
+    s = sub.add_parser("run", help="run one agent once, attached; its exit code is ours")
+    s.add_argument("agent")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="replace the command's arguments")
+
+    s = sub.add_parser("exec", help="run a command in an agent's environment")
+    s.add_argument("agent")
+    s.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+
+    sub.add_parser("doctor", help="which isolation levels this host supports, and fixes")
+    s = sub.add_parser("daemon", help="run the daemon in the foreground (for service managers)")
+    return p
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    name = args.command
+    if name in ("init", "config", "schema", "doctor", "run", "exec"):
+        from corral.cli import local
+
+        fn: Command = getattr(local, f"cmd_{name}")
+    elif name == "daemon":
+        from corral.cli import project
+        from corral.daemon import main as daemon_main
+
+        return daemon_main(["--state-dir", project.state_dir(args.file)])
+    else:
+        from corral.cli import fleet
+
+        fn = getattr(fleet, f"cmd_{name}")
+    return fn(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(args)
+    except CorralError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _error(message: str) -> None:
+    color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    prefix = "\033[31mcorral:\033[0m " if color else "corral: "
+    print(prefix + message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""What people read: the ps table, prefixed log lines, state lines, colours."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+_PALETTE = [36, 33, 32, 35, 34, 96, 93, 92, 95, 94]
+_STATE_COLOR = {"running": 32, "exited": 37, "fatal": 31, "backoff": 33, "stopped": 37,
+                "waiting": 36, "preparing": 36, "starting": 36, "stopping": 33}
+_LEVEL_COLOR = {"warn": 33, "error": 31, "fatal": 31, "debug": 90}
+
+
+def use_color(disabled: bool) -> bool:
+    return not disabled and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _c(text: str, code: int, on: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if on else text
+
+
+def _color_of(name: str) -> int:
+    return _PALETTE[sum(name.encode()) % len(_PALETTE)]
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def last_exit(row: dict[str, Any]) -> str:
+    if row.get("oom_killed"):
+        return "OOM"
+    if row["exit_signal"] is not None:
+        return f"sig {row['exit_signal']}"
+    return "-" if row["exit_code"] is None else str(row["exit_code"])
+
+
+def table(rows: list[dict[str, Any]], *, color: bool) -> str:
+    head = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT", "REASON"]
+    body = [[r["name"], r["state"], str(r["pid"] or "-"), duration(r["uptime"]),
+             str(r["restarts"]), r["health"], last_exit(r), r["reason"] or ""] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    for b in body:
+        cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
+        cells[1] = _c(cells[1], _STATE_COLOR.get(b[1], 0), color)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    extra = f" ({row['reason']})" if row["reason"] else ""
+    pid = f" pid {row['pid']}" if row["pid"] else ""
+    return f"{row['name']}: {row['state']}{pid}{extra}"
+
+
+def format_line(rec: dict[str, Any], *, width: int, color: bool) -> str:
+    name = str(rec.get("instance", rec.get("agent", "?")))
+    prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
+    message = str(rec.get("message", ""))
+    level = rec.get("level")
+    if color and level in _LEVEL_COLOR:
+        message = _c(message, _LEVEL_COLOR[str(level)], True)
+    return f"{prefix} {message}"
+
+
+def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
+    name = str(event.get("name", "?"))
+    prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
+    text = f"[{event['state']}]"
+    if event.get("health") in ("healthy", "unhealthy"):
+        text += f" {event['health']}"
+    if event.get("reason"):
+        text += f" {event['reason']}"
+    return f"{prefix} {_c(text, _STATE_COLOR.get(str(event['state']), 0), color)}"
+
+
+def instance_names(manifest: Any) -> list[str]:
+    return [f"{a}.{i}" for a, s in manifest.agents.items() for i in range(1, s.replicas + 1)]

@@ -1,0 +1,135 @@
+"""The supervisor daemon: one per project state dir, serving the API on a Unix socket.
+
+Started by ``corral up`` (``python -m corral.daemon --state-dir DIR``). It holds an exclusive
+lock on ``daemon.lock`` for its lifetime, so two daemons never manage one fleet. SIGTERM/SIGINT
+stop the fleet and exit; a SIGKILL leaves the agents running for the next daemon to re-adopt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import resource
+import signal
+import sys
+import time
+
+from corral import paths
+from corral.api.http import serve_connection
+from corral.api.server import Api
+from corral.drivers import proctree
+from corral.runtime.events import EventBus
+from corral.runtime.store import Store
+from corral.runtime.supervisor import Supervisor
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _lock(state_dir: str) -> int:
+    fd = os.open(paths.lock_file(state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("corral: another daemon already manages this state dir", file=sys.stderr)
+        raise SystemExit(3) from None
+    return fd
+
+
+async def serve(state_dir: str) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    stop_fleet = {"value": True}
+    store = Store(paths.store_file(state_dir))
+    sup = Supervisor(state_dir, store=store, events=EventBus())
+
+    def shutdown(fleet_too: bool) -> None:
+        stop_fleet["value"] = fleet_too
+        stopping.set()
+
+    api = Api(sup, shutdown=shutdown)
+    sock = paths.socket_path(state_dir)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+    old_umask = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(
+            lambda r, w: serve_connection(r, w, api), path=sock, limit=1 << 20)
+    finally:
+        os.umask(old_umask)
+    os.chmod(sock, 0o600)
+    metrics_server: asyncio.Server | None = None
+
+    async def start_metrics() -> None:
+        nonlocal metrics_server
+        m = sup.manifest
+        if m is None or m.metrics.port is None or metrics_server is not None:
+            return
+        from corral.api.http import Reply, Request
+
+        async def only_metrics(req: Request) -> Reply:
+            if req.path == "/metrics":
+                reply = await api.render_metrics(req)
+                assert isinstance(reply, Reply)
+                return reply
+            return Reply(404, b"only /metrics is served here\n", "text/plain")
+
+        try:
+            metrics_server = await asyncio.start_server(
+                lambda r, w: serve_connection(r, w, only_metrics),
+                host=m.metrics.host, port=m.metrics.port)
+        except OSError as exc:
+            print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
+                  "free the port or change metrics.port", file=sys.stderr)
+
+    api.after_apply = start_metrics
+    loop.add_signal_handler(signal.SIGTERM, shutdown, True)
+    loop.add_signal_handler(signal.SIGINT, shutdown, True)
+    loop.add_signal_handler(signal.SIGCHLD, lambda: proctree.reap_orphans(sup.known_pids()))
+    adopted = await sup.recover()
+    await start_metrics()
+    with open(paths.pid_file(state_dir), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    print(f"corral daemon {os.getpid()} serving {sock} (re-adopted {adopted})", flush=True)
+    await stopping.wait()
+    if stop_fleet["value"]:
+        await sup.down()
+    server.close()
+    if metrics_server is not None:
+        metrics_server.close()
+    await sup.close()
+    store.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.pid_file(state_dir))
+    print(f"corral daemon {os.getpid()} stopped at {time.ctime()}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="corral-daemon")
+    parser.add_argument("--state-dir", required=True)
+    args = parser.parse_args(argv)
+    state_dir = os.path.abspath(args.state_dir)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    lock = _lock(state_dir)
+    _raise_fd_limit()
+    proctree.become_subreaper()
+    if sys.version_info < (3, 12):
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    try:
+        return asyncio.run(serve(state_dir))
+    finally:
+        os.close(lock)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

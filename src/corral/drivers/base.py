@@ -1,0 +1,148 @@
+"""The driver interface (after Nomad's task drivers, narrowed and async).
+
+Drivers start, wait, stop and pump output into the sink they are given. They never decide
+restarts, never run health checks and never write logs to disk: the runner and the log store do.
+A ``Handle`` is frozen and serialisable so a restarted daemon can re-attach to what still runs.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from corral.manifest.model import Agent
+
+Stream = Literal["stdout", "stderr"]
+
+
+class Output(Protocol):
+    """Where a driver pumps an instance's raw output; framing into records happens behind it."""
+
+    def feed(self, stream: Stream, data: bytes) -> None: ...
+
+    def eof(self, stream: Stream) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """Everything a driver needs to start one instance of an agent."""
+
+    project: str
+    agent: str
+    instance: str
+    index: int
+    spec: Agent
+    workdir: str  # absolute
+    run_dir: str  # private per-instance runtime dir (fifos, pid files) under the state dir
+    cache_dir: str  # shared cache (venvs...) under the state dir
+    env: dict[str, str]  # the complete environment of the agent
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    driver: str
+    instance: str
+    pid: int | None
+    started_at: float  # wall clock, seconds
+    # Kernel start time of ``pid`` (clock ticks since boot, /proc/PID/stat field 22): a pid
+    # alone may be reused after a daemon restart; the pair is unique.
+    pid_start: int | None = None
+    data: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Handle:
+        raw: dict[str, Any] = json.loads(text)
+        return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitResult:
+    code: int | None  # None: unknown (e.g. the instance exited while re-adopted)
+    signal: int | None = None
+    oom_killed: bool = False
+    error: str | None = None  # the driver could not run it at all
+
+    @property
+    def success(self) -> bool:
+        return self.code == 0 and self.signal is None and self.error is None
+
+    def describe(self) -> str:
+        if self.error:
+            return self.error
+        if self.oom_killed:
+            return "killed: out of memory"
+        if self.signal is not None:
+            import signal as _signal
+
+            try:
+                name = _signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            return f"killed by {name}"
+        if self.code is None:
+            return "exited (code unknown: it ended while the supervisor was away)"
+        return f"exited with code {self.code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    isolation: str  # process | venv | sandbox | container | vm | fake
+    recover: bool  # handles survive a daemon restart
+    stats: bool  # stats() returns usage
+    signals: bool  # arbitrary stop signals are delivered
+
+
+@dataclass(frozen=True, slots=True)
+class DriverHealth:
+    available: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceUsage:
+    cpu_seconds: float
+    rss_bytes: int
+    processes: int
+
+
+class Driver(abc.ABC):
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    async def check(self) -> DriverHealth:
+        return DriverHealth(True, "built in")
+
+    async def prepare(self, task: Task, progress: Output | None = None) -> None:  # noqa: B027
+        """Idempotent preparation cached by content (a venv, an image). Default: nothing."""
+
+    def inputs_digest(self, task: Task) -> str:
+        """A digest of files the driver builds from, so a changed requirements file counts
+        as a changed spec in a reconcile. Default: nothing."""
+        return ""
+
+    @abc.abstractmethod
+    async def start(self, task: Task, output: Output) -> Handle: ...
+
+    @abc.abstractmethod
+    async def wait(self, handle: Handle) -> ExitResult: ...
+
+    @abc.abstractmethod
+    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        """Deliver ``sig``; after ``timeout`` kill everything the instance started."""
+
+    async def recover(self, handle: Handle, output: Output) -> bool:
+        """Re-attach to a running instance after a daemon restart. False: it is gone."""
+        return False
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        return None
+
+    async def exec(self, task: Task, argv: list[str]) -> list[str]:
+        """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
+        return list(argv)

@@ -1,0 +1,293 @@
+"""The ``process`` isolation level: a plain child process in its own session and workdir.
+
+Output goes through a named pipe per stream. The child's end is opened read-write, so the pipe
+always has a reader: when the daemon is killed, the agent never gets SIGPIPE, its lines wait in
+the pipe (1 MiB), and a restarted daemon reopens the pipe by path and reads on. Nothing is lost;
+at worst a very chatty agent blocks on write until the daemon is back.
+
+Exit is observed through a pidfd (no polling); stop signals the process group and every process
+carrying the start's ``CORRAL_RUN`` marker, then kills what is left after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from typing import ClassVar
+
+from corral.drivers import proctree
+from corral.drivers.base import (
+    Capabilities,
+    Driver,
+    ExitResult,
+    Handle,
+    Output,
+    ResourceUsage,
+    Stream,
+    Task,
+)
+from corral.errors import DriverError
+
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1 << 20
+_READ_SIZE = 1 << 20
+
+
+class _Watch:
+    """What the driver keeps per live instance: the pidfd, pipe readers and the exit future."""
+
+    __slots__ = ("exit", "fds", "pidfd", "popen")
+
+    def __init__(self, exit: asyncio.Future[ExitResult]) -> None:
+        self.exit = exit
+        self.fds: dict[Stream, int] = {}
+        self.pidfd = -1
+        self.popen: subprocess.Popen[bytes] | None = None
+
+
+class ProcessDriver(Driver):
+    name: ClassVar[str] = "process"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        isolation="process", recover=True, stats=True, signals=True
+    )
+
+    def __init__(self) -> None:
+        self._watches: dict[str, _Watch] = {}
+        self._procs = proctree.ProcTable()
+
+    # --- what to run ----------------------------------------------------------------------
+
+    def environment(self, task: Task) -> dict[str, str]:
+        return dict(task.env)
+
+    def argv(self, task: Task) -> list[str]:
+        return task.spec.argv
+
+    def known_pids(self) -> set[int]:
+        return {w.popen.pid for w in self._watches.values() if w.popen is not None}
+
+    def _resolve(self, argv: list[str], env: dict[str, str], task: Task) -> str:
+        exe = argv[0]
+        if "/" in exe:
+            path = exe if os.path.isabs(exe) else os.path.join(task.workdir, exe)
+            if not os.path.exists(path):
+                raise DriverError(
+                    f"agents.{task.agent}: command not found: {exe}",
+                    f"check the path in agents.{task.agent}.command",
+                )
+            return path
+        found = shutil.which(exe, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise DriverError(
+                f"agents.{task.agent}: command not found: {exe}",
+                f"install {exe} or fix agents.{task.agent}.command",
+            )
+        return found
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, task: Task, output: Output) -> Handle:
+        env = self.environment(task)
+        argv = self.argv(task)
+        exe = self._resolve(argv, env, task)
+        if not os.path.isdir(task.workdir):
+            raise DriverError(
+                f"agents.{task.agent}: workdir does not exist: {task.workdir}",
+                f"create it or fix agents.{task.agent}.workdir",
+            )
+        run_id = uuid.uuid4().hex
+        env[proctree.MARKER] = run_id
+        os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
+        paths: dict[Stream, str] = {}
+        child_fds: dict[Stream, int] = {}
+        loop = asyncio.get_running_loop()
+        watch = _Watch(loop.create_future())
+        try:
+            for stream in ("stdout", "stderr"):
+                path = os.path.join(task.run_dir, f"{stream}.fifo")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                os.mkfifo(path, 0o600)
+                paths[stream] = path
+                watch.fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                child_fds[stream] = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(child_fds[stream], _F_SETPIPE_SZ, _PIPE_SIZE)
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    executable=exe,
+                    cwd=task.workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=child_fds["stdout"],
+                    stderr=child_fds["stderr"],
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise DriverError(
+                    f"agents.{task.agent}: cannot start {argv[0]}: {exc.strerror}",
+                    f"fix agents.{task.agent}.command",
+                ) from None
+        except BaseException:
+            for fd in (*watch.fds.values(), *child_fds.values()):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        watch.popen = popen
+        started = proctree.start_time(popen.pid)
+        handle = Handle(
+            driver=self.name,
+            instance=task.instance,
+            pid=popen.pid,
+            started_at=time.time(),
+            pid_start=started,
+            data={"run_id": run_id, "stdout": paths["stdout"], "stderr": paths["stderr"]},
+        )
+        self._attach(handle, watch, output)
+        return handle
+
+    def _attach(self, handle: Handle, watch: _Watch, output: Output) -> None:
+        loop = asyncio.get_running_loop()
+        assert handle.pid is not None
+        self._watches[handle.instance] = watch
+        for stream, fd in watch.fds.items():
+            loop.add_reader(fd, self._pump, watch, stream, output)
+        try:
+            watch.pidfd = os.pidfd_open(handle.pid)
+        except ProcessLookupError:
+            self._on_exit(handle, watch, output)
+            return
+        loop.add_reader(watch.pidfd, self._on_exit, handle, watch, output)
+
+    def _pump(self, watch: _Watch, stream: Stream, output: Output) -> None:
+        fd = watch.fds.get(stream)
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if data:
+            output.feed(stream, data)
+            return
+        self._close_stream(watch, stream, output)
+
+    def _close_stream(self, watch: _Watch, stream: Stream, output: Output) -> None:
+        fd = watch.fds.pop(stream, None)
+        if fd is None:
+            return
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+        output.eof(stream)
+
+    def _drain(self, watch: _Watch, output: Output) -> None:
+        """Read what the pipes still hold, so an exit is reported after its last lines."""
+        for stream in list(watch.fds):
+            fd = watch.fds[stream]
+            while True:
+                try:
+                    data = os.read(fd, _READ_SIZE)
+                except BlockingIOError:
+                    break
+                if not data:
+                    self._close_stream(watch, stream, output)
+                    break
+                output.feed(stream, data)
+
+    def _on_exit(self, handle: Handle, watch: _Watch, output: Output) -> None:
+        loop = asyncio.get_running_loop()
+        if watch.pidfd >= 0:
+            loop.remove_reader(watch.pidfd)
+            os.close(watch.pidfd)
+            watch.pidfd = -1
+        result = ExitResult(code=None)
+        assert handle.pid is not None
+        try:
+            pid, status = os.waitpid(handle.pid, os.WNOHANG)
+            if pid:
+                if os.WIFSIGNALED(status):
+                    result = ExitResult(code=128 + os.WTERMSIG(status),
+                                        signal=os.WTERMSIG(status))
+                else:
+                    result = ExitResult(code=os.WEXITSTATUS(status))
+        except ChildProcessError:
+            pass  # re-adopted: not our child, the code is unknowable
+        if watch.popen is not None:
+            watch.popen.returncode = result.code if result.code is not None else -1
+        self._drain(watch, output)
+        if not watch.exit.done():
+            watch.exit.set_result(result)
+
+    async def wait(self, handle: Handle) -> ExitResult:
+        watch = self._watches.get(handle.instance)
+        if watch is None:
+            return ExitResult(code=None, error="not started by this driver")
+        try:
+            return await asyncio.shield(watch.exit)
+        finally:
+            if watch.exit.done():
+                self._forget(handle, watch)
+
+    def _forget(self, handle: Handle, watch: _Watch) -> None:
+        if self._watches.get(handle.instance) is watch and not watch.fds:
+            del self._watches[handle.instance]
+
+    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        watch = self._watches.get(handle.instance)
+        run_id = handle.data.get("run_id", "")
+        assert handle.pid is not None
+        self._procs.invalidate()
+        members = await self._procs.members(run_id) if run_id else set()
+        if watch is None or not watch.exit.done():
+            proctree.signal_group(handle.pid, sig)
+        proctree.signal_all(members, sig)
+        if watch is not None and not watch.exit.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
+        elif watch is None and proctree.alive(handle.pid, handle.pid_start):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
+                await asyncio.sleep(0.05)
+        # Whatever is left of the tree after the grace period is killed, group and strays.
+        proctree.signal_group(handle.pid, signal.SIGKILL)
+        self._procs.invalidate()
+        left = await self._procs.members(run_id) if run_id else set()
+        proctree.signal_all(left, signal.SIGKILL)
+        if watch is not None:
+            await asyncio.shield(watch.exit)
+
+    async def recover(self, handle: Handle, output: Output) -> bool:
+        if handle.pid is None or not proctree.alive(handle.pid, handle.pid_start):
+            return False
+        loop = asyncio.get_running_loop()
+        watch = _Watch(loop.create_future())
+        for stream in ("stdout", "stderr"):
+            path = handle.data.get(stream)
+            if not path:
+                continue
+            try:
+                watch.fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue
+        self._attach(handle, watch, output)
+        return True
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        if handle.pid is None:
+            return None
+        usage = proctree.cpu_and_rss(handle.pid)
+        if usage is None:
+            return None
+        return ResourceUsage(cpu_seconds=usage[0], rss_bytes=usage[1], processes=1)

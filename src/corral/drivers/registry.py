@@ -1,0 +1,35 @@
+"""Driver lookup: built-ins plus third-party drivers registered in the ``corral.drivers``
+entry-point group. Names only come from the manifest's ``isolation`` key, never dotted paths."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+
+from corral.drivers.base import Driver
+
+_BUILTIN = {
+    "process": "corral.drivers.process:ProcessDriver",
+    "venv": "corral.drivers.venv:VenvDriver",
+    "fake": "corral.drivers.fake:FakeDriver",
+}
+
+
+@cache
+def _table() -> dict[str, str]:
+    table = dict(_BUILTIN)
+    for ep in entry_points(group="corral.drivers"):
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def names() -> list[str]:
+    return sorted(_table())
+
+
+def load(name: str) -> type[Driver]:
+    target = _table()[name]
+    module_name, _, attr = target.partition(":")
+    module = __import__(module_name, fromlist=[attr])
+    cls: type[Driver] = getattr(module, attr)
+    return cls

@@ -1,0 +1,127 @@
+"""What an agent's ``class`` and ``isolation`` imply: defaults for unwritten keys, and rules.
+
+The table is data so docs, ``corral config`` and tests read the same thing. Defaults are merged
+*under* what the user wrote, key by key (a user's ``restart: {max_restarts: 3}`` keeps the class
+policy and only adds the cap); a shortcut the user wrote (``restart: always``) is taken whole.
+
+Isolation defaults to ``venv`` when the agent has a ``venv:`` block, else ``process``; a venv
+agent without one uses the workdir's requirements.txt, else its pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from corral.manifest.hints import did_you_mean
+from corral.manifest.model import Agent
+
+DEFAULT_CLASS = "io"
+
+# PM2's manners for agents that talk to the network: come back, but not in a tight loop.
+_IO_BACKOFF = {"initial": 1.0, "factor": 1.5, "max": 15.0, "reset_after": 30.0}
+
+CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    # run to completion; a non-zero exit is a result worth retrying, a zero exit is done.
+    "compute": {"restart": {"policy": "on-failure"}},
+    # scrapers, bots, API clients: always come back, with backoff.
+    "io": {"restart": {"policy": "always", "backoff": _IO_BACKOFF}},
+    # databases, brokers: always up, and their health decides when dependents start.
+    "service": {"restart": {"policy": "always"}},
+    # long stateful runs: restart a crash, not a finished conversation.
+    "ai": {"restart": {"policy": "on-failure"}},
+}
+
+# classes that must declare how corral knows they are healthy.
+NEEDS_HEALTH_CHECK = frozenset({"service"})
+
+
+def merge_under(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` over ``defaults``, recursively for mappings on both sides; neither is changed."""
+    out = dict(defaults)
+    for key, value in given.items():
+        base = out.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_under(base, value)
+        else:
+            out[key] = value
+    return out
+
+
+def class_of(spec: Mapping[str, Any]) -> Any:
+    return spec.get("class", spec.get("class_", DEFAULT_CLASS))
+
+
+def apply_class_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """Loader step: fill each agent's unwritten keys from its class's row of the table."""
+    agents = data.get("agents")
+    if not isinstance(agents, dict):
+        return data
+    out: dict[str, Any] = {}
+    for name, spec in agents.items():
+        cls = class_of(spec) if isinstance(spec, dict) else None
+        if isinstance(cls, str) and cls in CLASS_DEFAULTS:
+            spec = merge_under(CLASS_DEFAULTS[cls], spec)
+        out[name] = spec
+    return {**data, "agents": out}
+
+
+def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[str]:
+    """Rules that follow from the class and isolation, checked on the validated agent."""
+    out = []
+    if agent.class_ in NEEDS_HEALTH_CHECK and agent.readiness is None and agent.liveness is None:
+        out.append(
+            f"agents.{name}: a {agent.class_} agent needs a health check "
+            "(add readiness: {tcp: PORT} or another probe) or set class: io"
+        )
+    if agent.isolation not in drivers:
+        out.append(
+            f"agents.{name}.isolation: no driver named {agent.isolation!r}"
+            f"{did_you_mean(agent.isolation, drivers)}; drivers: {', '.join(sorted(drivers))}"
+        )
+    return out
+
+
+# --- isolation ----------------------------------------------------------------------------
+
+VENV_FILES = (("requirements", "requirements.txt"), ("pyproject", "pyproject.toml"))
+
+
+def absolute(base: Path, value: str) -> Path:
+    """``value`` (``~`` expanded) relative to ``base``, normalized; absolute values stay."""
+    return Path(os.path.normpath(base / Path(value).expanduser()))
+
+
+def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[str]]:
+    """Loader step for one agent (paths already absolute): pick the isolation, find venv files."""
+    if not isinstance(spec, dict):
+        return spec, []
+    out, problems = dict(spec), []
+    venv = out.get("venv")
+    out.setdefault("isolation", "venv" if venv is not None else "process")
+    workdir = Path(out["workdir"]) if isinstance(out.get("workdir"), str) else project_dir
+    found = [(key, str(workdir / f)) for key, f in VENV_FILES if (workdir / f).is_file()]
+    detected = dict(found[:1])
+    if isinstance(venv, dict):
+        venv = dict(venv)
+        for key, _ in VENV_FILES:
+            if isinstance(venv.get(key), str):
+                venv[key] = str(absolute(workdir, venv[key]))
+                if not Path(venv[key]).is_file():
+                    problems.append(
+                        f"agents.{name}.venv.{key}: file not found: {venv[key]} "
+                        f"(paths here are relative to the workdir {workdir})"
+                    )
+        if not any(venv.get(k) for k in ("requirements", "pyproject", "packages")):
+            venv.update(detected)
+        out["venv"] = venv
+    elif out["isolation"] == "venv" and venv is None:
+        if not detected:
+            problems.append(
+                f"agents.{name}: isolation venv needs requirements.txt or pyproject.toml "
+                f"in {workdir} (or a venv: block)"
+            )
+        out["venv"] = detected
+    return out, problems

@@ -1,0 +1,166 @@
+"""The dependency graph: start order in concurrent layers, stop order, cycles, and the
+dependency rules the loader checks once every agent has validated.
+
+Functions take the graph as ``{agent: [agents it depends on]}`` where that is all they need, so
+the loader can check a manifest that is still partly invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from corral.errors import CorralError
+from corral.manifest.hints import did_you_mean
+from corral.manifest.model import Agent, Manifest
+
+Graph = Mapping[str, Iterable[str]]
+
+# conditions a dependency can only meet by exiting.
+COMPLETION = frozenset({"completed", "completed_successfully"})
+NEVER_COMPLETES = frozenset({"always", "unless-stopped"})
+
+
+def edges(manifest: Manifest) -> dict[str, list[str]]:
+    """``{agent: sorted names it depends on}`` for every agent."""
+    return {name: sorted(agent.depends_on) for name, agent in manifest.agents.items()}
+
+
+def find_cycles(graph: Graph) -> list[list[str]]:
+    """Every distinct cycle reachable by depth-first search, each as ``[a, b, a]``.
+
+    Names the graph does not define are ignored (they are reported as unknown elsewhere).
+    Visiting in sorted order makes the result, and so the error message, deterministic.
+    """
+    deps = {name: sorted(set(targets)) for name, targets in graph.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+    cycles: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for dep in deps[node]:
+            if dep not in deps:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*path[path.index(dep) :], dep]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    cycles.append(cycle)
+            elif dep not in state:
+                visit(dep)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(deps):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def find_cycle(graph: Graph) -> list[str] | None:
+    """The first cycle as ``[a, b, a]``, or None when the graph is acyclic."""
+    cycles = find_cycles(graph)
+    return cycles[0] if cycles else None
+
+
+def layers(graph: Graph) -> list[list[str]]:
+    """Kahn's algorithm in rounds: each layer depends only on earlier layers."""
+    deps = {name: {d for d in targets if d != name} for name, targets in graph.items()}
+    deps = {name: {d for d in targets if d in deps} for name, targets in deps.items()}
+    done: set[str] = set()
+    out: list[list[str]] = []
+    while len(done) < len(deps):
+        layer = sorted(n for n, targets in deps.items() if n not in done and targets <= done)
+        if not layer:
+            cycle = find_cycle(graph) or sorted(set(deps) - done)
+            raise CorralError(
+                f"dependency cycle: {' -> '.join(cycle)}", "remove one of these depends_on entries"
+            )
+        out.append(layer)
+        done.update(layer)
+    return out
+
+
+def start_order(manifest: Manifest) -> list[list[str]]:
+    """Agents in layers: everything in one layer may start concurrently."""
+    return layers(edges(manifest))
+
+
+def stop_order(manifest: Manifest) -> list[list[str]]:
+    """Dependents stop before what they depend on: the start layers reversed."""
+    return list(reversed(start_order(manifest)))
+
+
+def dependents(manifest: Manifest, name: str) -> set[str]:
+    """Every agent that depends on ``name``, directly or through others."""
+    reverse: dict[str, set[str]] = {}
+    for agent, targets in edges(manifest).items():
+        for target in targets:
+            reverse.setdefault(target, set()).add(agent)
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        for agent in reverse.get(todo.pop(), set()):
+            if agent not in found:
+                found.add(agent)
+                todo.append(agent)
+    found.discard(name)
+    return found
+
+
+def _condition_problem(path: str, target: str, condition: str, agent: Agent) -> str | None:
+    if condition == "healthy" and agent.readiness is None and agent.liveness is None:
+        return (
+            f"{path}: condition healthy, but {target} has no health check "
+            f"(add readiness: to {target} or use condition: started)"
+        )
+    if condition == "log_ready" and agent.ready_log_line is None:
+        return (
+            f"{path}: condition log_ready, but {target} has no ready_log_line "
+            f"(add ready_log_line: REGEX to {target} or use condition: started)"
+        )
+    if condition in COMPLETION and agent.restart.policy in NEVER_COMPLETES:
+        return (
+            f"{path}: condition {condition}, but {target} has restart: {agent.restart.policy} "
+            f"and never completes (give {target} restart: on-failure or no, "
+            "or use condition: started)"
+        )
+    return None
+
+
+def raw_graph(agents: Mapping[Any, Any]) -> dict[str, list[str]]:
+    """The graph of a not yet validated ``agents:`` mapping (any ``depends_on`` shortcut)."""
+    out: dict[str, list[str]] = {}
+    for name, spec in agents.items():
+        deps = spec.get("depends_on") if isinstance(spec, dict) else None
+        deps = [deps] if isinstance(deps, str) else deps
+        out[str(name)] = [str(d) for d in deps] if isinstance(deps, (list, dict)) else []
+    return out
+
+
+def dependency_problems(agents: Mapping[str, Agent], graph: Graph) -> list[str]:
+    """Unknown targets and cycles in ``graph`` (every agent, valid or not), and unmeetable
+    conditions among ``agents`` (the ones that validated)."""
+    out: list[str] = []
+    for name, targets in graph.items():
+        for target in targets:
+            path = f"agents.{name}.depends_on.{target}"
+            if target not in graph:
+                choices = sorted(k for k in graph if k != name)
+                hint = did_you_mean(target, choices) or (
+                    f" (agents defined: {', '.join(choices)})" if choices else " (define it)"
+                )
+                out.append(f"{path}: unknown agent{hint}")
+            elif name in agents and target in agents:
+                dep = agents[name].depends_on[target]
+                problem = _condition_problem(path, target, dep.condition, agents[target])
+                if problem:
+                    out.append(problem)
+    for cycle in find_cycles(graph):
+        out.append(
+            f"dependency cycle: {' -> '.join(cycle)} (remove one of these depends_on entries)"
+        )
+    return out

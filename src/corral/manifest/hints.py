@@ -1,0 +1,180 @@
+"""Turning mistakes into messages that say where, what, and how to fix it.
+
+``did_you_mean`` is compose's habit ("(did you mean 'working_dir'?)"), widened with a small table
+of compose key names so a compose user typing ``environment:`` is pointed at ``env:``.
+``pydantic_problems`` rewrites pydantic's errors into ``agents.web.restart.policy: ...`` lines
+using the YAML key names (``class``, not ``class_``) and list indexes as ``[0]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from corral.manifest.model import AGENT_NAME
+
+NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+
+# compose (and supervisor / process-compose) spellings of concepts corral names differently.
+SYNONYMS: dict[str, str] = {
+    "environment": "env",
+    "working_dir": "workdir",
+    "working_directory": "workdir",
+    "cwd": "workdir",
+    "healthcheck": "readiness",
+    "readiness_probe": "readiness",
+    "liveness_probe": "liveness",
+    "stop_signal": "stop",
+    "stop_grace_period": "stop",
+    "restart_policy": "restart",
+    "scale": "replicas",
+    "deploy": "replicas",
+    "depends": "depends_on",
+    "requires": "depends_on",
+    "envfile": "env_file",
+    "env_files": "env_file",
+    "services": "agents",
+    "processes": "agents",
+    "programs": "agents",
+    "type": "class",
+    "kind": "class",
+    "driver": "isolation",
+    "runtime": "isolation",
+    "args": "command",
+    "cmd": "command",
+    "entrypoint": "command",
+    "interval": "period",
+    "retries": "failure_threshold",
+    "start_period": "initial_delay",
+}
+
+
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""`` when nothing is close."""
+    options = [str(c) for c in choices]
+    text = str(word)
+    synonym = SYNONYMS.get(text.lower())
+    if synonym in options:
+        return f" (did you mean '{synonym}'?)"
+    lowered = {o.lower(): o for o in options}
+    if text.lower() in lowered:
+        return f" (did you mean '{lowered[text.lower()]}'?)"
+    close = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def dotted(loc: Sequence[object]) -> str:
+    """``("agents", "web", "env_file", 0, "path")`` → ``agents.web.env_file[0].path``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _candidates(tp: Any) -> list[Any]:
+    """The concrete types behind ``Annotated[...]``, ``X | None`` and unions."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _candidates(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [c for arg in get_args(tp) for c in _candidates(arg)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """The keys a user may write for ``model`` (aliases where they exist)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def model_at(root: type[BaseModel], loc: Sequence[object]) -> type[BaseModel] | None:
+    """The model class that validates the mapping found at ``loc`` below ``root``."""
+    current: list[Any] = [root]
+    for part in loc:
+        following: list[Any] = []
+        for tp in current:
+            if _is_model(tp):
+                for name, info in tp.model_fields.items():
+                    if part in (name, info.alias):
+                        following.extend(_candidates(info.annotation))
+            elif get_origin(tp) is dict and not isinstance(part, int):
+                following.extend(_candidates(get_args(tp)[1]))
+            elif get_origin(tp) is list and isinstance(part, int):
+                following.extend(_candidates(get_args(tp)[0]))
+        current = following
+    models = [tp for tp in current if _is_model(tp)]
+    return models[0] if models else None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _message(error: Any, root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind: str = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        model = model_at(root, loc[:-1])
+        choices = field_names(model) if model else []
+        hint = did_you_mean(loc[-1], choices)
+        if not hint and choices:
+            hint = f" (allowed here: {', '.join(choices)})"
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return f"required key is missing (add '{loc[-1]}: ...')" if loc else "required"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping of settings, got {_shown(value)}"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected)
+        return f"{_shown(value)} is not one of {expected}{did_you_mean(value, choices)}"
+    if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty"
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == AGENT_NAME:
+        return f"{_shown(value)} is not a valid name: {NAME_RULE}"
+    message: str = error["msg"]
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    if kind == "assertion_error":
+        return message.removeprefix("Assertion failed, ")
+    return f"{message[:1].lower()}{message[1:]} (got {_shown(value)})"
+
+
+def pydantic_problems(
+    exc: ValidationError, root: type[BaseModel], prefix: Sequence[object] = ()
+) -> list[str]:
+    """One ``path: problem (hint)`` line per pydantic error, in the order pydantic found them."""
+    out: list[str] = []
+    errors = exc.errors(include_url=False)
+    # "comand: unknown key (did you mean 'command'?)" already says what "command: missing" would
+    suggested = {
+        (*error["loc"][:-1], hint.split("'")[1])
+        for error in errors
+        if error["type"] == "extra_forbidden"
+        and (hint := _message(error, root, tuple(error["loc"]))).startswith("unknown key (did")
+    }
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in suggested:
+            continue
+        path = dotted([*prefix, *loc]) or "top level"
+        line = f"{path}: {_message(error, root, loc)}"
+        if line not in out:
+            out.append(line)
+    return out

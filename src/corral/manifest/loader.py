@@ -1,0 +1,289 @@
+"""corral.yaml → frozen ``Manifest``, as a named pipeline of small steps (process-compose's habit).
+
+Each step takes the raw mapping and the load context and returns a new mapping; problems are
+collected on the context rather than raised, so one run reports *every* problem it can find:
+
+    read YAML → drop x- keys → interpolate → class defaults → paths → env files → isolation
+    → validate (pydantic, agent by agent) → semantic checks (classes, drivers, dependencies)
+
+Warnings (an unset ``$VAR`` replaced by "", a missing workdir) never stop a load: pass a list as
+``warnings=`` to collect them, or call ``load_with_warnings``. ``x-`` keys are ignored as in
+compose, so YAML anchors can live there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from corral.errors import CorralError, ManifestError
+from corral.manifest.classes import (
+    absolute,
+    agent_isolation,
+    agent_problems,
+    apply_class_defaults,
+)
+from corral.manifest.graph import dependency_problems, raw_graph
+from corral.manifest.hints import NAME_RULE, pydantic_problems
+from corral.manifest.model import AGENT_NAME, Agent, Manifest
+from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
+
+MANIFEST_NAMES = ("corral.yaml", "corral.yml")
+DEFAULT_DRIVERS: tuple[str, ...] = ("process", "venv", "fake")
+Data = dict[str, Any]
+PathArg = str | os.PathLike[str]
+
+
+@dataclass
+class Context:
+    """What the steps share: where relative paths start, the variables, and what was found."""
+
+    project_dir: Path
+    variables: Mapping[str, str] = field(default_factory=dict)
+    drivers: Collection[str] = DEFAULT_DRIVERS
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def find_manifest(path: PathArg | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """``path``, else ``$CORRAL_FILE``, else corral.yaml / corral.yml in the current directory."""
+    given = path or (os.environ if environ is None else environ).get("CORRAL_FILE")
+    base = Path(given).expanduser() if given else Path()
+    if given and not base.is_dir():
+        return base
+    candidates = [base / name for name in MANIFEST_NAMES]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def load(
+    path: PathArg | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    drivers: Collection[str] = DEFAULT_DRIVERS,
+    warnings: list[str] | None = None,
+) -> Manifest:
+    """Read, check and normalize a manifest file; raise ``ManifestError`` with every problem."""
+    file = find_manifest(path, environ)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorralError(
+            f"manifest not found: {file}", "create one with 'corral init' or pass -f FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorralError(f"cannot read manifest {file}: {exc}", "check the file") from None
+    project_dir = Path(os.path.abspath(file)).parent
+    return load_text(
+        text, project_dir=project_dir, source=str(file), environ=environ, drivers=drivers,
+        warnings=warnings,
+    )  # fmt: skip
+
+
+def load_with_warnings(
+    path: PathArg | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    drivers: Collection[str] = DEFAULT_DRIVERS,
+) -> tuple[Manifest, list[str]]:
+    warnings: list[str] = []
+    return load(path, environ=environ, drivers=drivers, warnings=warnings), warnings
+
+
+def load_text(
+    text: str,
+    *,
+    project_dir: PathArg,
+    source: str = "<text>",
+    environ: Mapping[str, str] | None = None,
+    drivers: Collection[str] = DEFAULT_DRIVERS,
+    warnings: list[str] | None = None,
+) -> Manifest:
+    """``load`` for a manifest already in memory; relative paths start at ``project_dir``."""
+    ctx = Context(Path(os.path.abspath(os.path.expanduser(project_dir))), drivers=drivers)
+    data = read_yaml(text, source)
+    environ = os.environ if environ is None else environ
+    dotenv = ctx.project_dir / ".env"
+    base: dict[str, str] = {}
+    if dotenv.is_file():
+        base, problems = read_dotenv(dotenv, ".env", environ)
+        ctx.problems.extend(problems)
+    ctx.variables = {**base, **environ}
+    for step in STEPS:
+        data = step(data, ctx)
+    manifest = validate(data, ctx)
+    if warnings is not None:
+        warnings.extend(ctx.warnings)
+    if ctx.problems or manifest is None:
+        raise ManifestError(ctx.problems or ["the manifest is invalid"], source)
+    return manifest
+
+
+# --- a. YAML ------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: list[Any] = []  # a list: keys may be unhashable (pydantic reports those)
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                message = f"duplicate key {key!r} (remove or rename one)"
+                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+            seen.append(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str = "") -> Data:
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        hint = "" if "(" in str(exc.problem) else " (check the indentation and quoting here)"
+        raise ManifestError([f"{where}{exc.problem or exc.context}{hint}"], source) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError([f"invalid YAML: {exc}"], source) from None
+    if data is None:
+        raise ManifestError(["the file is empty (add 'agents:' with at least one agent)"], source)
+    if not isinstance(data, dict):
+        got = "a list" if isinstance(data, list) else repr(data)
+        raise ManifestError([f"top level: expected a mapping with 'agents:', got {got}"], source)
+    return data
+
+
+def drop_extensions(data: Data, ctx: Context) -> Data:
+    """compose's ``x-`` keys (top level and per agent) hold anchors; they are not settings."""
+    out = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    if isinstance(out.get("agents"), dict):
+        out["agents"] = {n: drop_extensions(s, ctx) if isinstance(s, dict) else s
+                         for n, s in out["agents"].items()}  # fmt: skip
+    return out
+
+
+# --- b, c. interpolation and class defaults -----------------------------------------------
+
+
+def interpolate_all(data: Data, ctx: Context) -> Data:
+    sub = Interpolator(ctx.variables)
+    out: Data = sub.walk(data)
+    ctx.problems.extend(sub.problems)
+    ctx.warnings.extend(sub.warnings)
+    return out
+
+
+def class_defaults(data: Data, ctx: Context) -> Data:
+    return apply_class_defaults(data)
+
+
+# --- d. paths -----------------------------------------------------------------------------
+
+
+def project_name(directory: Path) -> str:
+    """The directory's name made valid: lowercase, other characters replaced by '-'."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", directory.name.lower()).strip("-_")[:63]
+    return name or "corral"
+
+
+def resolve_paths(data: Data, ctx: Context) -> Data:
+    out = dict(data)
+    base = ctx.project_dir
+    if isinstance(out.get("project_dir"), str):
+        base = absolute(base, out["project_dir"])
+    out["project_dir"] = str(base)
+    out.setdefault("name", project_name(base))
+    state = out.get("state_dir", ".corral")
+    if isinstance(state, str):
+        out["state_dir"] = str(absolute(base, state))
+    agents = out.get("agents")
+    if isinstance(agents, dict):
+        out["agents"] = {n: _agent_paths(s, base) for n, s in agents.items()}
+    return out
+
+
+def _agent_paths(spec: Any, base: Path) -> Any:
+    if not isinstance(spec, dict):
+        return spec
+    out = dict(spec)
+    if isinstance(out.get("workdir", "."), str):
+        out["workdir"] = str(absolute(base, out.get("workdir", ".")))
+    if "env_file" in out:
+        out["env_file"] = env_file_entries(out["env_file"], base)
+    return out
+
+
+# --- e, f. env files and isolation --------------------------------------------------------
+
+AgentStep = Callable[[str, Any], tuple[Any, list[str]]]
+
+
+def _each_agent(data: Data, ctx: Context, step: AgentStep) -> Data:
+    agents = data.get("agents")
+    if not isinstance(agents, dict):
+        return data
+    out: Data = {}
+    for name, spec in agents.items():
+        out[name], problems = step(str(name), spec)
+        ctx.problems.extend(problems)
+    return {**data, "agents": out}
+
+
+def read_env_files(data: Data, ctx: Context) -> Data:
+    return _each_agent(data, ctx, lambda name, spec: agent_env(name, spec, ctx.variables))
+
+
+def choose_isolation(data: Data, ctx: Context) -> Data:
+    return _each_agent(data, ctx, lambda n, spec: agent_isolation(n, spec, ctx.project_dir))
+
+
+STEPS: tuple[Callable[[Data, Context], Data], ...] = (
+    drop_extensions,
+    interpolate_all,
+    class_defaults,
+    resolve_paths,
+    read_env_files,
+    choose_isolation,
+)
+
+
+# --- g, h. validation and semantic checks -------------------------------------------------
+
+
+def validate(data: Data, ctx: Context) -> Manifest | None:
+    """Agents one by one (so one bad agent does not hide the others), then the rest."""
+    raw_agents = data.get("agents", {})
+    agents: dict[str, Agent] = {}
+    if isinstance(raw_agents, dict):
+        for name, spec in raw_agents.items():
+            if not isinstance(name, str) or not re.match(AGENT_NAME, name):
+                ctx.problems.append(f"agents.{name}: agent name is not valid ({NAME_RULE})")
+            try:
+                agents[str(name)] = Agent.model_validate(spec)
+            except ValidationError as exc:
+                ctx.problems.extend(pydantic_problems(exc, Agent, ("agents", name)))
+    try:
+        Manifest.model_validate({**data, "agents": {}} if isinstance(raw_agents, dict) else data)
+    except ValidationError as exc:
+        ctx.problems.extend(pydantic_problems(exc, Manifest))
+    for name, agent in agents.items():
+        ctx.problems.extend(agent_problems(name, agent, ctx.drivers))
+        if not Path(agent.workdir).is_dir():
+            ctx.warnings.append(f"agents.{name}.workdir: directory not found: {agent.workdir}")
+    graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
+    ctx.problems.extend(dependency_problems(agents, graph))
+    if ctx.problems:
+        return None
+    return Manifest.model_validate({**data, "agents": agents})

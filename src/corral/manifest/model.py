@@ -1,0 +1,354 @@
+"""The manifest as frozen, fully typed data.
+
+These models are the contract between the loader (which produces them), the supervisor (which
+runs them) and the exporters. They never hold behaviour. Unknown keys are rejected everywhere.
+Shortcuts users expect from compose (``restart: on-failure``, ``command: "a b"``,
+``depends_on: [db]``, ``env_file: .env``) are accepted here and normalized to one full form, so
+``corral config`` always prints the same shape.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal as _signal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from corral.manifest.units import parse_duration, parse_size
+
+AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+AgentClass = Literal["compute", "io", "service", "ai"]
+RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
+Condition = Literal["started", "healthy", "completed", "completed_successfully", "log_ready"]
+ProbeAction = Literal["none", "restart", "stop", "kill"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _command_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return shlex.split(value)
+    return value
+
+
+def _signal_name(value: Any) -> str:
+    if isinstance(value, int):
+        try:
+            return _signal.Signals(value).name
+        except ValueError:
+            raise ValueError(f"{value} is not a signal number") from None
+    if not isinstance(value, str):
+        raise ValueError("a signal is a name like SIGTERM or a number")
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in _signal.Signals.__members__:
+        raise ValueError(f"unknown signal {value!r} (use e.g. SIGTERM, SIGINT, SIGQUIT)")
+    return name
+
+
+def _regex(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, BeforeValidator(_regex)]
+SignalName = Annotated[str, BeforeValidator(_signal_name)]
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+class ExecCheck(Strict):
+    command: Annotated[list[str], BeforeValidator(_command_list), Field(min_length=1)]
+
+
+class HttpCheck(Strict):
+    port: int = Field(ge=1, le=65535)
+    host: str = "127.0.0.1"
+    path: str = "/"
+    scheme: Literal["http", "https"] = "http"
+    status: list[int] = Field(default_factory=lambda: list(range(200, 400)), min_length=1)
+
+
+class TcpCheck(Strict):
+    port: int = Field(ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class LogLineCheck(Strict):
+    pattern: Regex
+
+
+def _probe_shortcuts(value: Any) -> Any:
+    """``exec: "redis-cli ping"`` / ``tcp: 6379`` / ``http: 8080`` / ``log_line: "ready"``."""
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    if isinstance(out.get("exec"), (str, list)):
+        out["exec"] = {"command": out["exec"]}
+    for kind in ("tcp", "http"):
+        port = out.get(kind)
+        # a digit string is what ``tcp: ${PORT}`` becomes after interpolation
+        if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit()):
+            out[kind] = {"port": port}
+    if isinstance(out.get("log_line"), str):
+        out["log_line"] = {"pattern": out["log_line"]}
+    return out
+
+
+class Probe(Strict):
+    """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line."""
+
+    exec: ExecCheck | None = None
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    log_line: LogLineCheck | None = None
+    initial_delay: Duration = 0.0
+    period: Duration = 10.0
+    timeout: Duration = 1.0
+    success_threshold: int = Field(1, ge=1)
+    failure_threshold: int = Field(3, ge=1)
+    # None means: the default for the probe's role (liveness: restart, readiness: none).
+    action: ProbeAction | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shortcuts(cls, value: Any) -> Any:
+        return _probe_shortcuts(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Probe:
+        kinds = [k for k in ("exec", "http", "tcp", "log_line") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"a probe needs exactly one of exec, http, tcp, log_line (found: {found})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("exec", "http", "tcp", "log_line"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated probe has a kind")
+
+
+# --- restart and stop ---------------------------------------------------------------------
+
+
+class Backoff(Strict):
+    """Delay before restart number n is ``initial * factor**(n-1)``, capped at ``max``; the
+    count resets once the instance has stayed up for ``reset_after`` (PM2's manners)."""
+
+    initial: Duration = 1.0
+    factor: float = Field(1.5, ge=1.0)
+    max: Duration = 15.0
+    reset_after: Duration = 30.0
+
+
+class RestartPolicy(Strict):
+    policy: RestartName = "on-failure"
+    max_restarts: int | None = Field(None, ge=0)  # None: unlimited
+    window: Duration = 60.0  # max_restarts counts restarts within this sliding window
+    backoff: Backoff = Backoff()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shortcut(cls, value: Any) -> Any:
+        if value is False:
+            return {"policy": "no"}
+        if isinstance(value, str):
+            name, _, count = value.partition(":")
+            out: dict[str, Any] = {"policy": name.strip()}
+            if count.strip():
+                out["max_restarts"] = count.strip()
+            return out
+        return value
+
+
+class StopPolicy(Strict):
+    signal: SignalName = "SIGTERM"
+    timeout: Duration = 10.0
+
+
+# --- dependencies and environment ---------------------------------------------------------
+
+
+class Dependency(Strict):
+    condition: Condition = "started"
+    required: bool = True  # compose: a missing/disabled optional dependency is skipped
+    restart: bool = False  # compose: restart this agent when the dependency restarts
+
+
+class EnvFile(Strict):
+    path: str
+    required: bool = True
+
+
+def _depends_on(value: Any) -> Any:
+    if isinstance(value, str):
+        return {value: {}}
+    if isinstance(value, list):
+        return {str(name): {} for name in value}
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+def _env_files(value: Any) -> Any:
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if isinstance(value, list):
+        return [{"path": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _env(value: Any) -> Any:
+    """compose accepts a map or a list of ``KEY=VALUE``; values become strings."""
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            key, sep, val = str(item).partition("=")
+            out[key] = val if sep else ""
+        value = out
+    if isinstance(value, dict):
+        return {
+            str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in value.items()
+        }
+    return value
+
+
+# --- driver blocks ------------------------------------------------------------------------
+
+
+class VenvOptions(Strict):
+    """A per-agent Python environment built with uv, cached by a hash of its inputs."""
+
+    requirements: str | None = None  # path to requirements.txt (relative to workdir)
+    pyproject: str | None = None  # path to a pyproject.toml whose project is installed
+    packages: list[str] = Field(default_factory=list)  # extra requirement specifiers
+    python: str | None = None  # e.g. "3.11"; default: the interpreter corral runs on
+
+
+class FakeStep(Strict):
+    """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
+
+    print: list[str] = Field(default_factory=list)
+    stream: Literal["stdout", "stderr"] = "stdout"
+    sleep: Duration = 0.0
+    exit: int | None = None
+
+
+class FakeOptions(Strict):
+    """The fake driver runs a script of steps in-process: for tests and demos, no processes."""
+
+    steps: list[FakeStep] = Field(default_factory=list)
+    start_error: str | None = None  # make start() fail with this message
+
+
+class Resources(Strict):
+    """Placeholder block: limits are enforced by the containment layer."""
+
+    cpus: float | None = Field(None, gt=0)
+    memory: Size | None = None
+    pids: int | None = Field(None, ge=1)
+
+
+# --- agent and manifest -------------------------------------------------------------------
+
+
+class Agent(Strict):
+    description: str = ""
+    class_: AgentClass = Field("io", alias="class")
+    isolation: str = "process"
+    command: Annotated[list[str], Field(min_length=1)]
+    shell: bool = False
+    workdir: str = "."
+    env: Annotated[dict[str, str], BeforeValidator(_env)] = Field(default_factory=dict)
+    env_file: Annotated[list[EnvFile], BeforeValidator(_env_files)] = Field(default_factory=list)
+    replicas: int = Field(1, ge=0)
+    depends_on: Annotated[dict[str, Dependency], BeforeValidator(_depends_on)] = Field(
+        default_factory=dict
+    )
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    ready_log_line: Regex | None = None
+    restart: RestartPolicy = RestartPolicy()
+    stop: StopPolicy = StopPolicy()
+    venv: VenvOptions | None = None
+    fake: FakeOptions | None = None
+    resources: Resources = Resources()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        """A string command is split like a shell would, unless ``shell: true`` asks for sh."""
+        if isinstance(value, dict) and isinstance(value.get("command"), str):
+            value = dict(value)
+            if value.get("shell"):
+                value["command"] = [value["command"]]
+            else:
+                try:
+                    value["command"] = shlex.split(value["command"])
+                except ValueError as exc:
+                    raise ValueError(f"command cannot be split: {exc}") from None
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        """What the driver executes."""
+        if self.shell:
+            return ["/bin/sh", "-c", " ".join(self.command)]
+        return list(self.command)
+
+
+class MetricsConfig(Strict):
+    port: int | None = Field(None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class LogsConfig(Strict):
+    max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
+    keep: int = Field(5, ge=0)  # rotated files kept per agent
+    max_age: Duration | None = None  # delete rotated files older than this
+
+
+class Manifest(Strict):
+    version: Literal[1] = 1
+    name: str = Field(pattern=AGENT_NAME)
+    project_dir: str = "."
+    state_dir: str = ".corral"
+    metrics: MetricsConfig = MetricsConfig()
+    logs: LogsConfig = LogsConfig()
+    agents: dict[str, Agent] = Field(default_factory=dict)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, value: dict[str, Agent]) -> dict[str, Agent]:
+        bad = [name for name in value if not re.match(AGENT_NAME, name)]
+        if bad:
+            raise ValueError(
+                f"agent name {bad[0]!r} is not valid: use lowercase letters, digits, '-' and '_'"
+            )
+        return value
+
+
+def instance_name(agent: str, index: int) -> str:
+    """Instances are ``AGENT.N`` (N from 1): '.' never occurs in agent names."""
+    return f"{agent}.{index}"

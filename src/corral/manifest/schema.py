@@ -1,0 +1,189 @@
+"""The manifest as users write it, for editors (JSON Schema 2020-12), and as corral reads it
+(``dump``, the normalized YAML that ``corral config`` prints).
+
+The schema starts from pydantic's schema of the models, so titles, defaults, enums and
+``additionalProperties: false`` stay in step with them, then widens the spots where the loader
+accepts a shortcut (``command: "a b"``, ``restart: on-failure:3``, ``depends_on: [db]``,
+``tcp: 6379``, ``period: 10s``, ...). Point an editor at it with
+``# yaml-language-server: $schema=corral.schema.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, BeforeValidator
+
+from corral.manifest.model import AGENT_NAME, Manifest
+from corral.manifest.units import parse_duration, parse_size
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+KNOWN_DRIVERS = ("process", "venv", "fake", "sandbox", "container", "vm")
+
+Shape = dict[str, Any]
+_STR: Shape = {"type": "string"}
+_NULL: Shape = {"type": "null"}
+_STR_LIST: Shape = {"type": "array", "items": _STR}
+_DURATION: list[Shape] = [
+    {"type": "number", "minimum": 0},
+    {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*)+$"},
+]
+_SIZE: list[Shape] = [
+    {"type": "integer", "minimum": 0},
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]?[iI]?[bB]?)$"},
+]
+_PORT: Shape = {"type": "integer", "minimum": 1, "maximum": 65535}
+_PORT_TEXT: Shape = {"type": "string", "pattern": r"^\s*\d+\s*$|\$"}  # "8080", "${PORT}"
+_X = {"^x-": {"description": "Extension field, ignored (a place for YAML anchors)."}}
+
+# Help text shown by editors; the models' docstrings cover the nested blocks.
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "Manifest": {
+        "version": "Manifest format version.",
+        "name": "Project name. Default: the project directory's name.",
+        "project_dir": "Where relative paths start. Default: the manifest's directory.",
+        "state_dir": "Where corral keeps state, logs and venvs. Default: PROJECT/.corral.",
+        "agents": "The agents to run, by name (lowercase letters, digits, '-', '_').",
+    },
+    "Agent": {
+        "description": "Free text shown by 'corral ps' and the web UI.",
+        "class": "compute (run to completion), io (restart with backoff; the default), "
+        "service (always up, needs a health check), ai (restart on failure).",
+        "isolation": "Driver that runs the agent. Default: venv with a venv: block, else process.",
+        "command": "Program and arguments: a list, or a string split like a shell would.",
+        "shell": "Run the command with /bin/sh -c.",
+        "workdir": "Working directory, relative to the project directory.",
+        "env": "Environment variables: a map, or a list of KEY=VALUE. A key without a value "
+        "is taken from corral's environment.",
+        "env_file": "dotenv files read into env (env wins); paths relative to the project.",
+        "replicas": "Number of instances (AGENT.1, AGENT.2, ...).",
+        "depends_on": "Agents to wait for: a list of names or a map name → {condition, "
+        "required, restart}.",
+        "readiness": "Probe deciding when the agent is ready (dependents wait for it).",
+        "liveness": "Probe deciding when a running agent is stuck (action: restart by default).",
+        "ready_log_line": "Regular expression: the agent is ready once a log line matches.",
+        "restart": "no | on-failure | always | unless-stopped, optionally ':N' max restarts, "
+        "or a full policy. Default depends on class.",
+        "stop": "Stop signal and grace period before the process group is killed.",
+        "venv": "Per-agent Python environment (requirements.txt, pyproject.toml, packages).",
+        "fake": "Script for the fake driver (tests and demos).",
+        "resources": "CPU, memory and pid limits.",
+        "labels": "Free-form string labels.",
+    },
+}
+
+
+def model_classes(tp: Any, found: dict[str, type[BaseModel]]) -> dict[str, type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp.__name__ in found:
+            return found
+        found[tp.__name__] = tp
+        for info in tp.model_fields.values():
+            model_classes(info.annotation, found)
+    for arg in get_args(tp):
+        model_classes(arg, found)
+    return found
+
+
+def _before(info: Any) -> set[Any]:
+    """The BeforeValidator functions on a field, also inside ``Annotated[...] | None``."""
+    found = {m.func for m in info.metadata if isinstance(m, BeforeValidator)}
+    stack = list(get_args(info.annotation))
+    while stack:
+        arg = stack.pop()
+        if isinstance(arg, BeforeValidator):
+            found.add(arg.func)
+        stack.extend(get_args(arg))
+    return found
+
+
+def _widen(prop: dict[str, Any], *shapes: dict[str, Any], nullable: bool = False) -> None:
+    """Replace a property's type with ``anyOf`` the given shapes; keep title/default/docs."""
+    for key in ("type", "anyOf", "$ref", "items", "additionalProperties", "ge", "minimum"):
+        prop.pop(key, None)
+    prop.pop("minItems", None)
+    prop["anyOf"] = [*shapes, _NULL] if nullable else list(shapes)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def _units(defs: dict[str, Any]) -> None:
+    for name, model in model_classes(Manifest, {}).items():
+        props = defs.get(name, {}).get("properties", {})
+        for field_name, info in model.model_fields.items():
+            prop = props.get(info.alias or field_name)
+            if prop is None:
+                continue
+            validators = _before(info)
+            nullable = not info.is_required() and info.default is None
+            if parse_duration in validators:
+                _widen(prop, *_DURATION, nullable=nullable)
+            elif parse_size in validators:
+                _widen(prop, *_SIZE, nullable=nullable)
+
+
+def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
+    agent = defs["Agent"]["properties"]
+    _widen(agent["command"], _STR, {**_STR_LIST, "minItems": 1})
+    scalar = {"type": ["string", "number", "boolean", "null"]}
+    _widen(agent["env"], {"type": "object", "additionalProperties": scalar}, _STR_LIST)
+    file = {"anyOf": [_STR, _ref("EnvFile")]}
+    _widen(agent["env_file"], _STR, _ref("EnvFile"), {"type": "array", "items": file})
+    dep = {"anyOf": [_ref("Dependency"), _NULL]}
+    _widen(agent["depends_on"], _STR, _STR_LIST, {"type": "object", "additionalProperties": dep})
+    names = ["no", "on-failure", "always", "unless-stopped"]
+    counted = {"type": "string", "pattern": r"^(on-failure|always|unless-stopped):\d+$"}
+    _widen(agent["restart"], {"enum": names}, counted, {"const": False}, _ref("RestartPolicy"))
+    agent["restart"].pop("default", None)
+    agent["isolation"]["examples"] = sorted({*drivers, *KNOWN_DRIVERS})
+    agent["isolation"].pop("default", None)
+    probe = defs["Probe"]["properties"]
+    _widen(probe["exec"], _STR, _STR_LIST, _ref("ExecCheck"), nullable=True)
+    for kind, check in (("tcp", "TcpCheck"), ("http", "HttpCheck")):
+        _widen(probe[kind], _PORT, _PORT_TEXT, _ref(check), nullable=True)
+    _widen(probe["log_line"], _STR, _ref("LogLineCheck"), nullable=True)
+    _widen(defs["ExecCheck"]["properties"]["command"], _STR, {**_STR_LIST, "minItems": 1})
+    _widen(defs["StopPolicy"]["properties"]["signal"], _STR, {"type": "integer", "minimum": 1})
+
+
+def json_schema(drivers: Collection[str] = ("process", "venv", "fake")) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) for corral.yaml as users write it."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    defs: dict[str, Any] = schema["$defs"]
+    _units(defs)
+    _shortcuts(defs, drivers)
+    for model, docs in DESCRIPTIONS.items():
+        props = schema["properties"] if model == "Manifest" else defs[model]["properties"]
+        for key, text in docs.items():
+            props[key]["description"] = text
+    for target in (schema, defs["Agent"]):
+        target["patternProperties"] = _X
+    schema["properties"]["agents"]["propertyNames"] = {"pattern": AGENT_NAME}
+    for key in ("project_dir", "state_dir"):
+        schema["properties"][key].pop("default", None)
+    schema.pop("required", None)  # name defaults to the project directory's name
+    schema.pop("title", None)
+    return {"$schema": DRAFT, "title": "corral manifest", **schema}
+
+
+def _escape(value: Any) -> Any:
+    """``$`` → ``$$`` so the dump reads back to the same manifest (interpolation is undone)."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    return value
+
+
+def dump(manifest: Manifest) -> str:
+    """The normalized manifest as YAML: every default filled in, paths absolute, keys in model
+    order, ``$`` escaped as ``$$``. ``load_text(dump(m), ...)`` gives back ``m``."""
+    data = _escape(manifest.model_dump(by_alias=True, mode="json"))
+    text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return text

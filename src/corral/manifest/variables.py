@@ -1,0 +1,235 @@
+"""Where variables come from and where they go: ``${VAR}`` interpolation, ``.env``, env files.
+
+Interpolation follows compose: ``$VAR``, ``${VAR}``, ``${VAR:-default}`` (unset or empty),
+``${VAR-default}`` (unset), ``${VAR:?message}`` / ``${VAR?message}`` (required),
+``${VAR:+alt}`` / ``${VAR+alt}``, nested (``${A:-${B}}``), and ``$$`` for a literal ``$``.
+A ``$`` not followed by a name or ``{`` stays as it is. An unset variable without a default
+becomes "" with a warning, as compose does.
+
+dotenv files follow python-dotenv/compose: ``KEY=VALUE``, an optional ``export`` prefix, ``#``
+comments (inline ones need a space before ``#`` in unquoted values), 'single' quotes literal,
+"double" quotes with ``\\n \\t \\r \\" \\\\`` escapes that may span lines, and ``KEY`` alone
+meaning "take it from the environment". An agent's env files sit under its explicit ``env``.
+Env file values are not interpolated: a ``$`` in a secret stays a ``$``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.manifest.classes import absolute
+from corral.manifest.hints import dotted
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.S)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith("$$", i) or text.startswith("${", i):
+            depth += text[i + 1] == "{"
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+@dataclass
+class Interpolator:
+    """Substitutes ``variables`` into strings, collecting problems and warnings with paths."""
+
+    variables: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def walk(self, value: Any, loc: tuple[Any, ...] = ()) -> Any:
+        """Every string value in nested mappings and lists (keys are left alone)."""
+        if isinstance(value, str):
+            return self.text(value, dotted(loc) or "top level")
+        if isinstance(value, dict):
+            return {k: self.walk(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, (*loc, i)) for i, v in enumerate(value)]
+        return value
+
+    def text(self, text: str, path: str) -> str:
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            nxt = text[i + 1 : i + 2]
+            if text[i] != "$" or not nxt:
+                out.append(text[i])
+                i += 1
+            elif nxt == "$":
+                out.append("$")
+                i += 2
+            elif nxt == "{":
+                end = _closing_brace(text, i + 2)
+                if end < 0:
+                    self.problems.append(
+                        f"{path}: unterminated ${{ in {text!r} (close it with }} "
+                        "or write $$ for a literal $)"
+                    )
+                    return "".join(out)
+                out.append(self._braced(text[i + 2 : end], path))
+                i = end + 1
+            elif match := _NAME.match(text, i + 1):
+                out.append(self._braced(match.group(), path))
+                i = match.end()
+            else:
+                out.append("$")
+                i += 1
+        return "".join(out)
+
+    def _braced(self, inner: str, path: str) -> str:
+        match = _BRACED.fullmatch(inner)
+        if not match:
+            self.problems.append(
+                f"{path}: invalid interpolation ${{{inner}}} "
+                "(write ${NAME}, ${NAME:-default}, ${NAME:?message}, or $$ for a literal $)"
+            )
+            return ""
+        name, op, arg = match.groups()
+        value = self.variables.get(name)
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op is None:
+            warning = (
+                f"{path}: variable {name} is not set, using an empty string "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+            if value is None and warning not in self.warnings:
+                self.warnings.append(warning)
+            return value or ""
+        if op.endswith("-"):
+            return self.text(arg, path) if unset else str(value)
+        if op.endswith("+"):
+            return "" if unset else self.text(arg, path)
+        if unset:
+            message = self.text(arg, path) or "set it in the environment or in .env"
+            self.problems.append(f"{path}: required variable {name} is missing: {message}")
+        return value or ""
+
+
+# --- dotenv -------------------------------------------------------------------------------
+
+_DOTENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:=\s*(.*))?", re.S)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
+def _closing_quote(body: str, quote: str) -> int:
+    i = 0
+    while i < len(body):
+        if quote == '"' and body[i] == "\\":
+            i += 2
+            continue
+        if body[i] == quote:
+            return i
+        i += 1
+    return -1
+
+
+def parse_dotenv(text: str) -> tuple[dict[str, str | None], list[str]]:
+    """Values by key (None for a bare ``KEY``) and problems as ``line N: ...``."""
+    values: dict[str, str | None] = {}
+    problems: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        lineno, line = i + 1, lines[i].strip()
+        i += 1
+        if not line or line.startswith("#"):
+            continue
+        match = _DOTENV_LINE.fullmatch(line)
+        if not match:
+            problems.append(f"line {lineno}: expected KEY=VALUE, got {line[:40]!r}")
+            continue
+        key, raw = match.groups()
+        if raw is None or raw[:1] not in ("'", '"'):
+            values[key] = None if raw is None else re.split(r"\s+#", raw, maxsplit=1)[0].strip()
+            continue
+        quote, body = raw[0], raw[1:]
+        while _closing_quote(body, quote) < 0 and i < len(lines):
+            body, i = body + "\n" + lines[i], i + 1
+        end = _closing_quote(body, quote)
+        rest = body[end + 1 :].strip() if end >= 0 else ""
+        if end < 0 or (rest and not rest.startswith("#")):
+            problems.append(f"line {lineno}: unterminated quote or text after the closing quote")
+            continue
+        value = body[:end]
+        if quote == '"':
+            value = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m[1], m[1]), value, flags=re.S)
+        values[key] = value
+    return values, problems
+
+
+def fill_bare(pairs: Iterable[tuple[Any, Any]], variables: Mapping[str, str]) -> dict[Any, Any]:
+    """A ``KEY`` without a value takes it from ``variables``, or is left out (compose)."""
+    return {
+        k: (variables[k] if v is None else v) for k, v in pairs if v is not None or k in variables
+    }
+
+
+def env_file_entries(value: Any, base: Path) -> Any:
+    """``.env`` / ``[a, {path: b, required: false}]`` → a list of mappings whose paths are
+    absolute (relative ones start at ``base``); anything else is left for pydantic to report."""
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if not isinstance(value, list):
+        return value
+    entries = [{"path": v} if isinstance(v, str) else v for v in value]
+    return [
+        {**e, "path": str(absolute(base, e["path"]))}
+        if isinstance(e, dict) and isinstance(e.get("path"), str)
+        else e
+        for e in entries
+    ]
+
+
+def read_dotenv(
+    path: Path, where: str, variables: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The file's variables (bare keys filled from ``variables``), problems prefixed ``where``."""
+    try:
+        values, problems = parse_dotenv(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [f"{where}: cannot read {path}: {exc}"]
+    return fill_bare(values.items(), variables), [f"{where}: {path}, {p}" for p in problems]
+
+
+def agent_env(name: str, spec: Any, variables: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """The agent's ``env`` as one mapping: env files (in order) under the explicit entries.
+
+    ``env_file`` entries must already be ``{path: ABSOLUTE, required: ...}`` mappings.
+    """
+    if not isinstance(spec, dict):
+        return spec, []
+    env = spec.get("env", {})
+    if isinstance(env, list):
+        env = {k: (v if sep else None) for k, sep, v in (str(i).partition("=") for i in env)}
+    if not isinstance(env, dict):
+        return spec, []  # pydantic reports it
+    merged: dict[str, str] = {}
+    problems: list[str] = []
+    files = spec.get("env_file", [])
+    for i, entry in enumerate(files if isinstance(files, list) else []):
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
+            continue
+        path, where = Path(entry["path"]), f"agents.{name}.env_file[{i}]"
+        if path.is_file():
+            values, found = read_dotenv(path, where, variables)
+            merged.update(values)
+            problems.extend(found)
+        elif entry.get("required", True) is not False:
+            problems.append(
+                f"{where}: file not found: {path} (create it or mark it required: false)"
+            )
+    return {**spec, "env": {**merged, **fill_bare(env.items(), variables)}}, problems

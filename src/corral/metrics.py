@@ -1,0 +1,88 @@
+"""Every Prometheus metric corral exposes, in one place, built from snapshots at scrape time.
+
+Nothing is mutated on the hot path: a scrape reads the runners' snapshots and the drivers'
+usage figures and renders them, so an idle fleet costs nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from corral.runtime.state import State
+
+_LABELS = ["agent", "instance"]
+
+
+class FleetCollector:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.usage: dict[str, tuple[float, int]] = {}
+        self.started_at = time.time()
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("corral_instance_up", "1 when the instance is running",
+                               labels=_LABELS)
+        state = GaugeMetricFamily("corral_instance_state",
+                                  "1 for the instance's current state", labels=[*_LABELS, "state"])
+        restarts = CounterMetricFamily("corral_instance_restarts",
+                                       "restarts since the instance was created", labels=_LABELS)
+        exit_code = GaugeMetricFamily("corral_instance_last_exit_code",
+                                      "exit code of the last run (absent before any exit)",
+                                      labels=_LABELS)
+        healthy = GaugeMetricFamily("corral_instance_healthy",
+                                    "1 healthy, 0 unhealthy (probed instances with a verdict)",
+                                    labels=_LABELS)
+        oom = GaugeMetricFamily("corral_instance_oom_killed",
+                                "1 when the last run ended in an OOM kill", labels=_LABELS)
+        cpu = CounterMetricFamily("corral_instance_cpu_seconds",
+                                  "CPU time used by the running instance", labels=_LABELS)
+        rss = GaugeMetricFamily("corral_instance_memory_rss_bytes",
+                                "resident memory of the running instance", labels=_LABELS)
+        uptime = GaugeMetricFamily("corral_instance_uptime_seconds",
+                                   "seconds since the running instance started", labels=_LABELS)
+        for row in self.rows:
+            labels = [row["agent"], row["name"]]
+            running = row["state"] == State.RUNNING.value
+            up.add_metric(labels, 1.0 if running else 0.0)
+            for s in State:
+                state.add_metric([*labels, s.value], 1.0 if row["state"] == s.value else 0.0)
+            restarts.add_metric(labels, float(row["restarts"]))
+            if row["exit_code"] is not None:
+                exit_code.add_metric(labels, float(row["exit_code"]))
+            if row["health"] in ("healthy", "unhealthy"):
+                healthy.add_metric(labels, 1.0 if row["health"] == "healthy" else 0.0)
+            oom.add_metric(labels, 1.0 if row["oom_killed"] else 0.0)
+            if row["uptime"] is not None:
+                uptime.add_metric(labels, float(row["uptime"]))
+            usage = self.usage.get(row["name"])
+            if usage is not None and running:
+                cpu.add_metric(labels, usage[0])
+                rss.add_metric(labels, float(usage[1]))
+        yield from (up, state, restarts, exit_code, healthy, oom, cpu, rss, uptime)
+        n = GaugeMetricFamily("corral_supervisor_instances", "instances managed")
+        n.add_metric([], float(len(self.rows)))
+        age = GaugeMetricFamily("corral_supervisor_uptime_seconds", "seconds since daemon start")
+        age.add_metric([], time.time() - self.started_at)
+        yield n
+        yield age
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.fleet = FleetCollector()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.fleet)
+        ProcessCollector(namespace="corral_supervisor", registry=self.registry)
+
+    def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]]) -> bytes:
+        self.fleet.rows = rows
+        self.fleet.usage = usage
+        return generate_latest(self.registry)
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

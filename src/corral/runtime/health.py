@@ -1,0 +1,157 @@
+"""Health probes with Kubernetes semantics: exec, http, tcp and log_line checks.
+
+A ``ProbeLoop`` waits ``initial_delay``, then checks every ``period`` with a ``timeout``;
+``success_threshold`` passes in a row make it healthy, ``failure_threshold`` failures in a row
+unhealthy. It only reports verdicts; the runner decides what a failure means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from corral.manifest.model import Probe
+
+Verdict = Callable[[bool, str], None]
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def time(self) -> float:
+        import time
+
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class LogWatch:
+    """Remembers whether a pattern has appeared in an instance's output since it started."""
+
+    def __init__(self, pattern: str) -> None:
+        self._re = re.compile(pattern.encode())
+        self.seen = asyncio.Event()
+
+    def lines(self, stream: str, data: bytes) -> None:
+        if not self.seen.is_set() and self._re.search(data):
+            self.seen.set()
+
+
+async def check(probe: Probe, *, env: dict[str, str], workdir: str,
+                log_watch: LogWatch | None) -> tuple[bool, str]:
+    """One check, bounded by the probe's timeout. Returns (passed, detail)."""
+    try:
+        return await asyncio.wait_for(_check(probe, env, workdir, log_watch), probe.timeout)
+    except TimeoutError:
+        return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
+
+
+async def _check(probe: Probe, env: dict[str, str], workdir: str,
+                 log_watch: LogWatch | None) -> tuple[bool, str]:
+    if probe.tcp is not None:
+        try:
+            _, writer = await asyncio.open_connection(probe.tcp.host, probe.tcp.port)
+        except OSError as exc:
+            return False, f"tcp {probe.tcp.host}:{probe.tcp.port}: {exc.strerror or exc}"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True, f"tcp {probe.tcp.host}:{probe.tcp.port} accepts connections"
+    if probe.http is not None:
+        return await _http(probe)
+    if probe.exec is not None:
+        return await _exec(probe.exec.command, env, workdir)
+    if probe.log_line is not None:
+        if log_watch is not None and log_watch.seen.is_set():
+            return True, f"log line /{probe.log_line.pattern}/ seen"
+        return False, f"log line /{probe.log_line.pattern}/ not seen yet"
+    raise AssertionError("probe kind")
+
+
+async def _http(probe: Probe) -> tuple[bool, str]:
+    h = probe.http
+    assert h is not None
+    ssl = h.scheme == "https" or None
+    try:
+        reader, writer = await asyncio.open_connection(h.host, h.port, ssl=ssl)
+    except OSError as exc:
+        return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
+    try:
+        writer.write(f"GET {h.path} HTTP/1.0\r\nHost: {h.host}\r\n\r\n".encode())
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    parts = line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return False, f"http {h.path}: not an HTTP response"
+    status = int(parts[1])
+    return status in h.status, f"http {h.path}: status {status}"
+
+
+async def _exec(argv: list[str], env: dict[str, str], workdir: str) -> tuple[bool, str]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        return False, f"exec {argv[0]}: {exc.strerror or exc}"
+    try:
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise
+    tail = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
+    detail = f"exec {argv[0]}: exit {proc.returncode}" + (f": {tail[0][:200]}" if tail else "")
+    return proc.returncode == 0, detail
+
+
+class ProbeLoop:
+    def __init__(self, probe: Probe, verdict: Verdict, *, env: dict[str, str], workdir: str,
+                 log_watch: LogWatch | None, clock: Clock) -> None:
+        self.probe = probe
+        self._verdict = verdict
+        self._env = env
+        self._workdir = workdir
+        self._log_watch = log_watch
+        self._clock = clock
+        self.healthy: bool | None = None
+        self.detail = ""
+
+    async def run(self) -> None:
+        p = self.probe
+        await self._clock.sleep(p.initial_delay)
+        passes = fails = 0
+        while True:
+            ok, detail = await check(p, env=self._env, workdir=self._workdir,
+                                     log_watch=self._log_watch)
+            self.detail = detail
+            passes, fails = (passes + 1, 0) if ok else (0, fails + 1)
+            if ok and passes >= p.success_threshold and self.healthy is not True:
+                self.healthy = True
+                self._verdict(True, detail)
+            elif not ok and fails >= p.failure_threshold and self.healthy is not False:
+                self.healthy = False
+                self._verdict(False, detail)
+            if self._log_watch is not None and not ok and p.log_line is not None:
+                # a log_line probe need not wait a whole period once the line shows up
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._log_watch.seen.wait(), p.period)
+                continue
+            await self._clock.sleep(p.period)

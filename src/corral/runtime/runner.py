@@ -1,0 +1,334 @@
+"""One runner per agent instance: the only owner of that instance's state.
+
+The lifecycle loop reads top to bottom: wait for dependencies, prepare, start, supervise (exit,
+stop requests, probe verdicts), ask the restart policy, repeat. Everything else (API, probes,
+reconciles) sends the runner requests and reads its frozen ``Snapshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from corral.drivers.base import Driver, ExitResult, Handle, Output, Task
+from corral.errors import CorralError
+from corral.runtime import restart
+from corral.runtime.health import Clock, LogWatch, ProbeLoop
+from corral.runtime.state import ACTIVE, Health, State, check_transition
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    name: str
+    agent: str
+    index: int
+    state: State
+    health: Health
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    oom_killed: bool = False
+    reason: str = ""
+    spec_hash: str = ""
+    log_ready: bool = False
+    handle: Handle | None = None
+
+
+class Hooks:
+    """What a runner needs from its supervisor, injected (habit 7)."""
+
+    def __init__(
+        self,
+        *,
+        changed: Callable[[Snapshot, Snapshot], None],
+        wait_dependencies: Callable[[str], Awaitable[str | None]],
+        clock: Clock,
+    ) -> None:
+        self.changed = changed
+        self.wait_dependencies = wait_dependencies
+        self.clock = clock
+
+
+Request = Literal["start", "stop", "restart"]
+
+
+class Runner:
+    def __init__(self, task: Task, driver: Driver, output: Output, hooks: Hooks,
+                 *, spec_hash: str, restarts: int = 0,
+                 add_line_listener: Callable[[Callable[[str, bytes], None]], Callable[[], None]]
+                 | None = None) -> None:
+        self.task = task
+        self.driver = driver
+        self.output = output
+        self._hooks = hooks
+        self._add_line_listener = add_line_listener
+        self.snapshot = Snapshot(
+            name=task.instance, agent=task.agent, index=task.index, state=State.CREATED,
+            health=Health.NONE if not (task.spec.readiness or task.spec.liveness)
+            else Health.UNKNOWN,
+            restarts=restarts, spec_hash=spec_hash,
+        )
+        self._want_up = True
+        self._requests: asyncio.Queue[Request] = asyncio.Queue()
+        self._history = restart.History()
+        self._task: asyncio.Task[None] | None = None
+        self._adopt: Handle | None = None
+        self.settled = asyncio.Event()  # set whenever the instance rests (stopped/exited/fatal)
+
+    # --- control from outside --------------------------------------------------------------
+
+    def launch(self, adopt: Handle | None = None, *, up: bool = True) -> None:
+        self._adopt = adopt
+        self._want_up = up
+        self._task = asyncio.create_task(self._loop(), name=f"runner:{self.task.instance}")
+
+    def request(self, what: Request) -> None:
+        self._requests.put_nowait(what)
+
+    async def stop(self) -> None:
+        """Stop and wait until the instance rests."""
+        self.settled.clear()
+        self.request("stop")
+        await self.settled.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        close_output = getattr(self.output, "close", None)
+        if close_output is not None:
+            close_output()
+
+    # --- state -----------------------------------------------------------------------------
+
+    def _set(self, state: State | None = None, **changes: object) -> None:
+        old = self.snapshot
+        if state is not None:
+            check_transition(old.state, state)
+            changes["state"] = state
+        new = replace(old, **changes)  # type: ignore[arg-type]
+        if new == old:
+            return
+        self.snapshot = new
+        if state is not None and state in (State.STOPPED, State.EXITED, State.FATAL):
+            self.settled.set()
+        self._hooks.changed(old, new)
+
+    # --- the lifecycle loop ----------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        adopt, self._adopt = self._adopt, None
+        while True:
+            if not self._want_up:
+                if self.snapshot.state not in (State.STOPPED, State.EXITED, State.FATAL):
+                    self._set(State.STOPPED, pid=None)
+                self.settled.set()
+                await self._next_request()
+                continue
+            if adopt is not None:
+                handle, adopt = adopt, None
+                self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at,
+                          handle=handle)
+            else:
+                started = await self._bring_up()
+                if started is None:
+                    continue
+                handle = started
+            result, why = await self._supervise(handle)
+            self._record_exit(result)
+            if why == "stop":
+                self._want_up = False
+                self._set(State.STOPPED, pid=None, handle=None, reason="stopped on request")
+                continue
+            if why == "restart":
+                self._set(State.BACKOFF, pid=None, handle=None, reason="restarting on request",
+                          restarts=self.snapshot.restarts + 1)
+                continue
+            now = self._hooks.clock.time()
+            decision = restart.decide(self.task.spec.restart, result,
+                                      started_at=handle.started_at, now=now,
+                                      history=self._history)
+            if why.startswith("probe:restart:"):
+                detail = why.removeprefix("probe:restart:")
+                decision = restart.Decision("restart", 0.0, f"{detail}; restarting",
+                                            decision.history)
+            self._history = decision.history
+            if decision.action == "exit":
+                self._want_up = False
+                self._set(State.EXITED, pid=None, handle=None, reason=decision.reason)
+            elif decision.action == "fatal":
+                self._want_up = False
+                self._set(State.FATAL, pid=None, handle=None, reason=decision.reason)
+            else:
+                self._set(State.BACKOFF, pid=None, handle=None, reason=decision.reason,
+                          restarts=self.snapshot.restarts + 1)
+                if await self._interruptible_sleep(decision.delay):
+                    continue
+
+    async def _next_request(self) -> None:
+        what = await self._requests.get()
+        if what in ("start", "restart"):
+            self._want_up = True
+
+    async def _interruptible_sleep(self, delay: float) -> bool:
+        """Sleep through a backoff; True when a request came first (it has been applied)."""
+        if delay <= 0:
+            return False
+        getter = asyncio.ensure_future(self._requests.get())
+        sleeper = asyncio.ensure_future(self._hooks.clock.sleep(delay))
+        done, _ = await asyncio.wait({getter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            sleeper.cancel()
+            what = getter.result()
+            self._want_up = what != "stop"
+            return True
+        getter.cancel()
+        return False
+
+    async def _bring_up(self) -> Handle | None:
+        """Wait for dependencies, prepare, start. None: it did not start (state says why)."""
+        spec = self.task.spec
+        if spec.depends_on:
+            self._set(State.WAITING, reason="waiting for dependencies")
+            failure = await self._race(self._hooks.wait_dependencies(self.task.agent))
+            if failure is _INTERRUPTED:
+                return None
+            if failure:
+                self._want_up = False
+                self._set(State.FATAL, reason=str(failure))
+                return None
+        try:
+            self._set(State.PREPARING, reason="")
+            prepared = await self._race(self.driver.prepare(self.task, self.output))
+            if prepared is _INTERRUPTED:
+                return None
+            self._set(State.STARTING)
+            handle = await self.driver.start(self.task, self.output)
+        except CorralError as exc:
+            self._want_up = False
+            self._set(State.FATAL, reason=str(exc), pid=None)
+            return None
+        probed = bool(spec.readiness or spec.liveness)
+        self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at, handle=handle,
+                  reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE,
+                  exit_code=None, exit_signal=None, oom_killed=False)
+        return handle
+
+    async def _race(self, work: Awaitable[object]) -> object:
+        """Run ``work`` unless a stop request comes first."""
+        job = asyncio.ensure_future(work)
+        getter = asyncio.ensure_future(self._requests.get())
+        done, _ = await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done and getter.result() == "stop":
+            job.cancel()
+            with contextlib.suppress(BaseException):
+                await job
+            self._want_up = False
+            return _INTERRUPTED
+        if getter not in done:
+            getter.cancel()
+        return await job
+
+    async def _supervise(self, handle: Handle) -> tuple[ExitResult, str]:
+        """Until the instance ends: watch its exit, requests and probe verdicts."""
+        verdicts: asyncio.Queue[str] = asyncio.Queue()
+        probes, cleanup = self._start_probes(verdicts)
+        waiter = asyncio.ensure_future(self.driver.wait(handle))
+        why = "exit"
+        try:
+            while True:
+                getter = asyncio.ensure_future(self._requests.get())
+                verdict = asyncio.ensure_future(verdicts.get())
+                done, _ = await asyncio.wait({waiter, getter, verdict},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for f in (getter, verdict):
+                    if f not in done:
+                        f.cancel()
+                if waiter in done:
+                    # a request that raced with the exit still counts
+                    if getter in done and getter.result() in ("stop", "restart"):
+                        why = getter.result()
+                    break
+                if getter in done:
+                    what = getter.result()
+                    if what == "start":
+                        continue
+                    why = what
+                elif verdict in done:
+                    why = verdict.result()
+                    if why == "probe:ignore":
+                        continue
+                sig = signal.SIGKILL if why.startswith("probe:kill") else \
+                    signal.Signals[self.task.spec.stop.signal]
+                self._set(State.STOPPING, reason=why.split(":", 2)[-1])
+                await self.driver.stop(handle, sig=sig, timeout=self.task.spec.stop.timeout)
+                break
+            result = await waiter
+        finally:
+            for p in probes:
+                p.cancel()
+            for c in cleanup:
+                c()
+        if why.startswith("probe:stop"):
+            why = "stop"
+        return result, why
+
+    def _record_exit(self, result: ExitResult) -> None:
+        self._set(exit_code=result.code, exit_signal=result.signal,
+                  oom_killed=result.oom_killed, reason=result.describe())
+
+    # --- probes ----------------------------------------------------------------------------
+
+    def _start_probes(self, verdicts: asyncio.Queue[str]) -> tuple[
+            list[asyncio.Task[None]], list[Callable[[], None]]]:
+        spec = self.task.spec
+        tasks: list[asyncio.Task[None]] = []
+        cleanup: list[Callable[[], None]] = []
+        if spec.ready_log_line and self._add_line_listener is not None:
+            watch = LogWatch(spec.ready_log_line)
+
+            def on_lines(stream: str, data: bytes, w: LogWatch = watch) -> None:
+                if not w.seen.is_set():
+                    w.lines(stream, data)
+                    if w.seen.is_set():
+                        self._set(log_ready=True)
+
+            cleanup.append(self._add_line_listener(on_lines))
+        roles = [("readiness", spec.readiness), ("liveness", spec.liveness)]
+        for role, probe in roles:
+            if probe is None:
+                continue
+            log_watch = None
+            if probe.log_line is not None and self._add_line_listener is not None:
+                log_watch = LogWatch(probe.log_line.pattern)
+                cleanup.append(self._add_line_listener(log_watch.lines))
+            action = probe.action or ("restart" if role == "liveness" else "none")
+            loop = ProbeLoop(probe, self._verdict_handler(role, action, verdicts),
+                             env=self.task.env, workdir=self.task.workdir,
+                             log_watch=log_watch, clock=self._hooks.clock)
+            tasks.append(asyncio.create_task(loop.run(), name=f"{role}:{self.task.instance}"))
+        return tasks, cleanup
+
+    def _verdict_handler(self, role: str, action: str,
+                         verdicts: asyncio.Queue[str]) -> Callable[[bool, str], None]:
+        spec = self.task.spec
+
+        def verdict(ok: bool, detail: str) -> None:
+            # health shows readiness when declared, else liveness
+            if role == "readiness" or spec.readiness is None:
+                self._set(health=Health.HEALTHY if ok else Health.UNHEALTHY,
+                          reason="" if ok else f"{role} probe failing: {detail}")
+            if not ok and action != "none" and self.snapshot.state in ACTIVE:
+                verdicts.put_nowait(f"probe:{action}:{role} probe failed: {detail}")
+
+        return verdict
+
+
+_INTERRUPTED = object()

@@ -1,0 +1,329 @@
+"""The supervisor: owns the runners, reconciles them with the manifest, answers for the fleet.
+
+``apply`` is a reconcile by spec hash: only instances whose normalized spec changed are
+restarted; new ones start, removed ones stop. Dependencies are awaited by the runners
+themselves through ``wait_dependencies``; stopping goes in reverse dependency order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from corral.drivers import registry
+from corral.drivers.base import Driver, Handle, Task
+from corral.errors import CorralError, NotFound
+from corral.logs.sink import AgentLog
+from corral.manifest import graph
+from corral.manifest.model import Agent, Manifest, instance_name
+from corral.runtime.events import EventBus
+from corral.runtime.health import Clock, RealClock
+from corral.runtime.runner import Hooks, Runner, Snapshot
+from corral.runtime.state import Health, State
+from corral.runtime.store import Store
+
+
+class Supervisor:
+    def __init__(self, state_dir: str, *, store: Store, events: EventBus,
+                 clock: Clock | None = None, drivers: dict[str, Driver] | None = None,
+                 base_env: dict[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.store = store
+        self.events = events
+        self.clock = clock or RealClock()
+        self.manifest: Manifest | None = None
+        self.runners: dict[str, Runner] = {}
+        self._drivers: dict[str, Driver] = dict(drivers or {})
+        self._logs: dict[str, AgentLog] = {}
+        self._changed = asyncio.Event()
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
+                            clock=self.clock)
+
+    # --- parts ------------------------------------------------------------------------------
+
+    def driver(self, name: str) -> Driver:
+        if name not in self._drivers:
+            self._drivers[name] = registry.load(name)()
+        return self._drivers[name]
+
+    def log(self, agent: str) -> AgentLog:
+        if agent not in self._logs:
+            assert self.manifest is not None
+            cfg = self.manifest.logs
+            self._logs[agent] = AgentLog(os.path.join(self.state_dir, "logs"), agent,
+                                         max_size=cfg.max_size, keep=cfg.keep,
+                                         max_age=cfg.max_age)
+        return self._logs[agent]
+
+    def known_pids(self) -> set[int]:
+        pids: set[int] = set()
+        for d in self._drivers.values():
+            known = getattr(d, "known_pids", None)
+            if known is not None:
+                pids |= known()
+        return pids
+
+    def task(self, agent: str, index: int) -> Task:
+        assert self.manifest is not None
+        spec = self.manifest.agents[agent]
+        name = instance_name(agent, index)
+        env = dict(self._base_env)
+        env.update(spec.env)
+        data_dir = os.path.join(self.state_dir, "data", agent)
+        os.makedirs(data_dir, exist_ok=True)
+        env.update(
+            CORRAL_PROJECT=self.manifest.name, CORRAL_AGENT=agent, CORRAL_INSTANCE=name,
+            CORRAL_INSTANCE_INDEX=str(index), CORRAL_REPLICAS=str(spec.replicas),
+            CORRAL_STATE_DIR=data_dir,
+        )
+        return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
+                    spec=spec, workdir=spec.workdir,
+                    run_dir=os.path.join(self.state_dir, "run", name),
+                    cache_dir=os.path.join(self.state_dir, "cache"), env=env)
+
+    def spec_hash(self, agent: str, spec: Agent) -> str:
+        digest = hashlib.sha256(spec.model_dump_json(exclude={"replicas"}).encode())
+        digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
+        return digest.hexdigest()[:16]
+
+    # --- runners ---------------------------------------------------------------------------
+
+    def _new_runner(self, agent: str, index: int, spec_hash: str, restarts: int = 0,
+                    *, resume: bool = False) -> Runner:
+        """``resume``: continue a line the previous daemon had only partly read."""
+        task = self.task(agent, index)
+        os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
+        out = self.log(agent).writer(task.instance,
+                                     tail_file=os.path.join(task.run_dir, "partial-lines"))
+        if resume:
+            out.restore_from_tail_file()
+        return Runner(task, self.driver(task.spec.isolation), out, self._hooks,
+                      spec_hash=spec_hash, restarts=restarts,
+                      add_line_listener=out.listen_lines)
+
+    def _on_change(self, old: Snapshot, new: Snapshot) -> None:
+        self.store.put(new)
+        if (old.state, old.health, old.pid, old.log_ready) != (
+                new.state, new.health, new.pid, new.log_ready):
+            self.events.publish({"type": "state", **public(new)})
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _desired(self, manifest: Manifest) -> dict[str, tuple[str, int]]:
+        return {instance_name(a, i): (a, i)
+                for a, spec in manifest.agents.items() for i in range(1, spec.replicas + 1)}
+
+    async def apply(self, manifest: Manifest) -> dict[str, list[str]]:
+        """Reconcile the fleet with ``manifest``; returns what was done per instance."""
+        old = self.manifest
+        self.manifest = manifest
+        self.store.set_meta("manifest", manifest.model_dump(mode="json", by_alias=True))
+        hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
+        desired = self._desired(manifest)
+        removed = [n for n in self.runners if n not in desired]
+        changed = [n for n, r in self.runners.items()
+                   if n in desired and r.snapshot.spec_hash != hashes[desired[n][0]]]
+        await self._stop_ordered(removed + changed, old or manifest)
+        for name in removed + changed:
+            await self.runners.pop(name).close()
+            if name in removed:
+                self.store.delete(name)
+        report: dict[str, list[str]] = {"started": [], "recreated": changed, "removed": removed,
+                                        "unchanged": []}
+        for name, (agent, index) in desired.items():
+            runner = self.runners.get(name)
+            if runner is None:
+                runner = self._new_runner(agent, index, hashes[agent])
+                self.runners[name] = runner
+                runner.launch()
+                if name not in changed:
+                    report["started"].append(name)
+            elif runner.snapshot.state in (State.STOPPED, State.FATAL):
+                runner.request("start")
+                report["started"].append(name)
+            else:
+                report["unchanged"].append(name)
+        self._close_unused_logs()
+        return report
+
+    def _close_unused_logs(self) -> None:
+        assert self.manifest is not None
+        for agent in [a for a in self._logs if a not in self.manifest.agents]:
+            self._logs.pop(agent).close()
+
+    async def recover(self) -> int:
+        """After a daemon restart: rebuild runners from the store, re-adopting live instances.
+        Returns how many were re-adopted."""
+        raw = self.store.get_meta("manifest")
+        if raw is None:
+            return 0
+        self.manifest = Manifest.model_validate(raw)
+        stored = self.store.instances()
+        adopted = 0
+        for name, (agent, index) in self._desired(self.manifest).items():
+            row = stored.get(name)
+            spec_hash = row.spec_hash if row else self.spec_hash(agent,
+                                                                 self.manifest.agents[agent])
+            runner = self._new_runner(agent, index, spec_hash, row.restarts if row else 0,
+                                      resume=True)
+            self.runners[name] = runner
+            handle = Handle.from_json(row.handle) if row and row.handle else None
+            if handle is not None and await runner.driver.recover(handle, runner.output):
+                adopted += 1
+                runner.launch(adopt=handle)
+            elif row is not None and row.state in ("stopped", "exited", "fatal"):
+                runner.snapshot = replace(runner.snapshot, state=State(row.state),
+                                          exit_code=row.exit_code, reason=row.reason)
+                runner.launch(up=False)
+            else:
+                runner.launch()
+        return adopted
+
+    # --- dependencies -----------------------------------------------------------------------
+
+    def condition(self, agent: str, condition: str) -> str:
+        """'met', 'pending', or why it can never be met."""
+        snaps = [r.snapshot for r in self.runners.values() if r.task.agent == agent]
+        if not snaps:
+            return "met"
+        for s in snaps:
+            if s.state is State.FATAL:
+                return f"dependency {agent} failed: {s.reason}"
+            ended = s.state in (State.EXITED, State.STOPPED)
+            if condition == "started":
+                ok = s.state in (State.RUNNING, State.EXITED)
+            elif condition == "healthy":
+                if ended:
+                    return f"dependency {agent} ended before it was healthy ({s.reason})"
+                ok = s.state is State.RUNNING and s.health is Health.HEALTHY
+            elif condition == "log_ready":
+                if ended:
+                    return f"dependency {agent} ended before its ready line ({s.reason})"
+                ok = s.state is State.RUNNING and s.log_ready
+            else:  # completed, completed_successfully
+                ok = s.state is State.EXITED
+                if ok and condition == "completed_successfully" and s.exit_code != 0:
+                    return f"dependency {agent} did not complete successfully ({s.reason})"
+            if not ok:
+                return "pending"
+        return "met"
+
+    async def wait_dependencies(self, agent: str) -> str | None:
+        assert self.manifest is not None
+        while True:
+            spec = self.manifest.agents.get(agent)
+            if spec is None:
+                return None
+            pending = False
+            for dep, rule in spec.depends_on.items():
+                verdict = self.condition(dep, rule.condition)
+                if verdict == "pending":
+                    pending = True
+                elif verdict != "met" and rule.required:
+                    return verdict
+            if not pending:
+                return None
+            await self._changed.wait()
+
+    # --- control ----------------------------------------------------------------------------
+
+    def select(self, names: list[str] | None) -> list[Runner]:
+        if not names:
+            return list(self.runners.values())
+        out: list[Runner] = []
+        for name in names:
+            hits = [r for n, r in self.runners.items() if n == name or r.task.agent == name]
+            if not hits:
+                raise NotFound(f"no agent or instance named {name!r}",
+                               "see 'corral ps' for the names")
+            out.extend(h for h in hits if h not in out)
+        return out
+
+    async def _stop_ordered(self, names: list[str], manifest: Manifest) -> None:
+        if not names:
+            return
+        chosen = [self.runners[n] for n in names if n in self.runners]
+        layers = graph.stop_order(manifest) if manifest.agents else []
+        placed = {a for layer in layers for a in layer}
+        layers = [*layers, sorted({r.task.agent for r in chosen} - placed)]
+        for layer in layers:
+            batch = [r for r in chosen if r.task.agent in layer]
+            if batch:
+                await asyncio.gather(*(r.stop() for r in batch))
+
+    async def stop(self, names: list[str] | None = None) -> list[str]:
+        runners = self.select(names)
+        assert self.manifest is not None or not runners
+        if self.manifest is not None:
+            await self._stop_ordered([r.task.instance for r in runners], self.manifest)
+        return [r.task.instance for r in runners]
+
+    def start(self, names: list[str] | None = None) -> list[str]:
+        runners = self.select(names)
+        for r in runners:
+            r.request("start")
+        return [r.task.instance for r in runners]
+
+    def restart(self, names: list[str] | None = None) -> list[str]:
+        runners = self.select(names)
+        for r in runners:
+            r.request("restart" if r.snapshot.state is State.RUNNING else "start")
+        return [r.task.instance for r in runners]
+
+    async def scale(self, agent: str, replicas: int) -> dict[str, list[str]]:
+        if self.manifest is None or agent not in self.manifest.agents:
+            raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
+        spec = self.manifest.agents[agent].model_copy(update={"replicas": replicas})
+        agents = {**self.manifest.agents, agent: spec}
+        return await self.apply(self.manifest.model_copy(update={"agents": agents}))
+
+    async def down(self) -> list[str]:
+        stopped = await self.stop(None)
+        self.store.flush()
+        return stopped
+
+    async def close(self) -> None:
+        for r in self.runners.values():
+            await r.close()
+        for log in self._logs.values():
+            log.close()
+        self.store.flush()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self.clock.time()
+        return [public(r.snapshot, now) for r in sorted(
+            self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
+
+    def exec_spec(self, agent: str) -> dict[str, Any]:
+        if self.manifest is None or agent not in self.manifest.agents:
+            raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
+        task = self.task(agent, 1)
+        driver = self.driver(task.spec.isolation)
+        env_of: Callable[[Task], dict[str, str]] | None = getattr(driver, "environment", None)
+        env = env_of(task) if env_of else task.env
+        return {"env": env, "cwd": task.workdir}
+
+
+def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
+    """The snapshot as the API shows it."""
+    import time
+
+    now = time.time() if now is None else now
+    running = s.state is State.RUNNING and s.started_at is not None
+    return {
+        "name": s.name, "agent": s.agent, "index": s.index, "state": s.state.value,
+        "health": s.health.value, "pid": s.pid, "started_at": s.started_at,
+        "uptime": round(now - s.started_at, 3) if running and s.started_at else None,
+        "restarts": s.restarts, "exit_code": s.exit_code, "exit_signal": s.exit_signal,
+        "oom_killed": s.oom_killed, "reason": s.reason,
+    }
+
+
+__all__ = ["CorralError", "Supervisor", "public"]

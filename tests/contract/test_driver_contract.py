@@ -1,0 +1,240 @@
+"""One contract, every driver: start, output, wait, stop (whole tree), exit codes, recover."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.drivers.base import Driver, Task
+from corral.drivers.fake import FakeDriver
+from corral.drivers.process import ProcessDriver
+from corral.drivers.venv import VenvDriver
+from corral.errors import DriverError
+from corral.manifest.model import Agent
+
+PY = sys.executable
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.data: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.closed: set[str] = set()
+
+    def feed(self, stream: str, data: bytes) -> None:
+        self.data[stream] += data
+
+    def eof(self, stream: str) -> None:
+        self.closed.add(stream)
+
+    def text(self, stream: str = "stdout") -> str:
+        return self.data[stream].decode()
+
+
+def _fake_spec(script: str) -> dict[str, Any]:
+    """Translate the tiny behaviours the contract needs into fake-driver steps."""
+    steps = {
+        "hello": [{"print": ["hello"]}, {"print": ["oops"], "stream": "stderr"}, {"exit": 3}],
+        "forever": [{"print": ["up"]}],
+        "exit0": [{"exit": 0}],
+    }[script]
+    return {"command": ["fake"], "isolation": "fake", "fake": {"steps": steps}}
+
+
+SCRIPTS = {
+    "hello": "import sys; print('hello'); print('oops', file=sys.stderr); sys.exit(3)",
+    "forever": "import time; print('up', flush=True); time.sleep(300)",
+    "exit0": "pass",
+}
+
+
+class Case:
+    def __init__(self, name: str, make: Callable[[], Driver], tmp: Path) -> None:
+        self.name = name
+        self.driver = make()
+        self.tmp = tmp
+
+    def task(self, script: str, *, instance: str = "a.1") -> Task:
+        if self.name == "fake":
+            raw = _fake_spec(script)
+        else:
+            raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.name}
+            if self.name == "venv":
+                raw["venv"] = {"packages": []}
+        spec = Agent.model_validate(raw)
+        return Task(project="t", agent="a", instance=instance, index=1, spec=spec,
+                    workdir=str(self.tmp), run_dir=str(self.tmp / "run" / instance),
+                    cache_dir=str(self.tmp / "cache"),
+                    env={"PATH": f"{Path(PY).parent}:/usr/bin:/bin", "HOME": str(self.tmp)})
+
+
+DRIVERS: dict[str, Callable[[], Driver]] = {
+    "process": ProcessDriver, "venv": VenvDriver, "fake": FakeDriver,
+}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    return Case(request.param, DRIVERS[request.param], tmp_path)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_output_and_exit_code(case: Case) -> None:
+    async def go() -> None:
+        task = case.task("hello")
+        out = Collect()
+        await case.driver.prepare(task, None)
+        handle = await case.driver.start(task, out)
+        result = await case.driver.wait(handle)
+        assert result.code == 3
+        assert not result.success
+        assert out.text() == "hello\n"
+        assert out.text("stderr") == "oops\n"
+        assert result.describe() == "exited with code 3"
+
+    run(go())
+
+
+def test_success(case: Case) -> None:
+    async def go() -> None:
+        task = case.task("exit0")
+        await case.driver.prepare(task, None)
+        handle = await case.driver.start(task, Collect())
+        assert (await case.driver.wait(handle)).success
+
+    run(go())
+
+
+def test_stop_delivers_the_signal(case: Case) -> None:
+    async def go() -> None:
+        task = case.task("forever")
+        out = Collect()
+        await case.driver.prepare(task, None)
+        handle = await case.driver.start(task, out)
+        await asyncio.sleep(0.3)
+        await case.driver.stop(handle, sig=signal.SIGTERM, timeout=5)
+        result = await case.driver.wait(handle)
+        assert result.signal == signal.SIGTERM
+        assert "up" in out.text()
+
+    run(go())
+
+
+@pytest.mark.parametrize("name", ["process", "venv"])
+def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: Path) -> None:
+    """A child that ignores SIGTERM and a grandchild that left the session both die."""
+    c = Case(name, DRIVERS[name], tmp_path)
+    code = textwrap.dedent("""
+        import os, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                open('grandchild.pid', 'w').write(str(os.getpid()))
+                time.sleep(300)
+            os._exit(0)
+        print('ready', flush=True)
+        time.sleep(300)
+    """)
+
+    async def go() -> None:
+        task = c.task("forever")
+        task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
+                       "spec": task.spec.model_copy(update={"command": ["python", "-c", code]})})
+        await c.driver.prepare(task, None)
+        handle = await c.driver.start(task, Collect())
+        pidfile = tmp_path / "grandchild.pid"
+        for _ in range(100):
+            if pidfile.exists() and pidfile.read_text():
+                break
+            await asyncio.sleep(0.05)
+        grandchild = int(pidfile.read_text())
+        started = time.monotonic()
+        await c.driver.stop(handle, sig=signal.SIGTERM, timeout=0.5)
+        result = await c.driver.wait(handle)
+        assert time.monotonic() - started >= 0.5
+        assert result.signal == signal.SIGKILL
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{grandchild}") or _zombie(grandchild):
+                break
+            await asyncio.sleep(0.02)
+        assert not os.path.exists(f"/proc/{grandchild}") or _zombie(grandchild)
+
+    run(go())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("name", ["process", "venv"])
+def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Path) -> None:
+    """A second driver instance (a restarted daemon) re-attaches by handle and keeps reading."""
+    c = Case(name, DRIVERS[name], tmp_path)
+    ticker = "import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)\n"
+
+    async def go() -> None:
+        task = c.task("forever")
+        task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
+                       "spec": task.spec.model_copy(update={"command": ["python", "-c", ticker]})})
+        first = Collect()
+        await c.driver.prepare(task, None)
+        handle = await c.driver.start(task, first)
+        await asyncio.sleep(0.3)
+        # the old driver goes away without stopping anything (as in a daemon SIGKILL)
+        loop = asyncio.get_running_loop()
+        for w in list(c.driver._watches.values()):  # type: ignore[attr-defined]
+            for fd in list(w.fds.values()):
+                loop.remove_reader(fd)
+                os.close(fd)
+            loop.remove_reader(w.pidfd)
+            w.fds.clear()
+        second_driver = DRIVERS[name]()
+        second = Collect()
+        assert await second_driver.recover(handle, second)
+        await second_driver.wait(handle)
+        numbers = [int(x) for x in (first.text() + second.text()).split()]
+        assert numbers == list(range(400))
+
+    run(go())
+
+
+@pytest.mark.parametrize("name", ["process", "venv"])
+def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path) -> None:
+    c = Case(name, DRIVERS[name], tmp_path)
+
+    async def go() -> None:
+        task = c.task("exit0")
+        task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
+                       "spec": task.spec.model_copy(update={"command": ["no-such-cmd-x"]})})
+        await c.driver.prepare(task, None)
+        with pytest.raises(DriverError, match="command not found: no-such-cmd-x"):
+            await c.driver.start(task, Collect())
+
+    run(go())
+
+
+def test_recover_refuses_a_dead_or_reused_pid(tmp_path: Path) -> None:
+    from corral.drivers.base import Handle
+
+    async def go() -> None:
+        gone = Handle(driver="process", instance="x.1", pid=os.getpid(), started_at=0,
+                      pid_start=1)  # our own pid with a wrong start time: a reused pid
+        assert not await ProcessDriver().recover(gone, Collect())
+
+    run(go())
