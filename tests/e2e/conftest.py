@@ -98,6 +98,15 @@ def pids_with_marker(root: Path) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited daemon may wait for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     p = Project(tmp_path)

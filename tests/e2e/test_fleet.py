@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from tests.e2e.conftest import Project, pids_with_marker
+from tests.e2e.conftest import Project, pids_with_marker, running
 
 SERVICE = """\
 import socket, sys, time
@@ -201,12 +201,7 @@ def test_down_leaves_no_process_even_when_agents_double_fork(project: Project) -
     project.corral("down")
     assert pids_with_marker(project.root) == []
     assert daemon is not None
-    try:
-        os.kill(daemon, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    assert not alive, "the daemon exits after down"
+    assert not running(daemon), "the daemon exits after down"
 
 
 def test_liveness_failure_restarts_the_instance(project: Project) -> None:

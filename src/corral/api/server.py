@@ -48,6 +48,9 @@ class Api:
             ("GET", "/openapi.json"): self.openapi,
         }
 
+    def routes(self) -> set[str]:
+        return {path for _, path in self._routes}
+
     async def __call__(self, req: Request) -> Reply | Stream:
         route = self._routes.get((req.method, req.path))
         if route is None:
