@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; leave room
@@ -14,6 +13,8 @@ def socket_path(state_dir: str) -> str:
     path = os.path.join(state_dir, "corral.sock")
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
+    import hashlib
+
     digest = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:20]
     base = os.path.join("/tmp", f"corral-{os.getuid()}")
     os.makedirs(base, mode=0o700, exist_ok=True)

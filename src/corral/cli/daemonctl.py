@@ -3,37 +3,67 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from corral import paths
 from corral.api.client import Client
 from corral.errors import CorralError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def client(state_dir: str, timeout: float | None = 60.0) -> Client:
     return Client(paths.socket_path(state_dir), timeout=timeout)
 
 
-def ensure_daemon(state_dir: str) -> Client:
-    c = client(state_dir)
-    if c.alive():
-        return c
+def spawn_daemon(state_dir: str) -> subprocess.Popen[bytes] | None:
+    """Start the project's daemon unless one answers already; do not wait for it."""
+    import subprocess
+
+    if client(state_dir).alive():
+        return None
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    log_path = paths.daemon_log(state_dir)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
+    with open(paths.daemon_log(state_dir), "ab") as log:
+        return subprocess.Popen(
             [sys.executable, "-m", "corral.daemon", "--state-dir", state_dir],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             close_fds=True, cwd="/",
         )
+
+
+def stop_booting(state_dir: str, proc: subprocess.Popen[bytes]) -> None:
+    """Undo ``spawn_daemon`` (the manifest turned out invalid)."""
+    c = client(state_dir)
+    deadline = time.monotonic() + 15
+    while proc.poll() is None and time.monotonic() < deadline:
+        if c.alive():
+            c.request("POST", "/v1/shutdown", {"stop_fleet": False}, timeout=15)
+            break
+        time.sleep(0.005)
+    try:
+        proc.wait(15)
+    except Exception:
+        proc.kill()
+        proc.wait()
+
+
+def ensure_daemon(state_dir: str, booting: subprocess.Popen[bytes] | None = None) -> Client:
+    c = client(state_dir)
+    proc = booting or spawn_daemon(state_dir)
+    if proc is None:
+        return c
+    log_path = paths.daemon_log(state_dir)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if c.alive():
             return c
         code = proc.poll()
         if code is not None:
+            if c.alive():  # another `up` won the race and its daemon serves us
+                return c
             raise CorralError(f"the corral daemon exited at start (code {code}): "
                               f"{_tail(log_path)}", f"see {log_path}")
         time.sleep(0.005)

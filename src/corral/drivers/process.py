@@ -253,6 +253,10 @@ class ProcessDriver(Driver):
         if watch is None or not watch.exit.done():
             proctree.signal_group(handle.pid, sig)
         proctree.signal_all(members, sig)
+        ended = watch is None or watch.exit.done()
+        if ended and not members and not proctree.alive(handle.pid, handle.pid_start):
+            proctree.signal_group(handle.pid, signal.SIGKILL)
+            return  # nothing of the tree is left: no grace period, no second scan
         if watch is not None and not watch.exit.done():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(watch.exit), timeout)

@@ -48,6 +48,26 @@ class LogWatch:
             self.seen.set()
 
 
+async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
+    """Probe targets some other process already listens on: checking them would test that
+    process, not the agent. Returns (host, port, kind) for each."""
+    taken = []
+    for probe in probes:
+        target = probe and (probe.tcp or probe.http)
+        if probe is None or target is None:
+            continue
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port), 0.5)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        taken.append((target.host, target.port, probe.kind))
+    return taken
+
+
 async def check(probe: Probe, *, env: dict[str, str], workdir: str,
                 log_watch: LogWatch | None) -> tuple[bool, str]:
     """One check, bounded by the probe's timeout. Returns (passed, detail)."""

@@ -17,7 +17,7 @@ from typing import Literal
 from corral.drivers.base import Driver, ExitResult, Handle, Output, Task
 from corral.errors import CorralError
 from corral.runtime import restart
-from corral.runtime.health import Clock, LogWatch, ProbeLoop
+from corral.runtime.health import Clock, LogWatch, ProbeLoop, taken_ports
 from corral.runtime.state import ACTIVE, Health, State, check_transition
 
 
@@ -210,6 +210,13 @@ class Runner:
             if prepared is _INTERRUPTED:
                 return None
             self._set(State.STARTING)
+            # replicas sharing one port (SO_REUSEPORT) are checked once, by the first
+            probes = [spec.readiness, spec.liveness] if self.task.index == 1 else []
+            for host, port, kind in await taken_ports(probes):
+                raise CorralError(
+                    f"agents.{self.task.agent}: port {port} on {host} ({kind} probe target) is "
+                    "already in use by another process",
+                    "stop that process or change the agent's port")
             handle = await self.driver.start(self.task, self.output)
         except CorralError as exc:
             self._want_up = False
@@ -271,6 +278,11 @@ class Runner:
                 await self.driver.stop(handle, sig=sig, timeout=self.task.spec.stop.timeout)
                 break
             result = await waiter
+            if why == "exit":
+                # the main process ended by itself: what it left behind ends with it
+                # (docker/systemd semantics), so nothing outlives its instance
+                await self.driver.stop(handle, sig=signal.Signals[self.task.spec.stop.signal],
+                                       timeout=0)
         finally:
             for p in probes:
                 p.cancel()
