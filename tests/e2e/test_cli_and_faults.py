@@ -139,6 +139,8 @@ def test_failed_venv_build_shows_the_tail(project: Project) -> None:
 
 
 def test_two_versions_of_one_library_side_by_side(project: Project) -> None:
+    project.file("show_six.py", "import six, time\nprint('six', six.__version__, flush=True)\n"
+                 "time.sleep(300)\n")
     for name, version in (("new", "1.16.0"), ("old", "1.15.0")):
         project.file(f"{name}/requirements.txt", f"six=={version}\n")
     project.write("""
@@ -148,18 +150,22 @@ def test_two_versions_of_one_library_side_by_side(project: Project) -> None:
             isolation: venv
             workdir: new
             replicas: 2
-            command: python -c "import six, time; print('six', six.__version__, flush=True); time.sleep(300)"
+            command: python ../show_six.py
           old:
             isolation: venv
             workdir: old
-            command: python -c "import six, time; print('six', six.__version__, flush=True); time.sleep(300)"
+            command: python ../show_six.py
     """)
     project.corral("up", "-d", timeout=300)
     project.wait_for(lambda r: len(r) == 3 and all(x["state"] == "running" for x in r.values()))
-    project.wait_for(lambda r: len(project.records("new")) == 2 and project.records("old"),
-                     what="version lines")
-    assert {r["message"] for r in project.records("new")} == {"six 1.16.0"}
-    assert [r["message"] for r in project.records("old")] == ["six 1.15.0"]
+    def printed(agent: str) -> list[str]:
+        return [r["message"] for r in project.records(agent) if r["stream"] == "stdout"]
+
+    project.wait_for(lambda r: len(printed("new")) == 2 and printed("old"), what="versions")
+    assert printed("new") == ["six 1.16.0", "six 1.16.0"]
+    assert printed("old") == ["six 1.15.0"]
+    building = [r["message"] for r in project.records("old") if r["stream"] == "stderr"]
+    assert any("building a venv" in m for m in building), "venv progress is shown in the logs"
     out = project.corral("exec", "old", "--", "python", "-c",
                          "import six; print(six.__version__)").stdout
     assert out.strip() == "1.15.0"

@@ -53,8 +53,10 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
     process, not the agent. Returns (host, port, kind) for each."""
     taken = []
     for probe in probes:
-        target = probe and (probe.tcp or probe.http)
-        if probe is None or target is None:
+        if probe is None:
+            continue
+        target = probe.tcp or probe.http
+        if target is None:
             continue
         try:
             _, writer = await asyncio.wait_for(
