@@ -17,7 +17,6 @@ from corral.api.http import Reply, Request, Stream, error_reply, json_reply
 from corral.errors import CorralError, ManifestError
 from corral.logs import query
 from corral.manifest.model import Manifest
-from corral.metrics import CONTENT_TYPE, Metrics
 from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
 
@@ -29,7 +28,7 @@ class Api:
         self.sup = sup
         self._shutdown = shutdown
         self.after_apply: Callable[[], Awaitable[None]] | None = None
-        self.metrics = Metrics()
+        self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
@@ -210,7 +209,11 @@ class Api:
                 u = await r.driver.stats(handle)
                 if u is not None:
                     usage[r.task.instance] = (u.cpu_seconds, u.rss_bytes)
-        return Reply(200, self.metrics.render(self.sup.status(), usage), CONTENT_TYPE)
+        from corral.metrics import CONTENT_TYPE, Metrics
+
+        if self._metrics is None:
+            self._metrics = Metrics()
+        return Reply(200, self._metrics.render(self.sup.status(), usage), CONTENT_TYPE)
 
     async def openapi(self, req: Request) -> Reply:
         from corral.api.openapi import spec

@@ -111,8 +111,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.agents:
         rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
     if args.json:
-        json.dump(rows, sys.stdout, separators=(",", ":"))
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")  # C encoder
     else:
         sys.stdout.write(output.table(rows, color=output.use_color(False)))
     return 0

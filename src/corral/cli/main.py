@@ -7,18 +7,23 @@ prepare or start an agent; 130 interrupted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from corral import __version__
 from corral.errors import CorralError
 
-Command = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    import argparse
+
+Command = Callable[["argparse.Namespace"], int]
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="corral", description="Run a whole fleet of agents from one file.",
         epilog="Exit codes: 0 ok, 1 an instance failed, 2 invalid manifest or usage, "
@@ -96,7 +101,30 @@ def _dispatch(args: argparse.Namespace) -> int:
     return fn(args)
 
 
+def _fast_ps(argv: list[str]) -> int | None:
+    """``corral [-f FILE] ps [--json] [AGENT...]`` without argparse: scripts and dashboards
+    poll it, so it must answer in well under 100 ms. Anything else takes the full parser."""
+    args = list(argv)
+    file = None
+    if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
+        file, args = args[1], args[2:]
+    if args[:1] != ["ps"] or any(a.startswith("-") and a != "--json" for a in args[1:]):
+        return None
+    from types import SimpleNamespace
+
+    ns: Any = SimpleNamespace(file=file, command="ps", json="--json" in args,
+                              agents=[a for a in args[1:] if a != "--json"])
+    try:
+        return _dispatch(ns)
+    except CorralError as exc:
+        _error(str(exc))
+        return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
+    fast = _fast_ps(sys.argv[1:] if argv is None else argv)
+    if fast is not None:
+        return fast
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from corral.manifest.model import Agent
@@ -52,7 +52,9 @@ class Handle:
     data: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        return json.dumps({"driver": self.driver, "instance": self.instance, "pid": self.pid,
+                           "started_at": self.started_at, "pid_start": self.pid_start,
+                           "data": self.data}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Handle:
@@ -135,6 +137,11 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
         """Deliver ``sig``; after ``timeout`` kill everything the instance started."""
+
+    def complete(self, handle: Handle) -> Handle:
+        """Details that are cheap a moment after start but costly right at it (the kernel
+        start time of a pid that is still exec'ing). The runner calls it shortly after."""
+        return handle
 
     async def recover(self, handle: Handle, output: Output) -> bool:
         """Re-attach to a running instance after a daemon restart. False: it is gone."""

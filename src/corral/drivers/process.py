@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 import uuid
+from dataclasses import replace
 from typing import ClassVar
 
 from corral.drivers import proctree
@@ -61,6 +62,7 @@ class ProcessDriver(Driver):
     def __init__(self) -> None:
         self._watches: dict[str, _Watch] = {}
         self._procs = proctree.ProcTable()
+        self._resolved: dict[tuple[str, str, str], str] = {}
 
     # --- what to run ----------------------------------------------------------------------
 
@@ -74,6 +76,16 @@ class ProcessDriver(Driver):
         return {w.popen.pid for w in self._watches.values() if w.popen is not None}
 
     def _resolve(self, argv: list[str], env: dict[str, str], task: Task) -> str:
+        exe = argv[0]
+        key = (exe, env.get("PATH", os.defpath), task.workdir)
+        found = self._resolved.get(key)
+        if found is not None and os.access(found, os.X_OK):
+            return found
+        found = self._resolve_uncached(argv, env, task)
+        self._resolved[key] = found
+        return found
+
+    def _resolve_uncached(self, argv: list[str], env: dict[str, str], task: Task) -> str:
         exe = argv[0]
         if "/" in exe:
             path = exe if os.path.isabs(exe) else os.path.join(task.workdir, exe)
@@ -146,13 +158,12 @@ class ProcessDriver(Driver):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         watch.popen = popen
-        started = proctree.start_time(popen.pid)
         handle = Handle(
             driver=self.name,
             instance=task.instance,
             pid=popen.pid,
             started_at=time.time(),
-            pid_start=started,
+            pid_start=None,  # filled by complete(): /proc is slow while the child execs
             data={"run_id": run_id, "stdout": paths["stdout"], "stderr": paths["stderr"]},
         )
         self._attach(handle, watch, output)
@@ -271,6 +282,14 @@ class ProcessDriver(Driver):
         proctree.signal_all(left, signal.SIGKILL)
         if watch is not None:
             await asyncio.shield(watch.exit)
+
+    def complete(self, handle: Handle) -> Handle:
+        if handle.pid is None or handle.pid_start is not None:
+            return handle
+        watch = self._watches.get(handle.instance)
+        if watch is None or watch.exit.done():
+            return handle  # reaped: the pid may be reused, so no start time is safe to read
+        return replace(handle, pid_start=proctree.start_time(handle.pid))
 
     async def recover(self, handle: Handle, output: Output) -> bool:
         if handle.pid is None or not proctree.alive(handle.pid, handle.pid_start):

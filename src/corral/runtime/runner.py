@@ -226,7 +226,14 @@ class Runner:
         self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at, handle=handle,
                   reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE,
                   exit_code=None, exit_signal=None, oom_killed=False)
+        asyncio.get_running_loop().call_later(0.1, self._complete_handle, handle)
         return handle
+
+    def _complete_handle(self, handle: Handle) -> None:
+        if self.snapshot.handle is handle:
+            done = self.driver.complete(handle)
+            if done is not handle:
+                self._set(handle=done)
 
     async def _race(self, work: Awaitable[object]) -> object:
         """Run ``work`` unless a stop request comes first."""
