@@ -197,3 +197,43 @@ def test_init_config_and_schema(tmp_path: Path) -> None:
     assert "agents" in json.loads(schema.stdout)["properties"]
     doctor = subprocess.run([*CORRAL, "doctor"], cwd=tmp_path, capture_output=True, text=True)
     assert "process" in doctor.stdout and "venv" in doctor.stdout
+
+
+def test_attached_up_streams_prefixed_output_and_ctrl_c_stops_the_fleet(
+        project: Project) -> None:
+    import signal
+    import time
+
+    from tests.e2e.conftest import pids_with_marker
+
+    project.write("""
+        name: attached
+        agents:
+          ping:
+            command: >-
+              python3 -c "import time;
+              [print('ping', i, flush=True) or time.sleep(0.05) for i in range(100000)]"
+          pong:
+            command: >-
+              python3 -c "import time;
+              [print('pong', i, flush=True) or time.sleep(0.05) for i in range(100000)]"
+    """)
+    proc = subprocess.Popen([*CORRAL, "-f", str(project.manifest), "up", "--no-color"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=project.root)
+    assert proc.stdout is not None and proc.stderr is not None
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and seen != {"ping.1", "pong.1"}:
+        line = proc.stdout.readline()
+        prefix, sep, message = line.partition(" | ")
+        if sep and message.startswith(("ping", "pong")):
+            seen.add(prefix.strip())
+    assert seen == {"ping.1", "pong.1"}
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    proc.stdout.close()
+    assert "Gracefully stopping" in proc.stderr.read()
+    proc.stderr.close()
+    assert pids_with_marker(project.root) == []
+    assert project.daemon_pid() is None

@@ -120,7 +120,8 @@ class Api:
     async def shutdown(self, req: Request) -> Reply:
         stop_fleet = bool(req.json().get("stop_fleet", True))
         stopped = await self.sup.down() if stop_fleet else []
-        asyncio.get_running_loop().call_later(0.05, self._shutdown, stop_fleet)
+        # after this reply has been written: the connection handler runs in the next ticks
+        asyncio.get_running_loop().call_later(0.01, self._shutdown, stop_fleet)
         return json_reply({"stopped": stopped})
 
     async def exec_spec(self, req: Request) -> Reply:

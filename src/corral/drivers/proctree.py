@@ -20,15 +20,20 @@ _MARKER_BYTES = MARKER.encode() + b"="
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` in clock ticks since boot; None when it is gone."""
+def stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat split after the command name (field 3, the state, comes first)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    if fields[0] == b"Z":
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` in clock ticks since boot; None when it is gone."""
+    fields = stat_fields(pid)
+    if fields is None or fields[0] == b"Z":
         return None
     return int(fields[19])
 
@@ -40,16 +45,11 @@ def alive(pid: int, expected_start: int | None) -> bool:
 
 def cpu_and_rss(pid: int) -> tuple[float, int] | None:
     """CPU seconds (user+system, with reaped children) and resident bytes of one process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = sum(int(x) for x in fields[11:15]) / ticks
-    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, rss
+    cpu = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _scan() -> dict[str, set[int]]:
@@ -129,13 +129,8 @@ def reap_orphans(known: set[int]) -> None:
     for pid in _children():
         if pid in known:
             continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if fields[0] == b"Z" and int(fields[2]) != mine:
+        fields = stat_fields(pid)
+        if fields is not None and fields[0] == b"Z" and int(fields[2]) != mine:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
 

@@ -87,6 +87,22 @@ class Runner:
         self._adopt = adopt
         self._want_up = up
         self._task = asyncio.create_task(self._loop(), name=f"runner:{self.task.instance}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A runner only ends when closed; a bug that kills it must not hang ``stop``."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            import sys
+            import traceback
+
+            print(f"corral: runner {self.task.instance} failed:", file=sys.stderr)
+            traceback.print_exception(exc, file=sys.stderr)
+            self.snapshot = replace(self.snapshot, state=State.FATAL, pid=None,
+                                    reason=f"internal error: {exc!r} (see the daemon log)")
+            self.settled.set()
 
     def request(self, what: Request) -> None:
         self._requests.put_nowait(what)

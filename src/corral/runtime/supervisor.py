@@ -288,8 +288,7 @@ class Supervisor:
         return stopped
 
     async def close(self) -> None:
-        for r in self.runners.values():
-            await r.close()
+        await asyncio.gather(*(r.close() for r in self.runners.values()))
         for log in self._logs.values():
             log.close()
         self.store.flush()
