@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from scenarios import Result
 
 # scenario -> (title, unit, lower_is_better, format)
@@ -100,4 +102,6 @@ def render(results: list[Result], roles: dict[str, str], header: list[str]) -> s
     lines = [*header, "## Results", ""]
     for key in sorted(groups, key=lambda k: (ORDER.index(k[0]), k[1] or 0)):
         lines += table(sorted(groups[key], key=lambda r: list(roles).index(r.tool)), roles)
-    return "\n".join(lines) + "\n" + METHOD
+    notes = Path(__file__).with_name("analysis.md")  # the people's reading, kept across runs
+    extra = "\n" + notes.read_text() if notes.exists() else ""
+    return "\n".join(lines) + "\n" + METHOD + extra
