@@ -234,3 +234,26 @@ def test_terminate_signal_and_exit_code_are_reported(project: Project) -> None:
     rows = project.wait_for(lambda r: r["victim.1"]["state"] == "exited")
     assert rows["victim.1"]["exit_signal"] == signal.SIGKILL
     assert "killed by SIGKILL" in rows["victim.1"]["reason"]
+
+
+def test_dependents_with_restart_true_follow_a_restarted_dependency(project: Project) -> None:
+    project.write("""
+        name: follow
+        agents:
+          db: {command: sleep 300}
+          app:
+            command: sleep 300
+            depends_on:
+              db: {condition: started, restart: true}
+          other:
+            command: sleep 300
+            depends_on: [db]
+    """)
+    project.corral("up", "-d")
+    before = project.wait_for(lambda r: all(x["state"] == "running" for x in r.values()))
+    project.corral("restart", "db")
+    after = project.wait_for(lambda r: r["app.1"]["restarts"] == 1
+                             and r["app.1"]["state"] == "running", what="app restarted")
+    assert after["db.1"]["restarts"] == 1
+    assert after["app.1"]["pid"] != before["app.1"]["pid"]
+    assert after["other.1"]["pid"] == before["other.1"]["pid"], "restart: false stays up"

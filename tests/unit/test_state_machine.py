@@ -11,7 +11,7 @@ from corral.runtime.state import State, TransitionError, check_transition
     (State.BACKOFF, State.STARTING), (State.RUNNING, State.STOPPING),
     (State.STOPPING, State.STOPPED), (State.RUNNING, State.EXITED),
     (State.EXITED, State.STARTING), (State.FATAL, State.STARTING),
-    (State.CREATED, State.RUNNING),
+    (State.CREATED, State.RUNNING), (State.RUNNING, State.STOPPED),
 ])
 def test_allowed(old: State, new: State) -> None:
     check_transition(old, new)

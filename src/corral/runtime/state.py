@@ -29,7 +29,9 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.PREPARING: frozenset({State.STARTING, State.STOPPED, State.FATAL, State.BACKOFF}),
     State.STARTING: frozenset({State.RUNNING, State.FATAL, State.BACKOFF, State.STOPPED,
                                State.EXITED}),
-    State.RUNNING: frozenset({State.STOPPING, State.EXITED, State.BACKOFF, State.FATAL}),
+    # RUNNING -> STOPPED: a stop request that arrived in the same tick as the exit
+    State.RUNNING: frozenset({State.STOPPING, State.STOPPED, State.EXITED, State.BACKOFF,
+                              State.FATAL}),
     State.STOPPING: frozenset({State.STOPPED, State.EXITED, State.BACKOFF, State.FATAL}),
     State.STOPPED: frozenset({State.WAITING, State.PREPARING, State.STARTING}),
     State.EXITED: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED}),

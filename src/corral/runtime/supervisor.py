@@ -111,8 +111,20 @@ class Supervisor:
         if (old.state, old.health, old.pid, old.log_ready) != (
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
+        if new.state is State.RUNNING and old.state is not State.RUNNING and new.restarts:
+            self._restart_dependents(new.agent)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _restart_dependents(self, agent: str) -> None:
+        """compose's ``depends_on: {X: {restart: true}}``: X came back, so restart them."""
+        if self.manifest is None:
+            return
+        wanting = {a for a, spec in self.manifest.agents.items()
+                   if (rule := spec.depends_on.get(agent)) is not None and rule.restart}
+        for runner in self.runners.values():
+            if runner.task.agent in wanting and runner.snapshot.state is State.RUNNING:
+                runner.request("restart")
 
     def _desired(self, manifest: Manifest) -> dict[str, tuple[str, int]]:
         return {instance_name(a, i): (a, i)
