@@ -275,11 +275,16 @@ class ProcessDriver(Driver):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
                 await asyncio.sleep(0.05)
-        # Whatever is left of the tree after the grace period is killed, group and strays.
-        proctree.signal_group(handle.pid, signal.SIGKILL)
-        self._procs.invalidate()
-        left = await self._procs.members(run_id) if run_id else set()
-        proctree.signal_all(left, signal.SIGKILL)
+        # Whatever is left of the tree after the grace period is killed, group and strays,
+        # until a scan finds nothing: a member may fork once more before its SIGKILL lands.
+        for _ in range(50):
+            proctree.signal_group(handle.pid, signal.SIGKILL)
+            self._procs.invalidate()
+            left = await self._procs.members(run_id) if run_id else set()
+            if not left:
+                break
+            proctree.signal_all(left, signal.SIGKILL)
+            await asyncio.sleep(0.005)
         if watch is not None:
             await asyncio.shield(watch.exit)
 
