@@ -7,10 +7,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$HERE/.work"
-PY="${BENCH_PYTHON:-/root/.pyenv/versions/3.11.7/bin/python3.11}"
+PY="${BENCH_PYTHON:-$(command -v python3)}"
+# uv is one of corral's own dependencies: take the project venv's copy when none is on PATH
 UV="$(command -v uv || true)"
-[ -x /root/.pyenv/versions/3.11.7/bin/uv ] && UV=/root/.pyenv/versions/3.11.7/bin/uv
-[ -n "$UV" ] || { echo "setup.sh: uv not found" >&2; exit 1; }
+[ -n "$UV" ] || UV="$HERE/../.venv/bin/uv"
+[ -x "$UV" ] || { echo "setup.sh: uv not found: run bash scripts/install.sh first" >&2; exit 1; }
 
 mkdir -p "$WORK"
 if [ ! -x "$WORK/venv/bin/python" ]; then
