@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
-from typing import Any
 
 from corral.errors import CorralError, DaemonNotRunning
+
+TYPE_CHECKING = False  # not typing's: ``corral ps`` imports this module on every poll
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 
 class ApiError(CorralError):

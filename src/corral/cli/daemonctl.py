@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from corral import paths
 from corral.api.client import Client
 from corral.errors import CorralError
 
+TYPE_CHECKING = False  # not typing's: ``corral ps`` imports this module on every poll
 if TYPE_CHECKING:
     import subprocess
 

@@ -105,18 +105,6 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ps(args: argparse.Namespace) -> int:
-    client = daemonctl.client(project.state_dir(args.file))
-    rows = client.request("GET", "/v1/status")["instances"]
-    if args.agents:
-        rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
-    if args.json:
-        sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")  # C encoder
-    else:
-        sys.stdout.write(output.table(rows, color=output.use_color(False)))
-    return 0
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     from urllib.parse import urlencode
 
