@@ -257,3 +257,58 @@ def test_dependents_with_restart_true_follow_a_restarted_dependency(project: Pro
     assert after["db.1"]["restarts"] == 1
     assert after["app.1"]["pid"] != before["app.1"]["pid"]
     assert after["other.1"]["pid"] == before["other.1"]["pid"], "restart: false stays up"
+
+
+HTTP_SERVICE = """\
+import http.server, sys, time
+time.sleep(0.3)
+print("warming up", flush=True)
+time.sleep(0.3)
+print("accepting requests now", flush=True)
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_log_ready_and_http_readiness_gate_dependents(project: Project) -> None:
+    """`log_ready` waits for the dependency's ready_log_line; `healthy` for its http probe."""
+    port = free_port()
+    project.file("web.py", HTTP_SERVICE)
+    project.write(f"""
+        name: gates
+        agents:
+          web:
+            class: service
+            command: python3 web.py {port}
+            ready_log_line: "accepting requests"
+            readiness: {{http: {{port: {port}, path: /health}}, period: 0.1s}}
+          on_line:
+            class: compute
+            command: python3 -c "print('after the line')"
+            depends_on:
+              web: {{condition: log_ready}}
+          on_health:
+            class: compute
+            command: >-
+              python3 -c "import urllib.request as u;
+              u.urlopen('http://127.0.0.1:{port}/health'); print('served')"
+            depends_on:
+              web: {{condition: healthy}}
+    """)
+    project.corral("up", "-d")
+    rows = project.wait_for(lambda r: all(r.get(n, {}).get("state") == "exited"
+                                          for n in ("on_line.1", "on_health.1")),
+                            what="both dependents to complete")
+    assert rows["on_line.1"]["exit_code"] == 0
+    assert rows["on_health.1"]["exit_code"] == 0, project.records("on_health")
+    assert rows["web.1"]["health"] == "healthy"
+    web = [r for r in project.records("web") if r["message"] == "accepting requests now"]
+    line = [r for r in project.records("on_line") if r["message"] == "after the line"]
+    assert web and line and line[0]["ts"] >= web[0]["ts"], "started before the ready line"
