@@ -193,10 +193,16 @@ def test_down_leaves_no_process_even_when_agents_double_fork(project: Project) -
             stop: {timeout: 2s}
     """)
     project.corral("up", "-d")
+    def detached() -> int:
+        return sum(r["message"].startswith("grandchild detached")
+                   for r in project.records("forker"))
+
+    # the short-lived middle children count too until they exit: wait for both grandchildren
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(pids_with_marker(project.root)) < 4:
+    while time.monotonic() < deadline and detached() < 2:
         time.sleep(0.1)
-    assert len(pids_with_marker(project.root)) >= 4
+    assert detached() == 2, project.records("forker")
+    assert len(pids_with_marker(project.root)) >= 4, project.ps()
     daemon = project.daemon_pid()
     project.corral("down")
     assert pids_with_marker(project.root) == []

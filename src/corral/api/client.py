@@ -1,25 +1,32 @@
-"""The API client: HTTP/1.0 over the daemon's Unix socket with nothing but the stdlib socket
-module, because ``corral ps`` must answer in well under 100 ms (http.client alone costs 40 ms
-of imports)."""
+"""The daemon's end of the fleet protocol: HTTP/1.0 over the project's Unix socket with
+nothing but the stdlib socket module, because ``corral ps`` must answer in well under 100 ms
+(http.client alone costs 40 ms of imports)."""
 
 from __future__ import annotations
 
 import json
 import socket
 
-from corral.errors import CorralError, DaemonNotRunning
+from corral.api.calls import CLOSED, ApiError, FleetCalls, decode, stream_error
+from corral.errors import DaemonNotRunning
 
 TYPE_CHECKING = False  # not typing's: ``corral ps`` imports this module on every poll
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-
-class ApiError(CorralError):
-    pass
+__all__ = ["ApiError", "Client"]
 
 
-class Client:
+def _content_type(head: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-type":
+            return value.strip().decode("latin-1").lower()
+    return ""
+
+
+class Client(FleetCalls):
     def __init__(self, socket_path: str, *, timeout: float | None = 30.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
@@ -66,48 +73,48 @@ class Client:
             raise ApiError(f"the daemon did not answer {method} {path} in time",
                            "see the daemon log in the state dir") from None
         except ConnectionResetError:
-            raise DaemonNotRunning("the corral daemon closed the connection (did it die?)",
-                                   "see the daemon log in the state dir, then 'corral up -d'"
-                                   ) from None
+            raise DaemonNotRunning(*CLOSED) from None
         finally:
             sock.close()
         raw = b"".join(chunks)
         head, _, payload = raw.partition(b"\r\n\r\n")
         if not head:
-            raise DaemonNotRunning("the corral daemon closed the connection (did it die?)",
-                                   "see the daemon log in the state dir, then 'corral up -d'")
-        status = int(head.split(b" ", 2)[1])
-        value = json.loads(payload) if payload and b"json" in head.lower() else payload
-        if status >= 400:
-            if isinstance(value, dict) and "error" in value:
-                err = ApiError(str(value["error"]), str(value.get("fix", "")))
-                err.exit_code = 4 if status == 404 else 2 if status == 422 else 1
-                raise err
-            raise ApiError(f"the daemon answered {status}", "see the daemon log")
-        return value
+            raise DaemonNotRunning(*CLOSED)
+        return decode(int(head.split(b" ", 2)[1]), _content_type(head), payload)
 
     def lines(self, method: str, path: str, body: Any = None) -> Iterator[bytes]:
-        """A streamed response, line by line (log records, server-sent events)."""
+        """A streamed response, line by line (log records, server-sent events). The reply's
+        head is read before this returns, so the daemon has subscribed by then: nothing that
+        happens after the call is missed."""
         sock = self._send(method, path, body, None)
         try:
             buf = b""
-            head_done = False
             while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise DaemonNotRunning(*CLOSED)
+                buf += data
+                head, sep, rest = buf.partition(b"\r\n\r\n")
+                if sep:
+                    break
+            status = int(head.split(b" ", 2)[1])
+            if status >= 400:
+                raise stream_error(status, rest)
+        except BaseException:
+            sock.close()
+            raise
+        return self._rest(sock, rest)
+
+    @staticmethod
+    def _rest(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
+        try:
+            while True:
+                *complete, buf = buf.split(b"\n")
+                yield from complete
                 data = sock.recv(1 << 16)
                 if not data:
                     break
                 buf += data
-                if not head_done:
-                    head, sep, rest = buf.partition(b"\r\n\r\n")
-                    if not sep:
-                        continue
-                    status = int(head.split(b" ", 2)[1])
-                    if status >= 400:
-                        value = json.loads(rest) if rest.strip() else {}
-                        raise ApiError(str(value.get("error", status)), str(value.get("fix", "")))
-                    head_done, buf = True, rest
-                *complete, buf = buf.split(b"\n")
-                yield from complete
             if buf:
                 yield buf
         finally:

@@ -115,7 +115,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if value is not None:
             params.append((key, str(value)))
     color = output.use_color(args.no_color)
-    names = [r["name"] for r in client.request("GET", "/v1/status")["instances"]]
+    names = [r["name"] for r in client.instances()]
     width = max((len(n) for n in names), default=8)
     out = sys.stdout
     if not (args.follow and args.tail is None and args.since is None):
@@ -144,10 +144,8 @@ def _emit(out: Any, line: bytes, as_json: bool, width: int, color: bool) -> None
 
 def _control(args: argparse.Namespace, verb: str) -> int:
     client = daemonctl.client(project.state_dir(args.file), timeout=600)
-    names = args.names or None
-    reply = client.request("POST", f"/v1/{verb}", {"names": names})
-    done = reply.get({"start": "started", "stop": "stopped", "restart": "restarted"}[verb], [])
-    for name in done:
+    control = {"start": client.start, "stop": client.stop, "restart": client.restart}[verb]
+    for name in control(args.names or None):
         print(f"{name}: {verb} requested" if verb != "stop" else f"{name}: stopped")
     return 0
 
@@ -170,7 +168,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
         agent, sep, count = pair.partition("=")
         if not sep or not count.isdigit():
             raise CorralError(f"cannot read {pair!r}", "write AGENT=N, e.g. corral scale web=3")
-        report = client.request("POST", "/v1/scale", {"agent": agent, "replicas": int(count)})
+        report = client.scale(agent, int(count))
         print(f"{agent}: {count} replica{'s' if count != '1' else ''} "
               f"(+{len(report['started'])} -{len(report['removed'])})")
     return 0
@@ -182,8 +180,7 @@ def cmd_status_wait(state_dir: str, names: list[str], timeout: float) -> list[di
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        rows = [r for r in client.request("GET", "/v1/status")["instances"]
-                if r["agent"] in names]
+        rows = [r for r in client.instances() if r["agent"] in names]
         if rows and all(r["state"] in ("running", "exited", "fatal", "stopped") for r in rows):
             break
         time.sleep(0.05)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     client = daemonctl.client(project.state_dir(args.file))
-    rows = client.request("GET", "/v1/status")["instances"]
+    rows = client.instances()
     if args.agents:
         rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
     if args.json:

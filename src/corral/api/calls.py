@@ -1,0 +1,134 @@
+"""The fleet protocol's operations over any transport (see ``api.protocol.Fleet``).
+
+This module stays import-light: ``corral ps`` imports it on every poll.
+"""
+
+from __future__ import annotations
+
+import json
+
+from corral.errors import CorralError
+
+TYPE_CHECKING = False  # not typing's: its import costs ~3 ms on every `corral ps` poll
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+
+class ApiError(CorralError):
+    pass
+
+
+CLOSED = ("the corral daemon closed the connection (did it die?)",
+          "see the daemon log in the state dir, then 'corral up -d'")
+
+
+def decode(status: int, content_type: str, payload: bytes) -> Any:
+    """A reply's body, or the ``CorralError`` it carries (same exit codes at both ends)."""
+    value = json.loads(payload) if payload and "json" in content_type else payload
+    if status >= 400:
+        if isinstance(value, dict) and "error" in value:
+            err = ApiError(str(value["error"]), str(value.get("fix", "")))
+            err.exit_code = 4 if status == 404 else 2 if status == 422 else 1
+            raise err
+        raise ApiError(f"the daemon answered {status}", "see the daemon log")
+    return value
+
+
+def stream_error(status: int, rest: bytes) -> ApiError:
+    value = json.loads(rest) if rest.strip() else {}
+    return ApiError(str(value.get("error", status)), str(value.get("fix", "")))
+
+
+def _query(pairs: list[tuple[str, str]]) -> str:
+    from urllib.parse import urlencode
+
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+class FleetCalls:
+    """The protocol's operations over any transport: subclasses provide ``request`` (one JSON
+    reply) and ``lines`` (a streamed reply, line by line)."""
+
+    def request(self, method: str, path: str, body: Any = None,
+                timeout: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def lines(self, method: str, path: str, body: Any = None) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        reply: dict[str, Any] = self.request("GET", "/v1/status")
+        return reply
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.status()["instances"]
+        return rows
+
+    def apply(self, manifest: dict[str, Any],
+              timeout: float | None = None) -> dict[str, list[str]]:
+        report: dict[str, list[str]] = self.request(
+            "POST", "/v1/apply", {"manifest": manifest}, timeout=timeout)
+        return report
+
+    def wait(self, timeout: float = 60.0, names: list[str] | None = None) -> dict[str, Any]:
+        reply: dict[str, Any] = self.request("POST", "/v1/wait",
+                                             {"timeout": timeout, "names": names},
+                                             timeout=timeout + 30)
+        return reply
+
+    def _control(self, verb: str, names: list[str] | None, key: str) -> list[str]:
+        done: list[str] = self.request("POST", f"/v1/{verb}", {"names": names})[key]
+        return done
+
+    def start(self, names: list[str] | None = None) -> list[str]:
+        return self._control("start", names, "started")
+
+    def stop(self, names: list[str] | None = None) -> list[str]:
+        return self._control("stop", names, "stopped")
+
+    def restart(self, names: list[str] | None = None) -> list[str]:
+        return self._control("restart", names, "restarted")
+
+    def scale(self, agent: str, replicas: int) -> dict[str, list[str]]:
+        report: dict[str, list[str]] = self.request(
+            "POST", "/v1/scale", {"agent": agent, "replicas": replicas})
+        return report
+
+    def down(self) -> list[str]:
+        stopped: list[str] = self.request("POST", "/v1/down", {})["stopped"]
+        return stopped
+
+    def exec_spec(self, agent: str) -> dict[str, Any]:
+        spec: dict[str, Any] = self.request("GET", "/v1/exec" + _query([("agent", agent)]))
+        return spec
+
+    def logs(self, agents: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Stored records, oldest first; filters: since, grep, level, instance, tail."""
+        pairs = [("agent", a) for a in agents or []]
+        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        return [json.loads(line) for line in self.lines("GET", "/v1/logs" + _query(pairs))
+                if line.strip()]
+
+    def events(self, *, logs: bool = False, agents: list[str] | None = None
+               ) -> Iterator[dict[str, Any]]:
+        """``{"event": "state", "data": INSTANCE}`` on every state change and, with ``logs``,
+        ``{"event": "log", "data": RECORD}`` for every record; endless. Subscribed when this
+        returns: changes made after the call are all seen."""
+        pairs = [("logs", "1")] if logs else []
+        pairs += [("agent", a) for a in agents or []]
+        return _events(self.lines("GET", "/v1/events" + _query(pairs)))
+
+    def metrics(self) -> str:
+        body: bytes = self.request("GET", "/metrics")
+        return body.decode()
+
+
+
+def _events(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    kind = ""
+    for line in lines:
+        if line.startswith(b"event: "):
+            kind = line[7:].decode()
+        elif line.startswith(b"data: "):
+            yield {"event": kind, "data": json.loads(line[6:])}

@@ -1,0 +1,137 @@
+"""One scenario against both ends of the fleet protocol: the daemon over its Unix socket
+(``Client``) and a supervisor inside this process (``LocalFleet``). Real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral import paths
+from corral.api.calls import ApiError
+from corral.api.client import Client
+from corral.api.local import LocalFleet
+from corral.api.protocol import Fleet
+from corral.manifest.loader import load
+
+MANIFEST = """\
+name: proto
+agents:
+  svc:
+    command: sleep 300
+    replicas: 2
+  job:
+    class: compute
+    command: python3 -c "print('job done', flush=True)"
+    depends_on:
+      svc: {condition: started}
+"""
+
+
+@contextlib.contextmanager
+def daemon_fleet(state_dir: Path) -> Iterator[Fleet]:
+    proc = subprocess.Popen([sys.executable, "-m", "corral.daemon", "--state-dir",
+                             str(state_dir)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    client = Client(paths.socket_path(str(state_dir)))
+    try:
+        deadline = time.monotonic() + 20
+        while not client.alive():
+            assert proc.poll() is None, "the daemon exited at start"
+            assert time.monotonic() < deadline, "the daemon did not open its socket"
+            time.sleep(0.02)
+        yield client
+        client.down()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def local_fleet(state_dir: Path) -> Iterator[Fleet]:
+    with LocalFleet(str(state_dir)) as fleet:
+        yield fleet
+
+
+ENDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Fleet]]] = {
+    "daemon": daemon_fleet, "local": local_fleet}
+
+
+@pytest.fixture(params=sorted(ENDS))
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    (tmp_path / "corral.yaml").write_text(textwrap.dedent(MANIFEST))
+    with ENDS[request.param](tmp_path / ".corral") as f:
+        yield f
+
+
+def until(fleet: Fleet, predicate: Callable[[dict[str, dict[str, Any]]], bool],
+          what: str) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while True:
+        rows = {r["name"]: r for r in fleet.instances()}
+        if predicate(rows):
+            return rows
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {rows}"
+        time.sleep(0.05)
+
+
+def test_one_scenario_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
+    manifest = load(tmp_path / "corral.yaml").model_dump(mode="json", by_alias=True)
+    report = fleet.apply(manifest)
+    assert sorted(report["started"]) == ["job.1", "svc.1", "svc.2"]
+    waited = fleet.wait(timeout=20)
+    assert waited["settled"] is True
+    rows = until(fleet, lambda r: r["job.1"]["state"] == "exited", "the job")
+    assert rows["job.1"]["exit_code"] == 0
+    assert rows["svc.1"]["state"] == rows["svc.2"]["state"] == "running"
+    assert fleet.status()["project"] == "proto"
+
+    events = fleet.events()
+    assert fleet.stop(["svc.1"]) == ["svc.1"]
+    seen = next(e for e in events if e["data"].get("name") == "svc.1"
+                and e["data"]["state"] == "stopped")
+    assert seen["event"] == "state"
+    events.close()  # type: ignore[attr-defined]  # a generator at both ends
+
+    assert fleet.start(["svc.1"]) == ["svc.1"]
+    until(fleet, lambda r: r["svc.1"]["state"] == "running", "svc.1 back")
+    old_pid = fleet.instances()[1]["pid"]
+    assert fleet.restart(["svc.2"]) == ["svc.2"]
+    until(fleet, lambda r: r["svc.2"]["state"] == "running" and r["svc.2"]["pid"] != old_pid,
+          "svc.2 restarted")
+
+    scaled = fleet.scale("svc", 3)
+    assert scaled["started"] == ["svc.3"]
+    until(fleet, lambda r: r.get("svc.3", {}).get("state") == "running", "svc.3")
+
+    records = fleet.logs(["job"])
+    assert [r["message"] for r in records] == ["job done"]
+    assert records[0]["instance"] == "job.1"
+    assert fleet.logs(["job"], grep="nothing-like-this") == []
+
+    assert 'corral_instance_up{' in fleet.metrics()
+    spec = fleet.exec_spec("svc")
+    assert spec["cwd"] == str(tmp_path) and spec["env"]["CORRAL_AGENT"] == "svc"
+
+    with pytest.raises(ApiError) as missing:
+        fleet.stop(["nope"])
+    assert missing.value.exit_code == 4
+
+    stopped = fleet.down()
+    assert sorted(stopped) == ["job.1", "svc.1", "svc.2", "svc.3"]
+    assert {r["state"] for r in fleet.instances()} <= {"stopped", "exited"}
