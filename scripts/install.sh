@@ -37,6 +37,8 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   .venv/bin/python -m ensurepip --upgrade >/dev/null
 fi
 if [ "$want_test" = 1 ]; then
+  # the sandbox tests drive real bubblewrap
+  command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

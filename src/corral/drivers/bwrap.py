@@ -1,0 +1,144 @@
+"""The bubblewrap command line of a sandboxed agent: what it may see, write and reach.
+
+The view, in the order bwrap applies it (a later mount covers an earlier one):
+
+1. the whole system read-only, a fresh ``/dev``, ``/proc`` of its own PID namespace and a
+   private ``/tmp``;
+2. hidden behind empty tmpfs: the users' homes, corral's state dir, the project dir (so other
+   agents' directories and files are not there), and any other path asked for;
+3. shown again read-only: what the agent needs from hidden places to run at all (its
+   interpreter's prefix under a home, its venv in the state dir's cache);
+4. writable: its workdir, its own data dir and its declared volumes;
+5. its secrets, read-only at ``/run/secrets``.
+
+It gets its own PID, IPC and UTS namespaces, and its own network namespace (only a loopback
+that nothing else shares) unless ``network: host``. No ``--die-with-parent``: agents must
+outlive a daemon that is killed, to be re-adopted by the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+NETWORKS = ("none", "host")
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Absolute host paths; ``volumes`` map a host path to where the agent sees it."""
+
+    workdir: str
+    hidden: tuple[str, ...] = ()
+    read_only: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    volumes: tuple[tuple[str, str, bool], ...] = ()  # (host, target, read_only)
+    secrets_dir: str | None = None
+    network: str = "none"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def default_hidden(environ: dict[str, str]) -> list[str]:
+    """The users' homes: credentials, SSH keys, cloud profiles and browser data live there."""
+    homes = ["/root", "/home"]
+    home = environ.get("HOME")
+    if home and home not in ("/", ""):
+        homes.append(home)
+    return homes
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _mountable(path: str) -> bool:
+    return os.path.lexists(path)
+
+
+def prefix_of(executable: str) -> str:
+    """The installation an executable belongs to: ``/opt/py/bin/python3`` → ``/opt/py``
+    (its ``lib`` comes along); a file outside a ``bin`` dir is shown alone."""
+    real = os.path.realpath(executable)
+    parent = os.path.dirname(real)
+    if os.path.basename(parent) in ("bin", "sbin"):
+        return os.path.dirname(parent)
+    return real
+
+
+def venv_base(venv_dir: str) -> str | None:
+    """The prefix of the interpreter a venv was made from (``home =`` in pyvenv.cfg)."""
+    try:
+        with open(os.path.join(venv_dir, "pyvenv.cfg"), encoding="utf-8") as f:
+            for line in f:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "home":
+                    return os.path.dirname(value.strip().rstrip("/"))
+    except OSError:
+        return None
+    return None
+
+
+def sandbox_path(path_var: str, hidden: Sequence[str], first: Sequence[str] = ()) -> str:
+    """PATH inside: entries under hidden dirs would not resolve there (pyenv shims in a
+    home, say), so they are dropped and the shown bin dirs go first."""
+    kept = [p for p in path_var.split(os.pathsep) if p and not _under(p, hidden)]
+    return os.pathsep.join(dict.fromkeys([*first, *kept]))
+
+
+_HIDE, _RO, _RW = 0, 1, 2
+
+
+def _mount(path: str, how: int) -> list[str]:
+    if how == _HIDE:
+        if os.path.isdir(path):
+            return ["--tmpfs", path]
+        return ["--ro-bind", "/dev/null", path]  # a hidden file reads empty
+    return ["--ro-bind" if how == _RO else "--bind", path, path]
+
+
+def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[str]:
+    """The bwrap argv. The most specific rule wins: mounts go shallowest first, so a
+    writable workdir inside a hidden home is shown, and a state dir inside that workdir is
+    hidden again, and the agent's own data dir inside the state dir shown again."""
+    if view.network not in NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+            # host sockets (container engines, D-Bus) live in /run: none of the agent's business
+            "--tmpfs", "/run",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            # root inside keeps uid 0 but no capability: it cannot unmount what hides the
+            # homes, nor remount the system writable
+            "--cap-drop", "ALL"]
+    if view.network == "none":
+        args.append("--unshare-net")
+    rules: dict[str, int] = {}
+    for paths, how in ((view.hidden, _HIDE), (view.read_only, _RO),
+                       ((view.workdir, *view.writable), _RW)):
+        for path in paths:
+            path = os.path.normpath(path)
+            if _mountable(path):
+                rules[path] = max(how, rules.get(path, _HIDE))
+    if view.network == "host" and os.path.isdir("/run/systemd/resolve"):
+        rules.setdefault("/run/systemd/resolve", _RO)  # resolv.conf may point there
+    ordered = sorted(rules, key=lambda p: (p.count("/"), p))
+    for path in ordered:
+        args += _mount(path, rules[path])
+    # hidden dirs are empty tmpfs, read-only once every deeper mount point exists in them
+    for path in ordered:
+        if rules[path] == _HIDE and os.path.isdir(path):
+            args += ["--remount-ro", path]
+    for host, target, read_only in view.volumes:
+        args += ["--ro-bind" if read_only else "--bind", host, target]
+    if view.secrets_dir is not None:
+        args += ["--ro-bind", view.secrets_dir, "/run/secrets"]
+    for key, value in view.extra_env.items():
+        args += ["--setenv", key, value]
+    args += ["--chdir", view.workdir, "--", *command]
+    return args
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
