@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ManifestError
+from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.loader import load_text
 from corral.manifest.model import Agent, EnvFile
-from corral.manifest.variables import parse_dotenv
 
 
 def test_dotenv_rules() -> None:
