@@ -262,10 +262,12 @@ class FakeOptions(Strict):
 
 
 class Resources(Strict):
-    """Placeholder block: limits are enforced by the containment layer."""
+    """Per-instance limits (compose names), enforced by ``corral.limits`` through cgroups."""
 
     cpus: float | None = Field(None, gt=0)
-    memory: Size | None = None
+    memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
+    memory_reservation: Size | None = Field(None, ge=1)  # soft: reclaimed first under pressure
+    memory_high: Size | None = Field(None, ge=1)  # throttled past it (cgroup v2 only)
     pids: int | None = Field(None, ge=1)
 
 
