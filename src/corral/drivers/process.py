@@ -162,7 +162,7 @@ class ProcessDriver(Driver):
             for fd in (*watch.fds.values(), *child_fds.values()):
                 os.close(fd)
             if placement.group is not None:
-                placement.group.remove()
+                self._remove(placement.group)
             raise
         finally:
             for fd in child_fds.values():
@@ -191,6 +191,12 @@ class ProcessDriver(Driver):
         except OSError as exc:
             raise DriverError(f"agents.{task.agent}: cannot make its cgroup: {exc}",
                               "check the supervisor may write its own cgroup") from None
+
+    def _remove(self, group: Group, tries: int = 40) -> None:
+        """Remove an emptied group; one whose last member is still exiting is retried from
+        the loop a moment later instead of blocking it."""
+        if not group.remove() and tries > 1:
+            asyncio.get_running_loop().call_later(0.05, self._remove, group, tries - 1)
 
     def _group(self, handle: Handle) -> Group | None:
         watch = self._watches.get(handle.instance)
@@ -268,7 +274,7 @@ class ProcessDriver(Driver):
                 and result.code in (None, 128 + signal.SIGKILL) and watch.group.oom_kills():
             result = replace(result, oom_killed=True)  # the kernel's SIGKILL, not a stranger's
         if watch.group is not None and not watch.group.members():
-            watch.group.remove(wait=0)  # nothing left behind: stop() has nothing to kill
+            self._remove(watch.group)  # nothing left behind: stop() has nothing to kill
         if watch.popen is not None:
             watch.popen.returncode = result.code if result.code is not None else -1
         self._drain(watch, output)
@@ -343,7 +349,7 @@ class ProcessDriver(Driver):
                 await asyncio.sleep(0.05)
         if group.members():
             await group.kill()
-        group.remove()
+        self._remove(group)
         if watch is not None:
             await asyncio.shield(watch.exit)
 
@@ -360,7 +366,7 @@ class ProcessDriver(Driver):
         if handle.pid is None or not proctree.alive(handle.pid, handle.pid_start):
             if group is not None:  # what it left behind while the supervisor was away
                 await group.kill()
-                group.remove()
+                self._remove(group)
             return False
         loop = asyncio.get_running_loop()
         watch = _Watch(loop.create_future(), group)

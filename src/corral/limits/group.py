@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal as _signal
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,26 +78,21 @@ class Group:
 
     # --- lifetime ---------------------------------------------------------------------------
 
-    def remove(self, *, wait: float = 0.2) -> bool:
-        """rmdir every directory (and the project's, once it is empty). A group whose last
-        member is still exiting is busy for a moment: retried briefly."""
-        deadline = time.monotonic() + wait
-        left = list(dict.fromkeys(self.dirs.values()))
-        while left:
-            for d in list(left):
-                try:
-                    os.rmdir(d)
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    continue
-                left.remove(d)
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.dirname(d))  # the project's group, when this was its last
-            if not left or time.monotonic() > deadline:
-                break
-            time.sleep(0.002)
-        return not left
+    def remove(self) -> bool:
+        """rmdir every directory (and the project's, once it is empty). False: some are still
+        busy (a member still exiting); the caller retries later, never blocking here."""
+        busy = False
+        for d in dict.fromkeys(self.dirs.values()):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                busy = True
+                continue
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(d))  # the project's group, when this was its last
+        return not busy
 
     def to_json(self) -> str:
         return json.dumps({"v": self.version, "dirs": self.dirs, "oom": self.oom_base},
