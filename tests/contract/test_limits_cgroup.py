@@ -361,3 +361,25 @@ def test_rlimit_fallback_caps_memory_and_refuses_a_cpu_rate(tmp_path: Path) -> N
             await driver.start(task(tmp_path, "pass", resources={"cpus": 1}), Sink())
 
     run(go())
+
+
+@needs_cgroup
+def test_the_join_wrapper_keeps_argv0_and_resolves_like_the_driver(tmp_path: Path) -> None:
+    driver = ProcessDriver()
+    tool = tmp_path / "tool.sh"
+    tool.write_text('#!/bin/sh\necho "$0 $1"; cat /proc/self/cgroup\n')
+    tool.chmod(0o755)
+
+    async def go() -> None:
+        t = task(tmp_path, "")
+        t = Task(**{**{f: getattr(t, f) for f in t.__slots__},
+                    "spec": Agent.model_validate({"command": ["./tool.sh", "x y"]})})
+        out = Sink()
+        h = await driver.start(t, out)
+        assert (await driver.wait(h)).code == 0
+        await driver.stop(h, sig=signal.SIGTERM, timeout=0)
+        lines = out.data.decode().splitlines()
+        assert lines[0] == "./tool.sh x y"
+        assert any("/corral-lim-" in line and line.endswith("/a.1") for line in lines[1:])
+
+    run(go())

@@ -105,8 +105,9 @@ def test_v1_place_makes_groups_writes_limits_and_the_join_wrapper(tmp_path: Path
     assert (Path(p.group.dirs["cpu"]) / "cpu.cfs_quota_us").read_text() == "25000"
     assert (Path(p.group.dirs["pids"]) / "pids.max").read_text() == "32"
     assert "freezer" in p.group.dirs  # no cgroup2 mount: kill through the freezer
-    argv = p.wrap("/usr/bin/python3", ["python3", "-c", "pass"])
-    assert argv[:2] == ["/bin/sh", "-c"] and argv[-3:] == ["/usr/bin/python3", "-c", "pass"]
+    argv = p.wrap(["python3", "-c", "pass"])
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[-4:] == ["corral-limits", "python3", "-c",
+                                                           "pass"]
     assert argv[2].count("echo 0 >") == len(set(p.group.dirs.values()))
     assert p.data()["limits"] == "cgroup v1"
     # round trip through the handle, and removal of the instance and then the project group
@@ -124,7 +125,9 @@ def test_v1_group_without_cpus_skips_the_cpu_controller_and_hybrid_kills_in_v2(
     lim = Limiter(_fake_v1(tmp_path, with_unified=True))
     p = _place(lim)
     assert p.group is not None
-    assert set(p.group.dirs) == {"memory", "cpuacct", "pids", "unified"}
+    assert set(p.group.dirs) == {"unified"}  # no limits: one group, in cgroup2, for kill
+    limited = _place(lim, memory="1G", pids=3)
+    assert limited.group is not None and set(limited.group.dirs) == {"memory", "pids", "unified"}
     assert p.label == "cgroup v1 (+ cgroup2 for kill)"
 
 
@@ -183,7 +186,7 @@ def test_rlimit_fallback_says_what_it_cannot_do() -> None:
                                           r"seconds\).*remove it"):
         _place(lim, cpus=0.5)
     plain = _place(lim)
-    assert plain.shell_lines == [] and plain.wrap("/bin/x", ["x", "1"]) == ["/bin/x", "1"]
+    assert plain.shell_lines == [] and plain.wrap(["x", "1"]) == ["x", "1"]
 
 
 def test_resources_model_and_malformed_sizes() -> None:
@@ -202,3 +205,25 @@ def test_detect_on_this_host_does_not_fail() -> None:
     assert lay.kind in ("v2", "hybrid", "v1", "none")
     if lay.kind != "none":
         assert all(os.path.isabs(d) for d in lay.v1.values())
+
+
+def test_ps_and_doctor_say_when_only_rlimits_hold() -> None:
+    from corral.cli.output import table
+
+    row = {"name": "a.1", "state": "running", "pid": 7, "uptime": 3.0, "restarts": 0,
+           "health": "none", "exit_code": None, "exit_signal": None, "oom_killed": False,
+           "reason": ""}
+    assert "limits:" not in table([{**row, "limits": "cgroup v1"}], color=False)
+    text = table([{**row, "limits": "rlimit (no writable cgroup)"}], color=False)
+    assert text.splitlines()[-1].startswith("limits: rlimit (no writable cgroup): ")
+    assert "OOM" in table([{**row, "oom_killed": True, "exit_signal": 9}], color=False)
+
+
+def test_doctor_reports_the_limits_back_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral import doctor
+
+    monkeypatch.setattr(doctor, "Limiter", lambda: Limiter(Layout("none")))
+    name, ok, detail, fix = doctor._limits()
+    assert (name, ok) == ("limits", False)
+    assert detail.startswith("rlimit (no writable cgroup): ") and "no CPU rate" in detail
+    assert fix

@@ -127,7 +127,7 @@ class ProcessDriver(Driver):
         child_fds: dict[Stream, int] = {}
         placement = self._place(task)
         if placement.shell_lines:  # join the group (or set rlimits) before the agent runs
-            argv, exe = placement.wrap(exe, argv), SHELL
+            argv, exe = placement.wrap(argv), SHELL
         loop = asyncio.get_running_loop()
         watch = _Watch(loop.create_future(), placement.group)
         try:

@@ -71,10 +71,20 @@ class Group:
         return max(0, v2.oom_kills(self.dirs[UNIFIED]) - self.oom_base)
 
     def usage(self) -> Usage | None:
-        got = v1.usage(self.dirs) if self.version == "v1" else v2.usage(self.dirs[UNIFIED])
-        if got is None:
+        unified = self.dirs.get(UNIFIED)
+        if self.version == "v1":  # on hybrid hosts the cgroup2 group counts CPU for free
+            cpu = v1.cpu_seconds(self.dirs) if "cpuacct" in self.dirs else \
+                v2.cpu_seconds(unified) if unified else None
+            mem = v1.memory_bytes(self.dirs) if "memory" in self.dirs else None
+        else:
+            assert unified is not None
+            cpu, mem = v2.cpu_seconds(unified), v2.memory_bytes(unified)
+        members = self.members()
+        if mem is None:  # no memory controller on this group: add up the members
+            mem = sum(_rss(pid) for pid in members)
+        if cpu is None:
             return None
-        return Usage(got[0], got[1], len(self.members()))
+        return Usage(cpu, mem, len(members))
 
     # --- lifetime ---------------------------------------------------------------------------
 
@@ -109,4 +119,13 @@ class Group:
             return None
 
 
+def _rss(pid: int) -> int:
+    text = files.read(f"/proc/{pid}/statm")
+    try:
+        return int(text.split()[1]) * _PAGE if text else 0
+    except (IndexError, ValueError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 SIGKILL = _signal.SIGKILL

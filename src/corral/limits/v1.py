@@ -40,17 +40,15 @@ def oom_kills(dirs: dict[str, str]) -> int:
     return (files.keyed(os.path.join(d, "memory.oom_control"), "oom_kill") or 0) if d else 0
 
 
-def usage(dirs: dict[str, str]) -> tuple[float, int] | None:
-    """(CPU seconds, memory bytes) of the whole group."""
-    cpu_dir = dirs.get("cpuacct")
-    mem_dir = dirs.get("memory")
-    if cpu_dir is None or mem_dir is None:
-        return None
-    ns = files.read_int(os.path.join(cpu_dir, "cpuacct.usage"))
-    mem = files.read_int(os.path.join(mem_dir, "memory.usage_in_bytes"))
-    if ns is None or mem is None:
-        return None
-    return ns / 1e9, mem
+def cpu_seconds(dirs: dict[str, str]) -> float | None:
+    d = dirs.get("cpuacct")
+    ns = files.read_int(os.path.join(d, "cpuacct.usage")) if d else None
+    return None if ns is None else ns / 1e9
+
+
+def memory_bytes(dirs: dict[str, str]) -> int | None:
+    d = dirs.get("memory")
+    return files.read_int(os.path.join(d, "memory.usage_in_bytes")) if d else None
 
 
 async def kill_frozen(freezer: str, *, rounds: int = 200) -> bool:

@@ -80,12 +80,14 @@ def oom_kills(group: str) -> int:
     return files.keyed(os.path.join(group, "memory.events"), "oom_kill") or 0
 
 
-def usage(group: str) -> tuple[float, int] | None:
+def cpu_seconds(group: str) -> float | None:
+    """``cpu.stat`` is a core file: there even without the cpu controller."""
     us = files.keyed(os.path.join(group, "cpu.stat"), "usage_usec")
-    mem = files.read_int(os.path.join(group, "memory.current"))
-    if us is None or mem is None:
-        return None
-    return us / 1e6, mem
+    return None if us is None else us / 1e6
+
+
+def memory_bytes(group: str) -> int | None:
+    return files.read_int(os.path.join(group, "memory.current"))
 
 
 async def kill(group: str, *, rounds: int = 200) -> bool:
