@@ -383,3 +383,25 @@ def test_the_join_wrapper_keeps_argv0_and_resolves_like_the_driver(tmp_path: Pat
         assert any("/corral-lim-" in line and line.endswith("/a.1") for line in lines[1:])
 
     run(go())
+
+
+def test_without_a_cgroup_stop_still_finds_detached_members_by_marker(tmp_path: Path) -> None:
+    driver = ProcessDriver(Limiter(Layout("none")))
+
+    async def go() -> None:
+        out = Sink()
+        h = await driver.start(task(tmp_path, """
+            import os, time
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    open("pids", "a").write(f"{os.getpid()}\\n"); time.sleep(300)
+                os._exit(0)
+            open("pids", "a").write(f"{os.getpid()}\\n"); print("ready", flush=True)
+            time.sleep(300)
+        """), out)
+        await until(lambda: b"ready" in out.data and len(_detached_pids(tmp_path)) == 2)
+        await driver.stop(h, sig=signal.SIGTERM, timeout=0.5)
+        assert [p for p in _detached_pids(tmp_path) if alive(p)] == []
+
+    run(go())

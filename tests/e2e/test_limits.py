@@ -150,6 +150,39 @@ def test_down_leaves_no_process_of_agents_that_detach_or_scrub_their_env(
                 os.kill(p, signal.SIGKILL)
 
 
+@needs_cgroup
+def test_groups_are_found_again_after_the_daemon_is_killed(project: Project) -> None:
+    (project.root / "pids").mkdir()
+    project.file("scrubbed.py", DETACHERS["scrubbed"])
+    project.write("""
+        name: readopt
+        agents:
+          ghost: {command: python3 scrubbed.py, resources: {memory: 64M}}
+    """)
+    project.corral("up", "-d")
+
+    def pids() -> list[int]:
+        return [int(p.name) for p in (project.root / "pids").iterdir()]
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(pids()) < 2:
+        time.sleep(0.1)
+    daemon = project.daemon_pid()
+    assert daemon is not None and len(pids()) == 2
+    try:
+        os.kill(daemon, signal.SIGKILL)
+        project.corral("up", "-d")  # a new daemon re-adopts the instance and its group
+        row = project.ps()["ghost.1"]
+        assert row["state"] == "running" and row["limits"].startswith("cgroup")
+        project.corral("down")
+        assert [p for p in pids() if running(p)] == []
+        assert [p for p in _groups() if "corral-readopt-" in str(p)] == []
+    finally:
+        for p in pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
 def _groups() -> list[Path]:
     lay = HOST.layout
     roots = [*lay.v1.values(), *([lay.unified] if lay.unified else [])]

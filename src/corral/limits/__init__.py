@@ -14,6 +14,9 @@ outside; ``/bin/sh -c 'echo 0 > …/cgroup.procs; exec "$@"'`` 180-310 ms, race-
 the shell joins before the agent's first instruction. The shell it is; it also carries the
 ``ulimit`` lines of the rlimit fallback, and later the sandbox's ``exec bwrap``. (clone3's
 ``CLONE_INTO_CGROUP`` would save the exec, but Python's spawn API does not expose it.)
+Whole fleet, ``corral up -d`` of 100 ``sleep`` agents until ``ps`` shows them all running, six
+runs each on a loaded 2-core machine: before cgroups 0.78 s (median), with a group per agent
+0.84 s (1.07x), with ``cpus``/``memory``/``pids`` limits 0.90 s (1.15x).
 """
 
 from __future__ import annotations
