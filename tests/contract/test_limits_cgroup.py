@@ -405,3 +405,29 @@ def test_without_a_cgroup_stop_still_finds_detached_members_by_marker(tmp_path: 
         assert [p for p in _detached_pids(tmp_path) if alive(p)] == []
 
     run(go())
+
+
+@needs_v2
+def test_v2_limit_files_read_back_and_oom_from_memory_events(tmp_path: Path) -> None:
+    driver = ProcessDriver()
+
+    async def go() -> None:
+        h = await driver.start(task(tmp_path, "import time; time.sleep(60)", resources={
+            "cpus": 0.5, "memory": "128M", "memory_reservation": "32M", "memory_high": "96M",
+            "pids": 20}), Sink())
+        group = driver.limiter.adopt(h.data)
+        assert group is not None and group.version == "v2"
+        d = group.dirs["unified"]
+        assert (cgfiles.read(f"{d}/cpu.max") or "").split() == ["50000", "100000"]
+        assert cgfiles.read_int(f"{d}/memory.max") == 128 << 20
+        assert cgfiles.read_int(f"{d}/memory.low") == 32 << 20
+        assert cgfiles.read_int(f"{d}/memory.high") == 96 << 20
+        assert cgfiles.read_int(f"{d}/pids.max") == 20
+        await driver.stop(h, sig=signal.SIGTERM, timeout=1)
+        hog = await driver.start(task(tmp_path, "x = bytearray(300 * 1024 * 1024)",
+                                      resources={"memory": "64M"}), Sink())
+        result = await driver.wait(hog)
+        await driver.stop(hog, sig=signal.SIGTERM, timeout=0)
+        assert result.oom_killed
+
+    run(go())
