@@ -227,3 +227,10 @@ def test_doctor_reports_the_limits_back_end(monkeypatch: pytest.MonkeyPatch) -> 
     assert (name, ok) == ("limits", False)
     assert detail.startswith("rlimit (no writable cgroup): ") and "no CPU rate" in detail
     assert fix
+
+
+def test_soft_limits_above_the_hard_one_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"memory_high \(2147483648 bytes\) is above "
+                                              r"memory \(1073741824 bytes\): lower memory_high"):
+        Resources.model_validate({"memory": "1G", "memory_high": "2G"})
+    assert Resources.model_validate({"memory": "1G", "memory_reservation": "1G"}).memory
