@@ -234,3 +234,36 @@ def test_soft_limits_above_the_hard_one_are_refused() -> None:
                                               r"memory \(1073741824 bytes\): lower memory_high"):
         Resources.model_validate({"memory": "1G", "memory_high": "2G"})
     assert Resources.model_validate({"memory": "1G", "memory_reservation": "1G"}).memory
+
+
+def test_v2_moves_the_supervisor_into_a_leaf_when_its_group_holds_processes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from corral.limits import files
+
+    real_write = files.write
+    refused: list[str] = []
+
+    def write(path: str, value: str) -> None:
+        # the kernel refuses controllers for children while the group itself holds processes
+        if path.endswith("cgroup.subtree_control") and not refused:
+            refused.append(path)
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        real_write(path, value)
+
+    monkeypatch.setattr(files, "write", write)
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    (tmp_path / "cgroup.procs").write_text("")  # emptied by the move below
+    v2.enable(str(tmp_path), {"memory"})
+    assert (tmp_path / "corral-supervisor" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory"
+    # on the next start the leaf is recognised: agents still nest beside it
+    lay = detect_from(f"1 1 0:1 / {tmp_path} rw - cgroup2 cgroup2 rw\n",
+                      "0::/corral-supervisor\n", read_controllers=False)
+    assert lay.unified == str(tmp_path)
+    refused.clear()
+    (tmp_path / "cgroup.procs").write_text("4242\n")  # someone else's process stays there
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    with pytest.raises(CorralError, match=r"holds other processes.*Delegate=yes"):
+        v2.enable(str(tmp_path), {"pids"})
