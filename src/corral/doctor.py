@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 from corral.drivers import registry
+from corral.limits import Limiter
 
 Row = tuple[str, bool, str, str]
 
@@ -40,8 +40,12 @@ async def report() -> list[Row]:
 
 
 def _limits() -> Row:
-    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    v1 = os.path.isdir("/sys/fs/cgroup/memory")
-    kind = "cgroup v2" if v2 else "cgroup v1" if v1 else "no cgroups"
-    return ("limits", False, f"{kind} seen; resource limits arrive with the containment "
-            "release (rlimits meanwhile)", "")
+    limiter = Limiter()
+    label = limiter.label()
+    lay = limiter.layout
+    if lay.kind == "none" or not limiter.writable():
+        return ("limits", False, f"{label}: memory as RLIMIT_AS (virtual), pids as RLIMIT_NPROC "
+                "(not for root), no CPU rate; stop finds detached processes by a /proc scan",
+                "run the daemon as root or in a delegated cgroup")
+    own = lay.unified if lay.kind == "v2" else lay.v1.get("memory")
+    return ("limits", True, f"{label}; agent groups under {own}", "")

@@ -97,6 +97,6 @@ def spec() -> dict[str, Any]:
                 "uptime": {"type": ["number", "null"]},
                 "restarts": {"type": "integer"}, "exit_code": {"type": ["integer", "null"]},
                 "exit_signal": {"type": ["integer", "null"]}, "oom_killed": {"type": "boolean"},
-                "reason": {"type": "string"}}},
+                "reason": {"type": "string"}, "limits": {"type": ["string", "null"]}}},
         }},
     }

@@ -56,6 +56,9 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
         cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
         cells[1] = _c(cells[1], _STATE_COLOR.get(b[1], 0), color)
         lines.append("  ".join(cells).rstrip())
+    weak = sorted({str(r["limits"]) for r in rows if str(r.get("limits")).startswith("rlimit")})
+    lines.extend(f"limits: {w}: per-process rlimits only; detached processes are found by "
+                 "a /proc scan" for w in weak)
     return "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,11 @@ always has a reader: when the daemon is killed, the agent never gets SIGPIPE, it
 the pipe (1 MiB), and a restarted daemon reopens the pipe by path and reads on. Nothing is lost;
 at worst a very chatty agent blocks on write until the daemon is back.
 
-Exit is observed through a pidfd (no polling); stop signals the process group and every process
-carrying the start's ``CORRAL_RUN`` marker, then kills what is left after the grace period.
+Exit is observed through a pidfd (no polling). Each instance runs in its own cgroup where one
+is writable (``corral.limits``): it carries the resource limits, tells an OOM kill from any
+other SIGKILL, measures the whole tree, and stop kills the group, which nothing in it can leave.
+Without a writable cgroup, stop signals the process group and every process carrying the
+start's ``CORRAL_RUN`` marker, then kills what is left after the grace period.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from corral.drivers.base import (
     Stream,
     Task,
 )
-from corral.errors import DriverError
+from corral.errors import CorralError, DriverError
+from corral.limits import SHELL, Group, Limiter, Placement
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20
@@ -44,10 +48,11 @@ _READ_SIZE = 1 << 20
 class _Watch:
     """What the driver keeps per live instance: the pidfd, pipe readers and the exit future."""
 
-    __slots__ = ("exit", "fds", "pidfd", "popen")
+    __slots__ = ("exit", "fds", "group", "pidfd", "popen")
 
-    def __init__(self, exit: asyncio.Future[ExitResult]) -> None:
+    def __init__(self, exit: asyncio.Future[ExitResult], group: Group | None = None) -> None:
         self.exit = exit
+        self.group = group
         self.fds: dict[Stream, int] = {}
         self.pidfd = -1
         self.popen: subprocess.Popen[bytes] | None = None
@@ -59,7 +64,8 @@ class ProcessDriver(Driver):
         isolation="process", recover=True, stats=True, signals=True
     )
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: Limiter | None = None) -> None:
+        self.limiter = limiter or Limiter()
         self._watches: dict[str, _Watch] = {}
         self._procs = proctree.ProcTable()
         self._resolved: dict[tuple[str, str, str], str] = {}
@@ -119,8 +125,11 @@ class ProcessDriver(Driver):
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         paths: dict[Stream, str] = {}
         child_fds: dict[Stream, int] = {}
+        placement = self._place(task)
+        if placement.shell_lines:  # join the group (or set rlimits) before the agent runs
+            argv, exe = placement.wrap(argv), SHELL
         loop = asyncio.get_running_loop()
-        watch = _Watch(loop.create_future())
+        watch = _Watch(loop.create_future(), placement.group)
         try:
             for stream in ("stdout", "stderr"):
                 path = os.path.join(task.run_dir, f"{stream}.fifo")
@@ -152,6 +161,8 @@ class ProcessDriver(Driver):
         except BaseException:
             for fd in (*watch.fds.values(), *child_fds.values()):
                 os.close(fd)
+            if placement.group is not None:
+                self._remove(placement.group)
             raise
         finally:
             for fd in child_fds.values():
@@ -164,10 +175,34 @@ class ProcessDriver(Driver):
             pid=popen.pid,
             started_at=time.time(),
             pid_start=None,  # filled by complete(): /proc is slow while the child execs
-            data={"run_id": run_id, "stdout": paths["stdout"], "stderr": paths["stderr"]},
+            data={"run_id": run_id, "stdout": paths["stdout"], "stderr": paths["stderr"],
+                  **placement.data()},
         )
         self._attach(handle, watch, output)
         return handle
+
+    def _place(self, task: Task) -> Placement:
+        try:
+            return self.limiter.place(
+                project=task.project, key=os.path.dirname(task.run_dir), instance=task.instance,
+                res=task.spec.resources, where=f"agents.{task.agent}.resources")
+        except CorralError as exc:
+            raise DriverError(exc.problem, exc.fix) from None
+        except OSError as exc:
+            raise DriverError(f"agents.{task.agent}: cannot make its cgroup: {exc}",
+                              "check the supervisor may write its own cgroup") from None
+
+    def _remove(self, group: Group, tries: int = 40) -> None:
+        """Remove an emptied group; one whose last member is still exiting is retried from
+        the loop a moment later instead of blocking it."""
+        if not group.remove() and tries > 1:
+            asyncio.get_running_loop().call_later(0.05, self._remove, group, tries - 1)
+
+    def _group(self, handle: Handle) -> Group | None:
+        watch = self._watches.get(handle.instance)
+        if watch is not None and watch.group is not None:
+            return watch.group
+        return self.limiter.adopt(handle.data)
 
     def _attach(self, handle: Handle, watch: _Watch, output: Output) -> None:
         loop = asyncio.get_running_loop()
@@ -235,6 +270,11 @@ class ProcessDriver(Driver):
                     result = ExitResult(code=os.WEXITSTATUS(status))
         except ChildProcessError:
             pass  # re-adopted: not our child, the code is unknowable
+        if watch.group is not None and result.signal in (None, signal.SIGKILL) \
+                and result.code in (None, 128 + signal.SIGKILL) and watch.group.oom_kills():
+            result = replace(result, oom_killed=True)  # the kernel's SIGKILL, not a stranger's
+        if watch.group is not None and not watch.group.members():
+            self._remove(watch.group)  # nothing left behind: stop() has nothing to kill
         if watch.popen is not None:
             watch.popen.returncode = result.code if result.code is not None else -1
         self._drain(watch, output)
@@ -256,6 +296,9 @@ class ProcessDriver(Driver):
             del self._watches[handle.instance]
 
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        group = self._group(handle)
+        if group is not None:
+            return await self._stop_group(handle, group, sig=sig, timeout=timeout)
         watch = self._watches.get(handle.instance)
         run_id = handle.data.get("run_id", "")
         assert handle.pid is not None
@@ -288,6 +331,28 @@ class ProcessDriver(Driver):
         if watch is not None:
             await asyncio.shield(watch.exit)
 
+    async def _stop_group(self, handle: Handle, group: Group, *, sig: int,
+                          timeout: float) -> None:
+        """systemd's KillMode=control-group: ``sig`` to every member, the grace period, then
+        the group is killed until empty and removed. No /proc scan: membership is exact."""
+        watch = self._watches.get(handle.instance)
+        assert handle.pid is not None
+        if watch is None or not watch.exit.done():
+            proctree.signal_group(handle.pid, sig)
+        group.signal(sig)
+        if watch is not None and not watch.exit.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
+        elif watch is None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
+                await asyncio.sleep(0.05)
+        if group.members():
+            await group.kill()
+        self._remove(group)
+        if watch is not None:
+            await asyncio.shield(watch.exit)
+
     def complete(self, handle: Handle) -> Handle:
         if handle.pid is None or handle.pid_start is not None:
             return handle
@@ -297,10 +362,14 @@ class ProcessDriver(Driver):
         return replace(handle, pid_start=proctree.start_time(handle.pid))
 
     async def recover(self, handle: Handle, output: Output) -> bool:
+        group = self.limiter.adopt(handle.data)
         if handle.pid is None or not proctree.alive(handle.pid, handle.pid_start):
+            if group is not None:  # what it left behind while the supervisor was away
+                await group.kill()
+                self._remove(group)
             return False
         loop = asyncio.get_running_loop()
-        watch = _Watch(loop.create_future())
+        watch = _Watch(loop.create_future(), group)
         for stream in ("stdout", "stderr"):
             path = handle.data.get(stream)
             if not path:
@@ -315,6 +384,11 @@ class ProcessDriver(Driver):
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         if handle.pid is None:
             return None
+        group = self._group(handle)
+        if group is not None:  # the whole tree, as the kernel counts it
+            got = group.usage()
+            if got is not None:
+                return ResourceUsage(got.cpu_seconds, got.memory_bytes, got.processes)
         usage = proctree.cpu_and_rss(handle.pid)
         if usage is None:
             return None

@@ -262,11 +262,22 @@ class FakeOptions(Strict):
 
 
 class Resources(Strict):
-    """Placeholder block: limits are enforced by the containment layer."""
+    """Per-instance limits (compose names), enforced by ``corral.limits`` through cgroups."""
 
     cpus: float | None = Field(None, gt=0)
-    memory: Size | None = None
+    memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
+    memory_reservation: Size | None = Field(None, ge=1)  # soft: reclaimed first under pressure
+    memory_high: Size | None = Field(None, ge=1)  # throttled past it (cgroup v2 only)
     pids: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _below_the_hard_limit(self) -> Resources:
+        for name in ("memory_reservation", "memory_high"):
+            value = getattr(self, name)
+            if value is not None and self.memory is not None and value > self.memory:
+                raise ValueError(f"{name} ({value} bytes) is above memory ({self.memory} "
+                                 f"bytes): lower {name} or raise memory")
+        return self
 
 
 # --- agent and manifest -------------------------------------------------------------------

@@ -334,6 +334,7 @@ def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
         "uptime": round(now - s.started_at, 3) if running and s.started_at else None,
         "restarts": s.restarts, "exit_code": s.exit_code, "exit_signal": s.exit_signal,
         "oom_killed": s.oom_killed, "reason": s.reason,
+        "limits": s.handle.data.get("limits") if s.handle is not None else None,
     }
 
 
