@@ -195,6 +195,22 @@ def parse() -> argparse.Namespace:
     return a
 
 
+def write_keeping_blocks(path: str, text: str) -> None:
+    """Write the report, keeping the blocks other bench scripts own in that file
+    (``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``, e.g. bench/containment.py's)."""
+    import re
+
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    block = re.compile(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", flags=re.S)
+    kept = [m.group(0) for m in block.finditer(old)]
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "".join("\n\n" + b for b in kept) + "\n")
+
+
 def main() -> int:
     args = parse()
     command = "python bench/run.py " + shlex.join(sys.argv[1:])
@@ -235,8 +251,7 @@ def main() -> int:
     text = render(runner.results, roles, header)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_keeping_blocks(args.out, text)
     WORK.mkdir(exist_ok=True)
     (WORK / "last-results.json").write_text(
         json.dumps([r.__dict__ for r in runner.results], indent=1)
