@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from corral.drivers.base import Driver, Task
+from corral.drivers.bwrap import find_bwrap
 from corral.drivers.fake import FakeDriver
 from corral.drivers.process import ProcessDriver
+from corral.drivers.sandbox import SandboxDriver
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
@@ -77,12 +79,17 @@ class Case:
 
 
 DRIVERS: dict[str, Callable[[], Driver]] = {
-    "process": ProcessDriver, "venv": VenvDriver, "fake": FakeDriver,
+    "process": ProcessDriver, "venv": VenvDriver, "fake": FakeDriver, "sandbox": SandboxDriver,
 }
+NEEDS = {"sandbox": (find_bwrap, "bubblewrap (bwrap) is not installed: apt-get install "
+                                 "bubblewrap (scripts/install.sh --test does)")}
 
 
 @pytest.fixture(params=sorted(DRIVERS))
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    found, why = NEEDS.get(request.param, (lambda: True, ""))
+    if not found():
+        pytest.skip(why)
     return Case(request.param, DRIVERS[request.param], tmp_path)
 
 
@@ -131,9 +138,26 @@ def test_stop_delivers_the_signal(case: Case) -> None:
     run(go())
 
 
-@pytest.mark.parametrize("name", ["process", "venv"])
+def _left_of_run(run_id: str) -> list[int]:
+    """Live processes (not zombies) that carry this start's marker."""
+    from corral.drivers.proctree import MARKER
+
+    needle = f"{MARKER}={run_id}".encode()
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if needle in Path(f"/proc/{pid}/environ").read_bytes() and not _zombie(pid):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("name", ["process", "venv", "sandbox"])
 def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: Path) -> None:
     """A child that ignores SIGTERM and a grandchild that left the session both die."""
+    if name == "sandbox" and find_bwrap() is None:
+        pytest.skip(NEEDS["sandbox"][1])
     c = Case(name, DRIVERS[name], tmp_path)
     code = textwrap.dedent("""
         import os, signal, time
@@ -160,17 +184,22 @@ def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: P
             if pidfile.exists() and pidfile.read_text():
                 break
             await asyncio.sleep(0.05)
-        grandchild = int(pidfile.read_text())
+        grandchild = int(pidfile.read_text())  # in a sandbox: its pid in the sandbox's pid ns
+        assert len(_left_of_run(handle.data["run_id"])) >= 2
         started = time.monotonic()
         await c.driver.stop(handle, sig=signal.SIGTERM, timeout=0.5)
         result = await c.driver.wait(handle)
         assert time.monotonic() - started >= 0.5
-        assert result.signal == signal.SIGKILL
+        # in a sandbox the handle is bwrap's, which SIGTERM ends at once; the agent inside
+        # ignored it and still got its grace period (above) before the kill
+        assert result.signal == (signal.SIGTERM if name == "sandbox" else signal.SIGKILL)
         for _ in range(50):
-            if not os.path.exists(f"/proc/{grandchild}") or _zombie(grandchild):
+            if not _left_of_run(handle.data["run_id"]):
                 break
             await asyncio.sleep(0.02)
-        assert not os.path.exists(f"/proc/{grandchild}") or _zombie(grandchild)
+        assert _left_of_run(handle.data["run_id"]) == []
+        if name != "sandbox":
+            assert not os.path.exists(f"/proc/{grandchild}") or _zombie(grandchild)
 
     run(go())
 
@@ -182,8 +211,10 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("name", ["process", "venv"])
+@pytest.mark.parametrize("name", ["process", "venv", "sandbox"])
 def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Path) -> None:
+    if name == "sandbox" and find_bwrap() is None:
+        pytest.skip(NEEDS["sandbox"][1])
     """A second driver instance (a restarted daemon) re-attaches by handle and keeps reading."""
     c = Case(name, DRIVERS[name], tmp_path)
     ticker = "import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)\n"
@@ -216,8 +247,10 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
     run(go())
 
 
-@pytest.mark.parametrize("name", ["process", "venv"])
+@pytest.mark.parametrize("name", ["process", "venv", "sandbox"])
 def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path) -> None:
+    if name == "sandbox" and find_bwrap() is None:
+        pytest.skip(NEEDS["sandbox"][1])
     c = Case(name, DRIVERS[name], tmp_path)
 
     async def go() -> None:

@@ -38,6 +38,7 @@ class Task:
     run_dir: str  # private per-instance runtime dir (fifos, pid files) under the state dir
     cache_dir: str  # shared cache (venvs...) under the state dir
     env: dict[str, str]  # the complete environment of the agent
+    project_dir: str = ""  # absolute; the sandbox hides it (other agents' files live there)
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,13 +311,18 @@ class ProcessDriver(Driver):
         if ended and not members and not proctree.alive(handle.pid, handle.pid_start):
             proctree.signal_group(handle.pid, signal.SIGKILL)
             return  # nothing of the tree is left: no grace period, no second scan
+        deadline = time.monotonic() + timeout
         if watch is not None and not watch.exit.done():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
         elif watch is None and proctree.alive(handle.pid, handle.pid_start):
-            deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
                 await asyncio.sleep(0.05)
+        while run_id and time.monotonic() < deadline:  # the rest of the tree, as above
+            self._procs.invalidate()
+            if not await self._procs.members(run_id):
+                break
+            await asyncio.sleep(0.05)
         # Whatever is left of the tree after the grace period is killed, group and strays,
         # until a scan finds nothing: a member may fork once more before its SIGKILL lands.
         for _ in range(50):
@@ -337,6 +342,7 @@ class ProcessDriver(Driver):
         the group is killed until empty and removed. No /proc scan: membership is exact."""
         watch = self._watches.get(handle.instance)
         assert handle.pid is not None
+        deadline = time.monotonic() + timeout
         if watch is None or not watch.exit.done():
             proctree.signal_group(handle.pid, sig)
         group.signal(sig)
@@ -344,9 +350,12 @@ class ProcessDriver(Driver):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
         elif watch is None:
-            deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
                 await asyncio.sleep(0.05)
+        # The main process may be a wrapper that dies at once (the sandbox's bwrap), or leave
+        # children still shutting down: they get the rest of the grace period too.
+        while time.monotonic() < deadline and group.members():
+            await asyncio.sleep(0.02)
         if group.members():
             await group.kill()
         self._remove(group)

@@ -11,6 +11,7 @@ from corral.drivers.base import Driver
 _BUILTIN = {
     "process": "corral.drivers.process:ProcessDriver",
     "venv": "corral.drivers.venv:VenvDriver",
+    "sandbox": "corral.drivers.sandbox:SandboxDriver",
     "fake": "corral.drivers.fake:FakeDriver",
 }
 

@@ -101,6 +101,9 @@ def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[
     out, problems = dict(spec), []
     venv = out.get("venv")
     out.setdefault("isolation", "venv" if venv is not None else "process")
+    if out["isolation"] == "sandbox" and "network" not in out:
+        # a sandboxed scraper or service needs the network; a job or an LLM's tools need not
+        out["network"] = "host" if class_of(out) in ("io", "service") else "none"
     workdir = Path(out["workdir"]) if isinstance(out.get("workdir"), str) else project_dir
     found = [(key, str(workdir / f)) for key, f in VENV_FILES if (workdir / f).is_file()]
     detected = dict(found[:1])

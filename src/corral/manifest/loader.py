@@ -31,12 +31,13 @@ from corral.manifest.classes import (
     apply_class_defaults,
 )
 from corral.manifest.graph import dependency_problems, raw_graph
-from corral.manifest.hints import NAME_RULE, pydantic_problems
-from corral.manifest.model import AGENT_NAME, Agent, Manifest
+from corral.manifest.hints import NAME_RULE, did_you_mean, pydantic_problems
+from corral.manifest.model import AGENT_NAME, Agent, Manifest, volume_entries
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
 MANIFEST_NAMES = ("corral.yaml", "corral.yml")
-DEFAULT_DRIVERS: tuple[str, ...] = ("process", "venv", "fake")
+# the built-ins; ``installed_drivers()`` adds third-party ones (entry points)
+DEFAULT_DRIVERS: tuple[str, ...] = ("process", "venv", "sandbox", "fake")
 Data = dict[str, Any]
 PathArg = str | os.PathLike[str]
 
@@ -55,6 +56,15 @@ class Context:
 # --- entry points -------------------------------------------------------------------------
 
 
+def installed_drivers() -> tuple[str, ...]:
+    try:
+        from corral.drivers import registry
+
+        return tuple(registry.names())
+    except Exception:  # broken package metadata must not stop validation
+        return DEFAULT_DRIVERS
+
+
 def find_manifest(path: PathArg | None = None, environ: Mapping[str, str] | None = None) -> Path:
     """``path``, else ``$CORRAL_FILE``, else corral.yaml / corral.yml in the current directory."""
     given = path or (os.environ if environ is None else environ).get("CORRAL_FILE")
@@ -69,7 +79,7 @@ def load(
     path: PathArg | None = None,
     *,
     environ: Mapping[str, str] | None = None,
-    drivers: Collection[str] = DEFAULT_DRIVERS,
+    drivers: Collection[str] | None = None,
     warnings: list[str] | None = None,
 ) -> Manifest:
     """Read, check and normalize a manifest file; raise ``ManifestError`` with every problem."""
@@ -93,7 +103,7 @@ def load_with_warnings(
     path: PathArg | None = None,
     *,
     environ: Mapping[str, str] | None = None,
-    drivers: Collection[str] = DEFAULT_DRIVERS,
+    drivers: Collection[str] | None = None,
 ) -> tuple[Manifest, list[str]]:
     warnings: list[str] = []
     return load(path, environ=environ, drivers=drivers, warnings=warnings), warnings
@@ -105,11 +115,13 @@ def load_text(
     project_dir: PathArg,
     source: str = "<text>",
     environ: Mapping[str, str] | None = None,
-    drivers: Collection[str] = DEFAULT_DRIVERS,
+    drivers: Collection[str] | None = None,
     warnings: list[str] | None = None,
 ) -> Manifest:
-    """``load`` for a manifest already in memory; relative paths start at ``project_dir``."""
-    ctx = Context(Path(os.path.abspath(os.path.expanduser(project_dir))), drivers=drivers)
+    """``load`` for a manifest already in memory; relative paths start at ``project_dir``.
+    ``drivers``: the isolation names allowed (default: every installed driver)."""
+    ctx = Context(Path(os.path.abspath(os.path.expanduser(project_dir))),
+                  drivers=installed_drivers() if drivers is None else drivers)
     data = read_yaml(text, source)
     environ = os.environ if environ is None else environ
     dotenv = ctx.project_dir / ".env"
@@ -208,13 +220,17 @@ def resolve_paths(data: Data, ctx: Context) -> Data:
     state = out.get("state_dir", ".corral")
     if isinstance(state, str):
         out["state_dir"] = str(absolute(base, state))
+    volumes = Path(out["state_dir"]) / "volumes" if isinstance(state, str) else None
     agents = out.get("agents")
     if isinstance(agents, dict):
-        out["agents"] = {n: _agent_paths(s, base) for n, s in agents.items()}
+        out["agents"] = {n: _agent_paths(s, base, volumes) for n, s in agents.items()}
+    secrets = out.get("secrets")
+    if isinstance(secrets, dict):
+        out["secrets"] = {n: _secret_paths(s, base) for n, s in secrets.items()}
     return out
 
 
-def _agent_paths(spec: Any, base: Path) -> Any:
+def _agent_paths(spec: Any, base: Path, volumes: Path | None) -> Any:
     if not isinstance(spec, dict):
         return spec
     out = dict(spec)
@@ -222,7 +238,33 @@ def _agent_paths(spec: Any, base: Path) -> Any:
         out["workdir"] = str(absolute(base, out.get("workdir", ".")))
     if "env_file" in out:
         out["env_file"] = env_file_entries(out["env_file"], base)
+    if isinstance(out.get("volumes"), list):
+        out["volumes"] = [_volume_paths(v, base, volumes) for v in out["volumes"]]
     return out
+
+
+def _volume_paths(value: Any, base: Path, volumes: Path | None) -> Any:
+    """A source that looks like a path (``/``, ``.``, ``~``) is a bind mount made absolute;
+    a bare name is a named volume kept in the state dir (compose's rule)."""
+    try:
+        (item,) = volume_entries([value])
+    except ValueError:
+        return value  # reported by validation, with its path
+    source = item.get("source") if isinstance(item, dict) else None
+    if not isinstance(source, str) or not source:
+        return item
+    if source.startswith(("/", ".", "~")):
+        return {**item, "source": str(absolute(base, source))}
+    if volumes is None:
+        return item
+    return {**item, "source": str(volumes / source), "named": True}
+
+
+def _secret_paths(spec: Any, base: Path) -> Any:
+    if not isinstance(spec, dict):
+        return spec
+    return {k: str(absolute(base, v)) if k in ("file", "env_file") and isinstance(v, str)
+            else v for k, v in spec.items()}
 
 
 # --- e, f. env files and isolation --------------------------------------------------------
@@ -282,6 +324,15 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
         ctx.problems.extend(agent_problems(name, agent, ctx.drivers))
         if not Path(agent.workdir).is_dir():
             ctx.warnings.append(f"agents.{name}.workdir: directory not found: {agent.workdir}")
+    raw_secrets = data.get("secrets")
+    declared: dict[str, Any] = raw_secrets if isinstance(raw_secrets, dict) else {}
+    for name, agent in agents.items():
+        for use in agent.secrets:
+            if use.source not in declared:
+                ctx.problems.append(
+                    f"agents.{name}.secrets.{use.source}: unknown secret"
+                    f"{did_you_mean(use.source, declared)}; declare it under the top-level "
+                    "secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
     if ctx.problems:

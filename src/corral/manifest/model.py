@@ -280,6 +280,91 @@ class Resources(Strict):
         return self
 
 
+# --- containment: secrets, volumes, what an agent needs ------------------------------------
+
+SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+
+
+class SecretSource(Strict):
+    """Where a secret's value comes from (exactly one source); read when an instance starts."""
+
+    environment: str | None = None  # a variable of corral's environment at `corral up`
+    file: str | None = None  # a file (relative to the project dir)
+    env_file: str | None = None  # a .env file (relative to the project dir)...
+    key: str | None = None  # ...and the variable in it (default: the secret's name)
+    command: Annotated[list[str], BeforeValidator(_command_list), Field(min_length=1)] | None = (
+        None)  # a command that prints the value (a password manager's CLI)
+    timeout: Duration = 10.0  # for command
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        given = [k for k in ("environment", "file", "env_file", "command")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of environment, file, env_file, command"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.key is not None and self.env_file is None:
+            raise ValueError("key goes with env_file")
+        return self
+
+
+class SecretUse(Strict):
+    """A secret an agent gets: as a file (``/run/secrets/TARGET`` in a sandbox, else
+    ``$CORRAL_SECRETS_DIR/TARGET``) or, with ``env``, as an environment variable."""
+
+    source: str
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    target: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SecretUse:
+        if self.env is not None and self.target is not None:
+            raise ValueError("a secret goes either to env or to a file target, not both")
+        return self
+
+
+def _secret_uses(value: Any) -> Any:
+    """compose's short form: ``secrets: [db_password]``."""
+    if isinstance(value, list):
+        return [{"source": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class Volume(Strict):
+    """compose's ``SOURCE:TARGET[:ro]``: a host path (absolute once loaded), or a named volume
+    kept in the state dir (``volumes/NAME``) across restarts and re-creation."""
+
+    source: str
+    target: str = Field(pattern=r"^/")  # where the agent sees it: an absolute path
+    read_only: bool = False
+    named: bool = False
+
+
+def volume_entries(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"],
+                                                                                   ["rw"]):
+                raise ValueError(f"{item!r}: write SOURCE:TARGET or SOURCE:TARGET:ro")
+            item = {"source": parts[0], "target": parts[1], "read_only": parts[2:] == ["ro"]}
+        out.append(item)
+    return out
+
+
+class Needs(Strict):
+    """Facts ``corral recommend`` weighs (it cannot see them in the command)."""
+
+    system_packages: list[str] = Field(default_factory=list)  # OS packages / shared libraries
+    os: str | None = None  # another OS or distribution, e.g. "centos:7"
+    kernel: bool = False  # kernel modules, a custom kernel, eBPF
+    gpu: bool = False
+    internet_facing: bool = False  # reachable from outside
+
+
 # --- agent and manifest -------------------------------------------------------------------
 
 
@@ -305,6 +390,12 @@ class Agent(Strict):
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
+    trust: Literal["trusted", "untrusted"] = "trusted"
+    network: Literal["none", "host"] | None = None  # sandbox and stronger; default none there
+    volumes: Annotated[list[Volume], BeforeValidator(volume_entries)] = Field(default_factory=list)
+    secrets: Annotated[list[SecretUse], BeforeValidator(_secret_uses)] = Field(
+        default_factory=list)
+    needs: Needs = Needs()
 
     @model_validator(mode="before")
     @classmethod
@@ -320,6 +411,13 @@ class Agent(Strict):
                 except ValueError as exc:
                     raise ValueError(f"command cannot be split: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _network_needs_a_namespace(self) -> Agent:
+        if self.network is not None and self.isolation in ("process", "venv"):
+            raise ValueError(f"network: {self.network} needs isolation: sandbox (or container, "
+                             f"vm); a {self.isolation} agent shares the host's network")
+        return self
 
     @property
     def argv(self) -> list[str]:
@@ -348,6 +446,8 @@ class Manifest(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logs: LogsConfig = LogsConfig()
     agents: dict[str, Agent] = Field(default_factory=dict)
+    secrets: dict[Annotated[str, Field(pattern=SECRET_NAME)], SecretSource] = Field(
+        default_factory=dict)
 
     @field_validator("agents")
     @classmethod

@@ -84,7 +84,8 @@ class Supervisor:
         return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
                     spec=spec, workdir=spec.workdir,
                     run_dir=os.path.join(self.state_dir, "run", name),
-                    cache_dir=os.path.join(self.state_dir, "cache"), env=env)
+                    cache_dir=os.path.join(self.state_dir, "cache"), env=env,
+                    project_dir=self.manifest.project_dir)
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
         digest = hashlib.sha256(spec.model_dump_json(exclude={"replicas"}).encode())

@@ -1,0 +1,146 @@
+"""The ``sandbox`` isolation level: a process in namespaces of its own, through bubblewrap.
+
+What the agent sees is decided by ``drivers.bwrap`` (read-only system, private /tmp, hidden
+homes, state dir and project dir, its workdir, data dir and volumes writable, its secrets at
+``/run/secrets``, its own PID namespace, no network unless ``network: host``). Everything else
+is the process driver's: output through the named pipes, stop by signal then group kill, the
+cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
+With a ``venv:`` block the agent's venv is built as for the venv level and shown read-only.
+
+The handle's pid is bwrap's; bwrap exits with the agent's exit code (128+N when the agent
+dies of signal N). The stop signal goes to the whole process group, the agent included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import ClassVar
+
+from corral.drivers import bwrap
+from corral.drivers.base import Capabilities, DriverHealth, Output, Task
+from corral.drivers.venv import VenvDriver
+from corral.errors import DriverError
+
+FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
+SECRETS_IN_SANDBOX = "/run/secrets"
+
+
+class SandboxDriver(VenvDriver):
+    name: ClassVar[str] = "sandbox"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        isolation="sandbox", recover=True, stats=True, signals=True
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bwrap: str | None = None
+
+    def _find_bwrap(self) -> str:
+        if self._bwrap is None:
+            self._bwrap = bwrap.find_bwrap()
+        if self._bwrap is None:
+            raise DriverError("bubblewrap (bwrap) is not installed: the sandbox level needs it",
+                              FIX)
+        return self._bwrap
+
+    async def check(self) -> DriverHealth:
+        found = bwrap.find_bwrap()
+        if found is None:
+            return DriverHealth(False, "bwrap not found", FIX)
+        try:  # installed is not enough: user namespaces may be off for this user
+            proc = subprocess.run([found, "--ro-bind", "/", "/", "--unshare-pid", "--", "true"],
+                                  capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return DriverHealth(False, f"{found} cannot run: {exc}", FIX)
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return DriverHealth(False, f"{found} fails: {why}",
+                                "enable unprivileged user namespaces "
+                                "(sysctl kernel.unprivileged_userns_clone=1) or run as root")
+        return DriverHealth(True, f"namespaces through {found}")
+
+    async def prepare(self, task: Task, progress: Output | None = None) -> None:
+        self._find_bwrap()
+        if task.spec.venv is not None:
+            await super().prepare(task, progress)
+
+    def _venv_dir(self, task: Task) -> str | None:
+        if task.spec.venv is None:
+            return None
+        return self._venvs.get(self.inputs_digest(task))
+
+    def inputs_digest(self, task: Task) -> str:
+        return super().inputs_digest(task) if task.spec.venv is not None else ""
+
+    def _hidden(self, task: Task, env: dict[str, str]) -> list[str]:
+        state_dir = os.path.dirname(os.path.dirname(task.run_dir))  # STATE/run/INSTANCE
+        hidden = [*bwrap.default_hidden(env), state_dir]
+        if task.project_dir:
+            hidden.append(task.project_dir)
+        return hidden
+
+    def environment(self, task: Task) -> dict[str, str]:
+        env = super().environment(task) if task.spec.venv is not None else dict(task.env)
+        venv = self._venv_dir(task)
+        first = [os.path.join(venv, "bin")] if venv else []
+        env["PATH"] = bwrap.sandbox_path(env.get("PATH", os.defpath), self._hidden(task, env),
+                                         first)
+        if env.get("CORRAL_SECRETS_DIR"):
+            env["CORRAL_SECRETS_DIR"] = SECRETS_IN_SANDBOX
+        return env
+
+    def argv(self, task: Task) -> list[str]:
+        env = self.environment(task)
+        hidden = self._hidden(task, env)
+        command = list(task.spec.argv)
+        shown: list[str] = []
+        venv = self._venv_dir(task)
+        if venv is not None:
+            shown.append(venv)
+            base = bwrap.venv_base(venv)
+            if base is not None:
+                shown.append(base)
+        exe = self._inner_executable(command[0], env, task)
+        if exe is not None:
+            command[0] = exe
+            real = os.path.realpath(exe)  # a venv's python links into a hidden home, say
+            if any(real == h or real.startswith(h.rstrip("/") + "/") for h in hidden):
+                shown.append(bwrap.prefix_of(exe))
+        volumes = []
+        for v in task.spec.volumes:
+            if v.named:
+                os.makedirs(v.source, exist_ok=True)
+            elif not os.path.exists(v.source):
+                raise DriverError(f"agents.{task.agent}.volumes: {v.source} does not exist",
+                                  "create it, or use a named volume (NAME:/target)")
+            volumes.append((v.source, v.target, v.read_only))
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        view = bwrap.View(
+            workdir=task.workdir,
+            hidden=tuple(hidden),
+            read_only=tuple(shown),
+            writable=(data_dir,) if data_dir else (),
+            volumes=tuple(volumes),
+            secrets_dir=task.env.get("CORRAL_SECRETS_DIR") or None,
+            network=task.spec.network or "none",
+        )
+        return bwrap.argv(view, command, bwrap=self._find_bwrap())
+
+    def _inner_executable(self, name: str, env: dict[str, str], task: Task) -> str | None:
+        """The agent's own executable, found as the sandbox will find it: a name through the
+        sandbox's PATH, else through the host's (then its install prefix is shown read-only);
+        a relative path from the workdir. None when the shell will resolve it (``shell``)."""
+        if "/" in name:
+            path = name if os.path.isabs(name) else os.path.join(task.workdir, name)
+            if not os.path.exists(path):
+                raise DriverError(f"agents.{task.agent}: command not found: {name}",
+                                  f"check the path in agents.{task.agent}.command")
+            return path
+        found = shutil.which(name, path=env.get("PATH")) or shutil.which(
+            name, path=task.env.get("PATH", os.defpath))
+        if found is None:
+            raise DriverError(f"agents.{task.agent}: command not found: {name}",
+                              f"install {name} or fix agents.{task.agent}.command")
+        return found
