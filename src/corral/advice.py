@@ -32,7 +32,7 @@ PROFILE = {
           "the strongest barrier",
 }
 
-_CLOUD_CREDENTIALS = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "ARM_CLIENT", "DIGITALOCEAN_")
+CLOUD_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "ARM_CLIENT", "DIGITALOCEAN_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class LevelCost:
 
 
 def cloud_credentials(names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(n for n in names if n.upper().startswith(_CLOUD_CREDENTIALS))
+    return tuple(n for n in names if n.upper().startswith(CLOUD_PREFIXES))
 
 
 def _best(wanted: Sequence[str], available: set[str]) -> tuple[str, str | None]:
@@ -84,7 +84,7 @@ def _best(wanted: Sequence[str], available: set[str]) -> tuple[str, str | None]:
                 f"{wanted[0]} would fit better, but this host cannot run it "
                 f"(see 'corral doctor'); {level} is the strongest level available")
             return level, note
-    return wanted[-1], f"none of {', '.join(wanted)} works on this host (see 'corral doctor')"
+    return wanted[0], f"none of {', '.join(wanted)} works on this host (see 'corral doctor')"
 
 
 def recommend(facts: AgentFacts, available: set[str]) -> Advice:
@@ -121,7 +121,8 @@ def recommend(facts: AgentFacts, available: set[str]) -> Advice:
     rule(facts.python_deps, ["venv"],
          "it has Python dependencies of its own: a venv keeps them from clashing with "
          "other agents' versions")
-    rule(True, ["process"], "nothing it needs calls for more than its own working directory")
+    rule(not reasons, ["process"],
+         "nothing it needs calls for more than its own working directory")
     assert wanted is not None
     level, note = _best(wanted, available)
     notes = [note] if note else []

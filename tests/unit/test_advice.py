@@ -55,7 +55,7 @@ def test_ai_agents_and_exposed_agents_are_confined() -> None:
 def test_every_rule_that_applies_is_a_reason() -> None:
     a = advice.recommend(facts(trust="untrusted", python_deps=True, gpu=True), ALL)
     assert a.level == "vm"
-    assert len(a.reasons) == 3  # untrusted, deps, and the catch-all
+    assert len(a.reasons) == 2  # untrusted and deps; the catch-all only stands alone
     assert any("GPU" in n for n in a.notes)
 
 
@@ -76,3 +76,9 @@ def test_measure_runs_the_level_and_reports_failures() -> None:
     assert not missing.available and missing.detail == "qemu-system-x86_64 not found"
     failing = advice.measure(advice.Probe("sandbox", ["sh", "-c", "echo nope >&2; exit 1"]))
     assert not failing.available and failing.detail == "failed: nope"
+
+
+def test_when_nothing_wanted_is_here_the_best_fit_is_still_named() -> None:
+    a = advice.recommend(facts(os="centos:7"), {"process", "venv"})
+    assert a.level == "container"
+    assert "none of container, vm works on this host" in a.notes[0]

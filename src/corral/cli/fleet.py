@@ -30,6 +30,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         if booting is not None:  # an invalid manifest leaves nothing running
             daemonctl.stop_booting(guess, booting)
         raise
+    from corral.cli.advise import print_up_warnings
+
+    print_up_warnings(manifest)
     client = daemonctl.ensure_daemon(manifest.state_dir, booting if guess == manifest.state_dir
                                      else None)
     body = {"manifest": manifest.model_dump(mode="json", by_alias=True)}

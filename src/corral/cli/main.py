@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
 
     sub.add_parser("doctor", help="which isolation levels this host supports, and fixes")
+    s = sub.add_parser("recommend", help="which isolation level fits each agent, and why")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.add_argument("--json", action="store_true")
     s = sub.add_parser("daemon", help="run the daemon in the foreground (for service managers)")
     return p
 
@@ -90,6 +93,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from corral.cli import status
 
         fn = status.cmd_ps
+    elif name == "recommend":
+        from corral.cli import advise
+
+        fn = advise.cmd_recommend
     elif name in ("init", "config", "schema", "doctor", "run", "exec"):
         from corral.cli import local
 

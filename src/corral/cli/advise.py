@@ -1,0 +1,122 @@
+"""``corral recommend`` and the warnings ``corral up`` prints once: the manifest's facts and
+the host's, through the rules of ``corral.advice``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from corral import advice
+from corral.cli import project
+from corral.errors import NotFound
+
+_CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "ACCESS_KEY")
+
+
+def facts_of(name: str, agent: Any) -> advice.AgentFacts:
+    """What the manifest says about one agent (a validated ``manifest.model.Agent``)."""
+    workdir = agent.workdir
+    deps = agent.venv is not None or any(
+        os.path.isfile(os.path.join(workdir, f)) for f in ("requirements.txt", "pyproject.toml"))
+    held = [use.env or use.source for use in agent.secrets]
+    held += [k for k in agent.env if k.upper().startswith(advice.CLOUD_PREFIXES)
+             or any(w in k.upper() for w in _CREDENTIAL_WORDS)]
+    return advice.AgentFacts(
+        name=name, agent_class=agent.class_, isolation=agent.isolation, trust=agent.trust,
+        python_deps=deps, system_packages=tuple(agent.needs.system_packages),
+        os=agent.needs.os, kernel=agent.needs.kernel, gpu=agent.needs.gpu,
+        exposed=agent.needs.internet_facing, network=agent.network, credentials=tuple(held))
+
+
+def up_warnings(manifest: Any) -> list[str]:
+    """Risky choices in the manifest, for ``corral up`` to print once (never blocking)."""
+    out = [w for name, agent in manifest.agents.items()
+           for w in advice.warnings(facts_of(name, agent))]
+    from corral.secrets import cloud_key_warnings
+
+    held = cloud_key_warnings(os.environ)
+    if held and any(a.isolation in ("process", "venv") for a in manifest.agents.values()):
+        out.append("long-lived cloud keys are in the environment corral runs in ("
+                   + "; ".join(held) + "); declare them as secrets of the agents that need "
+                   "them only")
+    return out
+
+
+def _probes() -> list[advice.Probe]:
+    true = shutil.which("true") or "/bin/true"
+    bwrap = shutil.which("bwrap")
+    engine = shutil.which("podman") or shutil.which("docker")
+    qemu = shutil.which("qemu-system-x86_64")
+    return [
+        advice.Probe("process", [true]),
+        advice.Probe("venv", [true], "as process once its venv is built (built once, cached)"),
+        advice.Probe("sandbox", [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
+                                 "/proc", "--unshare-pid", "--unshare-net", "--", true]
+                     if bwrap else None, "" if bwrap else "bwrap not found: apt-get install "
+                     "bubblewrap"),
+        advice.Probe("container", None, f"{engine} found; corral does not drive containers yet"
+                     if engine else "podman not found: apt-get install podman"),
+        advice.Probe("vm", None, f"{qemu} found; no guest measured (corral vm bootstrap)"
+                     if qemu else "qemu-system-x86_64 not found: apt-get install "
+                     "qemu-system-x86"),
+    ]
+
+
+def host_levels() -> list[advice.LevelCost]:
+    return [advice.measure(p) for p in _probes()]
+
+
+def _available(costs: list[advice.LevelCost]) -> set[str]:
+    from corral.doctor import report
+
+    drivers = {level for level, ok, _, _ in asyncio.run(report()) if ok}
+    return {c.level for c in costs if c.available} | (drivers & set(advice.LEVELS))
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from corral.manifest.hints import did_you_mean
+    from corral.manifest.loader import load
+
+    manifest = load(project.manifest_path(args.file))
+    names = args.agents or list(manifest.agents)
+    for name in names:
+        if name not in manifest.agents:
+            raise NotFound(f"no agent named {name!r}{did_you_mean(name, manifest.agents)}",
+                           "see 'corral config' for the agents")
+    costs = host_levels()
+    available = _available(costs)
+    advices = [advice.recommend(facts_of(n, manifest.agents[n]), available) for n in names]
+    if args.json:
+        print(json.dumps({
+            "agents": [{"agent": a.agent, "current": a.current, "recommended": a.level,
+                        "reasons": list(a.reasons), "notes": list(a.notes)} for a in advices],
+            "levels": [{"level": c.level, "available": c.level in available,
+                        "start_ms": c.start_ms, "detail": c.detail,
+                        "profile": advice.PROFILE[c.level]} for c in costs],
+        }, indent=2))
+        return 0
+    for a in advices:
+        verdict = "keep it" if not a.differs else f"use isolation: {a.level}"
+        print(f"{a.agent}: at {a.current}; recommended {a.level} ({verdict})")
+        for reason in a.reasons:
+            print(f"  - {reason}")
+        for note in a.notes:
+            print(f"  note: {note}")
+    print("\nlevels on this host (start: median time to run `true`, measured now):")
+    for c in costs:
+        start = f"{c.start_ms:7.1f} ms" if c.start_ms is not None else "      -   "
+        state = "ok" if c.level in available else "--"
+        print(f"  {state} {c.level:<10} {start}  {advice.PROFILE[c.level]}")
+        if c.detail:
+            print(f"     {'':<10} {'':>10}  {c.detail}")
+    return 0
+
+
+def print_up_warnings(manifest: Any) -> None:
+    for line in up_warnings(manifest):
+        print(f"corral: warning: {line}", file=sys.stderr)

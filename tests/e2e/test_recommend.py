@@ -1,0 +1,58 @@
+"""`corral recommend` and the warnings `corral up` prints once, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import Project
+
+
+def test_recommend_explains_each_agent_and_measures_the_host(project: Project) -> None:
+    project.file("deps/requirements.txt", "six==1.16.0\n")
+    project.write("""
+        name: advise
+        secrets:
+          aws: {environment: AWS_SECRET_ACCESS_KEY}
+        agents:
+          plain: {command: sleep 1}
+          deps: {command: python app.py, workdir: deps}
+          shady: {command: sleep 1, trust: untrusted}
+          front:
+            command: sleep 1
+            secrets: [{source: aws, env: AWS_SECRET_ACCESS_KEY}]
+            needs: {internet_facing: true}
+    """)
+    out = json.loads(project.corral("recommend", "--json").stdout)
+    got = {a["agent"]: a for a in out["agents"]}
+    assert got["plain"]["recommended"] == "process"
+    assert got["deps"]["recommended"] == "venv"
+    assert got["shady"]["recommended"] in ("vm", "container", "sandbox")
+    assert got["front"]["recommended"] in ("sandbox", "container")
+    assert any("cloud credentials" in r for r in got["front"]["reasons"])
+    levels = {lv["level"]: lv for lv in out["levels"]}
+    assert levels["process"]["available"] and levels["process"]["start_ms"] > 0
+    text = project.corral("recommend", "front").stdout
+    assert text.startswith("front: at process; recommended")
+    assert "levels on this host" in text
+    missing = project.corral("recommend", "nope", check=False)
+    assert missing.returncode == 4 and "no agent named 'nope'" in missing.stderr
+
+
+def test_up_warns_once_about_risky_choices_without_blocking(project: Project) -> None:
+    project.write("""
+        name: risky
+        secrets:
+          aws: {environment: AWS_SECRET_ACCESS_KEY}
+        agents:
+          front:
+            command: sleep 300
+            trust: untrusted
+            secrets: [{source: aws, env: AWS_SECRET_ACCESS_KEY}]
+            needs: {internet_facing: true}
+    """)
+    up = project.corral("up", "-d", env={"AWS_SECRET_ACCESS_KEY": "x"})
+    warnings = [line for line in up.stderr.splitlines() if "warning" in line]
+    assert any("untrusted agent at process level" in w for w in warnings), up.stderr
+    assert any("holding AWS_SECRET_ACCESS_KEY at process level" in w for w in warnings)
+    assert len(warnings) == len(set(warnings))
+    assert project.ps()["front.1"]["state"] in ("running", "starting")
