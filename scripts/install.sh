@@ -37,8 +37,9 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   .venv/bin/python -m ensurepip --upgrade >/dev/null
 fi
 if [ "$want_test" = 1 ]; then
-  # the sandbox tests drive real bubblewrap
+  # the sandbox tests drive real bubblewrap; Node agents' tests run npm ci
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
+  command -v npm >/dev/null 2>&1 || apt_install npm
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

@@ -5,7 +5,8 @@ homes, state dir and project dir, its workdir, data dir and volumes writable, it
 ``/run/secrets``, its own PID namespace, no network unless ``network: host``). Everything else
 is the process driver's: output through the named pipes, stop by signal then group kill, the
 cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
-With a ``venv:`` block the agent's venv is built as for the venv level and shown read-only.
+With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
+level and shown read-only.
 
 The handle's pid is bwrap's; bwrap exits with the agent's exit code (128+N when the agent
 dies of signal N). The stop signal goes to the whole process group, the agent included.
@@ -61,18 +62,13 @@ class SandboxDriver(VenvDriver):
                                 "(sysctl kernel.unprivileged_userns_clone=1) or run as root")
         return DriverHealth(True, f"namespaces through {found}")
 
+    @staticmethod
+    def _python(task: Task) -> bool:
+        return task.spec.venv is not None  # a sandbox gets a venv only when it asks for one
+
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         self._find_bwrap()
-        if task.spec.venv is not None:
-            await super().prepare(task, progress)
-
-    def _venv_dir(self, task: Task) -> str | None:
-        if task.spec.venv is None:
-            return None
-        return self._venvs.get(self.inputs_digest(task))
-
-    def inputs_digest(self, task: Task) -> str:
-        return super().inputs_digest(task) if task.spec.venv is not None else ""
+        await super().prepare(task, progress)
 
     def _hidden(self, task: Task, env: dict[str, str]) -> list[str]:
         state_dir = os.path.dirname(os.path.dirname(task.run_dir))  # STATE/run/INSTANCE
@@ -82,9 +78,10 @@ class SandboxDriver(VenvDriver):
         return hidden
 
     def environment(self, task: Task) -> dict[str, str]:
-        env = super().environment(task) if task.spec.venv is not None else dict(task.env)
-        venv = self._venv_dir(task)
+        env = super().environment(task)
+        venv, tree = self.venv_dir(task), self.node_tree(task)
         first = [os.path.join(venv, "bin")] if venv else []
+        first += [os.path.join(tree, "node_modules", ".bin")] if tree else []
         env["PATH"] = bwrap.sandbox_path(env.get("PATH", os.defpath), self._hidden(task, env),
                                          first)
         if env.get("CORRAL_SECRETS_DIR"):
@@ -96,12 +93,14 @@ class SandboxDriver(VenvDriver):
         hidden = self._hidden(task, env)
         command = list(task.spec.argv)
         shown: list[str] = []
-        venv = self._venv_dir(task)
+        venv, tree = self.venv_dir(task), self.node_tree(task)
         if venv is not None:
             shown.append(venv)
             base = bwrap.venv_base(venv)
             if base is not None:
                 shown.append(base)
+        if tree is not None:
+            shown.append(tree)  # the workdir's node_modules link points into it
         exe = self._inner_executable(command[0], env, task)
         if exe is not None:
             command[0] = exe

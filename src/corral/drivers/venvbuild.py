@@ -131,7 +131,7 @@ def _meaningful(lines: list[str]) -> str:
     return _LABEL.sub("", useful[-1]) if useful else "no output"
 
 
-async def _run(argv: list[str], cwd: str, progress: Output | None) -> tuple[int, bytes]:
+async def run_streamed(argv: list[str], cwd: str, progress: Output | None) -> tuple[int, bytes]:
     """Run ``argv`` streaming its merged output to ``progress``; return (code, output tail).
     Cancelling kills uv's whole process group before returning the cancellation."""
     try:
@@ -165,7 +165,7 @@ def _try_flock(fd: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _build_lock(venvs: str, key: str) -> AsyncIterator[None]:
+async def build_lock(venvs: str, key: str) -> AsyncIterator[None]:
     """The asyncio lock, then the flock, polled: a thread blocked in flock can't be cancelled."""
     locks = _locks.setdefault(asyncio.get_running_loop(), {})
     async with locks.setdefault(key, asyncio.Lock()):
@@ -190,7 +190,7 @@ def _complete(venv_dir: str, digest: str) -> bool:
     return bool(ok) and os.path.exists(venv_python(venv_dir))
 
 
-async def _remove(path: str) -> None:
+async def remove_tree(path: str) -> None:
     await asyncio.to_thread(shutil.rmtree, path, True)  # ignore_errors: a missing path is fine
 
 
@@ -214,13 +214,13 @@ async def ensure_venv(
     if _complete(target, digest):
         return target
     os.makedirs(os.path.join(venvs, ".locks"), exist_ok=True)
-    async with _build_lock(venvs, key):
+    async with build_lock(venvs, key):
         if _complete(target, digest):
             return target  # someone else built it while we waited
         for name in os.listdir(venvs):  # leftovers of builds that crashed holding this lock
             if name.startswith(f".tmp-{key}-"):
-                await _remove(os.path.join(venvs, name))
-        await _remove(target)  # incomplete or broken
+                await remove_tree(os.path.join(venvs, name))
+        await remove_tree(target)  # incomplete or broken
         staging = tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=venvs)
         try:
             built = os.path.join(staging, "venv")
@@ -230,7 +230,7 @@ async def ensure_venv(
                 json.dump({"digest": digest, **record}, fh)
             os.rename(built, target)
         finally:
-            await _remove(staging)
+            await remove_tree(staging)
     return target
 
 
@@ -257,7 +257,7 @@ async def _build(
         argv = [uv, "pip", "install", "--color", "never", "--python", venv_python(venv_dir)]
         steps.append((argv + install, "fix the requirements"))
     for argv, fix in steps:
-        code, tail = await _run(argv, workdir, progress)
+        code, tail = await run_streamed(argv, workdir, progress)
         if code != 0:
             lines = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
             said = "\n  ".join(lines[-10:]) or f"nothing; exit code {code}"

@@ -100,11 +100,21 @@ def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[
         return spec, []
     out, problems = dict(spec), []
     venv = out.get("venv")
-    out.setdefault("isolation", "venv" if venv is not None else "process")
+    node = out.get("node")
+    out.setdefault("isolation", "venv" if venv is not None or node is not None else "process")
     if out["isolation"] == "sandbox" and "network" not in out:
         # a sandboxed scraper or service needs the network; a job or an LLM's tools need not
         out["network"] = "host" if class_of(out) in ("io", "service") else "none"
     workdir = Path(out["workdir"]) if isinstance(out.get("workdir"), str) else project_dir
+    if isinstance(node, dict):
+        package = absolute(workdir, str(node.get("package", ".")))
+        out["node"] = {**node, "package": str(package)}
+        if not (package / "package.json").is_file():
+            problems.append(f"agents.{name}.node.package: no package.json in {package}")
+        elif not any((package / f).is_file() for f in ("package-lock.json",
+                                                       "npm-shrinkwrap.json")):
+            problems.append(f"agents.{name}.node.package: no package-lock.json in {package} "
+                            f"(run 'npm install --package-lock-only' there)")
     found = [(key, str(workdir / f)) for key, f in VENV_FILES if (workdir / f).is_file()]
     detected = dict(found[:1])
     if isinstance(venv, dict):
@@ -120,7 +130,7 @@ def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[
         if not any(venv.get(k) for k in ("requirements", "pyproject", "packages")):
             venv.update(detected)
         out["venv"] = venv
-    elif out["isolation"] == "venv" and venv is None:
+    elif out["isolation"] == "venv" and venv is None and node is None:
         if not detected:
             problems.append(
                 f"agents.{name}: isolation venv needs requirements.txt or pyproject.toml "

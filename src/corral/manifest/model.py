@@ -245,6 +245,13 @@ class VenvOptions(Strict):
     python: str | None = None  # e.g. "3.11"; default: the interpreter corral runs on
 
 
+class NodeOptions(Strict):
+    """A per-agent node_modules installed by ``npm ci`` from package.json and its lock file,
+    cached by a hash of both (and the Node version), linked into the workdir."""
+
+    package: str = "."  # the dir holding package.json and package-lock.json (from workdir)
+
+
 class FakeStep(Strict):
     """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
 
@@ -387,6 +394,7 @@ class Agent(Strict):
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
     venv: VenvOptions | None = None
+    node: NodeOptions | None = None
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
