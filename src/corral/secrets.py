@@ -14,7 +14,7 @@ import contextlib
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -161,6 +161,28 @@ def remove_files(directory: str, *, keep_dir: bool = False) -> None:
                 os.unlink(os.path.join(directory, entry))
         if not keep_dir:
             os.rmdir(directory)
+
+
+# --- least privilege: what agents do not inherit ----------------------------------------------
+
+_CREDENTIAL_NAME = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "ACCESS_KEY",
+                    "PRIVATE_KEY", "CREDENTIAL")
+_CREDENTIAL_EXACT = frozenset({"AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS",
+                               "AZURE_CLIENT_ID", "SSH_AUTH_SOCK"})
+
+
+def looks_like_credential(name: str) -> bool:
+    upper = name.upper()
+    return upper in _CREDENTIAL_EXACT or any(word in upper for word in _CREDENTIAL_NAME)
+
+
+def inheritable(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> dict[str, str]:
+    """``environ`` as agents inherit it: without what looks like a credential (``*_TOKEN``,
+    ``*PASSWORD*``, cloud keys, the SSH agent...) nor the variables secrets are read from.
+    An agent gets those only by declaring them (``secrets:``, or its own ``env:``)."""
+    skip = set(withheld)
+    return {k: v for k, v in environ.items()
+            if k not in skip and not looks_like_credential(k)}
 
 
 # --- doctor ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral import __version__
+from corral.runtime.state import State
 
 _NAMES_PROP: dict[str, Any] = {"names": {
     "type": ["array", "null"], "items": {"type": "string"},
@@ -89,8 +90,7 @@ def spec() -> dict[str, Any]:
             "Instance": {"type": "object", "properties": {
                 "name": {"type": "string"}, "agent": {"type": "string"},
                 "index": {"type": "integer"},
-                "state": {"enum": ["created", "waiting", "preparing", "starting", "running",
-                                   "stopping", "stopped", "exited", "backoff", "fatal"]},
+                "state": {"enum": [s.value for s in State]},
                 "health": {"enum": ["none", "unknown", "healthy", "unhealthy"]},
                 "pid": {"type": ["integer", "null"]},
                 "started_at": {"type": ["number", "null"]},

@@ -83,7 +83,11 @@ class Api:
         except ValidationError as exc:
             raise ManifestError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in exc.errors()]) from None
-        report = await self.sup.apply(manifest)
+        secret_env = req.json().get("secret_env") or {}
+        if not isinstance(secret_env, dict):
+            raise ValueError("secret_env must be an object of strings")
+        report = await self.sup.apply(
+            manifest, secret_env={str(k): str(v) for k, v in secret_env.items()})
         if self.after_apply is not None:
             await self.after_apply()
         return json_reply(report)
@@ -96,7 +100,10 @@ class Api:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             runners = self.sup.select(names)
-            if all(r.snapshot.state not in _UNSETTLED for r in runners):
+            # waiting on a blocked agent (a missing secret) is as settled as it gets for now
+            stuck = self.sup.behind_blocked()
+            if all(r.snapshot.state not in _UNSETTLED or r.task.agent in stuck
+                   for r in runners):
                 return json_reply({"settled": True, "instances": self.sup.status()})
             await asyncio.sleep(0.01)
         return json_reply({"settled": False, "instances": self.sup.status()})

@@ -19,6 +19,15 @@ def client(state_dir: str, timeout: float | None = 60.0) -> Client:
     return Client(paths.socket_path(state_dir), timeout=timeout)
 
 
+def _daemon_env() -> dict[str, str]:
+    """The daemon's environment: this shell's, less what looks like a credential. Agents
+    inherit the daemon's, and same-user processes can read /proc/PID/environ; secrets reach
+    the daemon with ``corral up`` instead, in memory only."""
+    from corral.secrets import inheritable
+
+    return inheritable(os.environ)
+
+
 def spawn_daemon(state_dir: str) -> subprocess.Popen[bytes] | None:
     """Start the project's daemon unless one answers already; do not wait for it."""
     import subprocess
@@ -30,7 +39,7 @@ def spawn_daemon(state_dir: str) -> subprocess.Popen[bytes] | None:
         return subprocess.Popen(
             [sys.executable, "-m", "corral.daemon", "--state-dir", state_dir],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            close_fds=True, cwd="/",
+            close_fds=True, cwd="/", env=_daemon_env(),
         )
 
 

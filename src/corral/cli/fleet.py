@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -35,7 +36,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print_up_warnings(manifest)
     client = daemonctl.ensure_daemon(manifest.state_dir, booting if guess == manifest.state_dir
                                      else None)
-    body = {"manifest": manifest.model_dump(mode="json", by_alias=True)}
+    # what the manifest's `environment:` secrets read, from this shell (not the daemon's)
+    sent = {s.environment: os.environ[s.environment] for s in manifest.secrets.values()
+            if s.environment is not None and s.environment in os.environ}
+    body = {"manifest": manifest.model_dump(mode="json", by_alias=True), "secret_env": sent}
     report = client.request("POST", "/v1/apply", body, timeout=max(args.timeout, 60))
     if args.detach:
         return _up_detached(client, report, args.timeout)
@@ -47,14 +51,14 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float) -> i
     rows = waited["instances"]
     changed = set(report["started"]) | set(report["recreated"])
     for row in rows:
-        if row["name"] in changed or row["state"] == "fatal":
+        if row["name"] in changed or row["state"] in ("fatal", "blocked"):
             print(output.summary_line(row))
     for name in report["removed"]:
         print(f"{name}: removed")
     if not waited["settled"]:
         print(f"corral: some instances are still starting after {timeout:g}s "
               "(see 'corral ps')", file=sys.stderr)
-    failed = [r for r in rows if r["state"] == "fatal"]
+    failed = [r for r in rows if r["state"] in ("fatal", "blocked")]
     return 1 if failed else 0
 
 

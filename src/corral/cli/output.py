@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 _PALETTE = [36, 33, 32, 35, 34, 96, 93, 92, 95, 94]
-_STATE_COLOR = {"running": 32, "exited": 37, "fatal": 31, "backoff": 33, "stopped": 37,
-                "waiting": 36, "preparing": 36, "starting": 36, "stopping": 33}
+_STATE_COLOR = {"running": 32, "exited": 37, "fatal": 31, "blocked": 31, "backoff": 33,
+                "stopped": 37, "waiting": 36, "preparing": 36, "starting": 36, "stopping": 33}
 _LEVEL_COLOR = {"warn": 33, "error": 31, "fatal": 31, "debug": 90}
 
 

@@ -19,6 +19,7 @@ from corral.errors import CorralError
 from corral.runtime import restart
 from corral.runtime.health import Clock, LogWatch, ProbeLoop, taken_ports
 from corral.runtime.state import ACTIVE, Health, State, check_transition
+from corral.secrets import SecretError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +50,13 @@ class Hooks:
         changed: Callable[[Snapshot, Snapshot], None],
         wait_dependencies: Callable[[str], Awaitable[str | None]],
         clock: Clock,
+        secrets: Callable[[Task], Awaitable[Task]] | None = None,
     ) -> None:
         self.changed = changed
         self.wait_dependencies = wait_dependencies
         self.clock = clock
+        # the task as it starts: with its secrets in env and files; raises SecretError
+        self.secrets = secrets
 
 
 Request = Literal["start", "stop", "restart"]
@@ -208,6 +212,21 @@ class Runner:
         getter.cancel()
         return False
 
+    async def _with_secrets(self) -> Task | None:
+        """The task with its secrets; until they can be had, BLOCKED with the one-line
+        problem, retried with backoff (a file may appear, a vault be unlocked). None: a
+        request came first."""
+        assert self._hooks.secrets is not None
+        delay = 2.0
+        while True:
+            try:
+                return await self._hooks.secrets(self.task)
+            except SecretError as exc:
+                self._set(State.BLOCKED, reason=f"{exc}; retrying in {delay:g}s", pid=None)
+            if await self._interruptible_sleep(delay) or not self._want_up:
+                return None
+            delay = min(delay * 2, 30.0)
+
     async def _bring_up(self) -> Handle | None:
         """Wait for dependencies, prepare, start. None: it did not start (state says why)."""
         spec = self.task.spec
@@ -220,6 +239,12 @@ class Runner:
                 self._want_up = False
                 self._set(State.FATAL, reason=str(failure))
                 return None
+        task = self.task
+        if spec.secrets and self._hooks.secrets is not None:
+            with_secrets = await self._with_secrets()
+            if with_secrets is None:
+                return None
+            task = with_secrets
         try:
             self._set(State.PREPARING, reason="")
             prepared = await self._race(self.driver.prepare(self.task, self.output))
@@ -233,15 +258,16 @@ class Runner:
                     f"agents.{self.task.agent}: port {port} on {host} ({kind} probe target) is "
                     "already in use by another process",
                     "stop that process or change the agent's port")
-            handle = await self.driver.start(self.task, self.output)
+            handle = await self.driver.start(task, self.output)
         except CorralError as exc:
             self._want_up = False
             self._set(State.FATAL, reason=str(exc), pid=None)
             return None
         probed = bool(spec.readiness or spec.liveness)
+        # the last exit (code, signal, OOM) stays shown while the next run goes on: it is why
+        # the instance restarted, which `corral ps` and the metrics must still tell
         self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at, handle=handle,
-                  reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE,
-                  exit_code=None, exit_signal=None, oom_killed=False)
+                  reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE)
         asyncio.get_running_loop().call_later(0.1, self._complete_handle, handle)
         return handle
 

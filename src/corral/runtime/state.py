@@ -20,12 +20,16 @@ class State(StrEnum):
     EXITED = "exited"  # ended and its restart policy keeps it down; the exit code is the result
     BACKOFF = "backoff"  # crashed; waiting before the next start
     FATAL = "fatal"  # cannot run: start failed, crash loop, a failed required dependency
+    BLOCKED = "blocked"  # needs the user first (a secret it cannot get); retried meanwhile
 
 
 _ALLOWED: dict[State, frozenset[State]] = {
     State.CREATED: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED,
-                              State.RUNNING}),  # RUNNING: re-adopted after a daemon restart
-    State.WAITING: frozenset({State.PREPARING, State.STARTING, State.STOPPED, State.FATAL}),
+                              State.RUNNING,  # re-adopted after a daemon restart
+                              State.BLOCKED}),
+    State.WAITING: frozenset({State.PREPARING, State.STARTING, State.STOPPED, State.FATAL,
+                              State.BLOCKED}),
+    State.BLOCKED: frozenset({State.WAITING, State.PREPARING, State.STOPPED, State.FATAL}),
     State.PREPARING: frozenset({State.STARTING, State.STOPPED, State.FATAL, State.BACKOFF}),
     State.STARTING: frozenset({State.RUNNING, State.FATAL, State.BACKOFF, State.STOPPED,
                                State.EXITED}),
@@ -33,11 +37,13 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.RUNNING: frozenset({State.STOPPING, State.STOPPED, State.EXITED, State.BACKOFF,
                               State.FATAL}),
     State.STOPPING: frozenset({State.STOPPED, State.EXITED, State.BACKOFF, State.FATAL}),
-    State.STOPPED: frozenset({State.WAITING, State.PREPARING, State.STARTING}),
-    State.EXITED: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED}),
+    State.STOPPED: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.BLOCKED}),
+    State.EXITED: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED,
+                             State.BLOCKED}),
     State.BACKOFF: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED,
-                              State.FATAL}),
-    State.FATAL: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED}),
+                              State.FATAL, State.BLOCKED}),
+    State.FATAL: frozenset({State.WAITING, State.PREPARING, State.STARTING, State.STOPPED,
+                            State.BLOCKED}),
 }
 
 ACTIVE = frozenset({State.STARTING, State.RUNNING, State.STOPPING})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -22,9 +22,11 @@ from corral.manifest import graph
 from corral.manifest.model import Agent, Manifest, instance_name
 from corral.runtime.events import EventBus
 from corral.runtime.health import Clock, RealClock
+from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
+from corral.secrets import inheritable
 
 
 class Supervisor:
@@ -42,9 +44,39 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
-                            clock=self.clock)
+                            clock=self.clock, secrets=self._task_with_secrets)
+        self._keeper: SecretKeeper | None = None
+        self._secret_env: dict[str, str] = {}  # sent by `corral up`; memory only
 
     # --- parts ------------------------------------------------------------------------------
+
+    def keeper(self) -> SecretKeeper:
+        assert self.manifest is not None
+        if self._keeper is None:
+            self._keeper = SecretKeeper(self.state_dir, self.manifest.name, self._redact)
+        return self._keeper
+
+    def _redact(self, instance: str, values: Iterable[str]) -> None:
+        runner = self.runners.get(instance)
+        redact = getattr(runner.output, "redact", None) if runner is not None else None
+        if redact is not None:
+            redact(values)
+
+    def behind_blocked(self) -> set[str]:
+        """Agents that wait, directly or not, on an instance BLOCKED until the user acts."""
+        if self.manifest is None:
+            return set()
+        blocked = {r.task.agent for r in self.runners.values()
+                   if r.snapshot.state is State.BLOCKED}
+        behind: set[str] = set()
+        for agent in blocked:
+            behind |= graph.dependents(self.manifest, agent)
+        return behind
+
+    async def _task_with_secrets(self, task: Task) -> Task:
+        assert self.manifest is not None
+        return await self.keeper().task_with_secrets(task, self.manifest.secrets,
+                                                     self._secret_env)
 
     def driver(self, name: str) -> Driver:
         if name not in self._drivers:
@@ -72,7 +104,8 @@ class Supervisor:
         assert self.manifest is not None
         spec = self.manifest.agents[agent]
         name = instance_name(agent, index)
-        env = dict(self._base_env)
+        withheld = [s.environment for s in self.manifest.secrets.values() if s.environment]
+        env = inheritable(self._base_env, withheld)
         env.update(spec.env)
         data_dir = os.path.join(self.state_dir, "data", agent)
         os.makedirs(data_dir, exist_ok=True)
@@ -131,8 +164,15 @@ class Supervisor:
         return {instance_name(a, i): (a, i)
                 for a, spec in manifest.agents.items() for i in range(1, spec.replicas + 1)}
 
-    async def apply(self, manifest: Manifest) -> dict[str, list[str]]:
-        """Reconcile the fleet with ``manifest``; returns what was done per instance."""
+    async def apply(self, manifest: Manifest, *, secret_env: dict[str, str] | None = None
+                    ) -> dict[str, list[str]]:
+        """Reconcile the fleet with ``manifest``; returns what was done per instance.
+        ``secret_env``: values of the variables the manifest's secrets read (kept in memory)."""
+        if secret_env is not None:
+            self._secret_env = secret_env
+            for blocked in self.runners.values():  # try again now, with what was just sent
+                if blocked.snapshot.state is State.BLOCKED:
+                    blocked.request("start")
         old = self.manifest
         self.manifest = manifest
         self.store.set_meta("manifest", manifest.model_dump(mode="json", by_alias=True))
@@ -298,6 +338,8 @@ class Supervisor:
     async def down(self) -> list[str]:
         stopped = await self.stop(None)
         self.store.flush()
+        if self._keeper is not None:
+            self._keeper.forget()
         return stopped
 
     async def close(self) -> None:
