@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ class Case:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.name}
             if self.name == "venv":
                 raw["venv"] = {"packages": []}
-        spec = Agent.model_validate(raw)
+        spec = Agent.model_validate(raw).to_spec()
         return Task(project="t", agent="a", instance=instance, index=1, spec=spec,
                     workdir=str(self.tmp), run_dir=str(self.tmp / "run" / instance),
                     cache_dir=str(self.tmp / "cache"),
@@ -152,7 +153,7 @@ def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: P
     async def go() -> None:
         task = c.task("forever")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["python", "-c", code]})})
+                       "spec": replace(task.spec, command=["python", "-c", code])})
         await c.driver.prepare(task, None)
         handle = await c.driver.start(task, Collect())
         pidfile = tmp_path / "grandchild.pid"
@@ -191,7 +192,7 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
     async def go() -> None:
         task = c.task("forever")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["python", "-c", ticker]})})
+                       "spec": replace(task.spec, command=["python", "-c", ticker])})
         first = Collect()
         await c.driver.prepare(task, None)
         handle = await c.driver.start(task, first)
@@ -223,7 +224,7 @@ def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path) -> N
     async def go() -> None:
         task = c.task("exit0")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["no-such-cmd-x"]})})
+                       "spec": replace(task.spec, command=["no-such-cmd-x"])})
         await c.driver.prepare(task, None)
         with pytest.raises(DriverError, match="command not found: no-such-cmd-x"):
             await c.driver.start(task, Collect())

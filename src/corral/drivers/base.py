@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from corral.manifest.model import Agent
+from corral.manifest.spec import Agent
 
 Stream = Literal["stdout", "stderr"]
 

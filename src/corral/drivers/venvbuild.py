@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from corral.drivers.base import Output
 from corral.errors import DriverError
-from corral.manifest.model import VenvOptions
+from corral.manifest.spec import VenvOptions
 
 MARKER = ".corral-venv.json"
 _SCHEME = "corral-venv/1"  # bump to invalidate every cached venv when the layout changes

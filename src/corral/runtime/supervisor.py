@@ -18,8 +18,8 @@ from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, Task
 from corral.errors import CorralError, NotFound
 from corral.logs.sink import AgentLog
-from corral.manifest import graph
-from corral.manifest.model import Agent, Manifest, instance_name
+from corral.manifest import decode, graph
+from corral.manifest.spec import Agent, Manifest, instance_name
 from corral.runtime.events import EventBus
 from corral.runtime.health import Clock, RealClock
 from corral.runtime.runner import Hooks, Runner, Snapshot
@@ -87,7 +87,7 @@ class Supervisor:
                     cache_dir=os.path.join(self.state_dir, "cache"), env=env)
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
-        digest = hashlib.sha256(spec.model_dump_json(exclude={"replicas"}).encode())
+        digest = hashlib.sha256(decode.canonical(spec))
         digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
         return digest.hexdigest()[:16]
 
@@ -134,7 +134,7 @@ class Supervisor:
         """Reconcile the fleet with ``manifest``; returns what was done per instance."""
         old = self.manifest
         self.manifest = manifest
-        self.store.set_meta("manifest", manifest.model_dump(mode="json", by_alias=True))
+        self.store.set_meta("manifest", decode.dump(manifest))
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
         desired = self._desired(manifest)
         removed = [n for n in self.runners if n not in desired]
@@ -174,7 +174,7 @@ class Supervisor:
         raw = self.store.get_meta("manifest")
         if raw is None:
             return 0
-        self.manifest = Manifest.model_validate(raw)
+        self.manifest = decode.manifest(raw)
         stored = self.store.instances()
         adopted = 0
         for name, (agent, index) in self._desired(self.manifest).items():
@@ -290,9 +290,9 @@ class Supervisor:
     async def scale(self, agent: str, replicas: int) -> dict[str, list[str]]:
         if self.manifest is None or agent not in self.manifest.agents:
             raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
-        spec = self.manifest.agents[agent].model_copy(update={"replicas": replicas})
+        spec = replace(self.manifest.agents[agent], replicas=replicas)
         agents = {**self.manifest.agents, agent: spec}
-        return await self.apply(self.manifest.model_copy(update={"agents": agents}))
+        return await self.apply(replace(self.manifest, agents=agents))
 
     async def down(self) -> list[str]:
         stopped = await self.stop(None)
