@@ -8,7 +8,6 @@ themselves through ``wait_dependencies``; stopping goes in reverse dependency or
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from corral.runtime.health import Clock, RealClock
 from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
+from corral.sha import sha256
 
 
 class Supervisor:
@@ -87,7 +87,7 @@ class Supervisor:
                     cache_dir=os.path.join(self.state_dir, "cache"), env=env)
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
-        digest = hashlib.sha256(decode.canonical(spec))
+        digest = sha256(decode.canonical(spec))
         digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
         return digest.hexdigest()[:16]
 
