@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from corral.runtime.mailbox import Flag, Mailbox
+from corral.runtime.mailbox import Flag, Mailbox, any_done
 
 
 def test_mailbox_is_fifo_and_ready_takes_nothing_out() -> None:
@@ -40,5 +40,25 @@ def test_flag_wakes_every_waiter_even_if_cleared_before_they_run() -> None:
         assert waiters[0].cancelled()
         flag.set()
         await asyncio.wait_for(flag.wait(), 1)  # already set: returns at once
+
+    asyncio.run(go())
+
+
+def test_any_done_wakes_on_the_first_and_unhooks_from_the_rest() -> None:
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = loop.create_future(), loop.create_future()
+        woken = any_done(a, b)
+        await asyncio.sleep(0)
+        assert not woken.done()
+        b.set_result(1)
+        await asyncio.wait_for(woken, 1)
+        assert not a.done()
+        assert a.remove_done_callback(lambda _: None) == 0  # nothing left hooked on a
+        cancelled = any_done(a)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        a.set_result(2)  # the cancelled waiter's hook is gone: no error, nothing to wake
+        assert any_done(a).done()
 
     asyncio.run(go())

@@ -147,6 +147,10 @@ class InstanceOutput:
     ``tail_file``: when set, the torn tails are saved there after every feed that changes
     them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart."""
 
+    # one per instance: slots keep hundreds of idle ones small (benchmark S2)
+    __slots__ = ("__weakref__", "_encoders", "_secrets", "_tail_fd", "_tails", "instance",
+                 "line_listeners", "log", "tail_file")
+
     def __init__(self, log: AgentLog, instance: str, *, tail_file: str | Path | None = None):
         self.log, self.instance = log, instance
         self.line_listeners: list[LineListener] = []

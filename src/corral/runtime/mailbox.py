@@ -10,7 +10,7 @@ someone waits, and a runner selects over them with plain futures, no tasks.
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -80,3 +80,27 @@ class Flag:
             self._waiter = asyncio.get_running_loop().create_future()
         # shielded: one waiter cancelled must not cancel the future the others share
         await asyncio.shield(self._waiter)
+
+
+def any_done(*futures: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done as soon as one of ``futures`` is (nothing is consumed or cancelled).
+
+    ``asyncio.wait(..., FIRST_COMPLETED)`` does the same with a set and two coroutines per
+    call; a runner spends its whole idle life in one such wait, so this is per instance."""
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if any(f.done() for f in futures):
+        woken.set_result(None)
+        return woken
+
+    def wake(_: object) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    def unhook(_: object) -> None:  # also when the waiter is cancelled
+        for f in futures:
+            f.remove_done_callback(wake)
+
+    for f in futures:
+        f.add_done_callback(wake)
+    woken.add_done_callback(unhook)
+    return woken
