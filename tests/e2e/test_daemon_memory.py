@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.conftest import Project
 
 HEAVY = ["pydantic", "pydantic_core", "ssl", "_ssl", "argparse", "yaml", "importlib.metadata",
-         "prometheus_client", "email", "uuid"]
+         "prometheus_client", "email", "uuid", "pathlib", "urllib.parse", "ipaddress"]
 
 
 def _run(code: str, env: dict[str, str] | None = None) -> str:
