@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -37,7 +38,9 @@ class Task:
     workdir: str  # absolute
     run_dir: str  # private per-instance runtime dir (fifos, pid files) under the state dir
     cache_dir: str  # shared cache (venvs...) under the state dir
-    env: dict[str, str]  # the complete environment of the agent
+    # the complete environment of the agent; read-only: a supervisor shares what its
+    # replicas have in common (a ChainMap over one dict per agent) instead of copying it
+    env: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)

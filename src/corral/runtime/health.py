@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from corral.manifest.spec import Probe
@@ -70,7 +70,7 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
     return taken
 
 
-async def check(probe: Probe, *, env: dict[str, str], workdir: str,
+async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
                 log_watch: LogWatch | None) -> tuple[bool, str]:
     """One check, bounded by the probe's timeout. Returns (passed, detail)."""
     try:
@@ -79,7 +79,7 @@ async def check(probe: Probe, *, env: dict[str, str], workdir: str,
         return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
 
 
-async def _check(probe: Probe, env: dict[str, str], workdir: str,
+async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None) -> tuple[bool, str]:
     if probe.tcp is not None:
         try:
@@ -149,7 +149,7 @@ def _https_status_line(host: str, port: int, request: bytes, timeout: float) -> 
             return stream.readline(1 << 16)
 
 
-async def _exec(argv: list[str], env: dict[str, str], workdir: str) -> tuple[bool, str]:
+async def _exec(argv: list[str], env: Mapping[str, str], workdir: str) -> tuple[bool, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -170,7 +170,7 @@ async def _exec(argv: list[str], env: dict[str, str], workdir: str) -> tuple[boo
 
 
 class ProbeLoop:
-    def __init__(self, probe: Probe, verdict: Verdict, *, env: dict[str, str], workdir: str,
+    def __init__(self, probe: Probe, verdict: Verdict, *, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None, clock: Clock) -> None:
         self.probe = probe
         self._verdict = verdict

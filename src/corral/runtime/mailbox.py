@@ -10,6 +10,7 @@ someone waits, and a runner selects over them with plain futures, no tasks.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -91,16 +92,30 @@ def any_done(*futures: asyncio.Future[Any]) -> asyncio.Future[None]:
     if any(f.done() for f in futures):
         woken.set_result(None)
         return woken
-
-    def wake(_: object) -> None:
-        if not woken.done():
-            woken.set_result(None)
-
-    def unhook(_: object) -> None:  # also when the waiter is cancelled
-        for f in futures:
-            f.remove_done_callback(wake)
-
-    for f in futures:
-        f.add_done_callback(wake)
-    woken.add_done_callback(unhook)
+    _Wake(woken, futures)
     return woken
+
+
+# The callbacks below touch no context variable: one empty context serves them all, instead
+# of the copy of the current one asyncio makes for every callback (one per future per wait).
+_NO_CONTEXT = contextvars.Context()
+
+
+class _Wake:
+    """Hooked on each awaited future until ``woken`` is done (or cancelled), then unhooked."""
+
+    __slots__ = ("futures", "woken")
+
+    def __init__(self, woken: asyncio.Future[None], futures: tuple[asyncio.Future[Any], ...]):
+        self.woken, self.futures = woken, futures
+        for f in futures:
+            f.add_done_callback(self.wake, context=_NO_CONTEXT)
+        woken.add_done_callback(self.unhook, context=_NO_CONTEXT)
+
+    def wake(self, _: object) -> None:
+        if not self.woken.done():
+            self.woken.set_result(None)
+
+    def unhook(self, _: object) -> None:
+        for f in self.futures:
+            f.remove_done_callback(self.wake)

@@ -276,7 +276,9 @@ class Runner:
         try:
             while True:
                 if not (requests or verdicts or waiter.done()):
-                    await any_done(waiter, requests.ready(), verdicts.ready())
+                    # verdicts come only from probes: no probe, nothing to hook on
+                    await (any_done(waiter, requests.ready(), verdicts.ready()) if probes
+                           else any_done(waiter, requests.ready()))
                 if waiter.done():
                     # a request that raced with the exit still counts
                     if requests and (what := requests.pop()) in ("stop", "restart"):
