@@ -8,6 +8,7 @@ A ``Handle`` is frozen and serialisable so a restarted daemon can re-attach to w
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,6 +137,13 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def wait(self, handle: Handle) -> ExitResult: ...
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        """The future ``wait`` awaits, when the driver keeps one. A runner then hooks on it
+        instead of running ``wait`` as a task for the instance's whole life (a task fewer per
+        idle instance: benchmark S2), and calls ``wait`` once it is done. Callers never
+        cancel or resolve it. Default: None (the runner runs ``wait``)."""
+        return None
 
     @abc.abstractmethod
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:

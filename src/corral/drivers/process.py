@@ -256,6 +256,10 @@ class ProcessDriver(Driver):
         if not watch.exit.done():
             watch.exit.set_result(result)
 
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        watch = self._watches.get(handle.instance)
+        return None if watch is None else watch.exit
+
     async def wait(self, handle: Handle) -> ExitResult:
         watch = self._watches.get(handle.instance)
         if watch is None:

@@ -270,7 +270,10 @@ class Runner:
         """Until the instance ends: watch its exit, requests and probe verdicts."""
         verdicts: Mailbox[str] = Mailbox()
         probes, cleanup = self._start_probes(verdicts)
-        waiter = asyncio.ensure_future(self.driver.wait(handle))
+        # a driver that tracks the exit with a future lends it: hooking on it spares a task
+        # per instance for its whole life; else ``wait`` runs as that task
+        lent = self.driver.exit_future(handle)
+        waiter = lent if lent is not None else asyncio.ensure_future(self.driver.wait(handle))
         requests = self._requests
         why = "exit"
         try:
@@ -298,7 +301,7 @@ class Runner:
                 self._set(State.STOPPING, reason=why.split(":", 2)[-1])
                 await self.driver.stop(handle, sig=sig, timeout=self.task.spec.stop.timeout)
                 break
-            result = await waiter
+            result = await (self.driver.wait(handle) if lent is not None else waiter)
             if why == "exit":
                 # the main process ended by itself: what it left behind ends with it
                 # (docker/systemd semantics), so nothing outlives its instance
