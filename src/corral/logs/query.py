@@ -16,7 +16,6 @@ import math
 import os
 import re
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,6 +221,8 @@ def format_record(rec: Record, *, color: bool, width_prefix: int, timestamps: bo
         stamp = datetime.fromtimestamp(rec["ts"]).isoformat(sep=" ", timespec="milliseconds")
         prefix = f"{prefix} {stamp}"
     if color:
+        import zlib  # here: the daemon imports this module but never colours (S2)
+
         colour = _PALETTE[zlib.crc32(instance.encode()) % len(_PALETTE)]
         prefix = f"\x1b[{colour}m{prefix}\x1b[0m"
         level_colour = _LEVEL_COLOUR.get(str(rec.get("level")))
