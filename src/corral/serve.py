@@ -21,6 +21,20 @@ from corral.runtime.events import EventBus
 from corral.runtime.store import Store
 from corral.runtime.supervisor import Supervisor
 
+# Seconds after a reconcile by which its burst (spawning, fifos, JSON) is normally over.
+_QUIET_AFTER_BURST = 2.0
+
+
+def give_back_heap() -> None:
+    """Return the heap pages freed after a burst to the system. glibc keeps them for reuse,
+    and an idle daemon would hold them for the life of the fleet: ~0.4 MB after starting 500
+    instances (benchmark S2). ctypes is already loaded (``proctree.become_subreaper``); on a
+    libc without ``malloc_trim`` (musl) there is nothing to do."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
 
 async def serve(state_dir: str) -> int:
     loop = asyncio.get_running_loop()
@@ -68,7 +82,19 @@ async def serve(state_dir: str) -> int:
             print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
                   "free the port or change metrics.port", file=sys.stderr)
 
-    api.after_apply = start_metrics
+    trim: asyncio.TimerHandle | None = None
+
+    def give_back_heap_later() -> None:
+        nonlocal trim
+        if trim is not None:
+            trim.cancel()
+        trim = loop.call_later(_QUIET_AFTER_BURST, give_back_heap)
+
+    async def after_apply() -> None:
+        give_back_heap_later()
+        await start_metrics()
+
+    api.after_apply = after_apply
     loop.add_signal_handler(signal.SIGTERM, shutdown, True)
     loop.add_signal_handler(signal.SIGINT, shutdown, True)
     reaping = {"due": False}
@@ -86,6 +112,7 @@ async def serve(state_dir: str) -> int:
 
     loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
     adopted = await sup.recover()
+    give_back_heap_later()
     await start_metrics()
     with open(paths.pid_file(state_dir), "w") as f:
         f.write(f"{os.getpid()}\n")

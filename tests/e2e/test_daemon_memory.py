@@ -113,3 +113,11 @@ def test_an_https_probe_works_in_the_daemon_and_still_verifies(tmp_path: Path) -
     untrusted = _run(code, env={"SSL_CERT_FILE": str(tmp_path / "none.pem"),
                                 "PATH": "/usr/bin:/bin"})
     assert untrusted.startswith("(False, ") and "CERTIFICATE_VERIFY_FAILED" in untrusted
+
+
+def test_giving_back_the_heap_is_harmless() -> None:
+    _run("""
+        from corral.serve import give_back_heap
+        give_back_heap()
+        give_back_heap()
+    """)

@@ -168,6 +168,16 @@ class _Encoders(dict[Stream, LineEncoder]):
         return encoder
 
 
+class _Tails(dict[Stream, bytearray]):
+    """Torn trailing lines per stream; a stream's buffer is made at its first output."""
+
+    __slots__ = ()
+
+    def __missing__(self, stream: Stream) -> bytearray:
+        tail = self[stream] = bytearray()
+        return tail
+
+
 class InstanceOutput:
     """Frames one instance's stdout/stderr into records (the driver's ``Output``).
 
@@ -187,7 +197,7 @@ class InstanceOutput:
         self._tail_fd = -1
         self._secrets: tuple[bytes, ...] = ()
         self._encoders = _Encoders(log.agent, instance)
-        self._tails = {s: bytearray() for s in _STREAMS}  # raw torn trailing lines
+        self._tails = _Tails()  # raw torn trailing lines
 
     def listen_lines(self, callback: LineListener) -> Callable[[], None]:
         """Add ``callback`` to ``line_listeners``; returns the function that removes it."""
@@ -234,7 +244,7 @@ class InstanceOutput:
 
     def restore(self, pending: dict[str, bytes]) -> None:
         """Continue the torn lines a previous daemon left (see ``pending``)."""
-        self._tails = {s: bytearray(pending.get(s, b"")) for s in _STREAMS}
+        self._tails = _Tails({s: bytearray(pending.get(s, b"")) for s in _STREAMS})
         if self.tail_file is not None:
             self._save_tails()
 

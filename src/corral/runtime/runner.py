@@ -81,7 +81,7 @@ class Runner:
         )
         self._want_up = True
         self._requests: Mailbox[Request] = Mailbox()
-        self._history = restart.History()
+        self._history = _NO_HISTORY
         self._task: asyncio.Task[None] | None = None
         self._adopt: Handle | None = None
         self.settled = Flag()  # set whenever the instance rests (stopped/exited/fatal)
@@ -368,3 +368,4 @@ class Runner:
 
 
 _INTERRUPTED = object()
+_NO_HISTORY = restart.History()  # frozen: every fresh runner shares it
