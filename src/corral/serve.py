@@ -14,14 +14,15 @@ import sys
 import time
 
 from corral import paths
-from corral.api.http import serve_connection
+from corral.api.http import Reply, Request, Stream, serve_connection
 from corral.api.server import Api
 from corral.drivers import proctree
 from corral.runtime.events import EventBus
 from corral.runtime.store import Store
 from corral.runtime.supervisor import Supervisor
 
-# Seconds after a reconcile by which its burst (spawning, fifos, JSON) is normally over.
+# Seconds without a request after which the work of a burst (a reconcile spawning hundreds of
+# instances, the status polls around it) is taken to be over.
 _QUIET_AFTER_BURST = 2.0
 
 
@@ -48,13 +49,28 @@ async def serve(state_dir: str) -> int:
         stopping.set()
 
     api = Api(sup, shutdown=shutdown)
+    trim: asyncio.TimerHandle | None = None
+
+    def give_back_heap_later() -> None:
+        nonlocal trim
+        if trim is not None:
+            trim.cancel()
+        trim = loop.call_later(_QUIET_AFTER_BURST, give_back_heap)
+
+    async def handle(req: Request) -> Reply | Stream:
+        try:
+            return await api(req)
+        finally:
+            # any request may end a burst: a reconcile and the status polls that follow it
+            # (a `ps` of 500 instances is a 100 KB reply), a log query
+            give_back_heap_later()
     sock = paths.socket_path(state_dir)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)
     old_umask = os.umask(0o177)
     try:
         server = await asyncio.start_unix_server(
-            lambda r, w: serve_connection(r, w, api), path=sock, limit=1 << 20)
+            lambda r, w: serve_connection(r, w, handle), path=sock, limit=1 << 20)
     finally:
         os.umask(old_umask)
     os.chmod(sock, 0o600)
@@ -65,8 +81,6 @@ async def serve(state_dir: str) -> int:
         m = sup.manifest
         if m is None or m.metrics.port is None or metrics_server is not None:
             return
-        from corral.api.http import Reply, Request
-
         async def only_metrics(req: Request) -> Reply:
             if req.path == "/metrics":
                 reply = await api.render_metrics(req)
@@ -82,19 +96,7 @@ async def serve(state_dir: str) -> int:
             print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
                   "free the port or change metrics.port", file=sys.stderr)
 
-    trim: asyncio.TimerHandle | None = None
-
-    def give_back_heap_later() -> None:
-        nonlocal trim
-        if trim is not None:
-            trim.cancel()
-        trim = loop.call_later(_QUIET_AFTER_BURST, give_back_heap)
-
-    async def after_apply() -> None:
-        give_back_heap_later()
-        await start_metrics()
-
-    api.after_apply = after_apply
+    api.after_apply = start_metrics
     loop.add_signal_handler(signal.SIGTERM, shutdown, True)
     loop.add_signal_handler(signal.SIGINT, shutdown, True)
     reaping = {"due": False}
