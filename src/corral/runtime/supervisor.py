@@ -43,6 +43,7 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._envs: dict[str, tuple[Agent, dict[str, str]]] = {}  # see _agent_env
+        self._cache_dir = os.path.join(state_dir, "cache")  # one string for every task
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock)
 
@@ -94,7 +95,7 @@ class Supervisor:
         return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
                     spec=spec, workdir=spec.workdir,
                     run_dir=os.path.join(self.state_dir, "run", name),
-                    cache_dir=os.path.join(self.state_dir, "cache"), env=env)
+                    cache_dir=self._cache_dir, env=env)
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
         digest = sha256(decode.canonical(spec))
