@@ -107,6 +107,24 @@ def test_output_and_exit_code(case: Case) -> None:
     run(go())
 
 
+def test_a_lent_exit_future_resolves_with_the_exit_and_is_left_to_wait(case: Case) -> None:
+    async def go() -> None:
+        task = case.task("hello")
+        await case.driver.prepare(task, None)
+        handle = await case.driver.start(task, Collect())
+        lent = case.driver.exit_future(handle)
+        if lent is not None:  # optional: a driver without one is waited on as a task
+            await asyncio.wait_for(asyncio.shield(lent), 30)
+            assert not lent.cancelled()
+        result = await case.driver.wait(handle)
+        assert result.code == 3
+        if lent is not None:
+            assert lent.result() == result
+            assert case.driver.exit_future(handle) is None  # forgotten once waited for
+
+    run(go())
+
+
 def test_success(case: Case) -> None:
     async def go() -> None:
         task = case.task("exit0")
