@@ -3,37 +3,55 @@
 Started by ``corral up`` (``python -m corral.daemon --state-dir DIR``). It holds an exclusive
 lock on ``daemon.lock`` for its lifetime, so two daemons never manage one fleet. SIGTERM/SIGINT
 stop the fleet and exit; a SIGKILL leaves the agents running for the next daemon to re-adopt.
+
+This entry point stays import-light: the daemon lives as long as the fleet, and every module it
+imports stays resident (benchmark S2 holds it to supervisord's memory). So no argparse for one
+option, and asyncio is imported without ssl (``_asyncio_without_ssl``).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import fcntl
 import os
-import resource
-import signal
 import sys
-import time
 
-from corral import paths
-from corral.api.http import serve_connection
-from corral.api.server import Api
-from corral.drivers import proctree
-from corral.runtime.events import EventBus
-from corral.runtime.store import Store
-from corral.runtime.supervisor import Supervisor
+USAGE = "usage: python -m corral.daemon --state-dir DIR"
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def _state_dir(argv: list[str]) -> str:
+    """The one option the CLI passes; anything else is a usage error (exit 2, as argparse)."""
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        raise SystemExit(0)
+    if len(argv) == 2 and argv[0] == "--state-dir" and argv[1]:
+        return argv[1]
+    if len(argv) == 1 and argv[0].startswith("--state-dir=") and argv[0] != "--state-dir=":
+        return argv[0].partition("=")[2]
+    print(f"{USAGE}\ncorral-daemon: error: unexpected arguments {argv!r}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _asyncio_without_ssl() -> None:
+    """asyncio imports ssl (~4 MB resident: OpenSSL and its tables) in case a connection asks
+    for TLS; the daemon's connections never do (a Unix socket; plain-HTTP metrics). Importing
+    asyncio while ``ssl`` is marked missing leaves asyncio's own TLS support off in this
+    process; the mark is removed right after, so a module that really needs ssl imports it as
+    usual (an https probe, which does its TLS itself in ``health.py``; prometheus_client at
+    the first scrape)."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return  # already in this process (``corral daemon`` from the CLI, tests): no saving
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # documented: import raises
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
 
 
 def _lock(state_dir: str) -> int:
+    import fcntl
+
+    from corral import paths
+
     fd = os.open(paths.lock_file(state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,98 +61,26 @@ def _lock(state_dir: str) -> int:
     return fd
 
 
-async def serve(state_dir: str) -> int:
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    stop_fleet = {"value": True}
-    store = Store(paths.store_file(state_dir))
-    sup = Supervisor(state_dir, store=store, events=EventBus())
+def _raise_fd_limit() -> None:
+    import resource
 
-    def shutdown(fleet_too: bool) -> None:
-        stop_fleet["value"] = fleet_too
-        stopping.set()
-
-    api = Api(sup, shutdown=shutdown)
-    sock = paths.socket_path(state_dir)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(
-            lambda r, w: serve_connection(r, w, api), path=sock, limit=1 << 20)
-    finally:
-        os.umask(old_umask)
-    os.chmod(sock, 0o600)
-    metrics_server: asyncio.Server | None = None
-
-    async def start_metrics() -> None:
-        nonlocal metrics_server
-        m = sup.manifest
-        if m is None or m.metrics.port is None or metrics_server is not None:
-            return
-        from corral.api.http import Reply, Request
-
-        async def only_metrics(req: Request) -> Reply:
-            if req.path == "/metrics":
-                reply = await api.render_metrics(req)
-                assert isinstance(reply, Reply)
-                return reply
-            return Reply(404, b"only /metrics is served here\n", "text/plain")
-
-        try:
-            metrics_server = await asyncio.start_server(
-                lambda r, w: serve_connection(r, w, only_metrics),
-                host=m.metrics.host, port=m.metrics.port)
-        except OSError as exc:
-            print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
-                  "free the port or change metrics.port", file=sys.stderr)
-
-    api.after_apply = start_metrics
-    loop.add_signal_handler(signal.SIGTERM, shutdown, True)
-    loop.add_signal_handler(signal.SIGINT, shutdown, True)
-    reaping = {"due": False}
-
-    def reap() -> None:
-        reaping["due"] = False
-        proctree.reap_orphans(sup.known_pids())
-
-    def on_sigchld() -> None:
-        # a burst of exits (down of 500 instances) coalesces into one sweep for orphans;
-        # our own children are reaped by their pidfd watchers, not here
-        if not reaping["due"]:
-            reaping["due"] = True
-            loop.call_later(0.05, reap)
-
-    loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
-    adopted = await sup.recover()
-    await start_metrics()
-    with open(paths.pid_file(state_dir), "w") as f:
-        f.write(f"{os.getpid()}\n")
-    print(f"corral daemon {os.getpid()} serving {sock} (re-adopted {adopted})", flush=True)
-    await stopping.wait()
-    if stop_fleet["value"]:
-        await sup.down()
-    server.close()
-    if metrics_server is not None:
-        metrics_server.close()
-    await sup.close()
-    store.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(paths.pid_file(state_dir))
-    print(f"corral daemon {os.getpid()} stopped at {time.ctime()}", flush=True)
-    return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="corral-daemon")
-    parser.add_argument("--state-dir", required=True)
-    args = parser.parse_args(argv)
-    state_dir = os.path.abspath(args.state_dir)
+    state_dir = os.path.abspath(_state_dir(sys.argv[1:] if argv is None else argv))
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     lock = _lock(state_dir)
     _raise_fd_limit()
+    _asyncio_without_ssl()
+    import asyncio
+
+    from corral.drivers import proctree
+    from corral.serve import serve
+
     proctree.become_subreaper()
     if sys.version_info < (3, 12):
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())

@@ -13,9 +13,9 @@ def socket_path(state_dir: str) -> str:
     path = os.path.join(state_dir, "corral.sock")
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
-    import hashlib
+    from corral.sha import sha256
 
-    digest = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:20]
+    digest = sha256(os.path.abspath(state_dir).encode()).hexdigest()[:20]
     base = os.path.join("/tmp", f"corral-{os.getuid()}")
     os.makedirs(base, mode=0o700, exist_ok=True)
     return os.path.join(base, f"{digest}.sock")

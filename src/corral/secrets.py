@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+# subprocess and shlex are imported where a command runs: the daemon imports this module for
+# every fleet, and most fleets read no secret from a command (its memory at rest: S2)
 
 
 class SecretError(Exception):
@@ -84,6 +85,9 @@ def resolve(source: Source, environ: Mapping[str, str]) -> str:
 
 
 def _run(source: Source, where: str, environ: Mapping[str, str]) -> str:
+    import shlex
+    import subprocess
+
     assert source.command is not None
     shown = shlex.join(source.command)
     try:
@@ -214,6 +218,8 @@ def world_readable(path: str) -> bool:
 
 def git_ignored(path: str) -> bool | None:
     """True/False when ``path`` is in a git work tree; None when it is not (or no git)."""
+    import subprocess
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         inside = subprocess.run(["git", "-C", directory, "rev-parse", "--is-inside-work-tree"],

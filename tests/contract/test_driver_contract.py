@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class Case:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.name}
             if self.name == "venv":
                 raw["venv"] = {"packages": []}
-        spec = Agent.model_validate(raw)
+        spec = Agent.model_validate(raw).to_spec()
         return Task(project="t", agent="a", instance=instance, index=1, spec=spec,
                     workdir=str(self.tmp), run_dir=str(self.tmp / "run" / instance),
                     cache_dir=str(self.tmp / "cache"),
@@ -109,6 +110,24 @@ def test_output_and_exit_code(case: Case) -> None:
         assert out.text() == "hello\n"
         assert out.text("stderr") == "oops\n"
         assert result.describe() == "exited with code 3"
+
+    run(go())
+
+
+def test_a_lent_exit_future_resolves_with_the_exit_and_is_left_to_wait(case: Case) -> None:
+    async def go() -> None:
+        task = case.task("hello")
+        await case.driver.prepare(task, None)
+        handle = await case.driver.start(task, Collect())
+        lent = case.driver.exit_future(handle)
+        if lent is not None:  # optional: a driver without one is waited on as a task
+            await asyncio.wait_for(asyncio.shield(lent), 30)
+            assert not lent.cancelled()
+        result = await case.driver.wait(handle)
+        assert result.code == 3
+        if lent is not None:
+            assert lent.result() == result
+            assert case.driver.exit_future(handle) is None  # forgotten once waited for
 
     run(go())
 
@@ -176,7 +195,7 @@ def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: P
     async def go() -> None:
         task = c.task("forever")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["python", "-c", code]})})
+                       "spec": replace(task.spec, command=["python", "-c", code])})
         await c.driver.prepare(task, None)
         handle = await c.driver.start(task, Collect())
         pidfile = tmp_path / "grandchild.pid"
@@ -222,7 +241,7 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
     async def go() -> None:
         task = c.task("forever")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["python", "-c", ticker]})})
+                       "spec": replace(task.spec, command=["python", "-c", ticker])})
         first = Collect()
         await c.driver.prepare(task, None)
         handle = await c.driver.start(task, first)
@@ -256,7 +275,7 @@ def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path) -> N
     async def go() -> None:
         task = c.task("exit0")
         task = Task(**{**{f: getattr(task, f) for f in task.__slots__},
-                       "spec": task.spec.model_copy(update={"command": ["no-such-cmd-x"]})})
+                       "spec": replace(task.spec, command=["no-such-cmd-x"])})
         await c.driver.prepare(task, None)
         with pytest.raises(DriverError, match="command not found: no-such-cmd-x"):
             await c.driver.start(task, Collect())

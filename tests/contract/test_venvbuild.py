@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from corral.drivers.venvbuild import (
     venv_python,
 )
 from corral.errors import DriverError
-from corral.manifest.model import VenvOptions
+from corral.manifest.spec import VenvOptions
 
 T = TypeVar("T")
 HEADER = b"corral: building a venv"
@@ -127,7 +128,7 @@ def test_digest_covers_packages_python_and_pyproject_content_only(tmp_path: Path
     base = VenvOptions(pyproject="pyproject.toml", packages=["six", "idna"])
     digest = venv_digest(base, str(tmp_path))
     # Packages are one resolution: their order does not matter.
-    reordered = base.model_copy(update={"packages": ["idna", "six"]})
+    reordered = replace(base, packages=["idna", "six"])
     assert venv_digest(reordered, str(tmp_path)) == digest
     # pyproject naming the directory is the same project.
     by_dir = VenvOptions(pyproject=".", packages=["six", "idna"])
@@ -136,8 +137,8 @@ def test_digest_covers_packages_python_and_pyproject_content_only(tmp_path: Path
     write(tmp_path / "x/__init__.py", "VALUE = 2\n")
     assert venv_digest(base, str(tmp_path)) == digest
     changes = [
-        base.model_copy(update={"packages": ["six"]}),
-        base.model_copy(update={"python": "3.12"}),
+        replace(base, packages=["six"]),
+        replace(base, python="3.12"),
     ]
     assert all(venv_digest(o, str(tmp_path)) != digest for o in changes)
     assert venv_digest(base, str(tmp_path), python="/usr/bin/python3") != digest
@@ -320,7 +321,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
         f"""
         import asyncio, sys
         from corral.drivers.venvbuild import ensure_venv
-        from corral.manifest.model import VenvOptions
+        from corral.manifest.spec import VenvOptions
 
         class Out:
             def feed(self, stream, data):

@@ -193,13 +193,15 @@ def test_down_leaves_no_process_even_when_agents_double_fork(project: Project) -
             stop: {timeout: 2s}
     """)
     project.corral("up", "-d")
-    def detached() -> int:
-        return sum(r["message"].startswith("grandchild detached")
-                   for r in project.records("forker"))
 
-    # the short-lived middle children count too until they exit: wait for both grandchildren
+    def detached() -> int:
+        return sum("grandchild detached" in r["message"] for r in project.records("forker"))
+
+    # wait for the double forks themselves: a count alone can be reached early by the short-
+    # lived middle children, or by the helpers a `python3` shim (pyenv) runs before exec
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and detached() < 2:
+    while time.monotonic() < deadline and (
+            detached() < 2 or len(pids_with_marker(project.root)) < 4):
         time.sleep(0.1)
     assert detached() == 2, project.records("forker")
     assert len(pids_with_marker(project.root)) >= 4, project.ps()

@@ -177,10 +177,10 @@ def test_groups_are_found_again_after_the_daemon_is_killed(project: Project) -> 
         project.corral("down")
         assert [p for p in pids() if running(p)] == []
         # this project's group only: other runs on this host may leave theirs
-        import hashlib
+        from corral.sha import sha256
 
         key = str(project.state_dir / "run")  # the process driver's key: the run dir's parent
-        mine = f"corral-readopt-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        mine = f"corral-readopt-{sha256(key.encode()).hexdigest()[:8]}"
         assert [p for p in _groups() if p.name == mine] == []
     finally:
         for p in pids():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from corral.drivers.base import ExitResult
-from corral.manifest.model import RestartPolicy
+from corral.manifest.model import Agent
+from corral.manifest.spec import RestartPolicy
 from corral.runtime.restart import History, decide
 
 CRASH = ExitResult(code=1)
@@ -13,7 +14,8 @@ OK = ExitResult(code=0)
 
 
 def policy(**kw: object) -> RestartPolicy:
-    return RestartPolicy.model_validate(kw)
+    # validated as the CLI does, run on the plain form as the daemon does
+    return Agent.model_validate({"command": ["x"], "restart": kw}).to_spec().restart
 
 
 def test_no_never_restarts() -> None:

@@ -14,7 +14,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import h11
 
@@ -52,6 +51,43 @@ class Stream:
 
 
 Handler = Callable[[Request], Awaitable[Reply | Stream]]
+
+
+def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
+    """``(path, query)`` as ``urlsplit(target).path`` and ``parse_qs(urlsplit(target).query)``
+    give them for a request target. Not urllib.parse itself: it imports ``ipaddress``, and the
+    two stay resident in the daemon for the life of the fleet (~0.4 MB, benchmark S2)."""
+    target = target.partition("#")[0]
+    if not target.startswith("/") and "://" in target:  # absolute form: drop the authority
+        rest = target.partition("://")[2]
+        target = "/" + rest.partition("/")[2] if "/" in rest else rest[len(rest):]
+    path, _, query = target.partition("?")
+    out: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        name, eq, value = pair.partition("=")
+        if eq and value:  # parse_qs drops blank values and pairs without '='
+            out.setdefault(_unquote(name), []).append(_unquote(value))
+    return path, out
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote_plus``: '+' is a space, %XX a byte, bytes are UTF-8."""
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    first, *pieces = text.encode().split(b"%")
+    out = bytearray(first)
+    for piece in pieces:
+        code = piece[:2]
+        if len(code) == 2 and all(c in _HEX for c in code):
+            out.append(int(code, 16))
+            out += piece[2:]
+        else:
+            out += b"%" + piece
+    return out.decode(errors="replace")
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def json_reply(value: Any, status: int = 200) -> Reply:
@@ -112,8 +148,8 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> R
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
-            url = urlsplit(head.target.decode())
-            return Request(head.method.decode(), url.path, parse_qs(url.query), bytes(body))
+            path, query = split_target(head.target.decode())
+            return Request(head.method.decode(), path, query, bytes(body))
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
 

@@ -16,7 +16,7 @@ from corral import __version__
 from corral.api.http import Reply, Request, Stream, error_reply, json_reply
 from corral.errors import CorralError, ManifestError
 from corral.logs import query
-from corral.manifest.model import Manifest
+from corral.manifest import decode
 from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
 
@@ -76,14 +76,10 @@ class Api:
         })
 
     async def apply(self, req: Request) -> Reply:
-        from pydantic import ValidationError
-
-        try:
-            manifest = Manifest.model_validate(req.json()["manifest"])
-        except ValidationError as exc:
-            raise ManifestError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                 for e in exc.errors()]) from None
-        secret_env = req.json().get("secret_env") or {}
+        # the CLI validated it; the daemon only checks its shape (no pydantic here: S2)
+        body = req.json()
+        manifest = decode.manifest(body["manifest"])
+        secret_env = body.get("secret_env") or {}
         if not isinstance(secret_env, dict):
             raise ValueError("secret_env must be an object of strings")
         report = await self.sup.apply(

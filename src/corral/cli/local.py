@@ -117,7 +117,7 @@ def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[s
     env.update(CORRAL_PROJECT=manifest.name, CORRAL_AGENT=agent, CORRAL_INSTANCE=name,
                CORRAL_INSTANCE_INDEX="0", CORRAL_REPLICAS=str(spec.replicas),
                CORRAL_STATE_DIR=os.path.join(manifest.state_dir, "data", agent))
-    task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,
+    task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec.to_spec(),
                 workdir=spec.workdir, run_dir=os.path.join(manifest.state_dir, "run", name),
                 cache_dir=os.path.join(manifest.state_dir, "cache"), env=env)
     driver = registry.load(spec.isolation)()

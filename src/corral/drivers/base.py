@@ -8,11 +8,13 @@ A ``Handle`` is frozen and serialisable so a restarted daemon can re-attach to w
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from corral.manifest.model import Agent
+from corral.manifest.spec import Agent
 
 Stream = Literal["stdout", "stderr"]
 
@@ -37,7 +39,9 @@ class Task:
     workdir: str  # absolute
     run_dir: str  # private per-instance runtime dir (fifos, pid files) under the state dir
     cache_dir: str  # shared cache (venvs...) under the state dir
-    env: dict[str, str]  # the complete environment of the agent
+    # the complete environment of the agent; read-only: a supervisor shares what its
+    # replicas have in common (a ChainMap over one dict per agent) instead of copying it
+    env: Mapping[str, str]
     project_dir: str = ""  # absolute; the sandbox hides it (other agents' files live there)
 
 
@@ -134,6 +138,13 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def wait(self, handle: Handle) -> ExitResult: ...
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        """The future ``wait`` awaits, when the driver keeps one. A runner then hooks on it
+        instead of running ``wait`` as a task for the instance's whole life (a task fewer per
+        idle instance: benchmark S2), and calls ``wait`` once it is done. Callers never
+        cancel or resolve it. Default: None (the runner runs ``wait``)."""
+        return None
 
     @abc.abstractmethod
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:

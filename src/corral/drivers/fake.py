@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from corral.drivers.base import Capabilities, Driver, ExitResult, Handle, Output, Task
 from corral.errors import DriverError
-from corral.manifest.model import FakeOptions
+from corral.manifest.spec import FakeOptions
 
 
 class FakeDriver(Driver):

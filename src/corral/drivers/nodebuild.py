@@ -66,7 +66,7 @@ def _read(path: str) -> bytes:
 
 
 def node_digest(package_dir: str) -> str:
-    from hashlib import sha256
+    from corral.sha import sha256
 
     lock = lock_file(package_dir)
     if lock is None:

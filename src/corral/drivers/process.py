@@ -18,11 +18,9 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 from dataclasses import replace
 from typing import ClassVar
 
@@ -43,6 +41,23 @@ from corral.limits import SHELL, Group, Limiter, Placement
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20
 _READ_SIZE = 1 << 20
+
+
+def _which(exe: str, path: str) -> str | None:
+    """``shutil.which(exe, path=path)`` for a bare name, as it does it on POSIX. Importing
+    shutil loads its optional archive codecs (bz2, lzma): ~0.7 MB resident that the daemon
+    would keep for the life of the fleet without ever archiving (benchmark S2)."""
+    if not path:
+        return None
+    seen: set[str] = set()
+    for directory in path.split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        name = os.path.join(directory, exe)
+        if os.path.exists(name) and os.access(name, os.X_OK) and not os.path.isdir(name):
+            return name
+    return None
 
 
 class _Watch:
@@ -101,7 +116,7 @@ class ProcessDriver(Driver):
                     f"check the path in agents.{task.agent}.command",
                 )
             return path
-        found = shutil.which(exe, path=env.get("PATH", os.defpath))
+        found = _which(exe, env.get("PATH", os.defpath))
         if found is None:
             raise DriverError(
                 f"agents.{task.agent}: command not found: {exe}",
@@ -120,7 +135,7 @@ class ProcessDriver(Driver):
                 f"agents.{task.agent}: workdir does not exist: {task.workdir}",
                 f"create it or fix agents.{task.agent}.workdir",
             )
-        run_id = uuid.uuid4().hex
+        run_id = os.urandom(16).hex()  # as unique as uuid4, without importing uuid
         env[proctree.MARKER] = run_id
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         paths: dict[Stream, str] = {}
@@ -280,6 +295,10 @@ class ProcessDriver(Driver):
         self._drain(watch, output)
         if not watch.exit.done():
             watch.exit.set_result(result)
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        watch = self._watches.get(handle.instance)
+        return None if watch is None else watch.exit
 
     async def wait(self, handle: Handle) -> ExitResult:
         watch = self._watches.get(handle.instance)

@@ -18,7 +18,7 @@ from corral.drivers import nodebuild
 from corral.drivers.base import Capabilities, DriverHealth, Output, Task
 from corral.drivers.process import ProcessDriver
 from corral.drivers.venvbuild import ensure_venv, venv_digest, venv_env
-from corral.manifest.model import VenvOptions
+from corral.manifest.spec import VenvOptions
 
 
 class VenvDriver(ProcessDriver):

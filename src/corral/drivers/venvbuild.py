@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -31,7 +30,8 @@ from collections.abc import AsyncIterator, Iterable
 
 from corral.drivers.base import Output
 from corral.errors import DriverError
-from corral.manifest.model import VenvOptions
+from corral.manifest.spec import VenvOptions
+from corral.sha import sha256
 
 MARKER = ".corral-venv.json"
 _SCHEME = "corral-venv/1"  # bump to invalidate every cached venv when the layout changes
@@ -79,16 +79,16 @@ def venv_digest(options: VenvOptions, workdir: str, *, python: str | None = None
     parts: dict[str, object] = {"scheme": _SCHEME}
     if options.requirements is not None:
         files = _requirement_files(os.path.join(workdir, options.requirements), set())
-        parts["requirements"] = [[n, hashlib.sha256(c).hexdigest()] for n, c in files]
+        parts["requirements"] = [[n, sha256(c).hexdigest()] for n, c in files]
     pyproject = _pyproject_path(options, workdir)
     if pyproject is not None:
-        parts["pyproject"] = hashlib.sha256(_read(pyproject, "pyproject file")).hexdigest()
+        parts["pyproject"] = sha256(_read(pyproject, "pyproject file")).hexdigest()
     parts["packages"] = sorted(options.packages)
     parts["python"] = options.python
     parts["default_python"] = python
     parts["interpreter"] = [sys.implementation.cache_tag, sys.version, sys.base_prefix]
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return sha256(blob).hexdigest()
 
 
 def venv_python(venv_dir: str) -> str:

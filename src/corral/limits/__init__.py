@@ -21,7 +21,6 @@ runs each on a loaded 2-core machine: before cgroups 0.78 s (median), with a gro
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -29,7 +28,8 @@ from corral.errors import CorralError
 from corral.limits import files, rlimit, v1, v2
 from corral.limits.detect import Layout, detect
 from corral.limits.group import UNIFIED, Group, Usage
-from corral.manifest.model import Resources
+from corral.manifest.spec import Resources
+from corral.sha import sha256
 
 SHELL = "/bin/sh"
 _JOIN_FAILED = 125  # the wrapper's exit code when it cannot join (docker's "could not run")
@@ -103,7 +103,7 @@ class Limiter:
         of one name (the state dir); ``where`` prefixes error paths (``agents.X.resources``)."""
         if not self.writable():
             return Placement(None, rlimit.LABEL, rlimit.shell_lines(res, where))
-        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+        digest = sha256(key.encode()).hexdigest()[:8]  # not hashlib: no OpenSSL in the daemon
         parts = (f"corral-{project}-{digest}", instance)
         group = self._make_v2(parts, res, where) if self.layout.kind == "v2" \
             else self._make_v1(parts, res, where)

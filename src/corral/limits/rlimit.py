@@ -11,7 +11,7 @@ Nothing here can find or kill a detached descendant: the driver's /proc marker s
 from __future__ import annotations
 
 from corral.errors import CorralError
-from corral.manifest.model import Resources
+from corral.manifest.spec import Resources
 
 LABEL = "rlimit (no writable cgroup)"
 

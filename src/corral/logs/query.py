@@ -16,14 +16,14 @@ import math
 import os
 import re
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from corral.logs.records import LEVEL_RANK, LEVELS, RESERVED
+
+Dir: TypeAlias = str | os.PathLike[str]  # a log directory
 
 Record = dict[str, Any]
 _BLOCK = 64 * 1024
@@ -112,39 +112,39 @@ def decode(data: bytes | Iterable[bytes]) -> Iterator[Record]:
                 yield rec
 
 
-def agents_in(directory: str | Path) -> list[str]:
+def agents_in(directory: Dir) -> list[str]:
     """Agents with a log file (current or rotated) in ``directory``."""
     names = os.listdir(directory) if os.path.isdir(directory) else []
     return sorted({m.group(1) for m in map(_LOG_NAME.fullmatch, names) if m})
 
 
-def rotated_files(directory: str | Path, agent: str) -> list[tuple[int, Path]]:
+def rotated_files(directory: Dir, agent: str) -> list[tuple[int, str]]:
     """An agent's rotated log files as (number, path), newest (1) first."""
     prefix, names = f"{agent}.log.", os.listdir(directory) if os.path.isdir(directory) else []
     return sorted(
-        (int(name[len(prefix) :]), Path(directory) / name)
+        (int(name[len(prefix) :]), os.path.join(directory, name))
         for name in names
         if name.startswith(prefix) and name[len(prefix) :].isdigit()
     )
 
 
-def log_files(directory: str | Path, agent: str) -> list[Path]:
+def log_files(directory: Dir, agent: str) -> list[str]:
     """An agent's files, oldest first (``.N`` ... ``.1``, then the current file)."""
-    current = Path(directory) / f"{agent}.log"
+    current = os.path.join(directory, f"{agent}.log")
     older = [path for _, path in reversed(rotated_files(directory, agent))]
-    return older + ([current] if current.exists() else [])
+    return older + ([current] if os.path.exists(current) else [])
 
 
-def _select(directory: str | Path, agents: list[str] | None) -> list[str]:
+def _select(directory: Dir, agents: list[str] | None) -> list[str]:
     return agents if agents is not None else agents_in(directory)
 
 
-def _agent_records(directory: str | Path, agent: str, filters: Filters) -> Iterator[Record]:
+def _agent_records(directory: Dir, agent: str, filters: Filters) -> Iterator[Record]:
     for path in log_files(directory, agent):
         try:
-            if filters.since is not None and path.stat().st_mtime < filters.since:
+            if filters.since is not None and os.stat(path).st_mtime < filters.since:
                 continue  # last written before ``since``: every record in it is older
-            f = path.open("rb")
+            f = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:  # rotated away while we looked
             continue
         with f:
@@ -153,7 +153,7 @@ def _agent_records(directory: str | Path, agent: str, filters: Filters) -> Itera
 
 
 def iter_records(
-    directory: str | Path, agents: list[str] | None = None, *, since: float | None = None,
+    directory: Dir, agents: list[str] | None = None, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
     instance: str | None = None,
 ) -> Iterator[Record]:  # fmt: skip
@@ -163,9 +163,9 @@ def iter_records(
     return heapq.merge(*streams, key=lambda rec: rec["ts"])
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
+def _lines_backwards(path: str) -> Iterator[bytes]:
     """The lines of a file, last first, read in blocks from the end."""
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         pos = f.seek(0, 2)
         rest = b""
         while pos > 0:
@@ -180,7 +180,7 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
 
 
 def tail(
-    directory: str | Path, agents: list[str] | None, n: int, *, since: float | None = None,
+    directory: Dir, agents: list[str] | None, n: int, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
     instance: str | None = None,
 ) -> list[Record]:  # fmt: skip
@@ -194,7 +194,7 @@ def tail(
         found: list[Record] = []
         for path in reversed(log_files(directory, agent)):
             with contextlib.suppress(FileNotFoundError):  # rotated away while we looked
-                if len(found) >= n or (since is not None and path.stat().st_mtime < since):
+                if len(found) >= n or (since is not None and os.stat(path).st_mtime < since):
                     break
                 for line in _lines_backwards(path):
                     if not filters.quick_reject(line):
@@ -221,6 +221,8 @@ def format_record(rec: Record, *, color: bool, width_prefix: int, timestamps: bo
         stamp = datetime.fromtimestamp(rec["ts"]).isoformat(sep=" ", timespec="milliseconds")
         prefix = f"{prefix} {stamp}"
     if color:
+        import zlib  # here: the daemon imports this module but never colours (S2)
+
         colour = _PALETTE[zlib.crc32(instance.encode()) % len(_PALETTE)]
         prefix = f"\x1b[{colour}m{prefix}\x1b[0m"
         level_colour = _LEVEL_COLOUR.get(str(rec.get("level")))

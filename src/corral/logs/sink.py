@@ -21,11 +21,13 @@ import struct
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from corral.logs.query import rotated_files
+from corral.logs.query import Dir, rotated_files
 from corral.logs.records import Buffer, LineEncoder, Stream, cut_point, segments
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MAX_LINE = 64 * 1024
 _IOV_MAX = 512
@@ -52,30 +54,40 @@ class AgentLog:
     ``max_age`` seconds ago are deleted (at rotation, at open, and on ``prune()``)."""
 
     def __init__(
-        self, directory: str | Path, agent: str, *, max_size: int = 16 * 1024 * 1024,
+        self, directory: Dir, agent: str, *, max_size: int = 16 * 1024 * 1024,
         keep: int = 5, max_age: float | None = None, clock: Callable[[], float] = time.time,
         max_line: int = MAX_LINE,
     ) -> None:  # fmt: skip
-        self.directory, self.agent = Path(directory), agent
+        # plain strings: pathlib (and the urllib.parse and ipaddress it imports) would stay
+        # resident in the daemon for a handful of joins (benchmark S2)
+        self._dir, self.agent = os.fspath(directory), agent
         self.max_size, self.keep, self.max_age = max_size, keep, max_age
         self.clock, self.max_line = clock, max_line
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / f"{agent}.log"
+        os.makedirs(self._dir, exist_ok=True)
+        self._path = os.path.join(self._dir, f"{agent}.log")
         self._subscribers: list[Subscriber] = []
         self._writers: weakref.WeakSet[InstanceOutput] = weakref.WeakSet()
         self._open()
         self.prune()
 
     @property
+    def directory(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._dir)
+
+    @property
     def path(self) -> Path:
-        return self._path
+        from pathlib import Path
+
+        return Path(self._path)
 
     def _open(self) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         self._fd = os.open(self._path, flags, 0o640)
         self._size = os.fstat(self._fd).st_size
 
-    def writer(self, instance: str, *, tail_file: str | Path | None = None) -> InstanceOutput:
+    def writer(self, instance: str, *, tail_file: Dir | None = None) -> InstanceOutput:
         """A fresh output for one run of ``instance`` (a new run starts with no torn line)."""
         out = InstanceOutput(self, instance, tail_file=tail_file)
         self._writers.add(out)
@@ -109,15 +121,17 @@ class AgentLog:
     def rotate(self) -> None:
         os.close(self._fd)
         self._fd = -1
-        for number, path in reversed(rotated_files(self.directory, self.agent)):
+        for number, path in reversed(rotated_files(self._dir, self.agent)):
             if number >= self.keep:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
             else:
                 os.replace(path, f"{self._path}.{number + 1}")
         if self.keep > 0:
             os.replace(self._path, f"{self._path}.1")
         else:
-            self._path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
         self._open()
         self.prune()
 
@@ -126,10 +140,10 @@ class AgentLog:
         if self.max_age is None:
             return
         cutoff = self.clock() - self.max_age
-        for _, path in rotated_files(self.directory, self.agent):
+        for _, path in rotated_files(self._dir, self.agent):
             with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+                if os.stat(path).st_mtime < cutoff:
+                    os.unlink(path)
 
     def close(self) -> None:
         for out in list(self._writers):
@@ -137,6 +151,31 @@ class AgentLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class _Encoders(dict[Stream, LineEncoder]):
+    """An instance's encoder per stream, made at the stream's first line: most idle agents
+    never write to one stream or either, and hundreds of them add up (benchmark S2)."""
+
+    __slots__ = ("agent", "instance")
+
+    def __init__(self, agent: str, instance: str) -> None:
+        super().__init__()
+        self.agent, self.instance = agent, instance
+
+    def __missing__(self, stream: Stream) -> LineEncoder:
+        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream)
+        return encoder
+
+
+class _Tails(dict[Stream, bytearray]):
+    """Torn trailing lines per stream; a stream's buffer is made at its first output."""
+
+    __slots__ = ()
+
+    def __missing__(self, stream: Stream) -> bytearray:
+        tail = self[stream] = bytearray()
+        return tail
 
 
 class InstanceOutput:
@@ -147,14 +186,18 @@ class InstanceOutput:
     ``tail_file``: when set, the torn tails are saved there after every feed that changes
     them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart."""
 
-    def __init__(self, log: AgentLog, instance: str, *, tail_file: str | Path | None = None):
+    # one per instance: slots keep hundreds of idle ones small (benchmark S2)
+    __slots__ = ("__weakref__", "_encoders", "_secrets", "_tail_fd", "_tails", "instance",
+                 "line_listeners", "log", "tail_file")
+
+    def __init__(self, log: AgentLog, instance: str, *, tail_file: Dir | None = None):
         self.log, self.instance = log, instance
         self.line_listeners: list[LineListener] = []
-        self.tail_file = Path(tail_file) if tail_file is not None else None
+        self.tail_file = os.fspath(tail_file) if tail_file is not None else None
         self._tail_fd = -1
         self._secrets: tuple[bytes, ...] = ()
-        self._encoders = {s: LineEncoder(log.agent, instance, s) for s in _STREAMS}
-        self._tails = {s: bytearray() for s in _STREAMS}  # raw torn trailing lines
+        self._encoders = _Encoders(log.agent, instance)
+        self._tails = _Tails()  # raw torn trailing lines
 
     def listen_lines(self, callback: LineListener) -> Callable[[], None]:
         """Add ``callback`` to ``line_listeners``; returns the function that removes it."""
@@ -201,14 +244,16 @@ class InstanceOutput:
 
     def restore(self, pending: dict[str, bytes]) -> None:
         """Continue the torn lines a previous daemon left (see ``pending``)."""
-        self._tails = {s: bytearray(pending.get(s, b"")) for s in _STREAMS}
+        self._tails = _Tails({s: bytearray(pending.get(s, b"")) for s in _STREAMS})
         if self.tail_file is not None:
             self._save_tails()
 
     def restore_from_tail_file(self) -> dict[str, bytes]:
         """Restore the torn lines saved in ``tail_file`` (nothing if absent or damaged)."""
-        exists = self.tail_file is not None and self.tail_file.exists()
-        raw = self.tail_file.read_bytes() if self.tail_file and exists else b""
+        raw = b""
+        if self.tail_file is not None:
+            with contextlib.suppress(FileNotFoundError), open(self.tail_file, "rb") as f:
+                raw = f.read()
         magic, n_out, n_err = _TAIL.unpack_from(raw) if len(raw) >= _TAIL.size else (b"", 0, 0)
         if magic != _TAIL_MAGIC or _TAIL.size + n_out + n_err > len(raw):
             return {}
@@ -288,6 +333,8 @@ def bench_sink(lines: int = 2_000_000, *, agents: int = 10, chunk_size: int = 25
         elapsed = time.perf_counter() - start
         for out in outs:
             out.log.close()
+        from pathlib import Path
+
         written = sum(p.read_bytes().count(b"\n") for p in Path(tmp).iterdir())
     fed = rounds * agents * per_chunk
     assert written == fed, (written, fed)

@@ -8,20 +8,33 @@ the loader can check a manifest that is still partly invalid.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.errors import CorralError
-from corral.manifest.hints import did_you_mean
-from corral.manifest.model import Agent, Manifest
+
+if TYPE_CHECKING:  # the loader's checks run on the validation models, in the CLI only
+    from corral.manifest.model import Agent
 
 Graph = Mapping[str, Iterable[str]]
+
+
+class _Depends(Protocol):
+    @property
+    def depends_on(self) -> Mapping[str, Any]: ...
+
+
+class _Fleet(Protocol):
+    """A manifest, validated (``model.Manifest``) or plain (``spec.Manifest``, the daemon's)."""
+
+    @property
+    def agents(self) -> Mapping[str, _Depends]: ...
 
 # conditions a dependency can only meet by exiting.
 COMPLETION = frozenset({"completed", "completed_successfully"})
 NEVER_COMPLETES = frozenset({"always", "unless-stopped"})
 
 
-def edges(manifest: Manifest) -> dict[str, list[str]]:
+def edges(manifest: _Fleet) -> dict[str, list[str]]:
     """``{agent: sorted names it depends on}`` for every agent."""
     return {name: sorted(agent.depends_on) for name, agent in manifest.agents.items()}
 
@@ -84,17 +97,17 @@ def layers(graph: Graph) -> list[list[str]]:
     return out
 
 
-def start_order(manifest: Manifest) -> list[list[str]]:
+def start_order(manifest: _Fleet) -> list[list[str]]:
     """Agents in layers: everything in one layer may start concurrently."""
     return layers(edges(manifest))
 
 
-def stop_order(manifest: Manifest) -> list[list[str]]:
+def stop_order(manifest: _Fleet) -> list[list[str]]:
     """Dependents stop before what they depend on: the start layers reversed."""
     return list(reversed(start_order(manifest)))
 
 
-def dependents(manifest: Manifest, name: str) -> set[str]:
+def dependents(manifest: _Fleet, name: str) -> set[str]:
     """Every agent that depends on ``name``, directly or through others."""
     reverse: dict[str, set[str]] = {}
     for agent, targets in edges(manifest).items():
@@ -144,6 +157,9 @@ def raw_graph(agents: Mapping[Any, Any]) -> dict[str, list[str]]:
 def dependency_problems(agents: Mapping[str, Agent], graph: Graph) -> list[str]:
     """Unknown targets and cycles in ``graph`` (every agent, valid or not), and unmeetable
     conditions among ``agents`` (the ones that validated)."""
+    # hints imports pydantic: the daemon (which only orders stops) must not pay for it
+    from corral.manifest.hints import did_you_mean
+
     out: list[str] = []
     for name, targets in graph.items():
         for target in targets:

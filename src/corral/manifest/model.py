@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from corral.manifest import decode, spec
+from corral.manifest.spec import AGENT_NAME as AGENT_NAME
+from corral.manifest.spec import instance_name as instance_name
 from corral.manifest.units import parse_duration, parse_size
-
-AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
@@ -434,6 +435,10 @@ class Agent(Strict):
             return ["/bin/sh", "-c", " ".join(self.command)]
         return list(self.command)
 
+    def to_spec(self) -> spec.Agent:
+        """The plain form drivers run on (through the daemon's own decoder)."""
+        return decode.agent(self.model_dump(mode="json", by_alias=True))
+
 
 class MetricsConfig(Strict):
     port: int | None = Field(None, ge=1, le=65535)
@@ -467,7 +472,8 @@ class Manifest(Strict):
             )
         return value
 
+    def to_spec(self) -> spec.Manifest:
+        """The plain form the daemon runs on, decoded exactly as the daemon decodes what the
+        CLI sends it."""
+        return decode.manifest(self.model_dump(mode="json", by_alias=True))
 
-def instance_name(agent: str, index: int) -> str:
-    """Instances are ``AGENT.N`` (N from 1): '.' never occurs in agent names."""
-    return f"{agent}.{index}"

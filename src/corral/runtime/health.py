@@ -12,10 +12,10 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from corral.manifest.model import Probe
+from corral.manifest.spec import Probe
 
 Verdict = Callable[[bool, str], None]
 
@@ -70,7 +70,7 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
     return taken
 
 
-async def check(probe: Probe, *, env: dict[str, str], workdir: str,
+async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
                 log_watch: LogWatch | None) -> tuple[bool, str]:
     """One check, bounded by the probe's timeout. Returns (passed, detail)."""
     try:
@@ -79,7 +79,7 @@ async def check(probe: Probe, *, env: dict[str, str], workdir: str,
         return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
 
 
-async def _check(probe: Probe, env: dict[str, str], workdir: str,
+async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None) -> tuple[bool, str]:
     if probe.tcp is not None:
         try:
@@ -104,19 +104,26 @@ async def _check(probe: Probe, env: dict[str, str], workdir: str,
 async def _http(probe: Probe) -> tuple[bool, str]:
     h = probe.http
     assert h is not None
-    ssl = h.scheme == "https" or None
-    try:
-        reader, writer = await asyncio.open_connection(h.host, h.port, ssl=ssl)
-    except OSError as exc:
-        return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
-    try:
-        writer.write(f"GET {h.path} HTTP/1.0\r\nHost: {h.host}\r\n\r\n".encode())
-        await writer.drain()
-        line = await reader.readline()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+    request = f"GET {h.path} HTTP/1.0\r\nHost: {h.host}\r\n\r\n".encode()
+    if h.scheme == "https":
+        try:
+            line = await asyncio.get_running_loop().run_in_executor(
+                None, _https_status_line, h.host, h.port, request, probe.timeout)
+        except OSError as exc:  # ssl.SSLError (a certificate that does not verify) too
+            return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
+    else:
+        try:
+            reader, writer = await asyncio.open_connection(h.host, h.port)
+        except OSError as exc:
+            return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
+        try:
+            writer.write(request)
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
     parts = line.split()
     if len(parts) < 2 or not parts[1].isdigit():
         return False, f"http {h.path}: not an HTTP response"
@@ -124,7 +131,25 @@ async def _http(probe: Probe) -> tuple[bool, str]:
     return status in h.status, f"http {h.path}: status {status}"
 
 
-async def _exec(argv: list[str], env: dict[str, str], workdir: str) -> tuple[bool, str]:
+def _https_status_line(host: str, port: int, request: bytes, timeout: float) -> bytes:
+    """One https request's status line, blocking (run in a worker thread).
+
+    Not ``asyncio.open_connection(ssl=...)``: the daemon imports asyncio without ssl (4 MB it
+    would otherwise keep for a feature most fleets never use; see ``corral.daemon``), which
+    leaves asyncio's TLS support off. So ssl is imported here, on the first https probe, and
+    verifies exactly as asyncio's default would (system CAs, the host name)."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context()
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(request)
+        with tls.makefile("rb") as stream:
+            return stream.readline(1 << 16)
+
+
+async def _exec(argv: list[str], env: Mapping[str, str], workdir: str) -> tuple[bool, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -145,7 +170,7 @@ async def _exec(argv: list[str], env: dict[str, str], workdir: str) -> tuple[boo
 
 
 class ProbeLoop:
-    def __init__(self, probe: Probe, verdict: Verdict, *, env: dict[str, str], workdir: str,
+    def __init__(self, probe: Probe, verdict: Verdict, *, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None, clock: Clock) -> None:
         self.probe = probe
         self._verdict = verdict

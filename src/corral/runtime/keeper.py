@@ -18,6 +18,7 @@ from typing import Any
 from corral import secrets
 from corral.drivers.base import Task
 from corral.secrets import SecretError, Source
+from corral.sha import sha256
 
 Redact = Callable[[str, Iterable[str]], None]  # (instance, values)
 
@@ -32,11 +33,9 @@ def source_of(name: str, spec: Any) -> Source:
 
 class SecretKeeper:
     def __init__(self, state_dir: str, project: str, redact: Redact) -> None:
-        import zlib
-
         self._redact = redact
         root = secrets.secrets_root()
-        tag = f"{project}-{zlib.crc32(state_dir.encode()):08x}"
+        tag = f"{project}-{sha256(state_dir.encode()).hexdigest()[:8]}"
         # no tmpfs: the state dir's run dir (0700), and `corral doctor` says so
         self.root = (os.path.join(root, f"corral-{os.getuid()}", tag) if root
                      else os.path.join(state_dir, "run", "secrets"))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from corral.drivers.base import ExitResult
-from corral.manifest.model import RestartPolicy
+from corral.manifest.spec import RestartPolicy
 
 
 @dataclass(frozen=True, slots=True)

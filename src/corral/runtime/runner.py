@@ -18,6 +18,7 @@ from corral.drivers.base import Driver, ExitResult, Handle, Output, Task
 from corral.errors import CorralError
 from corral.runtime import restart
 from corral.runtime.health import Clock, LogWatch, ProbeLoop, taken_ports
+from corral.runtime.mailbox import Flag, Mailbox, any_done
 from corral.runtime.state import ACTIVE, Health, State, check_transition
 from corral.secrets import SecretError
 
@@ -63,6 +64,10 @@ Request = Literal["start", "stop", "restart"]
 
 
 class Runner:
+    # one per instance: slots keep hundreds of idle ones small (benchmark S2)
+    __slots__ = ("_add_line_listener", "_adopt", "_history", "_hooks", "_requests", "_task",
+                 "_want_up", "driver", "output", "settled", "snapshot", "task")
+
     def __init__(self, task: Task, driver: Driver, output: Output, hooks: Hooks,
                  *, spec_hash: str, restarts: int = 0,
                  add_line_listener: Callable[[Callable[[str, bytes], None]], Callable[[], None]]
@@ -79,11 +84,11 @@ class Runner:
             restarts=restarts, spec_hash=spec_hash,
         )
         self._want_up = True
-        self._requests: asyncio.Queue[Request] = asyncio.Queue()
-        self._history = restart.History()
+        self._requests: Mailbox[Request] = Mailbox()
+        self._history = _NO_HISTORY
         self._task: asyncio.Task[None] | None = None
         self._adopt: Handle | None = None
-        self.settled = asyncio.Event()  # set whenever the instance rests (stopped/exited/fatal)
+        self.settled = Flag()  # set whenever the instance rests (stopped/exited/fatal)
 
     # --- control from outside --------------------------------------------------------------
 
@@ -109,7 +114,7 @@ class Runner:
             self.settled.set()
 
     def request(self, what: Request) -> None:
-        self._requests.put_nowait(what)
+        self._requests.put(what)
 
     async def stop(self) -> None:
         """Stop and wait until the instance rests."""
@@ -201,15 +206,13 @@ class Runner:
         """Sleep through a backoff; True when a request came first (it has been applied)."""
         if delay <= 0:
             return False
-        getter = asyncio.ensure_future(self._requests.get())
         sleeper = asyncio.ensure_future(self._hooks.clock.sleep(delay))
-        done, _ = await asyncio.wait({getter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
+        await any_done(self._requests.ready(), sleeper)
+        if self._requests:
             sleeper.cancel()
-            what = getter.result()
+            what = self._requests.pop()
             self._want_up = what != "stop"
             return True
-        getter.cancel()
         return False
 
     async def _with_secrets(self) -> Task | None:
@@ -280,45 +283,43 @@ class Runner:
     async def _race(self, work: Awaitable[object]) -> object:
         """Run ``work`` unless a stop request comes first."""
         job = asyncio.ensure_future(work)
-        getter = asyncio.ensure_future(self._requests.get())
-        done, _ = await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done and getter.result() == "stop":
+        await any_done(job, self._requests.ready())
+        if self._requests and self._requests.pop() == "stop":
             job.cancel()
             with contextlib.suppress(BaseException):
                 await job
             self._want_up = False
             return _INTERRUPTED
-        if getter not in done:
-            getter.cancel()
         return await job
 
     async def _supervise(self, handle: Handle) -> tuple[ExitResult, str]:
         """Until the instance ends: watch its exit, requests and probe verdicts."""
-        verdicts: asyncio.Queue[str] = asyncio.Queue()
+        verdicts: Mailbox[str] = Mailbox()
         probes, cleanup = self._start_probes(verdicts)
-        waiter = asyncio.ensure_future(self.driver.wait(handle))
+        # a driver that tracks the exit with a future lends it: hooking on it spares a task
+        # per instance for its whole life; else ``wait`` runs as that task
+        lent = self.driver.exit_future(handle)
+        waiter = lent if lent is not None else asyncio.ensure_future(self.driver.wait(handle))
+        requests = self._requests
         why = "exit"
         try:
             while True:
-                getter = asyncio.ensure_future(self._requests.get())
-                verdict = asyncio.ensure_future(verdicts.get())
-                done, _ = await asyncio.wait({waiter, getter, verdict},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for f in (getter, verdict):
-                    if f not in done:
-                        f.cancel()
-                if waiter in done:
+                if not (requests or verdicts or waiter.done()):
+                    # verdicts come only from probes: no probe, nothing to hook on
+                    await (any_done(waiter, requests.ready(), verdicts.ready()) if probes
+                           else any_done(waiter, requests.ready()))
+                if waiter.done():
                     # a request that raced with the exit still counts
-                    if getter in done and getter.result() in ("stop", "restart"):
-                        why = getter.result()
+                    if requests and (what := requests.pop()) in ("stop", "restart"):
+                        why = what
                     break
-                if getter in done:
-                    what = getter.result()
+                if requests:
+                    what = requests.pop()
                     if what == "start":
                         continue
                     why = what
-                elif verdict in done:
-                    why = verdict.result()
+                else:
+                    why = verdicts.pop()
                     if why == "probe:ignore":
                         continue
                 sig = signal.SIGKILL if why.startswith("probe:kill") else \
@@ -326,7 +327,7 @@ class Runner:
                 self._set(State.STOPPING, reason=why.split(":", 2)[-1])
                 await self.driver.stop(handle, sig=sig, timeout=self.task.spec.stop.timeout)
                 break
-            result = await waiter
+            result = await (self.driver.wait(handle) if lent is not None else waiter)
             if why == "exit":
                 # the main process ended by itself: what it left behind ends with it
                 # (docker/systemd semantics), so nothing outlives its instance
@@ -347,7 +348,7 @@ class Runner:
 
     # --- probes ----------------------------------------------------------------------------
 
-    def _start_probes(self, verdicts: asyncio.Queue[str]) -> tuple[
+    def _start_probes(self, verdicts: Mailbox[str]) -> tuple[
             list[asyncio.Task[None]], list[Callable[[], None]]]:
         spec = self.task.spec
         tasks: list[asyncio.Task[None]] = []
@@ -378,7 +379,7 @@ class Runner:
         return tasks, cleanup
 
     def _verdict_handler(self, role: str, action: str,
-                         verdicts: asyncio.Queue[str]) -> Callable[[bool, str], None]:
+                         verdicts: Mailbox[str]) -> Callable[[bool, str], None]:
         spec = self.task.spec
 
         def verdict(ok: bool, detail: str) -> None:
@@ -387,9 +388,10 @@ class Runner:
                 self._set(health=Health.HEALTHY if ok else Health.UNHEALTHY,
                           reason="" if ok else f"{role} probe failing: {detail}")
             if not ok and action != "none" and self.snapshot.state in ACTIVE:
-                verdicts.put_nowait(f"probe:{action}:{role} probe failed: {detail}")
+                verdicts.put(f"probe:{action}:{role} probe failed: {detail}")
 
         return verdict
 
 
 _INTERRUPTED = object()
+_NO_HISTORY = restart.History()  # frozen: every fresh runner shares it

@@ -1,0 +1,174 @@
+"""Normalized manifest JSON <-> the plain classes of ``spec.py``, strictly, without pydantic.
+
+The CLI validates a manifest with the pydantic models and sends the daemon their normalized
+dump (``by_alias``: ``class``, not ``class_``). The daemon decodes it here. The socket is
+private to its user, but scripts speak to it too, so nothing is trusted: an unknown key, a
+missing field, a wrong type or a value outside a ``Literal`` is a ``ManifestError`` naming the
+path, and agent names must be safe to use as file names under the state dir. Shortcuts and
+range checks are the models' job; what arrives here is already in the one full form.
+
+The rules come from the dataclasses' own annotations, so a field added to ``spec.py`` is
+decoded without touching this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from typing import Any, TypeVar
+
+from corral.errors import ManifestError
+from corral.manifest import spec
+
+T = TypeVar("T")
+
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    """``{field name: resolved type}`` in declaration order, computed once per class."""
+    if cls not in _hints:
+        resolved = typing.get_type_hints(cls)
+        _hints[cls] = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
+    return _hints[cls]
+
+
+class _Invalid(Exception):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path or 'manifest'}: {problem}")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _value(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _value(inner, value, path)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        # by type too: True == 1 and 1.0 == 1, but neither is ``version: 1``
+        if not any(a == value and type(a) is type(value) for a in allowed):
+            raise _Invalid(path, f"expected one of {', '.join(map(repr, allowed))}, "
+                                 f"got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Invalid(path, f"expected a list, got {_kind(value)}")
+        (item,) = typing.get_args(tp)
+        return [_value(item, v, f"{path}.{i}") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Invalid(path, f"expected a mapping, got {_kind(value)}")
+        _, item = typing.get_args(tp)
+        return {_value(str, k, path): _value(item, v, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _object(typing.cast(type, tp), value, path)
+    return _scalar(tp, value, path)
+
+
+def _scalar(tp: Any, value: Any, path: str) -> Any:
+    # JSON has one number type: a float field takes an integer, never the other way round;
+    # bool is an int subclass in Python but not a number in a manifest
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"spec field type {tp!r} has no decoding rule")
+    if not ok:
+        raise _Invalid(path, f"expected {tp.__name__}, got {_kind(value)} {value!r}")
+    return value
+
+
+def _object(cls: type[T], value: Any, path: str) -> T:
+    if not isinstance(value, dict):
+        raise _Invalid(path, f"expected a mapping, got {_kind(value)}")
+    fields = _fields(cls)
+    keys = {spec.ALIASES.get(name, name): name for name in fields}
+    unknown = sorted(str(k) for k in value if k not in keys)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise _Invalid(f"{where}{unknown[0]}", f"unknown key (allowed: {', '.join(keys)})")
+    missing = [key for key, name in keys.items() if key not in value and name in _required(cls)]
+    if missing:
+        raise _Invalid(path, f"missing {', '.join(missing)}")
+    kwargs = {}
+    for key, name in keys.items():
+        if key in value:
+            kwargs[name] = _value(fields[name], value[key], f"{path}.{key}" if path else key)
+    return cls(**kwargs)
+
+
+def _required(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+
+def _check(manifest: spec.Manifest) -> None:
+    for name, agent in manifest.agents.items():
+        # agent names become file names under the state dir
+        if not re.match(spec.AGENT_NAME, name):
+            raise _Invalid(f"agents.{name}", "agent name is not valid: use lowercase letters, "
+                                             "digits, '-' and '_'")
+        for role, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
+            if probe is not None and sum(getattr(probe, k) is not None
+                                         for k in spec.PROBE_KINDS) != 1:
+                raise _Invalid(f"agents.{name}.{role}", "a probe needs exactly one of "
+                                                        + ", ".join(spec.PROBE_KINDS))
+    if not re.match(spec.AGENT_NAME, manifest.name):
+        raise _Invalid("name", "project name is not valid: use lowercase letters, digits, "
+                               "'-' and '_'")
+
+
+def manifest(raw: Any) -> spec.Manifest:
+    """The manifest from its normalized JSON; a ``ManifestError`` says what is wrong where."""
+    try:
+        out = _object(spec.Manifest, raw, "")
+        _check(out)
+    except _Invalid as exc:
+        raise ManifestError([str(exc)]) from None
+    return out
+
+
+def agent(raw: Any, path: str = "agent") -> spec.Agent:
+    """One agent from its normalized JSON (``corral run``/``exec`` and tests build tasks)."""
+    try:
+        return _object(spec.Agent, raw, path)
+    except _Invalid as exc:
+        raise ManifestError([str(exc)]) from None
+
+
+def dump(obj: Any, *, aliases: bool = True) -> Any:
+    """The JSON form of a spec object; with ``aliases`` the YAML spelling (``class``)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {(spec.ALIASES.get(f.name, f.name) if aliases else f.name):
+                dump(getattr(obj, f.name), aliases=aliases) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [dump(v, aliases=aliases) for v in obj]
+    if isinstance(obj, dict):
+        return {k: dump(v, aliases=aliases) for k, v in obj.items()}
+    return obj
+
+
+def canonical(agent: spec.Agent) -> bytes:
+    """The bytes a spec hash is taken over: field names (not aliases) in declaration order,
+    compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). This is
+    byte for byte what ``Agent.model_dump_json(exclude={"replicas"})`` gives, so hashes stored
+    by a daemon that ran on the pydantic models still match (a test pins it)."""
+    data = dump(agent, aliases=False)
+    del data["replicas"]
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()

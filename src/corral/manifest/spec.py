@@ -1,0 +1,268 @@
+"""The manifest as the daemon holds it: frozen, slotted dataclasses from the standard library.
+
+The pydantic models in ``model.py`` validate a manifest and normalize its shortcuts; that runs
+in the CLI. The daemon only ever receives the normalized form, so it needs no validation
+library at all: importing pydantic and building the models' schemas would cost it ~10 MB of
+resident memory for the life of the fleet (benchmark S2). These classes mirror the models
+field for field, in the same order, with the same names (``agent.class_``,
+``agent.restart.backoff.initial``), so runtime code reads the same either way; a unit test
+pins that the two never drift.
+``decode.py`` turns the normalized JSON into these, strictly. Keyword-only, so the fields
+keep the models' order (the spec hash serializes them in that order) whatever has a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AgentClass = Literal["compute", "io", "service", "ai"]
+RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
+Condition = Literal["started", "healthy", "completed", "completed_successfully", "log_ready"]
+ProbeAction = Literal["none", "restart", "stop", "kill"]
+
+AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+PROBE_KINDS = ("exec", "http", "tcp", "log_line")
+
+
+def _ok_statuses() -> list[int]:
+    return list(range(200, 400))
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecCheck:
+    command: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpCheck:
+    port: int
+    host: str = "127.0.0.1"
+    path: str = "/"
+    scheme: Literal["http", "https"] = "http"
+    status: list[int] = field(default_factory=_ok_statuses)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpCheck:
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogLineCheck:
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    exec: ExecCheck | None = None
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    log_line: LogLineCheck | None = None
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    action: ProbeAction | None = None
+
+    @property
+    def kind(self) -> str:
+        for k in PROBE_KINDS:
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated probe has a kind")
+
+
+# --- restart and stop ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff:
+    initial: float = 1.0
+    factor: float = 1.5
+    max: float = 15.0
+    reset_after: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartPolicy:
+    policy: RestartName = "on-failure"
+    max_restarts: int | None = None
+    window: float = 60.0
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPolicy:
+    signal: str = "SIGTERM"
+    timeout: float = 10.0
+
+
+# --- dependencies and environment ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dependency:
+    condition: Condition = "started"
+    required: bool = True
+    restart: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvFile:
+    path: str
+    required: bool = True
+
+
+# --- driver blocks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenvOptions:
+    requirements: str | None = None
+    pyproject: str | None = None
+    packages: list[str] = field(default_factory=list)
+    python: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeOptions:
+    package: str = "."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeStep:
+    print: list[str] = field(default_factory=list)
+    stream: Literal["stdout", "stderr"] = "stdout"
+    sleep: float = 0.0
+    exit: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeOptions:
+    steps: list[FakeStep] = field(default_factory=list)
+    start_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resources:
+    cpus: float | None = None
+    memory: int | None = None
+    memory_reservation: int | None = None
+    memory_high: int | None = None
+    pids: int | None = None
+
+
+# --- containment: secrets, volumes, what an agent needs ------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretSource:
+    environment: str | None = None
+    file: str | None = None
+    env_file: str | None = None
+    key: str | None = None
+    command: list[str] | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretUse:
+    source: str
+    env: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Volume:
+    source: str
+    target: str
+    read_only: bool = False
+    named: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Needs:
+    system_packages: list[str] = field(default_factory=list)
+    os: str | None = None
+    kernel: bool = False
+    gpu: bool = False
+    internet_facing: bool = False
+
+
+# --- agent and manifest -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Agent:
+    description: str = ""
+    class_: AgentClass = "io"
+    isolation: str = "process"
+    command: list[str]
+    shell: bool = False
+    workdir: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    env_file: list[EnvFile] = field(default_factory=list)
+    replicas: int = 1
+    depends_on: dict[str, Dependency] = field(default_factory=dict)
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    ready_log_line: str | None = None
+    restart: RestartPolicy = RestartPolicy()
+    stop: StopPolicy = StopPolicy()
+    venv: VenvOptions | None = None
+    node: NodeOptions | None = None
+    fake: FakeOptions | None = None
+    resources: Resources = Resources()
+    labels: dict[str, str] = field(default_factory=dict)
+    trust: Literal["trusted", "untrusted"] = "trusted"
+    network: Literal["none", "host"] | None = None
+    volumes: list[Volume] = field(default_factory=list)
+    secrets: list[SecretUse] = field(default_factory=list)
+    needs: Needs = Needs()
+
+    @property
+    def argv(self) -> list[str]:
+        """What the driver executes."""
+        if self.shell:
+            return ["/bin/sh", "-c", " ".join(self.command)]
+        return list(self.command)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogsConfig:
+    max_size: int = 16 * 1024 * 1024
+    keep: int = 5
+    max_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    version: Literal[1] = 1
+    name: str
+    project_dir: str = "."
+    state_dir: str = ".corral"
+    metrics: MetricsConfig = MetricsConfig()
+    logs: LogsConfig = LogsConfig()
+    agents: dict[str, Agent] = field(default_factory=dict)
+    secrets: dict[str, SecretSource] = field(default_factory=dict)
+
+
+# YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
+ALIASES = {"class_": "class"}
+
+
+def instance_name(agent: str, index: int) -> str:
+    """Instances are ``AGENT.N`` (N from 1): '.' never occurs in agent names."""
+    return f"{agent}.{index}"
