@@ -11,10 +11,11 @@ import abc
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, Literal, Protocol
 
 from corral.manifest.spec import Agent
+from corral.record import Record, record
 
 Stream = Literal["stdout", "stderr"]
 
@@ -27,8 +28,8 @@ class Output(Protocol):
     def eof(self, stream: Stream) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
+@record
+class Task(Record):
     """Everything a driver needs to start one instance of an agent."""
 
     project: str
@@ -45,8 +46,8 @@ class Task:
     project_dir: str = ""  # absolute; the sandbox hides it (other agents' files live there)
 
 
-@dataclass(frozen=True, slots=True)
-class Handle:
+@record
+class Handle(Record):
     driver: str
     instance: str
     pid: int | None
@@ -67,8 +68,8 @@ class Handle:
         return cls(**raw)
 
 
-@dataclass(frozen=True, slots=True)
-class ExitResult:
+@record
+class ExitResult(Record):
     code: int | None  # None: unknown (e.g. the instance exited while re-adopted)
     signal: int | None = None
     oom_killed: bool = False
@@ -96,23 +97,23 @@ class ExitResult:
         return f"exited with code {self.code}"
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+@record
+class Capabilities(Record):
     isolation: str  # process | venv | sandbox | container | vm | fake
     recover: bool  # handles survive a daemon restart
     stats: bool  # stats() returns usage
     signals: bool  # arbitrary stop signals are delivered
 
 
-@dataclass(frozen=True, slots=True)
-class DriverHealth:
+@record
+class DriverHealth(Record):
     available: bool
     detail: str
     fix: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceUsage:
+@record
+class ResourceUsage(Record):
     cpu_seconds: float
     rss_bytes: int
     processes: int

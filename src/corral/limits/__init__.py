@@ -22,21 +22,22 @@ runs each on a loaded 2-core machine: before cgroups 0.78 s (median), with a gro
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from corral.errors import CorralError
 from corral.limits import files, rlimit, v1, v2
 from corral.limits.detect import Layout, detect
 from corral.limits.group import UNIFIED, Group, Usage
 from corral.manifest.spec import Resources
+from corral.record import Record, record
 from corral.sha import sha256
 
 SHELL = "/bin/sh"
 _JOIN_FAILED = 125  # the wrapper's exit code when it cannot join (docker's "could not run")
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+@record
+class Placement(Record):
     """Where a new instance goes: its group (None under rlimits), the argv prefix that puts
     it there, and what the driver keeps in the handle."""
 

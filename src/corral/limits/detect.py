@@ -10,8 +10,10 @@ so agent groups nest under whatever group the supervisor was started in.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from corral.record import Record, record
 
 Kind = Literal["v2", "hybrid", "v1", "none"]
 
@@ -19,8 +21,8 @@ Kind = Literal["v2", "hybrid", "v1", "none"]
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+@record
+class Layout(Record):
     kind: Kind
     v1: dict[str, str] = field(default_factory=dict)  # controller -> the supervisor's own dir
     unified: str | None = None  # the supervisor's own dir in the cgroup2 hierarchy

@@ -11,24 +11,25 @@ import contextlib
 import json
 import os
 import signal as _signal
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from corral.limits import files, v1, v2
+from corral.record import Record, record
 
 Version = Literal["v1", "v2"]
 UNIFIED = "unified"  # key of the cgroup2 directory in ``dirs`` (v2, or hybrid for cgroup.kill)
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+@record
+class Usage(Record):
     cpu_seconds: float
     memory_bytes: int
     processes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+@record
+class Group(Record):
     version: Version  # v1 also covers hybrid hosts: limits in v1, membership and kill in v2
     dirs: dict[str, str] = field(default_factory=dict)
     oom_base: int = 0

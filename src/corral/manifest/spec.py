@@ -13,8 +13,10 @@ keep the models' order (the spec hash serializes them in that order) whatever ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from corral.record import Record, record
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -32,13 +34,13 @@ def _ok_statuses() -> list[int]:
 # --- probes -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecCheck:
+@record(kw_only=True)
+class ExecCheck(Record):
     command: list[str]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpCheck:
+@record(kw_only=True)
+class HttpCheck(Record):
     port: int
     host: str = "127.0.0.1"
     path: str = "/"
@@ -46,19 +48,19 @@ class HttpCheck:
     status: list[int] = field(default_factory=_ok_statuses)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TcpCheck:
+@record(kw_only=True)
+class TcpCheck(Record):
     port: int
     host: str = "127.0.0.1"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogLineCheck:
+@record(kw_only=True)
+class LogLineCheck(Record):
     pattern: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Probe:
+@record(kw_only=True)
+class Probe(Record):
     exec: ExecCheck | None = None
     http: HttpCheck | None = None
     tcp: TcpCheck | None = None
@@ -81,24 +83,24 @@ class Probe:
 # --- restart and stop ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
+@record(kw_only=True)
+class Backoff(Record):
     initial: float = 1.0
     factor: float = 1.5
     max: float = 15.0
     reset_after: float = 30.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RestartPolicy:
+@record(kw_only=True)
+class RestartPolicy(Record):
     policy: RestartName = "on-failure"
     max_restarts: int | None = None
     window: float = 60.0
     backoff: Backoff = Backoff()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StopPolicy:
+@record(kw_only=True)
+class StopPolicy(Record):
     signal: str = "SIGTERM"
     timeout: float = 10.0
 
@@ -106,15 +108,15 @@ class StopPolicy:
 # --- dependencies and environment ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dependency:
+@record(kw_only=True)
+class Dependency(Record):
     condition: Condition = "started"
     required: bool = True
     restart: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnvFile:
+@record(kw_only=True)
+class EnvFile(Record):
     path: str
     required: bool = True
 
@@ -122,35 +124,35 @@ class EnvFile:
 # --- driver blocks ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VenvOptions:
+@record(kw_only=True)
+class VenvOptions(Record):
     requirements: str | None = None
     pyproject: str | None = None
     packages: list[str] = field(default_factory=list)
     python: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeOptions:
+@record(kw_only=True)
+class NodeOptions(Record):
     package: str = "."
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FakeStep:
+@record(kw_only=True)
+class FakeStep(Record):
     print: list[str] = field(default_factory=list)
     stream: Literal["stdout", "stderr"] = "stdout"
     sleep: float = 0.0
     exit: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FakeOptions:
+@record(kw_only=True)
+class FakeOptions(Record):
     steps: list[FakeStep] = field(default_factory=list)
     start_error: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resources:
+@record(kw_only=True)
+class Resources(Record):
     cpus: float | None = None
     memory: int | None = None
     memory_reservation: int | None = None
@@ -161,8 +163,8 @@ class Resources:
 # --- containment: secrets, volumes, what an agent needs ------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SecretSource:
+@record(kw_only=True)
+class SecretSource(Record):
     environment: str | None = None
     file: str | None = None
     env_file: str | None = None
@@ -171,23 +173,23 @@ class SecretSource:
     timeout: float = 10.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SecretUse:
+@record(kw_only=True)
+class SecretUse(Record):
     source: str
     env: str | None = None
     target: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Volume:
+@record(kw_only=True)
+class Volume(Record):
     source: str
     target: str
     read_only: bool = False
     named: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Needs:
+@record(kw_only=True)
+class Needs(Record):
     system_packages: list[str] = field(default_factory=list)
     os: str | None = None
     kernel: bool = False
@@ -198,8 +200,8 @@ class Needs:
 # --- agent and manifest -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Agent:
+@record(kw_only=True)
+class Agent(Record):
     description: str = ""
     class_: AgentClass = "io"
     isolation: str = "process"
@@ -234,21 +236,21 @@ class Agent:
         return list(self.command)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MetricsConfig:
+@record(kw_only=True)
+class MetricsConfig(Record):
     port: int | None = None
     host: str = "127.0.0.1"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogsConfig:
+@record(kw_only=True)
+class LogsConfig(Record):
     max_size: int = 16 * 1024 * 1024
     keep: int = 5
     max_age: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Manifest:
+@record(kw_only=True)
+class Manifest(Record):
     version: Literal[1] = 1
     name: str
     project_dir: str = "."

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -74,4 +73,6 @@ class SecretKeeper:
 
     def forget(self) -> None:
         """Remove every secret file of this fleet (``down``)."""
+        import shutil  # here: shutil pulls in bz2 and lzma, resident for the fleet's life (S2)
+
         shutil.rmtree(self.root, ignore_errors=True)

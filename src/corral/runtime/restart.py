@@ -7,21 +7,22 @@ seconds, and more than ``max_restarts`` restarts within ``window`` ends in FATAL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from corral.drivers.base import ExitResult
 from corral.manifest.spec import RestartPolicy
+from corral.record import Record, record
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+@record
+class History(Record):
     restarts: tuple[float, ...] = ()  # times of recent restarts, oldest first
     streak: int = 0  # consecutive short-lived runs since the last reset
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+@record
+class Decision(Record):
     action: Literal["restart", "exit", "fatal"]
     delay: float
     reason: str

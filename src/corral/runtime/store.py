@@ -11,9 +11,9 @@ import asyncio
 import json
 import sqlite3
 import sys
-from dataclasses import dataclass
 from typing import Any
 
+from corral.record import Record, record
 from corral.runtime.runner import Snapshot
 
 _SCHEMA = """
@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS instances (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class StoredInstance:
+@record
+class StoredInstance(Record):
     name: str
     agent: str
     index: int
