@@ -35,6 +35,7 @@ from corral.drivers.base import (
     Stream,
     Task,
 )
+from corral.drivers.pipes import CommittedReader
 from corral.errors import CorralError, DriverError
 from corral.limits import SHELL, Group, Limiter, Placement
 
@@ -81,6 +82,7 @@ class ProcessDriver(Driver):
 
     def __init__(self, limiter: Limiter | None = None) -> None:
         self.limiter = limiter or Limiter()
+        self._reader = CommittedReader(_READ_SIZE)
         self._watches: dict[str, _Watch] = {}
         self._procs = proctree.ProcTable()
         self._resolved: dict[tuple[str, str, str], str] = {}
@@ -237,11 +239,12 @@ class ProcessDriver(Driver):
         if fd is None:
             return
         try:
-            data = os.read(fd, _READ_SIZE)
+            data = self._reader.read(fd)  # still in the pipe until it is in the log
         except BlockingIOError:
             return
         if data:
             output.feed(stream, data)
+            self._reader.commit(fd, len(data))
             return
         self._close_stream(watch, stream, output)
 
@@ -259,13 +262,14 @@ class ProcessDriver(Driver):
             fd = watch.fds[stream]
             while True:
                 try:
-                    data = os.read(fd, _READ_SIZE)
+                    data = self._reader.read(fd)
                 except BlockingIOError:
                     break
                 if not data:
                     self._close_stream(watch, stream, output)
                     break
                 output.feed(stream, data)
+                self._reader.commit(fd, len(data))
 
     def _on_exit(self, handle: Handle, watch: _Watch, output: Output) -> None:
         loop = asyncio.get_running_loop()
