@@ -39,6 +39,8 @@ fi
 if [ "$want_test" = 1 ]; then
   # the sandbox tests drive real bubblewrap
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
+  # the vm tests boot real QEMU guests (their kernel and busybox come from apt at test time)
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

@@ -13,7 +13,6 @@ Row = tuple[str, bool, str, str]
 _LATER = {
     "sandbox": ("bwrap", "apt-get install bubblewrap"),
     "container": ("podman", "apt-get install podman (or docker.io)"),
-    "vm": ("qemu-system-x86_64", "apt-get install qemu-system-x86"),
 }
 
 

@@ -12,6 +12,7 @@ _BUILTIN = {
     "process": "corral.drivers.process:ProcessDriver",
     "venv": "corral.drivers.venv:VenvDriver",
     "fake": "corral.drivers.fake:FakeDriver",
+    "vm": "corral.drivers.vm:VmDriver",
 }
 
 

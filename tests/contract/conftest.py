@@ -1,0 +1,24 @@
+"""Shared fixtures of the contract tests: the VM guest is built once, by corral itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def vm_guest() -> str:
+    """The bootstrapped guest (cached under ~/.cache/corral, so later runs take no time);
+    skipped, with the reason, where QEMU or Debian's packages are not at hand."""
+    from corral.errors import DriverError
+    from corral.vm import guest, qemu
+
+    if qemu.find() is None:
+        pytest.skip(f"{qemu.QEMU} not installed ({qemu.INSTALL})")
+    try:
+        built = guest.bootstrap()
+    except DriverError as exc:
+        pytest.skip(f"cannot bootstrap a VM guest: {exc}")
+    asyncio.run(qemu.probe_kvm())  # once per session, not inside a timed test
+    return built.path
