@@ -22,3 +22,20 @@ def vm_guest() -> str:
         pytest.skip(f"cannot bootstrap a VM guest: {exc}")
     asyncio.run(qemu.probe_kvm())  # once per session, not inside a timed test
     return built.path
+
+
+@pytest.fixture(scope="session")
+def vm_python_root(vm_guest: str) -> str:
+    """The Debian root with python3 for ``vm.python`` agents (debootstrap, about a minute
+    once, then cached under ~/.cache/corral/rootfs)."""
+    import shutil
+
+    from corral.errors import DriverError
+    from corral.vm import rootfs
+
+    if rootfs.find() is None and shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap not installed (apt-get install debootstrap)")
+    try:
+        return rootfs.build()
+    except DriverError as exc:
+        pytest.skip(f"cannot build the Python root: {exc}")

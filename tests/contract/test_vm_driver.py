@@ -7,9 +7,9 @@ session by ``vm_guest`` (tests/contract/conftest.py) through corral's own bootst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import time
@@ -23,7 +23,7 @@ from corral.drivers.base import Task
 from corral.drivers.vm import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
-from corral.vm import qemu
+from corral.vm import qemu, rootfs
 
 pytestmark = pytest.mark.vm
 
@@ -84,6 +84,23 @@ def test_one_shot_shares_the_workdir_env_and_size(vm_guest: str, tmp_path: Path)
             "it's \"quoted\" $HOME", "from the host", task.workdir, "2", "big"]
         assert "corral-" not in out.text()
         assert (tmp_path / "work" / "output.txt").read_text() == "made\n"
+
+    run(go())
+
+
+def test_python_guest_runs_in_the_shared_root_and_leaves_it_untouched(
+        vm_python_root: str, tmp_path: Path) -> None:
+    script = ('python3 -c "import sys, json; print(json.dumps(sys.argv[1:]))" a "b c"; '
+              "touch /usr/lib/corral-probe && echo root-writable")
+
+    async def go() -> None:
+        task = _task(tmp_path, script, vm={"python": True})
+        driver, out = VmDriver(), Collect()
+        await driver.prepare(task)
+        result = await driver.wait(await driver.start(task, out))
+        assert result.success, (result, out.text("stderr"))
+        assert out.text() == '["a", "b c"]\nroot-writable\n'
+        assert not os.path.exists(os.path.join(vm_python_root, "usr/lib/corral-probe"))
 
     run(go())
 
@@ -180,7 +197,9 @@ def test_recover_after_the_driver_is_recreated(vm_guest: str, tmp_path: Path) ->
 def _broken_guest(vm_guest: str, where: Path) -> str:
     """A guest whose initramfs is garbage: the kernel panics, no init ever runs."""
     where.mkdir()
-    shutil.copyfile(os.path.join(vm_guest, "vmlinuz"), where / "vmlinuz")
+    for kernel in ("vmlinuz", "vmlinux"):
+        if os.path.exists(os.path.join(vm_guest, kernel)):
+            os.symlink(os.path.join(vm_guest, kernel), where / kernel)
     (where / "initrd.img").write_bytes(b"this is not an initramfs\n" * 10)
     meta = json.loads(Path(vm_guest, "guest.json").read_text())
     (where / "guest.json").write_text(json.dumps(meta))
@@ -231,6 +250,11 @@ def test_missing_qemu_and_missing_guest_are_clear_errors(tmp_path: Path,
         assert err.value.fix == "apt-get install qemu-system-x86"
         health = await VmDriver().check()
         assert not health.available and health.fix == "apt-get install qemu-system-x86"
+        monkeypatch.setattr(rootfs, "find", lambda path=None: None)
+        python = _task(tmp_path, "true", vm={"python": True})
+        with pytest.raises(DriverError, match="no Python root") as err:
+            VmDriver._root(python)
+        assert err.value.fix == "corral vm bootstrap --python"
 
     run(go())
 
@@ -244,3 +268,20 @@ def test_cli_bootstrap_is_idempotent_and_prints_the_guest(vm_guest: str) -> None
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == vm_guest
     assert "is cached" in done.stderr
+
+
+def test_qemu_refusing_the_guest_is_reported_with_its_own_words(vm_guest: str,
+                                                               tmp_path: Path) -> None:
+    async def go() -> None:
+        broken = _broken_guest(vm_guest, tmp_path / "broken")
+        for kernel in ("vmlinuz", "vmlinux"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(broken, kernel))
+        task = _task(tmp_path, "echo never", vm={"guest": broken})
+        driver = VmDriver()
+        await driver.prepare(task)
+        result = await driver.wait(await driver.start(task, Collect()))
+        assert result.error is not None and "did not boot" in result.error
+        assert "could not open kernel file" in result.error
+
+    run(go())

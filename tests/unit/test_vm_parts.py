@@ -156,3 +156,12 @@ def test_initramfs_is_a_reproducible_newc_archive(tmp_path: Path) -> None:
         names = listed.stdout.split()
         assert {"init", "bin/busybox", "bin/sh", "lib/modules/m1.ko",
                 "lib/modules/load"} <= set(names)
+
+
+def test_a_kernel_that_cannot_boot_through_pvh_keeps_its_bzimage() -> None:
+    import lzma
+
+    assert guest.unpack_vmlinux(b"MZ no payload") is None
+    not_elf = b"MZ setup code" + lzma.compress(b"raw bytes, no ELF", format=lzma.FORMAT_XZ)
+    assert guest.unpack_vmlinux(not_elf) is None
+    assert not guest.has_pvh_entry(b"\x7fELF\x02" + b"\0" * 100)

@@ -47,7 +47,7 @@ from corral.errors import CorralError, DriverError
 from corral.limits import Placement
 from corral.manifest.model import Resources
 from corral.vm import guest as guests
-from corral.vm import job, qemu
+from corral.vm import job, qemu, rootfs
 from corral.vm.console import Console
 
 DEFAULT_MEMORY_MB = 256
@@ -64,7 +64,7 @@ class VmOptions:
     ports: tuple[qemu.Forward, ...] = ()
     network: bool = False  # user-mode networking (NAT) even with no forwarded port
     boot_timeout: float = 60.0
-    python: bool = False  # reserved: a guest with Python (not bootstrapped yet)
+    python: bool = False  # run in the shared Debian root with python3 (corral.vm.rootfs)
 
 
 def _forward(value: Any) -> qemu.Forward:
@@ -141,6 +141,18 @@ class VmDriver(ProcessDriver):
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         self._guest(task)
+        self._root(task)
+
+    @staticmethod
+    def _root(task: Task) -> str | None:
+        if not vm_options(task).python:
+            return None
+        found = rootfs.find()
+        if found is None:
+            raise DriverError(f"agents.{task.agent}: vm.python is set but no Python root is "
+                              f"built for VM guests (looked at {rootfs.default_path()})",
+                              rootfs.FIX)
+        return found
 
     def _guest(self, task: Task) -> guests.Guest:
         options = vm_options(task)
@@ -183,6 +195,7 @@ class VmDriver(ProcessDriver):
             raise DriverError(f"agents.{task.agent}: QEMU is not installed ({qemu.QEMU} not "
                               "found)", qemu.INSTALL)
         found = self._guest(task)
+        root = self._root(task)
         options = vm_options(task)
         if not os.path.isdir(task.workdir):
             raise DriverError(f"agents.{task.agent}: workdir does not exist: {task.workdir}",
@@ -192,12 +205,13 @@ class VmDriver(ProcessDriver):
         share = os.path.join(task.run_dir, "guest")
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         job.write(share, argv=task.spec.argv, env=self._guest_env(task), workdir=task.workdir,
-                  network=options.network or bool(options.ports))
+                  network=options.network or bool(options.ports), root=root is not None)
         token = uuid.uuid4().hex[:16]
         machine = qemu.Machine(
             kernel=found.kernel, initrd=found.initrd, token=token, run_share=share,
             workdir=task.workdir, qmp=_qmp_path(task.run_dir), cpus=cpus, memory_mb=memory,
-            forwards=options.ports, network=options.network, accel="kvm" if kvm else "tcg")
+            forwards=options.ports, network=options.network, accel="kvm" if kvm else "tcg",
+            root=root)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(machine.qmp)
         console = Console(output, token)

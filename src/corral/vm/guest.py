@@ -10,6 +10,11 @@ the kernel and busybox package versions and of the ``/init`` text, so a new kern
 changed init gives a new guest and an old one stays usable by what still runs from it.
 ``CACHE/vm/guest`` is a symlink to the current one (``bootstrap`` swaps it atomically).
 
+Kernel: QEMU boots an uncompressed ELF ``vmlinux`` with a PVH entry note directly (no
+firmware real-mode setup, no decompression), which under TCG takes 4-5 s instead of 7-10 s
+for the ``vmlinuz`` bzImage. Debian ships only the bzImage, so its xz payload is unpacked at
+bootstrap; a kernel without PVH or compressed otherwise keeps the bzImage.
+
 Modules: Debian builds virtio, 9p and the ACPI power button as modules. ``linux-image`` ships
 no ``modules.dep`` (depmod runs at install time), so the dependencies are read from each
 module's own ``.modinfo`` section (``depends=``), the same data depmod reads, and the load
@@ -23,6 +28,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import stat
@@ -35,13 +41,14 @@ from pathlib import Path
 from corral.errors import DriverError
 from corral.vm import init as guest_init
 
-FORMAT = 1  # bump when the layout of a guest dir changes
+FORMAT = 2  # bump when the layout of a guest dir changes
 KERNEL_META = "linux-image-amd64"
 BUSYBOX = "busybox-static"
 # What the guest needs: PCI virtio transport, 9p over virtio for the shares, virtio-net for
-# user-mode networking, virtio-console, and the ACPI power button + evdev for a clean stop.
+# user-mode networking, virtio-console, the ACPI power button + evdev for a clean stop, and
+# overlay to give a guest with a shared read-only Debian root a writable view of it.
 MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_net", "virtio_console", "button",
-           "evdev")
+           "evdev", "overlay")
 FIX = "corral vm bootstrap"
 
 Progress = Callable[[str], None]
@@ -64,7 +71,8 @@ class Guest:
                 meta = json.load(f)
         except (OSError, ValueError):
             raise DriverError(f"no bootstrapped VM guest at {path}", FIX) from None
-        return cls(path=os.path.realpath(path), kernel=os.path.join(path, "vmlinuz"),
+        kernel = str(meta.get("kernel", "vmlinuz"))
+        return cls(path=os.path.realpath(path), kernel=os.path.join(path, kernel),
                    initrd=os.path.join(path, "initrd.img"),
                    kernel_version=str(meta.get("kernel_version", "")))
 
@@ -176,6 +184,49 @@ def load_order(wanted: Iterable[str], index: dict[str, str]) -> list[str]:
     return order
 
 
+# --- kernel ---------------------------------------------------------------------------
+
+
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_PT_NOTE = 4
+_XEN_ELFNOTE_PHYS32_ENTRY = 18
+
+
+def has_pvh_entry(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF kernel has the PVH entry note QEMU boots by."""
+    if elf[:5] != b"\x7fELF\x02" or len(elf) < 64:
+        return False
+    phoff = int.from_bytes(elf[32:40], "little")
+    phentsize = int.from_bytes(elf[54:56], "little")
+    phnum = int.from_bytes(elf[56:58], "little")
+    for i in range(phnum):
+        ph = elf[phoff + i * phentsize: phoff + (i + 1) * phentsize]
+        if int.from_bytes(ph[0:4], "little") != _PT_NOTE:
+            continue
+        at = int.from_bytes(ph[8:16], "little")
+        end = at + int.from_bytes(ph[32:40], "little")
+        while at + 12 <= end:
+            namesz, descsz, kind = (int.from_bytes(elf[at + o: at + o + 4], "little")
+                                    for o in (0, 4, 8))
+            name = elf[at + 12: at + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and kind == _XEN_ELFNOTE_PHYS32_ENTRY:
+                return True
+            at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def unpack_vmlinux(bzimage: bytes) -> bytes | None:
+    """The ELF inside an xz-compressed bzImage, if it can be booted through PVH."""
+    at = bzimage.find(_XZ_MAGIC)
+    if at < 0:
+        return None
+    try:
+        elf = lzma.LZMADecompressor().decompress(bzimage[at:])
+    except lzma.LZMAError:
+        return None
+    return elf if has_pvh_entry(elf) else None
+
+
 # --- cpio -------------------------------------------------------------------------------
 
 
@@ -268,8 +319,13 @@ def bootstrap(*, force: bool = False, progress: Progress | None = None,
         staging = os.path.join(work, "guest")
         os.makedirs(staging)
         shutil.copyfile(os.path.join(boot, vmlinuz), os.path.join(staging, "vmlinuz"))
+        say("unpacking the kernel's ELF for a direct (PVH) boot")
+        elf = unpack_vmlinux(Path(boot, vmlinuz).read_bytes())
+        if elf is not None:
+            Path(staging, "vmlinux").write_bytes(elf)
         Path(staging, "initrd.img").write_bytes(image)
         meta = {"format": FORMAT, "kernel_package": kernel_pkg, "kernel_version": version,
+                "kernel": "vmlinuz" if elf is None else "vmlinux",
                 "modules": order, "key": key}
         Path(staging, "guest.json").write_text(json.dumps(meta, indent=1) + "\n")
         if os.path.exists(target):

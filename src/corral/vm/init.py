@@ -10,7 +10,9 @@ The contract with the host (``corral.vm.job`` writes the host side):
 - the run share (9p tag ``corral``) holds ``job.sh`` (``cd``, ``export``, ``exec``: quoted by
   the host, so no size or quoting limit of the kernel command line applies), ``workdir`` (the
   path to mount the ``corral-work`` share at, the same as on the host), ``net`` when user-mode
-  networking is wanted, and ``stop-signal``, written by the host just before an ACPI power-down;
+  networking is wanted, ``root`` when the job runs in the Debian tree shared as ``corral-root``
+  (read-only, with a tmpfs overlay, so many VMs share one tree), and ``stop-signal``, written
+  by the host just before an ACPI power-down;
 - the job's stdout goes to ``ttyS0`` and its stderr to ``ttyS1`` with output post-processing
   off (no ``\\r`` added), the host reads them as two streams;
 - the ACPI power button (QMP ``system_powerdown``) sends the job's process group the signal
@@ -47,13 +49,26 @@ stty -F /dev/ttyS1 -opost 2>/dev/null
 opts=trans=virtio,version=9p2000.L,msize=262144
 mkdir -p /run/corral
 mount -t 9p -o "$opts" corral /run/corral || { say "cannot mount the run share"; finish 125; }
+root=
+if [ -e /run/corral/root ]; then
+  # a Debian tree shared read-only by every VM; writes land in a tmpfs overlay of this one
+  mkdir -p /lower /rw /sysroot
+  mount -t 9p -o "$opts,ro,cache=loose" corral-root /lower \
+    || { say "cannot mount the root"; finish 125; }
+  mount -t tmpfs tmpfs /rw && mkdir -p /rw/upper /rw/work
+  mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /sysroot \
+    || { say "cannot overlay the root"; finish 125; }
+  for d in proc sys dev run; do mkdir -p "/sysroot/$d"; mount -o rbind "/$d" "/sysroot/$d"; done
+  mount -t tmpfs tmpfs /sysroot/tmp
+  root=/sysroot
+fi
 wd=$(cat /run/corral/workdir)
-mkdir -p "$wd"
-mount -t 9p -o "$opts" corral-work "$wd" || { say "cannot mount the workdir $wd"; finish 125; }
+mkdir -p "$root$wd"
+mount -t 9p -o "$opts" corral-work "$root$wd" || { say "cannot mount the workdir $wd"; finish 125; }
 ip link set lo up 2>/dev/null
 if [ -e /run/corral/net ]; then
   ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
-  echo "nameserver 10.0.2.3" >/etc/resolv.conf
+  echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
 fi
 button=
 for d in /sys/class/input/event*; do
@@ -75,7 +90,11 @@ fi
 # from here the console is the job's: the init's own job-status chatter stays out of it
 exec </dev/null >/dev/null 2>&1
 echo "corral-booted $token" >/dev/ttyS0
-setsid sh /run/corral/job.sh </dev/null >/dev/ttyS0 2>/dev/ttyS1 3<&- &
+if [ -n "$root" ]; then
+  setsid chroot "$root" /bin/sh /run/corral/job.sh </dev/null >/dev/ttyS0 2>/dev/ttyS1 3<&- &
+else
+  setsid sh /run/corral/job.sh </dev/null >/dev/ttyS0 2>/dev/ttyS1 3<&- &
+fi
 job=$!
 echo "$job" >/tmp/job.pid
 wait "$job"

@@ -26,7 +26,7 @@ def script(argv: Sequence[str], env: Mapping[str, str], workdir: str) -> str:
 
 
 def write(share: str, *, argv: Sequence[str], env: Mapping[str, str], workdir: str,
-          network: bool) -> None:
+          network: bool, root: bool = False) -> None:
     """Fill the run share afresh (a stale ``stop-signal`` must not stop the next start)."""
     os.makedirs(share, mode=0o700, exist_ok=True)
     for name in os.listdir(share):
@@ -34,6 +34,8 @@ def write(share: str, *, argv: Sequence[str], env: Mapping[str, str], workdir: s
     files = {"job.sh": script(argv, env, workdir), "workdir": workdir + "\n"}
     if network:
         files["net"] = "1\n"
+    if root:
+        files["root"] = "1\n"
     for name, text in files.items():
         fd = os.open(os.path.join(share, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -52,6 +52,7 @@ class Machine:
     forwards: tuple[Forward, ...] = ()
     network: bool = False
     accel: str = "tcg"
+    root: str | None = None  # a Debian tree shared read-only as the job's root (tag corral-root)
 
 
 def find() -> str | None:
@@ -73,8 +74,11 @@ def argv(m: Machine, qemu: str = QEMU) -> list[str]:
         "-kernel", m.kernel, "-initrd", m.initrd, "-append", append,
         "-qmp", f"unix:{m.qmp},server=on,wait=off",
     ]
-    for tag, path, fsid in (("corral", m.run_share, "run"), ("corral-work", m.workdir, "work")):
-        args += ["-fsdev", f"local,id={fsid},path={_escape(path)},security_model=none",
+    shares = [("corral", m.run_share, "run", ""), ("corral-work", m.workdir, "work", "")]
+    if m.root is not None:
+        shares.append(("corral-root", m.root, "root", ",readonly=on"))
+    for tag, path, fsid, extra in shares:
+        args += ["-fsdev", f"local,id={fsid},path={_escape(path)},security_model=none{extra}",
                  "-device", f"virtio-9p-pci,fsdev={fsid},mount_tag={tag}"]
     if m.network or m.forwards:
         nic = "user,model=virtio-net-pci"
