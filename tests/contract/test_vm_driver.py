@@ -285,3 +285,24 @@ def test_qemu_refusing_the_guest_is_reported_with_its_own_words(vm_guest: str,
         assert "could not open kernel file" in result.error
 
     run(go())
+
+
+def test_doctor_row_names_qemu_kvm_guest_and_the_fixes(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.vm import guest
+
+    async def no_kvm(*_args: Any, **_kw: Any) -> tuple[bool, str]:
+        return False, "/dev/kvm does not exist"
+
+    monkeypatch.setattr(qemu, "find", lambda: "/usr/bin/qemu-system-x86_64")
+    monkeypatch.setattr(qemu, "probe_kvm", no_kvm)
+    monkeypatch.setattr(guest, "find", lambda path=None: None)
+    health = run(VmDriver().check())
+    assert not health.available and health.fix == "corral vm bootstrap"
+    assert "software emulation" in health.detail and "/dev/kvm does not exist" in health.detail
+    monkeypatch.setattr(guest, "find", lambda path=None: guest.Guest(
+        path="/g", kernel="/g/vmlinux", initrd="/g/initrd.img", kernel_version="6.1"))
+    monkeypatch.setattr(rootfs, "find", lambda path=None: None)
+    health = run(VmDriver().check())
+    assert health.available and "guest /g (kernel 6.1)" in health.detail
+    assert "corral vm bootstrap --python" in health.detail

@@ -124,13 +124,18 @@ class VmDriver(ProcessDriver):
         if binary is None:
             return DriverHealth(False, f"{qemu.QEMU} not found", qemu.INSTALL)
         kvm, why = await qemu.probe_kvm(binary, fresh=True)
-        accel = "KVM" if kvm else f"software emulation (TCG; KVM not usable: {why})"
+        accel = "KVM" if kvm else (
+            f"software emulation (TCG, seconds per boot; KVM not usable: {why}; to use it, "
+            "enable virtualisation for this machine and give the user /dev/kvm)")
+        root = rootfs.find()
+        python = (f"Python root {root}" if root else
+                  f"no Python root for vm.python agents ({rootfs.FIX})")
         found = guests.find()
         if found is None:
             return DriverHealth(False, f"{binary}, {accel}; no guest bootstrapped",
                                 guests.FIX)
         return DriverHealth(True, f"{binary}, {accel}; guest {found.path} "
-                                  f"(kernel {found.kernel_version})")
+                                  f"(kernel {found.kernel_version}); {python}")
 
     def inputs_digest(self, task: Task) -> str:
         """A new guest (another kernel, a new init) counts as a changed spec."""
