@@ -13,7 +13,7 @@ from corral.drivers.base import Task
 from corral.drivers.vm import VmOptions, vm_options
 from corral.errors import DriverError
 from corral.manifest.model import Agent
-from corral.vm import guest, job, qemu
+from corral.vm import initramfs, job, kernel, qemu
 from corral.vm.console import Console
 
 
@@ -137,15 +137,15 @@ def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
     _ko(tmp_path, "fscache", "")
     _ko(tmp_path, "virtio-net", "net_failover")
     _ko(tmp_path, "net_failover", "")
-    index = guest.module_index(str(tmp_path))
+    index = kernel.module_index(str(tmp_path))
     assert "virtio_net" in index
-    order = guest.load_order(["9p", "virtio_net", "builtin_one"], index)
+    order = kernel.load_order(["9p", "virtio_net", "builtin_one"], index)
     assert order == ["9pnet", "fscache", "netfs", "9p", "net_failover", "virtio_net"]
 
 
 def test_initramfs_is_a_reproducible_newc_archive(tmp_path: Path) -> None:
-    one = guest.initramfs(b"BB", [("m1", b"x" * 5)], "#!/bin/sh\n")
-    assert one == guest.initramfs(b"BB", [("m1", b"x" * 5)], "#!/bin/sh\n")
+    one = initramfs.initramfs(b"BB", [("m1", b"x" * 5)], "#!/bin/sh\n")
+    assert one == initramfs.initramfs(b"BB", [("m1", b"x" * 5)], "#!/bin/sh\n")
     raw = gzip.decompress(one)
     assert raw.startswith(b"070701") and b"TRAILER!!!" in raw
     (tmp_path / "i.cpio").write_bytes(raw)
@@ -161,7 +161,7 @@ def test_initramfs_is_a_reproducible_newc_archive(tmp_path: Path) -> None:
 def test_a_kernel_that_cannot_boot_through_pvh_keeps_its_bzimage() -> None:
     import lzma
 
-    assert guest.unpack_vmlinux(b"MZ no payload") is None
+    assert kernel.unpack_vmlinux(b"MZ no payload") is None
     not_elf = b"MZ setup code" + lzma.compress(b"raw bytes, no ELF", format=lzma.FORMAT_XZ)
-    assert guest.unpack_vmlinux(not_elf) is None
-    assert not guest.has_pvh_entry(b"\x7fELF\x02" + b"\0" * 100)
+    assert kernel.unpack_vmlinux(not_elf) is None
+    assert not kernel.has_pvh_entry(b"\x7fELF\x02" + b"\0" * 100)

@@ -139,10 +139,8 @@ class VmDriver(ProcessDriver):
 
     def inputs_digest(self, task: Task) -> str:
         """A new guest (another kernel, a new init) counts as a changed spec."""
-        path = vm_options(task).guest or guests.default_path()
-        with contextlib.suppress(OSError):
-            return hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:16]
-        return ""
+        path = os.path.realpath(vm_options(task).guest or guests.default_path())
+        return hashlib.sha256(path.encode()).hexdigest()[:16]
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         self._guest(task)
@@ -284,7 +282,7 @@ class VmDriver(ProcessDriver):
         running = handle.pid is not None and (
             not watch.exit.done() if watch is not None
             else proctree.alive(handle.pid, handle.pid_start))
-        if running and booted:
+        if running and booted and sig != signal.SIGKILL:  # a kill needs no power button
             share = handle.data.get("share", "")
             with contextlib.suppress(OSError):
                 job.request_stop(share, sig)

@@ -2,44 +2,34 @@
 
 Why an initramfs and no disk image: the guest only has to load a few modules, mount the
 agent's workdir over 9p and run one command, so a 2-3 MB gzip'd cpio that the kernel unpacks
-into RAM boots fastest and needs no partitioning tools. The cpio (``newc``) is written here,
-byte for byte and with fixed times, so the same inputs give the same file.
+into RAM boots fastest and needs no partitioning tools (``corral.vm.initramfs``).
 
 The guest is content-addressed: its directory under ``CACHE/vm/guests/`` is named by a digest of
 the kernel and busybox package versions and of the ``/init`` text, so a new kernel from apt or a
 changed init gives a new guest and an old one stays usable by what still runs from it.
 ``CACHE/vm/guest`` is a symlink to the current one (``bootstrap`` swaps it atomically).
 
-Kernel: QEMU boots an uncompressed ELF ``vmlinux`` with a PVH entry note directly (no
-firmware real-mode setup, no decompression), which under TCG takes 4-5 s instead of 7-10 s
-for the ``vmlinuz`` bzImage. Debian ships only the bzImage, so its xz payload is unpacked at
-bootstrap; a kernel without PVH or compressed otherwise keeps the bzImage.
-
-Modules: Debian builds virtio, 9p and the ACPI power button as modules. ``linux-image`` ships
-no ``modules.dep`` (depmod runs at install time), so the dependencies are read from each
-module's own ``.modinfo`` section (``depends=``), the same data depmod reads, and the load
-order is written into the initramfs: no depmod or modprobe runs in the guest.
+The kernel is the one apt offers now, unpacked for a direct boot, with the modules the guest
+loads listed in dependency order (``corral.vm.kernel``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import json
-import lzma
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import DriverError
 from corral.vm import init as guest_init
+from corral.vm.initramfs import initramfs
+from corral.vm.kernel import load_order, module_index, unpack_vmlinux
 
 FORMAT = 2  # bump when the layout of a guest dir changes
 KERNEL_META = "linux-image-amd64"
@@ -137,141 +127,6 @@ def _download(name: str, into: str) -> str:
 
 def _extract(deb: str, into: str) -> None:
     _run(["dpkg-deb", "-x", deb, into])
-
-
-# --- modules ----------------------------------------------------------------------------
-
-
-def module_index(modules_dir: str) -> dict[str, str]:
-    """Module name (dashes as underscores, as the kernel names them) → path of its .ko."""
-    index: dict[str, str] = {}
-    for root, _, files in os.walk(modules_dir):
-        for file in files:
-            if file.endswith(".ko"):
-                index[file[:-3].replace("-", "_")] = os.path.join(root, file)
-    return index
-
-
-def module_depends(ko: str) -> list[str]:
-    """The ``depends=`` field of a module's ``.modinfo``: NUL-separated ``key=value`` strings;
-    the field appears once per module, so a scan for it is exact enough and needs no ELF
-    parser."""
-    data = Path(ko).read_bytes()
-    at = data.find(b"\0depends=")
-    if at < 0:
-        return []
-    end = data.index(b"\0", at + 1)
-    value = data[at + len(b"\0depends="):end].decode()
-    return [d.replace("-", "_") for d in value.split(",") if d]
-
-
-def load_order(wanted: Iterable[str], index: dict[str, str]) -> list[str]:
-    """Every wanted module and its dependencies, each after what it depends on.
-    A wanted module that is built into this kernel (not in the index) is simply skipped."""
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in index:
-            return
-        seen.add(name)
-        for dep in module_depends(index[name]):
-            visit(dep)
-        order.append(name)
-
-    for name in wanted:
-        visit(name)
-    return order
-
-
-# --- kernel ---------------------------------------------------------------------------
-
-
-_XZ_MAGIC = b"\xfd7zXZ\x00"
-_PT_NOTE = 4
-_XEN_ELFNOTE_PHYS32_ENTRY = 18
-
-
-def has_pvh_entry(elf: bytes) -> bool:
-    """Whether a 64-bit little-endian ELF kernel has the PVH entry note QEMU boots by."""
-    if elf[:5] != b"\x7fELF\x02" or len(elf) < 64:
-        return False
-    phoff = int.from_bytes(elf[32:40], "little")
-    phentsize = int.from_bytes(elf[54:56], "little")
-    phnum = int.from_bytes(elf[56:58], "little")
-    for i in range(phnum):
-        ph = elf[phoff + i * phentsize: phoff + (i + 1) * phentsize]
-        if int.from_bytes(ph[0:4], "little") != _PT_NOTE:
-            continue
-        at = int.from_bytes(ph[8:16], "little")
-        end = at + int.from_bytes(ph[32:40], "little")
-        while at + 12 <= end:
-            namesz, descsz, kind = (int.from_bytes(elf[at + o: at + o + 4], "little")
-                                    for o in (0, 4, 8))
-            name = elf[at + 12: at + 12 + namesz].rstrip(b"\0")
-            if name == b"Xen" and kind == _XEN_ELFNOTE_PHYS32_ENTRY:
-                return True
-            at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
-    return False
-
-
-def unpack_vmlinux(bzimage: bytes) -> bytes | None:
-    """The ELF inside an xz-compressed bzImage, if it can be booted through PVH."""
-    at = bzimage.find(_XZ_MAGIC)
-    if at < 0:
-        return None
-    try:
-        elf = lzma.LZMADecompressor().decompress(bzimage[at:])
-    except lzma.LZMAError:
-        return None
-    return elf if has_pvh_entry(elf) else None
-
-
-# --- cpio -------------------------------------------------------------------------------
-
-
-class Cpio:
-    """A ``newc`` archive as the kernel unpacks it; mtimes are 0 so output is reproducible."""
-
-    def __init__(self) -> None:
-        self.buf = io.BytesIO()
-        self._ino = 1
-
-    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
-        encoded = name.encode() + b"\0"
-        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
-        self._ino += 1
-        self.buf.write(b"070701" + b"".join(b"%08X" % v for v in fields) + encoded)
-        self.buf.write(b"\0" * (-(110 + len(encoded)) % 4))
-        self.buf.write(data)
-        self.buf.write(b"\0" * (-len(data) % 4))
-
-    def dir(self, name: str) -> None:
-        self._entry(name, stat.S_IFDIR | 0o755)
-
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._entry(name, stat.S_IFREG | mode, data)
-
-    def symlink(self, name: str, target: str) -> None:
-        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
-
-    def finish(self) -> bytes:
-        self._entry("TRAILER!!!", 0)
-        return self.buf.getvalue()
-
-
-def initramfs(busybox: bytes, modules: list[tuple[str, bytes]], init_text: str) -> bytes:
-    archive = Cpio()
-    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "run", "etc", "mnt", "lib",
-              "lib/modules", "usr", "usr/bin", "usr/sbin", "root"):
-        archive.dir(d)
-    archive.file("bin/busybox", busybox, 0o755)
-    archive.symlink("bin/sh", "busybox")
-    for name, data in modules:
-        archive.file(f"lib/modules/{name}.ko", data)
-    archive.file("lib/modules/load", "".join(f"{n}\n" for n, _ in modules).encode())
-    archive.file("init", init_text.encode(), 0o755)
-    return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
 
 
 # --- bootstrap --------------------------------------------------------------------------
