@@ -40,6 +40,10 @@ if [ "$want_test" = 1 ]; then
   # the sandbox tests drive real bubblewrap; Node agents' tests run npm ci
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
   command -v npm >/dev/null 2>&1 || apt_install npm
+  # the vm tests boot real QEMU guests (their kernel and busybox come from apt at test time)
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
+  # ... and vm.python guests run in a debootstrap'ed Debian root
+  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

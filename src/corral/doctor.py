@@ -12,7 +12,6 @@ Row = tuple[str, bool, str, str]
 # Levels other issues add; listed so users see what exists and what it needs.
 _LATER = {
     "container": ("podman", "apt-get install podman (or docker.io)"),
-    "vm": ("qemu-system-x86_64", "apt-get install qemu-system-x86"),
 }
 
 

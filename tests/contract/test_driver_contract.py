@@ -21,6 +21,7 @@ from corral.drivers.fake import FakeDriver
 from corral.drivers.process import ProcessDriver
 from corral.drivers.sandbox import SandboxDriver
 from corral.drivers.venv import VenvDriver
+from corral.drivers.vm import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
 
@@ -59,6 +60,14 @@ SCRIPTS = {
 }
 
 
+# The busybox guest of the vm level has no Python: the same behaviours in sh.
+SH_SCRIPTS = {
+    "hello": "echo hello; echo oops >&2; exit 3",
+    "forever": "echo up; exec sleep 300",
+    "exit0": "true",
+}
+
+
 class Case:
     def __init__(self, name: str, make: Callable[[], Driver], tmp: Path) -> None:
         self.name = name
@@ -68,6 +77,8 @@ class Case:
     def task(self, script: str, *, instance: str = "a.1") -> Task:
         if self.name == "fake":
             raw = _fake_spec(script)
+        elif self.name == "vm":
+            raw = {"command": ["sh", "-c", SH_SCRIPTS[script]], "isolation": "vm"}
         else:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.name}
             if self.name == "venv":
@@ -81,16 +92,20 @@ class Case:
 
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "process": ProcessDriver, "venv": VenvDriver, "fake": FakeDriver, "sandbox": SandboxDriver,
+    "vm": VmDriver,
 }
 NEEDS = {"sandbox": (find_bwrap, "bubblewrap (bwrap) is not installed: apt-get install "
                                  "bubblewrap (scripts/install.sh --test does)")}
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.vm) if n == "vm" else n
+                        for n in sorted(DRIVERS)])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     found, why = NEEDS.get(request.param, (lambda: True, ""))
     if not found():
         pytest.skip(why)
+    if request.param == "vm":
+        request.getfixturevalue("vm_guest")  # built once per session, or skipped with why
     return Case(request.param, DRIVERS[request.param], tmp_path)
 
 
@@ -148,7 +163,10 @@ def test_stop_delivers_the_signal(case: Case) -> None:
         out = Collect()
         await case.driver.prepare(task, None)
         handle = await case.driver.start(task, out)
-        await asyncio.sleep(0.3)
+        # stop once it runs (a VM takes seconds to boot), not at a guessed moment
+        deadline = time.monotonic() + 45
+        while "up" not in out.text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await case.driver.stop(handle, sig=signal.SIGTERM, timeout=5)
         result = await case.driver.wait(handle)
         assert result.signal == signal.SIGTERM

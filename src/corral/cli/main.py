@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("agents", nargs="*", metavar="AGENT")
     s.add_argument("--json", action="store_true")
     s = sub.add_parser("daemon", help="run the daemon in the foreground (for service managers)")
+    from corral.cli import vm
+
+    vm.add_parser(sub)
     return p
 
 
@@ -101,6 +104,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from corral.cli import local
 
         fn = getattr(local, f"cmd_{name}")
+    elif name == "vm":
+        from corral.cli import vm
+
+        fn = vm.cmd_vm
     elif name == "daemon":
         from corral.cli import project
         from corral.daemon import main as daemon_main

@@ -17,6 +17,7 @@ _BUILTIN = {
     "venv": "corral.drivers.venv:VenvDriver",
     "sandbox": "corral.drivers.sandbox:SandboxDriver",
     "fake": "corral.drivers.fake:FakeDriver",
+    "vm": "corral.drivers.vm:VmDriver",
 }
 
 

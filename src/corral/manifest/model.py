@@ -253,6 +253,23 @@ class NodeOptions(Strict):
     package: str = "."  # the dir holding package.json and package-lock.json (from workdir)
 
 
+def _ports(value: Any) -> Any:
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class VmOptions(Strict):
+    """A QEMU guest (``corral vm bootstrap`` builds the default one)."""
+
+    guest: str | None = None  # a bootstrapped guest dir; default: the cached one
+    # guest TCP ports reachable on the host at 127.0.0.1: 8080, or "18080:80" (host:guest)
+    ports: Annotated[list[Annotated[str, Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]],
+                     BeforeValidator(_ports)] = Field(default_factory=list)
+    boot_timeout: Duration = 60.0
+    python: bool = False  # run in the shared Debian root that has python3
+
+
 class FakeStep(Strict):
     """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
 
@@ -396,6 +413,7 @@ class Agent(Strict):
     stop: StopPolicy = StopPolicy()
     venv: VenvOptions | None = None
     node: NodeOptions | None = None
+    vm: VmOptions | None = None
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)

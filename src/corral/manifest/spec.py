@@ -138,6 +138,14 @@ class NodeOptions(Record):
 
 
 @record(kw_only=True)
+class VmOptions(Record):
+    guest: str | None = None
+    ports: list[str] = field(default_factory=list)
+    boot_timeout: float = 60.0
+    python: bool = False
+
+
+@record(kw_only=True)
 class FakeStep(Record):
     print: list[str] = field(default_factory=list)
     stream: Literal["stdout", "stderr"] = "stdout"
@@ -219,6 +227,7 @@ class Agent(Record):
     stop: StopPolicy = StopPolicy()
     venv: VenvOptions | None = None
     node: NodeOptions | None = None
+    vm: VmOptions | None = None
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)

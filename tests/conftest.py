@@ -1,0 +1,41 @@
+"""Fixtures every tier shares: the VM guest is built once per session, by corral itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def vm_guest() -> str:
+    """The bootstrapped guest (cached under ~/.cache/corral, so later runs take no time);
+    skipped, with the reason, where QEMU or Debian's packages are not at hand."""
+    from corral.errors import DriverError
+    from corral.vm import guest, qemu
+
+    if qemu.find() is None:
+        pytest.skip(f"{qemu.QEMU} not installed ({qemu.INSTALL})")
+    try:
+        built = guest.bootstrap()
+    except DriverError as exc:
+        pytest.skip(f"cannot bootstrap a VM guest: {exc}")
+    asyncio.run(qemu.probe_kvm())  # once per session, not inside a timed test
+    return built.path
+
+
+@pytest.fixture(scope="session")
+def vm_python_root(vm_guest: str) -> str:
+    """The Debian root with python3 for ``vm.python`` agents (debootstrap, about a minute
+    once, then cached under ~/.cache/corral/rootfs)."""
+    import shutil
+
+    from corral.errors import DriverError
+    from corral.vm import rootfs
+
+    if rootfs.find() is None and shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap not installed (apt-get install debootstrap)")
+    try:
+        return rootfs.build()
+    except DriverError as exc:
+        pytest.skip(f"cannot build the Python root: {exc}")
