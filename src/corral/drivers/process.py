@@ -255,6 +255,10 @@ class ProcessDriver(Driver):
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
         output.eof(stream)
+        if not watch.fds and watch.exit.done():  # waited for already: the last pipe closed late
+            for instance, known in list(self._watches.items()):  # (a sandbox's inner processes)
+                if known is watch:
+                    del self._watches[instance]
 
     def _drain(self, watch: _Watch, output: Output) -> None:
         """Read what the pipes still hold, so an exit is reported after its last lines."""
