@@ -143,6 +143,10 @@ async def serve(state_dir: str) -> int:
     with open(paths.pid_file(state_dir), "w") as f:
         f.write(f"{os.getpid()}\n")
     print(f"corral daemon {os.getpid()} serving {sock} (re-adopted {adopted})", flush=True)
+    # The CLI validates the manifest before its first request; meanwhile load the default
+    # driver (entry-point scan + import, ~75 ms), which would otherwise sit between `up` and
+    # the first spawn.
+    loop.call_soon(sup.driver, "process")
     await stopping.wait()
     if stop_fleet["value"]:
         await sup.down()
