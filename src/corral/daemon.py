@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     import asyncio
 
     from corral.drivers import proctree
-    from corral.serve import serve
+    from corral.serve import keep_heap, serve
 
     proctree.become_subreaper()
+    keep_heap()
     if sys.version_info < (3, 12):
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:

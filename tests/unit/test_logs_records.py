@@ -260,3 +260,17 @@ def test_cut_point_respects_utf8_and_secrets() -> None:
     assert cut_point(b"aaaaaSECRETbbbb", 8, (b"SECRET",)) == 5
     assert cut_point(b"aaaaaaaSEC", 8, (b"SECRET",)) == 7  # may be a secret's start
     assert cut_point(b"aaaaaaaSEX", 8, (b"SECRET",)) == 8
+
+
+@pytest.mark.parametrize(
+    "word", [b"ERR", b"ERROR", b"WARN", b"WARNING", b"INFO", b"DEBUG", b"FATAL", b"CRIT",
+             b"CRITICAL", b"TRACE", b"PANIC", b"NOTICE"],
+)  # fmt: skip
+def test_scan_finds_level_words_among_other_capitals(word: bytes) -> None:
+    """The scan looks for stems only when all their letters are in the block: a block full
+    of other capitals (the benchmark's ``#SPAM#`` lines) must still find the one level word."""
+    spam = b"#SPAM# 0001234 000000001 PA AP PAPA NOPE " + b"x" * 40
+    assert scan(spam + b"\n").fast
+    block = (spam + b"\n") * 300 + b"t=1 " + word + b" x\n" + (spam + b"\n") * 300
+    assert scan(block).levels
+    assert encode(block) == reference(block)

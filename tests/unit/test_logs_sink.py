@@ -241,3 +241,32 @@ def test_bench_sink_runs_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
     rate = bench_sink(lines=40_000, agents=2, chunk_size=64 * 1024)
     assert rate > 0
     assert "lines/s" in capsys.readouterr().out
+
+
+def test_any_chunking_gives_the_records_of_the_whole(tmp_path: Path) -> None:
+    """Chunk boundaries anywhere (inside a line, a JSON line, a UTF-8 character, right after
+    a newline) give the records feeding everything at once gives: the torn tail is joined
+    with the next chunk, never lost, doubled or split into two records."""
+    import random
+
+    lines = [
+        b"#SPAM# 0001234 000000001 " + b"x" * 74,
+        b'{"msg": "ready", "level": "warn", "n": 1}',
+        "caf\u00e9 \u20ac \U0001f600 done".encode(),
+        b"ERROR: disk full",
+        b"",
+        b"plain after blank",
+    ]
+    data = b"\n".join(lines * 40) + b"\n"
+    whole = AgentLog(tmp_path, "whole", clock=Clock())
+    whole.writer("i").feed("stdout", data)
+    rng = random.Random(7)
+    for trial in range(5):
+        torn = AgentLog(tmp_path, f"torn{trial}", clock=Clock())
+        out = torn.writer("i")
+        cuts = sorted(rng.sample(range(1, len(data)), 60))
+        for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            out.feed("stdout", data[start:end])
+        assert out.pending() == {}
+        expected = [{**r, "agent": f"torn{trial}"} for r in read(whole.path)]
+        assert read(torn.path) == expected

@@ -50,6 +50,10 @@ _FINDERS = [(s, _UPPER_B) for s in _STEMS] + [(k, _KEY_B) for k in _KEY_NAMES]
 _BWORDS = {word.encode(): level for word, level in _WORDS.items()}
 # Reduced to l/v/y (see _reduce_table) "level=" and "lvl=" read "lvl=", "severity=" "vy=".
 _KEYS = (b"lvl=", b"vy=")
+# A stem can be in a reduced block only if each of its letters is: one memchr per letter
+# instead of a search per stem, which crawls (~7 ns/byte) over text made of its letters.
+_LETTERS = sorted({c for stem in _STEMS for c in stem})
+_STEM_LETTERS = [(stem, frozenset(stem)) for stem in _STEMS]
 _BREAKS = ("\u2028", "\u2029", "\x85")  # see _line_safe
 _ESCAPES = [  # backslash first: later escapes add backslashes
     (c.encode(), (encode_basestring(c)[1:-1] if c < "\x80" else f"\\u{ord(c):04x}").encode())
@@ -58,13 +62,17 @@ _ESCAPES = [  # backslash first: later escapes add backslashes
 
 
 def _reduce_table() -> tuple[bytes, bytes]:
-    """``translate`` args keeping A-Z, newline, '=', 'l', 'v', 'y', turning bytes needing escapes
-    into NUL, deleting the rest. Deleting only joins kept bytes: never a miss."""
+    """``translate`` args keeping the letters of the stems, '=', 'l', 'v', 'y', turning bytes
+    needing escapes into NUL, deleting the rest (newlines too). Deleting only joins kept
+    bytes: never a miss. Keeping just these letters makes the reduced block short and, for
+    stems whose letters are absent, lets each stem search skip (``#SPAM#`` lines reduce to
+    ``PA``: no 'R' for ``ERR``); keeping all of A-Z and newlines cost 0.28 ns/byte more."""
+    keep = {c for stem in _STEMS for c in stem} | set(b"=lvy")
     table, delete = bytearray(range(256)), bytearray()
     for b in range(256):
         if (b < 0x20 and b != 0x0A) or b in b'"\\':
             table[b] = 0
-        elif not (0x41 <= b <= 0x5A or b in b"\n=lvy"):
+        elif b not in keep:
             delete.append(b)
     return bytes(table), bytes(delete)
 
@@ -82,8 +90,9 @@ class Scan(NamedTuple):
 def scan(block: bytes) -> Scan:
     """Classify a block of complete lines using only C-speed bytes operations."""
     reduced = block.translate(_TABLE, _DELETE)
+    present = {c for c in _LETTERS if c in reduced}
     levels = (
-        any(stem in reduced for stem in _STEMS)
+        any(stem in reduced for stem, letters in _STEM_LETTERS if letters <= present)
         or any(key in reduced for key in _KEYS)
         or (b"]" in block and _BRACKET_B.search(block) is not None)
         or (b":" in block and (_START_B.match(block) or _NL_START_B.search(block)) is not None)

@@ -219,9 +219,8 @@ class InstanceOutput:
         if nl < 0:
             tail += data
         else:
-            if tail:
-                tail += memoryview(data)[: nl + 1]
-                block = bytes(tail)
+            if tail:  # one copy (join), not two (+= into the tail, then bytes())
+                block = b"".join((tail, memoryview(data)[: nl + 1]))
             else:
                 block = data if nl == len(data) - 1 else data[: nl + 1]
             tail = self._tails[stream] = bytearray(memoryview(data)[nl + 1 :])
