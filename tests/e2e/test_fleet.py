@@ -319,4 +319,5 @@ def test_log_ready_and_http_readiness_gate_dependents(project: Project) -> None:
     assert rows["web.1"]["health"] == "healthy"
     web = [r for r in project.records("web") if r["message"] == "accepting requests now"]
     line = [r for r in project.records("on_line") if r["message"] == "after the line"]
-    assert web and line and line[0]["ts"] >= web[0]["ts"], "started before the ready line"
+    assert web and line, "both lines are logged"
+    assert line[0]["timestamp"] >= web[0]["timestamp"], "started before the ready line"

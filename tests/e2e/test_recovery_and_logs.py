@@ -79,7 +79,7 @@ def test_logs_filters_and_json(project: Project) -> None:
     assert by_message["json failure"]["code"] == 7
     assert by_message["to stderr"]["stream"] == "stderr"
     for r in records:
-        assert {"ts", "agent", "instance", "stream", "level", "message"} <= set(r)
+        assert {"timestamp", "agent", "instance", "stream", "level", "message"} <= set(r)
     warn = project.corral("logs", "--level", "warn", "--no-color").stdout
     assert "WARN disk almost full" in warn and "hello plain" not in warn
     grep = project.corral("logs", "--grep", "json", "--no-color").stdout.splitlines()

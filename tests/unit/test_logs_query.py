@@ -142,7 +142,8 @@ def test_tail_reads_backwards_across_blocks(
 def test_damaged_lines_are_skipped(tmp_path: Path) -> None:
     write(tmp_path, "web", [(1.0, "web.1", b"good\n")])
     with (tmp_path / "web.log").open("ab") as f:
-        f.write(b'{"ts":2.0,"agent":"web","instance":"web.1","mess\nnot json\n[1]\n{"ts":"x"}\n')
+        f.write(b'{"timestamp":2.0,"agent":"web","instance":"web.1","mess\nnot json\n[1]\n'
+                b'{"timestamp":"x"}\n')
     write(tmp_path, "web", [(3.0, "web.1", b"also good\n")])
     assert msgs(iter_records(tmp_path)) == ["good", "also good"]
     assert msgs(tail(tmp_path, None, 5)) == ["good", "also good"]
@@ -156,7 +157,7 @@ def test_follow_filtering_with_matches_and_decode(tmp_path: Path) -> None:
     filters = Filters.build(level="warn", since=50.0)
     assert msgs(r for r in decode(b"".join(seen)) if matches(r, filters)) == ["WARN careful"]
     assert not matches({"message": "no ts"}, Filters())
-    warn = {"ts": 1.0, "instance": "web.1", "level": "warn", "message": "disk 91%"}
+    warn = {"timestamp": 1.0, "instance": "web.1", "level": "warn", "message": "disk 91%"}
     assert matches(warn, level="warn", grep=r"\d+%", instance="web.1")
     assert not matches(warn, level="error") and not matches(warn, instance="web.2")
     log.close()
@@ -164,7 +165,7 @@ def test_follow_filtering_with_matches_and_decode(tmp_path: Path) -> None:
 
 def test_format_record() -> None:
     rec = {
-        "ts": 0.0,
+        "timestamp": 0.0,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",

@@ -58,7 +58,7 @@ def test_plain_lines_take_the_fast_path_and_match_the_slow_path_exactly() -> Non
     assert [r["message"] for r in recs] == [line.decode() for line in PLAIN]
     assert {r["level"] for r in recs} == {"info"}
     assert recs[0] == {
-        "ts": TS,
+        "timestamp": TS,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
@@ -171,15 +171,15 @@ def test_json_lines_are_merged() -> None:
     block = json.dumps(line).encode() + b"\n" + b'{"message": "m", "msg": "kept", "severity": 50}\n'
     first, second = records(encode(block))
     assert first == {
-        "ts": TS,
+        "timestamp": TS,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
         "level": "warn",
         "message": "started",
-        "ts_extracted": 5,
+        "ts": 5,
         "time": "t",
-        "timestamp": 7,
+        "timestamp_extracted": 7,
         "agent_extracted": "theirs",
         "port": 8080,
         "nested": {"a": [1, 2]},

@@ -37,7 +37,7 @@ def test_records_are_on_disk_when_feed_returns(log: AgentLog) -> None:
     assert messages(log.path) == ["one", "two"]  # not closed, not flushed: already there
     rec = read(log.path)[0]
     assert rec == {
-        "ts": 1_000_000.0,
+        "timestamp": 1_000_000.0,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
@@ -52,7 +52,7 @@ def test_each_chunk_gets_its_own_timestamp(tmp_path: Path) -> None:
     out.feed("stdout", b"a\nb\n")
     clock.now = 11.5
     out.feed("stdout", b"c\n")
-    assert [r["ts"] for r in read(tmp_path / "web.log")] == [10.0, 10.0, 11.5]
+    assert [r["timestamp"] for r in read(tmp_path / "web.log")] == [10.0, 10.0, 11.5]
 
 
 def test_torn_lines_are_joined_per_stream(log: AgentLog) -> None:
@@ -203,7 +203,7 @@ def test_rotation_by_size_keeps_count(tmp_path: Path) -> None:
 
 
 def test_rotation_keep_zero_and_reopen_appends(tmp_path: Path) -> None:
-    log = AgentLog(tmp_path, "web", max_size=100, keep=0, clock=Clock())
+    log = AgentLog(tmp_path, "web", max_size=120, keep=0, clock=Clock())
     log.writer("web.1").feed("stdout", b"x" * 200 + b"\n")
     assert [p.name for p in tmp_path.iterdir()] == ["web.log"]
     assert log.path.stat().st_size == 0

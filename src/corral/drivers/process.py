@@ -64,7 +64,7 @@ def _which(exe: str, path: str) -> str | None:
 class _Watch:
     """What the driver keeps per live instance: the pidfd, pipe readers and the exit future."""
 
-    __slots__ = ("exit", "fds", "group", "pidfd", "popen")
+    __slots__ = ("exit", "fds", "group", "pidfd", "popen", "waited")
 
     def __init__(self, exit: asyncio.Future[ExitResult], group: Group | None = None) -> None:
         self.exit = exit
@@ -72,6 +72,7 @@ class _Watch:
         self.fds: dict[Stream, int] = {}
         self.pidfd = -1
         self.popen: subprocess.Popen[bytes] | None = None
+        self.waited = False  # wait() returned its result: forget it once the pipes close
 
 
 class ProcessDriver(Driver):
@@ -255,7 +256,7 @@ class ProcessDriver(Driver):
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
         output.eof(stream)
-        if not watch.fds and watch.exit.done():  # waited for already: the last pipe closed late
+        if not watch.fds and watch.waited:  # waited for already: the last pipe closed late
             for instance, known in list(self._watches.items()):  # (a sandbox's inner processes)
                 if known is watch:
                     del self._watches[instance]
@@ -316,6 +317,7 @@ class ProcessDriver(Driver):
             return await asyncio.shield(watch.exit)
         finally:
             if watch.exit.done():
+                watch.waited = True
                 self._forget(handle, watch)
 
     def _forget(self, handle: Handle, watch: _Watch) -> None:

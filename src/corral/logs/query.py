@@ -26,6 +26,7 @@ from corral.logs.records import LEVEL_RANK, LEVELS, RESERVED
 Dir: TypeAlias = str | os.PathLike[str]  # a log directory
 
 Record = dict[str, Any]
+_STAMP = b'{"timestamp":'  # every record starts so (records.py): time filters skip JSON parsing
 _BLOCK = 64 * 1024
 _LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h|d|w)")
@@ -70,9 +71,9 @@ class Filters:
             return True
         if self.level_bytes and not any(needle in line for needle in self.level_bytes):
             return True
-        if (self.since is not None or self.until is not None) and line.startswith(b'{"ts":'):
+        if (self.since is not None or self.until is not None) and line.startswith(_STAMP):
             try:
-                ts = float(line[6 : line.index(b",", 6)])
+                ts = float(line[len(_STAMP) : line.index(b",", len(_STAMP))])
             except ValueError:
                 return False
             return not self._in_time(ts)
@@ -85,10 +86,15 @@ class Filters:
         return (self.since is None or ts >= self.since) and (self.until is None or ts <= self.until)
 
 
+def stamp(rec: Record) -> Any:
+    """A record's time (unix seconds); ``ts`` in files written before it was ``timestamp``."""
+    return rec.get("timestamp", rec.get("ts"))
+
+
 def matches(rec: Record, filters: Filters | None = None, **criteria: Any) -> bool:
     """Whether a record passes ``filters``, or ``Filters.build(**criteria)`` (``--follow``)."""
     filters = filters or Filters.build(**criteria)
-    ts = rec.get("ts")
+    ts = stamp(rec)
     if not isinstance(ts, int | float) or not filters._in_time(ts):
         return False
     if filters.instance is not None and rec.get("instance") != filters.instance:
@@ -160,7 +166,7 @@ def iter_records(
     """Matching records of ``agents`` (default: all), oldest first, merged by timestamp."""
     filters = Filters.build(since=since, until=until, grep=grep, level=level, instance=instance)
     streams = [_agent_records(directory, agent, filters) for agent in _select(directory, agents)]
-    return heapq.merge(*streams, key=lambda rec: rec["ts"])
+    return heapq.merge(*streams, key=stamp)
 
 
 def _lines_backwards(path: str) -> Iterator[bytes]:
@@ -202,7 +208,7 @@ def tail(
                         if len(found) >= n:
                             break
         per_agent.append(found[::-1])
-    merged = list(heapq.merge(*per_agent, key=lambda rec: rec["ts"]))
+    merged = list(heapq.merge(*per_agent, key=stamp))
     return merged[-n:]
 
 
@@ -217,9 +223,10 @@ def format_record(rec: Record, *, color: bool, width_prefix: int, timestamps: bo
     )
     message = f"{message} {extra}" if message and extra else message or extra
     prefix = instance.ljust(width_prefix) + " |"
-    if timestamps and isinstance(rec.get("ts"), int | float):
-        stamp = datetime.fromtimestamp(rec["ts"]).isoformat(sep=" ", timespec="milliseconds")
-        prefix = f"{prefix} {stamp}"
+    when = stamp(rec)
+    if timestamps and isinstance(when, int | float):
+        shown = datetime.fromtimestamp(when).isoformat(sep=" ", timespec="milliseconds")
+        prefix = f"{prefix} {shown}"
     if color:
         import zlib  # here: the daemon imports this module but never colours (S2)
 

@@ -22,7 +22,7 @@ Level = Literal["debug", "info", "warn", "error", "fatal"]
 LEVELS: tuple[Level, ...] = ("debug", "info", "warn", "error", "fatal")
 LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
 DEFAULT_LEVEL: dict[str, Level] = {"stdout": "info", "stderr": "error"}
-RESERVED = ("ts", "agent", "instance", "stream", "level", "message", "partial")
+RESERVED = ("timestamp", "agent", "instance", "stream", "level", "message", "partial")
 Buffer: TypeAlias = bytes | memoryview
 
 _WORDS: dict[str, Level] = {
@@ -208,7 +208,7 @@ class LineEncoder:
 
     def _run(self, data: bytes, tsr: str, level: Level, plain: bool, out: list[Buffer]) -> None:
         """Lines sharing one level, escaped and framed by bytes methods, no per-line Python."""
-        head = f'{{"ts":{tsr}{self._heads[level]}"'.encode()
+        head = f'{{"timestamp":{tsr}{self._heads[level]}"'.encode()
         data = data if plain else _escape(data)
         out.append(head)
         out.append(memoryview(data.replace(b"\n", b'"}\n' + head))[: -len(head)])
@@ -230,7 +230,7 @@ class LineEncoder:
                 pass  # not a JSON object (or not one we can store): a plain line
         level = parse_level(line) or self.default
         tail = ',"partial":true}\n' if partial else "}\n"
-        return f'{{"ts":{tsr}{self._heads[level]}{encode_basestring(line)}{tail}'
+        return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(line)}{tail}'
 
     def _merge(self, line: str, tsr: str) -> str:
         """The record for a line holding a JSON object; ValueError if it holds none."""
@@ -244,14 +244,14 @@ class LineEncoder:
         level = normalise_level(obj[key]) if key else None
         if key and level:
             del obj[key]  # consumed; an unknown level value is kept (as level_extracted)
-        for key in [k for k in obj if k in RESERVED]:  # never ours: "ts" -> "ts_extracted"
+        for key in [k for k in obj if k in RESERVED]:  # never ours: X -> "X_extracted"
             new = key + "_extracted"
             while new in obj:
                 new += "_extracted"
             obj[new] = obj.pop(key)
         level = level or parse_level(message) or self.default
         extra = "," + _dumps(obj)[1:] if obj else "}"
-        return f'{{"ts":{tsr}{self._heads[level]}{encode_basestring(message)}{extra}\n'
+        return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(message)}{extra}\n'
 
 
 def _escape(data: bytes) -> bytes:

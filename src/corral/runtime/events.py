@@ -52,6 +52,6 @@ class EventBus:
     def publish(self, event: Event) -> None:
         if not self._subs:
             return
-        event.setdefault("ts", time.time())
+        event.setdefault("timestamp", time.time())
         for sub in self._subs:
             sub.offer(event)
