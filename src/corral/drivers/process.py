@@ -20,6 +20,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from typing import ClassVar
@@ -64,7 +65,7 @@ def _which(exe: str, path: str) -> str | None:
 class _Watch:
     """What the driver keeps per live instance: the pidfd, pipe readers and the exit future."""
 
-    __slots__ = ("exit", "fds", "group", "pidfd", "popen", "waited")
+    __slots__ = ("exit", "fds", "group", "paused", "pidfd", "popen", "waited")
 
     def __init__(self, exit: asyncio.Future[ExitResult], group: Group | None = None) -> None:
         self.exit = exit
@@ -73,6 +74,7 @@ class _Watch:
         self.pidfd = -1
         self.popen: subprocess.Popen[bytes] | None = None
         self.waited = False  # wait() returned its result: forget it once the pipes close
+        self.paused = False  # its log could not be written (a full disk): retried each second
 
 
 class ProcessDriver(Driver):
@@ -244,10 +246,35 @@ class ProcessDriver(Driver):
         except BlockingIOError:
             return
         if data:
-            output.feed(stream, data)
+            try:
+                output.feed(stream, data)
+            except OSError as exc:  # the log's disk is full: the bytes stay in the pipe
+                self._pause(watch, stream, output, exc)
+                return
             self._reader.commit(fd, len(data))
+            watch.paused = False
             return
         self._close_stream(watch, stream, output)
+
+    def _pause(self, watch: _Watch, stream: Stream, output: Output, exc: OSError) -> None:
+        """Stop reading ``stream`` for a while: its bytes wait in the pipe (the agent blocks
+        once it is full: back-pressure, nothing lost) and are offered again later."""
+        fd = watch.fds.get(stream)
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(fd)
+        if not watch.paused:
+            print(f"corral: cannot write the logs ({exc.strerror or exc}); the agents' output "
+                  "waits in their pipes and is written once there is room: free disk space",
+                  file=sys.stderr, flush=True)
+        watch.paused = True
+
+        def resume() -> None:  # ``paused`` stays set until a write succeeds: one line
+            if watch.fds.get(stream) == fd:
+                loop.add_reader(fd, self._pump, watch, stream, output)
+
+        loop.call_later(1.0, resume)
 
     def _close_stream(self, watch: _Watch, stream: Stream, output: Output) -> None:
         fd = watch.fds.pop(stream, None)
@@ -273,7 +300,11 @@ class ProcessDriver(Driver):
                 if not data:
                     self._close_stream(watch, stream, output)
                     break
-                output.feed(stream, data)
+                try:
+                    output.feed(stream, data)
+                except OSError as exc:  # a full disk at exit: the pipe stays open, paused,
+                    self._pause(watch, stream, output, exc)  # and is read out later
+                    break
                 self._reader.commit(fd, len(data))
 
     def _on_exit(self, handle: Handle, watch: _Watch, output: Output) -> None:

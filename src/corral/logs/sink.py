@@ -102,15 +102,24 @@ class AgentLog:
         """Append encoded records (one writev), notify subscribers, rotate when full."""
         if self._fd < 0:
             raise ValueError(f"the log of {self.agent!r} is closed")
-        for i in range(0, len(parts), _IOV_MAX):
-            group = parts[i : i + _IOV_MAX]
-            want = sum(len(p) for p in group)
-            done = os.writev(self._fd, group)
-            if done < want:  # short write: finish it rather than tear a record
-                rest = memoryview(b"".join(group))[done:]
-                while rest:
-                    rest = rest[os.write(self._fd, rest) :]
-            self._size += want
+        start = self._size
+        try:
+            for i in range(0, len(parts), _IOV_MAX):
+                group = parts[i : i + _IOV_MAX]
+                want = sum(len(p) for p in group)
+                done = os.writev(self._fd, group)
+                if done < want:  # short write: finish it rather than tear a record
+                    rest = memoryview(b"".join(group))[done:]
+                    while rest:
+                        rest = rest[os.write(self._fd, rest) :]
+                self._size += want
+        except OSError:
+            # a full disk: take back what this call wrote, so the caller can offer the same
+            # bytes again later and the file holds no torn or doubled record
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            self._size = start
+            raise
         if self._subscribers:
             data = b"".join(parts)
             for callback in list(self._subscribers):
@@ -211,6 +220,19 @@ class InstanceOutput:
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
+        before = bytes(self._tails[stream])
+        try:
+            self._feed(stream, data)
+        except OSError:
+            # nothing of ``data`` counts as taken (AgentLog.write took its records back): the
+            # caller keeps the bytes and offers them again, so the torn tail is as it was
+            self._tails[stream] = bytearray(before)
+            if self.tail_file is not None:
+                with contextlib.suppress(OSError):
+                    self._save_tails()
+            raise
+
+    def _feed(self, stream: Stream, data: bytes) -> None:
         tail, max_line = self._tails[stream], self.log.max_line
         had_tail, ts = bool(tail), self.log.clock()
         out: _Out = []
