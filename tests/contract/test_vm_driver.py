@@ -180,8 +180,6 @@ def test_recover_after_the_driver_is_recreated(vm_guest: str, tmp_path: Path) ->
                 os.close(fd)
             loop.remove_reader(w.pidfd)
             w.fds.clear()
-            if w.popen is not None:
-                w.popen.returncode = 0
         for timer in driver._deadlines.values():
             timer.cancel()
         second_driver, second = VmDriver(), Collect()
