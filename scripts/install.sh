@@ -25,6 +25,26 @@ apt_install() {
   fi
 }
 
+# Podman on hosts like CI's (hybrid cgroups, a hard nofile limit processes cannot raise, no
+# systemd as PID 1) fails without these; `corral doctor` explains each. An existing file is
+# never rewritten: doctor prints what it misses.
+containers_conf() {
+  local conf=/etc/containers/containers.conf nofile
+  [ "$(id -u)" = 0 ] || return 0
+  [ -e "$conf" ] && return 0
+  nofile=$(ulimit -Hn)
+  mkdir -p /etc/containers
+  cat >"$conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+EOF
+}
+
 PY=$(pick_python) || { apt_install python3 python3-venv; PY=$(pick_python); }
 if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   apt_install python3-venv
@@ -40,6 +60,11 @@ if [ "$want_test" = 1 ]; then
   # the sandbox tests drive real bubblewrap; Node agents' tests run npm ci
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
   command -v npm >/dev/null 2>&1 || apt_install npm
+  # the container level's tests drive real Podman and Docker on a debootstrapped base image
+  for tool in podman runc dockerd debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || { apt_install podman runc docker.io debootstrap; break; }
+  done
+  containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

@@ -1,0 +1,105 @@
+"""Seeing a container's OOM kill ourselves, while it happens.
+
+Docker's ``inspect`` says ``OOMKilled`` reliably (containerd watches the cgroup); Podman's
+conmon does not on a cgroup v1 host like CI's, and the container's cgroup is removed before
+``wait`` returns, so nothing is left to read afterwards. So, on v1, the driver registers an
+eventfd on the container's ``memory.oom_control`` (``cgroup.event_control``): the kernel signals
+it at every OOM in that group, and once more when the group is removed (then the file is gone).
+The result's ``oom_killed`` is the engine's word *or* this one. On v2 the engines' own
+detection (``memory.events``) is used as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+_V1_MEMORY = "/sys/fs/cgroup/memory"
+
+
+def memory_dir(pid: int) -> str | None:
+    """The v1 memory cgroup dir of ``pid``, as mounted here; None on v2 or when unreadable."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            found = os.path.join(_V1_MEMORY, path.lstrip("/"))
+            return found if os.path.isdir(found) else None
+    return None
+
+
+def _oom_kills(control: int) -> int:
+    """``oom_kill`` of an open memory.oom_control (kernel 4.13+; 0 when absent)."""
+    try:
+        text = os.pread(control, 4096, 0).decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+class OomWatch:
+    """``killed`` turns True at the first OOM event of the watched group."""
+
+    def __init__(self) -> None:
+        self.killed = False
+        self._fds: list[int] = []
+
+    def watch(self, pid: int | None) -> bool:
+        group = memory_dir(pid) if pid else None
+        if group is None:
+            return False
+        efd = control = -1
+        try:
+            efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            control = os.open(os.path.join(group, "memory.oom_control"),
+                              os.O_RDONLY | os.O_CLOEXEC)
+            with open(os.path.join(group, "cgroup.event_control"), "w") as fh:
+                fh.write(f"{efd} {control}")
+        except OSError:
+            for fd in (efd, control):
+                if fd >= 0:
+                    os.close(fd)
+            return False
+        self._fds = [efd, control]
+        asyncio.get_running_loop().add_reader(efd, self._fired)
+        self.killed = self.killed or _oom_kills(control) > 0  # one before we were listening
+        return True
+
+    def settle(self) -> None:
+        """Take an event the loop has not delivered yet (called once the container exited)."""
+        if self._fds:
+            self._fired()
+
+    def _fired(self) -> None:
+        efd, control = self._fds
+        try:
+            os.eventfd_read(efd)
+        except BlockingIOError:
+            return  # nothing happened
+        except OSError:
+            pass
+        try:
+            os.pread(control, 4096, 0)
+        except OSError:  # the group is gone: that was the removal, not an OOM
+            self.close()
+            return
+        self.killed = True
+
+    def close(self) -> None:
+        if not self._fds:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().remove_reader(self._fds[0])
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
