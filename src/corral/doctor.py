@@ -11,7 +11,6 @@ Row = tuple[str, bool, str, str]
 
 # Levels other issues add; listed so users see what exists and what it needs.
 _LATER = {
-    "container": ("podman", "apt-get install podman (or docker.io)"),
     "vm": ("qemu-system-x86_64", "apt-get install qemu-system-x86"),
 }
 
@@ -34,6 +33,9 @@ async def report() -> list[Row]:
         detail = (f"{binary} found at {found}; this corral version does not drive it yet"
                   if found else f"{binary} not found; this corral version does not drive it yet")
         rows.append((level, False, detail, "" if found else fix))
+    from corral.containers import doctor as containers
+
+    rows += await containers.rows()  # each engine: installed, configured, base image, working
     rows.append(_limits())
     return rows
 

@@ -94,7 +94,7 @@ def recipe(workdir: str, *, build: str | None = None, file: str | None = None,
             pyproject = "."
         if pyproject is not None:
             path = os.path.join(workdir, pyproject)
-            project = path if os.path.isdir(path) else os.path.dirname(path)
+            project = os.path.normpath(path if os.path.isdir(path) else os.path.dirname(path))
             extra += _dependencies(os.path.join(project, "pyproject.toml"))
     return Recipe(context, own, tuple(reqs), tuple(extra), project,
                   base or base_image(python=True).tag)

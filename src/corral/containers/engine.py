@@ -46,9 +46,9 @@ class Result:
         lines = [ln for ln in lines if ln and not ln.startswith(("time=", "Run '", "See '"))] or [
             ln for ln in lines if ln] or [f"exit status {self.code}"]
         line = lines[-1]
-        for prefix in ("Error: ", "Error response from daemon: ", "docker: ", "Error: error "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
+        prefixes = ("docker: ", "Error: ", "Error response from daemon: ")
+        while line.startswith(prefixes):
+            line = line.partition(": ")[2]
         return line
 
 
