@@ -63,9 +63,10 @@ class Engine:
         return [self.binary, *args]
 
     async def run(self, *args: str, env: Mapping[str, str] | None = None,
-                  stdin: bytes | None = None, timeout: float | None = None) -> Result:
+                  stdin: bytes | None = None, timeout: float | None = None,
+                  cwd: str | None = None) -> Result:
         proc = await asyncio.create_subprocess_exec(
-            *self.argv(*args), env=dict(env) if env is not None else None,
+            *self.argv(*args), env=dict(env) if env is not None else None, cwd=cwd,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:

@@ -5,8 +5,11 @@ conmon does not on a cgroup v1 host like CI's, and the container's cgroup is rem
 ``wait`` returns, so nothing is left to read afterwards. So, on v1, the driver registers an
 eventfd on the container's ``memory.oom_control`` (``cgroup.event_control``): the kernel signals
 it at every OOM in that group, and once more when the group is removed (then the file is gone).
-The result's ``oom_killed`` is the engine's word *or* this one. On v2 the engines' own
-detection (``memory.events``) is used as is.
+The result's ``oom_killed`` is the engine's word *or* this one *or* conmon's ``oom`` file (it
+writes one into its working directory, the instance's run dir, when it sees the OOM). On v2
+the engines' own detection (``memory.events``) is used as is. An OOM kill in the first
+milliseconds, before the eventfd is registered, is caught by the group's ``oom_kill`` count
+read at registration — unless the container is already gone by then.
 """
 
 from __future__ import annotations

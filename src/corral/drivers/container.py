@@ -326,7 +326,12 @@ class ContainerDriver(Driver):
         if eng.name == "docker":
             argv += ["--pull", "never"]
         argv += [image, *task.spec.argv]
-        got = await eng.run(*argv, env=cli_env)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(task.run_dir, "oom"))
+        # Podman's conmon inherits this cwd and drops an "oom" file into it when the kernel
+        # OOM-kills in the container: here it lands in the instance's run dir, not in
+        # whatever dir the supervisor was started from, and tells an OOM kill apart too.
+        got = await eng.run(*argv, env=cli_env, cwd=task.run_dir)
         if not got.ok:
             await eng.remove(name)  # created but not started: leave nothing behind
             raise DriverError(f"agents.{task.agent}: {eng.name} could not start the container: "
@@ -379,7 +384,9 @@ class ContainerDriver(Driver):
             state = await eng.json("inspect", "--format", "{{json .State}}", cid)
             await watch.follower.finish()
             watch.oom.settle()
-            result = _result(got, state if isinstance(state, dict) else {}, watch.oom.killed)
+            marker = os.path.join(os.path.dirname(handle.data["cursor"]), "oom")
+            oom = watch.oom.killed or os.path.exists(marker)
+            result = _result(got, state if isinstance(state, dict) else {}, oom)
             await eng.remove(cid)
         except Exception as exc:  # the result must always arrive, or wait() hangs
             result = ExitResult(code=None, error=f"lost the container: {exc}")
