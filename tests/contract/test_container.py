@@ -261,3 +261,27 @@ def test_secrets_are_files_under_run_secrets(engine: Engine, tmp_path: Path) -> 
         assert result[:2] == (0, "/run/secrets s3cret hi there\n"), result
 
     run(go())
+
+
+def test_stats_come_from_the_container_cgroup(engine: Engine, tmp_path: Path) -> None:
+    busy = "import time\nx = bytearray(30 << 20)\nprint('up', flush=True)\ntime.sleep(300)\n"
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["python", "-c", busy], "network": "none"})
+        driver, out = ContainerDriver(engine), Collect()
+        await driver.prepare(task, None)
+        handle = await driver.start(task, out)
+        try:
+            for _ in range(100):
+                if "up" in out.text():
+                    break
+                await asyncio.sleep(0.05)
+            usage = await driver.stats(handle)
+            assert usage is not None and usage.rss_bytes > 30 << 20 and usage.processes >= 2
+            assert handle.pid is not None and handle.pid > 1
+        finally:
+            await driver.stop(handle, sig=signal.SIGTERM, timeout=5)
+            result = await driver.wait(handle)
+        assert result.signal == signal.SIGTERM
+
+    run(go())

@@ -107,3 +107,32 @@ def test_build_failure_is_one_line_and_other_agents_still_build(
     assert len(errors) == 1 and "image build failed at" in errors[0]
     assert "RUN echo nope && exit 7" in errors[0]
     assert "good: localhost/corral-ctbuild-good:" in got.stdout
+
+
+def test_a_broken_container_agent_is_fatal_with_its_step_and_others_run(
+        project: Project, podman_engine: Engine) -> None:
+    project.file("bad/Containerfile", "FROM localhost/corral-python:bookworm\n"
+                                      "RUN echo nope && exit 7\n")
+    project.file("good/main.py", "import time\nprint('up', flush=True)\ntime.sleep(300)\n")
+    project.write("""
+        name: ctbroken
+        agents:
+          bad: {isolation: container, workdir: bad, command: ["true"]}
+          good: {isolation: container, workdir: good, command: [python, main.py],
+                 network: none}
+          plain: {command: [sleep, "300"]}
+    """)
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    try:
+        proc = project.corral("up", "-d", check=False, env=env)
+        assert proc.returncode == 1
+        rows = project.wait_for(lambda r: r["good.1"]["state"] == "running"
+                                and r["plain.1"]["state"] == "running", what="others run")
+        assert rows["bad.1"]["state"] == "fatal"
+        assert "image build failed at" in rows["bad.1"]["reason"]
+        assert "RUN echo nope && exit 7" in rows["bad.1"]["reason"]
+        assert "\n" not in rows["bad.1"]["reason"]
+        project.corral("down", env=env)
+    finally:
+        for cid in _containers(podman_engine, "ctbroken"):
+            subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)
