@@ -77,9 +77,8 @@ def test_container_fleet_survives_a_daemon_sigkill_and_down_keeps_volumes(
         project.corral("up", "-d", env=env)
         project.wait_for(lambda r: r.get("counter.1", {}).get("state") == "running",
                          what="counter running again")
-        got = subprocess.run(podman_engine.argv("exec", "corral-ctfleet-counter.1", "cat",
-                                                "/state/runs"), capture_output=True, text=True)
-        assert got.stdout == "2"
+        got = project.corral("exec", "counter", "--", "cat", "/state/runs", env=env)
+        assert got.stdout == "2"  # corral exec runs inside the agent's container
         down = project.corral("down", "--volumes", env=env)
         assert "removed podman volume corral-ctfleet-state" in down.stdout, down.stdout
         assert not _exists(podman_engine, "volume", "corral-ctfleet-state")

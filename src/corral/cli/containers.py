@@ -131,3 +131,23 @@ def down(manifest_file: str | None, *, volumes: bool) -> list[str]:
         return found
 
     return asyncio.run(every())
+
+
+def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
+    """``corral exec`` for a container agent: the engine's ``exec`` in its first running
+    instance (the agent's environment is inside the container, not on this host)."""
+    from corral.drivers.container import ContainerDriver, container_name
+    from corral.manifest.model import instance_name
+
+    task = _task(manifest, agent)
+    engine = ContainerDriver().engine_for(task)
+    for index in range(1, manifest.agents[agent].replicas + 1):
+        name = container_name(manifest.name, instance_name(agent, index))
+        running = asyncio.run(engine.containers({"corral.project": manifest.name,
+                                                 "corral.instance": instance_name(agent,
+                                                                                  index)}))
+        if any(c["state"] == "running" for c in running):
+            tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+            os.execv(engine.binary, [engine.binary, "exec", "-i", *tty, name, *cmd])
+    raise CorralError(f"agent {agent} has no running container",
+                      "start it first with 'corral up -d'")

@@ -168,6 +168,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CorralError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
+    if manifest.agents[args.agent].isolation == "container":
+        from corral.cli.containers import exec_in
+
+        return exec_in(manifest, args.agent, cmd)
     env, cwd, _ = _environment(manifest, args.agent)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     try:

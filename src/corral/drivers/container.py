@@ -97,9 +97,11 @@ def container_name(project: str, instance: str) -> str:
     return _name("corral", project, instance)
 
 
-def spec_hash(task: Task) -> str:
+def spec_hash(task: Task, image: str) -> str:
+    """The spec and the image it runs: a running container is adopted by a new ``start`` only
+    when both are what this start would create (a rebuilt image means a new container)."""
     dump = getattr(task.spec, "model_dump_json", None)
-    text = dump() if dump is not None else repr(task.spec)
+    text = (dump() if dump is not None else repr(task.spec)) + "\0" + image
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -204,9 +206,9 @@ class ContainerDriver(Driver):
 
     # --- start ----------------------------------------------------------------------------
 
-    def _labels(self, task: Task) -> dict[str, str]:
+    def _labels(self, task: Task, image: str) -> dict[str, str]:
         return {"corral.project": task.project, "corral.agent": task.agent,
-                "corral.instance": task.instance, "corral.spec-hash": spec_hash(task)}
+                "corral.instance": task.instance, "corral.spec-hash": spec_hash(task, image)}
 
     async def _network(self, eng: engines.Engine, task: Task) -> list[str]:
         mode = task.spec.network
@@ -299,13 +301,17 @@ class ContainerDriver(Driver):
         eng = self.engine_for(task)
         image = await self.image(task)
         name = container_name(task.project, task.instance)
-        labels = self._labels(task)
+        labels = self._labels(task, image)
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         cursor_path = os.path.join(task.run_dir, "logs.cursor")
         data = {"engine": eng.name, "binary": eng.binary, "name": name,
                 "cursor": cursor_path, "project": task.project}
-        for found in await eng.containers({"corral.project": task.project,
-                                           "corral.instance": task.instance}):
+        # independent engine calls at once: a start is mostly waiting for the engine
+        existing, net_args, mount_args, _ = await asyncio.gather(
+            eng.containers({"corral.project": task.project, "corral.instance": task.instance}),
+            self._network(eng, task), self._mounts(eng, task),
+            self._command_exists(eng, image, task))
+        for found in existing:
             same = labels["corral.spec-hash"] == await self._label(eng, found["id"],
                                                                     "corral.spec-hash")
             if found["state"] == "running" and same:  # already ours: adopt, never duplicate
@@ -314,14 +320,13 @@ class ContainerDriver(Driver):
                 if await self.recover(handle, output):
                     return replace(handle, pid=self._pids.get(task.instance))
             await eng.remove(found["id"])
-        await self._command_exists(eng, image, task)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cursor_path)  # a fresh container: its log starts empty
         env_args, cli_env = self._env(task)
         argv = ["run", "-d", "--name", name, "--init"]
         for key, value in labels.items():
             argv += ["--label", f"{key}={value}"]
-        argv += self._limits(task) + await self._network(eng, task) + await self._mounts(eng, task)
+        argv += self._limits(task) + net_args + mount_args
         argv += self._ports(container_options(task)) + env_args
         if eng.name == "docker":
             argv += ["--pull", "never"]
@@ -368,12 +373,12 @@ class ContainerDriver(Driver):
         follower = Follower(eng, handle.data["container"], output,
                             Cursor(handle.data["cursor"]))
         watch = _Watch(asyncio.get_running_loop().create_future(), follower)
-        pid = await eng.json("inspect", "--format", "{{json .State.Pid}}",
-                             handle.data["container"])
+        pid, _ = await asyncio.gather(
+            eng.json("inspect", "--format", "{{json .State.Pid}}", handle.data["container"]),
+            follower.start())
         if isinstance(pid, int) and pid > 0:  # the agent's init, as the host sees it
             self._pids[handle.instance] = pid
-            watch.oom.watch(pid)  # first: an OOM can come at once
-        await follower.start()
+            watch.oom.watch(pid)
         self._watches[handle.instance] = watch
         watch.waiter = asyncio.ensure_future(self._wait_exit(eng, handle, watch))
 
