@@ -135,3 +135,20 @@ def test_a_broken_container_agent_is_fatal_with_its_step_and_others_run(
     finally:
         for cid in _containers(podman_engine, "ctbroken"):
             subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)
+
+
+def test_corral_run_runs_a_container_agent_attached(project: Project,
+                                                    podman_engine: Engine) -> None:
+    project.file("app/main.py", "import sys\nprint('args', sys.argv[1:])\n"
+                                "print('to err', file=sys.stderr)\nsys.exit(len(sys.argv))\n")
+    project.write("""
+        name: ctrun
+        agents:
+          app: {isolation: container, workdir: app, command: [python, main.py], network: none}
+    """)
+    got = project.corral("run", "app", "--", "main.py", "x", "y", check=False,
+                         env={"CORRAL_CONTAINER_ENGINE": "podman"})
+    assert got.returncode == 3, got.stderr
+    assert got.stdout == "args ['x', 'y']\n"
+    assert got.stderr.endswith("to err\n")
+    assert _containers(podman_engine, "ctrun") == []  # removed once its exit was read

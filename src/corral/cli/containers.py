@@ -151,3 +151,53 @@ def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
             os.execv(engine.binary, [engine.binary, "exec", "-i", *tty, name, *cmd])
     raise CorralError(f"agent {agent} has no running container",
                       "start it first with 'corral up -d'")
+
+
+class _Attached:
+    """A one-off container's output straight to this terminal."""
+
+    def feed(self, stream: str, data: bytes) -> None:
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.buffer.write(data)
+        out.flush()
+
+    def eof(self, stream: str) -> None:
+        pass
+
+
+def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
+    """``corral run`` for a container agent: the same image and flags as the daemon's, run
+    attached; Ctrl-C stops it with the agent's stop signal and grace period."""
+    import signal
+    from dataclasses import replace
+
+    from corral.drivers.container import ContainerDriver
+
+    task = _task(manifest, agent)
+    spec = task.spec
+    if extra:
+        command = [spec.command[0], *extra] if not spec.shell else [" ".join(extra)]
+        task = replace(task, spec=spec.model_copy(update={"command": command}))
+    env = {**os.environ, **spec.env, "CORRAL_PROJECT": manifest.name, "CORRAL_AGENT": agent,
+           "CORRAL_INSTANCE": task.instance, "CORRAL_INSTANCE_INDEX": "0",
+           "CORRAL_STATE_DIR": os.path.join(manifest.state_dir, "data", agent)}
+    task = replace(task, env=env)
+    driver = ContainerDriver()
+
+    async def go() -> int:
+        await driver.prepare(task, _Progress(agent))
+        handle = await driver.start(task, _Attached())
+        try:
+            result = await driver.wait(handle)
+        except asyncio.CancelledError:
+            await driver.stop(handle, sig=signal.Signals[spec.stop.signal],
+                              timeout=spec.stop.timeout)
+            raise
+        if result.error or result.oom_killed:
+            print(f"corral: {agent}: {result.describe()}", file=sys.stderr)
+        return result.code if result.code is not None else 1
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        return 130

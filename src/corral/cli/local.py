@@ -146,6 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not client.alive():
             raise CorralError(f"agent {args.agent} depends on {', '.join(spec.depends_on)}, "
                               "which are not running", "start them first with 'corral up -d'")
+    if spec.isolation == "container":
+        from corral.cli.containers import run_once
+
+        return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
+                        else args.args)
     env, cwd, argv = _environment(manifest, args.agent)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
     if extra:
