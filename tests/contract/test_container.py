@@ -285,3 +285,68 @@ def test_stats_come_from_the_container_cgroup(engine: Engine, tmp_path: Path) ->
         assert result.signal == signal.SIGTERM
 
     run(go())
+
+
+def test_a_published_port_answers_on_loopback(engine: Engine, tmp_path: Path) -> None:
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = "import http.server as h; h.HTTPServer(('', 8000), h.SimpleHTTPRequestHandler)" \
+             ".serve_forever()"
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["python", "-c", server]}, agent="web",
+                         project="ctport", container={"ports": [f"{port}:8000"]})
+        (Path(task.workdir) / "index.txt").write_text("published")
+        driver = ContainerDriver(engine)
+        await driver.prepare(task, None)
+        handle = await driver.start(task, Collect())
+        try:
+            body = ""
+            for _ in range(100):
+                try:
+                    body = await asyncio.to_thread(
+                        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.txt",
+                                                       timeout=2).read().decode())
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            assert body == "published"
+        finally:
+            await driver.stop(handle, sig=signal.SIGTERM, timeout=5)
+            await driver.wait(handle)
+            await engine.run("network", "rm", network_name("ctport"))
+
+    run(go())
+
+
+def test_stop_kills_the_container_after_the_grace_period(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    stubborn = textwrap.dedent("""
+        import os, signal, subprocess, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        subprocess.Popen(['sleep', '300'], start_new_session=True)
+        print('ready', flush=True)
+        time.sleep(300)
+    """)
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["python", "-c", stubborn], "network": "none"})
+        driver, out = ContainerDriver(engine), Collect()
+        await driver.prepare(task, None)
+        handle = await driver.start(task, out)
+        for _ in range(100):
+            if "ready" in out.text():
+                break
+            await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await driver.stop(handle, sig=signal.SIGTERM, timeout=0.5)
+        result = await driver.wait(handle)
+        assert asyncio.get_running_loop().time() - started >= 0.5
+        assert result.signal == signal.SIGKILL and not result.oom_killed
+        assert await engine.containers({"corral.project": "ct",
+                                        "corral.instance": task.instance}) == []
+
+    run(go())
