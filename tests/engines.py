@@ -30,6 +30,15 @@ def _works(engine: Engine, tag: str) -> str:
     return "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
 
 
+TEST_PROJECTS = ("t", "ct", "ctport")  # the contract tests' project names
+
+
+def _tidy(engine: Engine) -> None:
+    """Project networks outlive their containers (as compose's do until `down`)."""
+    for project in TEST_PROJECTS:
+        subprocess.run(engine.argv("network", "rm", f"corral-{project}"), capture_output=True)
+
+
 def _bootstrap(engine: Engine) -> str:
     try:
         return asyncio.run(image.bootstrap(engine, python=True))
@@ -47,12 +56,18 @@ def podman() -> Iterator[Engine]:
     why = _works(engine, tag)
     if why:
         pytest.skip(f"podman cannot run a container here: {why} (run `corral doctor`)")
-    yield engine
+    try:
+        yield engine
+    finally:
+        _tidy(engine)
 
 
 def _docker_answers(binary: str) -> bool:
-    return subprocess.run([binary, "version", "--format", "{{.Server.Version}}"],
-                          capture_output=True, timeout=20).returncode == 0
+    try:
+        return subprocess.run([binary, "version", "--format", "{{.Server.Version}}"],
+                              capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 @contextlib.contextmanager
@@ -61,24 +76,27 @@ def docker() -> Iterator[Engine]:
     if binary is None or daemon is None:
         pytest.skip("docker.io is not installed: scripts/install.sh --test installs it")
     started: subprocess.Popen[bytes] | None = None
-    if not _docker_answers(binary):
-        log = open(os.path.join(image.cache_dir(), "dockerd-test.log"), "ab")  # noqa: SIM115
-        os.makedirs(image.cache_dir(), exist_ok=True)
-        started = subprocess.Popen([daemon], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 30
-        while not _docker_answers(binary):
-            if started.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"dockerd did not start (see {image.cache_dir()}/dockerd-test.log)")
-            time.sleep(0.2)
     try:
+        if not _docker_answers(binary):
+            os.makedirs(image.cache_dir(), exist_ok=True)
+            with open(os.path.join(image.cache_dir(), "dockerd-test.log"), "ab") as log:
+                started = subprocess.Popen([daemon], stdout=log, stderr=log,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 30
+            while not _docker_answers(binary):
+                if started.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"dockerd did not start (see {image.cache_dir()}"
+                                "/dockerd-test.log)")
+                time.sleep(0.2)
         engine = Engine("docker", binary)
         tag = _bootstrap(engine)
         why = _works(engine, tag)
         if why:
             pytest.skip(f"docker cannot run a container here: {why} (run `corral doctor`)")
-        yield engine
+        try:
+            yield engine
+        finally:
+            _tidy(engine)
     finally:
         if started is not None:
             started.send_signal(signal.SIGTERM)
