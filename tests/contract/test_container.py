@@ -350,3 +350,29 @@ def test_stop_kills_the_container_after_the_grace_period(engine: Engine,
                                         "corral.instance": task.instance}) == []
 
     run(go())
+
+
+def test_lines_printed_while_away_by_an_agent_that_then_exited_are_kept(
+        engine: Engine, tmp_path: Path) -> None:
+    script = "import time\nfor i in range(50):\n    print(i, flush=True)\n    time.sleep(0.02)\n"
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["python", "-c", script], "network": "none"})
+        first_driver, first = ContainerDriver(engine), Collect()
+        await first_driver.prepare(task, None)
+        handle = await first_driver.start(task, first)
+        await asyncio.sleep(0.3)
+        for watch in first_driver._watches.values():  # the old supervisor dies
+            watch.follower.cancel()
+            assert watch.waiter is not None and watch.follower.done is not None
+            watch.waiter.cancel()
+            await asyncio.gather(watch.follower.done, watch.waiter, return_exceptions=True)
+        await asyncio.sleep(1.5)  # the agent finishes meanwhile
+        second = Collect()
+        assert not await ContainerDriver(engine).recover(handle, second)
+        numbers = [int(x) for x in (first.text() + second.text()).split()]
+        assert numbers == list(range(50))
+        assert await engine.containers({"corral.project": "ct",
+                                        "corral.instance": task.instance}) == []
+
+    run(go())

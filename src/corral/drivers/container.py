@@ -437,11 +437,21 @@ class ContainerDriver(Driver):
         running = [c for c in found if c["state"] == "running"
                    and handle.data.get("container") in (c["id"], c["name"])]
         if not running:
-            for c in found:  # exited while the supervisor was away: its result is gone too
+            for c in found:  # exited while the supervisor was away
+                if handle.data.get("container") in (c["id"], c["name"]):
+                    await self._drain(eng, handle, output)  # its last lines still count
                 await eng.remove(c["id"])
             return False
         await self._attach(eng, handle, output)
         return True
+
+    @staticmethod
+    async def _drain(eng: engines.Engine, handle: Handle, output: Output) -> None:
+        """What an exited container printed after the cursor (``logs`` ends at once)."""
+        follower = Follower(eng, handle.data["container"], output,
+                            Cursor(handle.data["cursor"]))
+        await follower.start()
+        await follower.finish()
 
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         eng = self._engine_of(handle)
