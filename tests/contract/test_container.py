@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from corral.containers.engine import Engine
+from corral.containers.runargs import network_name, volume_name
 from corral.drivers.base import Driver, Task
-from corral.drivers.container import ContainerDriver, network_name, volume_name
+from corral.drivers.container import ContainerDriver
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent

@@ -10,8 +10,9 @@ import pytest
 
 from corral.containers import build
 from corral.containers.engine import Engine, Result, find
+from corral.containers.runargs import volume_name
 from corral.drivers.base import Task
-from corral.drivers.container import ContainerOptions, container_options, volume_name
+from corral.drivers.container import ContainerOptions, container_options
 from corral.errors import CorralError
 from corral.manifest.model import Agent
 

@@ -136,7 +136,8 @@ def down(manifest_file: str | None, *, volumes: bool) -> list[str]:
 def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
     """``corral exec`` for a container agent: the engine's ``exec`` in its first running
     instance (the agent's environment is inside the container, not on this host)."""
-    from corral.drivers.container import ContainerDriver, container_name
+    from corral.containers.runargs import container_name
+    from corral.drivers.container import ContainerDriver
     from corral.manifest.model import instance_name
 
     task = _task(manifest, agent)

@@ -1,4 +1,5 @@
-"""Seeing a container's OOM kill ourselves, while it happens.
+"""A container's cgroup as the kernel keeps it: its OOM kills, seen while they happen, and
+its usage (``stats``).
 
 Docker's ``inspect`` says ``OOMKilled`` reliably (containerd watches the cgroup); Podman's
 conmon does not on a cgroup v1 host like CI's, and the container's cgroup is removed before
@@ -17,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+
+from corral.drivers.base import ResourceUsage
 
 _V1_MEMORY = "/sys/fs/cgroup/memory"
 
@@ -106,3 +109,40 @@ class OomWatch:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = []
+
+
+def usage(pid: int) -> ResourceUsage | None:
+    """The container's own cgroup, as the kernel counts it (v1 or v2)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    paths: dict[str, str] = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            paths[c] = path
+
+    def read(*candidates: str) -> str | None:
+        for cand in candidates:
+            with contextlib.suppress(OSError), open(cand) as fh:
+                return fh.read()
+        return None
+
+    base = "/sys/fs/cgroup"
+    v2 = paths.get("", "")
+    mem = read(f"{base}/memory{paths.get('memory', '')}/memory.usage_in_bytes",
+               f"{base}{v2}/memory.current")
+    cpu = read(f"{base}/cpuacct{paths.get('cpuacct', '')}/cpuacct.usage",
+               f"{base}/cpu,cpuacct{paths.get('cpuacct', '')}/cpuacct.usage")
+    cpu_seconds = int(cpu) / 1e9 if cpu else 0.0
+    if cpu is None:
+        stat = read(f"{base}{v2}/cpu.stat") or ""
+        usec = next((ln.split()[1] for ln in stat.splitlines() if ln.startswith("usage_usec")),
+                    "0")
+        cpu_seconds = int(usec) / 1e6
+    pids = read(f"{base}/pids{paths.get('pids', '')}/pids.current",
+                f"{base}{v2}/pids.current")
+    return ResourceUsage(cpu_seconds=cpu_seconds, rss_bytes=int(mem) if mem else 0,
+                         processes=int(pids) if pids else 1)

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import re
 import signal as _signal
 import time
 from collections.abc import Mapping
@@ -31,8 +30,10 @@ from typing import Any, ClassVar
 
 from corral.containers import build as builds
 from corral.containers import engine as engines
+from corral.containers import runargs
 from corral.containers.follow import Cursor, Follower
-from corral.containers.oom import OomWatch
+from corral.containers.oom import OomWatch, usage
+from corral.containers.runargs import container_name
 from corral.drivers.base import (
     Capabilities,
     Driver,
@@ -44,14 +45,6 @@ from corral.drivers.base import (
     Task,
 )
 from corral.errors import CorralError, DriverError
-
-SECRETS_IN_CONTAINER = "/run/secrets"
-DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host
-# Host settings that mean nothing inside an image (its own PATH comes from the image); kept
-# when the agent's own env sets them.
-_HOST_ONLY = {"PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "TMPDIR", "VIRTUAL_ENV", "PYTHONHOME",
-              "PYTHONPATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "PYENV_ROOT", "PYENV_VERSION"}
-_NAME = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,22 +72,6 @@ def container_options(task: Task) -> ContainerOptions:
         engine=get("engine", "auto") or "auto", image=get("image", None),
         build=get("build", None), file=get("file", None), base=get("base", None),
         ports=tuple(str(p) for p in (get("ports", None) or ())))
-
-
-def _name(*parts: str) -> str:
-    return _NAME.sub("-", "-".join(parts)).strip("-.")
-
-
-def network_name(project: str) -> str:
-    return _name("corral", project)
-
-
-def volume_name(project: str, volume: str) -> str:
-    return _name("corral", project, volume)
-
-
-def container_name(project: str, instance: str) -> str:
-    return _name("corral", project, instance)
 
 
 def spec_hash(task: Task, image: str) -> str:
@@ -210,93 +187,6 @@ class ContainerDriver(Driver):
         return {"corral.project": task.project, "corral.agent": task.agent,
                 "corral.instance": task.instance, "corral.spec-hash": spec_hash(task, image)}
 
-    async def _network(self, eng: engines.Engine, task: Task) -> list[str]:
-        mode = task.spec.network
-        if mode in ("none", "host"):
-            return ["--network", mode]
-        net = network_name(task.project)
-        if (eng.name, net) not in self._networks:
-            if not (await eng.run("network", "inspect", net)).ok:
-                got = await eng.run("network", "create", "--label",
-                                    f"corral.project={task.project}", net)
-                if not got.ok and "exists" not in got.error_line():
-                    raise DriverError(f"agents.{task.agent}: cannot create network {net}: "
-                                      f"{eng.name} says: {got.error_line()}",
-                                      "run `corral doctor`")
-            self._networks.add((eng.name, net))
-        return ["--network", net, "--network-alias", task.agent]
-
-    async def _mounts(self, eng: engines.Engine, task: Task) -> list[str]:
-        args: list[str] = []
-        for v in task.spec.volumes:
-            ro = ":ro" if v.read_only else ""
-            if v.named:
-                name = volume_name(task.project, os.path.basename(v.source))
-                await self._volume(eng, name, task)
-                args += ["-v", f"{name}:{v.target}{ro}"]
-                continue
-            if not os.path.exists(v.source):
-                raise DriverError(f"agents.{task.agent}.volumes: {v.source} does not exist",
-                                  "create it, or use a named volume (NAME:/target)")
-            args += ["-v", f"{v.source}:{v.target}{ro}"]
-        secrets = task.env.get("CORRAL_SECRETS_DIR")
-        if secrets:
-            args += ["-v", f"{secrets}:{SECRETS_IN_CONTAINER}:ro"]
-        data = task.env.get("CORRAL_STATE_DIR")
-        if data:
-            os.makedirs(data, exist_ok=True)
-            args += ["-v", f"{data}:{DATA_IN_CONTAINER}"]
-        return args
-
-    @staticmethod
-    async def _volume(eng: engines.Engine, name: str, task: Task) -> None:
-        """Created here rather than implicitly by ``run -v``: the label lets ``corral down
-        --volumes`` find exactly this project's volumes (a name prefix would also match a
-        project whose name extends this one's)."""
-        if (await eng.run("volume", "inspect", name)).ok:
-            return
-        got = await eng.run("volume", "create", "--label", f"corral.project={task.project}",
-                            name)
-        if not got.ok and "exists" not in got.error_line():
-            raise DriverError(f"agents.{task.agent}: cannot create volume {name}: "
-                              f"{eng.name} says: {got.error_line()}", "run `corral doctor`")
-    def _limits(self, task: Task) -> list[str]:
-        res = task.spec.resources
-        args: list[str] = []
-        if res.cpus is not None:
-            args += ["--cpus", f"{res.cpus:g}"]
-        if res.memory is not None:  # swap equal to memory: no swap, so the limit OOM-kills
-            args += ["--memory", str(res.memory), "--memory-swap", str(res.memory)]
-        if res.memory_reservation is not None:
-            args += ["--memory-reservation", str(res.memory_reservation)]
-        if res.pids is not None:
-            args += ["--pids-limit", str(res.pids)]
-        return args
-
-    @staticmethod
-    def _ports(opts: ContainerOptions) -> list[str]:
-        args: list[str] = []
-        for port in opts.ports:  # HOST:CONTAINER binds to loopback unless an address is given
-            args += ["-p", port if port.count(":") >= 2 else f"127.0.0.1:{port}"]
-        return args
-
-    def _env(self, task: Task) -> tuple[list[str], dict[str, str]]:
-        own = task.spec.env
-        inner = {k: v for k, v in task.env.items() if k not in _HOST_ONLY or k in own}
-        if inner.get("CORRAL_SECRETS_DIR"):
-            inner["CORRAL_SECRETS_DIR"] = SECRETS_IN_CONTAINER
-        if inner.get("CORRAL_STATE_DIR"):
-            inner["CORRAL_STATE_DIR"] = DATA_IN_CONTAINER
-        cli_env = {**inner, "PATH": os.environ.get("PATH", os.defpath),
-                   "HOME": os.environ.get("HOME", "/root")}
-        for key in ("XDG_RUNTIME_DIR", "DOCKER_HOST", "CONTAINER_HOST", "CONTAINERS_CONF"):
-            if key in os.environ and key not in inner:
-                cli_env[key] = os.environ[key]
-        args: list[str] = []
-        for key in sorted(inner):
-            args += ["-e", key]
-        return args, cli_env
-
     async def start(self, task: Task, output: Output) -> Handle:
         eng = self.engine_for(task)
         image = await self.image(task)
@@ -309,7 +199,7 @@ class ContainerDriver(Driver):
         # independent engine calls at once: a start is mostly waiting for the engine
         existing, net_args, mount_args, _ = await asyncio.gather(
             eng.containers({"corral.project": task.project, "corral.instance": task.instance}),
-            self._network(eng, task), self._mounts(eng, task),
+            runargs.network(eng, task, self._networks), runargs.mounts(eng, task),
             self._command_exists(eng, image, task))
         for found in existing:
             same = labels["corral.spec-hash"] == await self._label(eng, found["id"],
@@ -322,12 +212,12 @@ class ContainerDriver(Driver):
             await eng.remove(found["id"])
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cursor_path)  # a fresh container: its log starts empty
-        env_args, cli_env = self._env(task)
+        env_args, cli_env = runargs.env(task)
         argv = ["run", "-d", "--name", name, "--init"]
         for key, value in labels.items():
             argv += ["--label", f"{key}={value}"]
-        argv += self._limits(task) + net_args + mount_args
-        argv += self._ports(container_options(task)) + env_args
+        argv += runargs.limits(task) + net_args + mount_args
+        argv += runargs.ports(container_options(task).ports) + env_args
         if eng.name == "docker":
             argv += ["--pull", "never"]
         argv += [image, *task.spec.argv]
@@ -459,7 +349,7 @@ class ContainerDriver(Driver):
                              handle.data["container"])
         if not isinstance(pid, int) or pid <= 0:
             return None
-        return _cgroup_usage(pid)
+        return usage(pid)
 
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         eng = self.engine_for(task)
@@ -478,40 +368,3 @@ def _result(waited: engines.Result, state: dict[str, Any], oom: bool) -> ExitRes
     if 128 < code < 128 + 65:
         return ExitResult(code=code, signal=code - 128)
     return ExitResult(code=code)
-
-
-def _cgroup_usage(pid: int) -> ResourceUsage | None:
-    """The container's own cgroup, as the kernel counts it (v1 or v2)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    paths: dict[str, str] = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for c in controllers.split(",") if controllers else [""]:
-            paths[c] = path
-
-    def read(*candidates: str) -> str | None:
-        for cand in candidates:
-            with contextlib.suppress(OSError), open(cand) as fh:
-                return fh.read()
-        return None
-
-    base = "/sys/fs/cgroup"
-    v2 = paths.get("", "")
-    mem = read(f"{base}/memory{paths.get('memory', '')}/memory.usage_in_bytes",
-               f"{base}{v2}/memory.current")
-    cpu = read(f"{base}/cpuacct{paths.get('cpuacct', '')}/cpuacct.usage",
-               f"{base}/cpu,cpuacct{paths.get('cpuacct', '')}/cpuacct.usage")
-    cpu_seconds = int(cpu) / 1e9 if cpu else 0.0
-    if cpu is None:
-        stat = read(f"{base}{v2}/cpu.stat") or ""
-        usec = next((ln.split()[1] for ln in stat.splitlines() if ln.startswith("usage_usec")),
-                    "0")
-        cpu_seconds = int(usec) / 1e6
-    pids = read(f"{base}/pids{paths.get('pids', '')}/pids.current",
-                f"{base}{v2}/pids.current")
-    return ResourceUsage(cpu_seconds=cpu_seconds, rss_bytes=int(mem) if mem else 0,
-                         processes=int(pids) if pids else 1)
