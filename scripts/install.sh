@@ -25,6 +25,26 @@ apt_install() {
   fi
 }
 
+# Podman on hosts like CI's (hybrid cgroups, a hard nofile limit processes cannot raise, no
+# systemd as PID 1) fails without these; `corral doctor` explains each. An existing file is
+# never rewritten: doctor prints what it misses.
+containers_conf() {
+  local conf=/etc/containers/containers.conf nofile
+  [ "$(id -u)" = 0 ] || return 0
+  [ -e "$conf" ] && return 0
+  nofile=$(ulimit -Hn)
+  mkdir -p /etc/containers
+  cat >"$conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+EOF
+}
+
 PY=$(pick_python) || { apt_install python3 python3-venv; PY=$(pick_python); }
 if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   apt_install python3-venv
@@ -42,8 +62,12 @@ if [ "$want_test" = 1 ]; then
   command -v npm >/dev/null 2>&1 || apt_install npm
   # the vm tests boot real QEMU guests (their kernel and busybox come from apt at test time)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
-  # ... and vm.python guests run in a debootstrap'ed Debian root
-  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+  # the container level's tests drive real Podman and Docker on a debootstrapped base image
+  # (vm.python guests use a debootstrapped root too)
+  for tool in podman runc dockerd debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || { apt_install podman runc docker.io debootstrap; break; }
+  done
+  containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .

@@ -1,10 +1,27 @@
-"""Fixtures every tier shares: the VM guest is built once per session, by corral itself."""
+"""Session-wide real components every tier shares: the VM guest and the container engines
+(see ``tests/engines.py``), each built or started once per session by corral itself."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
+
+from corral.containers.engine import Engine
+from tests import engines
+
+
+@pytest.fixture(scope="session")
+def podman_engine() -> Iterator[Engine]:
+    with engines.podman() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    with engines.docker() as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

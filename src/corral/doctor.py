@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 from corral.drivers import registry
 from corral.limits import Limiter
 
 Row = tuple[str, bool, str, str]
-
-# Levels other issues add; listed so users see what exists and what it needs.
-_LATER = {
-    "container": ("podman", "apt-get install podman (or docker.io)"),
-}
-
 
 async def report() -> list[Row]:
     rows: list[Row] = []
@@ -26,13 +18,9 @@ async def report() -> list[Row]:
             rows.append((name, False, f"driver failed to load: {exc}", "reinstall it"))
             continue
         rows.append((name, health.available, health.detail, health.fix))
-    for level, (binary, fix) in _LATER.items():
-        if level in registry.names():
-            continue
-        found = shutil.which(binary)
-        detail = (f"{binary} found at {found}; this corral version does not drive it yet"
-                  if found else f"{binary} not found; this corral version does not drive it yet")
-        rows.append((level, False, detail, "" if found else fix))
+    from corral.containers import doctor as containers
+
+    rows += await containers.rows()  # each engine: installed, configured, base image, working
     rows.append(_limits())
     return rows
 

@@ -17,6 +17,7 @@ import pytest
 
 from corral.drivers.base import Driver, Task
 from corral.drivers.bwrap import find_bwrap
+from corral.drivers.container import ContainerDriver
 from corral.drivers.fake import FakeDriver
 from corral.drivers.process import ProcessDriver
 from corral.drivers.sandbox import SandboxDriver
@@ -71,8 +72,12 @@ SH_SCRIPTS = {
 class Case:
     def __init__(self, name: str, make: Callable[[], Driver], tmp: Path) -> None:
         self.name = name
+        self.isolation = name.partition("-")[0]  # container-podman -> container
         self.driver = make()
         self.tmp = tmp
+        # a container's build context is its workdir: keep the run and cache dirs out of it
+        self.workdir = tmp / "app" if self.isolation == "container" else tmp
+        self.workdir.mkdir(exist_ok=True)
 
     def task(self, script: str, *, instance: str = "a.1") -> Task:
         if self.name == "fake":
@@ -80,12 +85,12 @@ class Case:
         elif self.name == "vm":
             raw = {"command": ["sh", "-c", SH_SCRIPTS[script]], "isolation": "vm"}
         else:
-            raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.name}
+            raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.isolation}
             if self.name == "venv":
                 raw["venv"] = {"packages": []}
         spec = Agent.model_validate(raw).to_spec()
         return Task(project="t", agent="a", instance=instance, index=1, spec=spec,
-                    workdir=str(self.tmp), run_dir=str(self.tmp / "run" / instance),
+                    workdir=str(self.workdir), run_dir=str(self.tmp / "run" / instance),
                     cache_dir=str(self.tmp / "cache"),
                     env={"PATH": f"{Path(PY).parent}:/usr/bin:/bin", "HOME": str(self.tmp)})
 
@@ -98,9 +103,21 @@ NEEDS = {"sandbox": (find_bwrap, "bubblewrap (bwrap) is not installed: apt-get i
                                  "bubblewrap (scripts/install.sh --test does)")}
 
 
+CONTAINERS = ["container-podman", "container-docker"]
+
+
+def _container(name: str, request: pytest.FixtureRequest) -> Callable[[], Driver]:
+    """Both engines, each from its session fixture (skipped with the reason when it cannot
+    run a container here)."""
+    engine = request.getfixturevalue(f"{name.partition('-')[2]}_engine")
+    return lambda: ContainerDriver(engine)
+
+
 @pytest.fixture(params=[pytest.param(n, marks=pytest.mark.vm) if n == "vm" else n
-                        for n in sorted(DRIVERS)])
+                        for n in [*sorted(DRIVERS), *CONTAINERS]])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    if request.param in CONTAINERS:
+        return Case(request.param, _container(request.param, request), tmp_path)
     found, why = NEEDS.get(request.param, (lambda: True, ""))
     if not found():
         pytest.skip(why)
@@ -288,11 +305,13 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
     run(go())
 
 
-@pytest.mark.parametrize("name", ["process", "venv", "sandbox"])
-def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["process", "venv", "sandbox", *CONTAINERS])
+def test_missing_command_is_a_clear_driver_error(name: str, tmp_path: Path,
+                                                 request: pytest.FixtureRequest) -> None:
     if name == "sandbox" and find_bwrap() is None:
         pytest.skip(NEEDS["sandbox"][1])
-    c = Case(name, DRIVERS[name], tmp_path)
+    make = _container(name, request) if name in CONTAINERS else DRIVERS[name]
+    c = Case(name, make, tmp_path)
 
     async def go() -> None:
         task = c.task("exit0")

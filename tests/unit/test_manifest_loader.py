@@ -230,11 +230,9 @@ def test_venv_block_without_files_detects_them(tmp_path: Path) -> None:
 
 
 def test_drivers_are_checked_against_the_given_names(tmp_path: Path) -> None:
-    text = "agents:\n  a: {command: run, isolation: container}\n"
-    assert _load(tmp_path, text, drivers=["process", "container"]).agents["a"].isolation == (
-        "container"
-    )
-    with pytest.raises(ManifestError, match="no driver named 'container'"):
+    text = "agents:\n  a: {command: run, isolation: kube}\n"
+    assert _load(tmp_path, text, drivers=["process", "kube"]).agents["a"].isolation == "kube"
+    with pytest.raises(ManifestError, match="no driver named 'kube'"):
         _load(tmp_path, text)
 
 

@@ -101,7 +101,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     client = daemonctl.client(state_dir, timeout=args.timeout)
     if not client.alive():
         print("corral: nothing is running for this project", file=sys.stderr)
-        return 0
+        return _down_containers(args)
     pid = daemonctl.daemon_pid(state_dir)
     stopped = client.request("POST", "/v1/shutdown", {"stop_fleet": True},
                              timeout=args.timeout)["stopped"]
@@ -109,7 +109,24 @@ def cmd_down(args: argparse.Namespace) -> int:
         raise CorralError(f"the daemon (pid {pid}) did not exit after stopping the fleet",
                           f"kill it: kill {pid}")
     print(f"stopped {len(stopped)} instance{'s' if len(stopped) != 1 else ''}")
+    return _down_containers(args)
+
+
+def _down_containers(args: argparse.Namespace) -> int:
+    """The project's container network (and, asked, volumes) outlive its instances."""
+    if not (args.volumes or _uses_containers(args.file)):
+        return 0
+    from corral.cli.containers import down
+
+    for what in down(args.file, volumes=args.volumes):
+        print(f"removed {what}")
     return 0
+
+
+def _uses_containers(file: str | None) -> bool:
+    """A text scan, so a fleet without containers pays nothing for engine calls."""
+    with open(project.manifest_path(file), encoding="utf-8", errors="replace") as f:
+        return "container" in f.read()
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

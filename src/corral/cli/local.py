@@ -146,6 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not client.alive():
             raise CorralError(f"agent {args.agent} depends on {', '.join(spec.depends_on)}, "
                               "which are not running", "start them first with 'corral up -d'")
+    if spec.isolation == "container":
+        from corral.cli.containers import run_once
+
+        return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
+                        else args.args)
     env, cwd, argv = _environment(manifest, args.agent)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
     if extra:
@@ -168,6 +173,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CorralError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
+    if manifest.agents[args.agent].isolation == "container":
+        from corral.cli.containers import exec_in
+
+        return exec_in(manifest, args.agent, cmd)
     env, cwd, _ = _environment(manifest, args.agent)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     try:

@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-color", action="store_true")
     s = sub.add_parser("down", help="stop the fleet and its daemon; nothing is left running")
     s.add_argument("--timeout", type=float, default=300.0)
+    s.add_argument("--volumes", action="store_true",
+                   help="also remove the project's named container volumes")
+
+    s = sub.add_parser("build", help="build container agents' images (cached by content)")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s = sub.add_parser("image", help="container base images")
+    image_sub = s.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    s = image_sub.add_parser("bootstrap", help="build a Debian base image with debootstrap "
+                                               "and import it (no registry needed)")
+    s.add_argument("--python", action="store_true", help="with python3 and python3-venv")
+    s.add_argument("--engine", default="auto", choices=["auto", "podman", "docker"])
+    s.add_argument("--force", action="store_true", help="import again even if present")
 
     s = sub.add_parser("ps", help="show every instance")
     s.add_argument("--json", action="store_true")
@@ -96,6 +108,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from corral.cli import status
 
         fn = status.cmd_ps
+    elif name in ("build", "image"):
+        from corral.cli import containers
+
+        fn = getattr(containers, f"cmd_{name}")
     elif name == "recommend":
         from corral.cli import advise
 

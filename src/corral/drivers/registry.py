@@ -16,6 +16,7 @@ _BUILTIN = {
     "process": "corral.drivers.process:ProcessDriver",
     "venv": "corral.drivers.venv:VenvDriver",
     "sandbox": "corral.drivers.sandbox:SandboxDriver",
+    "container": "corral.drivers.container:ContainerDriver",
     "fake": "corral.drivers.fake:FakeDriver",
     "vm": "corral.drivers.vm:VmDriver",
 }

@@ -37,7 +37,7 @@ from corral.manifest.variables import Interpolator, agent_env, env_file_entries,
 
 MANIFEST_NAMES = ("corral.yaml", "corral.yml")
 # the built-ins; ``installed_drivers()`` adds third-party ones (entry points)
-DEFAULT_DRIVERS: tuple[str, ...] = ("process", "venv", "sandbox", "vm", "fake")
+DEFAULT_DRIVERS: tuple[str, ...] = ("process", "venv", "sandbox", "container", "vm", "fake")
 Data = dict[str, Any]
 PathArg = str | os.PathLike[str]
 

@@ -270,6 +270,21 @@ class VmOptions(Strict):
     python: bool = False  # run in the shared Debian root that has python3
 
 
+class ContainerOptions(Strict):
+    """A container (Podman preferred, Docker supported): a local ``image`` run as is, or a
+    build of ``build`` (relative to the workdir) with ``file`` (default: its Containerfile or
+    Dockerfile, else one generated from its requirements on ``base``)."""
+
+    engine: Literal["auto", "podman", "docker"] = "auto"
+    image: str | None = None
+    build: str | None = None
+    file: str | None = None
+    base: str | None = None
+    # published on 127.0.0.1: "8080" (same number) or "18080:80" (host:container)
+    ports: Annotated[list[Annotated[str, Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]],
+                     BeforeValidator(_ports)] = Field(default_factory=list)
+
+
 class FakeStep(Strict):
     """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
 
@@ -414,6 +429,7 @@ class Agent(Strict):
     venv: VenvOptions | None = None
     node: NodeOptions | None = None
     vm: VmOptions | None = None
+    container: ContainerOptions | None = None
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)

@@ -146,6 +146,16 @@ class VmOptions(Record):
 
 
 @record(kw_only=True)
+class ContainerOptions(Record):
+    engine: Literal["auto", "podman", "docker"] = "auto"
+    image: str | None = None
+    build: str | None = None
+    file: str | None = None
+    base: str | None = None
+    ports: list[str] = field(default_factory=list)
+
+
+@record(kw_only=True)
 class FakeStep(Record):
     print: list[str] = field(default_factory=list)
     stream: Literal["stdout", "stderr"] = "stdout"
@@ -228,6 +238,7 @@ class Agent(Record):
     venv: VenvOptions | None = None
     node: NodeOptions | None = None
     vm: VmOptions | None = None
+    container: ContainerOptions | None = None
     fake: FakeOptions | None = None
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,154 @@
+"""Container agents through the real CLI and daemon (Podman): build, up, a daemon SIGKILL and
+re-adoption without a duplicate or a lost line, down keeping named volumes, down --volumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from corral.containers.engine import Engine
+from tests.e2e.conftest import Project
+
+COUNTER = """\
+import pathlib, time
+runs = pathlib.Path('/state/runs')
+runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
+for i in range(100000):
+    print(f"line {i}", flush=True)
+    time.sleep(0.005)
+"""
+
+
+def _containers(engine: Engine, project: str) -> list[str]:
+    out = subprocess.run(engine.argv("ps", "-a", "-q", "--filter",
+                                     f"label=corral.project={project}"),
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def _exists(engine: Engine, kind: str, name: str) -> bool:
+    return subprocess.run(engine.argv(kind, "inspect", name), capture_output=True).returncode == 0
+
+
+def test_container_fleet_survives_a_daemon_sigkill_and_down_keeps_volumes(
+        project: Project, podman_engine: Engine) -> None:
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    project.file("app/counter.py", COUNTER)
+    project.write("""
+        name: ctfleet
+        agents:
+          counter:
+            isolation: container
+            workdir: app
+            command: [python, counter.py]
+            volumes: ["state:/state"]
+    """)
+    built = project.corral("build", env=env)
+    assert "counter: localhost/corral-ctfleet-counter:" in built.stdout
+    try:
+        project.corral("up", "-d", env=env)
+        before = project.wait_for(lambda r: r.get("counter.1", {}).get("state") == "running",
+                                  what="counter running")
+        time.sleep(0.5)
+        daemon = project.daemon_pid()
+        assert daemon is not None
+        os.kill(daemon, signal.SIGKILL)
+        time.sleep(1.0)  # the agent keeps printing into the engine's log meanwhile
+        project.corral("up", "-d", env=env)
+        after = project.ps()
+        assert after["counter.1"]["state"] == "running"
+        assert after["counter.1"]["started_at"] == pytest.approx(
+            before["counter.1"]["started_at"], abs=0.01)
+        assert len(_containers(podman_engine, "ctfleet")) == 1  # re-adopted, not duplicated
+        time.sleep(0.5)
+        down = project.corral("down", env=env)
+        assert "removed podman network corral-ctfleet" in down.stdout, down.stdout
+        lines = [r["message"] for r in project.records("counter") if r.get("stream") == "stdout"]
+        numbers = [int(m.split()[1]) for m in lines if m.startswith("line ")]
+        assert numbers == list(range(len(numbers))) and len(numbers) > 200
+        assert _containers(podman_engine, "ctfleet") == []
+        assert not _exists(podman_engine, "network", "corral-ctfleet")
+        assert _exists(podman_engine, "volume", "corral-ctfleet-state")  # kept
+        # a re-created container sees the volume's data: the second run counts 2
+        project.corral("up", "-d", env=env)
+        project.wait_for(lambda r: r.get("counter.1", {}).get("state") == "running",
+                         what="counter running again")
+        got = project.corral("exec", "counter", "--", "cat", "/state/runs", env=env)
+        assert got.stdout == "2"  # corral exec runs inside the agent's container
+        down = project.corral("down", "--volumes", env=env)
+        assert "removed podman volume corral-ctfleet-state" in down.stdout, down.stdout
+        assert not _exists(podman_engine, "volume", "corral-ctfleet-state")
+    finally:
+        for cid in _containers(podman_engine, "ctfleet"):
+            subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)
+        subprocess.run(podman_engine.argv("volume", "rm", "-f", "corral-ctfleet-state"),
+                       capture_output=True)
+
+
+def test_build_failure_is_one_line_and_other_agents_still_build(
+        project: Project, podman_engine: Engine) -> None:
+    project.file("good/main.py", "print('ok')\n")
+    project.file("bad/Containerfile", "FROM localhost/corral-python:bookworm\n"
+                                      "RUN echo nope && exit 7\n")
+    project.write("""
+        name: ctbuild
+        agents:
+          bad: {isolation: container, workdir: bad, command: ["true"]}
+          good: {isolation: container, workdir: good, command: [python, main.py]}
+    """)
+    got = project.corral("build", check=False, env={"CORRAL_CONTAINER_ENGINE": "podman"})
+    assert got.returncode == 5
+    errors = [ln for ln in got.stderr.splitlines() if ln.startswith("corral: ")]
+    assert len(errors) == 1 and "image build failed at" in errors[0]
+    assert "RUN echo nope && exit 7" in errors[0]
+    assert "good: localhost/corral-ctbuild-good:" in got.stdout
+
+
+def test_a_broken_container_agent_is_fatal_with_its_step_and_others_run(
+        project: Project, podman_engine: Engine) -> None:
+    project.file("bad/Containerfile", "FROM localhost/corral-python:bookworm\n"
+                                      "RUN echo nope && exit 7\n")
+    project.file("good/main.py", "import time\nprint('up', flush=True)\ntime.sleep(300)\n")
+    project.write("""
+        name: ctbroken
+        agents:
+          bad: {isolation: container, workdir: bad, command: ["true"]}
+          good: {isolation: container, workdir: good, command: [python, main.py],
+                 network: none}
+          plain: {command: [sleep, "300"]}
+    """)
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    try:
+        proc = project.corral("up", "-d", check=False, env=env)
+        assert proc.returncode == 1
+        rows = project.wait_for(lambda r: r["good.1"]["state"] == "running"
+                                and r["plain.1"]["state"] == "running", what="others run")
+        assert rows["bad.1"]["state"] == "fatal"
+        assert "image build failed at" in rows["bad.1"]["reason"]
+        assert "RUN echo nope && exit 7" in rows["bad.1"]["reason"]
+        assert "\n" not in rows["bad.1"]["reason"]
+        project.corral("down", env=env)
+    finally:
+        for cid in _containers(podman_engine, "ctbroken"):
+            subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)
+
+
+def test_corral_run_runs_a_container_agent_attached(project: Project,
+                                                    podman_engine: Engine) -> None:
+    project.file("app/main.py", "import sys\nprint('args', sys.argv[1:])\n"
+                                "print('to err', file=sys.stderr)\nsys.exit(len(sys.argv))\n")
+    project.write("""
+        name: ctrun
+        agents:
+          app: {isolation: container, workdir: app, command: [python, main.py], network: none}
+    """)
+    got = project.corral("run", "app", "--", "main.py", "x", "y", check=False,
+                         env={"CORRAL_CONTAINER_ENGINE": "podman"})
+    assert got.returncode == 3, got.stderr
+    assert got.stdout == "args ['x', 'y']\n"
+    assert got.stderr.endswith("to err\n")
+    assert _containers(podman_engine, "ctrun") == []  # removed once its exit was read

@@ -1,0 +1,130 @@
+"""The container level's pure parts: build recipes and digests, options, engine messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.containers import build
+from corral.containers.engine import Engine, Result, find
+from corral.containers.runargs import volume_name
+from corral.drivers.base import Task
+from corral.drivers.container import ContainerOptions, container_options
+from corral.errors import CorralError
+from corral.manifest.model import Agent
+
+
+def test_an_own_containerfile_or_dockerfile_wins(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six\n")
+    assert build.recipe(str(tmp_path)).generated()
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    assert build.recipe(str(tmp_path)).file == str(tmp_path / "Dockerfile")
+    (tmp_path / "Containerfile").write_text("FROM y\n")
+    assert build.recipe(str(tmp_path)).file == str(tmp_path / "Containerfile")
+    with pytest.raises(CorralError, match=r"no Other\.file"):
+        build.recipe(str(tmp_path), file="Other.file")
+
+
+def test_generated_recipe_uses_the_venv_inputs(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six==1.16.0\n")
+    r = build.recipe(str(tmp_path))
+    assert r.requirements == (str(tmp_path / "requirements.txt"),)
+    assert r.base == "localhost/corral-python:bookworm"
+    (tmp_path / "requirements.txt").unlink()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "1"\ndependencies = ["idna>=3"]\n')
+    r = build.recipe(str(tmp_path), packages=("six",), base="localhost/mine:1")
+    assert r.pyproject == str(tmp_path) and r.packages == ("six", "idna>=3")
+    text = build.containerfile(r)
+    assert text.count("FROM localhost/mine:1") == 2 and "--no-index" in text
+
+
+def test_without_requirements_the_venv_is_made_without_pip(tmp_path: Path) -> None:
+    text = build.containerfile(build.recipe(str(tmp_path)))
+    assert "python3 -m venv --without-pip /venv" in text and "pip install" not in text
+
+
+def test_digest_covers_files_but_not_caches_or_vcs(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("x = 1\n")
+    first = build.digest(build.recipe(str(tmp_path)))
+    for junk in (".git", ".venv", "node_modules", "__pycache__", ".corral"):
+        (tmp_path / junk).mkdir()
+        (tmp_path / junk / "f").write_text("noise")
+    assert build.digest(build.recipe(str(tmp_path))) == first
+    (tmp_path / "app.py").write_text("x = 2\n")
+    assert build.digest(build.recipe(str(tmp_path))) != first
+    assert build.tag_for("My Proj", "web", "ab" * 32) == \
+        "localhost/corral-my-proj-web:" + "ab" * 8
+
+
+@dataclass
+class _Block:
+    image: str = "localhost/img:1"
+    engine: str = "docker"
+    ports: tuple[str, ...] = ("8080:80",)
+
+
+class _Spec:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+
+def _task(container: Any) -> Task:
+    return Task(project="p", agent="a", instance="a.1", index=1,
+                spec=_Spec(container),  # type: ignore[arg-type]
+                workdir="/w", run_dir="/r", cache_dir="/c", env={})
+
+
+def test_options_read_from_a_mapping_or_an_object() -> None:
+    assert container_options(_task(None)) == ContainerOptions()
+    from_map = container_options(_task({"image": "localhost/img:1", "engine": "docker",
+                                        "ports": ["8080:80"]}))
+    assert from_map == container_options(_task(_Block()))
+    assert from_map.ports == ("8080:80",) and from_map.build is None
+    assert volume_name("p", "data") == "corral-p-data"
+    agent = Agent.model_validate({"command": ["x"], "isolation": "container"})
+    assert container_options(_task(getattr(agent, "container", None))).engine == "auto"
+
+
+def test_engine_messages_are_the_engines_own_last_line() -> None:
+    docker = Result(125, b"", b"docker: Error response from daemon: port is already allocated."
+                              b"\nRun 'docker run --help' for more information\n")
+    assert docker.error_line() == "port is already allocated."
+    podman = Result(125, b"", b'time="x" level=warning msg="w"\nError: no such image\n')
+    assert podman.error_line() == "no such image"
+
+
+def test_no_engine_is_one_line_with_the_fix(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CORRAL_CONTAINER_ENGINE", raising=False)
+    with pytest.raises(CorralError) as err:
+        find("auto", path=str(tmp_path))
+    assert str(err.value).startswith("no container engine: podman or docker is not installed: ")
+    with pytest.raises(CorralError, match="unknown container engine"):
+        find("lxc")
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert find("auto", path=str(tmp_path)) == Engine("docker", str(fake))  # no podman here
+
+
+def test_doctor_names_the_fix_for_a_missing_engine_and_missing_settings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import asyncio
+
+    from corral.containers import doctor
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither engine installed
+    rows = asyncio.run(doctor.rows())
+    assert rows == [("podman", False, "not installed", "apt-get install podman runc"),
+                    ("docker", False, "not installed", "apt-get install docker.io")]
+    monkeypatch.setattr(doctor, "CONF", str(tmp_path / "none.conf"))
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    monkeypatch.setattr(doctor, "_hybrid_or_v1", lambda: True)
+    monkeypatch.setattr(doctor.resource, "getrlimit", lambda _: (1024, 20000))
+    lines = [line for _, line, _ in doctor.podman_settings()]
+    assert lines == ['default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
+                     'cgroup_manager = "cgroupfs"', 'events_logger = "file"', 'runtime = "runc"']
