@@ -180,3 +180,33 @@ def _secret_file(project: Project, instance: str, name: str) -> str:
 
     keeper = SecretKeeper(str(project.state_dir), "boxedsecrets", lambda *_: None)
     return str(Path(keeper.directory(instance)) / name)
+
+
+def test_doctor_flags_committable_env_files_open_secret_files_and_admin_keys(
+        project: Project) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+    (project.root / ".env").write_text("A=1\n")
+    (project.root / ".env").chmod(0o644)
+    (project.root / "key.txt").write_text("pw\n")
+    (project.root / "key.txt").chmod(0o644)
+    project.write("""
+        name: doctored
+        secrets:
+          k: {file: ./key.txt}
+        agents:
+          a: {command: sleep 1, secrets: [k]}
+    """)
+    out = project.corral("doctor", check=False,
+                         env={"AWS_ACCESS_KEY_ID": "AKIA0", "AWS_SECRET_ACCESS_KEY": "x"}).stdout
+    flagged = [line for line in out.splitlines() if line.startswith("!! secrets")]
+    assert any("AWS_SECRET_ACCESS_KEY is set" in f for f in flagged), out
+    assert any(".env is not git-ignored" in f for f in flagged)
+    assert any("secret k:" in f and "chmod 600" in f for f in flagged)
+    (project.root / ".gitignore").write_text(".env\n")
+    (project.root / ".env").chmod(0o600)
+    (project.root / "key.txt").chmod(0o600)
+    out = project.corral("doctor", check=False, env={"AWS_ACCESS_KEY_ID": "",
+                                                     "AWS_SECRET_ACCESS_KEY": ""}).stdout
+    assert [line for line in out.splitlines() if line.startswith("!! secrets")] == []

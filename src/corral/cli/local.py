@@ -90,7 +90,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if not available and fix:
             print(f"   {'':<10} fix: {fix}")
         ok = ok and (available or level not in ("process", "venv"))
+    for warning in _credential_warnings(args.file):
+        print(f"!! {'secrets':<10} {warning}")
     return 0 if ok else 1
+
+
+def _credential_warnings(file: str | None) -> list[str]:
+    """Least privilege (M10): .env files the manifest reads that git would commit, secret
+    files others can read, long-lived cloud admin keys in the environment."""
+    from corral.secrets import cloud_key_warnings, git_ignored, world_readable
+
+    out = [f"{w}; corral keeps it from agents unless one declares it"
+           for w in cloud_key_warnings(os.environ)]
+    try:
+        from corral.manifest.loader import load
+
+        manifest = load(project.manifest_path(file))
+    except CorralError:
+        return out  # no manifest here (or a broken one: `corral config` says why)
+    envs = {os.path.join(manifest.project_dir, ".env")}
+    envs |= {e.path for a in manifest.agents.values() for e in a.env_file}
+    envs |= {s.env_file for s in manifest.secrets.values() if s.env_file}
+    for path in sorted(p for p in envs if os.path.isfile(p)):
+        if git_ignored(path) is False:
+            out.append(f"{path} is not git-ignored: a commit would publish it "
+                       f"(add {os.path.basename(path)} to .gitignore)")
+        if world_readable(path):
+            out.append(f"{path} is readable by every user (chmod 600 {path})")
+    for name, source in manifest.secrets.items():
+        if source.file and world_readable(source.file):
+            out.append(f"secret {name}: {source.file} is readable by every user "
+                       f"(chmod 600 {source.file})")
+    return out
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
