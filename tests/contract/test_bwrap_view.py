@@ -166,3 +166,45 @@ def test_venv_base_reads_pyvenv_cfg(tmp_path: Path) -> None:
 def test_unknown_network_is_refused(layout: Layout) -> None:
     with pytest.raises(ValueError, match="none, host"):
         bwrap.argv(layout.view(network="bridge"), ["true"])
+
+
+def test_a_tool_under_a_masked_dir_is_shown_to_the_driver_s_sandbox(tmp_path: Path) -> None:
+    """/tmp is private in a sandbox; a command installed there (a checkout's venv, say) is
+    shown read-only, the link and its target both."""
+    import asyncio
+
+    from corral.drivers.base import Task
+    from corral.drivers.sandbox import SandboxDriver
+    from corral.manifest.spec import Agent
+
+    assert str(tmp_path).startswith("/tmp/"), "pytest's tmp_path lives under /tmp here"
+    real = tmp_path / "opt" / "bin" / "tool-real"
+    real.parent.mkdir(parents=True)
+    real.write_text("#!/bin/sh\necho tool ran in $(pwd)\n")
+    real.chmod(0o755)
+    link = tmp_path / "venv" / "bin" / "tool"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    work = tmp_path / "work"
+    work.mkdir()
+    task = Task(project="t", agent="a", instance="a.1", index=1,
+                spec=Agent(command=["tool"], isolation="sandbox"), workdir=str(work),
+                run_dir=str(tmp_path / "run" / "a.1"), cache_dir=str(tmp_path / "cache"),
+                env={"PATH": f"{link.parent}:/usr/bin:/bin", "HOME": str(tmp_path / "home")})
+    lines: list[bytes] = []
+
+    class Out:
+        def feed(self, stream: str, data: bytes) -> None:
+            lines.append(data)
+
+        def eof(self, stream: str) -> None:
+            pass
+
+    async def go() -> int | None:
+        driver = SandboxDriver()
+        await driver.prepare(task, None)
+        handle = await driver.start(task, Out())
+        return (await driver.wait(handle)).code
+
+    assert asyncio.run(go()) == 0, b"".join(lines)
+    assert b"".join(lines) == f"tool ran in {work}\n".encode()

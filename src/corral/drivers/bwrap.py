@@ -57,10 +57,15 @@ def _mountable(path: str) -> bool:
     return os.path.lexists(path)
 
 
-def prefix_of(executable: str) -> str:
+# private in every sandbox: whatever the host keeps under them is not there
+MASKED = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+
+
+def prefix_of(executable: str, *, resolve: bool = True) -> str:
     """The installation an executable belongs to: ``/opt/py/bin/python3`` → ``/opt/py``
-    (its ``lib`` comes along); a file outside a ``bin`` dir is shown alone."""
-    real = os.path.realpath(executable)
+    (its ``lib`` comes along); a file outside a ``bin`` dir is shown alone. ``resolve``:
+    of the file the path finally points to (else of the path itself, a venv's link)."""
+    real = os.path.realpath(executable) if resolve else os.path.abspath(executable)
     parent = os.path.dirname(real)
     if os.path.basename(parent) in ("bin", "sbin"):
         return os.path.dirname(parent)

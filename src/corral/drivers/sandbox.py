@@ -104,9 +104,12 @@ class SandboxDriver(VenvDriver):
         exe = self._inner_executable(command[0], env, task)
         if exe is not None:
             command[0] = exe
-            real = os.path.realpath(exe)  # a venv's python links into a hidden home, say
-            if any(real == h or real.startswith(h.rstrip("/") + "/") for h in hidden):
-                shown.append(bwrap.prefix_of(exe))
+            # the path and what it links to (a venv's python into a hidden home, a venv of
+            # its own under /tmp, say) are shown read-only wherever the sandbox hides them
+            unseen = [*hidden, *bwrap.MASKED]
+            for path, resolve in ((exe, False), (os.path.realpath(exe), True)):
+                if any(path == h or path.startswith(h.rstrip("/") + "/") for h in unseen):
+                    shown.append(bwrap.prefix_of(path, resolve=resolve))
         volumes = []
         for v in task.spec.volumes:
             if v.named:
