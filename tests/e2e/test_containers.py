@@ -152,3 +152,33 @@ def test_corral_run_runs_a_container_agent_attached(project: Project,
     assert got.stdout == "args ['x', 'y']\n"
     assert got.stderr.endswith("to err\n")
     assert _containers(podman_engine, "ctrun") == []  # removed once its exit was read
+
+
+def test_exec_probes_run_inside_the_container(project: Project, podman_engine: Engine) -> None:
+    """A file only the container has makes it healthy: the probe ran in the container, not on
+    the host; a dependent on `healthy` starts after it."""
+    marker = f"/corral-ready-{os.getpid()}"
+    assert not os.path.exists(marker)
+    project.write(f"""
+        name: ctprobe
+        agents:
+          svc:
+            class: service
+            isolation: container
+            command: ["sh", "-c", "sleep 1; touch {marker}; sleep 300"]
+            container: {{engine: podman, image: "localhost/corral-base:bookworm"}}
+            readiness: {{exec: "test -f {marker}", period: 0.3s}}
+          after:
+            class: compute
+            command: ["true"]
+            depends_on:
+              svc: {{condition: healthy}}
+    """)
+    try:
+        project.corral("up", "-d", env={"CORRAL_CONTAINER_ENGINE": "podman"})
+        rows = project.wait_for(lambda r: r["after.1"]["state"] == "exited", timeout=60,
+                                what="the dependent to start once the probe passed inside")
+        assert rows["svc.1"]["health"] == "healthy"
+        assert not os.path.exists(marker), "the probe's file is the container's, not the host's"
+    finally:
+        project.corral("down", check=False)

@@ -103,6 +103,7 @@ class Capabilities(Record):
     recover: bool  # handles survive a daemon restart
     stats: bool  # stats() returns usage
     signals: bool  # arbitrary stop signals are delivered
+    exec_inside: bool = False  # exec() runs in the live instance (exec probes go through it)
 
 
 @record

@@ -95,7 +95,7 @@ class _Watch:
 class ContainerDriver(Driver):
     name: ClassVar[str] = "container"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        isolation="container", recover=True, stats=True, signals=True)
+        isolation="container", recover=True, stats=True, signals=True, exec_inside=True)
 
     def __init__(self, engine: engines.Engine | None = None) -> None:
         self._engine = engine  # injected (tests, `--engine`), else chosen per agent

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from corral.manifest.spec import Probe
@@ -70,17 +70,23 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
     return taken
 
 
+# Where an exec probe runs: the host argv that runs the probe's command inside the agent's
+# isolation (a container's ``engine exec``); None runs it on the host, in the agent's env.
+Inside = Callable[[list[str]], Awaitable[list[str]]]
+
+
 async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
-                log_watch: LogWatch | None) -> tuple[bool, str]:
+                log_watch: LogWatch | None, inside: Inside | None = None) -> tuple[bool, str]:
     """One check, bounded by the probe's timeout. Returns (passed, detail)."""
     try:
-        return await asyncio.wait_for(_check(probe, env, workdir, log_watch), probe.timeout)
+        return await asyncio.wait_for(_check(probe, env, workdir, log_watch, inside),
+                                      probe.timeout)
     except TimeoutError:
         return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
 
 
 async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
-                 log_watch: LogWatch | None) -> tuple[bool, str]:
+                 log_watch: LogWatch | None, inside: Inside | None) -> tuple[bool, str]:
     if probe.tcp is not None:
         try:
             _, writer = await asyncio.open_connection(probe.tcp.host, probe.tcp.port)
@@ -93,6 +99,9 @@ async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
     if probe.http is not None:
         return await _http(probe)
     if probe.exec is not None:
+        if inside is not None:  # the engine's CLI runs it: the host's env, not the agent's
+            argv = await inside(probe.exec.command)
+            return await _exec(argv, os.environ, "/", shown=probe.exec.command[0])
         return await _exec(probe.exec.command, env, workdir)
     if probe.log_line is not None:
         if log_watch is not None and log_watch.seen.is_set():
@@ -149,7 +158,8 @@ def _https_status_line(host: str, port: int, request: bytes, timeout: float) -> 
             return stream.readline(1 << 16)
 
 
-async def _exec(argv: list[str], env: Mapping[str, str], workdir: str) -> tuple[bool, str]:
+async def _exec(argv: list[str], env: Mapping[str, str], workdir: str,
+                shown: str | None = None) -> tuple[bool, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -165,14 +175,17 @@ async def _exec(argv: list[str], env: Mapping[str, str], workdir: str) -> tuple[
         await proc.wait()
         raise
     tail = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
-    detail = f"exec {argv[0]}: exit {proc.returncode}" + (f": {tail[0][:200]}" if tail else "")
+    detail = (f"exec {shown or argv[0]}: exit {proc.returncode}"
+              + (f": {tail[0][:200]}" if tail else ""))
     return proc.returncode == 0, detail
 
 
 class ProbeLoop:
     def __init__(self, probe: Probe, verdict: Verdict, *, env: Mapping[str, str], workdir: str,
-                 log_watch: LogWatch | None, clock: Clock) -> None:
+                 log_watch: LogWatch | None, clock: Clock, inside: Inside | None = None
+                 ) -> None:
         self.probe = probe
+        self._inside = inside
         self._verdict = verdict
         self._env = env
         self._workdir = workdir
@@ -187,7 +200,7 @@ class ProbeLoop:
         passes = fails = 0
         while True:
             ok, detail = await check(p, env=self._env, workdir=self._workdir,
-                                     log_watch=self._log_watch)
+                                     log_watch=self._log_watch, inside=self._inside)
             self.detail = detail
             passes, fails = (passes + 1, 0) if ok else (0, fails + 1)
             if ok and passes >= p.success_threshold and self.healthy is not True:

@@ -17,7 +17,7 @@ from typing import Literal
 from corral.drivers.base import Driver, ExitResult, Handle, Output, Task
 from corral.errors import CorralError
 from corral.runtime import restart
-from corral.runtime.health import Clock, LogWatch, ProbeLoop, taken_ports
+from corral.runtime.health import Clock, Inside, LogWatch, ProbeLoop, taken_ports
 from corral.runtime.mailbox import Flag, Mailbox, any_done
 from corral.runtime.state import ACTIVE, Health, State, check_transition
 from corral.secrets import SecretError
@@ -374,9 +374,22 @@ class Runner:
             action = probe.action or ("restart" if role == "liveness" else "none")
             loop = ProbeLoop(probe, self._verdict_handler(role, action, verdicts),
                              env=self.task.env, workdir=self.task.workdir,
-                             log_watch=log_watch, clock=self._hooks.clock)
+                             log_watch=log_watch, clock=self._hooks.clock,
+                             inside=self._probe_inside())
             tasks.append(asyncio.create_task(loop.run(), name=f"{role}:{self.task.instance}"))
         return tasks, cleanup
+
+    def _probe_inside(self) -> Inside | None:
+        """Exec probes run where the agent runs: a driver that can run a command inside its
+        instance (a container's ``engine exec``) says how; others run them on the host."""
+        if not self.driver.capabilities.exec_inside:
+            return None
+        driver, task = self.driver, self.task
+
+        async def argv(command: list[str]) -> list[str]:
+            return await driver.exec(task, command)
+
+        return argv
 
     def _verdict_handler(self, role: str, action: str,
                          verdicts: Mailbox[str]) -> Callable[[bool, str], None]:
