@@ -229,3 +229,17 @@ def machine_facts() -> dict[str, str]:
             "?",
         ),
     }
+
+
+def put_block(path: str | Path, report: str, begin: str, end: str) -> None:
+    """Write ``report`` (which starts with ``begin`` and ends with ``end``) into the file at
+    ``path``: in place of the block between those markers, else appended. Each bench script
+    owns one such block of docs/benchmarks.md; run.py keeps them when it rewrites the rest."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        text = head + report.rstrip("\n") + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + report
+    path.write_text(text)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, children, idle_cmd, make_tag, sweep
+from common import REPO, children, idle_cmd, make_tag, put_block, sweep
 
 CORRAL = REPO / ".venv" / "bin" / "corral"
 BEGIN, END = "<!-- containment:begin -->", "<!-- containment:end -->"
@@ -125,15 +125,7 @@ def main() -> int:
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:
-        path = Path(args.out)
-        text = path.read_text() if path.exists() else ""
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            _, _, tail = rest.partition(END)
-            text = head + report.rstrip("\n") + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + report
-        path.write_text(text)
+        put_block(args.out, report, BEGIN, END)
     return 0
 
 

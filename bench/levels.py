@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO
+from common import REPO, put_block
 
 CORRAL = str(REPO / ".venv" / "bin" / "corral")
 IMAGE = "localhost/corral-base:bookworm"
@@ -151,14 +151,7 @@ def main() -> int:
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:
-        path = Path(args.out)
-        text = path.read_text() if path.exists() else ""
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            text = head + report.rstrip("\n") + rest.partition(END)[2]
-        else:
-            text = text.rstrip("\n") + "\n\n" + report
-        path.write_text(text)
+        put_block(args.out, report, BEGIN, END)
     return 0
 
 

@@ -16,17 +16,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from functools import cache
 
 from corral.drivers.base import Output
-from corral.drivers.venvbuild import build_lock, remove_tree, run_streamed
+from corral.drivers.venvbuild import build_cached, run_streamed
 from corral.errors import DriverError
 
 MARKER = ".corral-node.json"
 _SCHEME = "corral-node/1"
-_KEY_LEN = 16
 LOCK_FILES = ("package-lock.json", "npm-shrinkwrap.json")
 
 
@@ -92,45 +90,30 @@ async def ensure_node_modules(package_dir: str, cache_dir: str, *,
     """The cached dir whose ``node_modules`` holds the locked tree; built on a cache miss with
     npm's output fed to ``progress``. Raises DriverError with npm's tail when it fails."""
     digest = node_digest(package_dir)
-    key = digest[:_KEY_LEN]
-    root = os.path.join(cache_dir, "node")
-    target = os.path.join(root, key)
-    if _complete(target, digest):
-        return target
-    os.makedirs(os.path.join(root, ".locks"), exist_ok=True)
-    async with build_lock(root, key):
-        if _complete(target, digest):
-            return target
-        for name in os.listdir(root):
-            if name.startswith(f".tmp-{key}-"):
-                await remove_tree(os.path.join(root, name))
-        await remove_tree(target)
-        staging = tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root)
-        try:
-            built = os.path.join(staging, "tree")
-            os.mkdir(built)
-            lock = lock_file(package_dir)
-            assert lock is not None
-            for path in (os.path.join(package_dir, "package.json"), lock):
-                shutil.copyfile(path, os.path.join(built, os.path.basename(path)))
-            if progress is not None:
-                progress.feed("stderr", f"corral: npm ci for {package_dir}\n".encode())
-            started = time.monotonic()
-            argv = [find_npm(), "ci", "--no-audit", "--no-fund", "--loglevel", "warn"]
-            code, tail = await run_streamed(argv, built, progress)
-            if code != 0:
-                lines = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
-                said = "\n  ".join(lines[-10:]) or f"nothing; exit code {code}"
-                raise DriverError(f"npm ci failed for {package_dir}: "
-                                  f"{lines[-1] if lines else code}",
-                                  f"fix package.json or its lock file (npm said:\n  {said})")
-            with open(os.path.join(built, MARKER), "w", encoding="utf-8") as fh:
-                json.dump({"digest": digest, "seconds": round(time.monotonic() - started, 3),
-                           "node": node_version()}, fh)
-            os.rename(built, target)
-        finally:
-            await remove_tree(staging)
-    return target
+
+    async def build(built: str) -> None:
+        os.mkdir(built)
+        lock = lock_file(package_dir)
+        assert lock is not None
+        for path in (os.path.join(package_dir, "package.json"), lock):
+            shutil.copyfile(path, os.path.join(built, os.path.basename(path)))
+        if progress is not None:
+            progress.feed("stderr", f"corral: npm ci for {package_dir}\n".encode())
+        started = time.monotonic()
+        argv = [find_npm(), "ci", "--no-audit", "--no-fund", "--loglevel", "warn"]
+        code, tail = await run_streamed(argv, built, progress)
+        if code != 0:
+            lines = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+            said = "\n  ".join(lines[-10:]) or f"nothing; exit code {code}"
+            raise DriverError(f"npm ci failed for {package_dir}: "
+                              f"{lines[-1] if lines else code}",
+                              f"fix package.json or its lock file (npm said:\n  {said})")
+        with open(os.path.join(built, MARKER), "w", encoding="utf-8") as fh:
+            json.dump({"digest": digest, "seconds": round(time.monotonic() - started, 3),
+                       "node": node_version()}, fh)
+
+    return await build_cached(os.path.join(cache_dir, "node"), digest,
+                              lambda target: _complete(target, digest), build)
 
 
 def link_node_modules(workdir: str, built: str) -> None:

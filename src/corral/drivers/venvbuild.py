@@ -26,7 +26,7 @@ import tempfile
 import time
 import weakref
 from asyncio.subprocess import DEVNULL, PIPE, STDOUT
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from corral.drivers.base import Output
 from corral.errors import DriverError
@@ -208,26 +208,39 @@ async def ensure_venv(
     else the one corral runs on. The build's output is fed to ``progress`` ("stderr") as it
     comes. Raises DriverError with the tail of uv's output if the build fails."""
     digest = venv_digest(options, workdir, python=python)
+
+    async def build(built: str) -> None:
+        interpreter = options.python or python or sys.executable
+        record = await _build(options, workdir, built, interpreter, progress)
+        with open(os.path.join(built, MARKER), "w", encoding="utf-8") as fh:
+            json.dump({"digest": digest, **record}, fh)
+
+    return await build_cached(os.path.join(cache_dir, "venvs"), digest,
+                              lambda target: _complete(target, digest), build)
+
+
+async def build_cached(root: str, digest: str, complete: Callable[[str], bool],
+                       build: Callable[[str], Awaitable[None]]) -> str:
+    """``root/<digest[:16]>``, built by ``build(dir)`` on a cache miss: in a staging dir next to
+    it, renamed into place on success only (a failed or cancelled build leaves nothing), under
+    the asyncio lock and the flock of ``build_lock``. ``complete(dir)``: it is there, whole.
+    Venvs and Node trees share this; each writes its own marker from ``build``."""
     key = digest[:_KEY_LEN]
-    venvs = os.path.join(cache_dir, "venvs")
-    target = os.path.join(venvs, key)
-    if _complete(target, digest):
+    target = os.path.join(root, key)
+    if complete(target):
         return target
-    os.makedirs(os.path.join(venvs, ".locks"), exist_ok=True)
-    async with build_lock(venvs, key):
-        if _complete(target, digest):
+    os.makedirs(os.path.join(root, ".locks"), exist_ok=True)
+    async with build_lock(root, key):
+        if complete(target):
             return target  # someone else built it while we waited
-        for name in os.listdir(venvs):  # leftovers of builds that crashed holding this lock
+        for name in os.listdir(root):  # leftovers of builds that crashed holding this lock
             if name.startswith(f".tmp-{key}-"):
-                await remove_tree(os.path.join(venvs, name))
+                await remove_tree(os.path.join(root, name))
         await remove_tree(target)  # incomplete or broken
-        staging = tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=venvs)
+        staging = tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root)
         try:
-            built = os.path.join(staging, "venv")
-            interpreter = options.python or python or sys.executable
-            record = await _build(options, workdir, built, interpreter, progress)
-            with open(os.path.join(built, MARKER), "w", encoding="utf-8") as fh:
-                json.dump({"digest": digest, **record}, fh)
+            built = os.path.join(staging, "tree")
+            await build(built)
             os.rename(built, target)
         finally:
             await remove_tree(staging)
