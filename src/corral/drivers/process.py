@@ -65,7 +65,7 @@ def _which(exe: str, path: str) -> str | None:
 class _Watch:
     """What the driver keeps per live instance: the pidfd, pipe readers and the exit future."""
 
-    __slots__ = ("exit", "fds", "group", "paused", "pid", "pidfd", "waited")
+    __slots__ = ("exit", "fds", "group", "paused", "pid", "pidfd", "stopping", "waited")
 
     def __init__(self, exit: asyncio.Future[ExitResult], group: Group | None = None) -> None:
         self.exit = exit
@@ -75,6 +75,7 @@ class _Watch:
         self.pid: int | None = None  # our child, reaped by us (pidfd + waitpid)
         self.waited = False  # wait() returned its result: forget it once the pipes close
         self.paused = False  # its log could not be written (a full disk): retried each second
+        self.stopping = False  # stop() is emptying and removing its group
 
 
 class ProcessDriver(Driver):
@@ -333,7 +334,7 @@ class ProcessDriver(Driver):
         if watch.group is not None and result.signal in (None, signal.SIGKILL) \
                 and result.code in (None, 128 + signal.SIGKILL) and watch.group.oom_kills():
             result = replace(result, oom_killed=True)  # the kernel's SIGKILL, not a stranger's
-        if watch.group is not None and not watch.group.members():
+        if watch.group is not None and not watch.stopping and not watch.group.members():
             self._remove(watch.group)  # nothing left behind: stop() has nothing to kill
         self._drain(watch, output)
         if not watch.exit.done():
@@ -406,6 +407,8 @@ class ProcessDriver(Driver):
         watch = self._watches.get(handle.instance)
         assert handle.pid is not None
         deadline = time.monotonic() + timeout
+        if watch is not None:
+            watch.stopping = True  # the group is ours to empty and remove, not _on_exit's
         if watch is None or not watch.exit.done():
             proctree.signal_group(handle.pid, sig)
         group.signal(sig)
@@ -416,10 +419,13 @@ class ProcessDriver(Driver):
             while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
                 await asyncio.sleep(0.05)
         # The main process may be a wrapper that dies at once (the sandbox's bwrap), or leave
-        # children still shutting down: they get the rest of the grace period too.
-        while time.monotonic() < deadline and group.members():
+        # children still shutting down: they get the rest of the grace period too. Each look
+        # at the group reads a file: once here, then only while someone is left (S5: 500 stops).
+        left = group.members()
+        while left and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if group.members():
+            left = group.members()
+        if left:
             await group.kill()
         self._remove(group)
         if watch is not None:
