@@ -231,11 +231,18 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def put_block(path: str | Path, report: str, begin: str, end: str) -> None:
-    """Write ``report`` (which starts with ``begin`` and ends with ``end``) into the file at
-    ``path``: in place of the block between those markers, else appended. Each bench script
-    owns one such block of docs/benchmarks.md; run.py keeps them when it rewrites the rest."""
-    path = Path(path)
+def emit_block(lines: list[str], end: str, out: str | None) -> None:
+    """Close a report block (``lines`` start with its begin marker), print it, and with
+    ``out`` put it in that file. Each bench script owns one such block of
+    docs/benchmarks.md; run.py keeps them when it rewrites the rest."""
+    report = "\n".join([*lines, "", end]) + "\n"
+    print(report)
+    if out:
+        _put_block(Path(out), report, lines[0], end)
+
+
+def _put_block(path: Path, report: str, begin: str, end: str) -> None:
+    """``report`` in place of the block between the markers in ``path``, else appended."""
     text = path.read_text() if path.exists() else ""
     if begin in text and end in text:
         head, _, rest = text.partition(begin)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, children, idle_cmd, make_tag, put_block, sweep
+from common import REPO, children, emit_block, idle_cmd, make_tag, sweep
 
 CORRAL = REPO / ".venv" / "bin" / "corral"
 BEGIN, END = "<!-- containment:begin -->", "<!-- containment:end -->"
@@ -121,11 +121,7 @@ def main() -> int:
                 "reached" if ratio is not None and ratio <= 1.3 else "**not reached**")
             who = name if name.startswith("bare") else f"corral {name}"
             lines.append(f"| {who} | {median[name]:.2f} | {shown} | {verdict} |")
-    lines += ["", END]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        put_block(args.out, report, BEGIN, END)
+    emit_block(lines, END, args.out)
     return 0
 
 

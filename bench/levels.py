@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, put_block
+from common import REPO, emit_block
 
 CORRAL = str(REPO / ".venv" / "bin" / "corral")
 IMAGE = "localhost/corral-base:bookworm"
@@ -147,11 +147,7 @@ def main() -> int:
         verdict = "" if ratio is None else ("reached" if ratio <= 1.2 else "**not reached**")
         lines.append(f"| {name} | {med[name]:.2f} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} | {verdict} |")
-    lines += ["", END]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        put_block(args.out, report, BEGIN, END)
+    emit_block(lines, END, args.out)
     return 0
 
 

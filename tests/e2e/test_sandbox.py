@@ -33,6 +33,14 @@ echo "pids $(ls /proc | grep -c '^[0-9]')"
 """
 
 
+def _listener() -> tuple[socket.socket, int]:
+    """A TCP listener on the host's loopback, and its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener, int(listener.getsockname()[1])
+
+
 def test_a_sandboxed_agent_sees_only_what_it_was_given(project: Project) -> None:
     other = project.root / "other"
     other.mkdir()
@@ -40,10 +48,7 @@ def test_a_sandboxed_agent_sees_only_what_it_was_given(project: Project) -> None
     mine = project.root / "mine"
     mine.mkdir()
     (mine / "peek.sh").write_text(PEEK)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
+    listener, port = _listener()
     project.write(f"""
         name: boxed
         agents:
@@ -93,10 +98,7 @@ def test_limits_hold_inside_the_sandbox(project: Project) -> None:
 
 
 def test_sandbox_network_host_reaches_loopback(project: Project, tmp_path: Path) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
+    listener, port = _listener()
     project.write(f"""
         name: boxnet
         agents:

@@ -39,7 +39,8 @@ def _libc_tee() -> Callable[[int, int, int, int], int] | None:
 
 class CommittedReader:
     """``read(fd)`` → bytes still in the pipe; ``commit(fd, n)`` takes them out. One per
-    driver: a scratch pipe (as large as a read) receives each tee and is emptied at once."""
+    driver: a scratch pipe (as large as a read) receives each tee and is emptied at once;
+    it and /dev/null stay open for the driver's (the daemon's) life."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -93,9 +94,3 @@ class CommittedReader:
             if moved <= 0:
                 break
             n -= moved
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            for fd in (*self._scratch, self._null):
-                os.close(fd)
-            self._scratch = None
