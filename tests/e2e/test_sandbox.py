@@ -115,3 +115,48 @@ def test_sandbox_network_host_reaches_loopback(project: Project, tmp_path: Path)
         listener.close()
     assert rows["fetch.1"]["exit_code"] == 0
     assert [r["message"] for r in project.records("fetch")] == ["reached"]
+
+
+def test_probes_and_corral_exec_run_inside_the_sandbox(project: Project) -> None:
+    """A file in the sandbox's private /tmp makes it healthy: the exec probe ran in the
+    sandbox, not on the host, and a dependent on `healthy` starts after it. `corral exec` goes
+    in the same way: the agent's view, its PID namespace, no capabilities, its environment."""
+    marker = f"/tmp/corral-boxready-{os.getpid()}"
+    assert not os.path.exists(marker)
+    project.write(f"""
+        name: boxprobe
+        agents:
+          svc:
+            class: service
+            isolation: sandbox
+            command: ["sh", "-c", "sleep 1; touch {marker}; sleep 300"]
+            env: {{GREETING: from-the-manifest}}
+            readiness: {{exec: "test -f {marker}", period: 0.3s}}
+          after:
+            class: compute
+            command: ["true"]
+            depends_on:
+              svc: {{condition: healthy}}
+    """)
+    try:
+        project.corral("up", "-d")
+        rows = project.wait_for(lambda r: r["after.1"]["state"] == "exited", timeout=60,
+                                what="the dependent to start once the probe passed inside")
+        assert rows["svc.1"]["health"] == "healthy"
+        assert not os.path.exists(marker), "the probe's file is the sandbox's, not the host's"
+        got = project.corral("exec", "svc", "--", "sh", "-c",
+                             f"test -f {marker} && echo seen; echo $GREETING; pwd; "
+                             "grep CapEff /proc/self/status; ls /proc | grep -c '^[0-9]'; "
+                             f"ls -A {os.path.expanduser('~')} | wc -l")
+        seen, greeting, cwd, caps, pids, home = got.stdout.split("\n")[:6]
+        assert (seen, greeting, cwd) == ("seen", "from-the-manifest", str(project.root))
+        assert caps.split() == ["CapEff:", "0000000000000000"]
+        assert int(pids) <= 6 and home == "0", got.stdout
+        project.corral("stop", "svc")
+        refused = project.corral("exec", "svc", "--", "true", check=False)
+        assert refused.returncode != 0
+        assert refused.stderr.strip().splitlines() == [
+            "corral: agents.svc: no running sandbox to run the command in: "
+            "start it first: corral up -d svc"], refused.stderr
+    finally:
+        project.corral("down", check=False)

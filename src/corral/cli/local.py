@@ -199,6 +199,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code if code >= 0 else 128 - code
 
 
+def _exec_in_sandbox(args: argparse.Namespace, cmd: list[str], env: dict[str, str]) -> int:
+    """``corral exec`` for a sandboxed agent: in its first running instance's sandbox (what the
+    agent can see and reach, and nothing more), with the agent's environment."""
+    from corral.drivers.sandbox import inside
+
+    rows = daemonctl.client(project.state_dir(args.file)).instances()
+    pids = [r["pid"] for r in rows if r["agent"] == args.agent and r["state"] == "running"
+            and r.get("pid")]
+    prefix = inside(pids[0] if pids else None, args.agent)
+    os.execve(prefix[0], [*prefix, *cmd], env)
+    return 0
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     manifest, _ = _agent(args)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -209,6 +222,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
         return exec_in(manifest, args.agent, cmd)
     env, cwd, _ = _environment(manifest, args.agent)
+    if manifest.agents[args.agent].isolation == "sandbox":
+        return _exec_in_sandbox(args, cmd, env)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     try:
         os.chdir(cwd)

@@ -167,3 +167,9 @@ class Driver(abc.ABC):
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
         return list(argv)
+
+    def exec_env(self, task: Task) -> dict[str, str] | None:
+        """The environment the argv of ``exec`` runs with when it runs inside (``exec_inside``):
+        the agent's own where the command inherits it; None, the supervisor's (an engine's
+        CLI, which gives the command the container's environment itself)."""
+        return None

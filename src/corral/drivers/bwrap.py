@@ -147,3 +147,30 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
 
 def find_bwrap() -> str | None:
     return shutil.which("bwrap")
+
+
+def sandbox_init(bwrap_pid: int) -> int | None:
+    """PID 1 of a running sandbox, as the host numbers it: the child bwrap made in the new
+    namespaces (bwrap itself stays outside, waiting). None: no such sandbox (yet)."""
+    try:
+        with open(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children", encoding="ascii") as f:
+            children = f.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def enter(init_pid: int) -> list[str]:
+    """The argv prefix that runs a command inside a running sandbox, as its agent runs: its
+    mount, PID, IPC, UTS, network and cgroup namespaces, its root and workdir (taken from the
+    sandbox's own PID 1, never resolved on the host, so nothing hidden comes back through a
+    directory handle), no capabilities and no new privileges."""
+    nsenter, setpriv = shutil.which("nsenter"), shutil.which("setpriv")
+    if nsenter is None or setpriv is None:
+        raise FileNotFoundError("nsenter and setpriv (util-linux) are needed to enter a sandbox")
+    args = [nsenter, f"--target={init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
+            "--cgroup", "--root", "--wd"]
+    if os.geteuid() != 0:  # a rootless sandbox's namespaces belong to its user namespace
+        args += ["--user", "--preserve-credentials"]
+    return [*args, "--", setpriv, "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all",
+            "--"]

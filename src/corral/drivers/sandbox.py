@@ -31,7 +31,7 @@ SECRETS_IN_SANDBOX = "/run/secrets"
 class SandboxDriver(VenvDriver):
     name: ClassVar[str] = "sandbox"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        isolation="sandbox", recover=True, stats=True, signals=True
+        isolation="sandbox", recover=True, stats=True, signals=True, exec_inside=True
     )
 
     def __init__(self) -> None:
@@ -130,6 +130,15 @@ class SandboxDriver(VenvDriver):
         )
         return bwrap.argv(view, command, bwrap=self._find_bwrap())
 
+    async def exec(self, task: Task, argv: list[str]) -> list[str]:
+        """Runs ``argv`` inside the live instance's sandbox (exec probes, ``corral exec``):
+        what the agent sees, the probe sees; nothing it cannot reach, the probe reaches."""
+        watch = self._watches.get(task.instance)
+        return inside(watch.pid if watch is not None else None, task.agent) + list(argv)
+
+    def exec_env(self, task: Task) -> dict[str, str] | None:
+        return self.environment(task)  # nsenter and setpriv pass it on to the command
+
     def _inner_executable(self, name: str, env: dict[str, str], task: Task) -> str | None:
         """The agent's own executable, found as the sandbox will find it: a name through the
         sandbox's PATH, else through the host's (then its install prefix is shown read-only);
@@ -146,3 +155,15 @@ class SandboxDriver(VenvDriver):
             raise DriverError(f"agents.{task.agent}: command not found: {name}",
                               f"install {name} or fix agents.{task.agent}.command")
         return found
+
+
+def inside(bwrap_pid: int | None, agent: str) -> list[str]:
+    """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``."""
+    init = bwrap.sandbox_init(bwrap_pid) if bwrap_pid else None
+    if init is None:
+        raise DriverError(f"agents.{agent}: no running sandbox to run the command in",
+                          f"start it first: corral up -d {agent}")
+    try:
+        return bwrap.enter(init)
+    except FileNotFoundError as exc:
+        raise DriverError(str(exc), "apt-get install util-linux") from None

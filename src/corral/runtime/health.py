@@ -15,6 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from corral.errors import CorralError
 from corral.manifest.spec import Probe
 
 Verdict = Callable[[bool, str], None]
@@ -71,8 +72,9 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
 
 
 # Where an exec probe runs: the host argv that runs the probe's command inside the agent's
-# isolation (a container's ``engine exec``); None runs it on the host, in the agent's env.
-Inside = Callable[[list[str]], Awaitable[list[str]]]
+# isolation (a container's ``engine exec``, a sandbox's ``nsenter``) and the environment it
+# runs with (None: the supervisor's); no Inside runs it on the host, in the agent's env.
+Inside = Callable[[list[str]], Awaitable[tuple[list[str], Mapping[str, str] | None]]]
 
 
 async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
@@ -99,9 +101,13 @@ async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
     if probe.http is not None:
         return await _http(probe)
     if probe.exec is not None:
-        if inside is not None:  # the engine's CLI runs it: the host's env, not the agent's
-            argv = await inside(probe.exec.command)
-            return await _exec(argv, os.environ, "/", shown=probe.exec.command[0])
+        if inside is not None:
+            try:
+                argv, inside_env = await inside(probe.exec.command)
+            except CorralError as exc:  # e.g. the sandbox is not up yet: a failed check
+                return False, exc.problem
+            return await _exec(argv, os.environ if inside_env is None else inside_env, "/",
+                               shown=probe.exec.command[0])
         return await _exec(probe.exec.command, env, workdir)
     if probe.log_line is not None:
         if log_watch is not None and log_watch.seen.is_set():

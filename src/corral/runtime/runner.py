@@ -386,8 +386,8 @@ class Runner:
             return None
         driver, task = self.driver, self.task
 
-        async def argv(command: list[str]) -> list[str]:
-            return await driver.exec(task, command)
+        async def argv(command: list[str]) -> tuple[list[str], dict[str, str] | None]:
+            return await driver.exec(task, command), driver.exec_env(task)
 
         return argv
 
