@@ -250,3 +250,86 @@ def _put_block(path: Path, report: str, begin: str, end: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + report
     path.write_text(text)
+
+
+# ---------------------------------------------------------------- CPU of a whole run
+
+
+class CpuGroup:
+    """Counts all the CPU a run uses, kernel work done in its processes included: a cgroup
+    made for it (v1 ``cpuacct.usage``, else cgroup2 ``cpu.stat``), which this process enters
+    while it starts what is measured (its children and theirs stay in it: corral's daemon,
+    its per-agent groups nested below, bwrap) and leaves before it merely polls. Needs root;
+    ``CpuGroup.make()`` is None where no group can be made."""
+
+    def __init__(self, group: str, home: str, usage: Callable[[str], int]) -> None:
+        self.group, self.home, self._usage = group, home, usage
+
+    @classmethod
+    def make(cls) -> CpuGroup | None:
+        for line in _read("/proc/self/mountinfo").decode().splitlines():
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, opts = fields[sep + 1], fields[sep + 3].split(",")
+            if fstype == "cgroup" and "cpuacct" in opts:
+                return cls._at(fields[4], _own_group("cpuacct"), _v1_usage)
+        for line in _read("/proc/self/mountinfo").decode().splitlines():
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "cgroup2":
+                return cls._at(fields[4], _own_group(""), _v2_usage)
+        return None
+
+    @classmethod
+    def _at(cls, mount: str, own: str | None, usage: Callable[[str], int]) -> CpuGroup | None:
+        if own is None:
+            return None
+        home = os.path.join(mount, own.lstrip("/"))
+        group = os.path.join(mount, f"corral-bench-cpu-{os.getpid()}")
+        try:
+            os.makedirs(group, exist_ok=True)
+        except OSError:
+            return None
+        return cls(group, home, usage)
+
+    def enter(self) -> None:
+        _write(os.path.join(self.group, "cgroup.procs"), str(os.getpid()))
+
+    def leave(self) -> None:
+        _write(os.path.join(self.home, "cgroup.procs"), str(os.getpid()))
+
+    def seconds(self) -> float:
+        return self._usage(self.group) / 1e9
+
+    def close(self) -> None:
+        self.leave()
+        for _ in range(50):  # corral's groups inside go once their last process is gone
+            try:
+                os.rmdir(self.group)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def _own_group(controller: str) -> str | None:
+    for line in _read("/proc/self/cgroup").decode().splitlines():
+        _, names, path = line.split(":", 2)
+        if controller in names.split(",") if controller else names == "":
+            return path
+    return None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _v1_usage(group: str) -> int:
+    return int(_read(os.path.join(group, "cpuacct.usage")) or b"0")
+
+
+def _v2_usage(group: str) -> int:
+    for line in _read(os.path.join(group, "cpu.stat")).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) * 1000
+    return 0

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, children, emit_block, idle_cmd, make_tag, sweep
+from common import REPO, CpuGroup, children, emit_block, idle_cmd, make_tag, sweep
 
 CORRAL = REPO / ".venv" / "bin" / "corral"
 BEGIN, END = "<!-- containment:begin -->", "<!-- containment:end -->"
@@ -35,45 +35,86 @@ VARIANTS = {
 }
 
 
-def corral_up(n: int, tag: str, extra: dict[str, object]) -> float:
-    """Seconds from `corral up -d` until `corral ps` shows n running."""
+class Meter:
+    """Wall time and, where a cgroup can count it, the CPU all started processes used."""
+
+    def __init__(self, cpu: CpuGroup | None) -> None:
+        self.cpu = cpu
+        self.t0 = self.c0 = 0.0
+
+    def start(self) -> None:
+        if self.cpu:
+            self.cpu.enter()
+            self.c0 = self.cpu.seconds()
+        self.t0 = time.monotonic()
+
+    def started(self) -> None:
+        """What was measured is launched: this process leaves the group, its polls are not
+        counted (what it started stays in)."""
+        if self.cpu:
+            self.cpu.leave()
+
+    def read(self) -> tuple[float, float | None]:
+        took = time.monotonic() - self.t0
+        return took, (self.cpu.seconds() - self.c0) if self.cpu else None
+
+
+def corral_up(n: int, tag: str, extra: dict[str, object],
+              meter: Meter) -> tuple[float, float | None]:
+    """Seconds from `corral up -d` until `corral ps` shows n running, and the CPU used."""
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as d:
         manifest = Path(d) / "corral.yaml"
         agent = {"command": idle_cmd(tag), "replicas": n, **extra}
         manifest.write_text(json.dumps({"name": "contain", "agents": {"idle": agent}}))
         base = [str(CORRAL), "-f", str(manifest)]
-        t0 = time.monotonic()
+        meter.start()
         try:
             up = subprocess.run([*base, "up", "-d"], capture_output=True, text=True, timeout=300)
+            meter.started()
             if up.returncode != 0:
                 raise RuntimeError(up.stderr.strip().splitlines()[-1] if up.stderr else "up failed")
             while True:
                 ps = subprocess.run([*base, "ps", "--json"], capture_output=True, text=True)
                 rows = json.loads(ps.stdout or "[]")
                 if sum(r["state"] == "running" for r in rows) >= n:
-                    return time.monotonic() - t0
-                if time.monotonic() - t0 > 120:
+                    return meter.read()
+                if time.monotonic() - meter.t0 > 120:
                     raise RuntimeError(f"only {sum(r['state'] == 'running' for r in rows)} of "
                                        f"{n} running after 120 s")
                 time.sleep(0.02)
         finally:
+            meter.started()
             subprocess.run([*base, "down"], capture_output=True, timeout=300)
             sweep(tag)
 
 
-def bare(n: int, tag: str, wrap: list[str]) -> float:
-    """Seconds for a Popen loop to start n children (wrapped, e.g. in bwrap) until all exist."""
-    t0 = time.monotonic()
+def bare(n: int, tag: str, wrap: list[str], meter: Meter) -> tuple[float, float | None]:
+    """Seconds for a Popen loop to start n children (wrapped, e.g. in bwrap) until all exist,
+    and the CPU used."""
+    meter.start()
     procs = [subprocess.Popen([*wrap, *idle_cmd(tag)], start_new_session=True)
              for _ in range(n)]
-    while len(children(tag)) < n and time.monotonic() - t0 < 60:
+    meter.started()
+    while len(children(tag)) < n and time.monotonic() - meter.t0 < 60:
         time.sleep(0.005)
-    took = time.monotonic() - t0
+    took = meter.read()
     for p in procs:
         p.kill()
         p.wait()
     sweep(tag)
     return took
+
+
+def _sandbox_wrap(workdir: str) -> list[str] | None:
+    """bwrap as corral's sandbox runs it (the same view rules), for the bare reference."""
+    from corral.drivers import bwrap
+
+    found = bwrap.find_bwrap()
+    if found is None:
+        return None
+    view = bwrap.View(workdir=workdir, hidden=(*bwrap.default_hidden(dict(os.environ)),),
+                      network="none")
+    return bwrap.argv(view, [], bwrap=found)
 
 
 def main() -> int:
@@ -84,45 +125,74 @@ def main() -> int:
     ap.add_argument("--out")
     args = ap.parse_args()
     tag = make_tag()
-    bwrap = shutil.which("bwrap")
-    sandbox_wrap = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                    "--unshare-pid", "--unshare-net", "--"] if bwrap else None
-    samples: dict[str, list[float]] = {}
+    cpu = CpuGroup.make()
+    meter = Meter(cpu)
+    samples: dict[str, list[tuple[float, float | None]]] = {}
     failed: dict[str, str] = {}
     started = datetime.datetime.now(datetime.UTC)
-    for run in range(args.runs):
-        for name, extra in VARIANTS.items():
-            if name in failed:
-                continue
-            try:
-                samples.setdefault(name, []).append(corral_up(args.n, tag, extra))
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-                failed[name] = str(exc)
-            print(f"run {run + 1} {name}: {samples.get(name, ['failed'])[-1]}", file=sys.stderr)
-        samples.setdefault("bare Popen", []).append(bare(args.n, tag, []))
-        if sandbox_wrap:
-            samples.setdefault("bare Popen of bwrap", []).append(bare(args.n, tag, sandbox_wrap))
-    median = {k: statistics.median(v) for k, v in samples.items()}
-    plain = median.get("plain")
+    with tempfile.TemporaryDirectory(prefix="corral-bench-box-") as box:
+        sandbox_wrap = _sandbox_wrap(box)
+        try:
+            for run in range(args.runs):
+                for name, extra in VARIANTS.items():
+                    if name in failed:
+                        continue
+                    try:
+                        samples.setdefault(name, []).append(
+                            corral_up(args.n, tag, extra, meter))
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                        failed[name] = str(exc)
+                    print(f"run {run + 1} {name}: {samples.get(name, ['failed'])[-1]}",
+                          file=sys.stderr)
+                samples.setdefault("bare Popen", []).append(bare(args.n, tag, [], meter))
+                if sandbox_wrap:
+                    samples.setdefault("bare Popen of bwrap", []).append(
+                        bare(args.n, tag, sandbox_wrap, meter))
+        finally:
+            if cpu:
+                cpu.close()
+    emit_block(report(args, samples, failed, started), END, args.out)
+    return 0
+
+
+def report(args: argparse.Namespace, samples: dict[str, list[tuple[float, float | None]]],
+           failed: dict[str, str], started: datetime.datetime) -> list[str]:
+    wall = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
+    cpu = {k: statistics.median(c for _, c in v if c is not None)
+           for k, v in samples.items() if all(c is not None for _, c in v)}
+    plain = wall.get("plain")
+    cores = os.cpu_count() or 1
     command = "python bench/containment.py " + shlex.join(sys.argv[1:])
     lines = [BEGIN, "## Containment: start overhead of limits and the sandbox", "",
-             f"Produced by `{command}` on {started:%Y-%m-%d %H:%M} UTC: {args.n} idle agents "
-             f"per variant, median of {args.runs} interleaved runs, until `corral ps` shows "
-             f"all running. Limits: `{json.dumps(LIMITS)}`. Bar: limits and sandbox within "
-             "1.3x of plain.", "",
-             "| variant | s | vs plain | bar |", "|---|---:|---:|---|"]
+             f"Produced by `{command}` on {started:%Y-%m-%d %H:%M} UTC on {cores} cores: "
+             f"{args.n} idle agents per variant, median of {args.runs} interleaved runs, until "
+             f"`corral ps` shows all running. Limits: `{json.dumps(LIMITS)}`. Bar: limits and "
+             "sandbox within 1.3x of plain. CPU: all the CPU the run's processes used (the "
+             "CLI, the daemon, the agents, bwrap; kernel work done for them included), counted "
+             "by a cgroup made for the run; the polling `corral ps` not counted. The bare rows "
+             "start the same children from a Popen loop; their bwrap is corral's view.", "",
+             "| variant | s | vs plain | CPU s | bar |", "|---|---:|---:|---:|---|"]
     for name in [*VARIANTS, "bare Popen", "bare Popen of bwrap"]:
         if name in failed:
-            lines.append(f"| corral {name} | failed | | {failed[name]} |")
-        elif name in median:
-            ratio = median[name] / plain if plain else None
+            lines.append(f"| corral {name} | failed | | | {failed[name]} |")
+        elif name in wall:
+            ratio = wall[name] / plain if plain else None
             shown = f"{ratio:.2f}x" if ratio is not None else ""
             verdict = "" if name in ("plain",) or name.startswith("bare") else (
                 "reached" if ratio is not None and ratio <= 1.3 else "**not reached**")
             who = name if name.startswith("bare") else f"corral {name}"
-            lines.append(f"| {who} | {median[name]:.2f} | {shown} | {verdict} |")
-    emit_block(lines, END, args.out)
-    return 0
+            used = f"{cpu[name]:.2f}" if name in cpu else "n/a"
+            lines.append(f"| {who} | {wall[name]:.2f} | {shown} | {used} | {verdict} |")
+    if plain and {"sandbox", "bare Popen", "bare Popen of bwrap"} <= cpu.keys():
+        launch = (cpu["bare Popen of bwrap"] - cpu["bare Popen"]) / args.n * 1000
+        floor = cpu["sandbox"] / cores
+        lines += ["", f"The CPU floor: {cores} cores cannot finish a run that needs C s of CPU "
+                  f"in less than C/{cores} s. One sandbox (bwrap with corral's view) costs "
+                  f"{launch:.1f} ms of CPU more than the bare process it wraps; the sandbox "
+                  f"runs needed {cpu['sandbox']:.2f} s of CPU against plain's "
+                  f"{cpu['plain']:.2f} s, so no scheduling finishes them in under "
+                  f"{floor:.2f} s = {floor / plain:.2f}x plain."]
+    return lines
 
 
 if __name__ == "__main__":
