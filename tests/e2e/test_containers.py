@@ -108,6 +108,45 @@ def test_build_failure_is_one_line_and_other_agents_still_build(
     assert "good: localhost/corral-ctbuild-good:" in got.stdout
 
 
+def _tags(engine: Engine, repo: str) -> list[str]:
+    out = subprocess.run(engine.argv("images", "--format", "{{.Repository}}:{{.Tag}}", repo),
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_a_new_build_removes_the_older_image_and_down_rmi_the_rest(
+        project: Project, podman_engine: Engine) -> None:
+    """Changed files make a new image; the agent's superseded one goes (no pile of images
+    per change), other agents' images stay, and `down --rmi` removes the fleet's own."""
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    repo = "localhost/corral-ctprune-app"
+    project.file("app/Containerfile", "FROM localhost/corral-base:bookworm\n"
+                                      "COPY hello.txt /hello.txt\n")
+    project.file("app/hello.txt", "one\n")
+    project.write("""
+        name: ctprune
+        agents:
+          app: {isolation: container, workdir: app, command: [cat, /hello.txt]}
+    """)
+    try:
+        project.corral("build", env=env)
+        first = _tags(podman_engine, repo)
+        assert len(first) == 1, first
+        project.file("app/hello.txt", "two\n")
+        rebuilt = project.corral("build", env=env)
+        second = _tags(podman_engine, repo)
+        assert len(second) == 1 and second != first, (first, second)
+        assert f"removed {first[0]}: superseded by {second[0]}" in rebuilt.stdout + \
+            rebuilt.stderr
+        down = project.corral("down", "--rmi", env=env)
+        assert f"removed podman image {second[0]}" in down.stdout, down.stdout
+        assert _tags(podman_engine, repo) == []
+        assert _exists(podman_engine, "image", "localhost/corral-base:bookworm")
+    finally:
+        for tag in _tags(podman_engine, repo):
+            subprocess.run(podman_engine.argv("rmi", "-f", tag), capture_output=True)
+
+
 def test_a_broken_container_agent_is_fatal_with_its_step_and_others_run(
         project: Project, podman_engine: Engine) -> None:
     project.file("bad/Containerfile", "FROM localhost/corral-python:bookworm\n"

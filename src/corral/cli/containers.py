@@ -97,13 +97,16 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
-def down(manifest_file: str | None, *, volumes: bool) -> list[str]:
+def down(manifest_file: str | None, *, volumes: bool, images: bool = False) -> list[str]:
     """Remove what is left of the project in every installed engine: containers (any state),
-    the project network, and with ``volumes`` its named volumes. Returns what was removed."""
+    the project network, with ``volumes`` its named volumes, with ``images`` the images built
+    for its agents. Returns what was removed."""
     from corral.containers import engine as engines
+    from corral.containers.build import remove_images, repository_for
     from corral.manifest.loader import load
 
-    name = load(project.manifest_path(manifest_file)).name
+    manifest = load(project.manifest_path(manifest_file))
+    name = manifest.name
     label = f"label=corral.project={name}"
 
     async def clean(eng: engines.Engine) -> list[str]:
@@ -122,6 +125,10 @@ def down(manifest_file: str | None, *, volumes: bool) -> list[str]:
             for vol in vols.out.decode().split():
                 if (await eng.run("volume", "rm", "-f", vol)).ok:
                     gone.append(f"{eng.name} volume {vol}")
+        if images:
+            for agent in manifest.agents:
+                for tag in await remove_images(eng, repository_for(name, agent)):
+                    gone.append(f"{eng.name} image {tag}")
         return gone
 
     async def every() -> list[str]:

@@ -113,12 +113,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _down_containers(args: argparse.Namespace) -> int:
-    """The project's container network (and, asked, volumes) outlive its instances."""
-    if not (args.volumes or _uses_containers(args.file)):
+    """The project's container network (and, asked, volumes and images) outlive its
+    instances."""
+    if not (args.volumes or args.rmi or _uses_containers(args.file)):
         return 0
     from corral.cli.containers import down
 
-    for what in down(args.file, volumes=args.volumes):
+    for what in down(args.file, volumes=args.volumes, images=args.rmi):
         print(f"removed {what}")
     return 0
 

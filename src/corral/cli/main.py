@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=300.0)
     s.add_argument("--volumes", action="store_true",
                    help="also remove the project's named container volumes")
+    s.add_argument("--rmi", action="store_true",
+                   help="also remove the images built for the project's container agents")
 
     s = sub.add_parser("build", help="build container agents' images (cached by content)")
     s.add_argument("agents", nargs="*", metavar="AGENT")

@@ -15,7 +15,9 @@ the wheels), so run-time files in the workdir (fifos, sockets) never reach the e
 
 The tag is ``localhost/corral-<project>-<agent>:<digest>``, the digest covering the
 Containerfile, every file of the context and the base image's id: an unchanged agent is not
-rebuilt, and ``corral build`` twice is a lookup. A failed build names the failing step.
+rebuilt, and ``corral build`` twice is a lookup. A failed build names the failing step. A new
+build removes the agent's older images (those no container uses), so changed requirements do
+not pile up images on the disk; ``corral down --rmi`` removes the rest.
 """
 
 from __future__ import annotations
@@ -142,8 +144,26 @@ def digest(r: Recipe, base_id: str = "") -> str:
 
 
 def tag_for(project: str, agent: str, key: str) -> str:
+    return f"{repository_for(project, agent)}:{key[:16]}"
+
+
+def repository_for(project: str, agent: str) -> str:
+    """Where an agent's built images go: one repository an agent, one tag a content digest."""
     name = re.sub(r"[^a-z0-9_.-]+", "-", f"corral-{project}-{agent}".lower()).strip("-.")
-    return f"localhost/{name}:{key[:16]}"
+    return f"localhost/{name}"
+
+
+def repository(tag: str) -> str:
+    return tag.rpartition(":")[0]
+
+
+async def remove_images(engine: Engine, repo: str, *, keep: str = "") -> list[str]:
+    """Remove the images of ``repo`` but ``keep``: a new build supersedes the agent's older
+    ones, ``corral down --rmi`` all of them. One a container still uses is left (the
+    engine refuses, and nothing is forced). Returns the tags removed."""
+    got = await engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", repo)
+    tags = [t for t in got.out.decode().split() if repository(t) == repo] if got.ok else []
+    return [t for t in tags if t != keep and (await engine.run("rmi", t)).ok]
 
 
 def containerfile(r: Recipe) -> str:
@@ -272,6 +292,9 @@ async def build(engine: Engine, r: Recipe, tag: str, *, staging_root: str,
             where = f" at {step}" if step else ""
             raise BuildError(f"image build failed{where}: {why}",
                              "fix that step (run `corral build` to see the whole log)")
+        for old in await remove_images(engine, repository(tag), keep=tag):
+            if progress is not None:
+                progress(f"removed {old}: superseded by {tag}")
         return tag
     finally:
         await asyncio.to_thread(shutil.rmtree, stage, True)
