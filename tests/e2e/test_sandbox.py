@@ -4,7 +4,9 @@ and nothing left behind. (tests/contract/test_bwrap_view.py proves each mount ru
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,68 @@ def test_probes_and_corral_exec_run_inside_the_sandbox(project: Project) -> None
             "start it first: corral up -d svc"], refused.stderr
     finally:
         project.corral("down", check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_shared_loopback_joins_only_the_agents_that_name_it(project: Project) -> None:
+    """`network: loopback:NAME`: the agents naming it reach each other on 127.0.0.1; an agent
+    with `network: none` and the host itself do not; the loopback outlives a member's
+    restart."""
+    port = _free_port()
+    knock = ("for i in $(seq {n}); do (exec 3<>/dev/tcp/127.0.0.1/" + str(port) + ") "
+             "2>/dev/null && {{ echo reached; exit 0; }}; sleep 0.1; done; echo unreachable")
+    project.write(f"""
+        name: boxloop
+        agents:
+          server:
+            isolation: sandbox
+            network: loopback:backend
+            command: ["{sys.executable}", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+          client:
+            class: compute
+            isolation: sandbox
+            network: loopback:backend
+            command: ["/bin/bash", "-c", "{knock.format(n=100)}"]
+          outsider:
+            class: compute
+            isolation: sandbox
+            network: none
+            command: ["/bin/bash", "-c", "{knock.format(n=20)}"]
+    """)
+    try:
+        project.corral("up", "-d")
+        rows = project.wait_for(lambda r: r["client.1"]["state"] == "exited"
+                                and r["outsider.1"]["state"] == "exited", timeout=60,
+                                what="both knocks to end")
+        assert [r["message"] for r in project.records("client")] == ["reached"]
+        assert [r["message"] for r in project.records("outsider")] == ["unreachable"]
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", port))  # nothing listens on the host's loopback
+        before = rows["server.1"]["pid"]
+        project.corral("restart", "server")
+        project.wait_for(lambda r: r["server.1"]["state"] == "running"
+                         and r["server.1"]["pid"] != before, what="the server back")
+        project.corral("restart", "client")
+        project.wait_for(lambda r: r["client.1"]["state"] == "exited"
+                         and len(project.records("client")) == 2, timeout=60,
+                         what="the second knock")
+        assert [r["message"] for r in project.records("client")] == ["reached", "reached"]
+        # a new daemon holds no namespace: it finds the group again in the running server
+        daemon, server = project.daemon_pid(), project.ps()["server.1"]["pid"]
+        assert daemon is not None
+        os.kill(daemon, signal.SIGKILL)
+        project.corral("up", "-d")
+        assert project.ps()["server.1"]["pid"] == server  # re-adopted, still in the group
+        project.corral("restart", "client")
+        project.wait_for(lambda r: r["client.1"]["state"] == "exited"
+                         and len(project.records("client")) == 3, timeout=60,
+                         what="the knock after a daemon restart")
+        assert [r["message"] for r in project.records("client")][-1] == "reached"
+    finally:
+        project.corral("down", check=False)
+    assert pids_with_marker(project.root) == []

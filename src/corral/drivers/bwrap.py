@@ -12,8 +12,9 @@ The view, in the order bwrap applies it (a later mount covers an earlier one):
 5. its secrets, read-only at ``/run/secrets``.
 
 It gets its own PID, IPC and UTS namespaces, and its own network namespace (only a loopback
-that nothing else shares) unless ``network: host``. No ``--die-with-parent``: agents must
-outlive a daemon that is killed, to be re-adopted by the next one.
+that nothing else shares) unless ``network: host``, or the one it was started in (``joined``:
+a loopback shared with chosen agents, see ``drivers.loopback``). No ``--die-with-parent``:
+agents must outlive a daemon that is killed, to be re-adopted by the next one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-NETWORKS = ("none", "host")
+# joined: the caller has put bwrap in a namespace already (a shared loopback's)
+NETWORKS = ("none", "host", "joined")
 
 
 @dataclass(frozen=True, slots=True)

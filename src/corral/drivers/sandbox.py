@@ -17,12 +17,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from typing import ClassVar
 
 from corral.drivers import bwrap
-from corral.drivers.base import Capabilities, DriverHealth, Output, Task
+from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
+from corral.drivers.loopback import Loopbacks
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
+from corral.manifest.spec import loopback_group
 
 FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
 SECRETS_IN_SANDBOX = "/run/secrets"
@@ -37,6 +40,9 @@ class SandboxDriver(VenvDriver):
     def __init__(self) -> None:
         super().__init__()
         self._bwrap: str | None = None
+        self._loopbacks = Loopbacks()
+        self._joining: dict[str, str] = {}  # instance -> the namespace nsenter joins
+        self._members: dict[str, tuple[str, int]] = {}  # instance -> (its group, bwrap pid)
 
     def _find_bwrap(self) -> str:
         if self._bwrap is None:
@@ -70,6 +76,33 @@ class SandboxDriver(VenvDriver):
         self._find_bwrap()
         await super().prepare(task, progress)
 
+    async def start(self, task: Task, output: Output) -> Handle:
+        name = loopback_group(task.spec.network)
+        if name is None:
+            return await super().start(task, output)
+        if os.geteuid() != 0:
+            raise DriverError(f"agents.{task.agent}: network: {task.spec.network} needs corral "
+                              "to run as root (joining a namespace takes CAP_SYS_ADMIN)",
+                              "run it as root, or use network: none")
+        group = f"{task.project}/{name}"
+        members = [pid for i, (g, pid) in self._members.items()
+                   if g == group and i in self._watches]
+        self._joining[task.instance] = await self._loopbacks.path(group, members,
+                                                                  self._find_bwrap())
+        try:
+            handle = await super().start(task, output)
+        finally:
+            del self._joining[task.instance]
+        if handle.pid is not None:
+            self._members[task.instance] = (group, handle.pid)
+        return replace(handle, data={**handle.data, "loopback": group})
+
+    async def recover(self, handle: Handle, output: Output) -> bool:
+        alive = await super().recover(handle, output)
+        if alive and handle.data.get("loopback") and handle.pid is not None:
+            self._members[handle.instance] = (handle.data["loopback"], handle.pid)
+        return alive
+
     def _hidden(self, task: Task, env: dict[str, str]) -> list[str]:
         state_dir = os.path.dirname(os.path.dirname(task.run_dir))  # STATE/run/INSTANCE
         hidden = [*bwrap.default_hidden(env), state_dir]
@@ -89,6 +122,7 @@ class SandboxDriver(VenvDriver):
         return env
 
     def argv(self, task: Task) -> list[str]:
+        joined = self._joining.get(task.instance)
         env = self.environment(task)
         hidden = self._hidden(task, env)
         command = list(task.spec.argv)
@@ -126,9 +160,16 @@ class SandboxDriver(VenvDriver):
             writable=(data_dir,) if data_dir else (),
             volumes=tuple(volumes),
             secrets_dir=task.env.get("CORRAL_SECRETS_DIR") or None,
-            network=task.spec.network or "none",
+            network="joined" if joined else "host" if task.spec.network == "host" else "none",
         )
-        return bwrap.argv(view, command, bwrap=self._find_bwrap())
+        argv = bwrap.argv(view, command, bwrap=self._find_bwrap())
+        if joined:
+            nsenter = shutil.which("nsenter")
+            if nsenter is None:
+                raise DriverError("nsenter (util-linux) is not installed: a shared loopback "
+                                  "needs it", "apt-get install util-linux")
+            argv = [nsenter, f"--net={joined}", "--", *argv]
+        return argv
 
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """Runs ``argv`` inside the live instance's sandbox (exec probes, ``corral exec``):

@@ -434,7 +434,9 @@ class Agent(Strict):
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
-    network: Literal["none", "host"] | None = None  # sandbox and stronger; default none there
+    # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the
+    # same NAME share one loopback (and no other network); compose's internal network
+    network: str | None = Field(default=None, json_schema_extra={"pattern": spec.NETWORK})
     volumes: Annotated[list[Volume], BeforeValidator(volume_entries)] = Field(default_factory=list)
     secrets: Annotated[list[SecretUse], BeforeValidator(_secret_uses)] = Field(
         default_factory=list)
@@ -455,11 +457,24 @@ class Agent(Strict):
                     raise ValueError(f"command cannot be split: {exc}") from None
         return value
 
+    @field_validator("network")
+    @classmethod
+    def _network_mode(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(spec.NETWORK, value):
+            raise ValueError(f"network {value!r} is not one of none, host, loopback:NAME (a "
+                             "loopback shared by the sandboxed agents naming it; NAME in "
+                             "lower case)")
+        return value
+
     @model_validator(mode="after")
     def _network_needs_a_namespace(self) -> Agent:
         if self.network is not None and self.isolation in ("process", "venv"):
             raise ValueError(f"network: {self.network} needs isolation: sandbox (or container, "
                              f"vm); a {self.isolation} agent shares the host's network")
+        if spec.loopback_group(self.network) is not None and self.isolation != "sandbox":
+            raise ValueError(f"network: {self.network} is for sandboxed agents; at the "
+                             f"{self.isolation} level use none or host (containers of a fleet "
+                             "share its project network already)")
         return self
 
     @property

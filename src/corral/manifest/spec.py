@@ -24,6 +24,9 @@ Condition = Literal["started", "healthy", "completed", "completed_successfully",
 ProbeAction = Literal["none", "restart", "stop", "kill"]
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
+NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
+LOOPBACK = "loopback:"
 PROBE_KINDS = ("exec", "http", "tcp", "log_line")
 
 
@@ -243,7 +246,7 @@ class Agent(Record):
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
-    network: Literal["none", "host"] | None = None
+    network: str | None = None
     volumes: list[Volume] = field(default_factory=list)
     secrets: list[SecretUse] = field(default_factory=list)
     needs: Needs = Needs()
@@ -283,6 +286,13 @@ class Manifest(Record):
 
 # YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
 ALIASES = {"class_": "class"}
+
+
+def loopback_group(network: str | None) -> str | None:
+    """The shared loopback a ``network: loopback:NAME`` agent joins; None for other modes."""
+    if network is not None and network.startswith(LOOPBACK):
+        return network[len(LOOPBACK):]
+    return None
 
 
 def instance_name(agent: str, index: int) -> str:
