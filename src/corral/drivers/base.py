@@ -167,3 +167,7 @@ class Driver(abc.ABC):
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
         return list(argv)
+
+    async def close(self) -> None:  # noqa: B027
+        """The supervisor is leaving: release what the driver itself holds (connections, a
+        helper service). Instances are not stopped here. Default: nothing."""

@@ -1,0 +1,204 @@
+"""The engine's REST API: Docker's, which Podman's service also speaks (its "compat" API),
+so one set of requests serves both. The one place Podman's own (libpod) API is used is a
+forced remove, where compat would first give a running container its 10 s stop timeout.
+
+A start is ``create`` then ``start`` (a few milliseconds of corral's own on top of what the
+engine does); ``wait`` and ``logs`` are long-lived requests, one connection each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from corral.containers import http
+from corral.containers.engine import Engine, EngineError
+from corral.containers.ops import LOOKUP, Feed, Found
+from corral.containers.runargs import RunSpec, api_body
+from corral.drivers.base import Stream
+
+V = "/v1.41"  # Docker 20.10's API: both engines here serve it (Docker >= 20.10, Podman >= 3)
+LIBPOD = "/v4.0.0/libpod"
+_STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _message(body: Any, status: int) -> str:
+    """The engine's own words: Docker's ``message``, Podman's ``message`` (its ``cause`` is
+    a shorter form of the same)."""
+    if isinstance(body, dict):
+        text = body.get("message") or body.get("cause")
+        if text:
+            return str(text).strip().splitlines()[-1]
+    return f"HTTP {status}"
+
+
+class ApiOps:
+    via = "api"
+
+    def __init__(self, engine: Engine, socket: str) -> None:
+        self.engine = engine
+        self.socket = socket
+
+    async def _call(self, method: str, target: str, body: Any = None) -> tuple[int, Any]:
+        try:
+            return await http.request(self.socket, method, target, body)
+        except http.HttpError as exc:
+            raise EngineError(f"{self.engine.name} API at {self.socket}: {exc}",
+                              "run `corral doctor`") from None
+
+    async def _ok(self, method: str, target: str, body: Any = None, *, what: str,
+                  fix: str = "run `corral doctor`", accept: tuple[int, ...] = ()) -> Any:
+        status, reply = await self._call(method, target, body)
+        if status >= 300 and status not in accept:
+            raise EngineError(f"{what}: {self.engine.name} says: {_message(reply, status)}",
+                              fix)
+        return reply
+
+    async def ping(self) -> bool:
+        try:
+            status, _ = await http.request(self.socket, "GET", "/_ping")
+        except http.HttpError:
+            return False
+        return status == 200
+
+    async def image_exists(self, ref: str) -> bool:
+        status, _ = await self._call("GET", f"{V}/images/{_q(ref)}/json")
+        return status == 200
+
+    async def containers(self, labels: Mapping[str, str]) -> list[Found]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        rows = await self._ok("GET", f"{V}/containers/json?all=1&filters={_q(filters)}",
+                              what="listing containers failed")
+        found = []
+        for row in rows or []:
+            names = row.get("Names") or [""]
+            found.append(Found(row["Id"], names[0].lstrip("/"), str(row.get("State", "")),
+                               row.get("Labels") or {}))
+        return found
+
+    async def ensure_network(self, name: str, project: str) -> None:
+        status, _ = await self._call("GET", f"{V}/networks/{_q(name)}")
+        if status == 200:
+            return
+        # The CLI makes it: Podman's compat create differs from its own in details (DNS on
+        # the network) that agents reaching each other by name rely on; once per fleet.
+        from corral.containers.ops import CliOps
+
+        await CliOps(self.engine).ensure_network(name, project)
+
+    async def ensure_volume(self, name: str, project: str) -> None:
+        status, _ = await self._call("GET", f"{V}/volumes/{_q(name)}")
+        if status == 200:
+            return
+        status, reply = await self._call("POST", f"{V}/volumes/create", {
+            "Name": name, "Labels": {"corral.project": project}})
+        if status >= 300 and "exists" not in _message(reply, status):
+            raise EngineError(f"cannot create volume {name}: {self.engine.name} says: "
+                              f"{_message(reply, status)}", "run `corral doctor`")
+
+    async def command_missing(self, image: str, exe: str) -> bool:
+        reply = await self._ok("POST", f"{V}/containers/create", {
+            "Image": image, "Entrypoint": ["/bin/sh"], "Cmd": ["-c", LOOKUP, exe],
+            "Labels": {"corral.lookup": exe}, "HostConfig": {"NetworkMode": "none"}},
+            what=f"looking up {exe} in {image}")
+        cid = reply["Id"]
+        try:
+            await self._ok("POST", f"{V}/containers/{cid}/start", what="the lookup",
+                           accept=(304,))
+            return await self.wait(cid) == 42
+        finally:
+            await self.remove(cid)
+
+    async def run(self, spec: RunSpec, *, cwd: str) -> str:
+        """Create and start; on a refusal nothing is left behind and the engine's message is
+        the error. (``cwd`` is the CLI's: a service's conmon has the service's.)"""
+        status, reply = await self._call("POST", f"{V}/containers/create?name={_q(spec.name)}",
+                                         api_body(spec))
+        if status >= 300:
+            raise EngineError(_message(reply, status), "")
+        cid = str(reply["Id"])
+        status, reply = await self._call("POST", f"{V}/containers/{cid}/start")
+        if status >= 300 and status != 304:
+            await self.remove(cid)
+            raise EngineError(_message(reply, status), "")
+        return cid
+
+    async def state(self, container: str) -> dict[str, Any] | None:
+        status, reply = await self._call("GET", f"{V}/containers/{_q(container)}/json")
+        if status != 200 or not isinstance(reply, dict):
+            return None
+        state = reply.get("State")
+        return state if isinstance(state, dict) else None
+
+    async def wait(self, container: str) -> int | None:
+        status, reply = await self._call("POST", f"{V}/containers/{_q(container)}/wait")
+        if status != 200 or not isinstance(reply, dict):
+            return None
+        code = reply.get("StatusCode")
+        return int(code) if isinstance(code, int) else None
+
+    async def kill(self, container: str, signal: str) -> None:
+        await self._call("POST", f"{V}/containers/{_q(container)}/kill?signal={signal}")
+
+    async def remove(self, container: str) -> None:
+        """Force-remove at once: whatever it runs has had its grace period (or never ran)."""
+        if self.engine.name == "podman":
+            target = f"{LIBPOD}/containers/{_q(container)}?force=true&timeout=0"
+        else:
+            target = f"{V}/containers/{_q(container)}?force=1"
+        await self._call("DELETE", target)
+
+    def logs(self, container: str) -> ApiLogs:
+        return ApiLogs(self.socket, container)
+
+
+class ApiLogs:
+    """``GET /containers/ID/logs?follow``: one stream, stdout and stderr framed apart (an
+    8-byte header per frame: the stream, three zero bytes, the length)."""
+
+    def __init__(self, socket: str, container: str) -> None:
+        self.socket = socket
+        self.container = container
+        self._reply: http.Response | None = None
+        self._cancelled = False
+
+    async def pump(self, feed: Feed) -> None:
+        target = f"{V}/containers/{_q(self.container)}/logs?follow=1&stdout=1&stderr=1"
+        try:
+            reply = await http.open_request(self.socket, "GET", target)
+        except http.HttpError:
+            return
+        self._reply = reply
+        try:
+            if reply.status != 200 or self._cancelled:
+                return
+            buf = bytearray()
+            async for data in reply.chunks():
+                buf += data
+                at = 0
+                while len(buf) - at >= 8:
+                    size = int.from_bytes(buf[at + 4:at + 8], "big")
+                    if len(buf) - at < 8 + size:
+                        break
+                    stream = _STREAMS.get(buf[at])
+                    if stream is not None and size:
+                        feed(stream, bytes(buf[at + 8:at + 8 + size]))
+                    at += 8 + size
+                del buf[:at]
+        except (http.HttpError, asyncio.IncompleteReadError, OSError):
+            pass  # the engine went away, or cancel: what was read is handed on
+        finally:
+            await reply.aclose()
+
+    def cancel(self) -> None:
+        """End the stream: its connection closes, ``pump`` returns."""
+        self._cancelled = True
+        if self._reply is not None:
+            self._reply.close()
