@@ -12,7 +12,6 @@ import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from corral.containers import http
 from corral.containers.engine import Engine, EngineError
@@ -25,8 +24,13 @@ LIBPOD = "/v4.0.0/libpod"
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 
 
-def _q(name: str) -> str:
-    return quote(name, safe="")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def _q(text: str) -> str:
+    """Percent-encoded for a path segment or a query value (``urllib.parse`` stays out of
+    the daemon: it is one of the modules its memory test keeps out)."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode())
 
 
 def _message(body: Any, status: int) -> str:

@@ -51,8 +51,12 @@ class Response:
                     while (await r.readline()) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return
-                data = await r.readexactly(size)
-                await r.readexactly(2)  # CRLF after the chunk
+                try:
+                    data = await r.readexactly(size)
+                    await r.readexactly(2)  # CRLF after the chunk
+                except asyncio.IncompleteReadError:
+                    raise HttpError("the engine closed the connection within a chunked body"
+                                    ) from None
                 yield data
         elif "content-length" in self.headers:
             left = int(self.headers["content-length"])
@@ -99,6 +103,12 @@ async def open_request(socket_path: str, method: str, target: str, body: Any = N
         status, headers = await _read_head(reader)
         while 100 <= status < 200:  # an interim reply; the real one follows
             status, headers = await _read_head(reader)
+    except HttpError:
+        writer.close()
+        raise
+    except OSError as exc:  # reset by the engine before its reply
+        writer.close()
+        raise HttpError(f"the engine broke the connection: {exc}") from None
     except BaseException:
         writer.close()
         raise
@@ -132,8 +142,10 @@ async def request(socket_path: str, method: str, target: str, body: Any = None,
     reply = await open_request(socket_path, method, target, body)
     try:
         raw = await reply.read()
-    except asyncio.IncompleteReadError as exc:
-        raise HttpError(f"the engine closed the connection: {exc}") from None
+    except HttpError:
+        raise
+    except OSError as exc:  # reset by the engine mid-reply
+        raise HttpError(f"the engine broke the connection: {exc}") from None
     finally:
         await reply.aclose()
     if not raw.strip():
