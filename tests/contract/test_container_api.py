@@ -23,7 +23,9 @@ from corral.containers.engine import Engine, EngineError
 from corral.containers.ops import Ops
 from corral.containers.runargs import RunSpec
 from corral.drivers.container import ContainerDriver
+from corral.errors import DriverError
 from tests.contract.test_container import ENGINES, make_task, run, run_to_end
+from tests.contract.test_driver_contract import Collect
 
 IMAGE = "localhost/corral-base:bookworm"
 # a partial line, a line, stderr between, and an exit code: what a follow must keep exact
@@ -99,9 +101,15 @@ def test_the_engine_refusing_is_its_own_message(engine: Engine, fresh_choice: No
             await ops.run(spec, cwd="/tmp")
         assert not await ops.image_exists("localhost/no-such-image:1")
         assert await ops.image_exists(IMAGE)
-        assert await ops.command_missing(IMAGE, "no-such-command-here")
-        assert not await ops.command_missing(IMAGE, "sleep")
-        assert await ops.containers({"corral.lookup": "sleep"}) == []  # lookups leave nothing
+        await ops.remove("corral-apitest-lookup")
+        cid = await ops.run(_spec("corral-apitest-lookup", "sleep", "30"), cwd="/tmp")
+        try:
+            for exe, missing in (("no-such-command-here", True), ("sleep", False),
+                                 ("/bin/sleep", False), ("/etc/passwd", True), ("/usr", True),
+                                 ("sh", False)):
+                assert await ops.command_missing(IMAGE, exe, cid) is missing, exe
+        finally:
+            await ops.remove(cid)
 
     run(go())
 
@@ -119,6 +127,31 @@ def test_the_driver_works_on_the_cli_fallback(engine: Engine, tmp_path: Path, fr
         driver = ContainerDriver(engine)
         assert (await driver.ops(engine)).via == "cli"
         assert await run_to_end(driver, task) == (4, "hi there\n", "")
+
+    run(go())
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_a_command_missing_from_the_image_is_a_clear_start_error(
+        engine: Engine, via: str, tmp_path: Path, fresh_choice: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As at every other level, not the init's exit 127 after a successful start; and the
+    found command is not looked up again."""
+    monkeypatch.setenv("CORRAL_CONTAINER_API", "auto" if via == "api" else "cli")
+
+    async def go() -> None:
+        driver = ContainerDriver(engine)
+        task = make_task(tmp_path, {"command": ["no-such-command-here"], "network": "none"},
+                         container={"image": IMAGE})
+        with pytest.raises(DriverError, match=r"agents\.a: command not found: "
+                                              r"no-such-command-here \(in image "):
+            await driver.start(task, Collect())
+        labels = {"corral.project": "ct", "corral.instance": task.instance}
+        assert await (await driver.ops(engine)).containers(labels) == []
+        ok = make_task(tmp_path, {"command": ["sh", "-c", "echo ran"], "network": "none"},
+                       container={"image": IMAGE})
+        assert await run_to_end(driver, ok) == (0, "ran\n", "")
+        assert (engine.name, IMAGE, "sh") in driver._commands
 
     run(go())
 

@@ -9,18 +9,21 @@ engine does); ``wait`` and ``logs`` are long-lived requests, one connection each
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from corral.containers import http
 from corral.containers.engine import Engine, EngineError
-from corral.containers.ops import LOOKUP, Feed, Found
+from corral.containers.ops import Feed, Found
 from corral.containers.runargs import RunSpec, api_body
 from corral.drivers.base import Stream
 
 V = "/v1.41"  # Docker 20.10's API: both engines here serve it (Docker >= 20.10, Podman >= 3)
 LIBPOD = "/v4.0.0/libpod"
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # the engines'
+_MODE_DIR, _MODE_SYMLINK = 1 << 31, 1 << 27  # Go's os.FileMode type bits, as stat reports
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 
 
@@ -45,6 +48,7 @@ def _message(body: Any, status: int) -> str:
 
 class ApiOps:
     via = "api"
+    looks_in_container = True  # the command lookup reads the created container's files
 
     def __init__(self, engine: Engine, socket: str) -> None:
         self.engine = engine
@@ -107,18 +111,50 @@ class ApiOps:
             raise EngineError(f"cannot create volume {name}: {self.engine.name} says: "
                               f"{_message(reply, status)}", "run `corral doctor`")
 
-    async def command_missing(self, image: str, exe: str) -> bool:
-        reply = await self._ok("POST", f"{V}/containers/create", {
-            "Image": image, "Entrypoint": ["/bin/sh"], "Cmd": ["-c", LOOKUP, exe],
-            "Labels": {"corral.lookup": exe}, "HostConfig": {"NetworkMode": "none"}},
-            what=f"looking up {exe} in {image}")
-        cid = reply["Id"]
+    async def command_missing(self, image: str, exe: str, container: str | None = None) -> bool:
+        """Whether ``exe`` is absent from ``container``'s file system (created, running or
+        exited: the engine reads its root either way), looked up on its ``PATH`` as a shell
+        would: one ``HEAD .../archive`` per candidate, all at once. No container is run for
+        it. Not knowing (no container given, the engine cannot tell) is not missing."""
+        if container is None:
+            return False
+        status, info = await self._call("GET", f"{V}/containers/{_q(container)}/json")
+        if status != 200 or not isinstance(info, dict):
+            return False
+        config = info.get("Config") or {}
+        env = dict(e.partition("=")[::2] for e in config.get("Env") or [])
+        if "/" in exe:
+            workdir = config.get("WorkingDir") or "/"
+            paths = [exe if exe.startswith("/") else f"{workdir.rstrip('/')}/{exe}"]
+        else:
+            search = env.get("PATH") or _DEFAULT_PATH
+            paths = [f"{d.rstrip('/')}/{exe}" for d in search.split(":") if d.startswith("/")]
+        found = await asyncio.gather(*(self._runnable(container, p) for p in paths))
+        return all(f is False for f in found)
+
+    async def _runnable(self, container: str, path: str) -> bool | None:
+        """True: a file that can run; False: nothing runnable there; None: cannot tell."""
         try:
-            await self._ok("POST", f"{V}/containers/{cid}/start", what="the lookup",
-                           accept=(304,))
-            return await self.wait(cid) == 42
-        finally:
-            await self.remove(cid)
+            reply = await http.open_request(
+                self.socket, "HEAD", f"{V}/containers/{_q(container)}/archive?path={_q(path)}")
+        except http.HttpError:
+            return None
+        await reply.aclose()
+        if reply.status == 404:
+            return False
+        if reply.status != 200:
+            return None
+        try:
+            stat = json.loads(base64.b64decode(
+                reply.headers.get("x-docker-container-path-stat", "")))
+            mode = int(stat.get("mode", 0))
+        except (ValueError, TypeError, AttributeError):
+            return None
+        if stat.get("isDir") or mode & _MODE_DIR:
+            return False
+        # Docker reports a symlink itself (taken as runnable: the start tells if it dangles);
+        # Podman what it points to
+        return bool(mode & 0o111 or mode & _MODE_SYMLINK)
 
     async def run(self, spec: RunSpec, *, cwd: str) -> str:
         """Create and start; on a refusal nothing is left behind and the engine's message is

@@ -58,7 +58,12 @@ class Ops(Protocol):
 
     async def ensure_volume(self, name: str, project: str) -> None: ...
 
-    async def command_missing(self, image: str, exe: str) -> bool: ...
+    # True: ``command_missing`` reads a created container (give it one); False: it runs one
+    # of its own from the image, at any time
+    looks_in_container: bool
+
+    async def command_missing(self, image: str, exe: str,
+                              container: str | None = None) -> bool: ...
 
     async def run(self, spec: RunSpec, *, cwd: str) -> str: ...
 
@@ -81,6 +86,7 @@ class CliOps:
     """The engine's command line, a process per operation."""
 
     via = "cli"
+    looks_in_container = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -128,7 +134,9 @@ class CliOps:
         if not got.ok and "exists" not in got.error_line():
             raise _refused(eng, f"cannot create volume {name}", "run `corral doctor`", got)
 
-    async def command_missing(self, image: str, exe: str) -> bool:
+    async def command_missing(self, image: str, exe: str,
+                              container: str | None = None) -> bool:
+        """A throwaway ``run --rm`` asking the image's shell (``container`` is not needed)."""
         got = await self.engine.run("run", "--rm", "--network", "none", "--entrypoint",
                                     "/bin/sh", image, "-c", LOOKUP, exe)
         return got.code == _MISSING

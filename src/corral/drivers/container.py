@@ -236,9 +236,13 @@ class ContainerDriver(Driver):
         for stale in (cursor_path, os.path.join(task.run_dir, "oom")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)  # a fresh container: its log starts empty, no OOM yet
-        lookup = None
-        if (eng.name, image, task.spec.argv[0]) not in self._commands:
-            lookup = asyncio.ensure_future(self._command_missing(ops, image, task))
+        # the command lookup, first start of an image and command only: the API reads the
+        # created container's files (a few ms, after its start: its root is mounted then);
+        # the CLI runs a throwaway container, alongside this one's start
+        lookup: asyncio.Future[bool] | None = None
+        unknown = (eng.name, image, task.spec.argv[0]) not in self._commands
+        if unknown and not ops.looks_in_container:
+            lookup = asyncio.ensure_future(self._command_missing(ops, image, task, None))
         try:
             cid = await ops.run(spec, cwd=task.run_dir)
         except engines.EngineError as exc:
@@ -248,7 +252,8 @@ class ContainerDriver(Driver):
             raise DriverError(f"agents.{task.agent}: {eng.name} could not start the container: "
                               f"{exc.problem}", "fix the agent's command or container block; "
                               "`corral doctor` checks the engine") from None
-        if lookup is not None and await lookup:
+        if unknown and (await lookup if lookup is not None
+                        else await self._command_missing(ops, image, task, cid)):
             await ops.remove(cid)
             exe = task.spec.argv[0]
             raise DriverError(f"agents.{task.agent}: command not found: {exe} (in image {image})",
@@ -281,14 +286,15 @@ class ContainerDriver(Driver):
                 raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
             self._volumes.add((ops.engine.name, name))
 
-    async def _command_missing(self, ops: Ops, image: str, task: Task) -> bool:
+    async def _command_missing(self, ops: Ops, image: str, task: Task,
+                               container: str | None) -> bool:
         """With an init, a missing command is only the init's exit 127 after a successful
         start: look it up in the image too (once per image and command), so it is the same
         clear start error as at every other level. Not knowing (no shell in the image, an
         engine error) is not missing: the start will tell."""
         exe = task.spec.argv[0]
         try:
-            missing = await ops.command_missing(image, exe)
+            missing = await ops.command_missing(image, exe, container)
         except CorralError:
             missing = False
         if not missing:
