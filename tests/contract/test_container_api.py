@@ -184,8 +184,11 @@ def test_podman_service_is_started_once_reused_and_stopped(podman_engine: Engine
     service.close_all()
 
     async def go() -> None:
-        first = await engine_ops.for_engine(podman_engine)
-        sockets = {getattr(first, "socket", None)}
+        # many instances starting at once ask at once: one service, and each caller can use
+        # it the moment it is handed over
+        many = await asyncio.gather(*(engine_ops.for_engine(podman_engine) for _ in range(5)))
+        assert all([await o.image_exists(IMAGE) for o in many])
+        sockets = {getattr(o, "socket", None) for o in many}
         task = make_task(tmp_path, {"command": ["sleep", "0.1"], "network": "none"},
                          container={"image": IMAGE})
         for _ in range(2):  # two drivers, as tests and `corral build` + the daemon make

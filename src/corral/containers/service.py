@@ -105,12 +105,12 @@ class PodmanService:
         base = os.path.join(tempfile.gettempdir(), f"corral-{os.getuid()}")
         os.makedirs(base, mode=0o700, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="podman-", dir=base)
-        self.socket = os.path.join(self.dir, "podman.sock")
+        sock = os.path.join(self.dir, "podman.sock")
         self.log = os.path.join(self.dir, "service.log")
         with open(self.log, "ab") as log:
             # cwd: where its conmons drop their "oom" files; the dir goes with the service
             self.proc = subprocess.Popen(
-                [self.binary, "system", "service", "--time=0", f"unix://{self.socket}"],
+                [self.binary, "system", "service", "--time=0", f"unix://{sock}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir,
                 close_fds=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + _START_TIMEOUT
@@ -118,8 +118,9 @@ class PodmanService:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if await _answers(self.socket):
-                return self.socket
+            if await _answers(sock):
+                self.socket = sock  # only now: a caller given it can connect at once
+                return sock
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
         print(f"corral: podman system service did not answer: {_tail(self.log)}; using the "
