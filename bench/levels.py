@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import shlex
 import shutil
 import statistics
@@ -189,6 +190,7 @@ def main() -> int:
     args = ap.parse_args()
     podman, qemu_bin = shutil.which("podman"), shutil.which("qemu-system-x86_64")
     started = datetime.datetime.now(datetime.UTC)
+    load_before = os.getloadavg()[0]
     asyncio.run(_probe_kvm())
     got: dict[str, list[float]] = {}
     for run in range(args.runs):
@@ -205,11 +207,13 @@ def main() -> int:
         print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in got.items()),
               file=sys.stderr)
     med = {k: statistics.median(v) for k, v in got.items()}
+    load = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores"
     command = "python bench/levels.py " + shlex.join(sys.argv[1:])
     lines = [BEGIN, "## Container and vm levels: corral over the engine itself", "",
              f"Produced by `{command}` on {started:%Y-%m-%d %H:%M} UTC, median of "
-             f"{args.runs} interleaved runs. Bars: a container agent running within 1.2x of "
-             "`podman run -d`; a one-shot vm agent done within 1.2x of bare QEMU.", "",
+             f"{args.runs} interleaved runs (1-minute load average {load}). Bars: a container "
+             "agent running within 1.2x of `podman run -d`; a one-shot vm agent done within "
+             "1.2x of bare QEMU.", "",
              "| what | s | vs the engine | bar |", "|---|---:|---:|---|"]
     rows = ((PODMAN, None, True), (WARM, PODMAN, True), (WARM_PS, PODMAN, False),
             (COLD, PODMAN, False), (API, PODMAN, False), (OWN, None, False),
