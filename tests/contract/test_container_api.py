@@ -156,6 +156,32 @@ def test_a_command_missing_from_the_image_is_a_clear_start_error(
     run(go())
 
 
+def test_a_stop_is_prompt_and_keeps_the_last_words(engine: Engine, tmp_path: Path) -> None:
+    """The exit is asked for more often once the signal is sent, and the log's rest is read
+    in one go rather than waiting for the engine to end its follow (Podman polls for that):
+    a stop takes a fraction of a second, and what the agent printed on its way out is kept."""
+    script = "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.05; done"
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["sh", "-c", script], "network": "none"},
+                         container={"image": IMAGE})
+        driver, out = ContainerDriver(engine), Collect()
+        handle = await driver.start(task, out)
+        for _ in range(100):
+            if "up" in out.text():
+                break
+            await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await driver.stop(handle, sig=signal.SIGTERM, timeout=10)
+        result = await driver.wait(handle)
+        assert loop.time() - began < 1.0
+        assert (result.code, out.text()) == (0, "up\nbye\n")
+        assert out.closed == {"stdout", "stderr"}
+
+    run(go())
+
+
 # --- Podman's service -------------------------------------------------------------------------
 
 

@@ -177,7 +177,16 @@ class ApiOps:
         state = reply.get("State")
         return state if isinstance(state, dict) else None
 
-    async def wait(self, container: str) -> int | None:
+    async def wait(self, container: str, *, poll: float | None = None) -> int | None:
+        """The exit code, once it exited. Docker's daemon answers on the exit event; Podman's
+        service polls the container (every 250 ms, or ``poll`` seconds: its own endpoint
+        takes an interval, the compat one does not)."""
+        if self.engine.name == "podman":
+            every = f"&interval={round(poll * 1000)}ms" if poll else ""
+            status, reply = await self._call(
+                "POST", f"{LIBPOD}/containers/{_q(container)}/wait"
+                        f"?condition=stopped&condition=exited{every}")
+            return reply if status == 200 and isinstance(reply, int) else None
         status, reply = await self._call("POST", f"{V}/containers/{_q(container)}/wait")
         if status != 200 or not isinstance(reply, dict):
             return None
@@ -195,27 +204,36 @@ class ApiOps:
             target = f"{V}/containers/{_q(container)}?force=1"
         await self._call("DELETE", target)
 
-    def logs(self, container: str) -> ApiLogs:
-        return ApiLogs(self.socket, container)
+    def logs(self, container: str, *, follow: bool = True) -> ApiLogs:
+        return ApiLogs(self.socket, container, follow)
 
 
 class ApiLogs:
-    """``GET /containers/ID/logs?follow``: one stream, stdout and stderr framed apart (an
+    """``GET /containers/ID/logs[?follow]``: one stream, stdout and stderr framed apart (an
     8-byte header per frame: the stream, three zero bytes, the length)."""
 
-    def __init__(self, socket: str, container: str) -> None:
+    def __init__(self, socket: str, container: str, follow: bool) -> None:
         self.socket = socket
         self.container = container
+        self.follow = follow
         self._reply: http.Response | None = None
+        self._opening: asyncio.Future[http.Response] | None = None
         self._cancelled = False
 
     async def pump(self, feed: Feed) -> None:
-        target = f"{V}/containers/{_q(self.container)}/logs?follow=1&stdout=1&stderr=1"
+        target = (f"{V}/containers/{_q(self.container)}/logs?follow={int(self.follow)}"
+                  "&stdout=1&stderr=1")
+        # the head may come only with the first output (Podman): ``cancel`` must not wait
+        opening = self._opening = asyncio.ensure_future(
+            http.open_request(self.socket, "GET", target))
         try:
-            reply = await http.open_request(self.socket, "GET", target)
-        except http.HttpError:
+            await asyncio.wait({opening})
+        except BaseException:
+            opening.cancel()
+            raise
+        if opening.cancelled() or opening.exception() is not None:
             return
-        self._reply = reply
+        reply = self._reply = opening.result()
         try:
             if reply.status != 200 or self._cancelled:
                 return
@@ -240,5 +258,7 @@ class ApiLogs:
     def cancel(self) -> None:
         """End the stream: its connection closes, ``pump`` returns."""
         self._cancelled = True
+        if self._opening is not None:
+            self._opening.cancel()
         if self._reply is not None:
             self._reply.close()

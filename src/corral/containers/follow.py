@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from corral.containers.ops import LogStream
@@ -49,10 +50,13 @@ class Follower:
     handed on already. ``start`` returns at once: the log is the engine's, so attaching a
     moment after the container started loses nothing."""
 
-    def __init__(self, logs: LogStream, output: Output, cursor: Cursor) -> None:
+    def __init__(self, logs: LogStream, output: Output, cursor: Cursor,
+                 rest: Callable[[], LogStream] | None = None) -> None:
         self.logs = logs
         self.output = output
         self.cursor = cursor
+        self._rest = rest  # the whole log, not followed: what ``finish`` may read instead
+        self._then: LogStream | None = None
         self._skip = dict(cursor.last)  # handed on before the supervisor went away
         self.done: asyncio.Future[Any] | None = None
 
@@ -62,6 +66,9 @@ class Follower:
     async def _run(self) -> None:
         try:
             await self.logs.pump(self._feed)
+            if self._then is not None:  # the rest, past what was handed on
+                self._skip = dict(self.cursor.last)
+                await self._then.pump(self._feed)
         finally:
             self.output.eof("stdout")
             self.output.eof("stderr")
@@ -77,10 +84,20 @@ class Follower:
         self.cursor.last[stream] += len(chunk)
         self.cursor.save()
 
-    async def finish(self, timeout: float = 5.0) -> None:
-        """Wait for the engine to end the stream (it does once the container stopped)."""
+    async def finish(self, timeout: float = 5.0, *, quick: float | None = None) -> None:
+        """Wait for the engine to end the stream (it does once the container stopped). With
+        ``quick``: the container has exited, so its log is complete; if the follow has not
+        ended within ``quick`` seconds (Podman notices an exit only at its next poll, up
+        to ~0.5 s), it is dropped and the rest of the log read in one go."""
         if self.done is None:
             return
+        if quick is not None and self._rest is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.done), quick)
+                return
+            except TimeoutError:
+                self._then = self._rest()
+                self.logs.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(self.done), timeout)
         except TimeoutError:
@@ -89,4 +106,7 @@ class Follower:
                 await self.done
 
     def cancel(self) -> None:
+        self._rest = None
+        if self._then is not None:
+            self._then.cancel()
         self.logs.cancel()

@@ -69,13 +69,13 @@ class Ops(Protocol):
 
     async def state(self, container: str) -> dict[str, Any] | None: ...
 
-    async def wait(self, container: str) -> int | None: ...
+    async def wait(self, container: str, *, poll: float | None = None) -> int | None: ...
 
     async def kill(self, container: str, signal: str) -> None: ...
 
     async def remove(self, container: str) -> None: ...
 
-    def logs(self, container: str) -> LogStream: ...
+    def logs(self, container: str, *, follow: bool = True) -> LogStream: ...
 
 
 def _refused(eng: Engine, what: str, fix: str, got: Result) -> EngineError:
@@ -155,8 +155,10 @@ class CliOps:
         got = await self.engine.json("inspect", "--format", "{{json .State}}", container)
         return got if isinstance(got, dict) else None
 
-    async def wait(self, container: str) -> int | None:
-        got = await self.engine.run("wait", container)
+    async def wait(self, container: str, *, poll: float | None = None) -> int | None:
+        every = ["--interval", f"{round(poll * 1000)}ms"] if poll and self.engine.name == \
+            "podman" else []
+        got = await self.engine.run("wait", *every, container)
         try:
             return int(got.out.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -168,8 +170,8 @@ class CliOps:
     async def remove(self, container: str) -> None:
         await self.engine.remove(container)
 
-    def logs(self, container: str) -> LogStream:
-        return _CliLogs(self.engine, container)
+    def logs(self, container: str, *, follow: bool = True) -> LogStream:
+        return _CliLogs(self.engine, container, follow)
 
 
 def _docker_labels(text: str) -> dict[str, str]:
@@ -183,11 +185,12 @@ def _docker_labels(text: str) -> dict[str, str]:
 
 
 class _CliLogs:
-    """``logs -f``: the engine keeps stdout and stderr apart on its own two pipes."""
+    """``logs [-f]``: the engine keeps stdout and stderr apart on its own two pipes."""
 
-    def __init__(self, engine: Engine, container: str) -> None:
+    def __init__(self, engine: Engine, container: str, follow: bool) -> None:
         self.engine = engine
         self.container = container
+        self.follow = follow
         self._proc: asyncio.subprocess.Process | None = None
         self._cancelled = False
 
@@ -195,7 +198,8 @@ class _CliLogs:
         if self._cancelled:
             return
         self._proc = proc = await asyncio.create_subprocess_exec(
-            *self.engine.argv("logs", "-f", self.container), stdin=asyncio.subprocess.DEVNULL,
+            *self.engine.argv("logs", *(["-f"] if self.follow else []), self.container),
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
 

@@ -32,6 +32,7 @@ import contextlib
 import os
 import signal as _signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -56,15 +57,20 @@ from corral.drivers.base import (
 )
 from corral.errors import CorralError, DriverError
 
+# How often Podman is asked whether a container being stopped has exited yet (its default
+# 250 ms stays for the long waits of running containers: hundreds of them poll at once).
+_STOPPING_POLL = 0.01
+
 
 class _Watch:
-    __slots__ = ("exit", "follower", "oom", "waiter")
+    __slots__ = ("exit", "follower", "hurry", "oom", "waiter")
 
     def __init__(self, exit: asyncio.Future[ExitResult], follower: Follower) -> None:
         self.exit = exit
         self.follower = follower
         self.oom = OomWatch()
         self.waiter: asyncio.Task[None] | None = None
+        self.hurry = asyncio.Event()  # a stop was sent: the exit is due, ask more often
 
 
 class ContainerDriver(Driver):
@@ -269,7 +275,8 @@ class ContainerDriver(Driver):
 
     async def _attach(self, ops: Ops, handle: Handle, output: Output) -> None:
         cid = handle.data["container"]
-        follower = Follower(ops.logs(cid), output, Cursor(handle.data["cursor"]))
+        follower = Follower(ops.logs(cid), output, Cursor(handle.data["cursor"]),
+                            rest=lambda: ops.logs(cid, follow=False))
         watch = _Watch(asyncio.get_running_loop().create_future(), follower)
         await follower.start()
         state = await ops.state(cid)
@@ -283,8 +290,8 @@ class ContainerDriver(Driver):
     async def _wait_exit(self, eng: engines.Engine, handle: Handle, watch: _Watch) -> None:
         cid = handle.data["container"]
         try:
-            code, state = await self._exit_of(eng, cid)
-            await watch.follower.finish()
+            code, state = await self._exit_of(eng, cid, watch.hurry)
+            await watch.follower.finish(quick=0.05)
             watch.oom.settle()
             marker = os.path.join(os.path.dirname(handle.data["cursor"]), "oom")
             oom = watch.oom.killed or os.path.exists(marker)
@@ -298,13 +305,14 @@ class ContainerDriver(Driver):
         if not watch.exit.done():
             watch.exit.set_result(result)
 
-    async def _exit_of(self, eng: engines.Engine, cid: str) -> tuple[int | None, dict[str, Any]]:
+    async def _exit_of(self, eng: engines.Engine, cid: str,
+                       hurry: asyncio.Event) -> tuple[int | None, dict[str, Any]]:
         """The engine's ``wait``, then its final state. A wait cut off by the API going away
         (its service restarted) is asked again while the container still exists."""
         for attempt in range(3):
             ops = await self.ops(eng)
             try:
-                code = await ops.wait(cid)
+                code = await _first(ops.wait(cid), _after(hurry, _waiting(ops, cid)))
                 return code, await ops.state(cid) or {}
             except engines.EngineError:
                 if attempt == 2:
@@ -329,6 +337,7 @@ class ContainerDriver(Driver):
             return
         await ops.kill(cid, _signal.Signals(sig).name)
         if watch is not None:
+            watch.hurry.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
         else:
@@ -360,7 +369,7 @@ class ContainerDriver(Driver):
     @staticmethod
     async def _drain(ops: Ops, handle: Handle, output: Output) -> None:
         """What an exited container printed after the cursor (its log ends at once)."""
-        follower = Follower(ops.logs(handle.data["container"]), output,
+        follower = Follower(ops.logs(handle.data["container"], follow=False), output,
                             Cursor(handle.data["cursor"]))
         await follower.start()
         await follower.finish()
@@ -392,6 +401,28 @@ class ContainerDriver(Driver):
                     if w.follower.done is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(service.close_all)
+
+
+def _waiting(ops: Ops, cid: str) -> Callable[[], Awaitable[int | None]]:
+    return lambda: ops.wait(cid, poll=_STOPPING_POLL)
+
+
+async def _after(event: asyncio.Event,
+                 then: Callable[[], Awaitable[int | None]]) -> int | None:
+    await event.wait()
+    return await then()
+
+
+async def _first(*waits: Awaitable[int | None]) -> int | None:
+    """The first of ``waits`` to finish (its error, if it failed); the others cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return done.pop().result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _result(code: int | None, state: dict[str, Any], oom: bool) -> ExitResult:
