@@ -256,6 +256,15 @@ def test_podman_service_dies_with_a_killed_owner(podman_engine: Engine) -> None:
     while _alive(services[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(services[0]), "the service outlived its owner"
+    # its dir (log, socket) is left for the next service started on this host to sweep
+    left = os.path.dirname(sock)
+    assert os.path.isdir(left)
+    service.close_all()
+    try:
+        assert asyncio.run(service.socket_for(podman_engine)) is not None
+        assert not os.path.exists(left)
+    finally:
+        service.close_all()
 
 
 def _alive(pid: int) -> bool:

@@ -104,7 +104,8 @@ class PodmanService:
     async def _start(self) -> str | None:
         base = os.path.join(tempfile.gettempdir(), f"corral-{os.getuid()}")
         os.makedirs(base, mode=0o700, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix="podman-", dir=base)
+        _sweep(base)
+        self.dir = tempfile.mkdtemp(prefix=f"podman-{os.getpid()}-", dir=base)
         sock = os.path.join(self.dir, "podman.sock")
         self.log = os.path.join(self.dir, "service.log")
         with open(self.log, "ab") as log:
@@ -141,6 +142,21 @@ class PodmanService:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = self.socket = None
+
+
+def _sweep(base: str) -> None:
+    """Remove the dirs of services whose owner is gone (it was killed: the kernel stopped
+    its service, nobody removed the socket and log). A dir is named after its owner's pid."""
+    for name in os.listdir(base):
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] != "podman" or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def _die_with_parent() -> None:
