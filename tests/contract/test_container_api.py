@@ -182,6 +182,24 @@ def test_a_stop_is_prompt_and_keeps_the_last_words(engine: Engine, tmp_path: Pat
     run(go())
 
 
+def test_what_was_known_is_asked_again_when_it_went_stale(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    """The project network is checked once per fleet; removed by hand meanwhile, the next
+    start makes it again instead of failing."""
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["sh", "-c", "echo on the network"]},
+                         project="ctstale", container={"image": IMAGE})
+        driver = ContainerDriver(engine)
+        try:
+            assert await run_to_end(driver, task) == (0, "on the network\n", "")
+            assert (await engine.run("network", "rm", "corral-ctstale")).ok
+            assert await run_to_end(driver, task) == (0, "on the network\n", "")
+        finally:
+            await engine.run("network", "rm", "corral-ctstale")
+
+    run(go())
+
+
 # --- Podman's service -------------------------------------------------------------------------
 
 

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import json
 import os
+import signal as _signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from corral.containers.engine import Engine, EngineError, Result
 from corral.containers.runargs import RunSpec, cli_args
-from corral.drivers.base import Stream
+from corral.drivers.base import ExitResult, Stream
 
 Feed = Callable[[Stream, bytes], None]
 _CHUNK = 1 << 16
@@ -220,6 +221,40 @@ class _CliLogs:
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
+
+
+# How often Podman is asked whether a container being stopped has exited yet (its default
+# 250 ms stays for the long waits of running containers: hundreds of them poll at once).
+STOPPING_POLL = 0.01
+
+
+async def exit_code(ops: Ops, container: str, hurry: asyncio.Event) -> int | None:
+    """The engine's ``wait``; once ``hurry`` is set (a stop signal was sent, the exit is
+    due), also a wait that asks every ``STOPPING_POLL`` seconds: the first answer wins."""
+    async def hurried() -> int | None:
+        await hurry.wait()
+        return await ops.wait(container, poll=STOPPING_POLL)
+
+    tasks = [asyncio.ensure_future(ops.wait(container)), asyncio.ensure_future(hurried())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return done.pop().result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def exit_result(code: int | None, state: Mapping[str, Any], oom: bool) -> ExitResult:
+    """The engine's exit code (else its final state's); 128+N means signal N (what the init
+    reports for a signalled agent, and what the engines report for a killed container)."""
+    if code is None:
+        code = int(state.get("ExitCode", -1))
+    if state.get("OOMKilled") or (oom and code == 128 + _signal.SIGKILL):
+        return ExitResult(code=code, signal=_signal.SIGKILL, oom_killed=True)
+    if 128 < code < 128 + 65:
+        return ExitResult(code=code, signal=code - 128)
+    return ExitResult(code=code)
 
 
 _chosen: dict[tuple[str, str], Ops] = {}

@@ -32,7 +32,6 @@ import contextlib
 import os
 import signal as _signal
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -56,10 +55,6 @@ from corral.drivers.base import (
     Task,
 )
 from corral.errors import CorralError, DriverError
-
-# How often Podman is asked whether a container being stopped has exited yet (its default
-# 250 ms stays for the long waits of running containers: hundreds of them poll at once).
-_STOPPING_POLL = 0.01
 
 
 class _Watch:
@@ -214,7 +209,7 @@ class ContainerDriver(Driver):
         if unknown and not ops.looks_in_container:
             lookup = asyncio.ensure_future(self._command_missing(ops, image, task, None))
         try:
-            cid = await ops.run(spec, cwd=task.run_dir)
+            cid = await self._create(ops, task, spec)
         except engines.EngineError as exc:
             if lookup is not None:
                 lookup.cancel()
@@ -232,6 +227,25 @@ class ContainerDriver(Driver):
                         data={**data, "container": cid})
         await self._attach(ops, handle, output)
         return replace(handle, pid=self._pids.get(task.instance))
+
+    async def _create(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> str:
+        """Create and start. A refusal may come from what was known going stale behind
+        corral's back (the network or a volume removed by hand, the image too): that is
+        asked again and the create retried, once."""
+        try:
+            return await ops.run(spec, cwd=task.run_dir)
+        except engines.EngineError:
+            eng = ops.engine.name
+            known = {(eng, spec.network), *((eng, v) for v in spec.volumes)}
+            if not (known & (self._networks | self._volumes)
+                    or (eng, spec.image) in self._present):
+                raise
+            self._networks -= known
+            self._volumes -= known
+            self._present.discard((eng, spec.image))
+        await asyncio.gather(self._network(ops, task, spec), self._named_volumes(ops, task, spec),
+                             self.image(task))
+        return await ops.run(spec, cwd=task.run_dir)
 
     async def _network(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
         """The project network, made on first use; known to exist from then on."""
@@ -295,7 +309,7 @@ class ContainerDriver(Driver):
             watch.oom.settle()
             marker = os.path.join(os.path.dirname(handle.data["cursor"]), "oom")
             oom = watch.oom.killed or os.path.exists(marker)
-            result = _result(code, state, oom)
+            result = engine_ops.exit_result(code, state, oom)
             await (await self.ops(eng)).remove(cid)
         except Exception as exc:  # the result must always arrive, or wait() hangs
             result = ExitResult(code=None, error=f"lost the container: {exc}")
@@ -312,7 +326,7 @@ class ContainerDriver(Driver):
         for attempt in range(3):
             ops = await self.ops(eng)
             try:
-                code = await _first(ops.wait(cid), _after(hurry, _waiting(ops, cid)))
+                code = await engine_ops.exit_code(ops, cid, hurry)
                 return code, await ops.state(cid) or {}
             except engines.EngineError:
                 if attempt == 2:
@@ -401,37 +415,3 @@ class ContainerDriver(Driver):
                     if w.follower.done is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(service.close_all)
-
-
-def _waiting(ops: Ops, cid: str) -> Callable[[], Awaitable[int | None]]:
-    return lambda: ops.wait(cid, poll=_STOPPING_POLL)
-
-
-async def _after(event: asyncio.Event,
-                 then: Callable[[], Awaitable[int | None]]) -> int | None:
-    await event.wait()
-    return await then()
-
-
-async def _first(*waits: Awaitable[int | None]) -> int | None:
-    """The first of ``waits`` to finish (its error, if it failed); the others cancelled."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        return done.pop().result()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _result(code: int | None, state: dict[str, Any], oom: bool) -> ExitResult:
-    """The engine's exit code; 128+N means signal N (what the init reports for a signalled
-    agent, and what the engines themselves report for a killed container)."""
-    if code is None:
-        code = int(state.get("ExitCode", -1))
-    if state.get("OOMKilled") or (oom and code == 128 + _signal.SIGKILL):
-        return ExitResult(code=code, signal=_signal.SIGKILL, oom_killed=True)
-    if 128 < code < 128 + 65:
-        return ExitResult(code=code, signal=code - 128)
-    return ExitResult(code=code)
