@@ -30,7 +30,7 @@ def _works(engine: Engine, tag: str) -> str:
     return "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
 
 
-TEST_PROJECTS = ("t", "ct", "ctport")  # the contract tests' project names
+TEST_PROJECTS = ("t", "ct", "ctport", "ctstale")  # the contract tests' project names
 
 
 def _tidy(engine: Engine) -> None:

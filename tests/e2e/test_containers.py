@@ -221,3 +221,55 @@ def test_exec_probes_run_inside_the_container(project: Project, podman_engine: E
         assert not os.path.exists(marker), "the probe's file is the container's, not the host's"
     finally:
         project.corral("down", check=False)
+
+
+def test_the_daemon_runs_one_podman_service_and_leaves_none(project: Project,
+                                                            podman_engine: Engine) -> None:
+    """Started with the first container, reused by every later start, stopped with the
+    daemon: by ``down``, and by the kernel when the daemon is SIGKILLed."""
+    from corral.containers import service
+    from tests.contract.test_container_api import _alive, _services_of
+
+    if any(os.path.exists(s) for s in service.candidates(podman_engine)):
+        pytest.skip("a Podman API socket is already served here: corral starts none")
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    project.write("""
+        name: ctsvc
+        agents:
+          idle:
+            isolation: container
+            command: [sleep, "300"]
+            network: none
+            container: {image: "localhost/corral-base:bookworm"}
+    """)
+    try:
+        project.corral("up", "-d", env=env)
+        daemon = project.daemon_pid()
+        assert daemon is not None
+        first = _services_of(daemon)
+        assert len(first) == 1
+        project.corral("stop", "idle", env=env)
+        out = project.corral("start", "--wait", "idle", env=env).stdout
+        assert out.startswith("idle.1: running pid "), out
+        assert _services_of(daemon) == first  # reused
+        project.corral("down", env=env)
+        assert not _alive(first[0])
+        assert _containers(podman_engine, "ctsvc") == []
+        project.corral("up", "-d", env=env)
+        daemon = project.daemon_pid()
+        assert daemon is not None
+        second = _services_of(daemon)
+        assert len(second) == 1
+        os.kill(daemon, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(second[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(second[0]), "the service outlived the daemon"
+        assert len(_containers(podman_engine, "ctsvc")) == 1  # the agent did not
+        project.corral("up", "-d", env=env)  # re-adopted through a new service
+        assert project.ps()["idle.1"]["state"] == "running"
+        assert len(_containers(podman_engine, "ctsvc")) == 1
+        project.corral("down", env=env)
+    finally:
+        for cid in _containers(podman_engine, "ctsvc"):
+            subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)

@@ -172,6 +172,39 @@ def test_stop_start_restart_one_agent(project: Project) -> None:
     assert rows["b.1"]["restarts"] == 1
 
 
+def test_start_and_restart_wait_until_running_and_say_when_not(project: Project) -> None:
+    """``--wait`` returns once the instance runs, with its row: no ``ps`` polling needed; a
+    start that fails is exit 1 with its reason, and ``--timeout`` bounds the wait."""
+    project.write("""
+        name: waiting
+        agents:
+          a: {command: sleep 300}
+          broken: {command: no-such-command-here, restart: "no"}
+          gate: {command: sleep 300, readiness: {exec: "false", period: 1s}}
+          slow:
+            command: sleep 300
+            depends_on: {gate: {condition: healthy}}
+        """)
+    project.corral("up", "-d", "--timeout", "1", check=False)
+    project.wait_for(lambda r: r["a.1"]["state"] == "running", what="a running")
+    project.corral("stop", "a")
+    out = project.corral("start", "--wait", "a").stdout
+    assert out.startswith("a.1: running pid "), out
+    pid = project.ps()["a.1"]["pid"]
+    assert project.ps()["a.1"]["state"] == "running"
+    out = project.corral("restart", "--wait", "a.1").stdout
+    rows = project.ps()
+    assert out.startswith("a.1: running pid ") and rows["a.1"]["pid"] != pid, out
+    assert f"pid {rows['a.1']['pid']}" in out
+    failed = project.corral("start", "--wait", "broken", check=False)
+    assert failed.returncode == 1 and failed.stdout.startswith("broken.1: fatal ("), failed.stdout
+    # gate never gets healthy: slow waits for ever; the timeout ends the wait, exit 1
+    late = project.corral("start", "--wait", "--timeout", "0.3", "slow", check=False)
+    assert late.returncode == 1 and "still starting after 0.3s" in late.stderr, late.stderr
+    # the start asked of a waiting instance did not leave it deaf to the stop
+    assert "stopped 4 instances" in project.corral("down", timeout=30).stdout
+
+
 def test_down_leaves_no_process_even_when_agents_double_fork(project: Project) -> None:
     project.file("forker.py", """
         import os, time

@@ -87,6 +87,16 @@ class FleetCalls:
     def stop(self, names: list[str] | None = None) -> list[str]:
         return self._control("stop", names, "stopped")
 
+    def start_wait(self, names: list[str] | None = None, timeout: float = 60.0,
+                   verb: str = "start") -> dict[str, Any]:
+        """Start (or ``verb="restart"``), replying once each instance runs or failed to:
+        ``started`` (or ``restarted``), ``settled`` (false: the timeout came first) and the
+        instances' rows."""
+        reply: dict[str, Any] = self.request("POST", f"/v1/{verb}",
+                                             {"names": names, "wait": timeout},
+                                             timeout=timeout + 30)
+        return reply
+
     def restart(self, names: list[str] | None = None) -> list[str]:
         return self._control("restart", names, "restarted")
 

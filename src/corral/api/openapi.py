@@ -11,6 +11,10 @@ _NAMES_PROP: dict[str, Any] = {"names": {
     "type": ["array", "null"], "items": {"type": "string"},
     "description": "agents or instances (AGENT.N); all when absent"}}
 _NAMES: dict[str, Any] = {"type": "object", "properties": _NAMES_PROP}
+_STARTING: dict[str, Any] = {"type": "object", "properties": {**_NAMES_PROP, "wait": {
+    "type": ["number", "null"],
+    "description": "seconds to wait until each instance runs or failed to; the reply then "
+                   "also has settled and the instances' rows"}}}
 _ERROR = {"description": "a problem, with the fix",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
@@ -52,9 +56,10 @@ def spec() -> dict[str, Any]:
                               "settled flag and instances"),
             "/v1/down": _post("stop every instance in reverse dependency order",
                               {"type": "object"}, "stopped instances"),
-            "/v1/start": _post("start agents or instances", _NAMES, "started instances"),
+            "/v1/start": _post("start agents or instances", _STARTING, "started instances"),
             "/v1/stop": _post("stop agents or instances", _NAMES, "stopped instances"),
-            "/v1/restart": _post("restart agents or instances", _NAMES, "restarted instances"),
+            "/v1/restart": _post("restart agents or instances", _STARTING,
+                                 "restarted instances"),
             "/v1/scale": _post("set an agent's replicas",
                                {"type": "object", "required": ["agent", "replicas"],
                                 "properties": {"agent": {"type": "string"},

@@ -6,6 +6,7 @@ Every route is described in ``openapi.py``; ``tests`` check both stay in step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -21,6 +22,15 @@ from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
 
 _UNSETTLED = {State.CREATED, State.WAITING, State.PREPARING, State.STARTING}
+_ON_REQUEST = "restarting on request"
+
+
+def _started(snap: Any) -> bool:
+    """Where a start (or restart) ends: running, or failed to (a crash's backoff included),
+    or stopped again; not the backoff a restart passes through on its way."""
+    if snap.state is State.BACKOFF:
+        return bool(snap.reason != _ON_REQUEST)
+    return snap.state not in _UNSETTLED and snap.state is not State.STOPPING
 
 
 class Api:
@@ -91,30 +101,64 @@ class Api:
     async def wait(self, req: Request) -> Reply:
         """Until every instance has left the start-up states (or the timeout)."""
         body = req.json()
-        timeout = float(body.get("timeout", 60))
-        names = body.get("names") or None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            runners = self.sup.select(names)
-            # waiting on a blocked agent (a missing secret) is as settled as it gets for now
-            stuck = self.sup.behind_blocked()
-            if all(r.snapshot.state not in _UNSETTLED or r.task.agent in stuck
-                   for r in runners):
-                return json_reply({"settled": True, "instances": self.sup.status()})
-            await asyncio.sleep(0.01)
-        return json_reply({"settled": False, "instances": self.sup.status()})
+        runners = self.sup.select(body.get("names") or None)
+        settled = await self._settle(runners, {}, float(body.get("timeout", 60)),
+                                     lambda snap: snap.state not in _UNSETTLED)
+        return json_reply({"settled": settled, "instances": self.sup.status()})
+
+    async def _settle(self, runners: list[Any], before: dict[str, Any], timeout: float,
+                      rests: Callable[[Any], bool]) -> bool:
+        """Until each runner's snapshot ``rests``, and those named in ``before`` (instance ->
+        its snapshot when a start was asked) have also moved on from that snapshot (a start
+        request not yet taken up leaves a stopped instance stopped). Woken by state changes,
+        not polled: the reply follows the change at once."""
+        sub = self.sup.events.subscribe(64)  # only a wake-up: lost events are fine
+
+        def done() -> bool:
+            stuck = self.sup.behind_blocked()  # as settled as it gets until the user acts
+            return all(r.task.agent in stuck or (
+                rests(r.snapshot) and r.snapshot is not before.get(r.task.instance))
+                for r in runners)
+
+        try:
+            deadline = time.monotonic() + timeout
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):  # then a last check, the deadline's
+                    await asyncio.wait_for(sub.get(), min(left, 1.0))
+            return True
+        finally:
+            sub.close()
 
     async def down(self, req: Request) -> Reply:
         return json_reply({"stopped": await self.sup.down()})
 
     async def start(self, req: Request) -> Reply:
-        return json_reply({"started": self.sup.start(req.json().get("names"))})
+        return await self._control(req, "start", "started")
 
     async def stop(self, req: Request) -> Reply:
         return json_reply({"stopped": await self.sup.stop(req.json().get("names"))})
 
     async def restart(self, req: Request) -> Reply:
-        return json_reply({"restarted": self.sup.restart(req.json().get("names"))})
+        return await self._control(req, "restart", "restarted")
+
+    async def _control(self, req: Request, verb: str, key: str) -> Reply:
+        """Start or restart; with ``wait`` (seconds), reply once each instance is running or
+        has failed to (``settled`` false: the time ran out), with their rows."""
+        body = req.json()
+        names, wait = body.get("names") or None, body.get("wait")
+        runners = self.sup.select(names)
+        before = {r.task.instance: r.snapshot for r in runners
+                  if r.snapshot.state is not State.RUNNING or verb == "restart"}
+        done = self.sup.start(names) if verb == "start" else self.sup.restart(names)
+        if wait is None:
+            return json_reply({key: done})
+        settled = await self._settle(runners, before, float(wait), _started)
+        rows = {r["name"]: r for r in self.sup.status()}
+        return json_reply({key: done, "settled": settled,
+                           "instances": [rows[n] for n in done if n in rows]})
 
     async def scale(self, req: Request) -> Reply:
         body = req.json()

@@ -190,7 +190,7 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
            "CORRAL_INSTANCE": task.instance, "CORRAL_INSTANCE_INDEX": "0",
            "CORRAL_STATE_DIR": os.path.join(manifest.state_dir, "data", agent)}
     task = replace(task, env=env)
-    driver = ContainerDriver()
+    driver = ContainerDriver(own_service=False)  # one container: not worth a service's start
 
     async def go() -> int:
         await driver.prepare(task, _Progress(agent))

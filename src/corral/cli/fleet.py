@@ -167,24 +167,22 @@ def _emit(out: Any, line: bytes, as_json: bool, width: int, color: bool) -> None
     out.flush()
 
 
-def _control(args: argparse.Namespace, verb: str) -> int:
-    client = daemonctl.client(project.state_dir(args.file), timeout=600)
-    control = {"start": client.start, "stop": client.stop, "restart": client.restart}[verb]
-    for name in control(args.names or None):
-        print(f"{name}: {verb} requested" if verb != "stop" else f"{name}: stopped")
-    return 0
-
-
 def cmd_start(args: argparse.Namespace) -> int:
-    return _control(args, "start")
+    from corral.cli.control import control
+
+    return control(args, "start")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    return _control(args, "stop")
+    from corral.cli.control import control
+
+    return control(args, "stop")
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    return _control(args, "restart")
+    from corral.cli.control import control
+
+    return control(args, "restart")
 
 
 def cmd_scale(args: argparse.Namespace) -> int:

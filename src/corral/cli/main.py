@@ -77,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tail", type=int, help="only the last N records")
     s.add_argument("--no-color", action="store_true")
 
-    for name, what in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
-        s = sub.add_parser(name, help=f"{what} agents or instances (all when none named)")
+    for name in ("start", "stop", "restart"):
+        s = sub.add_parser(name, help=f"{name} agents or instances (all when none named)")
         s.add_argument("names", nargs="*", metavar="AGENT|INSTANCE")
+        if name != "stop":
+            s.add_argument("--wait", action="store_true",
+                           help="return once each instance runs (exit 1 if one did not)")
+            s.add_argument("--timeout", type=float, default=120.0,
+                           help="seconds --wait waits (default 120)")
 
     s = sub.add_parser("scale", help="set the replicas of agents: corral scale web=3")
     s.add_argument("pairs", nargs="+", metavar="AGENT=N")
@@ -138,28 +143,44 @@ def _dispatch(args: argparse.Namespace) -> int:
     return fn(args)
 
 
-def _fast_ps(argv: list[str]) -> int | None:
-    """``corral [-f FILE] ps [--json] [AGENT...]`` without argparse: scripts and dashboards
-    poll it, so it must answer in well under 100 ms. Anything else takes the full parser."""
+def _fast(argv: list[str]) -> int | None:
+    """``corral [-f FILE] ps [--json] [AGENT...]`` and ``start|stop|restart [--wait]
+    [--timeout S] [NAME...]`` without argparse: scripts and dashboards poll ``ps`` and time
+    starts, so they must answer in well under 100 ms. Anything else takes the full parser."""
     args = list(argv)
     file = None
     if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
         file, args = args[1], args[2:]
-    if args[:1] != ["ps"] or any(a.startswith("-") and a != "--json" for a in args[1:]):
-        return None
-    from types import SimpleNamespace
+    ns: object | None = None
+    if args[:1] == ["ps"]:
+        if any(a.startswith("-") and a != "--json" for a in args[1:]):
+            return None
+        from types import SimpleNamespace
 
-    ns = SimpleNamespace(file=file, command="ps", json="--json" in args,
-                              agents=[a for a in args[1:] if a != "--json"])
+        ns = SimpleNamespace(file=file, command="ps", json="--json" in args,
+                             agents=[a for a in args[1:] if a != "--json"])
+    elif args[:1] in (["start"], ["stop"], ["restart"]):
+        from corral.cli import control
+
+        ns = control.parse(argv)
+    if ns is None:
+        return None
     try:
-        return _dispatch(ns)  # type: ignore[arg-type]
+        if getattr(ns, "command", "") == "ps":
+            return _dispatch(ns)  # type: ignore[arg-type]
+        from corral.cli import control
+
+        return control.control(ns, ns.command)  # type: ignore[arg-type, attr-defined]
     except CorralError as exc:
         _error(str(exc))
         return exc.exit_code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    fast = _fast_ps(sys.argv[1:] if argv is None else argv)
+    fast = _fast(sys.argv[1:] if argv is None else argv)
     if fast is not None:
         return fast
     parser = _parser()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: `corral ps` and `corral start` import this module
+if TYPE_CHECKING:
+    from typing import Any
 
 _PALETTE = [36, 33, 32, 35, 34, 96, 93, 92, 95, 94]
 _STATE_COLOR = {"running": 32, "exited": 37, "fatal": 31, "blocked": 31, "backoff": 33,

@@ -1,11 +1,12 @@
 """Podman or Docker behind one small interface: find one, run its CLI without blocking the
 loop, read its JSON.
 
-Only the command-line interface is used, never an SDK or a socket: both engines accept the same
-flags for what corral needs (``run -d``, ``wait``, ``inspect``, ``logs``, ``kill``, ``rm``,
-``network``, ``volume``, ``build``, ``import``), the CLI is what users type when something looks
-wrong, and Podman needs no service for it (daemonless). Where the two differ (``ps``'s JSON, the
-build log's step lines) the difference is handled here or in ``build``, in one place.
+The CLI serves what happens once or rarely (``build``, ``import``, ``version``, ``network
+create``, ``corral down``'s clean-up, ``exec``) and is the fallback for the rest; the hot path
+of a container's life (create, start, wait, kill, remove, logs) goes through the engine's REST
+API when one answers (``ops``, ``api``, ``service``). Both engines accept the same flags for what
+corral needs; where the two differ (``ps``'s JSON, the build log's step lines) the difference is
+handled here or in ``build``, in one place.
 
 ``auto`` prefers Podman: no root daemon to keep alive, rootless where the host allows it.
 """

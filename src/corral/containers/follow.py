@@ -21,12 +21,11 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
-from corral.containers.engine import Engine
+from corral.containers.ops import LogStream
 from corral.drivers.base import Output, Stream
-
-_CHUNK = 1 << 16
 
 
 class Cursor:
@@ -47,52 +46,58 @@ class Cursor:
 
 
 class Follower:
-    """``logs -f`` of one container: the engine keeps stdout and stderr apart for us."""
+    """The engine's log of one container, from its start, less what the cursor says was
+    handed on already. ``start`` returns at once: the log is the engine's, so attaching a
+    moment after the container started loses nothing."""
 
-    def __init__(self, engine: Engine, container: str, output: Output, cursor: Cursor) -> None:
-        self.engine = engine
-        self.container = container
+    def __init__(self, logs: LogStream, output: Output, cursor: Cursor,
+                 rest: Callable[[], LogStream] | None = None) -> None:
+        self.logs = logs
         self.output = output
         self.cursor = cursor
-        self._proc: asyncio.subprocess.Process | None = None
+        self._rest = rest  # the whole log, not followed: what ``finish`` may read instead
+        self._then: LogStream | None = None
+        self._skip = dict(cursor.last)  # handed on before the supervisor went away
         self.done: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
-        args = ["logs", "-f"]
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.engine.argv(*args, self.container), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        self.done = asyncio.ensure_future(asyncio.gather(
-            self._pump("stdout", self._proc.stdout), self._pump("stderr", self._proc.stderr),
-            self._reap()))
+        self.done = asyncio.ensure_future(self._run())
 
-    async def _reap(self) -> None:
-        assert self._proc is not None
-        await self._proc.wait()
-
-    async def _pump(self, stream: Stream, reader: asyncio.StreamReader) -> None:
-        skip = self.cursor.last[stream]  # handed on before the supervisor went away
+    async def _run(self) -> None:
         try:
-            while True:
-                chunk = await reader.read(_CHUNK)
-                if not chunk:
-                    break
-                if skip:
-                    cut = min(skip, len(chunk))
-                    chunk, skip = chunk[cut:], skip - cut
-                    if not chunk:
-                        continue
-                self.output.feed(stream, chunk)
-                self.cursor.last[stream] += len(chunk)
-                self.cursor.save()
+            await self.logs.pump(self._feed)
+            if self._then is not None:  # the rest, past what was handed on
+                self._skip = dict(self.cursor.last)
+                await self._then.pump(self._feed)
         finally:
-            self.output.eof(stream)
+            self.output.eof("stdout")
+            self.output.eof("stderr")
 
-    async def finish(self, timeout: float = 5.0) -> None:
-        """Wait for the engine to end the stream (it does once the container stopped)."""
+    def _feed(self, stream: Stream, chunk: bytes) -> None:
+        skip = self._skip[stream]
+        if skip:
+            cut = min(skip, len(chunk))
+            chunk, self._skip[stream] = chunk[cut:], skip - cut
+            if not chunk:
+                return
+        self.output.feed(stream, chunk)
+        self.cursor.last[stream] += len(chunk)
+        self.cursor.save()
+
+    async def finish(self, timeout: float = 5.0, *, quick: float | None = None) -> None:
+        """Wait for the engine to end the stream (it does once the container stopped). With
+        ``quick``: the container has exited, so its log is complete; if the follow has not
+        ended within ``quick`` seconds (Podman notices an exit only at its next poll, up
+        to ~0.5 s), it is dropped and the rest of the log read in one go."""
         if self.done is None:
             return
+        if quick is not None and self._rest is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.done), quick)
+                return
+            except TimeoutError:
+                self._then = self._rest()
+                self.logs.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(self.done), timeout)
         except TimeoutError:
@@ -101,6 +106,7 @@ class Follower:
                 await self.done
 
     def cancel(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
+        self._rest = None
+        if self._then is not None:
+            self._then.cancel()
+        self.logs.cancel()

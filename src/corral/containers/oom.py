@@ -7,7 +7,9 @@ conmon does not on a cgroup v1 host like CI's, and the container's cgroup is rem
 eventfd on the container's ``memory.oom_control`` (``cgroup.event_control``): the kernel signals
 it at every OOM in that group, and once more when the group is removed (then the file is gone).
 The result's ``oom_killed`` is the engine's word *or* this one *or* conmon's ``oom`` file (it
-writes one into its working directory, the instance's run dir, when it sees the OOM). On v2
+writes one into its working directory when it sees the OOM: the instance's run dir when the
+container was started by the CLI; with the API, conmon inherits the service's directory, shared
+by every container, so that file does not count there). On v2
 the engines' own detection (``memory.events``) is used as is. An OOM kill in the first
 milliseconds, before the eventfd is registered, is caught by the group's ``oom_kill`` count
 read at registration — unless the container is already gone by then.

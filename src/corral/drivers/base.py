@@ -173,3 +173,7 @@ class Driver(abc.ABC):
         the agent's own where the command inherits it; None, the supervisor's (an engine's
         CLI, which gives the command the container's environment itself)."""
         return None
+
+    async def close(self) -> None:  # noqa: B027
+        """The supervisor is leaving: release what the driver itself holds (connections, a
+        helper service). Instances are not stopped here. Default: nothing."""

@@ -1,17 +1,26 @@
 """The ``container`` isolation level: each instance is a Podman or Docker container.
 
-Start is ``run -d`` with labels naming the project, agent, instance and spec hash, the limits
-as engine flags (``--cpus``, ``--memory`` with no swap on top so the limit is the limit,
-``--pids-limit``), ``--init`` (so the stop signal reaches the agent and zombies are reaped), the
-agent's env passed by name (values travel in the engine CLI's environment, never in its argv
-where ``ps`` shows them), volumes, secrets at ``/run/secrets`` and ports on 127.0.0.1. Every
-container of a project joins ``corral-<project>`` with its agent's name as alias: agents reach
-each other by name, as in compose.
+The engine is driven through its REST API on its Unix socket (a request per step, a few ms),
+or its CLI where no API answers (``containers.ops``; ``containers.service`` finds the socket or
+starts Podman's). Start is a create and a start (``run -d`` on the CLI) with labels naming the
+project, agent, instance and spec hash, the limits (``--cpus``, ``--memory`` with no swap on
+top so the limit is the limit, ``--pids-limit``), an init (so the stop signal reaches the agent
+and zombies are reaped), the agent's env (in the request body, or by name on the CLI: never in
+an argv where ``ps`` shows it), volumes, secrets at ``/run/secrets`` and ports on 127.0.0.1.
+Every container of a project joins ``corral-<project>`` with its agent's name as alias: agents
+reach each other by name, as in compose.
+
+What need not be asked again is asked once per driver (one per daemon, so per fleet): that an
+image ref exists, that the project network and named volumes exist, that the command is in the
+image. Independent steps run at once: the label lookup, network and volume checks before the
+create; the command lookup (first start of an image and command only) alongside the create and
+start. The agent counts as running once the engine started it; the log follower and the OOM
+watch attach after, losing nothing since the log is read from the container's start.
 
 Output is followed from the engine's log (``containers.follow``), which keeps filling while the
-supervisor is away. Exit is the engine's ``wait``; ``inspect`` tells an OOM kill apart. Stop is
-the signal (``kill --signal``), the grace period, then ``kill`` of the whole container, then
-``rm``. Re-adoption finds the container by its labels, so a restarted supervisor — or a second
+supervisor is away. Exit is the engine's ``wait``; its inspect tells an OOM kill apart. Stop is
+the signal, the grace period, then a kill of the whole container, then its removal.
+Re-adoption finds the container by its labels, so a restarted supervisor — or a second
 ``start`` of the same instance with the same spec — attaches to what runs instead of starting a
 duplicate.
 """
@@ -20,20 +29,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal as _signal
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from corral.containers import build as builds
 from corral.containers import engine as engines
-from corral.containers import runargs
+from corral.containers import ops as engine_ops
+from corral.containers import runargs, service
 from corral.containers.follow import Cursor, Follower
 from corral.containers.oom import OomWatch, usage
-from corral.containers.runargs import container_name
+from corral.containers.ops import Ops
+from corral.containers.runargs import ContainerOptions as ContainerOptions  # re-exported
+from corral.containers.runargs import container_name, container_options, spec_hash
 from corral.drivers.base import (
     Capabilities,
     Driver,
@@ -47,49 +57,15 @@ from corral.drivers.base import (
 from corral.errors import CorralError, DriverError
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerOptions:
-    """The manifest's ``container:`` block. ``image``: run this local image as is; else build
-    from ``build`` (a dir relative to the workdir, default the workdir) with ``file`` (default:
-    its Containerfile/Dockerfile, else generated on ``base``)."""
-
-    engine: str = "auto"
-    image: str | None = None
-    build: str | None = None
-    file: str | None = None
-    base: str | None = None
-    ports: tuple[str, ...] = field(default_factory=tuple)
-
-
-def container_options(task: Task) -> ContainerOptions:
-    """Read ``task.spec.container`` as a mapping or an object (a pydantic model or a
-    dataclass), so the manifest can define it either way."""
-    raw: Any = getattr(task.spec, "container", None)
-    if raw is None:
-        return ContainerOptions()
-    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
-    return ContainerOptions(
-        engine=get("engine", "auto") or "auto", image=get("image", None),
-        build=get("build", None), file=get("file", None), base=get("base", None),
-        ports=tuple(str(p) for p in (get("ports", None) or ())))
-
-
-def spec_hash(task: Task, image: str) -> str:
-    """The spec and the image it runs: a running container is adopted by a new ``start`` only
-    when both are what this start would create (a rebuilt image means a new container)."""
-    dump = getattr(task.spec, "model_dump_json", None)
-    text = (dump() if dump is not None else repr(task.spec)) + "\0" + image
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 class _Watch:
-    __slots__ = ("exit", "follower", "oom", "waiter")
+    __slots__ = ("exit", "follower", "hurry", "oom", "waiter")
 
     def __init__(self, exit: asyncio.Future[ExitResult], follower: Follower) -> None:
         self.exit = exit
         self.follower = follower
         self.oom = OomWatch()
         self.waiter: asyncio.Task[None] | None = None
+        self.hurry = asyncio.Event()  # a stop was sent: the exit is due, ask more often
 
 
 class ContainerDriver(Driver):
@@ -97,11 +73,16 @@ class ContainerDriver(Driver):
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="container", recover=True, stats=True, signals=True, exec_inside=True)
 
-    def __init__(self, engine: engines.Engine | None = None) -> None:
+    def __init__(self, engine: engines.Engine | None = None, *, own_service: bool = True) -> None:
         self._engine = engine  # injected (tests, `--engine`), else chosen per agent
+        # False: use an engine API that already answers, else the CLI; never start Podman's
+        # service (a one-off `corral run` would pay its start for one container)
+        self._own_service = own_service
         self._images: dict[str, str] = {}  # inputs digest -> image tag
+        self._present: set[tuple[str, str]] = set()  # (engine, image ref) known to exist
         self._watches: dict[str, _Watch] = {}
-        self._networks: set[tuple[str, str]] = set()
+        self._networks: set[tuple[str, str]] = set()  # (engine, network) known to exist
+        self._volumes: set[tuple[str, str]] = set()  # (engine, volume) known to exist
         self._locks: dict[str, asyncio.Lock] = {}
         self._commands: set[tuple[str, str, str]] = set()  # (engine, image, argv0) found
         self._pids: dict[str, int] = {}  # instance -> the container's init pid on the host
@@ -115,6 +96,10 @@ class ContainerDriver(Driver):
             return engines.find(container_options(task).engine)
         except CorralError as exc:
             raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
+
+    async def ops(self, eng: engines.Engine) -> Ops:
+        """The engine's API when it answers, else its CLI (see ``containers.ops``)."""
+        return await engine_ops.for_engine(eng, start_service=self._own_service)
 
     @staticmethod
     def _engine_of(handle: Handle) -> engines.Engine:
@@ -154,15 +139,18 @@ class ContainerDriver(Driver):
         await self.image(task, progress)
 
     async def image(self, task: Task, progress: Output | None = None) -> str:
-        """The agent's image, built when needed (``corral build`` calls this too)."""
+        """The agent's image, built when needed (``corral build`` calls this too). A ref that
+        exists is not asked about again: if it is removed later, the create says so."""
         eng = self.engine_for(task)
         opts = container_options(task)
         if opts.image is not None:
-            if not await eng.image_exists(opts.image):
-                raise DriverError(
-                    f"agents.{task.agent}: image {opts.image} does not exist in {eng.name}",
-                    f"build or load it ({eng.name} images lists what exists), or drop "
-                    "container.image to build from the agent's directory")
+            if (eng.name, opts.image) not in self._present:
+                if not await (await self.ops(eng)).image_exists(opts.image):
+                    raise DriverError(
+                        f"agents.{task.agent}: image {opts.image} does not exist in {eng.name}",
+                        f"build or load it ({eng.name} images lists what exists), or drop "
+                        "container.image to build from the agent's directory")
+                self._present.add((eng.name, opts.image))
             return opts.image
         key = self.inputs_digest(task)
         if key in self._images:
@@ -189,106 +177,162 @@ class ContainerDriver(Driver):
 
     async def start(self, task: Task, output: Output) -> Handle:
         eng = self.engine_for(task)
-        image = await self.image(task)
+        ops, image = await asyncio.gather(self.ops(eng), self.image(task))
         name = container_name(task.project, task.instance)
         labels = self._labels(task, image)
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         cursor_path = os.path.join(task.run_dir, "logs.cursor")
         data = {"engine": eng.name, "binary": eng.binary, "name": name,
                 "cursor": cursor_path, "project": task.project}
+        spec = runargs.spec(task, name=name, image=image, labels=labels,
+                            published=container_options(task).ports)
         # independent engine calls at once: a start is mostly waiting for the engine
-        existing, net_args, mount_args, _ = await asyncio.gather(
-            eng.containers({"corral.project": task.project, "corral.instance": task.instance}),
-            runargs.network(eng, task, self._networks), runargs.mounts(eng, task),
-            self._command_exists(eng, image, task))
+        existing, _, _ = await asyncio.gather(
+            ops.containers({"corral.project": task.project, "corral.instance": task.instance}),
+            self._network(ops, task, spec), self._named_volumes(ops, task, spec))
         for found in existing:
-            same = labels["corral.spec-hash"] == await self._label(eng, found["id"],
-                                                                    "corral.spec-hash")
-            if found["state"] == "running" and same:  # already ours: adopt, never duplicate
+            same = found.labels.get("corral.spec-hash") == labels["corral.spec-hash"]
+            if found.state == "running" and same:  # already ours: adopt, never duplicate
                 handle = Handle(self.name, task.instance, None, time.time(),
-                                data={**data, "container": found["id"]})
+                                data={**data, "container": found.id})
                 if await self.recover(handle, output):
                     return replace(handle, pid=self._pids.get(task.instance))
-            await eng.remove(found["id"])
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(cursor_path)  # a fresh container: its log starts empty
-        env_args, cli_env = runargs.env(task)
-        argv = ["run", "-d", "--name", name, "--init"]
-        for key, value in labels.items():
-            argv += ["--label", f"{key}={value}"]
-        argv += runargs.limits(task) + net_args + mount_args
-        argv += runargs.ports(container_options(task).ports) + env_args
-        if eng.name == "docker":
-            argv += ["--pull", "never"]
-        argv += [image, *task.spec.argv]
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(task.run_dir, "oom"))
-        # Podman's conmon inherits this cwd and drops an "oom" file into it when the kernel
-        # OOM-kills in the container: here it lands in the instance's run dir, not in
-        # whatever dir the supervisor was started from, and tells an OOM kill apart too.
-        got = await eng.run(*argv, env=cli_env, cwd=task.run_dir)
-        if not got.ok:
-            await eng.remove(name)  # created but not started: leave nothing behind
+            await ops.remove(found.id)
+        for stale in (cursor_path, os.path.join(task.run_dir, "oom")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)  # a fresh container: its log starts empty, no OOM yet
+        # the command lookup, first start of an image and command only: the API reads the
+        # created container's files (a few ms, after its start: its root is mounted then);
+        # the CLI runs a throwaway container, alongside this one's start
+        lookup: asyncio.Future[bool] | None = None
+        unknown = (eng.name, image, task.spec.argv[0]) not in self._commands
+        if unknown and not ops.looks_in_container:
+            lookup = asyncio.ensure_future(self._command_missing(ops, image, task, None))
+        try:
+            cid = await self._create(ops, task, spec)
+        except engines.EngineError as exc:
+            if lookup is not None:
+                lookup.cancel()
+                await asyncio.gather(lookup, return_exceptions=True)
             raise DriverError(f"agents.{task.agent}: {eng.name} could not start the container: "
-                              f"{got.error_line()}", "fix the agent's command or container "
-                              "block; `corral doctor` checks the engine")
-        cid = got.out.decode().strip().splitlines()[-1]
-        handle = Handle(self.name, task.instance, None, time.time(),
-                        data={**data, "container": cid})
-        await self._attach(eng, handle, output)
-        return replace(handle, pid=self._pids.get(task.instance))
-
-    async def _command_exists(self, eng: engines.Engine, image: str, task: Task) -> None:
-        """With ``--init`` a missing command is only the init's exit 127 after a successful
-        ``run``: look it up in the image first (once per image and command, then cached), so it
-        is the same clear start error as at every other level."""
-        exe = task.spec.argv[0]
-        if (eng.name, image, exe) in self._commands:
-            return
-        got = await eng.run("run", "--rm", "--network", "none", "--entrypoint", "/bin/sh",
-                            image, "-c", 'command -v "$0" >/dev/null || exit 42', exe)
-        if got.code == 42:
+                              f"{exc.problem}", "fix the agent's command or container block; "
+                              "`corral doctor` checks the engine") from None
+        if unknown and (await lookup if lookup is not None
+                        else await self._command_missing(ops, image, task, cid)):
+            await ops.remove(cid)
+            exe = task.spec.argv[0]
             raise DriverError(f"agents.{task.agent}: command not found: {exe} (in image {image})",
                               f"install it in the image or fix agents.{task.agent}.command")
-        self._commands.add((eng.name, image, exe))  # found, or no shell to ask: run will tell
+        handle = Handle(self.name, task.instance, None, time.time(),
+                        data={**data, "container": cid})
+        await self._attach(ops, handle, output)
+        return replace(handle, pid=self._pids.get(task.instance))
 
-    @staticmethod
-    async def _label(eng: engines.Engine, cid: str, key: str) -> str:
-        got = await eng.run("inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}', cid)
-        return got.out.decode().strip() if got.ok else ""
+    async def _create(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> str:
+        """Create and start. A refusal may come from what was known going stale behind
+        corral's back (the network or a volume removed by hand, the image too): that is
+        asked again and the create retried, once."""
+        try:
+            return await ops.run(spec, cwd=task.run_dir)
+        except engines.EngineError:
+            eng = ops.engine.name
+            known = {(eng, spec.network), *((eng, v) for v in spec.volumes)}
+            if not (known & (self._networks | self._volumes)
+                    or (eng, spec.image) in self._present):
+                raise
+            self._networks -= known
+            self._volumes -= known
+            self._present.discard((eng, spec.image))
+        await asyncio.gather(self._network(ops, task, spec), self._named_volumes(ops, task, spec),
+                             self.image(task))
+        return await ops.run(spec, cwd=task.run_dir)
+
+    async def _network(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
+        """The project network, made on first use; known to exist from then on."""
+        if spec.alias is None or (ops.engine.name, spec.network) in self._networks:
+            return
+        try:
+            await ops.ensure_network(spec.network, task.project)
+        except CorralError as exc:
+            raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
+        self._networks.add((ops.engine.name, spec.network))
+
+    async def _named_volumes(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
+        """Made here rather than implicitly by the create: the label lets ``corral down
+        --volumes`` find exactly this project's volumes (a name prefix would also match a
+        project whose name extends this one's)."""
+        for name in spec.volumes:
+            if (ops.engine.name, name) in self._volumes:
+                continue
+            try:
+                await ops.ensure_volume(name, task.project)
+            except CorralError as exc:
+                raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
+            self._volumes.add((ops.engine.name, name))
+
+    async def _command_missing(self, ops: Ops, image: str, task: Task,
+                               container: str | None) -> bool:
+        """With an init, a missing command is only the init's exit 127 after a successful
+        start: look it up in the image too (once per image and command), so it is the same
+        clear start error as at every other level. Not knowing (no shell in the image, an
+        engine error) is not missing: the start will tell."""
+        exe = task.spec.argv[0]
+        try:
+            missing = await ops.command_missing(image, exe, container)
+        except CorralError:
+            missing = False
+        if not missing:
+            self._commands.add((ops.engine.name, image, exe))
+        return missing
 
     # --- output, exit ---------------------------------------------------------------------
 
-    async def _attach(self, eng: engines.Engine, handle: Handle, output: Output) -> None:
-        follower = Follower(eng, handle.data["container"], output,
-                            Cursor(handle.data["cursor"]))
+    async def _attach(self, ops: Ops, handle: Handle, output: Output) -> None:
+        cid = handle.data["container"]
+        follower = Follower(ops.logs(cid), output, Cursor(handle.data["cursor"]),
+                            rest=lambda: ops.logs(cid, follow=False))
         watch = _Watch(asyncio.get_running_loop().create_future(), follower)
-        pid, _ = await asyncio.gather(
-            eng.json("inspect", "--format", "{{json .State.Pid}}", handle.data["container"]),
-            follower.start())
+        await follower.start()
+        state = await ops.state(cid)
+        pid = state.get("Pid") if state else None
         if isinstance(pid, int) and pid > 0:  # the agent's init, as the host sees it
             self._pids[handle.instance] = pid
             watch.oom.watch(pid)
         self._watches[handle.instance] = watch
-        watch.waiter = asyncio.ensure_future(self._wait_exit(eng, handle, watch))
+        watch.waiter = asyncio.ensure_future(self._wait_exit(ops.engine, handle, watch))
 
     async def _wait_exit(self, eng: engines.Engine, handle: Handle, watch: _Watch) -> None:
         cid = handle.data["container"]
         try:
-            got = await eng.run("wait", cid)
-            state = await eng.json("inspect", "--format", "{{json .State}}", cid)
-            await watch.follower.finish()
+            code, state = await self._exit_of(eng, cid, watch.hurry)
+            await watch.follower.finish(quick=0.05)
             watch.oom.settle()
             marker = os.path.join(os.path.dirname(handle.data["cursor"]), "oom")
             oom = watch.oom.killed or os.path.exists(marker)
-            result = _result(got, state if isinstance(state, dict) else {}, oom)
-            await eng.remove(cid)
+            result = engine_ops.exit_result(code, state, oom)
+            await (await self.ops(eng)).remove(cid)
         except Exception as exc:  # the result must always arrive, or wait() hangs
             result = ExitResult(code=None, error=f"lost the container: {exc}")
         finally:
             watch.oom.close()
+            self._pids.pop(handle.instance, None)
         if not watch.exit.done():
             watch.exit.set_result(result)
+
+    async def _exit_of(self, eng: engines.Engine, cid: str,
+                       hurry: asyncio.Event) -> tuple[int | None, dict[str, Any]]:
+        """The engine's ``wait``, then its final state. A wait cut off by the API going away
+        (its service restarted) is asked again while the container still exists."""
+        for attempt in range(3):
+            ops = await self.ops(eng)
+            try:
+                code = await engine_ops.exit_code(ops, cid, hurry)
+                return code, await ops.state(cid) or {}
+            except engines.EngineError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2)
+        raise AssertionError("unreachable")
 
     async def wait(self, handle: Handle) -> ExitResult:
         watch = self._watches.get(handle.instance)
@@ -300,53 +344,56 @@ class ContainerDriver(Driver):
         return result
 
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
-        eng = self._engine_of(handle)
+        ops = await self.ops(self._engine_of(handle))
         cid = handle.data["container"]
         watch = self._watches.get(handle.instance)
         if watch is not None and watch.exit.done():
             return
-        await eng.run("kill", "--signal", _signal.Signals(sig).name, cid)
+        await ops.kill(cid, _signal.Signals(sig).name)
         if watch is not None:
+            watch.hurry.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
         else:
             with contextlib.suppress(asyncio.TimeoutError):
-                await eng.run("wait", cid, timeout=timeout)
+                await asyncio.wait_for(ops.wait(cid), timeout)
         if watch is None or not watch.exit.done():
             # the grace period is over: the whole container (its PID namespace) goes
-            await eng.run("kill", "--signal", "SIGKILL", cid)
+            await ops.kill(cid, "SIGKILL")
         if watch is not None:
             await asyncio.shield(watch.exit)
         else:
-            await eng.remove(cid)
+            await ops.remove(cid)
 
     async def recover(self, handle: Handle, output: Output) -> bool:
-        eng = self._engine_of(handle)
-        found = await eng.containers({"corral.project": handle.data.get("project", ""),
+        ops = await self.ops(self._engine_of(handle))
+        found = await ops.containers({"corral.project": handle.data.get("project", ""),
                                       "corral.instance": handle.instance})
-        running = [c for c in found if c["state"] == "running"
-                   and handle.data.get("container") in (c["id"], c["name"])]
+        ours = handle.data.get("container")
+        running = [c for c in found if c.state == "running" and ours in (c.id, c.name)]
         if not running:
             for c in found:  # exited while the supervisor was away
-                if handle.data.get("container") in (c["id"], c["name"]):
-                    await self._drain(eng, handle, output)  # its last lines still count
-                await eng.remove(c["id"])
+                if ours in (c.id, c.name):
+                    await self._drain(ops, handle, output)  # its last lines still count
+                await ops.remove(c.id)
             return False
-        await self._attach(eng, handle, output)
+        await self._attach(ops, handle, output)
         return True
 
     @staticmethod
-    async def _drain(eng: engines.Engine, handle: Handle, output: Output) -> None:
-        """What an exited container printed after the cursor (``logs`` ends at once)."""
-        follower = Follower(eng, handle.data["container"], output,
+    async def _drain(ops: Ops, handle: Handle, output: Output) -> None:
+        """What an exited container printed after the cursor (its log ends at once)."""
+        follower = Follower(ops.logs(handle.data["container"], follow=False), output,
                             Cursor(handle.data["cursor"]))
         await follower.start()
         await follower.finish()
 
     async def stats(self, handle: Handle) -> ResourceUsage | None:
-        eng = self._engine_of(handle)
-        pid = await eng.json("inspect", "--format", "{{json .State.Pid}}",
-                             handle.data["container"])
+        pid = self._pids.get(handle.instance)
+        if pid is None:
+            state = await (await self.ops(self._engine_of(handle))).state(
+                handle.data["container"])
+            pid = state.get("Pid") if state else None
         if not isinstance(pid, int) or pid <= 0:
             return None
         return usage(pid)
@@ -355,16 +402,16 @@ class ContainerDriver(Driver):
         eng = self.engine_for(task)
         return eng.argv("exec", "-i", container_name(task.project, task.instance), *argv)
 
-
-def _result(waited: engines.Result, state: dict[str, Any], oom: bool) -> ExitResult:
-    """The engine's exit code; 128+N means signal N (what ``--init`` reports for a signalled
-    agent, and what the engines themselves report for a killed container)."""
-    try:
-        code = int(waited.out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        code = int(state.get("ExitCode", -1))
-    if state.get("OOMKilled") or (oom and code == 128 + _signal.SIGKILL):
-        return ExitResult(code=code, signal=_signal.SIGKILL, oom_killed=True)
-    if 128 < code < 128 + 65:
-        return ExitResult(code=code, signal=code - 128)
-    return ExitResult(code=code)
+    async def close(self) -> None:
+        """The daemon is leaving (the fleet stopped, or left running to be re-adopted): stop
+        following and waiting, then the Podman service this process started, if any."""
+        for watch in self._watches.values():
+            watch.follower.cancel()
+            if watch.waiter is not None:
+                watch.waiter.cancel()
+        pending: list[asyncio.Future[Any]] = [
+            w.waiter for w in self._watches.values() if w.waiter is not None]
+        pending += [w.follower.done for w in self._watches.values()
+                    if w.follower.done is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.to_thread(service.close_all)

@@ -45,13 +45,7 @@ class Loopbacks:
                 if fd is None:
                     fd = await _make(bwrap_path, group)
                 self._held[group] = fd
-        return f"/proc/{os.getpid()}/fd/{fd}"
-
-    def close(self) -> None:
-        for fd in self._held.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._held.clear()
+        return f"/proc/{os.getpid()}/fd/{fd}"  # held for the supervisor's life
 
 
 def _held_by(members: Iterable[int]) -> int | None:

@@ -281,16 +281,20 @@ class Runner:
                 self._set(handle=done)
 
     async def _race(self, work: Awaitable[object]) -> object:
-        """Run ``work`` unless a stop request comes first."""
+        """Run ``work`` unless a stop request comes first. A start or restart asked meanwhile
+        is what is under way already: taken and dropped, and the stop still listened for
+        (else a ``start`` of a waiting instance left it deaf to ``down``)."""
         job = asyncio.ensure_future(work)
-        await any_done(job, self._requests.ready())
-        if self._requests and self._requests.pop() == "stop":
-            job.cancel()
-            with contextlib.suppress(BaseException):
-                await job
-            self._want_up = False
-            return _INTERRUPTED
-        return await job
+        while True:
+            await any_done(job, self._requests.ready())
+            if not self._requests:
+                return await job
+            if self._requests.pop() == "stop":
+                job.cancel()
+                with contextlib.suppress(BaseException):
+                    await job
+                self._want_up = False
+                return _INTERRUPTED
 
     async def _supervise(self, handle: Handle) -> tuple[ExitResult, str]:
         """Until the instance ends: watch its exit, requests and probe verdicts."""

@@ -356,6 +356,7 @@ class Supervisor:
 
     async def close(self) -> None:
         await asyncio.gather(*(r.close() for r in self.runners.values()))
+        await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():
             log.close()
         self.store.flush()
