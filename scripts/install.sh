@@ -67,6 +67,9 @@ if [ "$want_test" = 1 ]; then
   for tool in podman runc dockerd debootstrap; do
     command -v "$tool" >/dev/null 2>&1 || { apt_install podman runc docker.io debootstrap; break; }
   done
+  # the rootless tests run corral as a non-root user on rootless Podman: its user namespace
+  # needs newuidmap/newgidmap
+  command -v newuidmap >/dev/null 2>&1 || apt_install uidmap
   containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else

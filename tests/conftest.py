@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from corral.containers.engine import Engine
-from tests import engines
+from tests import engines, rootless
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +22,13 @@ def podman_engine() -> Iterator[Engine]:
 def docker_engine() -> Iterator[Engine]:
     with engines.docker() as engine:
         yield engine
+
+
+@pytest.fixture(scope="session")
+def rootless_user(podman_engine: Engine) -> Iterator[rootless.User]:
+    """A non-root user with rootless Podman and root's base image (``tests/rootless.py``)."""
+    with rootless.rootless_user(podman_engine) as user:
+        yield user
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ higher than the hard limit this process may set (Podman's default of 1048576 fai
 ``setrlimit RLIMIT_NOFILE: Operation not permitted``). Docker needs its daemon running. Both
 need the base image, which no registry can provide here. The last check is a real
 ``run --rm`` of the base image with a short timeout: only that proves the engine works.
+A rootless Podman also says so, and whether it can enforce limits and give agents a network
+(``rootless``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import resource
 import shutil
 
-from corral.containers import image
+from corral.containers import image, rootless
 from corral.containers.engine import ENGINES, Engine
 
 Row = tuple[str, bool, str, str]
@@ -79,6 +81,7 @@ async def engine_rows(name: str) -> list[Row]:
     engine = Engine(name, binary)
     rows: list[Row] = []
     if name == "podman":
+        rows += rootless.doctor_rows(engine)
         missing = podman_settings()
         if missing:
             lines = "; ".join(f"[{sec}] {line}" for sec, line, _ in missing)

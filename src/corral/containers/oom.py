@@ -13,6 +13,9 @@ by every container, so that file does not count there). On v2
 the engines' own detection (``memory.events``) is used as is. An OOM kill in the first
 milliseconds, before the eventfd is registered, is caught by the group's ``oom_kill`` count
 read at registration — unless the container is already gone by then.
+
+A rootless container on cgroup v1 has no group of its own (it shares its starter's): then
+nothing is watched (an OOM there is not its) and usage is its process tree's, from /proc.
 """
 
 from __future__ import annotations
@@ -21,24 +24,52 @@ import asyncio
 import contextlib
 import os
 
+from corral.drivers import proctree
 from corral.drivers.base import ResourceUsage
 
 _V1_MEMORY = "/sys/fs/cgroup/memory"
 
 
-def memory_dir(pid: int) -> str | None:
-    """The v1 memory cgroup dir of ``pid``, as mounted here; None on v2 or when unreadable."""
+def _groups(pid: int | str) -> dict[str, str] | None:
+    """``/proc/PID/cgroup`` as controller -> path (v2's unified group under "")."""
     try:
         with open(f"/proc/{pid}/cgroup") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return None
+    paths: dict[str, str] = {}
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            found = os.path.join(_V1_MEMORY, path.lstrip("/"))
-            return found if os.path.isdir(found) else None
-    return None
+        for c in controllers.split(",") if controllers else [""]:
+            paths[c] = path
+    return paths
+
+
+def _holds_me(group: str, mine: str | None) -> bool:
+    return mine is not None and (mine == group or mine.startswith(group.rstrip("/") + "/"))
+
+
+def own_group(pid: int, paths: dict[str, str] | None = None) -> bool:
+    """Whether ``pid`` (a container's init) has a cgroup of its own, apart from this
+    process's. A rootless container on cgroup v1 gets none: it stays in the group of whoever
+    started it, shared with the daemon and more, which must neither be read as the agent's
+    usage nor watched for its OOM kills."""
+    paths = _groups(pid) if paths is None else paths
+    mine = _groups("self")
+    if paths is None or mine is None:
+        return False
+    key = "memory" if "memory" in paths else ""
+    return key in paths and not _holds_me(paths[key], mine.get(key))
+
+
+def memory_dir(pid: int) -> str | None:
+    """The v1 memory cgroup dir of ``pid``, as mounted here, when it is the container's own;
+    None on v2, in a shared group or when unreadable."""
+    paths = _groups(pid)
+    if paths is None or "memory" not in paths or not own_group(pid, paths):
+        return None
+    found = os.path.join(_V1_MEMORY, paths["memory"].lstrip("/"))
+    return found if os.path.isdir(found) else None
 
 
 def _oom_kills(control: int) -> int:
@@ -114,17 +145,13 @@ class OomWatch:
 
 
 def usage(pid: int) -> ResourceUsage | None:
-    """The container's own cgroup, as the kernel counts it (v1 or v2)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
+    """The container's own cgroup, as the kernel counts it (v1 or v2); its process tree
+    when it has no group of its own (rootless on v1)."""
+    paths = _groups(pid)
+    if paths is None:
         return None
-    paths: dict[str, str] = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for c in controllers.split(",") if controllers else [""]:
-            paths[c] = path
+    if not own_group(pid, paths):
+        return tree_usage(pid)
 
     def read(*candidates: str) -> str | None:
         for cand in candidates:
@@ -148,3 +175,25 @@ def usage(pid: int) -> ResourceUsage | None:
                 f"{base}{v2}/pids.current")
     return ResourceUsage(cpu_seconds=cpu_seconds, rss_bytes=int(mem) if mem else 0,
                          processes=int(pids) if pids else 1)
+
+
+def tree_usage(pid: int) -> ResourceUsage | None:
+    """``pid`` and every process under it, summed from /proc (resident memory, CPU time)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fields = proctree.stat_fields(int(name))
+        if fields is not None and len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    cpu = 0.0
+    rss = count = 0
+    todo = [pid]
+    while todo:
+        member = todo.pop()
+        got = proctree.cpu_and_rss(member)
+        if got is None:
+            continue
+        cpu, rss, count = cpu + got[0], rss + got[1], count + 1
+        todo.extend(children.get(member, []))
+    return ResourceUsage(cpu_seconds=cpu, rss_bytes=rss, processes=count) if count else None

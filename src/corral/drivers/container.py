@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from corral.containers import build as builds
 from corral.containers import engine as engines
 from corral.containers import ops as engine_ops
-from corral.containers import runargs, service
+from corral.containers import rootless, runargs, service
 from corral.containers.follow import Cursor, Follower
 from corral.containers.oom import OomWatch, usage
 from corral.containers.ops import Ops
@@ -177,6 +177,11 @@ class ContainerDriver(Driver):
 
     async def start(self, task: Task, output: Output) -> Handle:
         eng = self.engine_for(task)
+        res = task.spec.resources
+        limits = rootless.limits_named(res.cpus, res.memory, res.memory_reservation, res.pids)
+        refused = rootless.refusal(eng, network=task.spec.network or "bridge", limits=limits)
+        if refused is not None:  # what the engine would ignore, or fail at obscurely
+            raise DriverError(f"agents.{task.agent}: {refused[0]}", refused[1])
         ops, image = await asyncio.gather(self.ops(eng), self.image(task))
         name = container_name(task.project, task.instance)
         labels = self._labels(task, image)
