@@ -83,3 +83,17 @@ def test_a_process_sharing_our_cgroup_is_counted_by_its_tree_not_the_group() -> 
     assert got.processes == tree.processes >= 1
     assert 0 < got.rss_bytes < 4 << 30  # this process (and children), not a whole group
     assert oom.tree_usage(2 ** 22 + 1) is None  # no such pid
+
+
+def test_a_runtime_dir_of_another_user_is_refused_a_missing_one_is_not(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1001)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # root's here
+    problem, fix = rootless.runtime_dir_problem() or ("", "")
+    assert problem == (f"XDG_RUNTIME_DIR={tmp_path} is not this user's (uid 1001): rootless "
+                       "Podman refuses it")
+    assert fix.startswith("unset XDG_RUNTIME_DIR (Podman then uses /tmp/podman-run-1001)")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    assert rootless.runtime_dir_problem() is None
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert rootless.runtime_dir_problem() is None

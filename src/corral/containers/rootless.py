@@ -15,9 +15,11 @@ problem or reports it misleadingly:
   namespace behind, so every later start fails with "failed to mount runtime directory for
   rootless netns" even after the device is fixed.
 
-``refusal`` turns either into the agent's one-line start error with its fix. ``XDG_RUNTIME_DIR``
-needs nothing from corral: Podman falls back to ``/tmp/podman-run-UID`` (what ``su`` gives),
-and corral's own Podman service lives under ``$TMPDIR/corral-UID``.
+``refusal`` turns either into the agent's one-line start error with its fix. An unset
+``XDG_RUNTIME_DIR`` (what ``su`` gives) needs nothing from corral: Podman falls back to
+``/tmp/podman-run-UID``, and corral's own Podman service lives under ``$TMPDIR/corral-UID``.
+One set to a dir of another user's (``su`` without ``-`` keeps root's) makes every Podman
+command fail: that is refused too, naming the variable.
 """
 
 from __future__ import annotations
@@ -88,11 +90,27 @@ def network_problem(network: str, *, tun: bool | None = None) -> tuple[str, str]
             "network: none (or host)")
 
 
+def runtime_dir_problem() -> tuple[str, str] | None:
+    """``(problem, fix)`` when ``XDG_RUNTIME_DIR`` names a dir this user does not own
+    (Podman refuses it; a missing one it replaces with its own)."""
+    path = os.environ.get("XDG_RUNTIME_DIR")
+    try:
+        owner = os.stat(path).st_uid if path else os.geteuid()
+    except OSError:
+        return None
+    if owner == os.geteuid():
+        return None
+    return (f"XDG_RUNTIME_DIR={path} is not this user's (uid {os.geteuid()}): rootless "
+            "Podman refuses it",
+            f"unset XDG_RUNTIME_DIR (Podman then uses /tmp/podman-run-{os.geteuid()}) or "
+            "log in as the user (su - USER)")
+
+
 def refusal(engine: Engine, *, network: str, limits: list[str]) -> tuple[str, str] | None:
     """Why ``engine`` cannot run this container as asked, with the fix; None when it can."""
     if not podman_rootless(engine):
         return None
-    return limits_problem(limits) or network_problem(network)
+    return runtime_dir_problem() or limits_problem(limits) or network_problem(network)
 
 
 def doctor_rows(engine: Engine) -> list[tuple[str, bool, str, str]]:
@@ -109,7 +127,7 @@ def doctor_rows(engine: Engine) -> list[tuple[str, bool, str, str]]:
     else:
         rows.append(("podman", False, "rootless on cgroup v1: resource limits cannot be "
                      "enforced (an agent with resources: is refused)", _LIMITS_FIX))
-    problem = network_problem("bridge")
-    if problem is not None:
-        rows.append(("podman", False, problem[0], problem[1]))
+    for problem in (network_problem("bridge"), runtime_dir_problem()):
+        if problem is not None:
+            rows.append(("podman", False, problem[0], problem[1]))
     return rows
