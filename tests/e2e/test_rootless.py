@@ -188,8 +188,9 @@ def test_a_user_runs_a_container_fleet_on_rootless_podman(uproject: UserProject,
 def test_limits_and_networks_it_cannot_give_are_one_line_and_the_rest_runs(
         uproject: UserProject, rootless_user: User) -> None:
     """On cgroup v1 rootless Podman would drop the limits silently; without /dev/net/tun
-    its network fails obscurely (and wedges later starts). Both agents are fatal at once
-    with the reason and fix; the others keep running; doctor says the same."""
+    its network fails obscurely (and wedges later starts); with another user's
+    XDG_RUNTIME_DIR it refuses everything. Each agent is fatal at once with the reason and
+    fix; the others keep running; doctor says the same."""
     v2 = facts.cgroup_v2()
     tun = rootless_user.run(["sh", "-c", f"exec 3<>{facts.TUN}"]).returncode == 0
     if v2 and tun:
@@ -235,6 +236,18 @@ def test_limits_and_networks_it_cannot_give_are_one_line_and_the_rest_runs(
     assert sorted(uproject.containers("rlrefuse")) == [
         f"corral-rlrefuse-{agent}.1" for agent, words in sorted(expect.items()) if words is None]
     assert "Traceback" not in uproject.daemon_log()
+    uproject.corral("down")
+
+    # `su` without `-` keeps root's XDG_RUNTIME_DIR: every Podman command would fail
+    up = uproject.corral("up", "-d", check=False, timeout=60, env={"XDG_RUNTIME_DIR": "/tmp"})
+    assert up.returncode == 1, up.stdout + up.stderr
+    rows = uproject.wait_for(lambda r: r["plain.1"]["state"] == "running", what="plain runs")
+    for agent in ("capped", "netted"):
+        assert rows[f"{agent}.1"]["state"] == "fatal"
+        assert rows[f"{agent}.1"]["reason"] == (
+            f"agents.{agent}: XDG_RUNTIME_DIR=/tmp is not this user's (uid {rootless_user.uid})"
+            ": rootless Podman refuses it: unset XDG_RUNTIME_DIR (Podman then uses "
+            f"/tmp/podman-run-{rootless_user.uid}) or log in as the user (su - USER)")
     uproject.corral("down")
 
     doctor = uproject.corral("doctor", check=False, timeout=120).stdout

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 
 from corral.containers.engine import Engine
+from corral.drivers.base import Task
+from corral.errors import DriverError
 
 TUN = "/dev/net/tun"
 _LIMITS_FIX = ("run corral as root, or use a cgroup v2 host with the memory, cpu and pids "
@@ -111,6 +113,15 @@ def refusal(engine: Engine, *, network: str, limits: list[str]) -> tuple[str, st
     if not podman_rootless(engine):
         return None
     return runtime_dir_problem() or limits_problem(limits) or network_problem(network)
+
+
+def refuse(task: Task, engine: Engine) -> None:
+    """Raise ``refusal`` as the agent's start error (checked before its image is built)."""
+    res = task.spec.resources
+    limits = limits_named(res.cpus, res.memory, res.memory_reservation, res.pids)
+    refused = refusal(engine, network=task.spec.network or "bridge", limits=limits)
+    if refused is not None:
+        raise DriverError(f"agents.{task.agent}: {refused[0]}", refused[1])
 
 
 def doctor_rows(engine: Engine) -> list[tuple[str, bool, str, str]]:

@@ -136,6 +136,7 @@ class ContainerDriver(Driver):
         return "build:" + builds.digest(self._recipe(task))
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
+        rootless.refuse(task, self.engine_for(task))  # before a build it could not run after
         await self.image(task, progress)
 
     async def image(self, task: Task, progress: Output | None = None) -> str:
@@ -177,11 +178,7 @@ class ContainerDriver(Driver):
 
     async def start(self, task: Task, output: Output) -> Handle:
         eng = self.engine_for(task)
-        res = task.spec.resources
-        limits = rootless.limits_named(res.cpus, res.memory, res.memory_reservation, res.pids)
-        refused = rootless.refusal(eng, network=task.spec.network or "bridge", limits=limits)
-        if refused is not None:  # what the engine would ignore, or fail at obscurely
-            raise DriverError(f"agents.{task.agent}: {refused[0]}", refused[1])
+        rootless.refuse(task, eng)  # what it would ignore (limits) or fail at obscurely
         ops, image = await asyncio.gather(self.ops(eng), self.image(task))
         name = container_name(task.project, task.instance)
         labels = self._labels(task, image)
