@@ -120,20 +120,19 @@ class CliOps:
         return found
 
     async def ensure_network(self, name: str, project: str) -> None:
-        eng = self.engine
-        if (await eng.run("network", "inspect", name)).ok:
-            return
-        got = await eng.run("network", "create", "--label", f"corral.project={project}", name)
-        if not got.ok and "exists" not in got.error_line():
-            raise _refused(eng, f"cannot create network {name}", "run `corral doctor`", got)
+        await self._ensure("network", name, project)
 
     async def ensure_volume(self, name: str, project: str) -> None:
+        await self._ensure("volume", name, project)
+
+    async def _ensure(self, kind: str, name: str, project: str) -> None:
+        """A network or volume, created with the project's label unless it exists."""
         eng = self.engine
-        if (await eng.run("volume", "inspect", name)).ok:
+        if (await eng.run(kind, "inspect", name)).ok:
             return
-        got = await eng.run("volume", "create", "--label", f"corral.project={project}", name)
+        got = await eng.run(kind, "create", "--label", f"corral.project={project}", name)
         if not got.ok and "exists" not in got.error_line():
-            raise _refused(eng, f"cannot create volume {name}", "run `corral doctor`", got)
+            raise _refused(eng, f"cannot create {kind} {name}", "run `corral doctor`", got)
 
     async def command_missing(self, image: str, exe: str,
                               container: str | None = None) -> bool:
