@@ -164,17 +164,12 @@ def test_probes_and_corral_exec_run_inside_the_sandbox(project: Project) -> None
         project.corral("down", check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_shared_loopback_joins_only_the_agents_that_name_it(project: Project) -> None:
     """`network: loopback:NAME`: the agents naming it reach each other on 127.0.0.1; an agent
     with `network: none` and the host itself do not; the loopback outlives a member's
     restart."""
-    port = _free_port()
+    listener, port = _listener()
+    listener.close()  # a port free on the host's loopback: the server takes it in the group's
     knock = ("for i in $(seq {n}); do (exec 3<>/dev/tcp/127.0.0.1/" + str(port) + ") "
              "2>/dev/null && {{ echo reached; exit 0; }}; sleep 0.1; done; echo unreachable")
     project.write(f"""

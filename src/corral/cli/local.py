@@ -199,15 +199,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code if code >= 0 else 128 - code
 
 
-def _exec_in_sandbox(args: argparse.Namespace, cmd: list[str], env: dict[str, str]) -> int:
+def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) -> int:
     """``corral exec`` for a sandboxed agent: in its first running instance's sandbox (what the
-    agent can see and reach, and nothing more), with the agent's environment."""
+    agent can see and reach, and nothing more), with the agent's environment. The running
+    instance is found first: without one, nothing is prepared for nothing."""
     from corral.drivers.sandbox import inside
 
     rows = daemonctl.client(project.state_dir(args.file)).instances()
     pids = [r["pid"] for r in rows if r["agent"] == args.agent and r["state"] == "running"
             and r.get("pid")]
     prefix = inside(pids[0] if pids else None, args.agent)
+    env, _, _ = _environment(manifest, args.agent)
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0
 
@@ -221,9 +223,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
         from corral.cli.containers import exec_in
 
         return exec_in(manifest, args.agent, cmd)
-    env, cwd, _ = _environment(manifest, args.agent)
     if manifest.agents[args.agent].isolation == "sandbox":
-        return _exec_in_sandbox(args, cmd, env)
+        return _exec_in_sandbox(args, manifest, cmd)
+    env, cwd, _ = _environment(manifest, args.agent)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     try:
         os.chdir(cwd)
