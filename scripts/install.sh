@@ -62,6 +62,10 @@ if [ "$want_test" = 1 ]; then
   command -v npm >/dev/null 2>&1 || apt_install npm
   # the vm tests boot real QEMU guests (their kernel and busybox come from apt at test time)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
+  # the initramfs test lists the archive corral packs with busybox's own cpio
+  command -v busybox >/dev/null 2>&1 || apt_install busybox
+  # the daemon's TLS test makes its certificate with openssl
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
   # the container level's tests drive real Podman and Docker on a debootstrapped base image
   # (vm.python guests use a debootstrapped root too)
   for tool in podman runc dockerd debootstrap; do

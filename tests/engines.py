@@ -22,6 +22,10 @@ import pytest
 from corral.containers import image
 from corral.containers.engine import Engine
 
+# the one base image the engine fixtures make (``corral image bootstrap --python``): every
+# container test builds FROM or runs this tag, never an image an earlier run left behind
+IMAGE = image.base_image(python=True).tag
+
 
 def _works(engine: Engine, tag: str) -> str:
     """'' when ``engine`` runs a container of ``tag``, else its own error."""

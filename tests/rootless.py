@@ -30,10 +30,11 @@ from pathlib import Path
 import pytest
 
 from corral.containers.engine import Engine
+from tests.engines import IMAGE
 
 USER = os.environ.get("CORRAL_TEST_ROOTLESS_USER", "corralu")
 PYTHON = "/usr/bin/python3.11"
-BASE = "localhost/corral-base:bookworm"
+BASE = IMAGE  # what the engine fixture bootstrapped
 REPO = Path(__file__).resolve().parents[1]
 
 

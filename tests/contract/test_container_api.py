@@ -26,8 +26,8 @@ from corral.drivers.container import ContainerDriver
 from corral.errors import DriverError
 from tests.contract.test_container import ENGINES, make_task, run, run_to_end
 from tests.contract.test_driver_contract import Collect
+from tests.engines import IMAGE
 
-IMAGE = "localhost/corral-base:bookworm"
 # a partial line, a line, stderr between, and an exit code: what a follow must keep exact
 PRINTS = "printf part; sleep 0.2; echo ial; echo oops >&2; echo end; exit 3"
 

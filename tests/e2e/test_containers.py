@@ -12,6 +12,7 @@ import pytest
 
 from corral.containers.engine import Engine
 from tests.e2e.conftest import Project
+from tests.engines import IMAGE
 
 COUNTER = """\
 import pathlib, time
@@ -120,7 +121,7 @@ def test_a_new_build_removes_the_older_image_and_down_rmi_the_rest(
     per change), other agents' images stay, and `down --rmi` removes the fleet's own."""
     env = {"CORRAL_CONTAINER_ENGINE": "podman"}
     repo = "localhost/corral-ctprune-app"
-    project.file("app/Containerfile", "FROM localhost/corral-base:bookworm\n"
+    project.file("app/Containerfile", f"FROM {IMAGE}\n"
                                       "COPY hello.txt /hello.txt\n")
     project.file("app/hello.txt", "one\n")
     project.write("""
@@ -141,7 +142,7 @@ def test_a_new_build_removes_the_older_image_and_down_rmi_the_rest(
         down = project.corral("down", "--rmi", env=env)
         assert f"removed podman image {second[0]}" in down.stdout, down.stdout
         assert _tags(podman_engine, repo) == []
-        assert _exists(podman_engine, "image", "localhost/corral-base:bookworm")
+        assert _exists(podman_engine, "image", IMAGE)
     finally:
         for tag in _tags(podman_engine, repo):
             subprocess.run(podman_engine.argv("rmi", "-f", tag), capture_output=True)
@@ -205,7 +206,7 @@ def test_exec_probes_run_inside_the_container(project: Project, podman_engine: E
             class: service
             isolation: container
             command: ["sh", "-c", "sleep 1; touch {marker}; sleep 300"]
-            container: {{engine: podman, image: "localhost/corral-base:bookworm"}}
+            container: {{engine: podman, image: "{IMAGE}"}}
             readiness: {{exec: "test -f {marker}", period: 0.3s}}
           after:
             class: compute
@@ -233,14 +234,14 @@ def test_the_daemon_runs_one_podman_service_and_leaves_none(project: Project,
     if any(os.path.exists(s) for s in service.candidates(podman_engine)):
         pytest.skip("a Podman API socket is already served here: corral starts none")
     env = {"CORRAL_CONTAINER_ENGINE": "podman"}
-    project.write("""
+    project.write(f"""
         name: ctsvc
         agents:
           idle:
             isolation: container
             command: [sleep, "300"]
             network: none
-            container: {image: "localhost/corral-base:bookworm"}
+            container: {{image: "{IMAGE}"}}
     """)
     try:
         project.corral("up", "-d", env=env)
