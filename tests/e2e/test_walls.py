@@ -1,0 +1,128 @@
+"""The sandbox's walls against an agent that rearranges what it may write between two runs:
+a bind source swapped for a link out of its root is refused at the restart (the instance is
+fatal, one line says why, no restart loop), nothing of the host is mounted."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.drivers.bwrap import find_bwrap
+from tests.e2e.conftest import Project
+
+pytestmark = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap (bwrap) is not "
+                                "installed: apt-get install bubblewrap (scripts/install.sh "
+                                "--test does)")
+
+SECRET = "holder-secret-4411"
+
+
+def _fatal(project: Project, name: str) -> dict[str, object]:
+    rows = project.wait_for(lambda r: r[name]["state"] == "fatal", what=f"{name} fatal")
+    return rows[name]
+
+
+def test_a_volume_swapped_for_a_link_to_root_is_refused_at_the_restart(
+        project: Project) -> None:
+    """The issue's attack, exactly: ``ln -s / out`` then exit 1 under restart: on-failure."""
+    (project.root / "escw" / "out").mkdir(parents=True)
+    project.file("key.txt", SECRET + "\n")
+    pwned = project.root / "pwned"
+    project.file("escw/attack.sh", f"""\
+        if [ -e first-run-done ]; then
+          cat /tmp/out/dev/shm/corral-*/*/holder.1/key /tmp/out{project.root}/key.txt
+          echo owned > /tmp/out{pwned} && echo WROTE-HOST
+          exit 0
+        fi
+        touch first-run-done
+        rm -rf out && ln -s / out
+        exit 1
+        """)
+    project.write("""
+        name: walls
+        secrets:
+          key: {file: ./key.txt}
+        agents:
+          holder:
+            isolation: sandbox
+            command: sleep 300
+            secrets: [key]
+          esc:
+            class: compute
+            isolation: sandbox
+            workdir: escw
+            volumes: ["./escw/out:/tmp/out"]
+            restart: on-failure
+            command: /bin/sh attack.sh
+    """)
+    project.corral("up", "-d")
+    row = _fatal(project, "esc.1")
+    reason = str(row["reason"])
+    assert "agents.esc.volumes" in reason and "link to /" in reason and "refused" in reason, row
+    assert "\n" not in reason
+    assert not pwned.exists()
+    said = " ".join(r["message"] for r in project.records("esc"))
+    assert SECRET not in said and "WROTE-HOST" not in said
+    assert row["restarts"] == 1, row  # the refused start is not retried
+    out = project.corral("ps")
+    assert "fatal" in out.stdout
+    project.corral("down")
+
+
+def test_a_workdir_swapped_by_another_agent_is_refused(project: Project,
+                                                       tmp_path_factory: pytest.TempPathFactory
+                                                       ) -> None:
+    """``inner``'s workdir lies in ``outer``'s: ``outer`` turns it into a link out of the
+    project while ``inner`` runs; ``inner``'s restart does not get the other dir."""
+    outside = tmp_path_factory.mktemp("outside")
+    (project.root / "a" / "b").mkdir(parents=True)
+    project.write("""
+        name: walls
+        agents:
+          outer:
+            class: compute
+            isolation: sandbox
+            workdir: a
+            command: ["sh", "-c", "sleep 0.5; mv b b.real && ln -s OUTSIDE b"]
+          inner:
+            class: compute
+            isolation: sandbox
+            workdir: a/b
+            restart: on-failure
+            command: ["sh", "-c", "test -e ran && echo x > pwned; touch ran; sleep 2; exit 1"]
+    """.replace("OUTSIDE", str(outside)))
+    project.corral("up", "-d")
+    row = _fatal(project, "inner.1")
+    assert "agents.inner.workdir" in str(row["reason"]), row
+    assert "outside" in str(row["reason"]) and "refused" in str(row["reason"]), row
+    assert not (outside / "pwned").exists() and not (outside / "ran").exists()
+    assert (project.root / "a" / "b.real" / "ran").exists()
+    project.corral("down")
+
+
+def test_a_data_dir_swapped_through_a_volume_is_refused(
+        project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Corral's state dir is hidden from every sandbox; a manifest that gives one agent the
+    data dirs as a volume lets it swap another's: that one's restart is refused."""
+    outside = tmp_path_factory.mktemp("outside")
+    (project.root / ".corral" / "data").mkdir(parents=True)
+    project.write("""
+        name: walls
+        agents:
+          swapper:
+            class: compute
+            isolation: sandbox
+            volumes: ["./.corral/data:/tmp/d"]
+            command: ["sh", "-c", "sleep 0.5; mv /tmp/d/victim /tmp/d/v.real &&
+                      ln -s OUTSIDE /tmp/d/victim"]
+          victim:
+            class: compute
+            isolation: sandbox
+            restart: on-failure
+            command: ["sh", "-c", "cd $$CORRAL_STATE_DIR; test -e ran && echo x > pwned;
+                      touch ran; sleep 2; exit 1"]
+    """.replace("OUTSIDE", str(outside)))
+    project.corral("up", "-d")
+    row = _fatal(project, "victim.1")
+    assert "agents.victim.data dir" in str(row["reason"]), row
+    assert not (outside / "pwned").exists()
+    project.corral("down")

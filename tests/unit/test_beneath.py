@@ -1,0 +1,106 @@
+"""The resolver every bind source goes through: links and ``..`` may move within the root,
+never out of it, and what it returns is the inode it checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from corral.drivers.beneath import Escape, open_beneath, path_of, root_for
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "root" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "root" / "a" / "b" / "file").write_text("in\n")
+    (tmp_path / "outside").mkdir()
+    return tmp_path / "root"
+
+
+def _resolved(root: Path, path: str) -> str:
+    fd = open_beneath(str(root), path)
+    try:
+        return path_of(fd)
+    finally:
+        os.close(fd)
+
+
+def test_a_plain_path_resolves_to_itself(root: Path) -> None:
+    assert _resolved(root, "a/b") == str(root / "a" / "b")
+    assert _resolved(root, str(root / "a" / "b" / "file")) == str(root / "a" / "b" / "file")
+    assert _resolved(root, str(root)) == str(root)
+
+
+def test_dotdot_within_the_root_is_fine_and_above_it_refused(root: Path) -> None:
+    assert _resolved(root, "a/b/../b/./file") == str(root / "a" / "b" / "file")
+    with pytest.raises(Escape, match="climbs out"):
+        open_beneath(str(root), "a/../../outside")
+
+
+def test_links_that_stay_inside_are_followed(root: Path) -> None:
+    (root / "rel").symlink_to("a/b")
+    (root / "a" / "up").symlink_to("../a/b/file")
+    (root / "abs").symlink_to(root / "a")
+    assert _resolved(root, "rel/file") == str(root / "a" / "b" / "file")
+    assert _resolved(root, "a/up") == str(root / "a" / "b" / "file")
+    assert _resolved(root, "abs/b") == str(root / "a" / "b")
+
+
+def test_links_that_leave_the_root_are_refused(root: Path) -> None:
+    (root / "a" / "out").symlink_to("/")
+    (root / "a" / "sneaky").symlink_to("../../outside")
+    (root / "a" / "absdot").symlink_to(f"{root}/../outside")
+    with pytest.raises(Escape, match=r"link to /, outside"):
+        open_beneath(str(root), "a/out")
+    with pytest.raises(Escape, match="climbs out"):
+        open_beneath(str(root), "a/sneaky")
+    with pytest.raises(Escape, match=r"absdot is a link to .*, outside"):
+        open_beneath(str(root), "a/absdot")
+
+
+def test_a_link_in_the_middle_is_checked_too(root: Path) -> None:
+    (root / "mid").symlink_to(root.parent / "outside")
+    with pytest.raises(Escape, match="mid is a link to"):
+        open_beneath(str(root), "mid/anything")
+
+
+def test_a_loop_is_refused(root: Path) -> None:
+    (root / "x").symlink_to("y")
+    (root / "y").symlink_to("x")
+    with pytest.raises(Escape, match="loop"):
+        open_beneath(str(root), "x")
+
+
+def test_a_missing_path_is_an_os_error(root: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_beneath(str(root), "a/nothing")
+
+
+def test_a_root_reached_through_a_link_is_trusted_and_its_canonical_name_accepted(
+        root: Path) -> None:
+    alias = root.parent / "alias"
+    alias.symlink_to(root)
+    (root / "canon").symlink_to(root / "a")  # an absolute link by the canonical name
+    (root / "given").symlink_to(alias / "a")  # and by the spelling the manifest gave
+    assert _resolved(alias, "canon/b") == str(root / "a" / "b")
+    assert _resolved(alias, "given/b") == str(root / "a" / "b")
+
+
+def test_the_fd_is_what_was_checked_even_if_the_path_is_swapped_after(root: Path) -> None:
+    fd = open_beneath(str(root), "a/b")
+    try:
+        os.rename(root / "a" / "b", root / "a" / "moved")
+        (root / "a" / "b").symlink_to("/")
+        assert path_of(fd) == str(root / "a" / "moved")
+        assert os.listdir(f"/proc/self/fd/{fd}") == ["file"]
+    finally:
+        os.close(fd)
+
+
+def test_the_root_of_a_path_is_the_outermost_known_one() -> None:
+    roots = ["/p", "/p/w", "/s/data"]
+    assert root_for("/p/w/out", roots) == "/p"
+    assert root_for("/s/data/x", roots) == "/s/data"
+    assert root_for("/elsewhere/v", roots) == "/elsewhere/v"
