@@ -126,3 +126,33 @@ def test_a_data_dir_swapped_through_a_volume_is_refused(
     assert "agents.victim.data dir" in str(row["reason"]), row
     assert not (outside / "pwned").exists()
     project.corral("down")
+
+
+def test_a_sandbox_of_class_io_has_no_network_unless_it_declares_host(
+        project: Project) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    reach = ["/bin/bash", "-c", f"(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && "
+             "echo reached || echo unreachable"]
+    project.write(f"""
+        name: net
+        agents:
+          quiet: {{class: io, isolation: sandbox, restart: "no", command: {reach!r}}}
+          chatty: {{class: io, isolation: sandbox, restart: "no", network: host,
+                    command: {reach!r}}}
+    """.replace("'", '"'))
+    try:
+        project.corral("up", "-d")
+        project.wait_for(lambda r: all(x["state"] == "exited" for x in r.values()),
+                         what="both agents")
+    finally:
+        listener.close()
+    assert [r["message"] for r in project.records("quiet")] == ["unreachable"]
+    assert [r["message"] for r in project.records("chatty")] == ["reached"]
+    shown = project.corral("config").stdout
+    assert "network: host" in shown
+    project.corral("down")
