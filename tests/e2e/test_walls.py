@@ -156,3 +156,76 @@ def test_a_sandbox_of_class_io_has_no_network_unless_it_declares_host(
     shown = project.corral("config").stdout
     assert "network: host" in shown
     project.corral("down")
+
+
+PEEK_PROJECT = """\
+#!/bin/bash
+t() { if eval "$2" >/dev/null 2>&1; then echo "$1 yes"; else echo "$1 no"; fi; }
+t run-own-code "test -x ./tool.sh && ./tool.sh | grep -q tool-ran"
+t read-manifest "grep -q name corral.yaml"
+t list-secret "cat secrets/b | grep -q ."
+t read-env-file "grep -q . agent.env"
+t read-dotenv "grep -q . .env"
+t read-own-file "grep -q readme README.txt"
+t write-project "echo x > evil.txt"
+t write-data "echo x > $CORRAL_STATE_DIR/kept.txt"
+t read-sub-secret "grep -q . sub/token.txt"
+t read-via-volume "grep -q . /tmp/sub/token.txt"
+"""
+
+
+def test_the_project_root_as_default_workdir_is_read_only_and_secret_files_masked(
+        project: Project) -> None:
+    project.file("peek.sh", PEEK_PROJECT)
+    project.file("tool.sh", "#!/bin/sh\necho tool-ran\n").chmod(0o755)
+    project.file("README.txt", "readme\n")
+    project.file("secrets/b", "secret-b-5521\n")
+    project.file("agent.env", "AGENT_KEY=envfile-7731\n")
+    project.file(".env", "DOTENV=dotenv-1188\n")
+    project.file("sub/token.txt", "sub-token-9090\n")
+    project.write("""
+        name: rootview
+        secrets:
+          b: {file: ./secrets/b}
+          t: {file: ./sub/token.txt}
+        agents:
+          peek:
+            class: compute
+            isolation: sandbox
+            env_file: agent.env
+            volumes: ["./sub:/tmp/sub:ro"]
+            command: /bin/bash peek.sh
+    """)
+    project.corral("up", "-d")
+    rows = project.wait_for(lambda r: r["peek.1"]["state"] == "exited", what="peek")
+    assert rows["peek.1"]["exit_code"] == 0, project.records("peek")
+    said = dict(r["message"].split(" ", 1) for r in project.records("peek"))
+    assert said == {"run-own-code": "yes", "read-manifest": "no", "list-secret": "no",
+                    "read-env-file": "no", "read-dotenv": "no", "read-own-file": "yes",
+                    "write-project": "no", "write-data": "yes", "read-sub-secret": "no",
+                    "read-via-volume": "no"}, said
+    assert not (project.root / "evil.txt").exists()
+    logged = " ".join(r["message"] for r in project.records("peek"))
+    for value in ("secret-b-5521", "envfile-7731", "dotenv-1188", "sub-token-9090"):
+        assert value not in logged
+    project.corral("down")
+
+
+def test_a_volume_naming_a_secret_file_shows_it(project: Project) -> None:
+    """Masking is the default; a volume of the file itself is the manifest saying so."""
+    project.file("secrets/b", "secret-b-5521\n")
+    project.write("""
+        name: shown
+        secrets:
+          b: {file: ./secrets/b}
+        agents:
+          reader:
+            class: compute
+            isolation: sandbox
+            volumes: ["./secrets/b:/tmp/b:ro"]
+            command: cat /tmp/b
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["reader.1"]["state"] == "exited", what="reader")
+    assert [r["message"] for r in project.records("reader")] == ["secret-b-5521"]
+    project.corral("down")

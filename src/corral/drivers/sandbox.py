@@ -2,7 +2,18 @@
 
 What the agent sees is decided by ``drivers.bwrap`` (read-only system, private /tmp, hidden
 homes, state dir and project dir, its workdir, data dir and volumes writable, its secrets at
-``/run/secrets``, its own PID namespace, no network unless ``network: host``). Everything else
+``/run/secrets``, its own PID namespace, no network unless ``network: host``, whatever its
+class). Two rules keep the manifest's own files out of reach (``drivers.walls``):
+
+- an agent without a ``workdir`` runs in the project root, shown **read-only**: its code runs,
+  nothing of the project is written (give it a volume, ``./out:/tmp/out``, to write there);
+- the manifest's secret sources and env files, ``corral.yaml`` and the project's ``.env`` read
+  empty wherever the view shows them (workdir, volumes, the system), unless a volume names the
+  file itself.
+
+Every bind source is opened beneath its root (``drivers.beneath``) and bound by descriptor: a
+link an agent left in its workdir or a volume between two runs makes the next start fail,
+``fatal`` with one line naming the link, instead of mounting what it points to. Everything else
 is the process driver's: output through the named pipes, stop by signal then group kill, the
 cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
