@@ -229,3 +229,30 @@ def test_a_volume_naming_a_secret_file_shows_it(project: Project) -> None:
     project.wait_for(lambda r: r["reader.1"]["state"] == "exited", what="reader")
     assert [r["message"] for r in project.records("reader")] == ["secret-b-5521"]
     project.corral("down")
+
+
+def test_no_descriptor_of_a_bind_source_reaches_the_agent(project: Project) -> None:
+    """bwrap closes each fd it binds: one left open would be a handle on the host's tree
+    (``openat(fd, "..")``) from inside the sandbox."""
+    (project.root / "w" / "out").mkdir(parents=True)
+    project.file("key.txt", "k\n")
+    project.write("""
+        name: fds
+        secrets:
+          key: {file: ./key.txt}
+        agents:
+          lister:
+            class: compute
+            isolation: sandbox
+            workdir: w
+            secrets: [key]
+            volumes: ["./w/out:/tmp/out", "named:/tmp/named"]
+            command: ["sh", "-c", "for f in /proc/$$$$/fd/*; do echo $$f $$(readlink $$f); done"]
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["lister.1"]["state"] == "exited", what="lister")
+    fds = [r["message"] for r in project.records("lister")]
+    numbers = [f.split()[0].rsplit("/", 1)[1] for f in fds]
+    assert numbers[:3] == ["0", "1", "2"], fds
+    assert all(f.split()[1].startswith("pipe:") for f in fds[3:]), fds  # $(readlink)'s own
+    project.corral("down")
