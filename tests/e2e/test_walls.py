@@ -256,3 +256,34 @@ def test_no_descriptor_of_a_bind_source_reaches_the_agent(project: Project) -> N
     assert numbers[:3] == ["0", "1", "2"], fds
     assert all(f.split()[1].startswith("pipe:") for f in fds[3:]), fds  # $(readlink)'s own
     project.corral("down")
+
+
+def test_a_container_volume_swapped_for_a_link_to_root_is_refused(
+        project: Project, podman_engine: object) -> None:
+    """The same attack at the container level: the agent owns the source's parent (a
+    volume of its own), swaps the source for ``ln -s / out`` and exits 1; the engine would
+    follow the link on the host at the next create. It is refused, fatal, not retried."""
+    (project.root / "escw" / "out").mkdir(parents=True)
+    pwned = project.root / "pwned"
+    project.write(f"""
+        name: ctwalls
+        agents:
+          esc:
+            class: compute
+            isolation: container
+            restart: on-failure
+            container: {{engine: podman, image: "localhost/corral-python:bookworm"}}
+            volumes: ["./escw:/w", "./escw/out:/out"]
+            command: ["sh", "-c", "if [ -e /w/first ]; then echo owned > /out{pwned}; exit 0;
+                      fi; touch /w/first; rm -rf /w/out; ln -s / /w/out; exit 1"]
+    """)
+    try:
+        project.corral("up", "-d", env={"CORRAL_CONTAINER_ENGINE": "podman"})
+        row = project.wait_for(lambda r: r["esc.1"]["state"] == "fatal", timeout=90,
+                               what="esc fatal")["esc.1"]
+        assert "agents.esc.volumes" in str(row["reason"]), row
+        assert "link to /, outside" in str(row["reason"]), row
+        assert row["restarts"] == 1, row
+        assert not pwned.exists()
+    finally:
+        project.corral("down", check=False)

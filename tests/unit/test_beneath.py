@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from corral.drivers.beneath import Escape, open_beneath, path_of, root_for
+from corral.containers import runargs
+from corral.drivers.base import Task
+from corral.drivers.beneath import Escape, link_free, open_beneath, path_of, root_for
+from corral.errors import DriverError
+from corral.manifest.spec import Agent, Volume
 
 
 @pytest.fixture
@@ -104,3 +108,38 @@ def test_the_root_of_a_path_is_the_outermost_known_one() -> None:
     assert root_for("/p/w/out", roots) == "/p"
     assert root_for("/s/data/x", roots) == "/s/data"
     assert root_for("/elsewhere/v", roots) == "/elsewhere/v"
+
+
+def test_a_canonical_path_is_link_free_until_a_component_is_swapped(root: Path) -> None:
+    path = str(root / "a" / "b")
+    assert link_free(path)
+    os.rename(root / "a", root / "a.real")
+    (root / "a").symlink_to(root / "a.real")
+    assert not link_free(path)
+    assert not link_free(str(root / "missing"))
+
+
+def _task(root: Path, volumes: list[Volume]) -> Task:
+    state = root / ".corral"
+    (state / "data" / "w").mkdir(parents=True, exist_ok=True)
+    return Task(project="p", agent="w", instance="w.1", index=1,
+                spec=Agent(command=["true"], volumes=volumes, isolation="container"),
+                workdir=str(root), run_dir=str(state / "run" / "w.1"),
+                cache_dir=str(state / "cache"),
+                env={"CORRAL_STATE_DIR": str(state / "data" / "w")}, project_dir=str(root))
+
+
+def test_a_container_bind_is_given_canonical_and_refused_once_it_leaves(root: Path) -> None:
+    (root / "a" / "via").symlink_to("b")
+    task = _task(root, [Volume(source=str(root / "a" / "via"), target="/v")])
+    binds, _ = runargs.mounts(task)
+    assert binds[0].source == str(root / "a" / "b")  # the engine never follows a link
+    spec = runargs.RunSpec(name="n", image="i", argv=("true",), labels={}, env={},
+                           network="none", binds=binds)
+    runargs.recheck(task, spec)
+    os.rename(root / "a" / "b", root / "a" / "b.real")
+    (root / "a" / "b").symlink_to("/")
+    with pytest.raises(DriverError, match=r"became a link since it was checked: refused"):
+        runargs.recheck(task, spec)
+    with pytest.raises(DriverError, match=r"agents\.w\.volumes: .*b is a link to /, outside"):
+        runargs.mounts(task)

@@ -105,3 +105,25 @@ def root_for(path: str, roots: list[str]) -> str:
     agents are given is the host's, resolved as the host resolves it)."""
     found = [r for r in roots if r and under(path, r)]
     return min(found, key=len) if found else os.path.normpath(path)
+
+
+def link_free(path: str) -> bool:
+    """Every component of absolute ``path`` is what it names, no link among them (walked
+    with ``O_NOFOLLOW`` from ``/``). A canonical path (``path_of``) is link-free when made;
+    a link in it later means someone swapped a component since."""
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in _parts(path):
+            if part == "..":
+                return False
+            try:
+                nxt = os.open(part, _FLAGS, dir_fd=fd)
+            except OSError:
+                return False
+            os.close(fd)
+            fd = nxt
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                return False
+        return True
+    finally:
+        os.close(fd)

@@ -182,12 +182,7 @@ class SandboxDriver(VenvDriver):
                         shown.append(prefix)
         data_dir = task.env.get("CORRAL_STATE_DIR")
         secrets_dir = task.env.get("CORRAL_SECRETS_DIR") or None
-        state_dir = os.path.dirname(os.path.dirname(task.run_dir))
-        opener = walls.Opener(task, fds, roots=[
-            task.project_dir, state_dir,
-            os.path.dirname(secrets_dir) if secrets_dir else "",
-            task.workdir, *(v.source for v in task.spec.volumes
-                            if not v.named and not v.read_only)])
+        opener = walls.Opener(task, fds, walls.bind_roots(task))
         opened: dict[str, int] = {}
         opened[os.path.normpath(task.workdir)] = opener.open(task.workdir, "workdir")
         if data_dir:

@@ -18,7 +18,7 @@ from corral.drivers.base import Task
 from corral.errors import DriverError
 from corral.manifest.spec import Manifest
 
-_REFUSED_FIX = ("replace the link with the real directory (an agent may have made it), or "
+REFUSED_FIX = ("replace the link with the real directory (an agent may have made it), or "
                 "name the real path in corral.yaml")
 
 
@@ -45,7 +45,7 @@ class Opener:
         try:
             fd = beneath.open_beneath(beneath.root_for(path, self._roots), path)
         except beneath.Escape as exc:
-            raise DriverError(f"agents.{agent}.{where}: {exc}: refused", _REFUSED_FIX) from None
+            raise DriverError(f"agents.{agent}.{where}: {exc}: refused", REFUSED_FIX) from None
         except (FileNotFoundError, NotADirectoryError):
             raise _Missing(f"agents.{agent}.{where}: {path} does not exist",
                            "create it, or use a named volume (NAME:/target)"
@@ -59,6 +59,25 @@ class Opener:
 
 class _Missing(DriverError):
     pass
+
+
+def bind_roots(task: Task) -> list[str]:
+    """The roots an instance's bind sources are resolved beneath (see ``Opener``)."""
+    secrets_dir = task.env.get("CORRAL_SECRETS_DIR") or ""
+    return [task.project_dir, os.path.dirname(os.path.dirname(task.run_dir)),
+            os.path.dirname(secrets_dir) if secrets_dir else "", task.workdir,
+            *(v.source for v in task.spec.volumes if not v.named and not v.read_only)]
+
+
+def canonical(task: Task, path: str, where: str) -> str:
+    """``path`` as the kernel names the inode found beneath its root: no link left in it
+    (for an engine that resolves the path itself; see ``containers.runargs``)."""
+    fds: list[int] = []
+    Opener(task, fds, bind_roots(task)).open(path, where)
+    try:
+        return beneath.path_of(fds[0])
+    finally:
+        os.close(fds[0])
 
 
 def is_a_home(prefix: str, env: dict[str, str]) -> bool:
