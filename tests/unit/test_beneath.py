@@ -143,3 +143,29 @@ def test_a_container_bind_is_given_canonical_and_refused_once_it_leaves(root: Pa
         runargs.recheck(task, spec)
     with pytest.raises(DriverError, match=r"agents\.w\.volumes: .*b is a link to /, outside"):
         runargs.mounts(task)
+
+
+def test_node_modules_is_linked_only_inside_the_root(root: Path, tmp_path: Path) -> None:
+    from corral.drivers.nodebuild import link_node_modules
+
+    built = tmp_path / "built"
+    link_node_modules(str(root / "a"), str(built), str(root))
+    assert os.readlink(root / "a" / "node_modules") == str(built / "node_modules")
+    link_node_modules(str(root / "a"), str(built), str(root))  # again: left as it is
+    (root / "pkg").symlink_to(tmp_path / "outside")
+    with pytest.raises(DriverError, match=r"pkg is a link to .*outside.*: refused"):
+        link_node_modules(str(root / "pkg"), str(built), str(root))
+    assert not (tmp_path / "outside" / "node_modules").exists()
+    (root / "a" / "b" / "node_modules").mkdir()
+    with pytest.raises(DriverError, match="is not corral's"):
+        link_node_modules(str(root / "a" / "b"), str(built), str(root))
+
+
+def test_a_whole_home_is_never_shown_for_an_executable_found_in_it() -> None:
+    from corral.drivers.walls import is_a_home
+
+    env = {"HOME": "/srv/me"}
+    for prefix in ("/", "/root", "/home", "/home/alice", "/srv/me"):
+        assert is_a_home(prefix, env), prefix
+    for prefix in ("/root/.pyenv/versions/3.12.1", "/home/alice/.local", "/usr", "/opt/py"):
+        assert not is_a_home(prefix, env), prefix
