@@ -287,3 +287,35 @@ def test_a_container_volume_swapped_for_a_link_to_root_is_refused(
         assert not pwned.exists()
     finally:
         project.corral("down", check=False)
+
+
+def test_a_venv_swapped_through_a_volume_is_refused(
+        project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The cached venvs are corral's; a manifest giving an agent the cache as a volume lets
+    it swap another agent's venv for a link out: that one's restart is refused."""
+    outside = tmp_path_factory.mktemp("outside")
+    (project.root / ".corral" / "cache" / "venvs").mkdir(parents=True)
+    project.file("v/requirements.txt", "")
+    project.write("""
+        name: walls
+        agents:
+          swapper:
+            class: compute
+            isolation: sandbox
+            volumes: ["./.corral/cache/venvs:/tmp/v"]
+            command: ["sh", "-c", "sleep 1.5; for d in /tmp/v/*; do case $$d in *.real) ;;
+                      *) mv $$d $$d.real && ln -s OUTSIDE $$d;; esac; done"]
+          victim:
+            class: compute
+            isolation: sandbox
+            workdir: v
+            venv: {requirements: requirements.txt}
+            restart: on-failure
+            command: ["sh", "-c", "sleep 3; exit 1"]
+    """.replace("OUTSIDE", str(outside)))
+    project.corral("up", "-d")
+    row = project.wait_for(lambda r: r["victim.1"]["state"] == "fatal", timeout=60,
+                           what="victim fatal")["victim.1"]
+    assert "agents.victim.venv" in str(row["reason"]), row
+    assert "outside" in str(row["reason"]) and "refused" in str(row["reason"]), row
+    project.corral("down")

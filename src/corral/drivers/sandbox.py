@@ -161,14 +161,17 @@ class SandboxDriver(VenvDriver):
         hidden = self._hidden(task, env)
         command = list(task.spec.argv)
         shown: list[str] = []
+        what: dict[str, str] = {}  # a shown path -> how a refusal names it
         venv, tree = self.venv_dir(task), self.node_tree(task)
         if venv is not None:
             shown.append(venv)
+            what[venv] = "venv"
             base = bwrap.venv_base(venv)
             if base is not None:
                 shown.append(base)
         if tree is not None:
             shown.append(tree)  # the workdir's node_modules link points into it
+            what[tree] = "node"
         exe = self._inner_executable(command[0], env, task)
         if exe is not None:
             command[0] = exe
@@ -188,7 +191,7 @@ class SandboxDriver(VenvDriver):
         if data_dir:
             opened[os.path.normpath(data_dir)] = opener.open(data_dir, "data dir")
         for path in shown:
-            fd = opener.open_if(path, "shown read-only")
+            fd = opener.open_if(path, what.get(path, "command"))
             if fd is not None:
                 opened[os.path.normpath(path)] = fd
         volumes: list[tuple[bwrap.Source, str, bool]] = []
