@@ -319,3 +319,24 @@ def test_a_venv_swapped_through_a_volume_is_refused(
     assert "agents.victim.venv" in str(row["reason"]), row
     assert "outside" in str(row["reason"]) and "refused" in str(row["reason"]), row
     project.corral("down")
+
+
+def test_corral_run_of_a_sandbox_agent_gets_the_same_walls(project: Project) -> None:
+    """``corral run`` builds the argv itself: its checked binds reach bwrap too."""
+    project.file("secrets/b", "secret-b-5521\n")
+    project.write("""
+        name: runwalls
+        secrets:
+          b: {file: ./secrets/b}
+        agents:
+          job:
+            class: compute
+            isolation: sandbox
+            command: ["sh", "-c", "cat corral.yaml secrets/b; echo x > evil || echo ro;
+                      echo ok > $$CORRAL_STATE_DIR/kept && echo data"]
+    """)
+    done = project.corral("run", "job", check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ro", "data"], done.stdout
+    assert "secret-b-5521" not in done.stdout + done.stderr
+    assert not (project.root / "evil").exists()

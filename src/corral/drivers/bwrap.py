@@ -50,8 +50,8 @@ class View:
     # host path -> an O_PATH fd opened on it (drivers.beneath): bound instead of the path,
     # so what was checked is what gets mounted; bwrap closes each after binding it
     opened: Mapping[str, int] = field(default_factory=dict)
-    # files shown as empty wherever they are (secret sources, env files, the manifest),
-    # applied after every bind so no workdir or volume shows them again
+    # files covered by /dev/null (unreadable: binds are nodev) wherever they are: secret
+    # sources, env files, the manifest; after every bind, so none shows them again
     masked: tuple[str, ...] = ()
     workdir_read_only: bool = False  # the project root as default workdir: seen, not written
 

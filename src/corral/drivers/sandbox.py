@@ -7,9 +7,9 @@ class). Two rules keep the manifest's own files out of reach (``drivers.walls``)
 
 - an agent without a ``workdir`` runs in the project root, shown **read-only**: its code runs,
   nothing of the project is written (give it a volume, ``./out:/tmp/out``, to write there);
-- the manifest's secret sources and env files, ``corral.yaml`` and the project's ``.env`` read
-  empty wherever the view shows them (workdir, volumes, the system), unless a volume names the
-  file itself.
+- the manifest's secret sources and env files, ``corral.yaml`` and the project's ``.env`` are
+  covered by ``/dev/null`` (unreadable) wherever the view shows them (workdir, volumes, the
+  system), unless a volume names the file itself.
 
 Every bind source is opened beneath its root (``drivers.beneath``) and bound by descriptor: a
 link an agent left in its workdir or a volume between two runs makes the next start fail,
