@@ -248,13 +248,23 @@ def test_no_descriptor_of_a_bind_source_reaches_the_agent(project: Project) -> N
             secrets: [key]
             volumes: ["./w/out:/tmp/out", "named:/tmp/named"]
             command: ["sh", "-c", "for f in /proc/$$$$/fd/*; do echo $$f $$(readlink $$f); done"]
+          tool:
+            class: compute
+            isolation: sandbox
+            workdir: t
+            command: ./bin/list  # its prefix is its workdir: one bind, one fd
     """)
+    project.file("t/bin/list", "#!/bin/sh\nfor f in /proc/$$/fd/*; do echo $f "
+                 "$(readlink $f); done\n").chmod(0o755)
     project.corral("up", "-d")
-    project.wait_for(lambda r: r["lister.1"]["state"] == "exited", what="lister")
-    fds = [r["message"] for r in project.records("lister")]
-    numbers = [f.split()[0].rsplit("/", 1)[1] for f in fds]
-    assert numbers[:3] == ["0", "1", "2"], fds
-    assert all(f.split()[1].startswith("pipe:") for f in fds[3:]), fds  # $(readlink)'s own
+    project.wait_for(lambda r: all(x["state"] == "exited" for x in r.values()), what="both")
+    script = str(project.root / "t" / "bin" / "list")  # sh reads it from an fd of its own
+    for agent in ("lister", "tool"):
+        fds = [r["message"].split(" ", 1) for r in project.records(agent)]
+        targets = {target for _, target in fds}
+        assert "/dev/null" in targets and len(fds) >= 3, fds
+        assert all(t == "/dev/null" or t.endswith(".fifo") or t.startswith("pipe:")
+                   or t == script for t in targets), fds  # no bind source's fd among them
     project.corral("down")
 
 

@@ -149,6 +149,13 @@ class SandboxDriver(VenvDriver):
             for fd in fds:
                 os.close(fd)
             raise
+        # an fd that bwrap does not bind it does not close: the agent would inherit a handle
+        # on a host directory (openat(fd, "..") walks out of the view), so none is passed
+        bound = {argv[i + 1] for i, arg in enumerate(argv[:-1])
+                 if arg in ("--bind-fd", "--ro-bind-fd")}
+        for fd in [fd for fd in fds if str(fd) not in bound]:
+            os.close(fd)
+            fds.remove(fd)
         self._passing[task.instance] = fds
         return argv
 
@@ -191,6 +198,8 @@ class SandboxDriver(VenvDriver):
         if data_dir:
             opened[os.path.normpath(data_dir)] = opener.open(data_dir, "data dir")
         for path in shown:
+            if os.path.normpath(path) in opened:
+                continue
             fd = opener.open_if(path, what.get(path, "command"))
             if fd is not None:
                 opened[os.path.normpath(path)] = fd
