@@ -32,6 +32,11 @@ PROFILE = {
           "the strongest barrier",
 }
 
+# a sandbox's network is declared, never a default: said where an agent likely needs it
+NO_NETWORK = ("a sandbox has no network unless it declares one (network: none is the default "
+              "for every class); if it talks to the network, add network: host, or "
+              "network: loopback:NAME to share a loopback with chosen agents only")
+
 CLOUD_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "ARM_CLIENT", "DIGITALOCEAN_")
 
 
@@ -129,6 +134,10 @@ def recommend(facts: AgentFacts, available: set[str]) -> Advice:
     if facts.gpu:
         notes.append("it needs a GPU: process, venv and container levels pass devices "
                      "through; a VM needs VFIO passthrough")
+    if level == "sandbox" and facts.network not in ("host", "joined") and not (
+            facts.network or "").startswith("loopback:") and facts.agent_class in ("io",
+                                                                                  "service"):
+        notes.append(NO_NETWORK)
     if level in ("sandbox", "container") and facts.python_deps:
         notes.append("its requirements file builds the same environment at this level")
     return Advice(facts.name, level, tuple(reasons), facts.isolation, tuple(notes))
@@ -151,6 +160,9 @@ def warnings(facts: AgentFacts) -> list[str]:
     if facts.exposed and creds and weak:
         out.append(f"{facts.name}: reachable from outside and holding {', '.join(creds)} at "
                    f"{facts.isolation} level; use isolation: sandbox or container")
+    if facts.isolation == "sandbox" and facts.network is None and facts.agent_class in (
+            "io", "service"):
+        out.append(f"{facts.name}: {NO_NETWORK}")
     if facts.agent_class == "ai" and weak:
         out.append(f"{facts.name}: an ai agent at {facts.isolation} level runs its tools with "
                    "your rights; use isolation: sandbox or container")

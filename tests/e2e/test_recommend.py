@@ -56,3 +56,40 @@ def test_up_warns_once_about_risky_choices_without_blocking(project: Project) ->
     assert any("holding AWS_SECRET_ACCESS_KEY at process level" in w for w in warnings)
     assert len(warnings) == len(set(warnings))
     assert project.ps()["front.1"]["state"] in ("running", "starting")
+
+
+def test_recommend_and_up_say_a_sandbox_has_no_network_unless_declared(
+        project: Project) -> None:
+    project.write("""
+        name: netless
+        agents:
+          scraper: {command: sleep 300, isolation: sandbox}
+          fetcher: {command: sleep 300, isolation: sandbox, network: host}
+          front: {command: sleep 1, needs: {internet_facing: true}}
+    """)
+    text = project.corral("recommend").stdout
+    assert "front: at process; recommended sandbox" in text, text
+    assert "a sandbox has no network unless it declares one" in text, text
+    up = project.corral("up", "-d")
+    said = [line for line in up.stderr.splitlines() if "no network" in line]
+    assert len(said) == 1 and said[0].startswith("corral: warning: scraper: "), up.stderr
+
+
+def test_up_warns_of_a_secret_file_inside_a_sandbox_s_writable_workdir(
+        project: Project) -> None:
+    project.file("w/token.txt", "t\n")
+    project.file("r/token2.txt", "t\n")
+    project.write("""
+        name: inside
+        secrets:
+          t: {file: ./w/token.txt}
+          r: {file: ./r/token2.txt}
+        agents:
+          writer: {command: sleep 300, isolation: sandbox, workdir: w}
+          reader: {command: sleep 300, isolation: sandbox, volumes: ["./r:/tmp/r:ro"]}
+    """)
+    up = project.corral("up", "-d")
+    said = [line for line in up.stderr.splitlines() if "secret file" in line]
+    assert len(said) == 1, up.stderr
+    assert said[0].startswith("corral: warning: writer: the secret file ")
+    assert "token.txt" in said[0] and "could move the file from under its mask" in said[0]

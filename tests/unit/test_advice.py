@@ -66,7 +66,7 @@ def test_warnings_for_risky_choices_only() -> None:
     (line,) = advice.warnings(risky)
     assert "holding AWS_ACCESS_KEY_ID at venv level" in line
     assert advice.warnings(facts(isolation="sandbox", trust="untrusted", exposed=True,
-                                 credentials=("AWS_ACCESS_KEY_ID",))) == []
+                                 network="host", credentials=("AWS_ACCESS_KEY_ID",))) == []
 
 
 def test_measure_runs_the_level_and_reports_failures() -> None:
@@ -82,3 +82,14 @@ def test_when_nothing_wanted_is_here_the_best_fit_is_still_named() -> None:
     a = advice.recommend(facts(os="centos:7"), {"process", "venv"})
     assert a.level == "container"
     assert "none of container, vm works on this host" in a.notes[0]
+
+
+def test_a_sandboxed_io_agent_is_told_its_network_is_declared_not_defaulted() -> None:
+    warned = advice.warnings(facts(isolation="sandbox", agent_class="io"))
+    assert warned == [f"a: {advice.NO_NETWORK}"]
+    assert advice.warnings(facts(isolation="sandbox", agent_class="io", network="host")) == []
+    assert advice.warnings(facts(isolation="sandbox", agent_class="compute")) == []
+    exposed = advice.recommend(facts(exposed=True), {"process", "sandbox"})
+    assert exposed.level == "sandbox" and advice.NO_NETWORK in exposed.notes
+    declared = advice.recommend(facts(exposed=True, network="host"), {"process", "sandbox"})
+    assert advice.NO_NETWORK not in declared.notes

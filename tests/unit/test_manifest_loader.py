@@ -253,3 +253,24 @@ def test_text_source_in_errors(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_text("[1, 2]", project_dir=tmp_path, source="inline", environ={})
     assert str(caught.value) == "inline: top level: expected a mapping with 'agents:', got a list"
+
+
+def test_a_sandbox_has_no_network_by_default_whatever_its_class(tmp_path: Path) -> None:
+    m = _load(tmp_path, """
+        agents:
+          scraper: {class: io, isolation: sandbox, command: x}
+          db: {class: service, isolation: sandbox, command: x, readiness: {exec: ["true"]}}
+          open: {class: io, isolation: sandbox, command: x, network: host}
+    """)
+    assert m.agents["scraper"].network is None and m.agents["db"].network is None
+    assert m.agents["open"].network == "host"
+
+
+def test_a_host_probe_of_a_sandbox_without_network_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as err:
+        _load(tmp_path, """
+            agents:
+              db: {class: service, isolation: sandbox, command: x, readiness: {tcp: 5432}}
+        """)
+    assert ("agents.db.readiness: a tcp probe cannot reach a sandbox with network: none "
+            "(the default); declare network: host") in str(err.value)

@@ -37,6 +37,7 @@ def up_warnings(manifest: Any) -> list[str]:
     """Risky choices in the manifest, for ``corral up`` to print once (never blocking)."""
     out = [w for name, agent in manifest.agents.items()
            for w in advice.warnings(facts_of(name, agent))]
+    out += writable_secret_warnings(manifest)
     from corral.secrets import cloud_key_warnings
 
     held = cloud_key_warnings(os.environ)
@@ -44,6 +45,30 @@ def up_warnings(manifest: Any) -> list[str]:
         out.append("long-lived cloud keys are in the environment corral runs in ("
                    + "; ".join(held) + "); declare them as secrets of the agents that need "
                    "them only")
+    return out
+
+
+def writable_secret_warnings(manifest: Any) -> list[str]:
+    """A sandbox masks the manifest's secret files by path: one inside a dir the agent may
+    write (its own workdir, a writable volume) can be moved out from under the mask (and
+    rewritten) by the agent between two runs."""
+    from corral.drivers.beneath import under
+
+    files = [p for s in manifest.secrets.values() for p in (s.file, s.env_file) if p]
+    files += [e.path for a in manifest.agents.values() for e in a.env_file]
+    out = []
+    for name, agent in manifest.agents.items():
+        if agent.isolation != "sandbox":
+            continue
+        writable = [v.source for v in agent.volumes if not v.named and not v.read_only]
+        if os.path.normpath(agent.workdir) != os.path.normpath(manifest.project_dir):
+            writable.append(agent.workdir)  # the project root is shown read-only
+        for path in dict.fromkeys(files):
+            where = next((w for w in writable if under(path, w)), None)
+            if where is not None:
+                out.append(f"{name}: the secret file {path} is in {where}, which it may "
+                           "write: it could move the file from under its mask and read it; "
+                           "keep secret files out of the dirs agents write")
     return out
 
 

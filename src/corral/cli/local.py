@@ -136,9 +136,12 @@ def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
     return manifest, manifest.agents[args.agent]
 
 
-def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[str]]:
-    """The agent's environment, workdir and argv, as its driver would give them."""
-    from corral.drivers import registry
+def _environment(manifest: Any, agent: str, fds: list[int] | None = None
+                 ) -> tuple[dict[str, str], str, list[str]]:
+    """The agent's environment, workdir and argv, as its driver would give them. ``fds``:
+    gets the descriptors the argv names (a sandbox's checked binds), for the child to
+    inherit; without it they are closed here."""
+    from corral.drivers import registry, walls
     from corral.drivers.base import Task
 
     spec = manifest.agents[agent]
@@ -150,14 +153,21 @@ def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[s
                CORRAL_STATE_DIR=os.path.join(manifest.state_dir, "data", agent))
     task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec.to_spec(),
                 workdir=spec.workdir, run_dir=os.path.join(manifest.state_dir, "run", name),
-                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env)
+                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env,
+                project_dir=manifest.project_dir, masked=walls.masked_files(manifest))
     driver = registry.load(spec.isolation)()
     asyncio.run(driver.prepare(task, _StderrProgress()))
+    os.makedirs(env["CORRAL_STATE_DIR"], exist_ok=True)  # before a sandbox's argv opens it
     env_of = getattr(driver, "environment", None)
     argv_of = getattr(driver, "argv", None)
     full_env = env_of(task) if env_of else env
     argv = argv_of(task) if argv_of else spec.argv
-    os.makedirs(full_env["CORRAL_STATE_DIR"], exist_ok=True)
+    passed = driver.passed_fds(task) if hasattr(driver, "passed_fds") else []
+    if fds is None:
+        for fd in passed:
+            os.close(fd)
+    else:
+        fds += passed
     return full_env, spec.workdir, argv
 
 
@@ -182,7 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
                         else args.args)
-    env, cwd, argv = _environment(manifest, args.agent)
+    fds: list[int] = []
+    env, cwd, argv = _environment(manifest, args.agent, fds)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
     if extra:
         argv = [argv[0], *extra] if not spec.shell else ["/bin/sh", "-c", " ".join(extra)]
@@ -190,7 +201,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exe is None and "/" not in argv[0]:
         raise CorralError(f"agents.{args.agent}: command not found: {argv[0]}",
                           f"install it or fix agents.{args.agent}.command")
-    proc = subprocess.Popen(argv, cwd=cwd, env=env)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=fds)
+    for fd in fds:
+        os.close(fd)
     try:
         code = proc.wait()
     except KeyboardInterrupt:

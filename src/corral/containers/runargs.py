@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.drivers import beneath, walls
 from corral.drivers.base import Task
 from corral.errors import DriverError
 
@@ -132,7 +133,19 @@ def spec(task: Task, *, name: str, image: str, labels: dict[str, str],
 
 def mounts(task: Task) -> tuple[tuple[Bind, ...], tuple[str, ...]]:
     """Volumes (named ones as engine volumes), secrets and the data dir; and the named
-    volumes' engine names (the driver makes sure they exist)."""
+    volumes' engine names (the driver makes sure they exist).
+
+    A host source may be one an agent rearranged between two runs, so it is resolved
+    beneath its root as for a sandbox (``drivers.beneath``: a link out of the project or
+    corral's dirs is refused) and the engine is given the *canonical* path of what was
+    found, a path with no link in it, checked again right before the create (``recheck``).
+    Not ``/proc/<corral>/fd/N``, as bwrap gets: the engine resolves the path in another
+    process (dockerd, Podman's service, rootless Podman in its own user and mount
+    namespaces, then the OCI runtime), which may not see corral's /proc at all. What is
+    left is the moment between ``recheck`` and the runtime's mount: the agent's own
+    container is not running then (this is a new create); only another process that may
+    write a parent of the source could swap it, which no sandbox or container is given by
+    default (the project dir and corral's dirs are theirs only through declared binds)."""
     binds: list[Bind] = []
     named: list[str] = []
     for v in task.spec.volumes:
@@ -141,18 +154,25 @@ def mounts(task: Task) -> tuple[tuple[Bind, ...], tuple[str, ...]]:
             named.append(name)
             binds.append(Bind(name, v.target, v.read_only))
             continue
-        if not os.path.exists(v.source):
-            raise DriverError(f"agents.{task.agent}.volumes: {v.source} does not exist",
-                              "create it, or use a named volume (NAME:/target)")
-        binds.append(Bind(v.source, v.target, v.read_only))
+        binds.append(Bind(walls.canonical(task, v.source, "volumes"), v.target, v.read_only))
     secrets = task.env.get("CORRAL_SECRETS_DIR")
     if secrets:
-        binds.append(Bind(secrets, SECRETS_IN_CONTAINER, True))
+        binds.append(Bind(walls.canonical(task, secrets, "secrets"), SECRETS_IN_CONTAINER,
+                          True))
     data = task.env.get("CORRAL_STATE_DIR")
     if data:
         os.makedirs(data, exist_ok=True)
-        binds.append(Bind(data, DATA_IN_CONTAINER))
+        binds.append(Bind(walls.canonical(task, data, "data dir"), DATA_IN_CONTAINER))
     return tuple(binds), tuple(named)
+
+
+def recheck(task: Task, s: RunSpec) -> None:
+    """Immediately before the create: each host source is still link-free, or a component
+    was swapped for a link since ``mounts`` resolved it (the create is refused)."""
+    for b in s.binds:
+        if b.source.startswith("/") and not beneath.link_free(b.source):
+            raise DriverError(f"agents.{task.agent}: {b.source} (bound at {b.target}) became "
+                              "a link since it was checked: refused", walls.REFUSED_FIX)
 
 
 def ports(published: tuple[str, ...]) -> tuple[Port, ...]:

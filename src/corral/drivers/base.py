@@ -44,6 +44,8 @@ class Task(Record):
     # replicas have in common (a ChainMap over one dict per agent) instead of copying it
     env: Mapping[str, str]
     project_dir: str = ""  # absolute; the sandbox hides it (other agents' files live there)
+    # files no sandbox shows unless a volume names them: secret sources, env files, manifest
+    masked: tuple[str, ...] = ()
 
 
 @record

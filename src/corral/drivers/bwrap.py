@@ -9,7 +9,12 @@ The view, in the order bwrap applies it (a later mount covers an earlier one):
 3. shown again read-only: what the agent needs from hidden places to run at all (its
    interpreter's prefix under a home, its venv in the state dir's cache);
 4. writable: its workdir, its own data dir and its declared volumes;
-5. its secrets, read-only at ``/run/secrets``.
+5. its secrets, read-only at ``/run/secrets``;
+6. masked (``/dev/null`` over them): the manifest's secret sources and env files, wherever
+   an earlier step showed them.
+
+A source the driver opened (``View.opened``, ``Source`` as an fd) is bound by descriptor
+(``--bind-fd``): the inode ``drivers.beneath`` checked, never the path looked up again.
 
 It gets its own PID, IPC and UTS namespaces, and its own network namespace (only a loopback
 that nothing else shares) unless ``network: host``, or the one it was started in (``joined``:
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # joined: the caller has put bwrap in a namespace already (a shared loopback's)
 NETWORKS = ("none", "host", "joined")
+# a bind's source: a host path, or an fd opened on it (bwrap >= 0.8: --bind-fd)
+Source = str | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +43,17 @@ class View:
     hidden: tuple[str, ...] = ()
     read_only: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()
-    volumes: tuple[tuple[str, str, bool], ...] = ()  # (host, target, read_only)
-    secrets_dir: str | None = None
+    volumes: tuple[tuple[Source, str, bool], ...] = ()  # (host, target, read_only)
+    secrets_dir: Source | None = None
     network: str = "none"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # host path -> an O_PATH fd opened on it (drivers.beneath): bound instead of the path,
+    # so what was checked is what gets mounted; bwrap closes each after binding it
+    opened: Mapping[str, int] = field(default_factory=dict)
+    # files covered by /dev/null (unreadable: binds are nodev) wherever they are: secret
+    # sources, env files, the manifest; after every bind, so none shows them again
+    masked: tuple[str, ...] = ()
+    workdir_read_only: bool = False  # the project root as default workdir: seen, not written
 
 
 def default_hidden(environ: dict[str, str]) -> list[str]:
@@ -97,12 +111,19 @@ def sandbox_path(path_var: str, hidden: Sequence[str], first: Sequence[str] = ()
 _HIDE, _RO, _RW = 0, 1, 2
 
 
-def _mount(path: str, how: int) -> list[str]:
+def bind(source: Source, target: str, *, read_only: bool) -> list[str]:
+    """One bind: an fd source is bound as the inode it is open on, never looked up again."""
+    if isinstance(source, int):
+        return ["--ro-bind-fd" if read_only else "--bind-fd", str(source), target]
+    return ["--ro-bind" if read_only else "--bind", source, target]
+
+
+def _mount(path: str, how: int, opened: Mapping[str, int]) -> list[str]:
     if how == _HIDE:
         if os.path.isdir(path):
             return ["--tmpfs", path]
         return ["--ro-bind", "/dev/null", path]  # a hidden file reads empty
-    return ["--ro-bind" if how == _RO else "--bind", path, path]
+    return bind(opened.get(path, path), path, read_only=how == _RO)
 
 
 def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[str]:
@@ -122,25 +143,29 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
     if view.network == "none":
         args.append("--unshare-net")
     rules: dict[str, int] = {}
-    for paths, how in ((view.hidden, _HIDE), (view.read_only, _RO),
-                       ((view.workdir, *view.writable), _RW)):
+    workdir = () if view.workdir_read_only else (view.workdir,)
+    shown = (view.workdir,) if view.workdir_read_only else ()
+    for paths, how in ((view.hidden, _HIDE), ((*view.read_only, *shown), _RO),
+                       ((*workdir, *view.writable), _RW)):
         for path in paths:
             path = os.path.normpath(path)
-            if _mountable(path):
+            if path in view.opened or _mountable(path):
                 rules[path] = max(how, rules.get(path, _HIDE))
     if view.network == "host" and os.path.isdir("/run/systemd/resolve"):
         rules.setdefault("/run/systemd/resolve", _RO)  # resolv.conf may point there
     ordered = sorted(rules, key=lambda p: (p.count("/"), p))
     for path in ordered:
-        args += _mount(path, rules[path])
+        args += _mount(path, rules[path], view.opened)
     # hidden dirs are empty tmpfs, read-only once every deeper mount point exists in them
     for path in ordered:
         if rules[path] == _HIDE and os.path.isdir(path):
             args += ["--remount-ro", path]
     for host, target, read_only in view.volumes:
-        args += ["--ro-bind" if read_only else "--bind", host, target]
+        args += bind(host, target, read_only=read_only)
     if view.secrets_dir is not None:
-        args += ["--ro-bind", view.secrets_dir, "/run/secrets"]
+        args += bind(view.secrets_dir, "/run/secrets", read_only=True)
+    for path in view.masked:
+        args += ["--ro-bind", "/dev/null", path]
     for key, value in view.extra_env.items():
         args += ["--setenv", key, value]
     args += ["--chdir", view.workdir, "--", *command]

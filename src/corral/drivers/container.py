@@ -206,6 +206,7 @@ class ContainerDriver(Driver):
         # the command lookup, first start of an image and command only: the API reads the
         # created container's files (a few ms, after its start: its root is mounted then);
         # the CLI runs a throwaway container, alongside this one's start
+        runargs.recheck(task, spec)  # right before the create: nothing swapped since
         lookup: asyncio.Future[bool] | None = None
         unknown = (eng.name, image, task.spec.argv[0]) not in self._commands
         if unknown and not ops.looks_in_container:
@@ -247,6 +248,7 @@ class ContainerDriver(Driver):
             self._present.discard((eng, spec.image))
         await asyncio.gather(self._network(ops, task, spec), self._named_volumes(ops, task, spec),
                              self.image(task))
+        runargs.recheck(task, spec)
         return await ops.run(spec, cwd=task.run_dir)
 
     async def _network(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:

@@ -116,18 +116,33 @@ async def ensure_node_modules(package_dir: str, cache_dir: str, *,
                               lambda target: _complete(target, digest), build)
 
 
-def link_node_modules(workdir: str, built: str) -> None:
+def link_node_modules(workdir: str, built: str, root: str = "") -> None:
     """``workdir/node_modules`` → the cached tree; a stale link is replaced, a real dir is
-    the user's and stays (then the agent uses it, and we say so)."""
-    link = os.path.join(workdir, "node_modules")
-    want = os.path.join(built, "node_modules")
-    if os.path.islink(link):
-        if os.readlink(link) == want:
-            return
-        os.unlink(link)
-    elif os.path.exists(link):
-        raise DriverError(f"{link} exists and is not corral's: it would shadow the locked tree",
-                          "remove it (corral links the cached node_modules there)")
-    tmp = f"{link}.corral-{os.getpid()}"
-    os.symlink(want, tmp)
-    os.replace(tmp, link)
+    the user's and stays (then the agent uses it, and we say so). ``root``: the dir the
+    workdir must not lead out of (the project's): an agent may have put a link on the way
+    between two runs, and corral writes here on the host."""
+    from corral.drivers import beneath
+
+    try:
+        fd = beneath.open_beneath(root or workdir, workdir)
+    except beneath.Escape as exc:
+        raise DriverError(f"{exc}: refused (node_modules is linked there)",
+                          "replace the link with the real directory") from None
+    try:
+        want = os.path.join(built, "node_modules")
+        try:
+            if os.readlink("node_modules", dir_fd=fd) == want:
+                return
+            os.unlink("node_modules", dir_fd=fd)  # a stale link of ours
+        except FileNotFoundError:
+            pass
+        except OSError:  # not a link: a real node_modules
+            raise DriverError(f"{os.path.join(workdir, 'node_modules')} exists and is not "
+                              "corral's: it would shadow the locked tree",
+                              "remove it (corral links the cached node_modules there)"
+                              ) from None
+        tmp = f"node_modules.corral-{os.getpid()}"
+        os.symlink(want, tmp, dir_fd=fd)
+        os.replace(tmp, "node_modules", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)

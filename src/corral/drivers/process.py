@@ -99,6 +99,11 @@ class ProcessDriver(Driver):
     def argv(self, task: Task) -> list[str]:
         return task.spec.argv
 
+    def passed_fds(self, task: Task) -> list[int]:
+        """Descriptors the argv just built names (a sandbox's checked bind sources): the
+        child inherits them, the supervisor closes its copies once it is spawned."""
+        return []
+
     def known_pids(self) -> set[int]:
         return {w.pid for w in self._watches.values() if w.pid is not None}
 
@@ -135,6 +140,16 @@ class ProcessDriver(Driver):
     async def start(self, task: Task, output: Output) -> Handle:
         env = self.environment(task)
         argv = self.argv(task)
+        passed = self.passed_fds(task)
+        try:
+            return self._spawn(task, output, env, argv, passed)
+        finally:
+            for fd in passed:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _spawn(self, task: Task, output: Output, env: dict[str, str], argv: list[str],
+               passed: list[int]) -> Handle:
         exe = self._resolve(argv, env, task)
         if not os.path.isdir(task.workdir):
             raise DriverError(
@@ -173,6 +188,7 @@ class ProcessDriver(Driver):
                     stderr=child_fds["stderr"],
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=passed,
                 )
             except OSError as exc:
                 raise DriverError(

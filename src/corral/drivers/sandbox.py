@@ -2,7 +2,18 @@
 
 What the agent sees is decided by ``drivers.bwrap`` (read-only system, private /tmp, hidden
 homes, state dir and project dir, its workdir, data dir and volumes writable, its secrets at
-``/run/secrets``, its own PID namespace, no network unless ``network: host``). Everything else
+``/run/secrets``, its own PID namespace, no network unless ``network: host``, whatever its
+class). Two rules keep the manifest's own files out of reach (``drivers.walls``):
+
+- an agent without a ``workdir`` runs in the project root, shown **read-only**: its code runs,
+  nothing of the project is written (give it a volume, ``./out:/tmp/out``, to write there);
+- the manifest's secret sources and env files, ``corral.yaml`` and the project's ``.env`` are
+  covered by ``/dev/null`` (unreadable) wherever the view shows them (workdir, volumes, the
+  system), unless a volume names the file itself.
+
+Every bind source is opened beneath its root (``drivers.beneath``) and bound by descriptor: a
+link an agent left in its workdir or a volume between two runs makes the next start fail,
+``fatal`` with one line naming the link, instead of mounting what it points to. Everything else
 is the process driver's: output through the named pipes, stop by signal then group kill, the
 cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
@@ -20,7 +31,7 @@ import subprocess
 from dataclasses import replace
 from typing import ClassVar
 
-from corral.drivers import bwrap
+from corral.drivers import bwrap, walls
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
 from corral.drivers.loopback import Loopbacks
 from corral.drivers.venv import VenvDriver
@@ -28,6 +39,7 @@ from corral.errors import DriverError
 from corral.manifest.spec import loopback_group
 
 FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
+UPGRADE = "install bubblewrap 0.8.0 or newer (Debian 12, Ubuntu 23.04 and later have it)"
 SECRETS_IN_SANDBOX = "/run/secrets"
 
 
@@ -43,6 +55,7 @@ class SandboxDriver(VenvDriver):
         self._loopbacks = Loopbacks()
         self._joining: dict[str, str] = {}  # instance -> the namespace nsenter joins
         self._members: dict[str, tuple[str, int]] = {}  # instance -> (its group, bwrap pid)
+        self._passing: dict[str, list[int]] = {}  # instance -> the fds its argv binds
 
     def _find_bwrap(self) -> str:
         if self._bwrap is None:
@@ -50,6 +63,9 @@ class SandboxDriver(VenvDriver):
         if self._bwrap is None:
             raise DriverError("bubblewrap (bwrap) is not installed: the sandbox level needs it",
                               FIX)
+        if not walls.binds_fds(self._bwrap):
+            raise DriverError(f"{self._bwrap} is older than 0.8.0: the sandbox binds the "
+                              "directories it checked by descriptor (--bind-fd)", UPGRADE)
         return self._bwrap
 
     async def check(self) -> DriverHealth:
@@ -66,6 +82,8 @@ class SandboxDriver(VenvDriver):
             return DriverHealth(False, f"{found} fails: {why}",
                                 "enable unprivileged user namespaces "
                                 "(sysctl kernel.unprivileged_userns_clone=1) or run as root")
+        if not walls.binds_fds(found):
+            return DriverHealth(False, f"{found} has no --bind-fd (older than 0.8.0)", UPGRADE)
         return DriverHealth(True, f"namespaces through {found}")
 
     @staticmethod
@@ -122,19 +140,45 @@ class SandboxDriver(VenvDriver):
         return env
 
     def argv(self, task: Task) -> list[str]:
+        """The command line; every bind source in it is an fd opened by ``drivers.beneath``
+        (handed to ``start`` through ``passed_fds``, closed by bwrap once bound)."""
+        fds: list[int] = []
+        try:
+            argv = self._argv(task, fds)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # an fd that bwrap does not bind it does not close: the agent would inherit a handle
+        # on a host directory (openat(fd, "..") walks out of the view), so none is passed
+        bound = {argv[i + 1] for i, arg in enumerate(argv[:-1])
+                 if arg in ("--bind-fd", "--ro-bind-fd")}
+        for fd in [fd for fd in fds if str(fd) not in bound]:
+            os.close(fd)
+            fds.remove(fd)
+        self._passing[task.instance] = fds
+        return argv
+
+    def passed_fds(self, task: Task) -> list[int]:
+        return self._passing.pop(task.instance, [])
+
+    def _argv(self, task: Task, fds: list[int]) -> list[str]:
         joined = self._joining.get(task.instance)
         env = self.environment(task)
         hidden = self._hidden(task, env)
         command = list(task.spec.argv)
         shown: list[str] = []
+        what: dict[str, str] = {}  # a shown path -> how a refusal names it
         venv, tree = self.venv_dir(task), self.node_tree(task)
         if venv is not None:
             shown.append(venv)
+            what[venv] = "venv"
             base = bwrap.venv_base(venv)
             if base is not None:
                 shown.append(base)
         if tree is not None:
             shown.append(tree)  # the workdir's node_modules link points into it
+            what[tree] = "node"
         exe = self._inner_executable(command[0], env, task)
         if exe is not None:
             command[0] = exe
@@ -143,24 +187,39 @@ class SandboxDriver(VenvDriver):
             unseen = [*hidden, *bwrap.MASKED]
             for path, resolve in ((exe, False), (os.path.realpath(exe), True)):
                 if any(path == h or path.startswith(h.rstrip("/") + "/") for h in unseen):
-                    shown.append(bwrap.prefix_of(path, resolve=resolve))
-        volumes = []
+                    prefix = bwrap.prefix_of(path, resolve=resolve)
+                    if not walls.is_a_home(prefix, env):  # a link the agent made, say
+                        shown.append(prefix)
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        secrets_dir = task.env.get("CORRAL_SECRETS_DIR") or None
+        opener = walls.Opener(task, fds, walls.bind_roots(task))
+        opened: dict[str, int] = {}
+        opened[os.path.normpath(task.workdir)] = opener.open(task.workdir, "workdir")
+        if data_dir:
+            opened[os.path.normpath(data_dir)] = opener.open(data_dir, "data dir")
+        for path in shown:
+            if os.path.normpath(path) in opened:
+                continue
+            fd = opener.open_if(path, what.get(path, "command"))
+            if fd is not None:
+                opened[os.path.normpath(path)] = fd
+        volumes: list[tuple[bwrap.Source, str, bool]] = []
         for v in task.spec.volumes:
             if v.named:
                 os.makedirs(v.source, exist_ok=True)
-            elif not os.path.exists(v.source):
-                raise DriverError(f"agents.{task.agent}.volumes: {v.source} does not exist",
-                                  "create it, or use a named volume (NAME:/target)")
-            volumes.append((v.source, v.target, v.read_only))
-        data_dir = task.env.get("CORRAL_STATE_DIR")
+            volumes.append((opener.open(v.source, "volumes"), v.target, v.read_only))
+        project_root = os.path.normpath(task.workdir) == os.path.normpath(task.project_dir)
         view = bwrap.View(
             workdir=task.workdir,
             hidden=tuple(hidden),
             read_only=tuple(shown),
             writable=(data_dir,) if data_dir else (),
             volumes=tuple(volumes),
-            secrets_dir=task.env.get("CORRAL_SECRETS_DIR") or None,
+            secrets_dir=opener.open(secrets_dir, "secrets") if secrets_dir else None,
             network="joined" if joined else "host" if task.spec.network == "host" else "none",
+            opened=opened,
+            masked=walls.masked_in_view(task, hidden),
+            workdir_read_only=project_root and bool(task.project_dir),
         )
         argv = bwrap.argv(view, command, bwrap=self._find_bwrap())
         if joined:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from corral.drivers import nodebuild
+from corral.drivers import beneath, nodebuild
 from corral.drivers.base import Capabilities, DriverHealth, Output, Task
 from corral.drivers.process import ProcessDriver
 from corral.drivers.venvbuild import ensure_venv, venv_digest, venv_env
@@ -71,7 +71,8 @@ class VenvDriver(ProcessDriver):
             if key not in self._node:
                 self._node[key] = await nodebuild.ensure_node_modules(
                     node.package, task.cache_dir, progress=progress)
-            nodebuild.link_node_modules(node.package, self._node[key])
+            root = task.project_dir if beneath.under(node.package, task.project_dir) else ""
+            nodebuild.link_node_modules(node.package, self._node[key], root)
 
     def node_tree(self, task: Task) -> str | None:
         """The cached dir holding this agent's node_modules (after ``prepare``)."""

@@ -6,6 +6,11 @@ policy and only adds the cap); a shortcut the user wrote (``restart: always``) i
 
 Isolation defaults to ``venv`` when the agent has a ``venv:`` block, else ``process``; a venv
 agent without one uses the workdir's requirements.txt, else its pyproject.toml.
+
+A sandbox has no network unless it declares one, whatever its class: ``network: host`` (every
+loopback service and abstract socket of the host) or ``loopback:NAME`` is a choice written in
+the manifest, never a class default (``corral up`` and ``recommend`` say so for io and service
+agents, the ones likely to need it).
 """
 
 from __future__ import annotations
@@ -76,6 +81,13 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
             f"agents.{name}: a {agent.class_} agent needs a health check "
             "(add readiness: {tcp: PORT} or another probe) or set class: io"
         )
+    if agent.isolation == "sandbox" and agent.network != "host":
+        for kind, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
+            if probe is not None and (probe.tcp is not None or probe.http is not None):
+                out.append(
+                    f"agents.{name}.{kind}: a {'tcp' if probe.tcp else 'http'} probe cannot "
+                    f"reach a sandbox with network: {agent.network or 'none (the default)'}; "
+                    "declare network: host, or probe with exec: (it runs inside the sandbox)")
     if agent.isolation not in drivers:
         out.append(
             f"agents.{name}.isolation: no driver named {agent.isolation!r}"
@@ -102,9 +114,6 @@ def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[
     venv = out.get("venv")
     node = out.get("node")
     out.setdefault("isolation", "venv" if venv is not None or node is not None else "process")
-    if out["isolation"] == "sandbox" and "network" not in out:
-        # a sandboxed scraper or service needs the network; a job or an LLM's tools need not
-        out["network"] = "host" if class_of(out) in ("io", "service") else "none"
     workdir = Path(out["workdir"]) if isinstance(out.get("workdir"), str) else project_dir
     if isinstance(node, dict):
         package = absolute(workdir, str(node.get("package", ".")))

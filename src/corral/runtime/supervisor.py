@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from corral.drivers import registry
+from corral.drivers import registry, walls
 from corral.drivers.base import Driver, Handle, Task
 from corral.errors import CorralError, NotFound
 from corral.logs.sink import AgentLog
@@ -46,6 +46,7 @@ class Supervisor:
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._envs: dict[str, tuple[Agent, dict[str, str]]] = {}  # see _agent_env
         self._cache_dir = os.path.join(state_dir, "cache")  # one string for every task
+        self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock, secrets=self._task_with_secrets)
         self._keeper: SecretKeeper | None = None
@@ -130,7 +131,15 @@ class Supervisor:
         return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
                     spec=spec, workdir=spec.workdir,
                     run_dir=os.path.join(self.state_dir, "run", name),
-                    cache_dir=self._cache_dir, env=env, project_dir=self.manifest.project_dir)
+                    cache_dir=self._cache_dir, env=env, project_dir=self.manifest.project_dir,
+                    masked=self._masked())
+
+    def _masked(self) -> tuple[str, ...]:
+        """The manifest's secret files, found once per manifest (one tuple for every task)."""
+        assert self.manifest is not None
+        if self._masks[0] is not self.manifest:
+            self._masks = (self.manifest, walls.masked_files(self.manifest))
+        return self._masks[1]
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
         digest = sha256(decode.canonical(spec))
