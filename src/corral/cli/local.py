@@ -203,12 +203,17 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     """``corral exec`` for a sandboxed agent: in its first running instance's sandbox (what the
     agent can see and reach, and nothing more), with the agent's environment. The running
     instance is found first: without one, nothing is prepared for nothing."""
+    from corral import identity
     from corral.drivers.sandbox import inside
 
-    rows = daemonctl.client(project.state_dir(args.file)).instances()
+    state_dir = project.state_dir(args.file)
+    rows = daemonctl.client(state_dir).instances()
     pids = [r["pid"] for r in rows if r["agent"] == args.agent and r["state"] == "running"
             and r.get("pid")]
-    prefix = inside(pids[0] if pids else None, args.agent)
+    spec = manifest.agents[args.agent]  # the command runs as the agent does
+    ident = identity.of(args.agent, spec.isolation, spec.user, os.path.abspath(state_dir))
+    become = identity.switch(ident, sandboxed=True) if ident else None
+    prefix = inside(pids[0] if pids else None, args.agent, become)
     env, _, _ = _environment(manifest, args.agent)
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0

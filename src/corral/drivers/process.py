@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from typing import ClassVar
 
+from corral import identity as identities
 from corral.drivers import proctree
 from corral.drivers.base import (
     Capabilities,
@@ -99,6 +100,32 @@ class ProcessDriver(Driver):
     def argv(self, task: Task) -> list[str]:
         return task.spec.argv
 
+    def identity(self, task: Task) -> identities.Identity | None:
+        """Whom the agent runs as (None: as corral); ``IdentityError`` when it cannot be."""
+        return identities.of(task.agent, task.spec.isolation, task.spec.user,
+                           os.path.dirname(task.cache_dir))
+
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        """Before the start: the data dir becomes the identity's; a workdir or executable it
+        cannot reach is one clear line instead of the agent's EACCES."""
+        where = f"agents.{task.agent}.user"
+        for what, path in (("workdir", task.workdir), ("command", exe)):
+            closed = identities.reachable(path, ident)
+            if closed is not None:
+                raise identities.IdentityError(
+                    f"{where}: {ident.name} cannot reach its {what} {path} ({closed} is closed "
+                    "to it)", f"open {closed} to it (chmod o+x {closed}), or move the agent "
+                    "where it can read")
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        if data_dir and os.path.isdir(data_dir):
+            identities.own(data_dir, ident)
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        """The argv and executable that run ``argv`` as ``ident`` (after the cgroup join)."""
+        switch = identities.switch(ident, sandboxed=False)
+        return [*switch, exe, *argv[1:]], switch[0]
+
     def known_pids(self) -> set[int]:
         return {w.pid for w in self._watches.values() if w.pid is not None}
 
@@ -141,6 +168,10 @@ class ProcessDriver(Driver):
                 f"agents.{task.agent}: workdir does not exist: {task.workdir}",
                 f"create it or fix agents.{task.agent}.workdir",
             )
+        ident = self.identity(task)
+        if ident is not None:
+            self.hand_over(task, ident, exe)
+            argv, exe = self.as_identity(ident, argv, exe)
         run_id = os.urandom(16).hex()  # as unique as uuid4, without importing uuid
         env[proctree.MARKER] = run_id
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import replace
 from typing import ClassVar
 
+from corral import identity as identities
 from corral.drivers import bwrap
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
 from corral.drivers.loopback import Loopbacks
@@ -153,6 +154,7 @@ class SandboxDriver(VenvDriver):
                                   "create it, or use a named volume (NAME:/target)")
             volumes.append((v.source, v.target, v.read_only))
         data_dir = task.env.get("CORRAL_STATE_DIR")
+        ident = self.identity(task)
         view = bwrap.View(
             workdir=task.workdir,
             hidden=tuple(hidden),
@@ -161,6 +163,7 @@ class SandboxDriver(VenvDriver):
             volumes=tuple(volumes),
             secrets_dir=task.env.get("CORRAL_SECRETS_DIR") or None,
             network="joined" if joined else "host" if task.spec.network == "host" else "none",
+            identity=tuple(identities.switch(ident, sandboxed=True)) if ident else (),
         )
         argv = bwrap.argv(view, command, bwrap=self._find_bwrap())
         if joined:
@@ -171,11 +174,34 @@ class SandboxDriver(VenvDriver):
             argv = [nsenter, f"--net={joined}", "--", *argv]
         return argv
 
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        """What the sandbox shows writable becomes writable by its identity: the data dir its
+        own, the workdir and writable volumes through an ACL entry (their owner and mode
+        stay). The project dir itself is not opened up (its other agents' files are there);
+        corral's state dir inside a workdir is left out."""
+        state_dir = os.path.dirname(task.cache_dir)
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        if data_dir and os.path.isdir(data_dir):
+            identities.own(data_dir, ident)
+        writable = [(f"agents.{task.agent}.workdir", task.workdir)]
+        writable += [(f"agents.{task.agent}.volumes", v.source) for v in task.spec.volumes
+                     if not v.read_only and os.path.isdir(v.source)]
+        for where, path in writable:
+            if os.path.normpath(path) == os.path.normpath(task.project_dir or "/"):
+                continue
+            identities.grant(path, ident, where, skip=(state_dir,))
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        return argv, exe  # bwrap makes the mounts as root; setpriv inside drops it (argv)
+
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """Runs ``argv`` inside the live instance's sandbox (exec probes, ``corral exec``):
         what the agent sees, the probe sees; nothing it cannot reach, the probe reaches."""
         watch = self._watches.get(task.instance)
-        return inside(watch.pid if watch is not None else None, task.agent) + list(argv)
+        ident = self.identity(task)  # a probe runs as the agent does, with no more rights
+        become = identities.switch(ident, sandboxed=True) if ident else None
+        return [*inside(watch.pid if watch is not None else None, task.agent, become), *argv]
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
         return self.environment(task)  # nsenter and setpriv pass it on to the command
@@ -198,13 +224,14 @@ class SandboxDriver(VenvDriver):
         return found
 
 
-def inside(bwrap_pid: int | None, agent: str) -> list[str]:
-    """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``."""
+def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:
+    """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``; ``become``:
+    the ``setpriv`` prefix of the agent's identity (``corral.identity.switch``)."""
     init = bwrap.sandbox_init(bwrap_pid) if bwrap_pid else None
     if init is None:
         raise DriverError(f"agents.{agent}: no running sandbox to run the command in",
                           f"start it first: corral up -d {agent}")
     try:
-        return bwrap.enter(init)
+        return bwrap.enter(init, become)
     except FileNotFoundError as exc:
         raise DriverError(str(exc), "apt-get install util-linux") from None
