@@ -225,9 +225,45 @@ def _pack(entries: list[tuple[int, int, int]]) -> bytes:
     return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
-def _has(entries: list[tuple[int, int, int]] | None, uid: int) -> bool:
-    return entries is not None and any(e[0] == _USER and e[2] == uid and e[1] == 7
+def _has(entries: list[tuple[int, int, int]] | None, uid: int, perm: int = 7) -> bool:
+    return entries is not None and any(e[0] == _USER and e[2] == uid and e[1] == perm
                                        for e in entries)
+
+
+def _allow(fd: int, st: os.stat_result, uid: int, perm: int, *, default: bool) -> None:
+    """Add (or replace) the ACL entry ``uid:perm`` of ``fd``; ``default``: on its default
+    ACL too (a dir's, inherited by what is made in it), with all permissions."""
+    access = _entries(fd, _ACCESS, st.st_mode)
+    assert access is not None
+    os.setxattr(fd, _ACCESS, _pack(_with_user(access, uid, perm)))
+    if default:
+        inherited = _entries(fd, _DEFAULT, None) or access
+        os.setxattr(fd, _DEFAULT, _pack(_with_user(inherited, uid, 7)))
+
+
+def admit(state_dir: str, ident: Identity) -> None:
+    """Let a process or venv agent with a ``user:`` pass corral's 0700 state dir on its way
+    to its data dir (and its venv in the cache): an ACL entry ``--x`` on the state dir and on
+    ``data``, no listing. What else the state dir holds is closed to it first (0700 dirs,
+    0600 files: the store, the daemon's log and pid), so passing gives it nothing else."""
+    where = f"{state_dir} (the state dir)"
+    for name in os.listdir(state_dir):
+        if name in ("data", "cache"):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(os.path.join(state_dir, name))
+            if st.st_mode & 0o077 and st.st_mode & 0o170000 in (0o040000, 0o100000):
+                os.chmod(os.path.join(state_dir, name), st.st_mode & 0o7700)
+    for path in (state_dir, os.path.join(state_dir, "data")):
+        fd = os.open(path, _NOFOLLOW_DIR)
+        try:
+            # at every start: a chmod of the dir (the daemon's 0700) empties the ACL's mask
+            _allow(fd, os.fstat(fd), ident.uid, 1, default=False)
+        except OSError as exc:
+            raise IdentityError(f"cannot let {ident.name} pass {where}: {exc.strerror}",
+                                "put the state dir on a filesystem with POSIX ACLs") from None
+        finally:
+            os.close(fd)
 
 
 def grant(path: str, ident: Identity, where: str, *, skip: Collection[str] = ()) -> None:
@@ -251,14 +287,8 @@ def grant(path: str, ident: Identity, where: str, *, skip: Collection[str] = ())
             if s.st_uid == ident.uid:
                 return
             directory = s.st_mode & 0o170000 == 0o040000
-            perm = 7 if directory else 6 | ((s.st_mode >> 6) & 1)  # x for what was executable
-            access = _entries(f, _ACCESS, s.st_mode)
-            assert access is not None
-            os.setxattr(f, _ACCESS, _pack(_with_user(access, ident.uid, perm)))
-            if directory:
-                default = _entries(f, _DEFAULT, None) or _entries(f, _ACCESS, s.st_mode)
-                assert default is not None
-                os.setxattr(f, _DEFAULT, _pack(_with_user(default, ident.uid, 7)))
+            _allow(f, s, ident.uid, 7 if directory else 6 | ((s.st_mode >> 6) & 1),
+                   default=directory)  # x for what was executable
 
         prune = set()
         for other in skip:

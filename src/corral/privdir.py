@@ -24,6 +24,9 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 class UnsafeDir(OSError):
     """A component is a symlink, not a dir, or owned by a stranger. ``str()``: one line."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def open_dir(parent: int | None, name: str, *, mode: int, uid: int, gid: int,
              shown: str) -> int:

@@ -118,7 +118,9 @@ class ProcessDriver(Driver):
                     "where it can read")
         data_dir = task.env.get("CORRAL_STATE_DIR")
         if data_dir and os.path.isdir(data_dir):
+            identities.admit(os.path.dirname(task.cache_dir), ident)
             identities.own(data_dir, ident)
+            os.chmod(data_dir, 0o700)  # its own, and no one else's
 
     def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
                     ) -> tuple[list[str], str]:
