@@ -82,3 +82,15 @@ def test_when_nothing_wanted_is_here_the_best_fit_is_still_named() -> None:
     a = advice.recommend(facts(os="centos:7"), {"process", "venv"})
     assert a.level == "container"
     assert "none of container, vm works on this host" in a.notes[0]
+
+
+def test_each_level_states_its_trust_boundary_and_a_shared_identity_is_said() -> None:
+    assert set(advice.BOUNDARY) == set(advice.LEVELS)
+    assert "no wall" in advice.BOUNDARY["process"]
+    assert "unprivileged uid" in advice.BOUNDARY["sandbox"]
+    shared = advice.recommend(facts(), ALL)
+    assert any("corral's own user" in n and "user:" in n for n in shared.notes)
+    own = advice.recommend(facts(user="alice"), ALL)
+    assert not any("corral's own user" in n for n in own.notes)
+    boxed = advice.recommend(facts(agent_class="ai", isolation="sandbox"), ALL)
+    assert not any("corral's own user" in n for n in boxed.notes)

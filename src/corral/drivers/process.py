@@ -109,7 +109,9 @@ class ProcessDriver(Driver):
         """Before the start: the data dir becomes the identity's; a workdir or executable it
         cannot reach is one clear line instead of the agent's EACCES."""
         where = f"agents.{task.agent}.user"
-        for what, path in (("workdir", task.workdir), ("command", exe)):
+        # a venv's python links to the interpreter it was made from (pyenv's, under /root)
+        for what, path in (("workdir", task.workdir), ("command", exe),
+                           ("command", os.path.realpath(exe))):
             closed = identities.reachable(path, ident)
             if closed is not None:
                 raise identities.IdentityError(
