@@ -245,3 +245,20 @@ def test_a_sandbox_run_by_root_is_an_unprivileged_identity(open_project: Project
     st = os.lstat(f"{box_dir}/pw")
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o400, uid)
     assert _mode(keeper.root) == 0o700 and os.lstat(keeper.root).st_uid == 0
+
+
+def test_corral_run_and_exec_run_as_the_agents_user(
+        open_project: Project, agent_users: tuple[Any, ...]) -> None:
+    a, _ = agent_users
+    project = open_project
+    project.write(f"""
+        name: idrun
+        agents:
+          job: {{command: [id, -u], user: {a.pw_name}, restart: "no"}}
+          mine: {{command: [id, -u], restart: "no"}}
+    """)
+    assert project.corral("run", "job").stdout.strip() == str(a.pw_uid)
+    assert project.corral("run", "mine").stdout.strip() == str(os.geteuid())
+    got = project.corral("exec", "job", "--", "sh", "-c", "id -u; touch $CORRAL_STATE_DIR/x")
+    assert got.stdout.strip() == str(a.pw_uid)
+    assert os.lstat(project.state_dir / "data" / "job" / "x").st_uid == a.pw_uid

@@ -158,7 +158,23 @@ def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[s
     full_env = env_of(task) if env_of else env
     argv = argv_of(task) if argv_of else spec.argv
     os.makedirs(full_env["CORRAL_STATE_DIR"], exist_ok=True)
+    ident = driver.identity(task) if hasattr(driver, "identity") else None
+    if ident is not None:  # what it writes is its own, as under the daemon (corral.identity)
+        exe = shutil.which(argv[0], path=full_env.get("PATH")) or argv[0]
+        driver.hand_over(task, ident, exe)  # type: ignore[attr-defined]
     return full_env, spec.workdir, argv
+
+
+def _as_agent(manifest: Any, agent: str) -> list[str]:
+    """The prefix that runs a process or venv agent's command as its ``user:`` (a sandbox's
+    argv switches inside itself); [] for one that runs as corral."""
+    from corral import identity
+
+    spec = manifest.agents[agent]
+    if spec.isolation not in ("process", "venv"):
+        return []
+    ident = identity.of(agent, spec.isolation, spec.user, manifest.state_dir)
+    return identity.switch(ident, sandboxed=False) if ident else []
 
 
 class _StderrProgress:
@@ -190,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exe is None and "/" not in argv[0]:
         raise CorralError(f"agents.{args.agent}: command not found: {argv[0]}",
                           f"install it or fix agents.{args.agent}.command")
-    proc = subprocess.Popen(argv, cwd=cwd, env=env)
+    proc = subprocess.Popen([*_as_agent(manifest, args.agent), *argv], cwd=cwd, env=env)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
@@ -232,8 +248,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return _exec_in_sandbox(args, manifest, cmd)
     env, cwd, _ = _environment(manifest, args.agent)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
+    become = _as_agent(manifest, args.agent)
     try:
         os.chdir(cwd)
+        if become:
+            os.execve(become[0], [*become, exe, *cmd[1:]], env)
         os.execve(exe, cmd, env)
     except OSError as exc:
         raise CorralError(f"cannot run {cmd[0]}: {exc.strerror}",
