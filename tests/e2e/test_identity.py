@@ -262,3 +262,30 @@ def test_corral_run_and_exec_run_as_the_agents_user(
     got = project.corral("exec", "job", "--", "sh", "-c", "id -u; touch $CORRAL_STATE_DIR/x")
     assert got.stdout.strip() == str(a.pw_uid)
     assert os.lstat(project.state_dir / "data" / "job" / "x").st_uid == a.pw_uid
+
+
+@pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap is not installed: "
+                    "apt-get install bubblewrap (scripts/install.sh --test does)")
+def test_a_sandbox_with_user_runs_as_that_user_and_probes_too(
+        open_project: Project, agent_users: tuple[Any, ...]) -> None:
+    a, _ = agent_users
+    project = open_project
+    (project.root / "work").mkdir()
+    project.write(f"""
+        name: idboxuser
+        agents:
+          box:
+            class: service
+            isolation: sandbox
+            user: {a.pw_name}
+            workdir: work
+            command: ["sh", "-c", "id -u > mine.txt; exec sleep 300"]
+            readiness: {{exec: [sh, -c, "test $$(id -u) = {a.pw_uid}"], period: 0.3s}}
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["box.1"]["health"] == "healthy", what="probe as the user")
+    assert (project.root / "work" / "mine.txt").read_text().strip() == str(a.pw_uid)
+    assert os.lstat(project.root / "work" / "mine.txt").st_uid == a.pw_uid
+    got = project.corral("exec", "box", "--", "sh", "-c", "id -u; grep CapEff /proc/self/status")
+    uid, caps = got.stdout.split("\n")[:2]
+    assert uid == str(a.pw_uid) and caps.split()[1] == "0000000000000000"
