@@ -22,7 +22,7 @@ from corral import identity
 from corral.drivers.bwrap import find_bwrap
 from corral.runtime.keeper import SecretKeeper
 from tests.agentusers import open_dir
-from tests.e2e.conftest import CORRAL, Project, pids_with_marker
+from tests.e2e.conftest import CORRAL, Project, pids_with_marker, running
 
 PYTHON = "/usr/bin/python3.11"  # the pyenv interpreter under /root is closed to other users
 
@@ -289,3 +289,31 @@ def test_a_sandbox_with_user_runs_as_that_user_and_probes_too(
     got = project.corral("exec", "box", "--", "sh", "-c", "id -u; grep CapEff /proc/self/status")
     uid, caps = got.stdout.split("\n")[:2]
     assert uid == str(a.pw_uid) and caps.split()[1] == "0000000000000000"
+
+
+def test_a_user_agent_joins_its_cgroup_before_it_drops_root(
+        open_project: Project, agent_users: tuple[Any, ...]) -> None:
+    from corral.limits import Limiter
+
+    if not Limiter().writable():
+        pytest.skip("no writable cgroup here: limits fall back to rlimits")
+    a, _ = agent_users
+    project = open_project
+    project.write(f"""
+        name: idcg
+        agents:
+          capped:
+            user: {a.pw_name}
+            command: [sleep, "300"]
+            resources: {{memory: 64M, pids: 16}}
+    """)
+    project.corral("up", "-d")
+    rows = project.wait_for(lambda r: r["capped.1"]["state"] == "running", what="capped")
+    pid = rows["capped.1"]["pid"]
+    status = Path(f"/proc/{pid}/status").read_text()
+    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    assert uids == [str(a.pw_uid)] * 4  # real, effective, saved, filesystem
+    assert "NoNewPrivs:\t0" in status  # a process agent is that user, as systemd's User=
+    assert "/corral-idcg-" in Path(f"/proc/{pid}/cgroup").read_text()
+    project.corral("stop", "capped")
+    assert not running(pid)  # the group was killed as root, the agent's uid no obstacle
