@@ -144,6 +144,7 @@ def test_a_process_agent_with_user_cannot_reach_its_neighbours_nor_the_daemon(
     assert os.lstat(project.state_dir / "data" / "attacker" / "kept").st_uid == a.pw_uid
     project.corral("down")
     assert not own.exists() and not Path(root_secret).exists()
+    assert not own.parent.parent.parent.exists()  # the user's own top dir, once empty
 
 
 def test_bad_users_are_one_clear_line(open_project: Project) -> None:

@@ -20,6 +20,7 @@ The dirs, on a tmpfs others may write (``/dev/shm``), are made through ``corral.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -131,3 +132,5 @@ class SecretKeeper:
             return
         for top in tops:
             shutil.rmtree(os.path.join(self.base, top, self.tag), ignore_errors=True)
+            with contextlib.suppress(OSError):  # another fleet's are still in it
+                os.rmdir(os.path.join(self.base, top))
