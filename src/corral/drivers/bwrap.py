@@ -13,7 +13,11 @@ The view, in the order bwrap applies it (a later mount covers an earlier one):
 
 It gets its own PID, IPC and UTS namespaces, and its own network namespace (only a loopback
 that nothing else shares) unless ``network: host``, or the one it was started in (``joined``:
-a loopback shared with chosen agents, see ``drivers.loopback``). No ``--die-with-parent``:
+a loopback shared with chosen agents, see ``drivers.loopback``). With ``identity`` (a
+sandbox run by root, ``corral.identity``) bwrap still mounts as root, then the agent's first
+process drops to that uid through ``setpriv``: the scratch tmpfs are 1777 and the dirs bwrap
+makes for mount points inside a tmpfs 0755, so the unprivileged agent can pass them. No
+``--die-with-parent``:
 agents must outlive a daemon that is killed, to be re-adopted by the next one.
 """
 

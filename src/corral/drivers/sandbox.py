@@ -8,6 +8,11 @@ cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
 level and shown read-only.
 
+Run by root, the agent is not root inside: it runs as its ``user:``, else as an unprivileged
+uid of its own (``corral.identity``), with no capability; its data dir becomes that uid's and
+its workdir and writable volumes get an ACL entry for it (``hand_over``). Its exec probes and
+``corral exec`` run as that uid too.
+
 The handle's pid is bwrap's; bwrap exits with the agent's exit code (128+N when the agent
 dies of signal N). The stop signal goes to the whole process group, the agent included.
 """
