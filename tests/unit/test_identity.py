@@ -192,3 +192,14 @@ def test_the_socket_dir_in_tmp_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_p
             paths.socket_path("/x" * 60)
     finally:
         planted.unlink()
+
+
+def test_an_open_state_dir_left_by_an_older_corral_is_closed(tmp_path: Path) -> None:
+    state = tmp_path / ".corral"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    paths.private_state_dir(str(state))
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    state.chmod(0o710)  # group x alone: the mask of the ACL that lets user: agents pass
+    paths.private_state_dir(str(state))
+    assert stat.S_IMODE(state.stat().st_mode) == 0o710
