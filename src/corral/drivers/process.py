@@ -173,8 +173,8 @@ class ProcessDriver(Driver):
                 f"create it or fix agents.{task.agent}.workdir",
             )
         ident = self.identity(task)
-        if ident is not None:
-            self.hand_over(task, ident, exe)
+        if ident is not None:  # in a thread: a first ACL grant walks the whole workdir
+            await asyncio.to_thread(self.hand_over, task, ident, exe)
             argv, exe = self.as_identity(ident, argv, exe)
         run_id = os.urandom(16).hex()  # as unique as uuid4, without importing uuid
         env[proctree.MARKER] = run_id
