@@ -56,7 +56,11 @@ fi
 if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   .venv/bin/python -m ensurepip --upgrade >/dev/null
 fi
+# agents with user:, and sandboxes run by root, switch identity through setpriv
+command -v setpriv >/dev/null 2>&1 || apt_install util-linux
 if [ "$want_test" = 1 ]; then
+  # the identity tests make unprivileged users for agents' user:
+  command -v useradd >/dev/null 2>&1 || apt_install passwd
   # the sandbox tests drive real bubblewrap; Node agents' tests run npm ci
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
   command -v npm >/dev/null 2>&1 || apt_install npm

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from corral.containers.engine import Engine
-from tests import engines, rootless
+from tests import agentusers, engines, rootless
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,13 @@ def rootless_user(podman_engine: Engine) -> Iterator[rootless.User]:
     """A non-root user with rootless Podman and root's base image (``tests/rootless.py``)."""
     with rootless.rootless_user(podman_engine) as user:
         yield user
+
+
+@pytest.fixture(scope="session")
+def agent_users() -> Iterator[tuple[Any, ...]]:
+    """Two unprivileged users for agents' ``user:`` (``tests/agentusers.py``)."""
+    with agentusers.agent_users() as users:
+        yield users
 
 
 @pytest.fixture(scope="session")

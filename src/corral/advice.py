@@ -37,6 +37,22 @@ NO_NETWORK = ("a sandbox has no network unless it declares one (network: none is
               "for every class); if it talks to the network, add network: host, or "
               "network: loopback:NAME to share a loopback with chosen agents only")
 
+# What stands between an agent and the rest at each level (corral.identity, drivers.bwrap):
+# what a demanding user must know before trusting an agent with a level.
+BOUNDARY = {
+    "process": "no wall: without user: it runs as corral's own user and can read its "
+               "neighbours' environments (/proc/PID/environ) and secret files and drive the "
+               "fleet through the daemon's socket; with user: NAME the kernel's per-user "
+               "rules keep those closed, but it still sees every file that user may read",
+    "venv": "as process (a venv separates packages, not agents)",
+    "sandbox": "namespaces on the host kernel: its own view of files, processes and network; "
+               "run by root it is an unprivileged uid of its own (no capability), so host "
+               "files closed to other users stay closed; a kernel exploit crosses it",
+    "container": "namespaces and the engine's confinement on the host kernel; a kernel "
+                 "exploit crosses it",
+    "vm": "its own kernel behind a hypervisor: the wall holds against a kernel exploit",
+}
+
 CLOUD_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "ARM_CLIENT", "DIGITALOCEAN_")
 
 
@@ -54,6 +70,7 @@ class AgentFacts:
     exposed: bool = False  # reachable from outside (published ports, public endpoints)
     network: str | None = None  # none | host, where set
     credentials: tuple[str, ...] = ()  # names of the secrets/env it holds
+    user: str | None = None  # user: (process, venv, sandbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +155,10 @@ def recommend(facts: AgentFacts, available: set[str]) -> Advice:
             facts.network or "").startswith("loopback:") and facts.agent_class in ("io",
                                                                                   "service"):
         notes.append(NO_NETWORK)
+    if level in ("process", "venv") and facts.user is None:
+        notes.append(f"at {level} level it runs as corral's own user: nothing keeps it from "
+                     "its neighbours' secrets nor from the daemon's socket; give it a user: "
+                     "of its own (corral running as root), or a sandbox")
     if level in ("sandbox", "container") and facts.python_deps:
         notes.append("its requirements file builds the same environment at this level")
     return Advice(facts.name, level, tuple(reasons), facts.isolation, tuple(notes))

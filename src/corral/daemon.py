@@ -72,7 +72,9 @@ def _raise_fd_limit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     state_dir = os.path.abspath(_state_dir(sys.argv[1:] if argv is None else argv))
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    from corral import paths
+
+    paths.private_state_dir(state_dir)
     lock = _lock(state_dir)
     _raise_fd_limit()
     _asyncio_without_ssl()

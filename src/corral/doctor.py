@@ -22,7 +22,23 @@ async def report() -> list[Row]:
 
     rows += await containers.rows()  # each engine: installed, configured, base image, working
     rows.append(_limits())
+    rows.append(_identities())
     return rows
+
+
+def _identities() -> Row:
+    """Whom agents run as here (corral.identity)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return ("identity", True, f"agents run as uid {os.geteuid()} (corral's user; user: "
+                "can name no other); sandboxes in its user namespace", "")
+    if shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin") is None:
+        return ("identity", False, "setpriv not found: sandboxes and user: agents cannot "
+                "drop root", "apt-get install util-linux")
+    return ("identity", True, "sandboxes: an unprivileged uid of their own (61184-65519); "
+            "process and venv agents: root unless they set user:", "")
 
 
 def _limits() -> Row:

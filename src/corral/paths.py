@@ -16,9 +16,34 @@ def socket_path(state_dir: str) -> str:
     from corral.sha import sha256
 
     digest = sha256(os.path.abspath(state_dir).encode()).hexdigest()[:20]
-    base = os.path.join("/tmp", f"corral-{os.getuid()}")
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    return os.path.join(base, f"{digest}.sock")
+    return os.path.join(private_tmp(), f"{digest}.sock")
+
+
+def private_tmp() -> str:
+    """``/tmp/corral-UID``, 0700 and ours. Anyone may create it first in /tmp: a link or a
+    dir of someone else's would hand them the socket, so it is checked without following
+    links, refused if it is not ours, and made 0700 again if an older corral left it open."""
+    from corral import privdir
+    from corral.errors import CorralError
+
+    base = os.path.join("/tmp", f"corral-{os.geteuid()}")
+    try:
+        fd = privdir.open_dir(None, base, mode=0o700, uid=os.geteuid(), gid=os.getegid(),
+                              shown=base)
+    except privdir.UnsafeDir as exc:
+        raise CorralError(str(exc)) from None
+    os.close(fd)
+    return base
+
+
+def private_state_dir(state_dir: str) -> None:
+    """The state dir (socket, store, logs), made 0700: a 0755 one left by an older version
+    let other users list and read the fleet's logs."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    st = os.stat(state_dir)
+    # group x alone is the mask of the ACL that lets agents with a user: pass (identity.admit)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o067:
+        os.chmod(state_dir, 0o700)
 
 
 def pid_file(state_dir: str) -> str:

@@ -147,15 +147,19 @@ def secrets_root(uid: int | None = None) -> str | None:
 
 
 def write_files(directory: str, values: Mapping[str, str]) -> None:
-    """One file per secret, mode 0400, in ``directory`` (created 0700; emptied first)."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-    remove_files(directory, keep_dir=True)
-    for name, value in values.items():
-        path = os.path.join(directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value)
+    """One file per secret, mode 0400, in ``directory`` (0700, emptied first), made without
+    following a link planted in its place (``corral.privdir``; the keeper builds its whole
+    path that way, under a tmpfs others may write)."""
+    from corral import privdir
+
+    os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
+    fd = privdir.open_dir(None, directory, mode=0o700, uid=os.geteuid(), gid=os.getegid(),
+                          shown=directory)
+    try:
+        privdir.empty(fd)
+        privdir.write_files(fd, values, uid=os.geteuid(), gid=os.getegid())
+    finally:
+        os.close(fd)
 
 
 def remove_files(directory: str, *, keep_dir: bool = False) -> None:

@@ -34,6 +34,10 @@ def test_recommend_explains_each_agent_and_measures_the_host(project: Project) -
     text = project.corral("recommend", "front").stdout
     assert text.startswith("front: at process; recommended")
     assert "levels on this host" in text
+    # every level says what stands between its agents and the rest
+    assert text.count("trust boundary: ") == 5 and "no wall" in text
+    assert "runs as corral's own user" in text
+    assert all(lv["boundary"] for lv in out["levels"])
     missing = project.corral("recommend", "nope", check=False)
     assert missing.returncode == 4 and "no agent named 'nope'" in missing.stderr
 

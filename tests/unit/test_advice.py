@@ -93,3 +93,14 @@ def test_a_sandboxed_io_agent_is_told_its_network_is_declared_not_defaulted() ->
     assert exposed.level == "sandbox" and advice.NO_NETWORK in exposed.notes
     declared = advice.recommend(facts(exposed=True, network="host"), {"process", "sandbox"})
     assert advice.NO_NETWORK not in declared.notes
+
+def test_each_level_states_its_trust_boundary_and_a_shared_identity_is_said() -> None:
+    assert set(advice.BOUNDARY) == set(advice.LEVELS)
+    assert "no wall" in advice.BOUNDARY["process"]
+    assert "unprivileged uid" in advice.BOUNDARY["sandbox"]
+    shared = advice.recommend(facts(), ALL)
+    assert any("corral's own user" in n and "user:" in n for n in shared.notes)
+    own = advice.recommend(facts(user="alice"), ALL)
+    assert not any("corral's own user" in n for n in own.notes)
+    boxed = advice.recommend(facts(agent_class="ai", isolation="sandbox"), ALL)
+    assert not any("corral's own user" in n for n in boxed.notes)

@@ -30,7 +30,8 @@ def facts_of(name: str, agent: Any) -> advice.AgentFacts:
         name=name, agent_class=agent.class_, isolation=agent.isolation, trust=agent.trust,
         python_deps=deps, system_packages=tuple(agent.needs.system_packages),
         os=agent.needs.os, kernel=agent.needs.kernel, gpu=agent.needs.gpu,
-        exposed=agent.needs.internet_facing, network=agent.network, credentials=tuple(held))
+        exposed=agent.needs.internet_facing, network=agent.network, credentials=tuple(held),
+        user=agent.user)
 
 
 def up_warnings(manifest: Any) -> list[str]:
@@ -122,7 +123,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                         "reasons": list(a.reasons), "notes": list(a.notes)} for a in advices],
             "levels": [{"level": c.level, "available": c.level in available,
                         "start_ms": c.start_ms, "detail": c.detail,
-                        "profile": advice.PROFILE[c.level]} for c in costs],
+                        "profile": advice.PROFILE[c.level],
+                        "boundary": advice.BOUNDARY[c.level]} for c in costs],
         }, indent=2))
         return 0
     for a in advices:
@@ -139,6 +141,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"  {state} {c.level:<10} {start}  {advice.PROFILE[c.level]}")
         if c.detail:
             print(f"     {'':<10} {'':>10}  {c.detail}")
+        print(f"     {'':<10} {'':>10}  trust boundary: {advice.BOUNDARY[c.level]}")
     return 0
 
 

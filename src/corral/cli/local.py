@@ -168,7 +168,24 @@ def _environment(manifest: Any, agent: str, fds: list[int] | None = None
             os.close(fd)
     else:
         fds += passed
+    os.makedirs(full_env["CORRAL_STATE_DIR"], exist_ok=True)
+    ident = driver.identity(task) if hasattr(driver, "identity") else None
+    if ident is not None:  # what it writes is its own, as under the daemon (corral.identity)
+        exe = shutil.which(argv[0], path=full_env.get("PATH")) or argv[0]
+        driver.hand_over(task, ident, exe)  # type: ignore[attr-defined]
     return full_env, spec.workdir, argv
+
+
+def _as_agent(manifest: Any, agent: str) -> list[str]:
+    """The prefix that runs a process or venv agent's command as its ``user:`` (a sandbox's
+    argv switches inside itself); [] for one that runs as corral."""
+    from corral import identity
+
+    spec = manifest.agents[agent]
+    if spec.isolation not in ("process", "venv"):
+        return []
+    ident = identity.of(agent, spec.isolation, spec.user, manifest.state_dir)
+    return identity.switch(ident, sandboxed=False) if ident else []
 
 
 class _StderrProgress:
@@ -201,7 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exe is None and "/" not in argv[0]:
         raise CorralError(f"agents.{args.agent}: command not found: {argv[0]}",
                           f"install it or fix agents.{args.agent}.command")
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=fds)
+    proc = subprocess.Popen([*_as_agent(manifest, args.agent), *argv], cwd=cwd, env=env,
+                            pass_fds=fds)
     for fd in fds:
         os.close(fd)
     try:
@@ -216,12 +234,17 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     """``corral exec`` for a sandboxed agent: in its first running instance's sandbox (what the
     agent can see and reach, and nothing more), with the agent's environment. The running
     instance is found first: without one, nothing is prepared for nothing."""
+    from corral import identity
     from corral.drivers.sandbox import inside
 
-    rows = daemonctl.client(project.state_dir(args.file)).instances()
+    state_dir = project.state_dir(args.file)
+    rows = daemonctl.client(state_dir).instances()
     pids = [r["pid"] for r in rows if r["agent"] == args.agent and r["state"] == "running"
             and r.get("pid")]
-    prefix = inside(pids[0] if pids else None, args.agent)
+    spec = manifest.agents[args.agent]  # the command runs as the agent does
+    ident = identity.of(args.agent, spec.isolation, spec.user, os.path.abspath(state_dir))
+    become = identity.switch(ident, sandboxed=True) if ident else None
+    prefix = inside(pids[0] if pids else None, args.agent, become)
     env, _, _ = _environment(manifest, args.agent)
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0
@@ -240,8 +263,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return _exec_in_sandbox(args, manifest, cmd)
     env, cwd, _ = _environment(manifest, args.agent)
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
+    become = _as_agent(manifest, args.agent)
     try:
         os.chdir(cwd)
+        if become:
+            os.execve(become[0], [*become, exe, *cmd[1:]], env)
         os.execve(exe, cmd, env)
     except OSError as exc:
         raise CorralError(f"cannot run {cmd[0]}: {exc.strerror}",

@@ -18,7 +18,11 @@ A source the driver opened (``View.opened``, ``Source`` as an fd) is bound by de
 
 It gets its own PID, IPC and UTS namespaces, and its own network namespace (only a loopback
 that nothing else shares) unless ``network: host``, or the one it was started in (``joined``:
-a loopback shared with chosen agents, see ``drivers.loopback``). No ``--die-with-parent``:
+a loopback shared with chosen agents, see ``drivers.loopback``). With ``identity`` (a
+sandbox run by root, ``corral.identity``) bwrap still mounts as root, then the agent's first
+process drops to that uid through ``setpriv``: the scratch tmpfs are 1777 and the dirs bwrap
+makes for mount points inside a tmpfs 0755, so the unprivileged agent can pass them. No
+``--die-with-parent``:
 agents must outlive a daemon that is killed, to be re-adopted by the next one.
 """
 
@@ -54,6 +58,9 @@ class View:
     # sources, env files, the manifest; after every bind, so none shows them again
     masked: tuple[str, ...] = ()
     workdir_read_only: bool = False  # the project root as default workdir: seen, not written
+    # the argv prefix (``corral.identity.switch``) that drops root for the agent's own
+    # identity inside, once bwrap (as root) has made the mounts; empty: it runs as bwrap does
+    identity: tuple[str, ...] = ()
 
 
 def default_hidden(environ: dict[str, str]) -> list[str]:
@@ -132,14 +139,16 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
     hidden again, and the agent's own data dir inside the state dir shown again."""
     if view.network not in NETWORKS:
         raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
+    # a tmpfs is 0755 root's: the scratch dirs are 1777, as on the host, for an agent that
+    # is not root inside
+    scratch = ["--perms", "1777"] if view.identity else []
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+            *scratch, "--tmpfs", "/tmp", *scratch, "--tmpfs", "/var/tmp",
+            *scratch, "--tmpfs", "/dev/shm",
             # host sockets (container engines, D-Bus) live in /run: none of the agent's business
             "--tmpfs", "/run",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            # root inside keeps uid 0 but no capability: it cannot unmount what hides the
-            # homes, nor remount the system writable
-            "--cap-drop", "ALL"]
+            *_capabilities(view)]
     if view.network == "none":
         args.append("--unshare-net")
     rules: dict[str, int] = {}
@@ -154,13 +163,16 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
     if view.network == "host" and os.path.isdir("/run/systemd/resolve"):
         rules.setdefault("/run/systemd/resolve", _RO)  # resolv.conf may point there
     ordered = sorted(rules, key=lambda p: (p.count("/"), p))
+    made: set[str] = set()
     for path in ordered:
+        args += _parents(view, path, rules, made)
         args += _mount(path, rules[path], view.opened)
     # hidden dirs are empty tmpfs, read-only once every deeper mount point exists in them
     for path in ordered:
         if rules[path] == _HIDE and os.path.isdir(path):
             args += ["--remount-ro", path]
     for host, target, read_only in view.volumes:
+        args += _parents(view, os.path.normpath(target), rules, made)
         args += bind(host, target, read_only=read_only)
     if view.secrets_dir is not None:
         args += bind(view.secrets_dir, "/run/secrets", read_only=True)
@@ -168,8 +180,44 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
         args += ["--ro-bind", "/dev/null", path]
     for key, value in view.extra_env.items():
         args += ["--setenv", key, value]
-    args += ["--chdir", view.workdir, "--", *command]
+    args += ["--chdir", view.workdir, "--", *view.identity, *command]
     return args
+
+
+def _parents(view: View, path: str, rules: dict[str, int], made: set[str]) -> list[str]:
+    """The dirs between the tmpfs ``path`` is mounted in and ``path``, made 0755 first: bwrap
+    run by root makes a mount point's missing parents 0700, which an agent with an identity of
+    its own could not pass (a data dir under the hidden state dir). Only inside a tmpfs of
+    the sandbox's: nothing is ever made in a host dir."""
+    if not view.identity:
+        return []
+    tmpfs = [*MASKED, *(p for p, how in rules.items() if how == _HIDE and os.path.isdir(p))]
+    mounts = [*tmpfs, *(p for p, how in rules.items() if how != _HIDE)]
+    holders = [m for m in mounts if m != path and _under(path, [m])]
+    if not holders:
+        return []
+    holder = max(holders, key=len)
+    if holder not in tmpfs:
+        return []
+    out: list[str] = []
+    current = holder
+    for part in os.path.relpath(path, holder).split("/")[:-1]:
+        current = os.path.join(current, part)
+        if current not in made:
+            made.add(current)
+            out += ["--perms", "0755", "--dir", current]
+    return out
+
+
+def _capabilities(view: View) -> list[str]:
+    """Root inside keeps uid 0 but no capability: it cannot unmount what hides the homes, nor
+    remount the system writable. With an identity to become, the first process keeps only
+    what ``setpriv`` needs to change its uid, gids and bounding set; the uid change itself
+    clears them before the agent's code runs."""
+    if not view.identity:
+        return ["--cap-drop", "ALL"]
+    return ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            "--cap-add", "CAP_SETPCAP"]
 
 
 def find_bwrap() -> str | None:
@@ -187,11 +235,13 @@ def sandbox_init(bwrap_pid: int) -> int | None:
     return int(children[0]) if children else None
 
 
-def enter(init_pid: int) -> list[str]:
+def enter(init_pid: int, become: Sequence[str] | None = None) -> list[str]:
     """The argv prefix that runs a command inside a running sandbox, as its agent runs: its
     mount, PID, IPC, UTS, network and cgroup namespaces, its root and workdir (taken from the
     sandbox's own PID 1, never resolved on the host, so nothing hidden comes back through a
-    directory handle), no capabilities and no new privileges."""
+    directory handle), no capabilities and no new privileges. ``become``: a ``setpriv``
+    prefix that also takes the agent's identity, used instead of the plain one (a second
+    setpriv would start with no capability left to change the uid)."""
     nsenter, setpriv = shutil.which("nsenter"), shutil.which("setpriv")
     if nsenter is None or setpriv is None:
         raise FileNotFoundError("nsenter and setpriv (util-linux) are needed to enter a sandbox")
@@ -199,5 +249,7 @@ def enter(init_pid: int) -> list[str]:
             "--cgroup", "--root", "--wd"]
     if os.geteuid() != 0:  # a rootless sandbox's namespaces belong to its user namespace
         args += ["--user", "--preserve-credentials"]
+    if become:
+        return [*args, "--", *become]
     return [*args, "--", setpriv, "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all",
             "--"]

@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from typing import ClassVar
 
+from corral import identity as identities
 from corral.drivers import proctree
 from corral.drivers.base import (
     Capabilities,
@@ -104,6 +105,36 @@ class ProcessDriver(Driver):
         child inherits them, the supervisor closes its copies once it is spawned."""
         return []
 
+    def identity(self, task: Task) -> identities.Identity | None:
+        """Whom the agent runs as (None: as corral); ``IdentityError`` when it cannot be."""
+        return identities.of(task.agent, task.spec.isolation, task.spec.user,
+                           os.path.dirname(task.cache_dir))
+
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        """Before the start: the data dir becomes the identity's; a workdir or executable it
+        cannot reach is one clear line instead of the agent's EACCES."""
+        where = f"agents.{task.agent}.user"
+        # a venv's python links to the interpreter it was made from (pyenv's, under /root)
+        for what, path in (("workdir", task.workdir), ("command", exe),
+                           ("command", os.path.realpath(exe))):
+            closed = identities.reachable(path, ident)
+            if closed is not None:
+                raise identities.IdentityError(
+                    f"{where}: {ident.name} cannot reach its {what} {path} ({closed} is closed "
+                    "to it)", f"open {closed} to it (chmod o+x {closed}), or move the agent "
+                    "where it can read")
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        if data_dir and os.path.isdir(data_dir):
+            identities.admit(os.path.dirname(task.cache_dir), ident)
+            identities.own(data_dir, ident)
+            os.chmod(data_dir, 0o700)  # its own, and no one else's
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        """The argv and executable that run ``argv`` as ``ident`` (after the cgroup join)."""
+        switch = identities.switch(ident, sandboxed=False)
+        return [*switch, exe, *argv[1:]], switch[0]
+
     def known_pids(self) -> set[int]:
         return {w.pid for w in self._watches.values() if w.pid is not None}
 
@@ -142,20 +173,24 @@ class ProcessDriver(Driver):
         argv = self.argv(task)
         passed = self.passed_fds(task)
         try:
-            return self._spawn(task, output, env, argv, passed)
+            return await self._spawn(task, output, env, argv, passed)
         finally:
             for fd in passed:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    def _spawn(self, task: Task, output: Output, env: dict[str, str], argv: list[str],
-               passed: list[int]) -> Handle:
+    async def _spawn(self, task: Task, output: Output, env: dict[str, str], argv: list[str],
+                     passed: list[int]) -> Handle:
         exe = self._resolve(argv, env, task)
         if not os.path.isdir(task.workdir):
             raise DriverError(
                 f"agents.{task.agent}: workdir does not exist: {task.workdir}",
                 f"create it or fix agents.{task.agent}.workdir",
             )
+        ident = self.identity(task)
+        if ident is not None:  # in a thread: a first ACL grant walks the whole workdir
+            await asyncio.to_thread(self.hand_over, task, ident, exe)
+            argv, exe = self.as_identity(ident, argv, exe)
         run_id = os.urandom(16).hex()  # as unique as uuid4, without importing uuid
         env[proctree.MARKER] = run_id
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)

@@ -19,6 +19,11 @@ cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
 level and shown read-only.
 
+Run by root, the agent is not root inside: it runs as its ``user:``, else as an unprivileged
+uid of its own (``corral.identity``), with no capability; its data dir becomes that uid's and
+its workdir and writable volumes get an ACL entry for it (``hand_over``). Its exec probes and
+``corral exec`` run as that uid too.
+
 The handle's pid is bwrap's; bwrap exits with the agent's exit code (128+N when the agent
 dies of signal N). The stop signal goes to the whole process group, the agent included.
 """
@@ -31,6 +36,7 @@ import subprocess
 from dataclasses import replace
 from typing import ClassVar
 
+from corral import identity as identities
 from corral.drivers import bwrap, walls
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
 from corral.drivers.loopback import Loopbacks
@@ -209,6 +215,7 @@ class SandboxDriver(VenvDriver):
                 os.makedirs(v.source, exist_ok=True)
             volumes.append((opener.open(v.source, "volumes"), v.target, v.read_only))
         project_root = os.path.normpath(task.workdir) == os.path.normpath(task.project_dir)
+        ident = self.identity(task)
         view = bwrap.View(
             workdir=task.workdir,
             hidden=tuple(hidden),
@@ -220,6 +227,7 @@ class SandboxDriver(VenvDriver):
             opened=opened,
             masked=walls.masked_in_view(task, hidden),
             workdir_read_only=project_root and bool(task.project_dir),
+            identity=tuple(identities.switch(ident, sandboxed=True)) if ident else (),
         )
         argv = bwrap.argv(view, command, bwrap=self._find_bwrap())
         if joined:
@@ -230,11 +238,37 @@ class SandboxDriver(VenvDriver):
             argv = [nsenter, f"--net={joined}", "--", *argv]
         return argv
 
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        """What the sandbox shows writable becomes writable by its identity: the data dir its
+        own, the workdir and writable volumes through an ACL entry (their owner and mode
+        stay). The project dir itself is not opened up for writing (its other agents' files
+        are there): as the default workdir, shown read-only, its identity may only enter and
+        list it (``identity.let_in``). Corral's state dir inside a workdir is left out."""
+        state_dir = os.path.dirname(task.cache_dir)
+        data_dir = task.env.get("CORRAL_STATE_DIR")
+        if data_dir and os.path.isdir(data_dir):
+            identities.own(data_dir, ident)
+        writable = [(f"agents.{task.agent}.workdir", task.workdir)]
+        writable += [(f"agents.{task.agent}.volumes", v.source) for v in task.spec.volumes
+                     if not v.read_only and os.path.isdir(v.source)]
+        for where, path in writable:
+            if os.path.normpath(path) == os.path.normpath(task.project_dir or "/"):
+                if path == task.workdir:
+                    identities.let_in(path, ident, where)
+                continue
+            identities.grant(path, ident, where, skip=(state_dir,))
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        return argv, exe  # bwrap makes the mounts as root; setpriv inside drops it (argv)
+
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """Runs ``argv`` inside the live instance's sandbox (exec probes, ``corral exec``):
         what the agent sees, the probe sees; nothing it cannot reach, the probe reaches."""
         watch = self._watches.get(task.instance)
-        return inside(watch.pid if watch is not None else None, task.agent) + list(argv)
+        ident = self.identity(task)  # a probe runs as the agent does, with no more rights
+        become = identities.switch(ident, sandboxed=True) if ident else None
+        return [*inside(watch.pid if watch is not None else None, task.agent, become), *argv]
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
         return self.environment(task)  # nsenter and setpriv pass it on to the command
@@ -257,13 +291,14 @@ class SandboxDriver(VenvDriver):
         return found
 
 
-def inside(bwrap_pid: int | None, agent: str) -> list[str]:
-    """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``."""
+def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:
+    """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``; ``become``:
+    the ``setpriv`` prefix of the agent's identity (``corral.identity.switch``)."""
     init = bwrap.sandbox_init(bwrap_pid) if bwrap_pid else None
     if init is None:
         raise DriverError(f"agents.{agent}: no running sandbox to run the command in",
                           f"start it first: corral up -d {agent}")
     try:
-        return bwrap.enter(init)
+        return bwrap.enter(init, become)
     except FileNotFoundError as exc:
         raise DriverError(str(exc), "apt-get install util-linux") from None

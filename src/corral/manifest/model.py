@@ -234,6 +234,22 @@ def _env(value: Any) -> Any:
     return value
 
 
+def _user(value: Any) -> Any:
+    """``user: 1000`` (YAML's int) is the uid 1000; a name must look like one (useradd's
+    rules), so a typo is not read as something else. Whether it exists is the start's
+    question (the manifest may be checked on another host): corral.identity."""
+    if isinstance(value, bool):
+        raise ValueError("user must be a user name or a uid, not a boolean")
+    if isinstance(value, int):
+        if not 0 <= value < 0xFFFFFFFF:
+            raise ValueError(f"user: uid {value} is out of range (0 to 4294967294)")
+        return str(value)
+    if isinstance(value, str) and not re.fullmatch(spec.USER, value):
+        raise ValueError(f"user {value!r} is neither a user name (letters, digits, _ . -, "
+                         "not starting with a digit or -) nor a uid")
+    return value
+
+
 # --- driver blocks ------------------------------------------------------------------------
 
 
@@ -434,6 +450,10 @@ class Agent(Strict):
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
+    # who it runs as on the host (process, venv, sandbox): a user name or a uid; see
+    # corral.identity for the defaults (a sandbox run by root: an unprivileged uid of its own)
+    user: Annotated[str | None, BeforeValidator(_user)] = Field(
+        default=None, json_schema_extra={"pattern": spec.USER})
     # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the
     # same NAME share one loopback (and no other network); compose's internal network
     network: str | None = Field(default=None, json_schema_extra={"pattern": spec.NETWORK})
@@ -465,6 +485,14 @@ class Agent(Strict):
                              "loopback shared by the sandboxed agents naming it; NAME in "
                              "lower case)")
         return value
+
+    @model_validator(mode="after")
+    def _user_needs_a_host_process(self) -> Agent:
+        if self.user is not None and self.isolation not in ("process", "venv", "sandbox"):
+            raise ValueError(f"user: is for process, venv and sandbox agents; a "
+                             f"{self.isolation} agent's user is set inside it (the image's "
+                             "USER, the guest's own)")
+        return self
 
     @model_validator(mode="after")
     def _network_needs_a_namespace(self) -> Agent:

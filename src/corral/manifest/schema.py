@@ -148,6 +148,10 @@ def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
     _widen(probe["log_line"], _STR, _ref("LogLineCheck"), nullable=True)
     _widen(defs["ExecCheck"]["properties"]["command"], _STR, {**_STR_LIST, "minItems": 1})
     _widen(defs["StopPolicy"]["properties"]["signal"], _STR, {"type": "integer", "minimum": 1})
+    pattern = agent["user"].get("pattern")
+    _widen(agent["user"], {"type": "string", **({"pattern": pattern} if pattern else {})},
+           {"type": "integer", "minimum": 0, "maximum": 0xFFFFFFFE}, nullable=True)
+    agent["user"].pop("pattern", None)
 
 
 def json_schema(drivers: Collection[str] = ("process", "venv", "fake")) -> dict[str, Any]:

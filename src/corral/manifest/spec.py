@@ -27,6 +27,7 @@ AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
 NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
 LOOPBACK = "loopback:"
+USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
 PROBE_KINDS = ("exec", "http", "tcp", "log_line")
 
 
@@ -246,6 +247,7 @@ class Agent(Record):
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
+    user: str | None = None  # a name or a uid (corral.identity)
     network: str | None = None
     volumes: list[Volume] = field(default_factory=list)
     secrets: list[SecretUse] = field(default_factory=list)

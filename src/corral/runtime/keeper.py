@@ -4,18 +4,31 @@ Values are read at every start (``corral.secrets``), never stored: not in the st
 API, the events. ``environment`` sources read the variables the CLI sent with ``corral up``
 (over the 0600 socket, kept in memory only) over the daemon's own environment. Files go to a
 private tmpfs dir per instance, rewritten at each start, removed with the fleet.
+
+The dirs, on a tmpfs others may write (``/dev/shm``), are made through ``corral.privdir``
+(no link followed, a stranger's dir refused, a stale 0755 one made 0700):
+
+- ``ROOT/corral-UID/FLEET/INSTANCE``: ``corral-UID`` and ``FLEET`` are corral's, 0700; the
+  instance's dir and files belong to the agent's identity (``corral.identity``), dir 0500
+  (0700 when that is corral itself), files 0400. Agents running as corral itself and
+  sandboxes and containers (whose engine binds the dir) read theirs from here.
+- ``ROOT/corral-UID.uAGENTUID/FLEET/INSTANCE``, every dir 0700 and the agent's: a process or
+  venv agent with ``user:`` opens its files by path on the host, and could not pass corral's
+  0700 dirs; no other user can pass its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from corral import secrets
+from corral import identity, privdir, secrets
 from corral.drivers.base import Task
+from corral.errors import CorralError
 from corral.secrets import SecretError, Source
 from corral.sha import sha256
 
@@ -33,15 +46,54 @@ def source_of(name: str, spec: Any) -> Source:
 class SecretKeeper:
     def __init__(self, state_dir: str, project: str, redact: Redact) -> None:
         self._redact = redact
+        self._state_dir = state_dir
         root = secrets.secrets_root()
-        tag = f"{project}-{sha256(state_dir.encode()).hexdigest()[:8]}"
+        self.tag = f"{project}-{sha256(state_dir.encode()).hexdigest()[:8]}"
         # no tmpfs: the state dir's run dir (0700), and `corral doctor` says so
-        self.root = (os.path.join(root, f"corral-{os.getuid()}", tag) if root
-                     else os.path.join(state_dir, "run", "secrets"))
+        self.base = root or os.path.join(state_dir, "run")
+        self.top = f"corral-{os.geteuid()}" if root else "secrets"
+        self.root = os.path.join(self.base, self.top, self.tag)
         self.on_tmpfs = root is not None
 
+    def _owner(self, task: Task) -> identity.Identity | None:
+        try:
+            return identity.of(task.agent, task.spec.isolation, task.spec.user,
+                               self._state_dir)
+        except CorralError:
+            return None  # the driver refuses to start it, in one line
+
+    def _parts(self, task: Task, owner: identity.Identity | None
+               ) -> list[tuple[str, int, int, int]]:
+        me, my_gid = os.geteuid(), os.getegid()
+        if owner is None:
+            return [(self.top, 0o700, me, my_gid), (self.tag, 0o700, me, my_gid),
+                    (task.instance, 0o700, me, my_gid)]
+        if task.spec.isolation in ("process", "venv"):  # reads them by host path
+            mine = (0o700, owner.uid, owner.gid)
+            return [(f"{self.top}.u{owner.uid}", *mine), (self.tag, *mine),
+                    (task.instance, *mine)]
+        return [(self.top, 0o700, me, my_gid), (self.tag, 0o700, me, my_gid),
+                (task.instance, 0o500, owner.uid, owner.gid)]
+
     def directory(self, instance: str) -> str:
+        """The dir of an instance running as corral itself, or sandboxed."""
         return os.path.join(self.root, instance)
+
+    def _write(self, task: Task, files: Mapping[str, str]) -> str:
+        owner = self._owner(task)
+        parts = self._parts(task, owner)
+        try:
+            fd = privdir.make_path(self.base, parts)
+        except OSError as exc:
+            raise SecretError(f"agents.{task.agent}: its secrets dir: {exc.strerror or exc}"
+                              ) from None
+        try:
+            privdir.empty(fd)
+            uid, gid = (owner.uid, owner.gid) if owner else (os.geteuid(), os.getegid())
+            privdir.write_files(fd, files, uid=uid, gid=gid)
+        finally:
+            os.close(fd)
+        return os.path.join(self.base, *(p[0] for p in parts))
 
     async def task_with_secrets(self, task: Task, sources: Mapping[str, Any],
                                 sent: Mapping[str, str]) -> Task:
@@ -64,10 +116,8 @@ class SecretKeeper:
                 env[use.env] = values[use.source]
             else:
                 files[use.target or use.source] = values[use.source]
-        directory = self.directory(task.instance)
         if files:
-            await asyncio.to_thread(secrets.write_files, directory, files)
-            env["CORRAL_SECRETS_DIR"] = directory
+            env["CORRAL_SECRETS_DIR"] = await asyncio.to_thread(self._write, task, files)
         self._redact(task.instance, values.values())
         return replace(task, env=env)
 
@@ -76,3 +126,11 @@ class SecretKeeper:
         import shutil  # here: shutil pulls in bz2 and lzma, resident for the fleet's life (S2)
 
         shutil.rmtree(self.root, ignore_errors=True)
+        try:  # and the dirs of agents with a user: of their own
+            tops = [e for e in os.listdir(self.base) if e.startswith(f"{self.top}.u")]
+        except OSError:
+            return
+        for top in tops:
+            shutil.rmtree(os.path.join(self.base, top, self.tag), ignore_errors=True)
+            with contextlib.suppress(OSError):  # another fleet's are still in it
+                os.rmdir(os.path.join(self.base, top))
