@@ -98,7 +98,8 @@ class Api:
             call = Call(req, _body(key, req), validate.query(PARAMETERS.get(key, []), req.query))
             return await route(call)
         except ManifestError as exc:
-            return json_reply({"error": str(exc), "problems": exc.problems, "fix": ""}, 422)
+            return json_reply({"error": str(exc), "problems": exc.problems,
+                               "fix": "send the manifest as 'corral config' prints it"}, 422)
         except CorralError as exc:
             return error_reply(404 if exc.exit_code == 4 else 400, exc.problem, exc.fix)
         except Exception as exc:  # a bug: answered 500, and its traceback logged once here

@@ -58,8 +58,8 @@ def parse_json(body: bytes) -> Any:
     """The body's JSON value (``{}`` for an empty body), within the bounds above."""
     if not body.strip():
         return {}
-    try:
-        value = json.loads(body, parse_float=_finite, parse_int=_bounded_int,
+    try:  # decoded here: json.loads would take bytes in UTF-16 or UTF-32 as well
+        value = json.loads(body.decode(), parse_float=_finite, parse_int=_bounded_int,
                            parse_constant=_refuse_constant)
     except RecursionError:  # json's C scanner stops at the interpreter's recursion limit
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels", FIX) from None
