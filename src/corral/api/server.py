@@ -122,7 +122,7 @@ class Api:
     async def apply(self, call: Call) -> Reply:
         # the CLI validated it; the daemon checks it again field by field (no pydantic: S2)
         manifest = decode.manifest(call.body["manifest"])
-        big = [f"agents.{name}.replicas: at most {MAX_REPLICAS}, got {agent.replicas}"
+        big = [f"agents.{name}.replicas: must be 0 to {MAX_REPLICAS}, got {agent.replicas}"
                for name, agent in manifest.agents.items()
                if not 0 <= agent.replicas <= MAX_REPLICAS]
         if big:
