@@ -218,7 +218,7 @@ class Api:
                 grep=args.get("grep"), level=args.get("level"),
                 instance=args.get("instance"))
         except ValueError as exc:
-            raise validate.BadRequest(str(exc), "see GET /openapi.json") from None
+            raise validate.BadRequest(str(exc), validate.FIX) from None
 
     def _agents(self, call: Call, *, stored: bool) -> list[str] | None:
         """The agents a query names (None: all); an agent neither in the fleet nor, with
