@@ -36,8 +36,14 @@ def decode(status: int, content_type: str, payload: bytes) -> Any:
 
 
 def stream_error(status: int, rest: bytes) -> ApiError:
-    value = json.loads(rest) if rest.strip() else {}
-    return ApiError(str(value.get("error", status)), str(value.get("fix", "")))
+    """The error a refused stream's whole body carries (what ``decode`` raises)."""
+    try:
+        decode(status, "application/json", rest)
+    except ApiError as err:
+        return err
+    except ValueError:  # not JSON: a body of another server's
+        pass
+    return ApiError(f"the daemon answered {status}", "see the daemon log")
 
 
 def _query(pairs: list[tuple[str, str]]) -> str:

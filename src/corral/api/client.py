@@ -98,7 +98,9 @@ class Client(FleetCalls):
                 if sep:
                     break
             status = int(head.split(b" ", 2)[1])
-            if status >= 400:
+            if status >= 400:  # a refusal: its JSON body may come in more than one read
+                while data := sock.recv(1 << 16):
+                    rest += data
                 raise stream_error(status, rest)
         except BaseException:
             sock.close()

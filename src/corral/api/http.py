@@ -54,9 +54,11 @@ Handler = Callable[[Request], Awaitable[Reply | Stream]]
 
 
 def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
-    """``(path, query)`` as ``urlsplit(target).path`` and ``parse_qs(urlsplit(target).query)``
-    give them for a request target. Not urllib.parse itself: it imports ``ipaddress``, and the
-    two stay resident in the daemon for the life of the fleet (~0.4 MB, benchmark S2)."""
+    """``(path, query)`` as ``urlsplit(target).path`` and ``parse_qs(urlsplit(target).query,
+    keep_blank_values=True)`` give them for a request target (a blank value is kept: the API
+    checks ``tail=`` as the empty text it is, not as a missing parameter). Not urllib.parse
+    itself: it imports ``ipaddress``, and the two stay resident in the daemon for the life of
+    the fleet (~0.4 MB, benchmark S2)."""
     target = target.partition("#")[0]
     if not target.startswith("/") and "://" in target:  # absolute form: drop the authority
         rest = target.partition("://")[2]
@@ -64,8 +66,8 @@ def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
     path, _, query = target.partition("?")
     out: dict[str, list[str]] = {}
     for pair in query.split("&"):
-        name, eq, value = pair.partition("=")
-        if eq and value:  # parse_qs drops blank values and pairs without '='
+        if pair:  # parse_qs skips empty pairs (``a=1&&b=2``) and reads ``x`` as ``x=``
+            name, _, value = pair.partition("=")
             out.setdefault(_unquote(name), []).append(_unquote(value))
     return path, out
 

@@ -67,7 +67,7 @@ class LocalFleet(FleetCalls):
 
         url = urlsplit(path)
         payload = b"" if body is None else json.dumps(body).encode()
-        return Request(method, url.path, parse_qs(url.query), payload)
+        return Request(method, url.path, parse_qs(url.query, keep_blank_values=True), payload)
 
     def request(self, method: str, path: str, body: Any = None,
                 timeout: float | None = None) -> Any:

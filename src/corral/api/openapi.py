@@ -1,22 +1,106 @@
-"""The OpenAPI description of the daemon's API (served at /openapi.json)."""
+"""The OpenAPI description of the daemon's API (served at /openapi.json), and the one source
+of what a request may carry: ``BODIES`` and ``PARAMETERS`` are both what the document shows
+and what ``api.validate`` checks every request against before a handler runs.
+
+Bounds are part of the contract: ``replicas`` up to ``MAX_REPLICAS`` (a fleet of more than
+ten thousand instances of one agent is a typo, and each is a task, a log and processes),
+waits up to ``MAX_WAIT`` seconds, names shaped as agents (``AGENT_NAME``) or instances
+(``AGENT.N``), at most ``MAX_NAMES`` of them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from corral import __version__
+from corral.logs.records import LEVELS
+from corral.manifest.spec import AGENT_NAME
 from corral.runtime.state import State
 
+MAX_REPLICAS = 10_000
+MAX_WAIT = 86_400  # seconds
+MAX_NAMES = 10_000
+INSTANCE_NAME = AGENT_NAME[:-1] + r"\.[1-9][0-9]{0,4}$"
+NAME_OR_INSTANCE = AGENT_NAME[:-1] + r"(\.[1-9][0-9]{0,4})?$"
+
+_AGENT: dict[str, Any] = {"type": "string", "pattern": AGENT_NAME}
 _NAMES_PROP: dict[str, Any] = {"names": {
-    "type": ["array", "null"], "items": {"type": "string"},
-    "description": "agents or instances (AGENT.N); all when absent"}}
-_NAMES: dict[str, Any] = {"type": "object", "properties": _NAMES_PROP}
-_STARTING: dict[str, Any] = {"type": "object", "properties": {**_NAMES_PROP, "wait": {
-    "type": ["number", "null"],
+    "type": ["array", "null"], "maxItems": MAX_NAMES,
+    "items": {"type": "string", "pattern": NAME_OR_INSTANCE},
+    "description": "agents or instances (AGENT.N); all when absent, null or empty"}}
+_SECONDS: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": MAX_WAIT}
+
+
+def _body(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_STARTING = _body({**_NAMES_PROP, "wait": {
+    **_SECONDS, "type": ["number", "null"],
     "description": "seconds to wait until each instance runs or failed to; the reply then "
-                   "also has settled and the instances' rows"}}}
+                   "also has settled and the instances' rows"}})
+
+# (method, path) -> the JSON body's schema; a route not named here takes no body
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/apply"): _body({
+        "manifest": {"type": "object",
+                     "description": "the normalized manifest (checked field by field)"},
+        "secret_env": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "values of the environment variables secrets read"},
+    }, "manifest"),
+    ("POST", "/v1/wait"): _body({"timeout": _SECONDS, **_NAMES_PROP}),
+    ("POST", "/v1/down"): _body({}),
+    ("POST", "/v1/start"): _STARTING,
+    ("POST", "/v1/stop"): _body(_NAMES_PROP),
+    ("POST", "/v1/restart"): _STARTING,
+    ("POST", "/v1/scale"): _body({
+        "agent": _AGENT,
+        "replicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS}},
+        "agent", "replicas"),
+    ("POST", "/v1/shutdown"): _body({"stop_fleet": {"type": "boolean", "default": True}}),
+}
+
+
+def _param(name: str, schema: dict[str, Any], desc: str,
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": desc}
+
+
+_FILTERS = [
+    # at most 100 agents: the request line stays within what the HTTP parser takes (16 KiB)
+    _param("agent", {"type": "array", "items": _AGENT, "maxItems": 100},
+           "only these agents (repeat the parameter); all when absent"),
+    _param("instance", {"type": "string", "pattern": INSTANCE_NAME}, "only this instance"),
+    _param("grep", {"type": "string", "format": "regex", "maxLength": 4096},
+           "only records whose message matches this regular expression (Python syntax)"),
+    _param("level", {"type": "string", "enum": list(LEVELS)}, "this level and above"),
+]
+_SINCE = _param("since", {"type": "string", "minLength": 1, "maxLength": 64},
+                "a duration ago (10m, 1h30m), an ISO-8601 time or unix seconds")
+_TAIL = _param("tail", {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+               "only the last N matching records")
+_LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records too")
+
+# (method, path) -> its query parameters; a route not named here takes none
+PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("GET", "/v1/exec"): [_param("agent", _AGENT, "the agent", required=True)],
+    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _TAIL],
+    ("GET", "/v1/events"): [_LOGS, *_FILTERS],
+}
+
 _ERROR = {"description": "a problem, with the fix",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_BAD = {"400": {**_ERROR, "description": "the request does not match this description"}}
+_NOT_FOUND = {"404": {**_ERROR, "description": "no agent or instance of that name"}}
+_LIST = {"type": "array", "items": {"type": "string"}}
+_INSTANCES = {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}}
+_REPORT = {"type": "object", "properties": {k: _LIST for k in
+                                            ("started", "recreated", "removed", "unchanged")}}
 
 
 def _json(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -24,69 +108,83 @@ def _json(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
             "content": {"application/json": {"schema": schema or {"type": "object"}}}}
 
 
-def _post(summary: str, body: dict[str, Any], reply: str) -> dict[str, Any]:
-    return {"post": {"summary": summary,
-                     "requestBody": {"content": {"application/json": {"schema": body}}},
-                     "responses": {"200": _json(reply), "400": _ERROR, "404": _ERROR}}}
+def _control(key: str) -> dict[str, Any]:
+    return {"type": "object", "required": [key], "properties": {
+        key: _LIST, "settled": {"type": "boolean"}, "instances": _INSTANCES}}
 
 
-def _query(*names: str) -> list[dict[str, Any]]:
-    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-            for n in names]
+def _op(method: str, path: str, summary: str, reply: dict[str, Any],
+        *errors: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": reply}}
+    body = BODIES.get((method.upper(), path))
+    if body is not None:
+        op["requestBody"] = {"required": False,
+                             "content": {"application/json": {"schema": body}}}
+    params = PARAMETERS.get((method.upper(), path))
+    if params:
+        op["parameters"] = params
+    if body is not None or params:
+        op["responses"].update(_BAD)
+    for more in errors:
+        op["responses"].update(more)
+    return {method: op}
+
+
+def _post(path: str, summary: str, reply: dict[str, Any], *errors: dict[str, Any]
+          ) -> dict[str, Any]:
+    return _op("post", path, summary, reply, *errors)
 
 
 def spec() -> dict[str, Any]:
-    instances = {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}}
+    invalid = {"422": {**_ERROR, "description": "the manifest is not valid"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "corral daemon API", "version": __version__,
-                 "description": "HTTP over the project's Unix socket (mode 0600)."},
+                 "description": "HTTP over the project's Unix socket (mode 0600). Every "
+                                "request is checked against this document: anything else "
+                                "is answered 400 with a message and its fix."},
         "paths": {
-            "/v1/status": {"get": {"summary": "the fleet's instances", "responses": {
-                "200": _json("status", {"type": "object", "properties": {
+            "/v1/status": _op("get", "/v1/status", "the fleet's instances", _json(
+                "status", {"type": "object", "properties": {
                     "project": {"type": ["string", "null"]},
-                    "daemon": {"type": "object"}, "instances": instances}})}}},
-            "/v1/apply": _post("reconcile the fleet with a normalized manifest",
-                               {"type": "object", "required": ["manifest"],
-                                "properties": {"manifest": {"type": "object"}}},
-                               "what was started, recreated, removed, left unchanged"),
-            "/v1/wait": _post("wait until instances leave the start-up states",
-                              {"type": "object", "properties": {
-                                  "timeout": {"type": "number"}, **_NAMES_PROP}},
-                              "settled flag and instances"),
-            "/v1/down": _post("stop every instance in reverse dependency order",
-                              {"type": "object"}, "stopped instances"),
-            "/v1/start": _post("start agents or instances", _STARTING, "started instances"),
-            "/v1/stop": _post("stop agents or instances", _NAMES, "stopped instances"),
-            "/v1/restart": _post("restart agents or instances", _STARTING,
-                                 "restarted instances"),
-            "/v1/scale": _post("set an agent's replicas",
-                               {"type": "object", "required": ["agent", "replicas"],
-                                "properties": {"agent": {"type": "string"},
-                                               "replicas": {"type": "integer", "minimum": 0}}},
-                               "what the reconcile did"),
-            "/v1/shutdown": _post("stop the daemon (and by default the fleet)",
-                                  {"type": "object", "properties": {
-                                      "stop_fleet": {"type": "boolean", "default": True}}},
-                                  "stopped instances"),
-            "/v1/exec": {"get": {"summary": "an agent's environment and workdir",
-                                 "parameters": _query("agent"),
-                                 "responses": {"200": _json("env and cwd"), "404": _ERROR}}},
-            "/v1/logs": {"get": {
-                "summary": "stored log records, oldest first (JSON lines)",
-                "parameters": _query("agent", "instance", "since", "grep", "level", "tail"),
-                "responses": {"200": {"description": "records",
-                                      "content": {"application/x-ndjson": {}}}}}},
-            "/v1/events": {"get": {
-                "summary": "server-sent events: state changes; log records with logs=1",
-                "parameters": _query("logs", "agent", "instance", "grep", "level"),
-                "responses": {"200": {"description": "event stream",
-                                      "content": {"text/event-stream": {}}}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
-                "200": {"description": "text exposition format",
-                        "content": {"text/plain": {}}}}}},
-            "/openapi.json": {"get": {"summary": "this document",
-                                      "responses": {"200": _json("OpenAPI 3.1")}}},
+                    "project_dir": {"type": ["string", "null"]},
+                    "daemon": {"type": "object"}, "instances": _INSTANCES}})),
+            "/v1/apply": _post("/v1/apply", "reconcile the fleet with a normalized manifest",
+                               _json("what was started, recreated, removed, left unchanged",
+                                     _REPORT), invalid),
+            "/v1/wait": _post("/v1/wait", "wait until instances leave the start-up states",
+                              _json("settled flag and instances", {
+                                  "type": "object", "properties": {
+                                      "settled": {"type": "boolean"},
+                                      "instances": _INSTANCES}}), _NOT_FOUND),
+            "/v1/down": _post("/v1/down", "stop every instance in reverse dependency order",
+                              _json("stopped instances", _control("stopped"))),
+            "/v1/start": _post("/v1/start", "start agents or instances",
+                               _json("started instances", _control("started")), _NOT_FOUND),
+            "/v1/stop": _post("/v1/stop", "stop agents or instances",
+                              _json("stopped instances", _control("stopped")), _NOT_FOUND),
+            "/v1/restart": _post("/v1/restart", "restart agents or instances",
+                                 _json("restarted instances", _control("restarted")),
+                                 _NOT_FOUND),
+            "/v1/scale": _post("/v1/scale", "set an agent's replicas",
+                               _json("what the reconcile did", _REPORT), _NOT_FOUND),
+            "/v1/shutdown": _post("/v1/shutdown", "stop the daemon (and by default the fleet)",
+                                  _json("stopped instances", _control("stopped"))),
+            "/v1/exec": _op("get", "/v1/exec", "an agent's environment and workdir", _json(
+                "env and cwd", {"type": "object", "properties": {
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "cwd": {"type": ["string", "null"]}}}), _NOT_FOUND),
+            "/v1/logs": _op("get", "/v1/logs", "stored log records, oldest first (JSON lines)",
+                            {"description": "records",
+                             "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
+            "/v1/events": _op("get", "/v1/events",
+                              "server-sent events: state changes; log records with logs=1",
+                              {"description": "event stream",
+                               "content": {"text/event-stream": {}}}, _NOT_FOUND),
+            "/metrics": _op("get", "/metrics", "Prometheus metrics", {
+                "description": "text exposition format", "content": {"text/plain": {}}}),
+            "/openapi.json": _op("get", "/openapi.json", "this document",
+                                 _json("OpenAPI 3.1")),
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {

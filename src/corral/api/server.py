@@ -1,6 +1,11 @@
 """The daemon's API: routes over the supervisor. The CLI, the dashboard and scripts share it.
 
-Every route is described in ``openapi.py``; ``tests`` check both stay in step.
+Every route is described in ``openapi.py``, and every request is checked against that
+description (``api.validate``) before its handler runs: a handler gets the parsed, bounded
+body and the typed query, never the raw bytes. A request that breaks the description is a
+400 with the problem and its fix, an unknown agent a 404; only a bug answers 500, and its
+traceback is written to the daemon log once. ``tests`` check the routes and the document
+stay in step.
 """
 
 from __future__ import annotations
@@ -9,13 +14,18 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from corral import __version__
+from corral.api import validate
 from corral.api.http import Reply, Request, Stream, error_reply, json_reply
-from corral.errors import CorralError, ManifestError
+from corral.api.openapi import BODIES, MAX_REPLICAS, PARAMETERS
+from corral.errors import CorralError, ManifestError, NotFound
 from corral.logs import query
 from corral.manifest import decode
 from corral.runtime.state import State
@@ -23,6 +33,25 @@ from corral.runtime.supervisor import Supervisor
 
 _UNSETTLED = {State.CREATED, State.WAITING, State.PREPARING, State.STARTING}
 _ON_REQUEST = "restarting on request"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request that matched its route's description: ``body`` and ``args`` are checked."""
+
+    req: Request
+    body: dict[str, Any]
+    args: dict[str, Any]
+
+
+def _body(key: tuple[str, str], req: Request) -> dict[str, Any]:
+    schema = BODIES.get(key)
+    if schema is None:  # the route takes no body: whatever came is not read
+        return {}
+    value = validate.parse_json(req.body)
+    validate.check(schema, value, "body")
+    assert isinstance(value, dict)  # every body schema is an object's
+    return value
 
 
 def _started(snap: Any) -> bool:
@@ -40,7 +69,7 @@ class Api:
         self.after_apply: Callable[[], Awaitable[None]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self.started_at = time.time()
-        self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Reply | Stream]]] = {
+        self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
             ("POST", "/v1/apply"): self.apply,
             ("POST", "/v1/wait"): self.wait,
@@ -61,21 +90,26 @@ class Api:
         return {path for _, path in self._routes}
 
     async def __call__(self, req: Request) -> Reply | Stream:
-        route = self._routes.get((req.method, req.path))
+        key = (req.method, req.path)
+        route = self._routes.get(key)
         if route is None:
             return error_reply(404, f"no route {req.method} {req.path}", "see /openapi.json")
         try:
-            return await route(req)
+            call = Call(req, _body(key, req), validate.query(PARAMETERS.get(key, []), req.query))
+            return await route(call)
         except ManifestError as exc:
-            return json_reply({"error": str(exc), "problems": exc.problems, "fix": ""}, 422)
+            return json_reply({"error": str(exc), "problems": exc.problems,
+                               "fix": "send the manifest as 'corral config' prints it"}, 422)
         except CorralError as exc:
-            return error_reply(400 if exc.exit_code != 4 else 404, exc.problem, exc.fix)
-        except (ValueError, KeyError, TypeError) as exc:
-            return error_reply(400, f"bad request: {exc}", "see /openapi.json")
+            return error_reply(404 if exc.exit_code == 4 else 400, exc.problem, exc.fix)
+        except Exception as exc:  # a bug: answered 500, and its traceback logged once here
+            traceback.print_exc(file=sys.stderr)
+            return error_reply(500, f"internal error: {type(exc).__name__}: {exc}",
+                               "see the daemon log in the state dir")
 
     # --- fleet -----------------------------------------------------------------------------
 
-    async def status(self, req: Request) -> Reply:
+    async def status(self, call: Call) -> Reply:
         m = self.sup.manifest
         return json_reply({
             "project": m.name if m else None,
@@ -85,24 +119,23 @@ class Api:
             "instances": self.sup.status(),
         })
 
-    async def apply(self, req: Request) -> Reply:
-        # the CLI validated it; the daemon only checks its shape (no pydantic here: S2)
-        body = req.json()
-        manifest = decode.manifest(body["manifest"])
-        secret_env = body.get("secret_env") or {}
-        if not isinstance(secret_env, dict):
-            raise ValueError("secret_env must be an object of strings")
-        report = await self.sup.apply(
-            manifest, secret_env={str(k): str(v) for k, v in secret_env.items()})
+    async def apply(self, call: Call) -> Reply:
+        # the CLI validated it; the daemon checks it again field by field (no pydantic: S2)
+        manifest = decode.manifest(call.body["manifest"])
+        big = [f"agents.{name}.replicas: must be 0 to {MAX_REPLICAS}, got {agent.replicas}"
+               for name, agent in manifest.agents.items()
+               if not 0 <= agent.replicas <= MAX_REPLICAS]
+        if big:
+            raise ManifestError(big)
+        report = await self.sup.apply(manifest, secret_env=call.body.get("secret_env") or {})
         if self.after_apply is not None:
             await self.after_apply()
         return json_reply(report)
 
-    async def wait(self, req: Request) -> Reply:
+    async def wait(self, call: Call) -> Reply:
         """Until every instance has left the start-up states (or the timeout)."""
-        body = req.json()
-        runners = self.sup.select(body.get("names") or None)
-        settled = await self._settle(runners, {}, float(body.get("timeout", 60)),
+        runners = self.sup.select(call.body.get("names") or None)
+        settled = await self._settle(runners, {}, float(call.body.get("timeout", 60)),
                                      lambda snap: snap.state not in _UNSETTLED)
         return json_reply({"settled": settled, "instances": self.sup.status()})
 
@@ -132,23 +165,22 @@ class Api:
         finally:
             sub.close()
 
-    async def down(self, req: Request) -> Reply:
+    async def down(self, call: Call) -> Reply:
         return json_reply({"stopped": await self.sup.down()})
 
-    async def start(self, req: Request) -> Reply:
-        return await self._control(req, "start", "started")
+    async def start(self, call: Call) -> Reply:
+        return await self._control(call, "start", "started")
 
-    async def stop(self, req: Request) -> Reply:
-        return json_reply({"stopped": await self.sup.stop(req.json().get("names"))})
+    async def stop(self, call: Call) -> Reply:
+        return json_reply({"stopped": await self.sup.stop(call.body.get("names") or None)})
 
-    async def restart(self, req: Request) -> Reply:
-        return await self._control(req, "restart", "restarted")
+    async def restart(self, call: Call) -> Reply:
+        return await self._control(call, "restart", "restarted")
 
-    async def _control(self, req: Request, verb: str, key: str) -> Reply:
+    async def _control(self, call: Call, verb: str, key: str) -> Reply:
         """Start or restart; with ``wait`` (seconds), reply once each instance is running or
         has failed to (``settled`` false: the time ran out), with their rows."""
-        body = req.json()
-        names, wait = body.get("names") or None, body.get("wait")
+        names, wait = call.body.get("names") or None, call.body.get("wait")
         runners = self.sup.select(names)
         before = {r.task.instance: r.snapshot for r in runners
                   if r.snapshot.state is not State.RUNNING or verb == "restart"}
@@ -160,41 +192,56 @@ class Api:
         return json_reply({key: done, "settled": settled,
                            "instances": [rows[n] for n in done if n in rows]})
 
-    async def scale(self, req: Request) -> Reply:
-        body = req.json()
-        return json_reply(await self.sup.scale(str(body["agent"]), int(body["replicas"])))
+    async def scale(self, call: Call) -> Reply:
+        body = call.body
+        return json_reply(await self.sup.scale(body["agent"], body["replicas"]))
 
-    async def shutdown(self, req: Request) -> Reply:
-        stop_fleet = bool(req.json().get("stop_fleet", True))
+    async def shutdown(self, call: Call) -> Reply:
+        stop_fleet = call.body.get("stop_fleet", True)
         stopped = await self.sup.down() if stop_fleet else []
         # after this reply has been written: the connection handler runs in the next ticks
         asyncio.get_running_loop().call_later(0.01, self._shutdown, stop_fleet)
         return json_reply({"stopped": stopped})
 
-    async def exec_spec(self, req: Request) -> Reply:
-        return json_reply(self.sup.exec_spec(req.arg("agent") or ""))
+    async def exec_spec(self, call: Call) -> Reply:
+        return json_reply(self.sup.exec_spec(call.args["agent"]))
 
     # --- logs and events -------------------------------------------------------------------
 
-    def _filters(self, req: Request) -> dict[str, Any]:
-        since = req.arg("since")
-        return {
-            "since": query.parse_since(since, time.time()) if since else None,
-            "grep": req.arg("grep"),
-            "level": req.arg("level"),
-            "instance": req.arg("instance"),
-        }
+    def _filters(self, call: Call, *, since: bool) -> query.Filters:
+        """The record filters of a logs or events query; a ``since`` that reads as no time
+        and a grep pattern the ``re`` module refuses are 400s here, before any reply."""
+        args = call.args
+        try:
+            return query.Filters.build(
+                since=query.parse_since(args["since"]) if since and "since" in args else None,
+                grep=args.get("grep"), level=args.get("level"),
+                instance=args.get("instance"))
+        except ValueError as exc:
+            raise validate.BadRequest(str(exc), validate.FIX) from None
 
-    async def logs(self, req: Request) -> Stream:
-        agents = req.query.get("agent") or None
+    def _agents(self, call: Call, *, stored: bool) -> list[str] | None:
+        """The agents a query names (None: all); an agent neither in the fleet nor, with
+        ``stored``, in the log store is a 404."""
+        agents: list[str] | None = call.args.get("agent") or None
+        known = set(self.sup.manifest.agents) if self.sup.manifest is not None else set()
+        if stored and agents:
+            known |= set(query.agents_in(os.path.join(self.sup.state_dir, "logs")))
+        for agent in agents or ():
+            if agent not in known:
+                raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
+        return agents
+
+    async def logs(self, call: Call) -> Stream:
+        agents = self._agents(call, stored=True)
         directory = os.path.join(self.sup.state_dir, "logs")
-        filters = self._filters(req)
-        tail = req.arg("tail")
+        filters = self._filters(call, since=True)
+        tail: int | None = call.args.get("tail")
 
         def read() -> list[dict[str, Any]]:
             if tail is not None:
-                return query.tail(directory, agents, int(tail), **filters)
-            return list(query.iter_records(directory, agents, until=None, **filters))
+                return query.tail(directory, agents, tail, filters=filters)
+            return list(query.iter_records(directory, agents, filters=filters))
 
         records = await asyncio.get_running_loop().run_in_executor(None, read)
 
@@ -210,12 +257,12 @@ class Api:
 
         return Stream(chunks(), content_type="application/x-ndjson")
 
-    async def events(self, req: Request) -> Stream:
+    async def events(self, call: Call) -> Stream:
         """Server-sent events: ``state`` changes, and ``log`` records with ``logs=1``."""
+        want_logs = call.args.get("logs") == "1"
+        agents = set(self._agents(call, stored=False) or ())
+        filters = self._filters(call, since=False)
         sub = self.sup.events.subscribe()
-        want_logs = req.arg("logs") == "1"
-        agents = set(req.query.get("agent") or [])
-        filters = {k: v for k, v in self._filters(req).items() if k != "since" and v}
         unsubs: list[Callable[[], None]] = []
         if want_logs and self.sup.manifest is not None:
             for agent in self.sup.manifest.agents:
@@ -249,7 +296,7 @@ class Api:
 
         return Stream(chunks())
 
-    async def render_metrics(self, req: Request) -> Reply:
+    async def render_metrics(self, _: object = None) -> Reply:
         usage: dict[str, tuple[float, int]] = {}
         for r in self.sup.runners.values():
             handle = r.snapshot.handle
@@ -263,18 +310,21 @@ class Api:
             self._metrics = Metrics()
         return Reply(200, self._metrics.render(self.sup.status(), usage), CONTENT_TYPE)
 
-    async def openapi(self, req: Request) -> Reply:
+    async def openapi(self, call: Call) -> Reply:
         from corral.api.openapi import spec
 
         return json_reply(spec())
 
 
-def _log_events(raw: bytes, filters: dict[str, Any]) -> bytes:
+def _log_events(raw: bytes, filters: query.Filters) -> bytes:
     out = []
     for line in raw.splitlines():
-        if filters:
+        if filters != _ALL:
             rec = json.loads(line)
-            if not query.matches(rec, **filters):
+            if not query.matches(rec, filters):
                 continue
         out.append(b"event: log\ndata: " + line + b"\n\n")
     return b"".join(out)
+
+
+_ALL = query.Filters()

@@ -145,7 +145,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     out = sys.stdout
     if not (args.follow and args.tail is None and args.since is None):
         for line in client.lines("GET", "/v1/logs?" + urlencode(params)):
-            _emit(out, line, args.json, width, color)
+            _emit(out, line, args, width, color)
     if args.follow:
         live = [p for p in params if p[0] != "tail" and p[0] != "since"]
         for line in client.lines("GET", "/v1/events?logs=1&" + urlencode(live)):
@@ -153,17 +153,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 continue
             record = line[6:]
             if b'"message"' in record:
-                _emit(out, record, args.json, width, color)
+                _emit(out, record, args, width, color)
     return 0
 
 
-def _emit(out: Any, line: bytes, as_json: bool, width: int, color: bool) -> None:
+def _emit(out: Any, line: bytes, args: argparse.Namespace, width: int, color: bool) -> None:
+    """One record: as stored with ``--json`` (JSON escapes its control characters), else
+    ``name | message`` with the message's escape sequences shown, not obeyed (``--raw``:
+    obeyed)."""
     if not line.strip():
         return
-    if as_json:
+    if args.json:
         out.write(line.decode(errors="replace") + "\n")
     else:
-        out.write(output.format_line(json.loads(line), width=width, color=color) + "\n")
+        out.write(output.format_line(json.loads(line), width=width, color=color,
+                                     raw=args.raw) + "\n")
     out.flush()
 
 

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--level", choices=["debug", "info", "warn", "error", "fatal"],
                    help="minimum level")
     s.add_argument("--json", action="store_true", help="print records as JSON lines")
+    s.add_argument("--raw", action="store_true",
+                   help="write messages as the agents wrote them, escape sequences included "
+                        "(by default control characters are shown escaped, as \\x1b)")
     s.add_argument("--tail", type=int, help="only the last N records")
     s.add_argument("--no-color", action="store_true")
 

@@ -15,6 +15,29 @@ _STATE_COLOR = {"running": 32, "exited": 37, "fatal": 31, "blocked": 31, "backof
 _LEVEL_COLOR = {"warn": 33, "error": 31, "fatal": 31, "debug": 90}
 
 
+# bidi embeddings, overrides and isolates; the line and paragraph separators
+_REORDERING = (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029)
+_escapes: dict[int, str] = {}
+
+
+def printable(text: str) -> str:
+    """``text`` with what would act on a terminal instead of showing on it escaped, as
+    journalctl does: C0 controls but tab (ESC, BEL, CR, LF, backspace...), DEL and the C1
+    controls (U+0080-U+009F, which terminals read as CSI, OSC... in their UTF-8 form too) as
+    ``\\xNN``; the bidirectional overrides and isolates (text shown in another order than
+    it is), the Unicode line separators and lone surrogates (unwritable to a UTF-8 stream)
+    as ``\\uNNNN``. An agent's output can then neither retitle the window, clear the
+    screen, move the cursor, nor fake a line of another instance. The store and ``--json``
+    keep the raw text."""
+    if text.isprintable():  # the common case: one C-speed scan, nothing to do
+        return text
+    if not _escapes:
+        _escapes.update({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))
+                         if c != 0x09})
+        _escapes.update({c: f"\\u{c:04x}" for c in (*_REORDERING, *range(0xD800, 0xE000))})
+    return text.translate(_escapes)
+
+
 def use_color(disabled: bool) -> bool:
     return not disabled and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
@@ -51,7 +74,8 @@ def last_exit(row: dict[str, Any]) -> str:
 def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     head = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT", "REASON"]
     body = [[r["name"], r["state"], str(r["pid"] or "-"), duration(r["uptime"]),
-             str(r["restarts"]), r["health"], last_exit(r), r["reason"] or ""] for r in rows]
+             str(r["restarts"]), r["health"], last_exit(r), printable(r["reason"] or "")]
+            for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
@@ -66,15 +90,18 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    extra = f" ({row['reason']})" if row["reason"] else ""
+    extra = f" ({printable(row['reason'])})" if row["reason"] else ""
     pid = f" pid {row['pid']}" if row["pid"] else ""
     return f"{row['name']}: {row['state']}{pid}{extra}"
 
 
-def format_line(rec: dict[str, Any], *, width: int, color: bool) -> str:
-    name = str(rec.get("instance", rec.get("agent", "?")))
+def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False) -> str:
+    """``name | message``; the message's control characters escaped (``printable``) unless
+    ``raw``."""
+    name = printable(str(rec.get("instance", rec.get("agent", "?"))))
     prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
     message = str(rec.get("message", ""))
+    message = message if raw else printable(message)
     level = rec.get("level")
     if color and level in _LEVEL_COLOR:
         message = _c(message, _LEVEL_COLOR[str(level)], True)
@@ -82,13 +109,13 @@ def format_line(rec: dict[str, Any], *, width: int, color: bool) -> str:
 
 
 def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
-    name = str(event.get("name", "?"))
+    name = printable(str(event.get("name", "?")))
     prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
     text = f"[{event['state']}]"
     if event.get("health") in ("healthy", "unhealthy"):
         text += f" {event['health']}"
     if event.get("reason"):
-        text += f" {event['reason']}"
+        text += f" {printable(str(event['reason']))}"
     return f"{prefix} {_c(text, _STATE_COLOR.get(str(event['state']), 0), color)}"
 
 

@@ -161,10 +161,12 @@ def _agent_records(directory: Dir, agent: str, filters: Filters) -> Iterator[Rec
 def iter_records(
     directory: Dir, agents: list[str] | None = None, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
-    instance: str | None = None,
+    instance: str | None = None, filters: Filters | None = None,
 ) -> Iterator[Record]:  # fmt: skip
-    """Matching records of ``agents`` (default: all), oldest first, merged by timestamp."""
-    filters = Filters.build(since=since, until=until, grep=grep, level=level, instance=instance)
+    """Matching records of ``agents`` (default: all), oldest first, merged by timestamp;
+    ``filters`` already built (the daemon checks them before it answers) replace the rest."""
+    filters = filters or Filters.build(
+        since=since, until=until, grep=grep, level=level, instance=instance)
     streams = [_agent_records(directory, agent, filters) for agent in _select(directory, agents)]
     return heapq.merge(*streams, key=stamp)
 
@@ -188,13 +190,15 @@ def _lines_backwards(path: str) -> Iterator[bytes]:
 def tail(
     directory: Dir, agents: list[str] | None, n: int, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
-    instance: str | None = None,
+    instance: str | None = None, filters: Filters | None = None,
 ) -> list[Record]:  # fmt: skip
     """The last ``n`` matching records, oldest first. Reads each agent's files backwards and
     stops at ``n`` matches, so the cost follows ``n``, not the history."""
     if n <= 0:
         return []
-    filters = Filters.build(since=since, until=until, grep=grep, level=level, instance=instance)
+    filters = filters or Filters.build(
+        since=since, until=until, grep=grep, level=level, instance=instance)
+    since = filters.since
     per_agent: list[list[Record]] = []
     for agent in _select(directory, agents):
         found: list[Record] = []

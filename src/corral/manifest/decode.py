@@ -118,10 +118,15 @@ def _required(cls: type) -> set[str]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
 
 
+def _named(name: str) -> bool:
+    # fullmatch: AGENT_NAME's final $ also matches before a trailing newline in Python's re
+    return re.fullmatch(spec.AGENT_NAME, name) is not None and not name.endswith("\n")
+
+
 def _check(manifest: spec.Manifest) -> None:
     for name, agent in manifest.agents.items():
         # agent names become file names under the state dir
-        if not re.match(spec.AGENT_NAME, name):
+        if not _named(name):
             raise _Invalid(f"agents.{name}", "agent name is not valid: use lowercase letters, "
                                              "digits, '-' and '_'")
         for role, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
@@ -129,7 +134,7 @@ def _check(manifest: spec.Manifest) -> None:
                                          for k in spec.PROBE_KINDS) != 1:
                 raise _Invalid(f"agents.{name}.{role}", "a probe needs exactly one of "
                                                         + ", ".join(spec.PROBE_KINDS))
-    if not re.match(spec.AGENT_NAME, manifest.name):
+    if not _named(manifest.name):
         raise _Invalid("name", "project name is not valid: use lowercase letters, digits, "
                                "'-' and '_'")
 

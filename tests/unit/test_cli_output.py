@@ -1,0 +1,38 @@
+"""What people read is safe to read: an agent's text never acts on the terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.cli import output
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("plain text, tabs\tand ünïcødé ✓ 👩‍💻", "plain text, tabs\tand ünïcødé ✓ 👩‍💻"),
+    ("\x1b]0;title\x07", r"\x1b]0;title\x07"),
+    ("\x1b[2J\x1b[H", r"\x1b[2J\x1b[H"),
+    ("over\rwrite", r"over\x0dwrite"),
+    ("web.2 | fine\nweb.1 | fake", r"web.2 | fine\x0aweb.1 | fake"),
+    ("\x00\x08\x7f", r"\x00\x08\x7f"),
+    ("\x9b2J\x9d0;t\x9c\x85", r"\x9b2J\x9d0;t\x9c\x85"),
+    ("abc\u202edef\u2066x\u2069\u2028", r"abc\u202edef\u2066x\u2069\u2028"),
+    ("lone \ud800 surrogate", r"lone \ud800 surrogate"),
+])
+def test_control_characters_are_escaped(text: str, shown: str) -> None:
+    assert output.printable(text) == shown
+    assert output.printable(text).encode()  # always writable as UTF-8
+
+
+def test_log_and_state_lines_escape_what_agents_wrote() -> None:
+    rec = {"instance": "web.1", "message": "\x1b]0;pwned\x07hi", "level": "error"}
+    line = output.format_line(rec, width=6, color=True)
+    assert line.endswith("\x1b[31m\\x1b]0;pwned\\x07hi\x1b[0m")  # colours ours, text escaped
+    assert output.format_line(rec, width=6, color=False, raw=True) == "web.1  | " + rec[
+        "message"]
+    event = {"name": "web.1", "state": "fatal", "reason": "exited: \x1b[2J"}
+    assert "\x1b[2J" not in output.state_line(event, width=6, color=False)
+    row = {"name": "web.1", "state": "fatal", "pid": None, "reason": "bad\x1b[2J",
+           "exit_code": 1, "exit_signal": None, "uptime": None, "restarts": 0,
+           "health": "none", "limits": None}
+    assert "\x1b" not in output.table([row], color=False)
+    assert "\x1b" not in output.summary_line(row)
