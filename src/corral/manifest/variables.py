@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.manifest import files
 from corral.manifest.classes import absolute
 from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.hints import dotted
@@ -148,9 +149,11 @@ def read_dotenv(
 ) -> tuple[dict[str, str], list[str]]:
     """The file's variables (bare keys filled from ``variables``), problems prefixed ``where``."""
     try:
-        values, problems = parse_dotenv(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, [f"{where}: cannot read {path}: {exc}"]
+        values, problems = parse_dotenv(files.read_text(path))
+    except files.Unreadable as exc:
+        return {}, [f"{where}: {path}: {exc}"]
+    except OSError as exc:
+        return {}, [f"{where}: cannot read {path}: {exc.strerror or exc}"]
     return fill_bare(values.items(), variables), [f"{where}: {path}, {p}" for p in problems]
 
 
@@ -168,16 +171,17 @@ def agent_env(name: str, spec: Any, variables: Mapping[str, str]) -> tuple[Any, 
         return spec, []  # pydantic reports it
     merged: dict[str, str] = {}
     problems: list[str] = []
-    files = spec.get("env_file", [])
-    for i, entry in enumerate(files if isinstance(files, list) else []):
+    entries = spec.get("env_file", [])
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
             continue
         path, where = Path(entry["path"]), f"agents.{name}.env_file[{i}]"
-        if path.is_file():
+        if files.is_file(path):
             values, found = read_dotenv(path, where, variables)
             merged.update(values)
             problems.extend(found)
-        elif entry.get("required", True) is not False:
+        elif entry.get("required", True) is not False and files.path_problem(str(path)) is None:
+            # (a name too long is reported once, by the strings check)
             problems.append(
                 f"{where}: file not found: {path} (create it or mark it required: false)"
             )
