@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from corral.errors import ManifestError
 from corral.manifest import files, yamlread
@@ -89,6 +90,32 @@ def test_hostile_manifest_is_one_clear_error(name: str, tmp_path: Path) -> None:
     assert elapsed < 2.0, f"{name} took {elapsed:.2f}s"
 
 
+YAML_LEVEL = [name for name in CASES if name.startswith(("recursive", "nested", "billion",
+                                                          "merge", "replicas", "timeout",
+                                                          "sexagesimal", "bad_"))]
+
+
+@pytest.mark.skipif(yamlread._FastLoader is None, reason="PyYAML has no libyaml here")
+@pytest.mark.parametrize("name", YAML_LEVEL)
+def test_libyaml_and_pyyaml_hold_the_same_bounds(name: str) -> None:
+    text = CASES[name][0]
+    problems = []
+    for load_yaml in (lambda: yamlread._load(yamlread.BoundedLoader(text)),
+                      lambda: yamlread.load(text)):  # libyaml's events, PyYAML on its errors
+        with pytest.raises(yaml.MarkedYAMLError) as caught:
+            load_yaml()
+        mark = caught.value.problem_mark
+        assert mark is not None
+        problems.append((caught.value.problem, mark.line, mark.column))
+    assert problems[0] == problems[1]
+
+
+def test_a_syntax_error_keeps_pyyamls_message(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as caught:
+        load_text("agents:\n  w:\n    command: x\n   env: {}\n", project_dir=tmp_path)
+    assert "expected <block end>, but found '<block mapping start>'" in str(caught.value)
+
+
 def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_budget(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(ManifestError):
@@ -164,3 +191,29 @@ def test_newlines_and_escapes_in_keys_cannot_forge_lines(tmp_path: Path) -> None
     message = str(caught.value)
     assert "\n" not in message and "\x1b" not in message
     assert "agents.w.a\\nagents.x: fine\\x1b[2J: unknown key" in message
+
+
+def test_twenty_thousand_unknown_keys_are_linear_and_capped(tmp_path: Path) -> None:
+    from corral.manifest.hints import MAX_UNKNOWN
+
+    keys = "".join(f"    k{i}: 1\n" for i in range(20_000))
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as caught:
+        load_text(_agent(keys + "    comand: x\n"), project_dir=tmp_path, environ={})
+    elapsed = time.monotonic() - started
+    problems = caught.value.problems
+    assert len(problems) == MAX_UNKNOWN + 1  # the first 20 and one line counting the rest
+    assert problems[0] == "agents.w.k0: unknown key (allowed here: description, class, " \
+        "isolation, command, shell, workdir, env, env_file, replicas, depends_on, readiness, " \
+        "liveness, ready_log_line, restart, stop, venv, node, vm, container, fake, resources, " \
+        "labels, trust, network, volumes, secrets, needs)"
+    assert problems[-1].startswith("agents.w: and 19981 more unknown keys (allowed here: ")
+    assert elapsed < 3.0, f"{elapsed:.2f}s"
+
+
+def test_twenty_thousand_duplicate_free_keys_parse_linearly(tmp_path: Path) -> None:
+    text = "x-many:\n" + "".join(f"  k{i}: 1\n" for i in range(20_000)) + \
+        "agents: {w: {command: echo}}\n"
+    started = time.monotonic()
+    load_text(text, project_dir=tmp_path, environ={})
+    assert time.monotonic() - started < 3.0
