@@ -72,6 +72,19 @@ CASES = {
                        "agents.w.env.A\\x00B: the key contains a NUL character"),
     "huge_argument": ('agents: {w: {command: ["' + "x" * 140_000 + '"]}}\n',
                       "agents.w.command[0]: is 140000 bytes long; a string is at most 131071"),
+    "interpolation_nesting": ("agents: {w: {command: 'echo " + "${A:-" * 3000 + "x" + "}" * 3000
+                              + "'}}\n", "agents.w.command: ${...} nested more than 16 levels"),
+    "regex_nesting": ("agents: {w: {command: echo, ready_log_line: '" + "(" * 2000 + ")" * 2000
+                      + "'}}\n", "invalid regular expression '((((((((((((((((((((((((((((((("
+                      "(((((((((': nested too deeply"),
+    "regex_repetition": ("agents: {w: {command: echo, ready_log_line: 'a{99999999999}'}}\n",
+                         "the repetition number is too large"),
+    "env_name_with_equals": ("agents: {w: {command: echo, env: {'A=B': 1}}}\n",
+                             "agents.w.env: variable name 'A=B' is not valid"),
+    "env_name_empty": ("agents: {w: {command: echo, env: ['=x']}}\n",
+                       "agents.w.env: variable name '' is not valid"),
+    "digits_in_a_string": ("agents: {w: {command: echo, replicas: '" + "9" * 5000 + "'}}\n",
+                           "agents.w.replicas: unable to parse input string as an integer"),
     "control_character": ("agents: {w: {command: \"echo\x07\"}}\n",
                           "invalid YAML: unacceptable character #x0007"),
 }
@@ -217,3 +230,35 @@ def test_twenty_thousand_duplicate_free_keys_parse_linearly(tmp_path: Path) -> N
     started = time.monotonic()
     load_text(text, project_dir=tmp_path, environ={})
     assert time.monotonic() - started < 3.0
+
+
+def test_a_dependency_chain_of_3000_agents_loads(tmp_path: Path) -> None:
+    text = "agents:\n" + "".join(f"  a{i}: {{command: echo, depends_on: [a{i + 1}]}}\n"
+                                 for i in range(3000)) + "  a3000: {command: echo}\n"
+    started = time.monotonic()
+    manifest = load_text(text, project_dir=tmp_path, environ={})
+    assert len(manifest.agents) == 3001
+    assert time.monotonic() - started < 5.0
+
+
+def test_thousands_of_unknown_dependencies_are_hinted_only_first(tmp_path: Path) -> None:
+    text = "agents:\n" + "".join(f"  a{i}: {{command: echo, depends_on: [b{i}]}}\n"
+                                 for i in range(3000))
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as caught:
+        load_text(text, project_dir=tmp_path, environ={})
+    assert time.monotonic() - started < 5.0  # 104 s before: every name scanned per problem
+    problems = caught.value.problems
+    assert len(problems) == 3000
+    assert problems[0].startswith("agents.a0.depends_on.b0: unknown agent (agents defined: a1, ")
+    assert problems[0].endswith(", ...)")
+    assert problems[-1] == "agents.a2999.depends_on.b2999: unknown agent"
+
+
+def test_an_unterminated_quote_atop_a_long_env_file_is_linear(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('A="' + "x\n" * 200_000)
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as caught:
+        load_text("agents: {w: {command: echo}}\n", project_dir=tmp_path, environ={})
+    assert time.monotonic() - started < 3.0  # it hung: the value was rescanned per line
+    assert "line 1: unterminated quote" in str(caught.value)

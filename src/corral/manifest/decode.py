@@ -145,6 +145,9 @@ def _check(manifest: spec.Manifest) -> None:
         if not re.match(spec.AGENT_NAME, name):
             raise _Invalid(f"agents.{name}", "agent name is not valid: use lowercase letters, "
                                              "digits, '-' and '_'")
+        for key in agent.env:  # execve takes neither
+            if key == "" or "=" in key:
+                raise _Invalid(f"agents.{name}.env", f"variable name {key!r} is not valid")
         for role, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
             if probe is not None and sum(getattr(probe, k) is not None
                                          for k in spec.PROBE_KINDS) != 1:

@@ -34,7 +34,7 @@ from corral.manifest.classes import (
     apply_class_defaults,
 )
 from corral.manifest.graph import dependency_problems, raw_graph
-from corral.manifest.hints import NAME_RULE, did_you_mean, pydantic_problems
+from corral.manifest.hints import MAX_UNKNOWN, NAME_RULE, did_you_mean, pydantic_problems
 from corral.manifest.model import AGENT_NAME, Agent, Manifest, volume_entries
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
@@ -343,13 +343,15 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
             ctx.warnings.append(f"agents.{name}.workdir: directory not found: {agent.workdir}")
     raw_secrets = data.get("secrets")
     declared: dict[str, Any] = raw_secrets if isinstance(raw_secrets, dict) else {}
+    unknown = 0
     for name, agent in agents.items():
         for use in agent.secrets:
             if use.source not in declared:
+                unknown += 1  # a suggestion scans every secret: only for the first few
+                hint = did_you_mean(use.source, declared) if unknown <= MAX_UNKNOWN else ""
                 ctx.problems.append(
-                    f"agents.{name}.secrets.{use.source}: unknown secret"
-                    f"{did_you_mean(use.source, declared)}; declare it under the top-level "
-                    "secrets: (environment, file, env_file or command)")
+                    f"agents.{name}.secrets.{use.source}: unknown secret{hint}; declare it under "
+                    "the top-level secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
     if ctx.problems:

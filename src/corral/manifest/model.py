@@ -63,6 +63,9 @@ def _regex(value: Any) -> Any:
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        except (RecursionError, OverflowError) as exc:  # 2,000 nested groups; a{99999999999}
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"invalid regular expression {value[:40]!r}: {problem}") from None
     return value
 
 
@@ -229,6 +232,10 @@ def _env(value: Any) -> Any:
             out[key] = val if sep else ""
         value = out
     if isinstance(value, dict):
+        for key in value:  # execve takes neither (subprocess raises ValueError at spawn)
+            if str(key) == "" or "=" in str(key):
+                raise ValueError(f"variable name {str(key)[:40]!r} is not valid: it must not be "
+                                 "empty or contain '='")
         return {
             str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in value.items()

@@ -27,6 +27,7 @@ from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.hints import dotted
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NESTING = 16  # ${A:-${B:-...}} levels; each is a recursion and a scan of the rest
 _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.S)
 
 
@@ -52,6 +53,7 @@ class Interpolator:
     variables: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _warned: set[str] = field(default_factory=set)  # 20,000 unset variables: no list scan
 
     def walk(self, value: Any, loc: tuple[Any, ...] = ()) -> Any:
         """Every string value in nested mappings and lists (keys are left alone)."""
@@ -63,7 +65,11 @@ class Interpolator:
             return [self.walk(v, (*loc, i)) for i, v in enumerate(value)]
         return value
 
-    def text(self, text: str, path: str) -> str:
+    def text(self, text: str, path: str, depth: int = 0) -> str:
+        if depth > MAX_NESTING:
+            self.problems.append(f"{path}: ${{...}} nested more than {MAX_NESTING} levels deep "
+                                 "(use fewer defaults within defaults)")
+            return ""
         out: list[str] = []
         i = 0
         while i < len(text):
@@ -82,17 +88,17 @@ class Interpolator:
                         "or write $$ for a literal $)"
                     )
                     return "".join(out)
-                out.append(self._braced(text[i + 2 : end], path))
+                out.append(self._braced(text[i + 2 : end], path, depth))
                 i = end + 1
             elif match := _NAME.match(text, i + 1):
-                out.append(self._braced(match.group(), path))
+                out.append(self._braced(match.group(), path, depth))
                 i = match.end()
             else:
                 out.append("$")
                 i += 1
         return "".join(out)
 
-    def _braced(self, inner: str, path: str) -> str:
+    def _braced(self, inner: str, path: str, depth: int) -> str:
         match = _BRACED.fullmatch(inner)
         if not match:
             self.problems.append(
@@ -108,15 +114,16 @@ class Interpolator:
                 f"{path}: variable {name} is not set, using an empty string "
                 f"(set it, or write ${{{name}:-default}})"
             )
-            if value is None and warning not in self.warnings:
+            if value is None and warning not in self._warned:
+                self._warned.add(warning)
                 self.warnings.append(warning)
             return value or ""
         if op.endswith("-"):
-            return self.text(arg, path) if unset else str(value)
+            return self.text(arg, path, depth + 1) if unset else str(value)
         if op.endswith("+"):
-            return "" if unset else self.text(arg, path)
+            return "" if unset else self.text(arg, path, depth + 1)
         if unset:
-            message = self.text(arg, path) or "set it in the environment or in .env"
+            message = self.text(arg, path, depth + 1) or "set it in the environment or in .env"
             self.problems.append(f"{path}: required variable {name} is missing: {message}")
         return value or ""
 
