@@ -19,9 +19,11 @@ _STATE_DIR_KEY = re.compile(r"^state_dir\s*:", re.MULTILINE)
 def manifest_path(explicit: str | None) -> str:
     path = explicit or os.environ.get("CORRAL_FILE")
     if path:
-        if os.path.exists(path) and not os.path.isfile(path):  # /dev/zero, a FIFO, a dir
-            kind = "a directory" if os.path.isdir(path) else "not a regular file"
-            raise ManifestError([f"{kind} (pass a YAML file with -f)"], path)
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+            # /dev/zero, a FIFO: exit 2 in one line (a directory stays "not found")
+            kind = files.kind(os.stat(path).st_mode)
+            raise ManifestError([f"{kind}, not a regular file (pass a YAML file with -f)"],
+                                path)
         if not os.path.isfile(path):
             raise CorralError(f"manifest not found: {path}",
                               "pass an existing file with -f or create one with 'corral init'")

@@ -26,7 +26,7 @@ class Unreadable(Exception):
     """A file that exists but cannot be taken as text; ``str()`` says why, in one line."""
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket")):
@@ -42,7 +42,7 @@ def read_bytes(path: str | os.PathLike[str], limit: int = MAX_BYTES) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise Unreadable(f"{_kind(mode)}, not a regular file (pass a YAML file)")
+            raise Unreadable(f"{kind(mode)}, not a regular file (pass a YAML file)")
         chunks: list[bytes] = []
         size = 0
         while size <= limit:  # the size stat gives may be stale: count what is read
