@@ -29,7 +29,7 @@ from corral.manifest.loader import load, load_text
 from corral.manifest.model import Agent, Manifest
 from corral.manifest.schema import dump, model_classes
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=5), database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
@@ -127,7 +127,7 @@ def _manifest(noisy: bool) -> st.SearchStrategy[dict[str, Any]]:
         {"agents": st.dictionaries(names, agent, min_size=1, max_size=3)}, optional=top)
 
 
-manifest = st.booleans().flatmap(_manifest)
+manifest = st.one_of(_manifest(False), _manifest(True))
 
 
 def _yaml(data: Any) -> str:

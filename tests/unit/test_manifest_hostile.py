@@ -43,6 +43,9 @@ CASES = {
     "bomb_in_extension": ("x-" + _bomb().replace("\n", "\n  ", 9).replace("a0:", ":\n  a0:", 1)
                           .split("\nagents:")[0] + "\nagents: {w: {command: echo}}\n",
                           "once its aliases are expanded"),
+    "aliased_long_text": ('x-a: &a "' + "y" * 100_000 + '"\nagents: {w: {command: echo, '
+                          "labels: {" + ", ".join(f"k{i}: *a" for i in range(3000)) + "}}}\n",
+                          "MiB of text once its aliases are expanded (write fewer aliases"),
     "merge_bomb": ("x-0: &m0 {a: 1, b: 2, c: 3}\n"
                    + "".join(f"x-{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}\n"
                              for i in range(1, 9))

@@ -66,6 +66,8 @@ class Interpolator:
         return value
 
     def text(self, text: str, path: str, depth: int = 0) -> str:
+        if "$" not in text:  # most strings: no per-character walk
+            return text
         if depth > MAX_NESTING:
             self.problems.append(f"{path}: ${{...}} nested more than {MAX_NESTING} levels deep "
                                  "(use fewer defaults within defaults)")
@@ -75,8 +77,10 @@ class Interpolator:
         while i < len(text):
             nxt = text[i + 1 : i + 2]
             if text[i] != "$" or not nxt:
-                out.append(text[i])
-                i += 1
+                dollar = text.find("$", i + 1)  # the plain run up to the next $, in one go
+                end = len(text) if dollar < 0 else dollar
+                out.append(text[i:end])
+                i = end
             elif nxt == "$":
                 out.append("$")
                 i += 2

@@ -9,8 +9,9 @@ while it *composes*, before a single value is built:
 
 - nesting deeper than ``MAX_DEPTH`` is refused at the node that crosses it;
 - every node counts once per place it appears, an alias as the whole subtree it stands for,
-  and a document over ``MAX_NODES`` is refused: the size after expansion is what every later
-  step pays, so a bomb stops at the alias that crosses the budget;
+  and a document over ``MAX_NODES`` values or ``MAX_TEXT`` characters is refused: the size
+  after expansion is what every later step pays (3,000 aliases of one 100 KB string took 83 s
+  to interpolate), so a bomb stops at the alias that crosses the budget;
 - an alias inside its own anchor is refused, naming the anchor;
 - duplicate keys are refused (a set, not a list scan: 20,000 keys stay linear);
 - a value that its tag's constructor cannot build (``2001-13-45``, ``!!int x``, 100+ digit
@@ -29,11 +30,12 @@ from typing import Any
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
-from yaml.events import AliasEvent
+from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 MAX_DEPTH = 64  # a real manifest nests ~8 deep (agents.web.readiness.http.status[0])
 MAX_NODES = 100_000  # values after alias expansion; 1,000 agents with 10 variables is ~30,000
+MAX_TEXT = 4 << 20  # characters of scalars after alias expansion (the file itself is <= 1 MiB)
 MAX_INT_DIGITS = 100  # every number in a manifest fits in 20
 
 
@@ -45,15 +47,21 @@ class BoundedLoader(yaml.SafeLoader):
     def _bounds(self) -> None:
         self._depth = 0
         self._nodes = 0
-        self._sizes: dict[str, int] = {}  # anchor -> nodes it stands for, expanded
+        self._text = 0
+        self._sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, characters), expanded
         self._open: set[str] = set()  # anchors whose node is being composed
 
-    def _count(self, nodes: int, mark: Any) -> None:
+    def _count(self, nodes: int, text: int, mark: Any) -> None:
         self._nodes += nodes
+        self._text += text
         if self._nodes > MAX_NODES:
             raise ComposerError(None, None, f"the document has more than {MAX_NODES:,} values "
                                 "once its aliases are expanded (an alias bomb?); write fewer "
                                 "or smaller aliases", mark)
+        if self._text > MAX_TEXT:
+            raise ComposerError(None, None, f"the document has more than {MAX_TEXT >> 20} MiB "
+                                "of text once its aliases are expanded (write fewer aliases "
+                                "of long values)", mark)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
@@ -64,14 +72,14 @@ class BoundedLoader(yaml.SafeLoader):
                 raise ComposerError(None, None, f"alias *{name} is inside its own anchor "
                                     f"&{name} (a recursive alias; refer to a value defined "
                                     "elsewhere)", mark)
-            self._count(self._sizes.get(name, 1), mark)
+            self._count(*self._sizes.get(name, (1, 0)), mark)
             return super().compose_node(parent, index)
         if self._depth >= MAX_DEPTH:
             raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep "
                                 "(flatten this value)", mark)
         anchor: str | None = getattr(event, "anchor", None)
-        before = self._nodes
-        self._count(1, mark)
+        before = (self._nodes, self._text)
+        self._count(1, len(event.value) if isinstance(event, ScalarEvent) else 0, mark)
         if anchor is not None:
             self._open.add(anchor)
         self._depth += 1
@@ -79,7 +87,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._depth -= 1
         if anchor is not None:
             self._open.discard(anchor)
-            self._sizes[anchor] = self._nodes - before
+            self._sizes[anchor] = (self._nodes - before[0], self._text - before[1])
         return node
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
