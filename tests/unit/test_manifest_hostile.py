@@ -265,3 +265,15 @@ def test_an_unterminated_quote_atop_a_long_env_file_is_linear(tmp_path: Path) ->
         load_text("agents: {w: {command: echo}}\n", project_dir=tmp_path, environ={})
     assert time.monotonic() - started < 3.0  # it hung: the value was rescanned per line
     assert "line 1: unterminated quote" in str(caught.value)
+
+
+def test_substituted_text_is_bounded_in_all(tmp_path: Path) -> None:
+    labels = ", ".join(f"k{i}: 'x${{A}}'" for i in range(2000))  # each a new 100 KB string
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as caught:
+        load_text(f"agents: {{w: {{command: echo, labels: {{{labels}}}}}}}\n",
+                  project_dir=tmp_path, environ={"A": "x" * 100_000})
+    assert time.monotonic() - started < 3.0
+    assert caught.value.problems == [
+        "agents.w.labels.k41: variables substitute more than 4 MiB of text in all "
+        "(${A} is 100000 characters)"]

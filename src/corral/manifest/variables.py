@@ -28,6 +28,8 @@ from corral.manifest.hints import dotted
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NESTING = 16  # ${A:-${B:-...}} levels; each is a recursion and a scan of the rest
+# characters substituted in all: 250,000 ${A} of a 1 MiB variable would be 250 GB
+MAX_SUBSTITUTED = 4 << 20
 _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.S)
 
 
@@ -54,6 +56,7 @@ class Interpolator:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     _warned: set[str] = field(default_factory=set)  # 20,000 unset variables: no list scan
+    _substituted: int = 0
 
     def walk(self, value: Any, loc: tuple[Any, ...] = ()) -> Any:
         """Every string value in nested mappings and lists (keys are left alone)."""
@@ -112,6 +115,14 @@ class Interpolator:
             return ""
         name, op, arg = match.groups()
         value = self.variables.get(name)
+        if value is not None:
+            self._substituted += len(value)
+            if self._substituted > MAX_SUBSTITUTED:
+                if self._substituted - len(value) <= MAX_SUBSTITUTED:  # said once
+                    self.problems.append(f"{path}: variables substitute more than "
+                                         f"{MAX_SUBSTITUTED >> 20} MiB of text in all "
+                                         f"(${{{name}}} is {len(value)} characters)")
+                return ""
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op is None:
             warning = (
