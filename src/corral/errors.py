@@ -21,15 +21,22 @@ class ManifestError(CorralError):
     """The manifest is invalid. ``problems`` lists every error found, each with its path."""
 
     exit_code = 2
+    SHOWN = 50  # problems in the message; ``problems`` keeps them all
 
     def __init__(self, problems: list[str], source: str = "") -> None:
+        # one line each: a key with a newline or an escape sequence must not forge lines or
+        # drive the terminal
+        problems = [_printable(p) for p in problems]
         self.problems = problems
         self.source = source
-        head = f"{source}: " if source else ""
+        head = f"{_printable(source)}: " if source else ""
         if len(problems) == 1:
             super().__init__(f"{head}{problems[0]}")
         else:
-            super().__init__(f"{head}{len(problems)} problems:\n  " + "\n  ".join(problems))
+            shown = problems[: self.SHOWN]
+            more = len(problems) - len(shown)
+            tail = [f"... and {more} more (fix these first)"] if more else []
+            super().__init__(f"{head}{len(problems)} problems:\n  " + "\n  ".join(shown + tail))
 
 
 class DaemonNotRunning(CorralError):
@@ -44,3 +51,10 @@ class DriverError(CorralError):
     """A driver could not prepare or start an agent (missing binary, failed venv build...)."""
 
     exit_code = 5
+
+
+def _printable(text: str) -> str:
+    """Control characters (newlines, ESC, NUL...) as escapes; everything else as is."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -53,9 +53,9 @@ BAD: list[tuple[str, str, bytes, int, str]] = [
     ("POST", "/v1/apply", b'{"manifest": {"name": 1}}', 422, "name: expected str"),
     ("POST", "/v1/apply", b'{"manifest": {}, "secret_env": {"K": 1}}', 400, "expected string"),
     ("POST", "/v1/apply", b'{"manifest": {"name": "apiin", "agents": {"idle": {"command": '
-     b'["sleep", "300"], "replicas": 100000}}}}', 422, "must be 0 to 10000, got 100000"),
+     b'["sleep", "300"], "replicas": 100000}}}}', 422, "100000 is out of range: at most 10000"),
     ("POST", "/v1/apply", b'{"manifest": {"name": "apiin", "agents": {"idle": {"command": '
-     b'["sleep", "300"], "replicas": -3}}}}', 422, "must be 0 to 10000, got -3"),
+     b'["sleep", "300"], "replicas": -3}}}}', 422, "-3 is out of range: at least 0"),
     ("GET", "/v1/exec", b"", 400, "missing query parameter agent"),
     ("GET", "/v1/exec?agent=ghost", b"", 404, "no agent named 'ghost'"),
     ("GET", "/v1/logs?tail=x", b"", 400, "tail: expected an integer"),

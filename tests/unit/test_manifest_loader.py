@@ -77,6 +77,7 @@ def test_the_pipeline_order() -> None:
         "resolve_paths",
         "read_env_files",
         "choose_isolation",
+        "check_strings",
     ]
 
 

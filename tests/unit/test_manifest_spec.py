@@ -171,7 +171,7 @@ def _manifest(**agent: Any) -> dict[str, Any]:
     (_manifest(readiness={"period": 1.0}), "agents.a.readiness: a probe needs exactly one"),
     (_manifest(env={"A": None}), "agents.a.env.A: expected str, got null"),
     ({"name": "p", "agents": {"../x": {"command": ["x"]}}}, "agents.../x: agent name is not"),
-    ({"name": "p", "agents": {"a\n": {"command": ["x"]}}}, "agents.a\n: agent name is not"),
+    ({"name": "p", "agents": {"a\n": {"command": ["x"]}}}, "agents.a\\n: agent name is not"),
     ({"name": "p\n", "agents": {}}, "name: project name is not"),
     ({"name": "p", "agents": {"a": {}}}, "agents.a: missing command"),
     ({"name": "p", "version": True}, "version: expected one of 1, got True"),

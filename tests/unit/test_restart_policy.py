@@ -84,3 +84,10 @@ def test_oom_and_signal_are_named_in_the_reason() -> None:
     d = decide(policy(policy="on-failure"), ExitResult(code=143, signal=15),
                started_at=0, now=1, history=History())
     assert "killed by SIGTERM" in d.reason
+
+
+def test_a_long_crash_loop_stays_at_the_cap_instead_of_overflowing() -> None:
+    # 1.5 ** 2000 is past float's range: the delay is the cap, not an OverflowError
+    p = policy(policy="always", backoff={"initial": 1, "factor": 1.5, "max": 15})
+    d = decide(p, CRASH, started_at=0, now=1, history=History(restarts=(), streak=2000))
+    assert (d.action, d.delay) == ("restart", 15)

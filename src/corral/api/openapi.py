@@ -14,10 +14,10 @@ from typing import Any
 
 from corral import __version__
 from corral.logs.records import LEVELS
+from corral.manifest.bounds import MAX_REPLICAS
 from corral.manifest.spec import AGENT_NAME
 from corral.runtime.state import State
 
-MAX_REPLICAS = 10_000
 MAX_WAIT = 86_400  # seconds
 MAX_NAMES = 10_000
 INSTANCE_NAME = AGENT_NAME[:-1] + r"\.[1-9][0-9]{0,4}$"

@@ -24,7 +24,7 @@ from typing import Any
 from corral import __version__
 from corral.api import validate
 from corral.api.http import Reply, Request, Stream, error_reply, json_reply
-from corral.api.openapi import BODIES, MAX_REPLICAS, PARAMETERS
+from corral.api.openapi import BODIES, PARAMETERS
 from corral.errors import CorralError, ManifestError, NotFound
 from corral.logs import query
 from corral.manifest import decode
@@ -120,13 +120,9 @@ class Api:
         })
 
     async def apply(self, call: Call) -> Reply:
-        # the CLI validated it; the daemon checks it again field by field (no pydantic: S2)
+        # the CLI validated it; the daemon checks it again field by field, bounds included
+        # (manifest.bounds; no pydantic: S2)
         manifest = decode.manifest(call.body["manifest"])
-        big = [f"agents.{name}.replicas: must be 0 to {MAX_REPLICAS}, got {agent.replicas}"
-               for name, agent in manifest.agents.items()
-               if not 0 <= agent.replicas <= MAX_REPLICAS]
-        if big:
-            raise ManifestError(big)
         report = await self.sup.apply(manifest, secret_env=call.body.get("secret_env") or {})
         if self.after_apply is not None:
             await self.after_apply()

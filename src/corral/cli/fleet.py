@@ -126,8 +126,7 @@ def _down_containers(args: argparse.Namespace) -> int:
 
 def _uses_containers(file: str | None) -> bool:
     """A text scan, so a fleet without containers pays nothing for engine calls."""
-    with open(project.manifest_path(file), encoding="utf-8", errors="replace") as f:
-        return "container" in f.read()
+    return "container" in project.head(project.manifest_path(file))
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 
-from corral.errors import CorralError
+from corral.errors import CorralError, ManifestError
+from corral.manifest import files
 
 _STATE_DIR_KEY = re.compile(r"^state_dir\s*:", re.MULTILINE)
 
@@ -18,6 +19,11 @@ _STATE_DIR_KEY = re.compile(r"^state_dir\s*:", re.MULTILINE)
 def manifest_path(explicit: str | None) -> str:
     path = explicit or os.environ.get("CORRAL_FILE")
     if path:
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+            # /dev/zero, a FIFO: exit 2 in one line (a directory stays "not found")
+            kind = files.kind(os.stat(path).st_mode)
+            raise ManifestError([f"{kind}, not a regular file (pass a YAML file with -f)"],
+                                path)
         if not os.path.isfile(path):
             raise CorralError(f"manifest not found: {path}",
                               "pass an existing file with -f or create one with 'corral init'")
@@ -31,10 +37,16 @@ def manifest_path(explicit: str | None) -> str:
 
 def state_dir(explicit: str | None) -> str:
     path = manifest_path(explicit)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    if _STATE_DIR_KEY.search(text):
+    if _STATE_DIR_KEY.search(head(path)):
         from corral.manifest.loader import load
 
         return load(path).state_dir
     return os.path.join(os.path.dirname(path), ".corral")
+
+
+def head(path: str) -> str:
+    """The manifest's text for a cheap scan (lossy; the loader reports what is wrong)."""
+    try:
+        return files.read_bytes(path).decode("utf-8", errors="replace")
+    except (OSError, files.Unreadable):
+        return ""  # the loader, which runs next, words the problem

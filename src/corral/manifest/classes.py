@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from corral.manifest import files
 from corral.manifest.hints import did_you_mean
 from corral.manifest.model import Agent
 
@@ -103,7 +104,8 @@ VENV_FILES = (("requirements", "requirements.txt"), ("pyproject", "pyproject.tom
 
 def absolute(base: Path, value: str) -> Path:
     """``value`` (``~`` expanded) relative to ``base``, normalized; absolute values stay."""
-    return Path(os.path.normpath(base / Path(value).expanduser()))
+    # os.path's expanduser: pathlib's raises RuntimeError for ~nosuchuser
+    return Path(os.path.normpath(base / os.path.expanduser(value)))
 
 
 def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[str]]:
@@ -118,20 +120,20 @@ def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[
     if isinstance(node, dict):
         package = absolute(workdir, str(node.get("package", ".")))
         out["node"] = {**node, "package": str(package)}
-        if not (package / "package.json").is_file():
+        if not files.is_file(package / "package.json"):
             problems.append(f"agents.{name}.node.package: no package.json in {package}")
-        elif not any((package / f).is_file() for f in ("package-lock.json",
+        elif not any(files.is_file(package / f) for f in ("package-lock.json",
                                                        "npm-shrinkwrap.json")):
             problems.append(f"agents.{name}.node.package: no package-lock.json in {package} "
                             f"(run 'npm install --package-lock-only' there)")
-    found = [(key, str(workdir / f)) for key, f in VENV_FILES if (workdir / f).is_file()]
+    found = [(key, str(workdir / f)) for key, f in VENV_FILES if files.is_file(workdir / f)]
     detected = dict(found[:1])
     if isinstance(venv, dict):
         venv = dict(venv)
         for key, _ in VENV_FILES:
             if isinstance(venv.get(key), str):
                 venv[key] = str(absolute(workdir, venv[key]))
-                if not Path(venv[key]).is_file():
+                if not files.is_file(venv[key]):
                     problems.append(
                         f"agents.{name}.venv.{key}: file not found: {venv[key]} "
                         f"(paths here are relative to the workdir {workdir})"

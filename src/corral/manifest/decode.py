@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
 from typing import Any, TypeVar
 
 from corral.errors import ManifestError
-from corral.manifest import spec
+from corral.manifest import bounds, spec
 
 T = TypeVar("T")
 
@@ -82,11 +83,15 @@ def _scalar(tp: Any, value: Any, path: str) -> Any:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
+    elif tp is float:  # json.loads takes NaN and Infinity; no manifest number is either
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
+        try:
+            value = float(value) if ok else value
+        except OverflowError:
+            ok = False
+        ok = ok and math.isfinite(value)
+    elif tp is str:  # no argument, path or variable can hold a NUL
+        ok = isinstance(value, str) and "\x00" not in value
     else:
         raise TypeError(f"spec field type {tp!r} has no decoding rule")
     if not ok:
@@ -107,10 +112,26 @@ def _object(cls: type[T], value: Any, path: str) -> T:
     if missing:
         raise _Invalid(path, f"missing {', '.join(missing)}")
     kwargs = {}
+    ranges = bounds.RANGES.get(cls.__name__, {})
     for key, name in keys.items():
         if key in value:
-            kwargs[name] = _value(fields[name], value[key], f"{path}.{key}" if path else key)
+            where = f"{path}.{key}" if path else key
+            kwargs[name] = _value(fields[name], value[key], where)
+            if name in ranges:
+                _in_range(ranges[name], kwargs[name], where)
+            elif (cls.__name__, name) in bounds.PORT_FIELDS:
+                for i, port in enumerate(kwargs[name]):
+                    if problem := bounds.port_mapping_problem(port):
+                        raise _Invalid(f"{where}.{i}", problem)
     return cls(**kwargs)
+
+
+def _in_range(allowed: bounds.Range, value: Any, path: str) -> None:
+    """The models' bounds (``bounds.RANGES``): the daemon holds them for what scripts send."""
+    for i, item in enumerate(value if isinstance(value, list) else [value]):
+        problem = None if item is None else allowed.problem(item)
+        if problem:
+            raise _Invalid(f"{path}.{i}" if isinstance(value, list) else path, problem)
 
 
 def _required(cls: type) -> set[str]:
@@ -129,6 +150,9 @@ def _check(manifest: spec.Manifest) -> None:
         if not _named(name):
             raise _Invalid(f"agents.{name}", "agent name is not valid: use lowercase letters, "
                                              "digits, '-' and '_'")
+        for key in agent.env:  # execve takes neither
+            if key == "" or "=" in key:
+                raise _Invalid(f"agents.{name}.env", f"variable name {key!r} is not valid")
         for role, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
             if probe is not None and sum(getattr(probe, k) is not None
                                          for k in spec.PROBE_KINDS) != 1:

@@ -11,16 +11,18 @@ _DOTENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:=\s*(.
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
-def _closing_quote(body: str, quote: str) -> int:
-    i = 0
-    while i < len(body):
-        if quote == '"' and body[i] == "\\":
+def _closing_quote(chunk: str, quote: str, start: int = 0) -> tuple[int, int]:
+    """The closing quote's index in ``chunk`` (or -1), and when there is none how far into
+    the next chunk the scan already is (1 after a trailing backslash, else 0)."""
+    i = start
+    while i < len(chunk):
+        if quote == '"' and chunk[i] == "\\":
             i += 2
             continue
-        if body[i] == quote:
-            return i
+        if chunk[i] == quote:
+            return i, 0
         i += 1
-    return -1
+    return -1, i - len(chunk)
 
 
 def parse_dotenv(text: str) -> tuple[dict[str, str | None], list[str]]:
@@ -42,10 +44,18 @@ def parse_dotenv(text: str) -> tuple[dict[str, str | None], list[str]]:
         if raw is None or raw[:1] not in ("'", '"'):
             values[key] = None if raw is None else re.split(r"\s+#", raw, maxsplit=1)[0].strip()
             continue
-        quote, body = raw[0], raw[1:]
-        while _closing_quote(body, quote) < 0 and i < len(lines):
-            body, i = body + "\n" + lines[i], i + 1
-        end = _closing_quote(body, quote)
+        # a value may span lines; each line is scanned once (rescanning the whole value for
+        # every line made an unterminated quote atop a long file quadratic: it hung)
+        quote, chunks = raw[0], [raw[1:]]
+        end, skip = _closing_quote(chunks[0], quote)
+        offset = 0  # where the last chunk starts in the value
+        while end < 0 and i < len(lines):
+            offset += len(chunks[-1])
+            chunks.append("\n" + lines[i])
+            i += 1
+            found, skip = _closing_quote(chunks[-1], quote, skip)
+            end = offset + found if found >= 0 else -1
+        body = "".join(chunks)
         rest = body[end + 1 :].strip() if end >= 0 else ""
         if end < 0 or (rest and not rest.startswith("#")):
             problems.append(f"line {lineno}: unterminated quote or text after the closing quote")

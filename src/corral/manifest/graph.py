@@ -29,6 +29,8 @@ class _Fleet(Protocol):
     @property
     def agents(self) -> Mapping[str, _Depends]: ...
 
+HINTED = 20  # unknown dependencies given a suggestion, and cycles listed
+
 # conditions a dependency can only meet by exiting.
 COMPLETION = frozenset({"completed", "completed_successfully"})
 NEVER_COMPLETES = frozenset({"always", "unless-stopped"})
@@ -39,8 +41,9 @@ def edges(manifest: _Fleet) -> dict[str, list[str]]:
     return {name: sorted(agent.depends_on) for name, agent in manifest.agents.items()}
 
 
-def find_cycles(graph: Graph) -> list[list[str]]:
-    """Every distinct cycle reachable by depth-first search, each as ``[a, b, a]``.
+def find_cycles(graph: Graph, limit: int = 1_000_000) -> list[list[str]]:
+    """Every distinct cycle reachable by depth-first search (the first ``limit``), each as
+    ``[a, b, a]``.
 
     Names the graph does not define are ignored (they are reported as unknown elsewhere).
     Visiting in sorted order makes the result, and so the error message, deterministic.
@@ -48,52 +51,73 @@ def find_cycles(graph: Graph) -> list[list[str]]:
     deps = {name: sorted(set(targets)) for name, targets in graph.items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: finished
     path: list[str] = []
+    where: dict[str, int] = {}  # node -> its index on the path
     cycles: list[list[str]] = []
     seen: set[frozenset[str]] = set()
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        path.append(node)
-        for dep in deps[node]:
-            if dep not in deps:
+    # an explicit stack, not recursion: a chain of 3,000 agents is a valid manifest
+    for root in sorted(deps):
+        if root in state:
+            continue
+        stack = [(root, iter(deps[root]))]
+        state[root], where[root] = 1, 0
+        path.append(root)
+        while stack:
+            node, todo = stack[-1]
+            dep = next(todo, None)
+            if dep is None:
+                stack.pop()
+                path.pop()
+                del where[node]
+                state[node] = 2
+            elif dep not in deps:
                 continue
-            if state.get(dep) == 1:
-                cycle = [*path[path.index(dep) :], dep]
-                if frozenset(cycle) not in seen:
-                    seen.add(frozenset(cycle))
+            elif state.get(dep) == 1:
+                cycle = [*path[where[dep] :], dep]
+                key = frozenset(cycle)
+                if key not in seen and len(cycles) < limit:
+                    seen.add(key)
                     cycles.append(cycle)
             elif dep not in state:
-                visit(dep)
-        path.pop()
-        state[node] = 2
-
-    for node in sorted(deps):
-        if node not in state:
-            visit(node)
+                state[dep], where[dep] = 1, len(path)
+                path.append(dep)
+                stack.append((dep, iter(deps[dep])))
     return cycles
 
 
 def find_cycle(graph: Graph) -> list[str] | None:
     """The first cycle as ``[a, b, a]``, or None when the graph is acyclic."""
-    cycles = find_cycles(graph)
+    cycles = find_cycles(graph, limit=1)
     return cycles[0] if cycles else None
 
 
 def layers(graph: Graph) -> list[list[str]]:
-    """Kahn's algorithm in rounds: each layer depends only on earlier layers."""
+    """Kahn's algorithm in rounds: each layer depends only on earlier layers. Linear in the
+    edges (counts of unmet dependencies), not a scan of every agent per round."""
     deps = {name: {d for d in targets if d != name} for name, targets in graph.items()}
     deps = {name: {d for d in targets if d in deps} for name, targets in deps.items()}
-    done: set[str] = set()
+    waiting = {name: len(targets) for name, targets in deps.items()}
+    dependents: dict[str, list[str]] = {}
+    for name, targets in deps.items():
+        for target in targets:
+            dependents.setdefault(target, []).append(name)
+    layer = sorted(name for name, count in waiting.items() if count == 0)
     out: list[list[str]] = []
-    while len(done) < len(deps):
-        layer = sorted(n for n, targets in deps.items() if n not in done and targets <= done)
-        if not layer:
-            cycle = find_cycle(graph) or sorted(set(deps) - done)
-            raise CorralError(
-                f"dependency cycle: {' -> '.join(cycle)}", "remove one of these depends_on entries"
-            )
+    placed = 0
+    while layer:
         out.append(layer)
-        done.update(layer)
+        placed += len(layer)
+        ready = []
+        for name in layer:
+            for dependent in dependents.get(name, ()):
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    ready.append(dependent)
+        layer = sorted(ready)
+    if placed < len(deps):
+        cycle = find_cycle(graph) or sorted(n for n, count in waiting.items() if count)
+        raise CorralError(
+            f"dependency cycle: {' -> '.join(cycle)}", "remove one of these depends_on entries"
+        )
     return out
 
 
@@ -161,21 +185,27 @@ def dependency_problems(agents: Mapping[str, Agent], graph: Graph) -> list[str]:
     from corral.manifest.hints import did_you_mean
 
     out: list[str] = []
+    names = sorted(graph)
+    unknown = 0
     for name, targets in graph.items():
         for target in targets:
             path = f"agents.{name}.depends_on.{target}"
             if target not in graph:
-                choices = sorted(k for k in graph if k != name)
-                hint = did_you_mean(target, choices) or (
-                    f" (agents defined: {', '.join(choices)})" if choices else " (define it)"
-                )
+                unknown += 1
+                hint = ""
+                if unknown <= HINTED:  # a suggestion scans every name: only for the first few
+                    choices = [k for k in names if k != name]
+                    shown = ", ".join(choices[:HINTED]) + (", ..." if len(choices) > HINTED
+                                                           else "")
+                    hint = did_you_mean(target, choices) or (
+                        f" (agents defined: {shown})" if choices else " (define it)")
                 out.append(f"{path}: unknown agent{hint}")
             elif name in agents and target in agents:
                 dep = agents[name].depends_on[target]
                 problem = _condition_problem(path, target, dep.condition, agents[target])
                 if problem:
                     out.append(problem)
-    for cycle in find_cycles(graph):
+    for cycle in find_cycles(graph, limit=HINTED):
         out.append(
             f"dependency cycle: {' -> '.join(cycle)} (remove one of these depends_on entries)"
         )

@@ -4,7 +4,8 @@ Each step takes the raw mapping and the load context and returns a new mapping; 
 collected on the context rather than raised, so one run reports *every* problem it can find:
 
     read YAML → drop x- keys → interpolate → class defaults → paths → env files → isolation
-    → validate (pydantic, agent by agent) → semantic checks (classes, drivers, dependencies)
+    → strings (NUL, lengths) → validate (pydantic, agent by agent) → semantic checks
+    (classes, drivers, dependencies)
 
 Warnings (an unset ``$VAR`` replaced by "", a missing workdir) never stop a load: pass a list as
 ``warnings=`` to collect them, or call ``load_with_warnings``. ``x-`` keys are ignored as in
@@ -24,6 +25,8 @@ import yaml
 from pydantic import ValidationError
 
 from corral.errors import CorralError, ManifestError
+from corral.manifest import files, yamlread
+from corral.manifest.checks import string_problems
 from corral.manifest.classes import (
     absolute,
     agent_isolation,
@@ -31,7 +34,7 @@ from corral.manifest.classes import (
     apply_class_defaults,
 )
 from corral.manifest.graph import dependency_problems, raw_graph
-from corral.manifest.hints import NAME_RULE, did_you_mean, pydantic_problems
+from corral.manifest.hints import MAX_UNKNOWN, NAME_RULE, did_you_mean, pydantic_problems
 from corral.manifest.model import AGENT_NAME, Agent, Manifest, volume_entries
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
@@ -85,13 +88,16 @@ def load(
     """Read, check and normalize a manifest file; raise ``ManifestError`` with every problem."""
     file = find_manifest(path, environ)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = files.read_text(file)
     except FileNotFoundError:
         raise CorralError(
             f"manifest not found: {file}", "create one with 'corral init' or pass -f FILE"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CorralError(f"cannot read manifest {file}: {exc}", "check the file") from None
+    except files.Unreadable as exc:
+        raise ManifestError([str(exc)], str(file)) from None
+    except OSError as exc:
+        raise CorralError(f"cannot read manifest {file}: {exc.strerror or exc}",
+                          "check the file and its permissions") from None
     project_dir = Path(os.path.abspath(file)).parent
     return load_text(
         text, project_dir=project_dir, source=str(file), environ=environ, drivers=drivers,
@@ -120,13 +126,31 @@ def load_text(
 ) -> Manifest:
     """``load`` for a manifest already in memory; relative paths start at ``project_dir``.
     ``drivers``: the isolation names allowed (default: every installed driver)."""
+    try:
+        return _load_text(text, project_dir, source, environ, drivers, warnings)
+    except (RecursionError, MemoryError) as exc:
+        # a last resort: the YAML bounds keep every walk shallow and small, so reaching here
+        # is a bug to fix, but the user still gets one line and exit 2, not a traceback
+        what = "nested too deeply" if isinstance(exc, RecursionError) else "too large"
+        raise ManifestError([f"the manifest is {what} to check (simplify it)"],
+                            source) from None
+
+
+def _load_text(
+    text: str,
+    project_dir: PathArg,
+    source: str,
+    environ: Mapping[str, str] | None,
+    drivers: Collection[str] | None,
+    warnings: list[str] | None,
+) -> Manifest:
     ctx = Context(Path(os.path.abspath(os.path.expanduser(project_dir))),
                   drivers=installed_drivers() if drivers is None else drivers)
     data = read_yaml(text, source)
     environ = os.environ if environ is None else environ
     dotenv = ctx.project_dir / ".env"
     base: dict[str, str] = {}
-    if dotenv.is_file():
+    if files.is_file(dotenv):
         base, problems = read_dotenv(dotenv, ".env", environ)
         ctx.problems.extend(problems)
     ctx.variables = {**base, **environ}
@@ -143,32 +167,18 @@ def load_text(
 # --- a. YAML ------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """safe_load that refuses duplicate keys instead of silently keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: list[Any] = []  # a list: keys may be unhashable (pydantic reports those)
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                message = f"duplicate key {key!r} (remove or rename one)"
-                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
-            seen.append(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml(text: str, source: str = "") -> Data:
+    """The top-level mapping, through the bounded loader (``yamlread``: duplicate keys, depth,
+    alias expansion and oversized numbers refused at their line)."""
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yamlread.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         hint = "" if "(" in str(exc.problem) else " (check the indentation and quoting here)"
         raise ManifestError([f"{where}{exc.problem or exc.context}{hint}"], source) from None
-    except yaml.YAMLError as exc:
-        raise ManifestError([f"invalid YAML: {exc}"], source) from None
+    except yaml.YAMLError as exc:  # the reader's: a control character, with its position
+        raise ManifestError([f"invalid YAML: {' '.join(str(exc).split())}"], source) from None
     if data is None:
         raise ManifestError(["the file is empty (add 'agents:' with at least one agent)"], source)
     if not isinstance(data, dict):
@@ -291,6 +301,12 @@ def choose_isolation(data: Data, ctx: Context) -> Data:
     return _each_agent(data, ctx, lambda n, spec: agent_isolation(n, spec, ctx.project_dir))
 
 
+def check_strings(data: Data, ctx: Context) -> Data:
+    """NULs, strings past what execve takes, paths past what the kernel takes."""
+    ctx.problems.extend(string_problems(data))
+    return data
+
+
 STEPS: tuple[Callable[[Data, Context], Data], ...] = (
     drop_extensions,
     interpolate_all,
@@ -298,6 +314,7 @@ STEPS: tuple[Callable[[Data, Context], Data], ...] = (
     resolve_paths,
     read_env_files,
     choose_isolation,
+    check_strings,
 )
 
 
@@ -322,17 +339,19 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
         ctx.problems.extend(pydantic_problems(exc, Manifest))
     for name, agent in agents.items():
         ctx.problems.extend(agent_problems(name, agent, ctx.drivers))
-        if not Path(agent.workdir).is_dir():
+        if not files.is_dir(agent.workdir):
             ctx.warnings.append(f"agents.{name}.workdir: directory not found: {agent.workdir}")
     raw_secrets = data.get("secrets")
     declared: dict[str, Any] = raw_secrets if isinstance(raw_secrets, dict) else {}
+    unknown = 0
     for name, agent in agents.items():
         for use in agent.secrets:
             if use.source not in declared:
+                unknown += 1  # a suggestion scans every secret: only for the first few
+                hint = did_you_mean(use.source, declared) if unknown <= MAX_UNKNOWN else ""
                 ctx.problems.append(
-                    f"agents.{name}.secrets.{use.source}: unknown secret"
-                    f"{did_you_mean(use.source, declared)}; declare it under the top-level "
-                    "secrets: (environment, file, env_file or command)")
+                    f"agents.{name}.secrets.{use.source}: unknown secret{hint}; declare it under "
+                    "the top-level secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
     if ctx.problems:

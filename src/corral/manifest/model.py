@@ -16,13 +16,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from corral.manifest import decode, spec
+from corral.manifest import bounds, decode, spec
 from corral.manifest.spec import AGENT_NAME as AGENT_NAME
 from corral.manifest.spec import instance_name as instance_name
 from corral.manifest.units import parse_duration, parse_size
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration),
+                     Field(ge=0, le=bounds.MAX_DURATION, allow_inf_nan=False)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0, le=bounds.MAX_SIZE)]
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -62,6 +63,9 @@ def _regex(value: Any) -> Any:
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        except (RecursionError, OverflowError) as exc:  # 2,000 nested groups; a{99999999999}
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"invalid regular expression {value[:40]!r}: {problem}") from None
     return value
 
 
@@ -81,7 +85,8 @@ class HttpCheck(Strict):
     host: str = "127.0.0.1"
     path: str = "/"
     scheme: Literal["http", "https"] = "http"
-    status: list[int] = Field(default_factory=lambda: list(range(200, 400)), min_length=1)
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: list(range(200, 400)), min_length=1)
 
 
 class TcpCheck(Strict):
@@ -120,8 +125,8 @@ class Probe(Strict):
     initial_delay: Duration = 0.0
     period: Duration = 10.0
     timeout: Duration = 1.0
-    success_threshold: int = Field(1, ge=1)
-    failure_threshold: int = Field(3, ge=1)
+    success_threshold: int = Field(1, ge=1, le=bounds.MAX_THRESHOLD)
+    failure_threshold: int = Field(3, ge=1, le=bounds.MAX_THRESHOLD)
     # None means: the default for the probe's role (liveness: restart, readiness: none).
     action: ProbeAction | None = None
 
@@ -156,14 +161,14 @@ class Backoff(Strict):
     count resets once the instance has stayed up for ``reset_after`` (PM2's manners)."""
 
     initial: Duration = 1.0
-    factor: float = Field(1.5, ge=1.0)
+    factor: float = Field(1.5, ge=1.0, le=bounds.MAX_FACTOR, allow_inf_nan=False)
     max: Duration = 15.0
     reset_after: Duration = 30.0
 
 
 class RestartPolicy(Strict):
     policy: RestartName = "on-failure"
-    max_restarts: int | None = Field(None, ge=0)  # None: unlimited
+    max_restarts: int | None = Field(None, ge=0, le=bounds.MAX_RESTARTS)  # None: unlimited
     window: Duration = 60.0  # max_restarts counts restarts within this sliding window
     backoff: Backoff = Backoff()
 
@@ -227,6 +232,10 @@ def _env(value: Any) -> Any:
             out[key] = val if sep else ""
         value = out
     if isinstance(value, dict):
+        for key in value:  # execve takes neither (subprocess raises ValueError at spawn)
+            if str(key) == "" or "=" in str(key):
+                raise ValueError(f"variable name {str(key)[:40]!r} is not valid: it must not be "
+                                 "empty or contain '='")
         return {
             str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in value.items()
@@ -275,13 +284,22 @@ def _ports(value: Any) -> Any:
     return value
 
 
+def _port_mapping(value: Any) -> Any:
+    if isinstance(value, str) and (problem := bounds.port_mapping_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+PortMapping = Annotated[str, BeforeValidator(_port_mapping),
+                        Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]
+
+
 class VmOptions(Strict):
     """A QEMU guest (``corral vm bootstrap`` builds the default one)."""
 
     guest: str | None = None  # a bootstrapped guest dir; default: the cached one
     # guest TCP ports reachable on the host at 127.0.0.1: 8080, or "18080:80" (host:guest)
-    ports: Annotated[list[Annotated[str, Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]],
-                     BeforeValidator(_ports)] = Field(default_factory=list)
+    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
     boot_timeout: Duration = 60.0
     python: bool = False  # run in the shared Debian root that has python3
 
@@ -297,8 +315,7 @@ class ContainerOptions(Strict):
     file: str | None = None
     base: str | None = None
     # published on 127.0.0.1: "8080" (same number) or "18080:80" (host:container)
-    ports: Annotated[list[Annotated[str, Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]],
-                     BeforeValidator(_ports)] = Field(default_factory=list)
+    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
 
 
 class FakeStep(Strict):
@@ -307,7 +324,7 @@ class FakeStep(Strict):
     print: list[str] = Field(default_factory=list)
     stream: Literal["stdout", "stderr"] = "stdout"
     sleep: Duration = 0.0
-    exit: int | None = None
+    exit: int | None = Field(None, ge=0, le=255)
 
 
 class FakeOptions(Strict):
@@ -320,11 +337,11 @@ class FakeOptions(Strict):
 class Resources(Strict):
     """Per-instance limits (compose names), enforced by ``corral.limits`` through cgroups."""
 
-    cpus: float | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, le=bounds.MAX_CPUS, allow_inf_nan=False)
     memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
     memory_reservation: Size | None = Field(None, ge=1)  # soft: reclaimed first under pressure
     memory_high: Size | None = Field(None, ge=1)  # throttled past it (cgroup v2 only)
-    pids: int | None = Field(None, ge=1)
+    pids: int | None = Field(None, ge=1, le=bounds.MAX_PIDS)
 
     @model_validator(mode="after")
     def _below_the_hard_limit(self) -> Resources:
@@ -433,7 +450,7 @@ class Agent(Strict):
     workdir: str = "."
     env: Annotated[dict[str, str], BeforeValidator(_env)] = Field(default_factory=dict)
     env_file: Annotated[list[EnvFile], BeforeValidator(_env_files)] = Field(default_factory=list)
-    replicas: int = Field(1, ge=0)
+    replicas: int = Field(1, ge=0, le=bounds.MAX_REPLICAS)
     depends_on: Annotated[dict[str, Dependency], BeforeValidator(_depends_on)] = Field(
         default_factory=dict
     )
@@ -524,7 +541,7 @@ class MetricsConfig(Strict):
 
 class LogsConfig(Strict):
     max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
-    keep: int = Field(5, ge=0)  # rotated files kept per agent
+    keep: int = Field(5, ge=0, le=bounds.MAX_KEEP)  # rotated files kept per agent
     max_age: Duration | None = None  # delete rotated files older than this
 
 

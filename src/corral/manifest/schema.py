@@ -16,6 +16,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator
 
+from corral.manifest.bounds import MAX_DURATION, MAX_SIZE
 from corral.manifest.model import AGENT_NAME, Manifest
 from corral.manifest.units import parse_duration, parse_size
 
@@ -26,12 +27,15 @@ Shape = dict[str, Any]
 _STR: Shape = {"type": "string"}
 _NULL: Shape = {"type": "null"}
 _STR_LIST: Shape = {"type": "array", "items": _STR}
+# a number alone, or number-unit parts; each part ends in a unit, so a run of digits has one
+# reading (the nested ``(\d+\s*(unit)?)+`` this replaces backtracked exponentially)
 _DURATION: list[Shape] = [
-    {"type": "number", "minimum": 0},
-    {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*)+$"},
+    {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
+    {"type": "string",
+     "pattern": r"^\s*\d+(\.\d+)?\s*((ms|s|m|h|d)(\s*\d+(\.\d+)?\s*(ms|s|m|h|d))*\s*)?$"},
 ]
 _SIZE: list[Shape] = [
-    {"type": "integer", "minimum": 0},
+    {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
     {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]?[iI]?[bB]?)$"},
 ]
 _PORT: Shape = {"type": "integer", "minimum": 1, "maximum": 65535}
@@ -101,7 +105,8 @@ def _before(info: Any) -> set[Any]:
 
 def _widen(prop: dict[str, Any], *shapes: dict[str, Any], nullable: bool = False) -> None:
     """Replace a property's type with ``anyOf`` the given shapes; keep title/default/docs."""
-    for key in ("type", "anyOf", "$ref", "items", "additionalProperties", "ge", "minimum"):
+    for key in ("type", "anyOf", "$ref", "items", "additionalProperties", "ge", "minimum",
+                "maximum"):
         prop.pop(key, None)
     prop.pop("minItems", None)
     prop["anyOf"] = [*shapes, _NULL] if nullable else list(shapes)

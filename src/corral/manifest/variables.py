@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.manifest import files
 from corral.manifest.classes import absolute
 from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.hints import dotted
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NESTING = 16  # ${A:-${B:-...}} levels; each is a recursion and a scan of the rest
+# characters substituted in all: 250,000 ${A} of a 1 MiB variable would be 250 GB
+MAX_SUBSTITUTED = 4 << 20
 _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.S)
 
 
@@ -51,6 +55,8 @@ class Interpolator:
     variables: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _warned: set[str] = field(default_factory=set)  # 20,000 unset variables: no list scan
+    _substituted: int = 0
 
     def walk(self, value: Any, loc: tuple[Any, ...] = ()) -> Any:
         """Every string value in nested mappings and lists (keys are left alone)."""
@@ -62,14 +68,22 @@ class Interpolator:
             return [self.walk(v, (*loc, i)) for i, v in enumerate(value)]
         return value
 
-    def text(self, text: str, path: str) -> str:
+    def text(self, text: str, path: str, depth: int = 0) -> str:
+        if "$" not in text:  # most strings: no per-character walk
+            return text
+        if depth > MAX_NESTING:
+            self.problems.append(f"{path}: ${{...}} nested more than {MAX_NESTING} levels deep "
+                                 "(use fewer defaults within defaults)")
+            return ""
         out: list[str] = []
         i = 0
         while i < len(text):
             nxt = text[i + 1 : i + 2]
             if text[i] != "$" or not nxt:
-                out.append(text[i])
-                i += 1
+                dollar = text.find("$", i + 1)  # the plain run up to the next $, in one go
+                end = len(text) if dollar < 0 else dollar
+                out.append(text[i:end])
+                i = end
             elif nxt == "$":
                 out.append("$")
                 i += 2
@@ -81,17 +95,17 @@ class Interpolator:
                         "or write $$ for a literal $)"
                     )
                     return "".join(out)
-                out.append(self._braced(text[i + 2 : end], path))
+                out.append(self._braced(text[i + 2 : end], path, depth))
                 i = end + 1
             elif match := _NAME.match(text, i + 1):
-                out.append(self._braced(match.group(), path))
+                out.append(self._braced(match.group(), path, depth))
                 i = match.end()
             else:
                 out.append("$")
                 i += 1
         return "".join(out)
 
-    def _braced(self, inner: str, path: str) -> str:
+    def _braced(self, inner: str, path: str, depth: int) -> str:
         match = _BRACED.fullmatch(inner)
         if not match:
             self.problems.append(
@@ -101,21 +115,30 @@ class Interpolator:
             return ""
         name, op, arg = match.groups()
         value = self.variables.get(name)
+        if value is not None:
+            self._substituted += len(value)
+            if self._substituted > MAX_SUBSTITUTED:
+                if self._substituted - len(value) <= MAX_SUBSTITUTED:  # said once
+                    self.problems.append(f"{path}: variables substitute more than "
+                                         f"{MAX_SUBSTITUTED >> 20} MiB of text in all "
+                                         f"(${{{name}}} is {len(value)} characters)")
+                return ""
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op is None:
             warning = (
                 f"{path}: variable {name} is not set, using an empty string "
                 f"(set it, or write ${{{name}:-default}})"
             )
-            if value is None and warning not in self.warnings:
+            if value is None and warning not in self._warned:
+                self._warned.add(warning)
                 self.warnings.append(warning)
             return value or ""
         if op.endswith("-"):
-            return self.text(arg, path) if unset else str(value)
+            return self.text(arg, path, depth + 1) if unset else str(value)
         if op.endswith("+"):
-            return "" if unset else self.text(arg, path)
+            return "" if unset else self.text(arg, path, depth + 1)
         if unset:
-            message = self.text(arg, path) or "set it in the environment or in .env"
+            message = self.text(arg, path, depth + 1) or "set it in the environment or in .env"
             self.problems.append(f"{path}: required variable {name} is missing: {message}")
         return value or ""
 
@@ -148,9 +171,11 @@ def read_dotenv(
 ) -> tuple[dict[str, str], list[str]]:
     """The file's variables (bare keys filled from ``variables``), problems prefixed ``where``."""
     try:
-        values, problems = parse_dotenv(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, [f"{where}: cannot read {path}: {exc}"]
+        values, problems = parse_dotenv(files.read_text(path))
+    except files.Unreadable as exc:
+        return {}, [f"{where}: {path}: {exc}"]
+    except OSError as exc:
+        return {}, [f"{where}: cannot read {path}: {exc.strerror or exc}"]
     return fill_bare(values.items(), variables), [f"{where}: {path}, {p}" for p in problems]
 
 
@@ -168,16 +193,17 @@ def agent_env(name: str, spec: Any, variables: Mapping[str, str]) -> tuple[Any, 
         return spec, []  # pydantic reports it
     merged: dict[str, str] = {}
     problems: list[str] = []
-    files = spec.get("env_file", [])
-    for i, entry in enumerate(files if isinstance(files, list) else []):
+    entries = spec.get("env_file", [])
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
             continue
         path, where = Path(entry["path"]), f"agents.{name}.env_file[{i}]"
-        if path.is_file():
+        if files.is_file(path):
             values, found = read_dotenv(path, where, variables)
             merged.update(values)
             problems.extend(found)
-        elif entry.get("required", True) is not False:
+        elif entry.get("required", True) is not False and files.path_problem(str(path)) is None:
+            # (a name too long is reported once, by the strings check)
             problems.append(
                 f"{where}: file not found: {path} (create it or mark it required: false)"
             )

@@ -53,7 +53,10 @@ def decide(
             History(recent, streak),
         )
     b = policy.backoff
-    delay = min(b.max, b.initial * b.factor**streak)
+    try:
+        delay = min(b.max, b.initial * b.factor**streak)
+    except OverflowError:  # factor ** streak past float's range, after ~1,750 restarts at 1.5
+        delay = b.max
     return Decision(
         "restart",
         delay,

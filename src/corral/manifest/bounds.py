@@ -1,0 +1,100 @@
+"""The range of every number in a manifest, in one table both sides of the socket read.
+
+``memory: 99999999999999999999G``, ``cpus: 1e308`` and ``stop.timeout: 99999999999999999999h``
+were accepted, and would have reached cgroup files, ``float`` arithmetic (``factor ** n``
+overflows) and timers as nonsense. The models (``model.py``, in the CLI) put these bounds in
+their ``Field``s, so ``corral config`` and ``corral schema`` say them; the daemon's decoder
+(``decode.py``) checks the same table, since what ``/v1/apply`` gets never went through the
+models. A unit test pins that the two agree.
+
+Stdlib only: the daemon imports it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import NamedTuple
+
+MAX_REPLICAS = 10_000
+MAX_CPUS = 4096  # the kernel's NR_CPUS ceiling on x86_64 distributions' kernels
+MAX_SIZE = 1 << 50  # 1 PiB, for memory and log sizes
+MAX_PIDS = 4_194_304  # the kernel's PID_MAX_LIMIT
+MAX_DURATION = 365 * 86400.0  # a year, for every duration
+MAX_THRESHOLD = 1000  # probe successes/failures in a row
+MAX_RESTARTS = 10_000
+MAX_FACTOR = 100.0  # backoff growth per restart
+MAX_KEEP = 1000  # rotated log files
+PORT_MAX = 65535
+
+
+class Range(NamedTuple):
+    low: float
+    high: float
+    low_open: bool = False  # cpus: above 0, not 0
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is outside, naming the bound; None when inside."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if self.low_open and value <= self.low:
+            return f"{_num(value)} is out of range: it must be above {_num(self.low)}"
+        if value < self.low:
+            return f"{_num(value)} is out of range: at least {_num(self.low)}"
+        if value > self.high:
+            return f"{_num(value)} is out of range: at most {_num(self.high)}"
+        return None
+
+
+def _num(value: float) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else f"{value:g}"
+    return str(value)
+
+
+DURATION = Range(0, MAX_DURATION)
+SIZE = Range(0, MAX_SIZE)
+PORT = Range(1, PORT_MAX)
+_DURATIONS = {
+    "Probe": ("initial_delay", "period", "timeout"),
+    "Backoff": ("initial", "max", "reset_after"),
+    "RestartPolicy": ("window",),
+    "StopPolicy": ("timeout",),
+    "VmOptions": ("boot_timeout",),
+    "FakeStep": ("sleep",),
+    "SecretSource": ("timeout",),
+    "LogsConfig": ("max_age",),
+}
+
+# {class name: {field: range}}; a list field's range holds for each of its items
+RANGES: dict[str, dict[str, Range]] = {
+    "HttpCheck": {"port": PORT, "status": Range(100, 599)},
+    "TcpCheck": {"port": PORT},
+    "Probe": {"success_threshold": Range(1, MAX_THRESHOLD),
+              "failure_threshold": Range(1, MAX_THRESHOLD)},
+    "Backoff": {"factor": Range(1.0, MAX_FACTOR)},
+    "RestartPolicy": {"max_restarts": Range(0, MAX_RESTARTS)},
+    "FakeStep": {"exit": Range(0, 255)},
+    "Resources": {"cpus": Range(0, MAX_CPUS, low_open=True), "memory": Range(1, MAX_SIZE),
+                  "memory_reservation": Range(1, MAX_SIZE), "memory_high": Range(1, MAX_SIZE),
+                  "pids": Range(1, MAX_PIDS)},
+    "Agent": {"replicas": Range(0, MAX_REPLICAS)},
+    "MetricsConfig": {"port": PORT},
+    "LogsConfig": {"max_size": SIZE, "keep": Range(0, MAX_KEEP)},
+}
+for _cls, _names in _DURATIONS.items():
+    RANGES.setdefault(_cls, {}).update(dict.fromkeys(_names, DURATION))
+
+# published ports: "8080" or "18080:80" (host:inside)
+PORT_FIELDS = {("ContainerOptions", "ports"), ("VmOptions", "ports")}
+_PORT_MAPPING = re.compile(r"(\d{1,5})(?::(\d{1,5}))?")
+
+
+def port_mapping_problem(text: str) -> str | None:
+    match = _PORT_MAPPING.fullmatch(text)
+    if not match:
+        return f"{text[:40]!r} is not a port mapping: write PORT or HOST:INSIDE, e.g. 18080:80"
+    for port in match.groups():
+        if port is not None and not 1 <= int(port) <= PORT_MAX:
+            return f"port {int(port)} in {text!r} is out of range: ports are 1 to {PORT_MAX}"
+    return None
