@@ -136,21 +136,44 @@ def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
     return manifest, manifest.agents[args.agent]
 
 
-def _environment(manifest: Any, agent: str) -> tuple[dict[str, str], str, list[str]]:
-    """The agent's environment, workdir and argv, as its driver would give them."""
-    from corral.drivers import registry
+def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
+    """The task of a one-off instance (``corral run``: AGENT.run, ``exec``: AGENT.exec), its
+    environment built as the daemon builds an instance's (``runtime.environ``), from this
+    shell's, with the agent's secrets."""
     from corral.drivers.base import Task
+    from corral.runtime import environ
 
     spec = manifest.agents[agent]
-    env = dict(os.environ)
-    env.update(spec.env)
-    name = f"{agent}.run"
-    env.update(CORRAL_PROJECT=manifest.name, CORRAL_AGENT=agent, CORRAL_INSTANCE=name,
-               CORRAL_INSTANCE_INDEX="0", CORRAL_REPLICAS=str(spec.replicas),
-               CORRAL_STATE_DIR=os.path.join(manifest.state_dir, "data", agent))
-    task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec.to_spec(),
-                workdir=spec.workdir, run_dir=os.path.join(manifest.state_dir, "run", name),
-                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env)
+    env = environ.agent_environment(
+        spec, project=manifest.name, name=agent, state_dir=manifest.state_dir,
+        base=os.environ, given=os.environ, inherit=environ.patterns(manifest, spec),
+        withheld=environ.sources(manifest), terminal=True)
+    env.update(CORRAL_INSTANCE=instance, CORRAL_INSTANCE_INDEX="0")
+    task = Task(project=manifest.name, agent=agent, instance=instance, index=0,
+                spec=spec.to_spec(), workdir=spec.workdir,
+                run_dir=os.path.join(manifest.state_dir, "run", instance),
+                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env,
+                project_dir=manifest.project_dir)
+    if not spec.secrets:
+        return task
+    from corral.runtime.keeper import SecretKeeper
+    from corral.secrets import SecretError
+
+    keeper = SecretKeeper(manifest.state_dir, manifest.name, lambda *_: None)
+    try:
+        return asyncio.run(keeper.task_with_secrets(task, manifest.secrets, os.environ))
+    except SecretError as exc:
+        raise CorralError(str(exc)) from None  # the message ends with its fix
+
+
+def _environment(manifest: Any, agent: str, instance: str = "run"
+                 ) -> tuple[dict[str, str], str, list[str]]:
+    """The agent's environment, workdir and argv, as its driver would give them."""
+    from corral.drivers import registry
+
+    spec = manifest.agents[agent]
+    task = one_off_task(manifest, agent, f"{agent}.{instance}")
+    env = dict(task.env)
     driver = registry.load(spec.isolation)()
     asyncio.run(driver.prepare(task, _StderrProgress()))
     env_of = getattr(driver, "environment", None)
@@ -209,7 +232,7 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     pids = [r["pid"] for r in rows if r["agent"] == args.agent and r["state"] == "running"
             and r.get("pid")]
     prefix = inside(pids[0] if pids else None, args.agent)
-    env, _, _ = _environment(manifest, args.agent)
+    env, _, _ = _environment(manifest, args.agent, "exec")
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0
 
@@ -225,7 +248,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return exec_in(manifest, args.agent, cmd)
     if manifest.agents[args.agent].isolation == "sandbox":
         return _exec_in_sandbox(args, manifest, cmd)
-    env, cwd, _ = _environment(manifest, args.agent)
+    env, cwd, _ = _environment(manifest, args.agent, "exec")
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     try:
         os.chdir(cwd)
