@@ -106,3 +106,11 @@ def test_sink_redacts_derived_forms_in_both_streams_json_torn_and_long_lines(
     assert records[1]["message"] == "***" and records[1]["level"] == "error"
     assert records[2]["message"] == "torn ***"
     assert "***" in "".join(r["message"] for r in records[3:])
+
+
+@pytest.mark.parametrize("value", [SECRET, "a b/c~d_e.f-g", "\x00\x7f\u2603 +%"])
+def test_the_url_forms_are_urllibs(value: str) -> None:
+    found = forms(value + "-pad")  # long enough for derived forms
+    for text in (quote(value + "-pad", safe=""), quote(value + "-pad"),
+                 quote_plus(value + "-pad", safe="")):
+        assert text.encode() in found, text

@@ -28,9 +28,6 @@ search in ``re``).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import json
 from collections.abc import Iterable
 
@@ -41,6 +38,8 @@ _MIN_NEEDLE = 4  # a derived needle shorter than this would hide ordinary text
 
 
 def _base64_forms(raw: bytes) -> set[bytes]:
+    import base64  # here: a fleet without secrets never needs it (the daemon's memory, S2)
+
     out = set()
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         out.add(encode(raw).rstrip(b"="))
@@ -54,11 +53,20 @@ def _base64_forms(raw: bytes) -> set[bytes]:
     return out
 
 
-def _url_forms(value: str) -> set[bytes]:
-    from urllib.parse import quote, quote_plus  # only for a fleet with secrets
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
+
+def _quote(raw: bytes, safe: bytes = b"", plus: bool = False) -> str:
+    """``urllib.parse.quote``/``quote_plus`` (a test pins the match): the daemon keeps
+    urllib.parse out of its memory (benchmark S2)."""
+    keep = _UNRESERVED | frozenset(safe)
+    return "".join(chr(c) if c in keep else "+" if plus and c == 0x20 else f"%{c:02X}"
+                   for c in raw)
+
+
+def _url_forms(raw: bytes) -> set[bytes]:
     out = set()
-    for text in (quote(value, safe=""), quote(value, safe="/"), quote_plus(value, safe="")):
+    for text in (_quote(raw), _quote(raw, b"/"), _quote(raw, plus=True)):
         out.add(text.encode())
         if "%" in text:  # some encoders write %2f: the escapes in lower case
             parts = text.split("%")
@@ -83,12 +91,9 @@ def forms(value: str) -> set[bytes]:
         return set()
     out = {raw}
     if len(raw) >= MIN_DERIVED:
-        hexed = binascii.hexlify(raw)
+        hexed = raw.hex().encode()
         out |= {hexed, hexed.upper()}
-        out |= _base64_forms(raw) | _json_forms(value)
-        # a value with lone surrogates (undecodable env bytes) has no URL form
-        with contextlib.suppress(UnicodeEncodeError):
-            out |= _url_forms(value)
+        out |= _base64_forms(raw) | _url_forms(raw) | _json_forms(value)
     return {n for n in out if n == raw or len(n) >= _MIN_NEEDLE}
 
 
