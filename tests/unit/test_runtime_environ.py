@@ -37,10 +37,13 @@ def test_a_missing_path_and_user_are_filled_in() -> None:
 
 
 def test_the_daemon_keeps_corrals_settings_only() -> None:
-    env = environ.daemon_environment(SHELL)
+    env = environ.daemon_environment({**SHELL, "UV_INDEX_URL": "https://i", "PIP_CERT": "/ca"})
     assert env["DOCKER_HOST"] == "unix:///d.sock" and env["PYTHONPATH"] == "/src"
-    for name in ("SA_PW", "DB_PASSWORD", "GITHUB_TOKEN", "HTTP_PROXY", "SSH_AUTH_SOCK",
-                 "MY_APP_MODE", "LD_PRELOAD", "VIRTUAL_ENV", "TERM"):
+    # what its builds (uv, npm) need to reach an index as the shell does
+    assert env["HTTP_PROXY"] == "http://proxy:3128" and env["UV_INDEX_URL"] == "https://i"
+    assert env["PIP_CERT"] == "/ca"
+    for name in ("SA_PW", "DB_PASSWORD", "GITHUB_TOKEN", "SSH_AUTH_SOCK",
+                 "MY_APP_MODE", "LD_PRELOAD", "VIRTUAL_ENV", "TERM", "DISPLAY"):
         assert name not in env, name
 
 

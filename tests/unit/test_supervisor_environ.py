@@ -45,10 +45,9 @@ def test_inherited_values_reach_only_the_naming_agent_and_survive_a_daemon_resta
         await sup.apply(manifest, secret_env=sent)
         a, b = dict(sup.task("a", 1).env), dict(sup.task("b", 1).env)
         before = sup.spec_hash("a", manifest.agents["a"])
-        sup._secret_env = {**sent, "ACME_MODE": "prod"}
-        sup._envs.clear()
+        sup.env.receive({**sent, "ACME_MODE": "prod"})
         after = sup.spec_hash("a", manifest.agents["a"])
-        redacted = sup._redactor(b"pw is sa-pw-1234")
+        redacted = sup.env.redactor(b"pw is sa-pw-1234")
         await sup.down()
         await sup.close()
         return a, b, before, after, redacted

@@ -21,8 +21,10 @@ sent to the daemon with ``corral up``). That includes proxies (``HTTP_PROXY``...
 like a credential nor a variable a secret is read from; an exact name does (it is explicit).
 
 The daemon itself runs with the same base plus what corral reads for itself (container
-engine endpoints and corral's settings) and what lets it import corral (``PYTHONPATH``):
-those reach no agent, since every agent's environment starts again from the allow-list.
+engine endpoints and corral's settings), what lets it import corral (``PYTHONPATH``), and
+what the builds it runs need: uv's, pip's and npm's settings, proxies and CA bundles (a venv
+or node_modules is built by the daemon and must reach the index as the user's shell does).
+Those reach no agent, since every agent's environment starts again from the allow-list.
 
 Pure functions (inputs -> dict), kept free of the daemon's state so a fuller task builder
 can absorb them.
@@ -47,7 +49,12 @@ DAEMON_ONLY = frozenset({
     "CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF",
     "CONTAINERS_REGISTRIES_CONF", "CORRAL_CACHE", "CORRAL_CONTAINER_ENGINE",
     "CORRAL_CONTAINER_API", "PYTHONPATH", "PYTHONHOME",
+    # the builds' (uv, npm, podman build): how to reach an index through this network
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+    "no_proxy", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "DOCKER_BUILDKIT",
 })
+DAEMON_PREFIXES = ("UV_", "PIP_", "NPM_CONFIG_", "npm_config_")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's
 # Settings of the host that mean nothing inside a container or guest (the image and the guest
 # have their own users, paths and runtime dirs); kept when the manifest names them itself.
@@ -81,7 +88,8 @@ def clean_base(environ: Mapping[str, str], *, terminal: bool = False) -> dict[st
 
 def daemon_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """What the daemon is started with: the clean base and corral's own settings."""
-    return {**clean_base(environ), **{k: v for k, v in environ.items() if k in DAEMON_ONLY}}
+    return {**clean_base(environ), **{k: v for k, v in environ.items()
+                                      if k in DAEMON_ONLY or k.startswith(DAEMON_PREFIXES)}}
 
 
 def is_glob(pattern: str) -> bool:

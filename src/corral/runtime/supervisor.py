@@ -17,18 +17,16 @@ from typing import Any
 from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, Task
 from corral.errors import CorralError, NotFound
-from corral.logs.redact import Redactor
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
-from corral.runtime import environ
 from corral.runtime.events import EventBus
+from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
 from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
-from corral.secrets import looks_like_credential
 from corral.sha import sha256
 
 
@@ -45,19 +43,11 @@ class Supervisor:
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
-        # the daemon's own environment (already clean: see runtime.environ); agents get its
-        # allow-listed part
-        self._base_env = dict(os.environ if base_env is None else base_env)
-        self._envs: dict[str, tuple[Agent, dict[str, str]]] = {}  # see _agent_env
+        self.env = FleetEnv(os.environ if base_env is None else base_env, store)
         self._cache_dir = os.path.join(state_dir, "cache")  # one string for every task
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
-        # what `corral up` sent from its environment: the secrets' environment sources and
-        # what inherit_env names (memory only; the non-credential part is in the store too)
-        self._secret_env: dict[str, str] = {}
-        # one for every output of the fleet: a secret one agent reads is hidden in all logs
-        self._redactor = Redactor()
         self._fleet_read: asyncio.Future[None] | None = None
 
     # --- parts ------------------------------------------------------------------------------
@@ -69,7 +59,7 @@ class Supervisor:
         return self._keeper
 
     def _redact(self, instance: str, values: Iterable[str]) -> None:
-        self._redactor.add(values)
+        self.env.redactor.add(values)
 
     def _read_fleet_secrets(self) -> None:
         """Every secret the manifest declares is read once per apply (and at recovery), in
@@ -78,16 +68,10 @@ class Supervisor:
         and print it. Failures are its owners' to report (they block on it)."""
         manifest = self.manifest
         self._fleet_read = None
-        if manifest is None:
-            return
-        # inherit_env may name a credential: hidden too, unless too short to hide without
-        # garbling every log (a declared secret is hidden whatever its length)
-        self._redactor.add(v for k, v in self._secret_env.items()
-                           if looks_like_credential(k) and len(v) >= 4)
-        if not manifest.secrets:
+        if manifest is None or not manifest.secrets:
             return
         self._fleet_read = asyncio.ensure_future(self.keeper().read_all(
-            manifest.secrets, self._secret_env))
+            manifest.secrets, self.env.sent))
 
     async def secrets(self, task: Task) -> Task:
         """The runner's hook for every start: the fleet's secrets are known to the log
@@ -112,7 +96,7 @@ class Supervisor:
     async def _task_with_secrets(self, task: Task) -> Task:
         assert self.manifest is not None
         return await self.keeper().task_with_secrets(task, self.manifest.secrets,
-                                                     self._secret_env)
+                                                     self.env.sent)
 
     def driver(self, name: str) -> Driver:
         if name not in self._drivers:
@@ -136,32 +120,11 @@ class Supervisor:
                 pids |= known()
         return pids
 
-    def _agent_env(self, agent: str, spec: Agent) -> dict[str, str]:
-        """What every replica of ``agent`` has in its environment, built once per spec (and
-        per ``corral up``: see ``apply``): a copy per instance was ~1 KB each of 500 idle
-        instances (benchmark S2)."""
-        assert self.manifest is not None
-        cached = self._envs.get(agent)
-        if cached is not None and cached[0] is spec:  # a new manifest has new specs
-            return cached[1]
-        env = environ.agent_environment(
-            spec, project=self.manifest.name, name=agent, state_dir=self.state_dir,
-            base=self._base_env, given=self._secret_env,
-            inherit=environ.patterns(self.manifest, spec),
-            withheld=environ.sources(self.manifest))
-        self._envs[agent] = (spec, env)
-        return env
-
-    def _inherited(self, agent: str, spec: Agent) -> dict[str, str]:
-        assert self.manifest is not None
-        return environ.inherited(environ.patterns(self.manifest, spec), self._secret_env,
-                                 environ.sources(self.manifest))
-
     def task(self, agent: str, index: int) -> Task:
         assert self.manifest is not None
         spec = self.manifest.agents[agent]
         name = instance_name(agent, index)
-        shared = self._agent_env(agent, spec)
+        shared = self.env.agent(self.manifest, agent, spec, self.state_dir)
         os.makedirs(shared["CORRAL_STATE_DIR"], exist_ok=True)
         env = ChainMap({"CORRAL_INSTANCE": name, "CORRAL_INSTANCE_INDEX": str(index)}, shared)
         return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
@@ -172,12 +135,8 @@ class Supervisor:
     def spec_hash(self, agent: str, spec: Agent) -> str:
         digest = sha256(decode.canonical(spec))
         digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
-        # a changed inherited value restarts the agent, as a changed env value does; a
-        # credential's value stays out of the stored hash (its name is in)
-        inherited = sorted((k, "" if looks_like_credential(k) else v)
-                           for k, v in self._inherited(agent, spec).items())
-        if inherited:
-            digest.update(repr(inherited).encode())
+        assert self.manifest is not None
+        digest.update(self.env.digest(self.manifest, spec))  # nothing without inherit_env
         return digest.hexdigest()[:16]
 
     # --- runners ---------------------------------------------------------------------------
@@ -189,7 +148,7 @@ class Supervisor:
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         out = self.log(agent).writer(task.instance,
                                      tail_file=os.path.join(task.run_dir, "partial-lines"))
-        out.use_redactor(self._redactor)
+        out.use_redactor(self.env.redactor)
         if resume:
             out.restore_from_tail_file()
         return Runner(task, self.driver(task.spec.isolation), out, self._hooks,
@@ -225,15 +184,14 @@ class Supervisor:
         """Reconcile the fleet with ``manifest``; returns what was done per instance.
         ``secret_env``: values of the variables the manifest's secrets read (kept in memory)."""
         if secret_env is not None:
-            self._secret_env = secret_env
-            self._envs.clear()  # inherited values may have changed
+            self.env.receive(secret_env)
             for blocked in self.runners.values():  # try again now, with what was just sent
                 if blocked.snapshot.state is State.BLOCKED:
                     blocked.request("start")
         old = self.manifest
         self.manifest = manifest
         self.store.set_meta("manifest", decode.dump(manifest))
-        self._keep_inherited()
+        self.env.applied(manifest)
         self._read_fleet_secrets()
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
         desired = self._desired(manifest)
@@ -275,7 +233,7 @@ class Supervisor:
         if raw is None:
             return 0
         self.manifest = decode.manifest(raw)
-        self._restore_inherited()
+        self.env.restore()
         self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
@@ -297,24 +255,6 @@ class Supervisor:
             else:
                 runner.launch()
         return adopted
-
-    def _keep_inherited(self) -> None:
-        """The inherited values a restarted daemon needs to start the agents the same way;
-        credential-looking ones and secrets' sources stay in memory (the next ``corral up``
-        sends them again)."""
-        assert self.manifest is not None
-        kept = {k: v for spec in self.manifest.agents.values()
-                for k, v in environ.inherited(environ.patterns(self.manifest, spec),
-                                              self._secret_env,
-                                              environ.sources(self.manifest)).items()
-                if not looks_like_credential(k)}
-        self.store.set_meta("inherited_env", kept)
-
-    def _restore_inherited(self) -> None:
-        kept = self.store.get_meta("inherited_env")
-        if isinstance(kept, dict):
-            self._secret_env = {str(k): str(v) for k, v in kept.items()}
-            self._envs.clear()
 
     # --- dependencies -----------------------------------------------------------------------
 
