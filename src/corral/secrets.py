@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # subprocess and shlex are imported where a command runs: the daemon imports this module for
@@ -171,26 +171,30 @@ def remove_files(directory: str, *, keep_dir: bool = False) -> None:
             os.rmdir(directory)
 
 
-# --- least privilege: what agents do not inherit ----------------------------------------------
+# --- least privilege: names that look like credentials ---------------------------------------
+# (agents start from an allow-list, runtime.environ; a glob of inherit_env never matches these)
 
 _CREDENTIAL_NAME = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "ACCESS_KEY",
-                    "PRIVATE_KEY", "CREDENTIAL")
+                    "PRIVATE_KEY", "CREDENTIAL", "PASSPHRASE")
+# whole words of a name (split at '_' and digits): SA_PW, DB_PASS, MY_APP_KEY, AUTH, a DSN
+# (its URL carries the password), a session or cookie
+_CREDENTIAL_WORD = frozenset({"PW", "PWD", "PASS", "PASSWD", "KEY", "AUTH", "CRED", "CREDS",
+                              "DSN", "SESSION", "COOKIE", "SIG", "SIGNATURE", "JWT", "OTP",
+                              "PIN", "SALT", "HMAC"})
 _CREDENTIAL_EXACT = frozenset({"AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS",
                                "AZURE_CLIENT_ID", "SSH_AUTH_SOCK"})
+_NOT_CREDENTIAL = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
 
 
 def looks_like_credential(name: str) -> bool:
     upper = name.upper()
-    return upper in _CREDENTIAL_EXACT or any(word in upper for word in _CREDENTIAL_NAME)
+    if upper in _NOT_CREDENTIAL:
+        return False
+    if upper in _CREDENTIAL_EXACT or any(word in upper for word in _CREDENTIAL_NAME):
+        return True
+    import re
 
-
-def inheritable(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> dict[str, str]:
-    """``environ`` as agents inherit it: without what looks like a credential (``*_TOKEN``,
-    ``*PASSWORD*``, cloud keys, the SSH agent...) nor the variables secrets are read from.
-    An agent gets those only by declaring them (``secrets:``, or its own ``env:``)."""
-    skip = set(withheld)
-    return {k: v for k, v in environ.items()
-            if k not in skip and not looks_like_credential(k)}
+    return any(w in _CREDENTIAL_WORD for w in re.split(r"[_\W\d]+", upper))
 
 
 # --- doctor ---------------------------------------------------------------------------------

@@ -264,6 +264,25 @@ def test_secrets_are_files_under_run_secrets(engine: Engine, tmp_path: Path) -> 
     run(go())
 
 
+def test_the_container_gets_the_agents_environment_less_the_hosts_settings(
+        engine: Engine, tmp_path: Path) -> None:
+    """Locale and what inherit_env names go in; the host's users, paths and runtime dir do
+    not (the image has its own), unless the agent names them."""
+    code = ("import os; print(sorted(k for k in os.environ if k in {'LANG', 'LC_TIME', "
+            "'PYTHONPATH', 'USER', 'LOGNAME', 'SHELL', 'XDG_RUNTIME_DIR', 'TMPDIR', 'ACME'}))")
+    host = {"LANG": "C.UTF-8", "LC_TIME": "C", "PYTHONPATH": "/src", "USER": "me",
+            "LOGNAME": "me", "SHELL": "/bin/zsh", "XDG_RUNTIME_DIR": "/run/user/1000",
+            "TMPDIR": "/home/me/tmp", "ACME": "1"}
+
+    async def go() -> None:
+        task = make_task(tmp_path, {"command": ["python", "-c", code], "network": "none",
+                                    "inherit_env": ["PYTHONPATH"]}, env=host)
+        result = await run_to_end(ContainerDriver(engine), task)
+        assert result[:2] == (0, "['ACME', 'LANG', 'LC_TIME', 'PYTHONPATH']\n"), result
+
+    run(go())
+
+
 def test_stats_come_from_the_container_cgroup(engine: Engine, tmp_path: Path) -> None:
     busy = "import time\nx = bytearray(30 << 20)\nprint('up', flush=True)\ntime.sleep(300)\n"
 

@@ -135,6 +135,7 @@ def test_dump_is_normalized_yaml_in_model_order(tmp_path: Path) -> None:
         "logs",
         "agents",
         "secrets",
+        "inherit_env",
     ]
     web = data["agents"]["web"]
     assert list(web)[:4] == ["description", "class", "isolation", "command"]

@@ -179,17 +179,14 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
     import signal
     from dataclasses import replace
 
+    from corral.cli.local import one_off_task
     from corral.drivers.container import ContainerDriver
 
-    task = _task(manifest, agent)
-    spec = task.spec
+    spec = manifest.agents[agent]
+    task = replace(one_off_task(manifest, agent, f"{agent}.build"), spec=spec)
     if extra:
         command = [spec.command[0], *extra] if not spec.shell else [" ".join(extra)]
         task = replace(task, spec=spec.model_copy(update={"command": command}))
-    env = {**os.environ, **spec.env, "CORRAL_PROJECT": manifest.name, "CORRAL_AGENT": agent,
-           "CORRAL_INSTANCE": task.instance, "CORRAL_INSTANCE_INDEX": "0",
-           "CORRAL_STATE_DIR": os.path.join(manifest.state_dir, "data", agent)}
-    task = replace(task, env=env)
     driver = ContainerDriver(own_service=False)  # one container: not worth a service's start
 
     async def go() -> int:

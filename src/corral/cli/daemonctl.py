@@ -20,12 +20,13 @@ def client(state_dir: str, timeout: float | None = 60.0) -> Client:
 
 
 def _daemon_env() -> dict[str, str]:
-    """The daemon's environment: this shell's, less what looks like a credential. Agents
-    inherit the daemon's, and same-user processes can read /proc/PID/environ; secrets reach
-    the daemon with ``corral up`` instead, in memory only."""
-    from corral.secrets import inheritable
+    """The daemon's environment: the clean base of this shell's (an allow-list: see
+    ``runtime.environ``) and corral's own settings. Same-user processes can read
+    /proc/PID/environ; secrets and what ``inherit_env`` names reach the daemon with
+    ``corral up`` instead, in memory only."""
+    from corral.runtime.environ import daemon_environment
 
-    return inheritable(os.environ)
+    return daemon_environment(os.environ)
 
 
 def spawn_daemon(state_dir: str) -> subprocess.Popen[bytes] | None:

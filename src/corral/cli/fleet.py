@@ -36,9 +36,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print_up_warnings(manifest)
     client = daemonctl.ensure_daemon(manifest.state_dir, booting if guess == manifest.state_dir
                                      else None)
-    # what the manifest's `environment:` secrets read, from this shell (not the daemon's)
-    sent = {s.environment: os.environ[s.environment] for s in manifest.secrets.values()
-            if s.environment is not None and s.environment in os.environ}
+    # what the manifest's `environment:` secrets and `inherit_env` read, from this shell (not
+    # the daemon's)
+    from corral.runtime.environ import sent_by_cli
+
+    sent = sent_by_cli(manifest, os.environ)
     body = {"manifest": manifest.model_dump(mode="json", by_alias=True), "secret_env": sent}
     report = client.request("POST", "/v1/apply", body, timeout=max(args.timeout, 60))
     if args.detach:

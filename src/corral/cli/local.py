@@ -136,25 +136,47 @@ def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
     return manifest, manifest.agents[args.agent]
 
 
-def _environment(manifest: Any, agent: str, fds: list[int] | None = None
-                 ) -> tuple[dict[str, str], str, list[str]]:
+def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
+    """The task of a one-off instance (``corral run``: AGENT.run, ``exec``: AGENT.exec), its
+    environment built as the daemon builds an instance's (``runtime.environ``), from this
+    shell's, with the agent's secrets."""
+    from corral.drivers import walls
+    from corral.drivers.base import Task
+    from corral.runtime import environ
+
+    spec = manifest.agents[agent]
+    env = environ.agent_environment(
+        spec, project=manifest.name, name=agent, state_dir=manifest.state_dir,
+        base=os.environ, given=os.environ, inherit=environ.patterns(manifest, spec),
+        withheld=environ.sources(manifest), terminal=True)
+    env.update(CORRAL_INSTANCE=instance, CORRAL_INSTANCE_INDEX="0")
+    task = Task(project=manifest.name, agent=agent, instance=instance, index=0,
+                spec=spec.to_spec(), workdir=spec.workdir,
+                run_dir=os.path.join(manifest.state_dir, "run", instance),
+                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env,
+                project_dir=manifest.project_dir, masked=walls.masked_files(manifest))
+    if not spec.secrets:
+        return task
+    from corral.runtime.keeper import SecretKeeper
+    from corral.secrets import SecretError
+
+    keeper = SecretKeeper(manifest.state_dir, manifest.name, lambda *_: None)
+    try:
+        return asyncio.run(keeper.task_with_secrets(task, manifest.secrets, os.environ))
+    except SecretError as exc:
+        raise CorralError(str(exc)) from None  # the message ends with its fix
+
+
+def _environment(manifest: Any, agent: str, instance: str = "run",
+                 fds: list[int] | None = None) -> tuple[dict[str, str], str, list[str]]:
     """The agent's environment, workdir and argv, as its driver would give them. ``fds``:
     gets the descriptors the argv names (a sandbox's checked binds), for the child to
     inherit; without it they are closed here."""
-    from corral.drivers import registry, walls
-    from corral.drivers.base import Task
+    from corral.drivers import registry
 
     spec = manifest.agents[agent]
-    env = dict(os.environ)
-    env.update(spec.env)
-    name = f"{agent}.run"
-    env.update(CORRAL_PROJECT=manifest.name, CORRAL_AGENT=agent, CORRAL_INSTANCE=name,
-               CORRAL_INSTANCE_INDEX="0", CORRAL_REPLICAS=str(spec.replicas),
-               CORRAL_STATE_DIR=os.path.join(manifest.state_dir, "data", agent))
-    task = Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec.to_spec(),
-                workdir=spec.workdir, run_dir=os.path.join(manifest.state_dir, "run", name),
-                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env,
-                project_dir=manifest.project_dir, masked=walls.masked_files(manifest))
+    task = one_off_task(manifest, agent, f"{agent}.{instance}")
+    env = dict(task.env)
     driver = registry.load(spec.isolation)()
     asyncio.run(driver.prepare(task, _StderrProgress()))
     os.makedirs(env["CORRAL_STATE_DIR"], exist_ok=True)  # before a sandbox's argv opens it
@@ -209,11 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
                         else args.args)
-    fds: list[int] = []
-    env, cwd, argv = _environment(manifest, args.agent, fds)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-    if extra:
-        argv = [argv[0], *extra] if not spec.shell else ["/bin/sh", "-c", " ".join(extra)]
+    if extra:  # in the agent's command, before its driver wraps it (a sandbox's bwrap argv)
+        command = [spec.argv[0], *extra] if not spec.shell else [" ".join(extra)]
+        manifest.agents[args.agent] = spec = spec.model_copy(update={"command": command})
+    fds: list[int] = []
+    env, cwd, argv = _environment(manifest, args.agent, "run", fds)
     exe = shutil.which(argv[0], path=env.get("PATH"))
     if exe is None and "/" not in argv[0]:
         raise CorralError(f"agents.{args.agent}: command not found: {argv[0]}",
@@ -245,7 +268,7 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     ident = identity.of(args.agent, spec.isolation, spec.user, os.path.abspath(state_dir))
     become = identity.switch(ident, sandboxed=True) if ident else None
     prefix = inside(pids[0] if pids else None, args.agent, become)
-    env, _, _ = _environment(manifest, args.agent)
+    env, _, _ = _environment(manifest, args.agent, "exec")
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0
 
@@ -261,7 +284,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return exec_in(manifest, args.agent, cmd)
     if manifest.agents[args.agent].isolation == "sandbox":
         return _exec_in_sandbox(args, manifest, cmd)
-    env, cwd, _ = _environment(manifest, args.agent)
+    env, cwd, _ = _environment(manifest, args.agent, "exec")
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     become = _as_agent(manifest, args.agent)
     try:

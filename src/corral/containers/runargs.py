@@ -19,13 +19,10 @@ from typing import Any
 from corral.drivers import beneath, walls
 from corral.drivers.base import Task
 from corral.errors import DriverError
+from corral.runtime.environ import for_guest
 
 SECRETS_IN_CONTAINER = "/run/secrets"
 DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host
-# Host settings that mean nothing inside an image (its own PATH comes from the image); kept
-# when the agent's own env sets them.
-_HOST_ONLY = {"PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "TMPDIR", "VIRTUAL_ENV", "PYTHONHOME",
-              "PYTHONPATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "PYENV_ROOT", "PYENV_VERSION"}
 _NAME = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -193,8 +190,7 @@ def ports(published: tuple[str, ...]) -> tuple[Port, ...]:
 def env(task: Task) -> dict[str, str]:
     """The agent's environment inside the container: the host-only settings left out, the
     secrets and data dirs as the container sees them."""
-    own = task.spec.env
-    inner = {k: v for k, v in task.env.items() if k not in _HOST_ONLY or k in own}
+    inner = for_guest(task.env, task.spec)
     if inner.get("CORRAL_SECRETS_DIR"):
         inner["CORRAL_SECRETS_DIR"] = SECRETS_IN_CONTAINER
     if inner.get("CORRAL_STATE_DIR"):

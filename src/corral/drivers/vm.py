@@ -46,6 +46,7 @@ from corral.drivers.process import ProcessDriver
 from corral.errors import CorralError, DriverError
 from corral.limits import Placement
 from corral.manifest.spec import Resources
+from corral.runtime.environ import for_guest
 from corral.vm import guest as guests
 from corral.vm import job, qemu, rootfs
 from corral.vm.console import Console
@@ -189,7 +190,7 @@ class VmDriver(ProcessDriver):
     @staticmethod
     def _guest_env(task: Task) -> dict[str, str]:
         """The host's PATH and HOME mean nothing in the guest unless the agent set them."""
-        env = dict(task.env)
+        env = for_guest(task.env, task.spec)  # the host's users, paths and runtime dir
         env["PATH"] = task.spec.env.get("PATH", job.GUEST_PATH)
         env["HOME"] = task.spec.env.get("HOME", "/root")
         return env

@@ -6,10 +6,12 @@ cache when ``feed`` returns; a SIGKILLed daemon loses nothing it wrote) and its 
 Per chunk: one ``clock()``, one scan, one ``writev``; no per-line Python on the fast path (see
 ``records``). Subscribers and line listeners cost nothing unless registered.
 
-Redaction guarantee: every occurrence of a secret inside one line is replaced by ``***``,
-however the chunks split it (lines are redacted once assembled, torn tails included); pieces
-of an over-long line are never cut inside a secret. Not covered: secrets containing a newline,
-or printed only in an escaped form (e.g. inside a JSON string with escapes).
+Redaction guarantee: every occurrence of a secret, or of a form of it ``redact`` derives
+(base64, hex, URL and JSON escaping), inside one line is replaced by ``***``, however the
+chunks split it (lines are redacted once assembled, torn tails included); pieces of an
+over-long line are never cut inside one. The daemon gives every output of a fleet the same
+``Redactor``, so an agent printing a neighbour's secret is redacted too. Not covered:
+secrets containing a newline, and what ``redact``'s docstring lists.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from corral.logs.query import Dir, rotated_files
 from corral.logs.records import Buffer, LineEncoder, Stream, cut_point, segments
+from corral.logs.redact import Redactor
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,6 +42,9 @@ Subscriber = Callable[[bytes], None]
 LineListener = Callable[[Stream, bytes], None]
 _Out: TypeAlias = list[Buffer]  # encoded records of one feed, written with one writev
 _Lines: TypeAlias = list[bytes] | None  # raw complete lines, when someone listens
+
+
+_NO_SECRETS = Redactor()  # never added to: an output's own redact() makes a new one
 
 
 def _discard(items: list[Any], item: object) -> None:
@@ -196,7 +202,7 @@ class InstanceOutput:
     them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart."""
 
     # one per instance: slots keep hundreds of idle ones small (benchmark S2)
-    __slots__ = ("__weakref__", "_encoders", "_secrets", "_tail_fd", "_tails", "instance",
+    __slots__ = ("__weakref__", "_encoders", "_redactor", "_tail_fd", "_tails", "instance",
                  "line_listeners", "log", "tail_file")
 
     def __init__(self, log: AgentLog, instance: str, *, tail_file: Dir | None = None):
@@ -204,7 +210,7 @@ class InstanceOutput:
         self.line_listeners: list[LineListener] = []
         self.tail_file = os.fspath(tail_file) if tail_file is not None else None
         self._tail_fd = -1
-        self._secrets: tuple[bytes, ...] = ()
+        self._redactor = _NO_SECRETS
         self._encoders = _Encoders(log.agent, instance)
         self._tails = _Tails()  # raw torn trailing lines
 
@@ -214,8 +220,13 @@ class InstanceOutput:
         return functools.partial(_discard, self.line_listeners, callback)
 
     def redact(self, secrets: Iterable[str]) -> None:
-        """Replace every later occurrence of these values by ``***`` (empty ones ignored)."""
-        self._secrets = tuple(sorted({s.encode() for s in secrets if s}, key=len, reverse=True))
+        """Replace every later occurrence of these values, and of the forms of them
+        ``corral.logs.redact`` derives, by ``***`` (empty ones ignored)."""
+        self._redactor = Redactor(secrets)
+
+    def use_redactor(self, redactor: Redactor) -> None:
+        """Redact with ``redactor`` (shared: values added to it later are hidden too)."""
+        self._redactor = redactor
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
@@ -248,7 +259,7 @@ class InstanceOutput:
             tail = self._tails[stream] = bytearray(memoryview(data)[nl + 1 :])
             self._complete(stream, block, ts, out, lines)
         while len(tail) > max_line:
-            cut = cut_point(tail, max_line, self._secrets)
+            cut = cut_point(tail, max_line, self._redactor.needles)
             self._line(stream, bytes(tail[:cut]), ts, out, lines, partial=True)
             del tail[:cut]
         if self.tail_file is not None and (had_tail or tail):
@@ -297,10 +308,7 @@ class InstanceOutput:
         os.ftruncate(self._tail_fd, len(data))
 
     def _redact(self, data: bytes) -> bytes:
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
+        return self._redactor(data) if self._redactor.needles else data
 
     def _complete(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines) -> None:
         """Encode complete lines; over-long ones are cut into pieces marked partial."""
@@ -315,7 +323,7 @@ class InstanceOutput:
             segment = segment.removesuffix(b"\r")
             whole = len(segment) <= max_line  # only a CR made it long: still one line
             while len(segment) > max_line:
-                cut = cut_point(segment, max_line, self._secrets)
+                cut = cut_point(segment, max_line, self._redactor.needles)
                 self._line(stream, segment[:cut], ts, out, lines, partial=True)
                 segment = segment[cut:]
             self._line(stream, segment, ts, out, lines, merge=whole)

@@ -223,6 +223,18 @@ def _env_files(value: Any) -> Any:
     return value
 
 
+# an environment variable's name, or a glob over names (fnmatch: * ? [...])
+INHERIT_NAME = r"^[A-Za-z_*?\[][A-Za-z0-9_*?\[\]!]*$"
+
+
+def _inherit_names(value: list[str]) -> list[str]:
+    bad = [v for v in value if not re.match(INHERIT_NAME, v)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a variable name or a glob over names "
+                         "(e.g. PYTHONPATH, LC_*, HTTP*_PROXY)")
+    return list(dict.fromkeys(value))
+
+
 def _env(value: Any) -> Any:
     """compose accepts a map or a list of ``KEY=VALUE``; values become strings."""
     if isinstance(value, list):
@@ -450,6 +462,9 @@ class Agent(Strict):
     workdir: str = "."
     env: Annotated[dict[str, str], BeforeValidator(_env)] = Field(default_factory=dict)
     env_file: Annotated[list[EnvFile], BeforeValidator(_env_files)] = Field(default_factory=list)
+    # variables of the `corral` command's environment the agent gets (names or globs); the
+    # fleet's top-level list is folded in (Manifest._fleet_inherit_env)
+    inherit_env: list[str] = Field(default_factory=list)
     replicas: int = Field(1, ge=0, le=bounds.MAX_REPLICAS)
     depends_on: Annotated[dict[str, Dependency], BeforeValidator(_depends_on)] = Field(
         default_factory=dict
@@ -493,6 +508,11 @@ class Agent(Strict):
                 except ValueError as exc:
                     raise ValueError(f"command cannot be split: {exc}") from None
         return value
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _inherit_env(cls, value: list[str]) -> list[str]:
+        return _inherit_names(value)
 
     @field_validator("network")
     @classmethod
@@ -555,6 +575,31 @@ class Manifest(Strict):
     agents: dict[str, Agent] = Field(default_factory=dict)
     secrets: dict[Annotated[str, Field(pattern=SECRET_NAME)], SecretSource] = Field(
         default_factory=dict)
+    inherit_env: list[str] = Field(default_factory=list)  # every agent's, before its own
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _inherit_env(cls, value: list[str]) -> list[str]:
+        return _inherit_names(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet_inherit_env(cls, value: Any) -> Any:
+        """The top-level ``inherit_env`` goes into each agent's, first: an agent's list is
+        then all it inherits (its spec hash moves when the fleet's list does)."""
+        fleet = value.get("inherit_env") if isinstance(value, dict) else None
+        agents = value.get("agents") if isinstance(value, dict) else None
+        if not (isinstance(fleet, list) and fleet and isinstance(agents, dict)):
+            return value
+        out: dict[Any, Any] = {}
+        for name, agent in agents.items():
+            if isinstance(agent, Agent):  # validated one by one first (the loader)
+                both = list(dict.fromkeys([*fleet, *agent.inherit_env]))
+                agent = agent.model_copy(update={"inherit_env": both})
+            elif isinstance(agent, dict) and isinstance(agent.get("inherit_env", []), list):
+                agent = {**agent, "inherit_env": [*fleet, *agent.get("inherit_env", [])]}
+            out[name] = agent
+        return {**value, "agents": out}
 
     @field_validator("agents")
     @classmethod

@@ -50,6 +50,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "project_dir": "Where relative paths start. Default: the manifest's directory.",
         "state_dir": "Where corral keeps state, logs and venvs. Default: PROJECT/.corral.",
         "agents": "The agents to run, by name (lowercase letters, digits, '-', '_').",
+        "inherit_env": "Variables of corral's environment every agent gets (names or globs "
+        "such as LC_*), before each agent's own inherit_env.",
     },
     "Agent": {
         "description": "Free text shown by 'corral ps' and the web UI.",
@@ -62,6 +64,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "env": "Environment variables: a map, or a list of KEY=VALUE. A key without a value "
         "is taken from corral's environment.",
         "env_file": "dotenv files read into env (env wins); paths relative to the project.",
+        "inherit_env": "Variables of corral's environment the agent gets, by name or glob "
+        "(PYTHONPATH, HTTP*_PROXY); agents start from a clean environment (PATH, HOME, USER, "
+        "LANG, LC_*, TZ, XDG_*...). A glob never matches a credential-looking name.",
         "replicas": "Number of instances (AGENT.1, AGENT.2, ...).",
         "depends_on": "Agents to wait for: a list of names or a map name → {condition, "
         "required, restart}.",

@@ -232,6 +232,7 @@ class Agent(Record):
     workdir: str = "."
     env: dict[str, str] = field(default_factory=dict)
     env_file: list[EnvFile] = field(default_factory=list)
+    inherit_env: list[str] = field(default_factory=list)
     replicas: int = 1
     depends_on: dict[str, Dependency] = field(default_factory=dict)
     readiness: Probe | None = None
@@ -284,6 +285,7 @@ class Manifest(Record):
     logs: LogsConfig = LogsConfig()
     agents: dict[str, Agent] = field(default_factory=dict)
     secrets: dict[str, SecretSource] = field(default_factory=dict)
+    inherit_env: list[str] = field(default_factory=list)
 
 
 # YAML keys that are Python keywords are spelled with a trailing underscore in the classes.

@@ -2,7 +2,7 @@
 
 Values are read at every start (``corral.secrets``), never stored: not in the state store, the
 API, the events. ``environment`` sources read the variables the CLI sent with ``corral up``
-(over the 0600 socket, kept in memory only) over the daemon's own environment. Files go to a
+(over the 0600 socket, kept in memory only) over the daemon's own (clean) environment. Files go to a
 private tmpfs dir per instance, rewritten at each start, removed with the fleet.
 
 The dirs, on a tmpfs others may write (``/dev/shm``), are made through ``corral.privdir``
@@ -29,10 +29,18 @@ from typing import Any
 from corral import identity, privdir, secrets
 from corral.drivers.base import Task
 from corral.errors import CorralError
+from corral.runtime.environ import clean_base
 from corral.secrets import SecretError, Source
 from corral.sha import sha256
 
 Redact = Callable[[str, Iterable[str]], None]  # (instance, values)
+
+
+def _environ(sent: Mapping[str, str]) -> dict[str, str]:
+    """Where ``environment`` sources are looked up, and what a ``command`` source runs
+    with: the clean base of the daemon's environment and what `corral up` sent (the
+    sources and what inherit_env names: a password manager's session variable goes there)."""
+    return {**clean_base(os.environ), **sent}
 
 
 def source_of(name: str, spec: Any) -> Source:
@@ -104,8 +112,8 @@ class SecretKeeper:
             raise SecretError(f"secret {missing[0]}: not declared under the top-level secrets: "
                               "(declare it, then 'corral up')")
         wanted = [source_of(u.source, sources[u.source]) for u in uses]
-        environ = {**os.environ, **sent}
-        values, problems = await asyncio.to_thread(secrets.resolve_all, wanted, environ)
+        values, problems = await asyncio.to_thread(secrets.resolve_all, wanted,
+                                                   _environ(sent))
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise SecretError(problems[0] + more)
@@ -120,6 +128,16 @@ class SecretKeeper:
             env["CORRAL_SECRETS_DIR"] = await asyncio.to_thread(self._write, task, files)
         self._redact(task.instance, values.values())
         return replace(task, env=env)
+
+    async def read_all(self, sources: Mapping[str, Any], sent: Mapping[str, str]) -> None:
+        """Read every declared secret that can be read, for redaction only (nothing is
+        written); one that cannot is left to the agents using it, which block on it."""
+        wanted = [source_of(name, spec) for name, spec in sources.items()]
+        try:
+            values, _ = await asyncio.to_thread(secrets.resolve_all, wanted, _environ(sent))
+        except Exception:  # e.g. a command that cannot be executed: the
+            return  # agents using it get the one-line problem when they start
+        self._redact("", values.values())
 
     def forget(self) -> None:
         """Remove every secret file of this fleet (``down``)."""

@@ -243,7 +243,7 @@ class Runner:
                 self._set(State.FATAL, reason=str(failure))
                 return None
         task = self.task
-        if spec.secrets and self._hooks.secrets is not None:
+        if self._hooks.secrets is not None:  # without secrets too: see Supervisor.secrets
             with_secrets = await self._with_secrets()
             if with_secrets is None:
                 return None

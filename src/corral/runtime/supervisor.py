@@ -21,12 +21,12 @@ from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
 from corral.runtime.events import EventBus
+from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
 from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
-from corral.secrets import inheritable
 from corral.sha import sha256
 
 
@@ -43,14 +43,13 @@ class Supervisor:
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
-        self._base_env = dict(os.environ if base_env is None else base_env)
-        self._envs: dict[str, tuple[Agent, dict[str, str]]] = {}  # see _agent_env
+        self.env = FleetEnv(os.environ if base_env is None else base_env, store)
         self._cache_dir = os.path.join(state_dir, "cache")  # one string for every task
         self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
-                            clock=self.clock, secrets=self._task_with_secrets)
+                            clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
-        self._secret_env: dict[str, str] = {}  # sent by `corral up`; memory only
+        self._fleet_read: asyncio.Future[None] | None = None
 
     # --- parts ------------------------------------------------------------------------------
 
@@ -61,10 +60,28 @@ class Supervisor:
         return self._keeper
 
     def _redact(self, instance: str, values: Iterable[str]) -> None:
-        runner = self.runners.get(instance)
-        redact = getattr(runner.output, "redact", None) if runner is not None else None
-        if redact is not None:
-            redact(values)
+        self.env.redactor.add(values)
+
+    def _read_fleet_secrets(self) -> None:
+        """Every secret the manifest declares is read once per apply (and at recovery), in
+        the background, so the outputs hide it before its own agent, or any, starts: an
+        agent that did not declare a secret may still get it (a shared file, a neighbour)
+        and print it. Failures are its owners' to report (they block on it)."""
+        manifest = self.manifest
+        self._fleet_read = None
+        if manifest is None or not manifest.secrets:
+            return
+        self._fleet_read = asyncio.ensure_future(self.keeper().read_all(
+            manifest.secrets, self.env.sent))
+
+    async def secrets(self, task: Task) -> Task:
+        """The runner's hook for every start: the fleet's secrets are known to the log
+        outputs first, then the task gets its own."""
+        if self._fleet_read is not None:
+            await asyncio.shield(self._fleet_read)
+        if not task.spec.secrets:
+            return task
+        return await self._task_with_secrets(task)
 
     def behind_blocked(self) -> set[str]:
         """Agents that wait, directly or not, on an instance BLOCKED until the user acts."""
@@ -80,7 +97,7 @@ class Supervisor:
     async def _task_with_secrets(self, task: Task) -> Task:
         assert self.manifest is not None
         return await self.keeper().task_with_secrets(task, self.manifest.secrets,
-                                                     self._secret_env)
+                                                     self.env.sent)
 
     def driver(self, name: str) -> Driver:
         if name not in self._drivers:
@@ -104,28 +121,11 @@ class Supervisor:
                 pids |= known()
         return pids
 
-    def _agent_env(self, agent: str, spec: Agent) -> dict[str, str]:
-        """What every replica of ``agent`` has in its environment, built once per spec: a copy
-        per instance was ~1 KB each of 500 idle instances (benchmark S2)."""
-        assert self.manifest is not None
-        cached = self._envs.get(agent)
-        if cached is not None and cached[0] is spec:  # a new manifest has new specs
-            return cached[1]
-        data_dir = os.path.join(self.state_dir, "data", agent)
-        # least privilege: no credential-looking variable of corral's, no secret's source
-        withheld = [s.environment for s in self.manifest.secrets.values() if s.environment]
-        env = {**inheritable(self._base_env, withheld), **spec.env,
-               "CORRAL_PROJECT": self.manifest.name,
-               "CORRAL_AGENT": agent, "CORRAL_REPLICAS": str(spec.replicas),
-               "CORRAL_STATE_DIR": data_dir}
-        self._envs[agent] = (spec, env)
-        return env
-
     def task(self, agent: str, index: int) -> Task:
         assert self.manifest is not None
         spec = self.manifest.agents[agent]
         name = instance_name(agent, index)
-        shared = self._agent_env(agent, spec)
+        shared = self.env.agent(self.manifest, agent, spec, self.state_dir)
         os.makedirs(shared["CORRAL_STATE_DIR"], exist_ok=True)
         env = ChainMap({"CORRAL_INSTANCE": name, "CORRAL_INSTANCE_INDEX": str(index)}, shared)
         return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
@@ -144,6 +144,8 @@ class Supervisor:
     def spec_hash(self, agent: str, spec: Agent) -> str:
         digest = sha256(decode.canonical(spec))
         digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
+        assert self.manifest is not None
+        digest.update(self.env.digest(self.manifest, spec))  # nothing without inherit_env
         return digest.hexdigest()[:16]
 
     # --- runners ---------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Supervisor:
         os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
         out = self.log(agent).writer(task.instance,
                                      tail_file=os.path.join(task.run_dir, "partial-lines"))
+        out.use_redactor(self.env.redactor)
         if resume:
             out.restore_from_tail_file()
         return Runner(task, self.driver(task.spec.isolation), out, self._hooks,
@@ -190,13 +193,15 @@ class Supervisor:
         """Reconcile the fleet with ``manifest``; returns what was done per instance.
         ``secret_env``: values of the variables the manifest's secrets read (kept in memory)."""
         if secret_env is not None:
-            self._secret_env = secret_env
+            self.env.receive(secret_env)
             for blocked in self.runners.values():  # try again now, with what was just sent
                 if blocked.snapshot.state is State.BLOCKED:
                     blocked.request("start")
         old = self.manifest
         self.manifest = manifest
         self.store.set_meta("manifest", decode.dump(manifest))
+        self.env.applied(manifest)
+        self._read_fleet_secrets()
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
         desired = self._desired(manifest)
         removed = [n for n in self.runners if n not in desired]
@@ -237,6 +242,8 @@ class Supervisor:
         if raw is None:
             return 0
         self.manifest = decode.manifest(raw)
+        self.env.restore()
+        self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
         for name, (agent, index) in self._desired(self.manifest).items():
