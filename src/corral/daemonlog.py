@@ -28,6 +28,7 @@ class RotatingStd(io.TextIOBase):
         self.max_bytes = max_bytes
         self.keep = keep
         self.dropped = 0
+        self._line_start = True  # print() writes the text and its newline apart
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -46,9 +47,13 @@ class RotatingStd(io.TextIOBase):
         data = text.encode("utf-8", "backslashreplace")
         try:
             size = os.fstat(2).st_size
-            if size >= self.max_bytes and not self._rotate() and size >= 2 * self.max_bytes:
+            # rotated between lines only, so that no line is split across two files
+            if self._line_start and size >= self.max_bytes and not self._rotate() \
+                    and size >= 2 * self.max_bytes:
                 self.dropped += 1  # could not rotate, and the file is at twice its bound
                 return len(text)
+            if data:
+                self._line_start = data.endswith(b"\n")
             view = memoryview(data)
             while view:
                 view = view[os.write(2, view):]

@@ -183,9 +183,10 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 def _raw_reply(refusal: _Refuse) -> bytes:
     """Written past h11: a head it refused to parse leaves it no response to send."""
-    body = (refusal.text + "\n").encode()
-    return (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\ncontent-type: text/plain\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+    body = json.dumps({"error": refusal.text, "fix": "send a smaller or complete request"}
+                      ).encode()
+    return (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\ncontent-type: application/json"
+            f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
 async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader, limits: Limits,
@@ -212,7 +213,10 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader, limi
         if event is h11.NEED_DATA:
             try:
                 async with asyncio.timeout_at(deadline):
-                    data = await reader.read(65536)
+                    # a head is read in pieces of the limit: h11 measures only an incomplete
+                    # one, so a whole oversized head in one read would pass
+                    data = await reader.read(65536 if head is not None
+                                             else limits.max_header_bytes)
             except TimeoutError:
                 if not received:
                     return None

@@ -35,9 +35,10 @@ from typing import Any
 from corral.api.http import Handler, Limits, Tracker, serve_connection
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
-         b"content-length: 35\r\nconnection: close\r\n\r\n"
-         b"corral daemon: too many connections")
+_BUSY_BODY = (b'{"error":"the corral daemon has too many connections open",'
+              b'"fix":"retry in a moment; the daemon log says which listener is full"}')
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_BUSY_BODY) + _BUSY_BODY)
 _ACCEPTS_PER_WAKEUP = 64  # then let the loop run the fleet's callbacks
 
 
