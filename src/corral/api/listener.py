@@ -116,19 +116,23 @@ class Budget:
 
 
 class _Conn(Tracker):
-    __slots__ = ("sock", "task", "writer")
+    __slots__ = ("sock", "started", "task", "writer")
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self.sock = sock
+        self.started = False
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
 
     def drop(self) -> None:
+        self.dropped = True
         if self.writer is not None:
             self.writer.transport.abort()
-        elif self.task is not None:
-            self.task.cancel()
+        elif not self.started:  # accepted in this same burst: its task sees ``dropped``
+            self.sock.close()
+        # else its transport is being made: closing the descriptor under it now would let
+        # the number be reused and registered for the wrong socket; ``_serve`` aborts it
 
 
 class Listener:
@@ -212,13 +216,16 @@ class Listener:
         for listener in [only] if only is not None else self.peers:
             for conn in listener.conns:
                 if not conn.busy and not conn.dropped:
-                    conn.dropped = True
                     listener.evicted += 1
                     conn.drop()
+                    del listener.conns[conn]  # its descriptor is closed now or at abort
                     return True
         return False
 
     async def _serve(self, conn: _Conn) -> None:
+        if conn.dropped:
+            return
+        conn.started = True
         try:
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes, loop=self._loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=self._loop)
@@ -231,8 +238,10 @@ class Listener:
             await serve_connection(reader, conn.writer, self.handler, limits=self.limits,
                                    tracker=conn)
         except OSError:
-            conn.sock.close()
+            pass  # the peer went away while its transport was made
         finally:
+            if conn.writer is None:  # failed (or was cancelled) before it had a transport
+                conn.sock.close()
             self.conns.pop(conn, None)
 
     def close(self) -> None:
@@ -244,8 +253,8 @@ class Listener:
             self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
         for conn in list(self.conns):
-            conn.dropped = True
             conn.drop()
+        self.conns.clear()
 
 
 def unix_socket(path: str, backlog: int = 128) -> socket.socket:
