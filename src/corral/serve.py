@@ -115,7 +115,7 @@ async def serve(state_dir: str, settings: Settings) -> int:
             return
         listeners.append(Listener(listening, only_metrics,
                                   name=f"metrics {m.metrics.host}:{m.metrics.port}",
-                                  cap=settings.metrics_cap, limits=settings.limits,
+                                  cap=settings.metrics_cap, limits=settings.metrics_limits,
                                   budget=budget, peers=listeners))
 
     api.after_apply = start_metrics

@@ -54,6 +54,8 @@ def test_the_descriptor_reserve_grows_with_the_fleet() -> None:
 def test_settings_from_the_environment() -> None:
     s = settings({"CORRAL_HTTP_HEADER_TIMEOUT": "0.5", "CORRAL_METRICS_MAX_CONNECTIONS": "4"})
     assert s.limits.header_timeout == 0.5 and s.metrics_cap == 4 and s.api_cap == 256
+    assert s.metrics_limits.header_timeout == 0.5
+    assert s.metrics_limits.max_body_bytes < 1 << 16 <= s.limits.max_body_bytes
     for bad in ({"CORRAL_HTTP_IDLE_TIMEOUT": "soon"}, {"CORRAL_API_MAX_CONNECTIONS": "0"},
                 {"CORRAL_API_MAX_CONNECTIONS": "2.5"}, {"CORRAL_HTTP_BODY_TIMEOUT": "inf"}):
         with pytest.raises(SettingError, match=next(iter(bad))):

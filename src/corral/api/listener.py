@@ -306,6 +306,13 @@ class Settings:
     api_cap: int = API_CAP
     metrics_cap: int = METRICS_CAP
 
+    @property
+    def metrics_limits(self) -> Limits:
+        """A scrape is a GET with a few headers: any local user may connect there, so what
+        each of its connections may make the daemon hold stays small (32 x 16 MiB of
+        bodies read before the 404 otherwise)."""
+        return replace(self.limits, max_header_bytes=8 * 1024, max_body_bytes=4 * 1024)
+
 
 class SettingError(ValueError):
     pass
