@@ -254,3 +254,50 @@ def test_accept_out_of_descriptors_pauses_and_reports_once(tmp_path: Path,
     run(go())
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 1 and "Too many open files; accepting paused" in lines[0]
+
+
+def test_the_cli_client_reads_the_503_of_a_full_daemon_as_one_line(tmp_path: Path) -> None:
+    from corral.api.client import ApiError, Client
+
+    async def go() -> None:
+        s = Served(tmp_path / "s", cap=1, limits=Limits())
+        s.hold = asyncio.Event()
+        r, w = await s.connect()
+        w.write(b"GET /slow HTTP/1.0\r\n\r\n")
+        await settle()
+        with pytest.raises(ApiError, match="too many connections open") as err:
+            await asyncio.to_thread(Client(s.path, timeout=5).request, "GET", "/v1/status",
+                                    {"pad": "x" * 2000})
+        assert "retry in a moment" in err.value.fix
+        s.hold.set()
+        assert (await asyncio.wait_for(r.read(), 5)).endswith(b"ok")
+        await s.close()
+
+    run(go())
+
+
+def test_a_reply_the_peer_does_not_read_is_dropped_after_the_send_timeout(
+        tmp_path: Path) -> None:
+    async def go() -> None:
+        path = str(tmp_path / "s")
+
+        async def handler(req: Request) -> Reply:
+            return Reply(200, b"x" * (32 << 20), "text/plain")  # far past the socket buffers
+
+        listener = Listener(unix_socket(path), handler, name="test", cap=4,
+                            limits=Limits(send_timeout=0.3), budget=Budget(1 << 20))
+        _r, w = await asyncio.open_unix_connection(path)
+        w.write(b"GET / HTTP/1.0\r\n\r\n")
+        await asyncio.sleep(0.2)
+        assert len(listener.conns) == 1
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not listener.conns:
+                break
+        assert not listener.conns  # the reply was given up and the descriptor freed
+        w.close()
+        with contextlib.suppress(OSError):
+            await w.wait_closed()
+        listener.close()
+
+    run(go())

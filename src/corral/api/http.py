@@ -9,7 +9,6 @@ server-sent events and log streams).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -172,13 +171,19 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break
             conn.start_next_cycle()
-    except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError):
+    except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
         pass
+    except TimeoutError:  # a reply not read: closing would wait for it to be flushed
+        writer.transport.abort()
     finally:
         track.busy = False
         writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), limits.send_timeout)
+        except TimeoutError:
+            writer.transport.abort()
+        except (ConnectionError, OSError):
+            pass
 
 
 def _raw_reply(refusal: _Refuse) -> bytes:

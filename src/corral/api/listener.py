@@ -135,6 +135,18 @@ class _Conn(Tracker):
         # the number be reused and registered for the wrong socket; ``_serve`` aborts it
 
 
+def _refuse(sock: socket.socket) -> None:
+    """Answer 503 and close. What the client sent is read first: a Unix socket closed with
+    unread bytes resets the peer, which then loses the 503 and reports a dead daemon."""
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        sock.send(_BUSY)
+        for _ in range(16):  # a request's worth; a bigger one may still see the reset
+            if not sock.recv(65536):
+                break
+    sock.close()
+
+
 class Listener:
     """Accepts on ``sock`` (listening, non-blocking) and serves each connection with
     ``handler`` within ``limits``; at most ``cap`` connections at once."""
@@ -201,10 +213,7 @@ class Listener:
                               f"(cap {self.cap}, descriptor limit {self.budget.soft_limit}"
                               f" less {self.budget.reserve()} kept for the fleet); "
                               "refusing new ones")
-            with contextlib.suppress(OSError):
-                sock.setblocking(False)
-                sock.send(_BUSY)
-            sock.close()
+            _refuse(sock)
             return
         conn = _Conn(sock)
         self.conns[conn] = None
