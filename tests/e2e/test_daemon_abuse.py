@@ -254,3 +254,16 @@ def test_an_agent_restarting_while_the_daemon_is_out_of_descriptors_recovers(
     assert log.count("accepting paused") <= 2, log[-3000:]
     project.corral("restart", "crasher")
     project.corral("down", timeout=60)
+
+
+def test_a_bad_limit_setting_stops_up_with_one_line(project: Project) -> None:
+    project.write("""
+        name: knobs
+        agents:
+          a: {command: sleep 60}
+    """)
+    proc = project.corral("up", "-d", check=False,
+                          env={"CORRAL_HTTP_IDLE_TIMEOUT": "soon"})
+    assert proc.returncode != 0
+    assert "CORRAL_HTTP_IDLE_TIMEOUT='soon' is not a number of seconds above 0" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
