@@ -267,3 +267,37 @@ def test_a_bad_limit_setting_stops_up_with_one_line(project: Project) -> None:
     assert proc.returncode != 0
     assert "CORRAL_HTTP_IDLE_TIMEOUT='soon' is not a number of seconds above 0" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_descriptors_stay_reserved_for_the_fleet_whatever_the_cap(project: Project) -> None:
+    """A cap set above what the descriptor limit allows: the reserve (64 + 8 per instance)
+    still holds, and the crash-looping agent's spawns keep succeeding."""
+    _raise_own_limit(4000)
+    ENV["CORRAL_API_MAX_CONNECTIONS"] = "5000"
+    try:
+        _fleet(project, free_port())
+        pid = _up(project)
+    finally:
+        del ENV["CORRAL_API_MAX_CONNECTIONS"]
+    project.wait_for(lambda r: r["steady.1"]["state"] == "running", what="the fleet up")
+    held: list[socket.socket] = []
+    try:
+        for _ in range(10):  # in rounds: past the backlog a Unix connect is refused
+            held += _half_open(socket.AF_UNIX, str(project.state_dir / "corral.sock"), 200)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        reserve = 64 + 8 * 2
+        fds = _fds(pid)
+        assert fds >= DAEMON_NOFILE - reserve - 16  # the flood reached the reserve...
+        # ...and left it free, less what the fleet itself holds (the agents' pipes, pidfds)
+        assert DAEMON_NOFILE - fds >= 64, fds
+        _, rows = _timed_ps(project)
+        before = rows["crasher.1"]["restarts"]
+        time.sleep(1.5)
+        _, rows = _timed_ps(project)
+        assert rows["crasher.1"]["restarts"] >= before + 2, rows["crasher.1"]
+        assert "Too many open files" not in project.daemon_log()
+    finally:
+        for s in held:
+            s.close()
+    project.corral("down", timeout=60)

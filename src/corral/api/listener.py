@@ -11,10 +11,12 @@ This accept loop keeps three promises instead:
   connections cannot keep ``corral ps`` or ``corral down`` out, since a CLI connection sends
   its request at once and is then never the one dropped. With nothing to drop, the new
   connection gets a 503 and is closed.
-- **descriptors reserved for supervision**: the kernel hands out the lowest free number, so
-  an accepted descriptor numbered at or above ``soft limit - reserve`` proves fewer than
-  ``reserve`` are left; it is treated as over the cap. The reserve grows with the fleet
-  (pipes, pidfds and cgroup files per instance, see ``Budget``).
+- **descriptors reserved for supervision**: the listeners together hold at most
+  ``soft limit - reserve`` less what the daemon had open when they started; connections
+  dropped but not yet closed count until they are. The reserve grows with the fleet (pipes,
+  pidfds and cgroup files per instance, see ``Budget``). An accepted descriptor numbered at or
+  above ``soft limit - reserve`` counts as over it too (the kernel gives the lowest free
+  number: all below are taken, by anyone).
 - **accept errors backed off** (EMFILE, ENFILE, ENOBUFS, ENOMEM): accepting pauses, growing
   from 50 ms to 2 s, and one line per interval says so with the count of errors it stands for.
 """
@@ -99,20 +101,29 @@ class Budget:
 
     soft_limit: int
     instances: Callable[[], int] = lambda: 0
+    baseline: int = 0  # descriptors the daemon held before any connection
+    held: int = 0  # connections' descriptors not closed yet, on every listener
 
     @classmethod
     def of_process(cls, instances: Callable[[], int]) -> Budget:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return cls(soft if soft != resource.RLIM_INFINITY else 1 << 20, instances)
+        try:
+            baseline = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            baseline = 0
+        return cls(soft if soft != resource.RLIM_INFINITY else 1 << 20, instances, baseline)
 
     def reserve(self) -> int:
         return BASE_RESERVE + PER_INSTANCE_FDS * self.instances()
 
     def leaves_room(self, fd: int) -> bool:
-        """False when ``fd``, the lowest number that was free, shows the reserve is reached."""
-        return fd < self.soft_limit - self.reserve()
+        """Whether a connection on ``fd`` (just accepted, not yet in ``held``) keeps the
+        fleet's reserve free."""
+        top = self.soft_limit - self.reserve()
+        # the lowest free number at the top: every descriptor below it is taken
+        return fd < top and self.held < top - self.baseline
 
 
 class _Conn(Tracker):
@@ -185,7 +196,11 @@ class Listener:
                 self._pause(exc)
                 return
             self._backoff.reset()
-            self._admit(conn)
+            if not self._admit(conn):
+                # room was made (or refused): the dropped descriptor closes in the loop's
+                # next pass, and only then is the next one accepted, so a burst cannot
+                # overshoot the budget by what it has dropped but not yet closed
+                return
 
     def _pause(self, exc: OSError) -> None:
         """Out of descriptors or memory: stop accepting a while (the kernel queues up to the
@@ -203,7 +218,8 @@ class Listener:
 
         self._paused = self._loop.call_later(delay, resume)
 
-    def _admit(self, sock: socket.socket) -> None:
+    def _admit(self, sock: socket.socket) -> bool:
+        """Serve ``sock`` if there is room or room can be made; False unless there was."""
         over_cap = len(self.conns) >= self.cap
         over_budget = not self.budget.leaves_room(sock.fileno())
         # over the cap, one of this listener's must go; over the budget, anyone's will do
@@ -214,10 +230,12 @@ class Listener:
                               f" less {self.budget.reserve()} kept for the fleet); "
                               "refusing new ones")
             _refuse(sock)
-            return
+            return False
         conn = _Conn(sock)
         self.conns[conn] = None
+        self.budget.held += 1  # until its task ends, which is after its descriptor closed
         conn.task = self._loop.create_task(self._serve(conn))
+        return not (over_cap or over_budget)
 
     def _drop_idle(self, only: Listener | None = None) -> bool:
         """Drop the oldest connection with no request under way (of ``only``, else of any
@@ -232,10 +250,10 @@ class Listener:
         return False
 
     async def _serve(self, conn: _Conn) -> None:
-        if conn.dropped:
-            return
-        conn.started = True
         try:
+            if conn.dropped:  # closed by ``drop`` before this ran
+                return
+            conn.started = True
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes, loop=self._loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=self._loop)
             transport, _ = await self._loop.connect_accepted_socket(lambda: protocol,
@@ -252,6 +270,7 @@ class Listener:
             if conn.writer is None:  # failed (or was cancelled) before it had a transport
                 conn.sock.close()
             self.conns.pop(conn, None)
+            self.budget.held -= 1
 
     def close(self) -> None:
         """Stop accepting and drop every connection (a held one must not keep the daemon)."""
