@@ -80,15 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     _asyncio_without_ssl()
     import asyncio
 
+    from corral import daemonlog, paths
+    from corral.api.listener import SettingError, settings
     from corral.drivers import proctree
     from corral.serve import keep_heap, serve
+
+    try:
+        listening = settings(os.environ)
+    except SettingError as exc:
+        print(f"corral daemon: {exc}", file=sys.stderr)
+        return 2
+    daemonlog.install(paths.daemon_log(state_dir))
 
     proctree.become_subreaper()
     keep_heap()
     if sys.version_info < (3, 12):
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:
-        return asyncio.run(serve(state_dir))
+        return asyncio.run(serve(state_dir, listening))
     finally:
         os.close(lock)
 

@@ -14,7 +14,8 @@ import sys
 import time
 
 from corral import paths
-from corral.api.http import Reply, Request, Stream, serve_connection
+from corral.api.http import Reply, Request, Stream
+from corral.api.listener import Budget, Listener, Settings, tcp_socket, unix_socket
 from corral.api.server import Api
 from corral.drivers import proctree
 from corral.runtime.events import EventBus
@@ -61,7 +62,7 @@ def keep_heap() -> bool:
         return False  # not glibc: its defaults stay
 
 
-async def serve(state_dir: str) -> int:
+async def serve(state_dir: str, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     stop_fleet = {"value": True}
@@ -89,21 +90,15 @@ async def serve(state_dir: str) -> int:
             # (a `ps` of 500 instances is a 100 KB reply), a log query
             give_back_heap_later()
     sock = paths.socket_path(state_dir)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(
-            lambda r, w: serve_connection(r, w, handle), path=sock, limit=1 << 20)
-    finally:
-        os.umask(old_umask)
-    os.chmod(sock, 0o600)
-    metrics_server: asyncio.Server | None = None
+    # one descriptor budget for both listeners: what they hold is what the fleet cannot get
+    budget = Budget.of_process(lambda: len(sup.runners))
+    listeners: list[Listener] = []
+    listeners.append(Listener(unix_socket(sock), handle, name=sock, cap=settings.api_cap,
+                              limits=settings.limits, budget=budget, peers=listeners))
 
     async def start_metrics() -> None:
-        nonlocal metrics_server
         m = sup.manifest
-        if m is None or m.metrics.port is None or metrics_server is not None:
+        if m is None or m.metrics.port is None or len(listeners) > 1:
             return
         async def only_metrics(req: Request) -> Reply:
             if req.path == "/metrics":
@@ -113,12 +108,15 @@ async def serve(state_dir: str) -> int:
             return Reply(404, b"only /metrics is served here\n", "text/plain")
 
         try:
-            metrics_server = await asyncio.start_server(
-                lambda r, w: serve_connection(r, w, only_metrics),
-                host=m.metrics.host, port=m.metrics.port)
+            listening = tcp_socket(m.metrics.host, m.metrics.port)
         except OSError as exc:
             print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
                   "free the port or change metrics.port", file=sys.stderr)
+            return
+        listeners.append(Listener(listening, only_metrics,
+                                  name=f"metrics {m.metrics.host}:{m.metrics.port}",
+                                  cap=settings.metrics_cap, limits=settings.metrics_limits,
+                                  budget=budget, peers=listeners))
 
     api.after_apply = start_metrics
     loop.add_signal_handler(signal.SIGTERM, shutdown, True)
@@ -150,9 +148,8 @@ async def serve(state_dir: str) -> int:
     await stopping.wait()
     if stop_fleet["value"]:
         await sup.down()
-    server.close()
-    if metrics_server is not None:
-        metrics_server.close()
+    for listener in listeners:
+        listener.close()
     await sup.close()
     store.close()
     with contextlib.suppress(FileNotFoundError):

@@ -56,7 +56,10 @@ class Client(FleetCalls):
         head = (f"{method} {path} HTTP/1.0\r\nHost: corral\r\n"
                 f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n\r\n")
         sock = self._connect(timeout)
-        sock.sendall(head.encode() + payload)
+        try:  # noqa: SIM105  (not contextlib: ``corral ps`` imports this module each poll)
+            sock.sendall(head.encode() + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered and closed before reading (a 503 when it is full)
         return sock
 
     def request(self, method: str, path: str, body: Any = None,

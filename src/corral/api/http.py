@@ -9,7 +9,6 @@ server-sent events and log streams).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -100,14 +99,62 @@ def error_reply(status: int, problem: str, fix: str = "") -> Reply:
     return json_reply({"error": problem, "fix": fix}, status)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one connection may take of the daemon. A connection that sends nothing, or its
+    headers a byte at a time, holds a descriptor: each phase has a deadline.
+
+    ``header_timeout``: from the connection (or the end of the last reply) to a complete
+    request head; ``idle_timeout``: a keep-alive connection's wait for its next request's
+    first byte; ``body_timeout``: from the head to the end of the body; ``send_timeout``: a
+    reply (or a stream's chunk) the peer does not read. Heads over ``max_header_bytes`` get
+    431, bodies over ``max_body_bytes`` 413."""
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 5.0
+    body_timeout: float = 30.0
+    send_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+class Tracker:
+    """A connection as its listener sees it: ``busy`` while a request is under way (read in
+    full, being answered); only a connection that is not busy may be dropped to make room."""
+
+    __slots__ = ("busy", "dropped")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.dropped = False
+
+
+class _Refuse(Exception):
+    """The request breaks a limit: answer ``status`` and close."""
+
+    def __init__(self, status: int, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.status, self.reason, self.text = status, reason, text
+
+
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                           handler: Handler) -> None:
-    conn = h11.Connection(h11.SERVER)
+                           handler: Handler, *, limits: Limits = Limits(),
+                           tracker: Tracker | None = None) -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+    track = tracker if tracker is not None else Tracker()
+    first = True
     try:
         while True:
-            request = await _read_request(conn, reader)
+            try:
+                request = await _read_request(conn, reader, limits, first)
+            except _Refuse as refusal:
+                writer.write(_raw_reply(refusal))
+                await asyncio.wait_for(writer.drain(), limits.send_timeout)
+                break
+            first = False
             if request is None:
                 break
+            track.busy = True
             try:
                 reply = await handler(request)
             except Exception as exc:  # the daemon must survive any handler bug
@@ -119,35 +166,87 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
                 writer.write(conn.send(h11.Data(data=reply.body)))
                 writer.write(conn.send(h11.EndOfMessage()))
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), limits.send_timeout)
             else:
-                await _stream(conn, writer, reply)
+                await _stream(conn, writer, reply, limits.send_timeout)
+            track.busy = False
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break
             conn.start_next_cycle()
     except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
         pass
+    except TimeoutError:  # a reply not read: closing would wait for it to be flushed
+        writer.transport.abort()
     finally:
+        track.busy = False
         writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), limits.send_timeout)
+        except TimeoutError:
+            writer.transport.abort()
+        except (ConnectionError, OSError):
+            pass
 
 
-async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> Request | None:
+def _raw_reply(refusal: _Refuse) -> bytes:
+    """Written past h11: a head it refused to parse leaves it no response to send."""
+    body = json.dumps({"error": refusal.text, "fix": "send a smaller or complete request"}
+                      ).encode()
+    return (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\ncontent-type: application/json"
+            f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader, limits: Limits,
+                        first: bool) -> Request | None:
+    """The next request, or None when the peer closed (or idled out) between requests."""
+    now = asyncio.get_running_loop().time
+    started = now()
+    head_by = started + limits.header_timeout
+    # a connection's first request must come within the header timeout, a keep-alive's next
+    # within the idle timeout; either way, a peer that never sends is closed without a word
+    deadline = head_by if first else started + min(limits.idle_timeout, limits.header_timeout)
+    received = bool(conn.trailing_data[0])
     head: h11.Request | None = None
     body = bytearray()
     while True:
-        event = conn.next_event()
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            if status == 431:
+                raise _Refuse(431, "Request Header Fields Too Large",
+                              f"request head over {limits.max_header_bytes} bytes") from None
+            raise _Refuse(status, "Bad Request", f"malformed request: {exc}") from None
         if event is h11.NEED_DATA:
-            data = await reader.read(65536)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    # a head is read in pieces of the limit: h11 measures only an incomplete
+                    # one, so a whole oversized head in one read would pass
+                    data = await reader.read(65536 if head is not None
+                                             else limits.max_header_bytes)
+            except TimeoutError:
+                if not received:
+                    return None
+                phase, within = (("request head", limits.header_timeout) if head is None
+                                 else ("request body", limits.body_timeout))
+                raise _Refuse(408, "Request Timeout",
+                              f"the {phase} did not arrive within {within:g}s") from None
+            if data and not received:
+                received, deadline = True, head_by
             conn.receive_data(data)
             if not data and head is None:
                 return None
             continue
         if isinstance(event, h11.Request):
             head = event
+            deadline = now() + limits.body_timeout
+            for name, value in event.headers:
+                if name == b"content-length" and int(value) > limits.max_body_bytes:
+                    raise _Refuse(413, "Content Too Large", _too_large(limits))
         elif isinstance(event, h11.Data):
             body += event.data
+            if len(body) > limits.max_body_bytes:
+                raise _Refuse(413, "Content Too Large", _too_large(limits))
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
             path, query = split_target(head.target.decode())
@@ -156,19 +255,27 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> R
             return None
 
 
-async def _stream(conn: h11.Connection, writer: asyncio.StreamWriter, reply: Stream) -> None:
+def _too_large(limits: Limits) -> str:
+    return f"request body over {limits.max_body_bytes} bytes"
+
+
+async def _stream(conn: h11.Connection, writer: asyncio.StreamWriter, reply: Stream,
+                  send_timeout: float) -> None:
     headers = [("content-type", reply.content_type), ("cache-control", "no-cache"),
                *reply.headers]
     writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), send_timeout)
     try:
         async for chunk in reply.chunks:
             if chunk:
                 writer.write(conn.send(h11.Data(data=chunk)))
+                # no deadline here: a follower may pause (``logs -f | less``); drain holds
+                # the stream's producer meanwhile, so what waits stays under the buffer's
+                # high-water mark, and the listener's cap bounds such connections
                 await writer.drain()
     finally:
         aclose = getattr(reply.chunks, "aclose", None)
         if aclose is not None:
             await aclose()
     writer.write(conn.send(h11.EndOfMessage()))
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), send_timeout)

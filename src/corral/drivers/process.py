@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -61,6 +62,11 @@ def _which(exe: str, path: str) -> str | None:
         if os.path.exists(name) and os.access(name, os.X_OK) and not os.path.isdir(name):
             return name
     return None
+
+
+# errors of a spawn that say the host is short of something, not that the command is wrong
+_HOST_SHORT_OF = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM,
+                            errno.ENOSPC})
 
 
 class _Watch:
@@ -226,6 +232,8 @@ class ProcessDriver(Driver):
                     pass_fds=passed,
                 )
             except OSError as exc:
+                if exc.errno in _HOST_SHORT_OF:
+                    raise  # a failed start the restart policy retries, not a bad command
                 raise DriverError(
                     f"agents.{task.agent}: cannot start {argv[0]}: {exc.strerror}",
                     f"fix agents.{task.agent}.command",
@@ -292,6 +300,19 @@ class ProcessDriver(Driver):
         except ProcessLookupError:
             self._on_exit(handle, watch, output)
             return
+        except OSError:
+            # no descriptor to watch it by: an agent the daemon cannot see exit must not
+            # run; it is killed and reaped, and the start fails (to be retried)
+            with contextlib.suppress(OSError):
+                os.killpg(handle.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.pid, 0)
+            for stream in list(watch.fds):
+                self._close_stream(watch, stream, output)
+            self._watches.pop(handle.instance, None)
+            if watch.group is not None:
+                self._remove(watch.group)
+            raise
         loop.add_reader(watch.pidfd, self._on_exit, handle, watch, output)
 
     def _pump(self, watch: _Watch, stream: Stream, output: Output) -> None:

@@ -49,6 +49,9 @@ DAEMON_ONLY = frozenset({
     "CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF",
     "CONTAINERS_REGISTRIES_CONF", "CORRAL_CACHE", "CORRAL_CONTAINER_ENGINE",
     "CORRAL_CONTAINER_API", "PYTHONPATH", "PYTHONHOME",
+    # the daemon's own bounds (api/listener.py, api/http.py: the README's knobs)
+    "CORRAL_API_MAX_CONNECTIONS", "CORRAL_METRICS_MAX_CONNECTIONS", "CORRAL_HTTP_HEADER_TIMEOUT",
+    "CORRAL_HTTP_IDLE_TIMEOUT", "CORRAL_HTTP_BODY_TIMEOUT", "CORRAL_HTTP_SEND_TIMEOUT",
     # the builds' (uv, npm, podman build): how to reach an index through this network
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
     "no_proxy", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",

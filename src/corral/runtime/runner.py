@@ -149,53 +149,93 @@ class Runner:
     # --- the lifecycle loop ----------------------------------------------------------------
 
     async def _loop(self) -> None:
-        adopt, self._adopt = self._adopt, None
         while True:
-            if not self._want_up:
-                if self.snapshot.state not in (State.STOPPED, State.EXITED, State.FATAL):
-                    self._set(State.STOPPED, pid=None)
-                self.settled.set()
-                await self._next_request()
-                continue
-            if adopt is not None:
-                handle, adopt = adopt, None
-                self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at,
-                          handle=handle)
-            else:
-                started = await self._bring_up()
-                if started is None:
-                    continue
-                handle = started
-            result, why = await self._supervise(handle)
-            self._record_exit(result)
-            if why == "stop":
-                self._want_up = False
-                self._set(State.STOPPED, pid=None, handle=None, reason="stopped on request")
-                continue
-            if why == "restart":
-                self._set(State.BACKOFF, pid=None, handle=None, reason="restarting on request",
-                          restarts=self.snapshot.restarts + 1)
-                continue
-            now = self._hooks.clock.time()
-            decision = restart.decide(self.task.spec.restart, result,
-                                      started_at=handle.started_at, now=now,
-                                      history=self._history)
-            if why.startswith("probe:restart:"):
-                detail = why.removeprefix("probe:restart:")
-                decision = restart.Decision("restart", 0.0, f"{detail}; restarting",
-                                            decision.history)
-            self._history = decision.history
-            if decision.action == "exit":
-                self._want_up = False
-                self._set(State.EXITED, pid=None, handle=None, reason=decision.reason)
-            elif decision.action == "fatal":
-                self._want_up = False
-                self._set(State.FATAL, pid=None, handle=None, reason=decision.reason)
-            else:
-                self._set(State.BACKOFF, pid=None, handle=None, reason=decision.reason,
-                          restarts=self.snapshot.restarts + 1)
-                if await self._interruptible_sleep(decision.delay):
-                    continue
+            try:
+                await self._turn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug, or the host out of something: never a dead runner
+                await self._internal_error(exc)
+
+    async def _turn(self) -> None:
+        """One pass of the lifecycle: rest until asked, or run once and decide what next."""
+        adopt, self._adopt = self._adopt, None
+        if not self._want_up:
+            if self.snapshot.state not in (State.STOPPED, State.EXITED, State.FATAL):
+                self._set(State.STOPPED, pid=None)
+            self.settled.set()
+            await self._next_request()
+            return
+        if adopt is not None:
+            handle = adopt
+            self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at,
+                      handle=handle)
+        else:
+            started = await self._bring_up()
+            if isinstance(started, ExitResult):  # it could not be spawned: a failed start
+                now = self._hooks.clock.time()
+                await self._decide(started, started_at=now, now=now, why="exit")
+                return
+            if started is None:
+                return
+            handle = started
+        result, why = await self._supervise(handle)
+        self._record_exit(result)
+        if why == "stop":
+            self._want_up = False
+            self._set(State.STOPPED, pid=None, handle=None, reason="stopped on request")
+            return
+        if why == "restart":
+            self._set(State.BACKOFF, pid=None, handle=None, reason="restarting on request",
+                      restarts=self.snapshot.restarts + 1)
+            return
+        await self._decide(result, started_at=handle.started_at,
+                           now=self._hooks.clock.time(), why=why)
+
+    async def _decide(self, result: ExitResult, *, started_at: float, now: float,
+                      why: str) -> None:
+        """Ask the restart policy about a run that ended (or never began) and follow it."""
+        decision = restart.decide(self.task.spec.restart, result, started_at=started_at,
+                                  now=now, history=self._history)
+        if why.startswith("probe:restart:"):
+            detail = why.removeprefix("probe:restart:")
+            decision = restart.Decision("restart", 0.0, f"{detail}; restarting",
+                                        decision.history)
+        self._history = decision.history
+        if decision.action == "exit":
+            self._want_up = False
+            # a start that failed never ran: it has no result to rest on as EXITED
+            state = State.FATAL if result.error else State.EXITED
+            self._set(state, pid=None, handle=None, reason=decision.reason)
+        elif decision.action == "fatal":
+            self._want_up = False
+            self._set(State.FATAL, pid=None, handle=None, reason=decision.reason)
+        else:
+            self._set(State.BACKOFF, pid=None, handle=None, reason=decision.reason,
+                      restarts=self.snapshot.restarts + 1)
+            await self._interruptible_sleep(decision.delay)
+
+    async def _internal_error(self, exc: Exception) -> None:
+        """What no step expected: said in the daemon log with its traceback, the instance
+        FATAL (what it left running is stopped), and the runner listening again, so that
+        ``start``/``restart`` tries anew."""
+        import sys
+        import traceback
+
+        print(f"corral: runner {self.task.instance} failed:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        handle = self.snapshot.handle
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                await self.driver.stop(handle, sig=signal.SIGKILL, timeout=0)
+        self._want_up = False
+        old = self.snapshot
+        # set past the transition check: the error may have come at any point
+        self.snapshot = replace(old, state=State.FATAL, pid=None, handle=None,
+                                reason=f"internal error: {exc!r} (see the daemon log)")
+        self.settled.set()
+        with contextlib.suppress(Exception):
+            self._hooks.changed(old, self.snapshot)
 
     async def _next_request(self) -> None:
         what = await self._requests.get()
@@ -230,8 +270,9 @@ class Runner:
                 return None
             delay = min(delay * 2, 30.0)
 
-    async def _bring_up(self) -> Handle | None:
-        """Wait for dependencies, prepare, start. None: it did not start (state says why)."""
+    async def _bring_up(self) -> Handle | ExitResult | None:
+        """Wait for dependencies, prepare, start. None: it did not start (state says why);
+        an ExitResult: the start failed in a way a retry may fix (the restart policy's)."""
         spec = self.task.spec
         if spec.depends_on:
             self._set(State.WAITING, reason="waiting for dependencies")
@@ -266,6 +307,10 @@ class Runner:
             self._want_up = False
             self._set(State.FATAL, reason=str(exc), pid=None)
             return None
+        except OSError as exc:
+            # the host is out of something (descriptors, processes, memory): what the
+            # manifest says is not at fault, and the start succeeds once there is room
+            return ExitResult(code=None, error=f"start failed: {exc.strerror or exc}")
         probed = bool(spec.readiness or spec.liveness)
         # the last exit (code, signal, OOM) stays shown while the next run goes on: it is why
         # the instance restarted, which `corral ps` and the metrics must still tell
