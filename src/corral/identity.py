@@ -266,17 +266,22 @@ def admit(state_dir: str, ident: Identity) -> None:
             os.close(fd)
 
 
+def _open_dir(path: str, where: str) -> int:
+    """The dir itself, never what a link there points to."""
+    try:
+        return os.open(path, _NOFOLLOW_DIR)
+    except OSError as exc:
+        raise IdentityError(f"{where}: cannot open {path}: {exc.strerror}",
+                            "make it a directory (not a link)") from None
+
+
 def grant(path: str, ident: Identity, where: str, *, skip: Collection[str] = ()) -> None:
     """Let ``ident`` read and write ``path`` (a dir the user owns: a workdir, a bind volume)
     and everything in it, through an ACL entry; dirs also get a default entry, so what others
     add later is the identity's to write too. Once the top dir has it, nothing is walked.
     Dirs in ``skip`` (corral's state dir inside a workdir) are left alone. The agent gets no
     more than it had as root in a writable workdir; the host's other users, nothing."""
-    try:
-        fd = os.open(path, _NOFOLLOW_DIR)
-    except OSError as exc:
-        raise IdentityError(f"{where}: cannot open {path}: {exc.strerror}",
-                            "make it a directory (not a link)") from None
+    fd = _open_dir(path, where)
     try:
         st = os.fstat(fd)
         if st.st_uid == ident.uid or (_has(_entries(fd, _ACCESS, None), ident.uid)
@@ -315,11 +320,7 @@ def let_in(path: str, ident: Identity, where: str) -> None:
     nothing walked): the project root shown read-only as a sandbox's default workdir. What is
     in it the agent reads as any other user would (a file 0644 yes, a 0600 one no); the
     manifest's secret sources and env files are covered in its view anyway."""
-    try:
-        fd = os.open(path, _NOFOLLOW_DIR)
-    except OSError as exc:
-        raise IdentityError(f"{where}: cannot open {path}: {exc.strerror}",
-                            "make it a directory (not a link)") from None
+    fd = _open_dir(path, where)
     try:
         st = os.fstat(fd)
         if st.st_uid == ident.uid or _has(_entries(fd, _ACCESS, None), ident.uid, 5):

@@ -107,16 +107,21 @@ def running(pid: int) -> bool:
     return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
+def tear_down(p: Project, root: Path) -> None:
+    """``down``, then by PID whatever is left: the daemon, and any process of the project's."""
+    pid = p.daemon_pid()
+    if pid is not None:
+        subprocess.run([*CORRAL, "-f", str(p.manifest), "down"], cwd=root,
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for leftover in pids_with_marker(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(leftover, signal.SIGKILL)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     p = Project(tmp_path)
     yield p
-    pid = p.daemon_pid()
-    if pid is not None:
-        subprocess.run([*CORRAL, "-f", str(p.manifest), "down"], cwd=tmp_path,
-                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for leftover in pids_with_marker(tmp_path):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(leftover, signal.SIGKILL)
+    tear_down(p, tmp_path)

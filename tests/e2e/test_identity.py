@@ -5,13 +5,10 @@ closed, what it must write it still writes)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from corral import identity
 from corral.drivers.bwrap import find_bwrap
 from corral.runtime.keeper import SecretKeeper
 from tests.agentusers import open_dir
-from tests.e2e.conftest import CORRAL, Project, pids_with_marker, running
+from tests.e2e.conftest import Project, running, tear_down
 
 PYTHON = "/usr/bin/python3.11"  # the pyenv interpreter under /root is closed to other users
 
@@ -63,15 +60,7 @@ def open_project() -> Iterator[Project]:
     try:
         yield p
     finally:
-        pid = p.daemon_pid()
-        if pid is not None:
-            subprocess.run([*CORRAL, "-f", str(p.manifest), "down"], cwd=root,
-                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for leftover in pids_with_marker(root):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(leftover, signal.SIGKILL)
+        tear_down(p, root)
         shutil.rmtree(root, ignore_errors=True)
 
 
