@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from corral.runtime.keeper import SecretKeeper
 from tests.e2e.conftest import CORRAL, Project
 
 SHELL = {
@@ -118,6 +119,15 @@ def test_corral_run_gives_the_agent_its_secrets(project: Project) -> None:
     """)
     out = project.corral("run", "tool", env=SHELL).stdout
     assert out.split() == ["run-secret-5772", "pw=sa-password-3141"]
+    execed = project.corral("exec", "tool", "--", "sh", "-c", 'cat "$CORRAL_SECRETS_DIR/k"',
+                            env=SHELL).stdout
+    assert execed.split() == ["run-secret-5772"]
+    # the files written for the one-offs went with them: nothing of it stays on the tmpfs
+    fleet = SecretKeeper(str(project.state_dir), "runsecrets", lambda *_: None).root
+    assert not os.path.exists(fleet), os.listdir(fleet)
+    left = subprocess.run(["grep", "-rl", "run-secret-5772", str(project.root / ".corral")],
+                          capture_output=True, text=True).stdout.split()
+    assert left == [], left
     missing = project.corral("run", "tool", check=False,
                              env={k: v for k, v in os.environ.items() if k != "SA_PW"})
     assert missing.returncode != 0

@@ -179,7 +179,7 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
     import signal
     from dataclasses import replace
 
-    from corral.cli.local import one_off_task
+    from corral.cli.local import forget_secrets, one_off_task
     from corral.drivers.container import ContainerDriver
 
     spec = manifest.agents[agent]
@@ -206,3 +206,5 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
         return asyncio.run(go())
     except KeyboardInterrupt:
         return 130
+    finally:
+        forget_secrets(task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -167,6 +168,28 @@ def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
         raise CorralError(str(exc)) from None  # the message ends with its fix
 
 
+def forget_secrets(task: Any) -> None:
+    """A one-off's secret files go when it ends: they were written for it alone (the daemon's
+    instances have dirs of their own, removed with the fleet), and would else stay on the
+    tmpfs until the host reboots. Its fleet's dir goes too once nothing else is in it."""
+    from corral.secrets import remove_files
+
+    directory = task.env.get("CORRAL_SECRETS_DIR")
+    if not directory or os.path.basename(directory) != task.instance:
+        return
+    remove_files(directory)
+    with contextlib.suppress(OSError):  # ENOTEMPTY: the daemon's instances use it
+        os.rmdir(os.path.dirname(directory))
+
+
+_one_offs: list[Any] = []
+
+
+def _forget_all() -> None:
+    while _one_offs:
+        forget_secrets(_one_offs.pop())
+
+
 def _environment(manifest: Any, agent: str, instance: str = "run",
                  fds: list[int] | None = None) -> tuple[dict[str, str], str, list[str]]:
     """The agent's environment, workdir and argv, as its driver would give them. ``fds``:
@@ -176,6 +199,7 @@ def _environment(manifest: Any, agent: str, instance: str = "run",
 
     spec = manifest.agents[agent]
     task = one_off_task(manifest, agent, f"{agent}.{instance}")
+    _one_offs.append(task)  # their secret files go when the command ends (forget_secrets)
     env = dict(task.env)
     driver = registry.load(spec.isolation)()
     asyncio.run(driver.prepare(task, _StderrProgress()))
@@ -250,6 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         proc.terminate()
         code = proc.wait()
+    finally:
+        _forget_all()
     return code if code >= 0 else 128 - code
 
 
@@ -269,6 +295,7 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     become = identity.switch(ident, sandboxed=True) if ident else None
     prefix = inside(pids[0] if pids else None, args.agent, become)
     env, _, _ = _environment(manifest, args.agent, "exec")
+    _forget_all()  # inside, /run/secrets is the running instance's
     os.execve(prefix[0], [*prefix, *cmd], env)
     return 0
 
@@ -287,12 +314,18 @@ def cmd_exec(args: argparse.Namespace) -> int:
     env, cwd, _ = _environment(manifest, args.agent, "exec")
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     become = _as_agent(manifest, args.agent)
+    argv = [*become, exe, *cmd[1:]] if become else [exe, *cmd[1:]]
+    # waited for, not exec'd: its secret files are removed once it ends
     try:
-        os.chdir(cwd)
-        if become:
-            os.execve(become[0], [*become, exe, *cmd[1:]], env)
-        os.execve(exe, cmd, env)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env)
     except OSError as exc:
+        _forget_all()
         raise CorralError(f"cannot run {cmd[0]}: {exc.strerror}",
                           "check the command and the agent's PATH") from None
-    return 0
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached it too
+        code = proc.wait()
+    finally:
+        _forget_all()
+    return code if code >= 0 else 128 - code
