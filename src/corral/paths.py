@@ -1,4 +1,6 @@
-"""Where a project's daemon keeps its socket, pid file, state store, logs and caches."""
+"""Where a project's daemon keeps its socket, pid file, state store, logs and caches:
+``StateLayout`` is the one spelling of every path under the state dir (the functions below
+are its shorthands for callers holding only the dir)."""
 
 from __future__ import annotations
 
@@ -60,3 +62,42 @@ def daemon_log(state_dir: str) -> str:
 
 def store_file(state_dir: str) -> str:
     return os.path.join(state_dir, "state.db")
+
+
+class StateLayout:
+    """The state dir's layout: ``run/INSTANCE`` (pipes, cursors: gone with the instance),
+    ``data/AGENT`` (``$CORRAL_STATE_DIR``, kept across restarts), ``cache`` (venvs, node
+    trees, shared by the fleet), ``logs``, and the daemon's own files."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def run(self, instance: str) -> str:
+        return os.path.join(self.root, "run", instance)
+
+    def data(self, agent: str | None = None) -> str:
+        """An agent's data dir, or with no agent the dir that holds them all."""
+        top = os.path.join(self.root, "data")
+        return top if agent is None else os.path.join(top, agent)
+
+    @property
+    def run_root(self) -> str:
+        return os.path.join(self.root, "run")
+
+    @property
+    def cache(self) -> str:
+        return os.path.join(self.root, "cache")
+
+    @property
+    def logs(self) -> str:
+        return os.path.join(self.root, "logs")
+
+    @property
+    def socket(self) -> str:
+        return socket_path(self.root)
+
+    @property
+    def store(self) -> str:
+        return store_file(self.root)

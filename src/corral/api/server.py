@@ -222,7 +222,7 @@ class Api:
         agents: list[str] | None = call.args.get("agent") or None
         known = set(self.sup.manifest.agents) if self.sup.manifest is not None else set()
         if stored and agents:
-            known |= set(query.agents_in(os.path.join(self.sup.state_dir, "logs")))
+            known |= set(query.agents_in(self.sup.layout.logs))
         for agent in agents or ():
             if agent not in known:
                 raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
@@ -230,7 +230,7 @@ class Api:
 
     async def logs(self, call: Call) -> Stream:
         agents = self._agents(call, stored=True)
-        directory = os.path.join(self.sup.state_dir, "logs")
+        directory = self.sup.layout.logs
         filters = self._filters(call, since=True)
         tail: int | None = call.args.get("tail")
 

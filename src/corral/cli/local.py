@@ -142,20 +142,19 @@ def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
     environment built as the daemon builds an instance's (``runtime.environ``), from this
     shell's, with the agent's secrets."""
     from corral.drivers import walls
-    from corral.drivers.base import Task
+    from corral.paths import StateLayout
     from corral.runtime import environ
+    from corral.runtime.tasks import build_task
 
     spec = manifest.agents[agent]
     env = environ.agent_environment(
         spec, project=manifest.name, name=agent, state_dir=manifest.state_dir,
         base=os.environ, given=os.environ, inherit=environ.patterns(manifest, spec),
         withheld=environ.sources(manifest), terminal=True)
-    env.update(CORRAL_INSTANCE=instance, CORRAL_INSTANCE_INDEX="0")
-    task = Task(project=manifest.name, agent=agent, instance=instance, index=0,
-                spec=spec.to_spec(), workdir=spec.workdir,
-                run_dir=os.path.join(manifest.state_dir, "run", instance),
-                cache_dir=os.path.join(manifest.state_dir, "cache"), env=env,
-                project_dir=manifest.project_dir, masked=walls.masked_files(manifest))
+    task = build_task(project=manifest.name, project_dir=manifest.project_dir, agent=agent,
+                      spec=spec.to_spec(), instance=instance, index=0, env=env,
+                      layout=StateLayout(manifest.state_dir),
+                      masked=walls.masked_files(manifest))
     if not spec.secrets:
         return task
     from corral.runtime.keeper import SecretKeeper

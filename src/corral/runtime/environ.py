@@ -36,6 +36,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
+from corral.paths import StateLayout
 from corral.secrets import looks_like_credential
 
 BASE = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ",
@@ -154,7 +155,7 @@ def agent_environment(agent: object, *, project: str, name: str, state_dir: str,
         **inherited(inherit, given, withheld),
         **getattr(agent, "env", {}),
         "CORRAL_PROJECT": project, "CORRAL_AGENT": name, "CORRAL_REPLICAS": str(replicas),
-        "CORRAL_STATE_DIR": os.path.join(state_dir, "data", name),
+        "CORRAL_STATE_DIR": StateLayout(state_dir).data(name),
     }
 
 

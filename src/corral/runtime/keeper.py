@@ -29,6 +29,7 @@ from typing import Any
 from corral import identity, privdir, secrets
 from corral.drivers.base import Task
 from corral.errors import CorralError
+from corral.paths import StateLayout
 from corral.runtime.environ import clean_base
 from corral.secrets import SecretError, Source
 from corral.sha import sha256
@@ -58,7 +59,7 @@ class SecretKeeper:
         root = secrets.secrets_root()
         self.tag = f"{project}-{sha256(state_dir.encode()).hexdigest()[:8]}"
         # no tmpfs: the state dir's run dir (0700), and `corral doctor` says so
-        self.base = root or os.path.join(state_dir, "run")
+        self.base = root or StateLayout(state_dir).run_root
         self.top = f"corral-{os.geteuid()}" if root else "secrets"
         self.root = os.path.join(self.base, self.top, self.tag)
         self.on_tmpfs = root is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import ChainMap
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -20,6 +19,7 @@ from corral.errors import CorralError, NotFound
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
+from corral.paths import StateLayout
 from corral.runtime.events import EventBus
 from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
@@ -27,6 +27,7 @@ from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
+from corral.runtime.tasks import build_task
 from corral.sha import sha256
 
 
@@ -44,7 +45,8 @@ class Supervisor:
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
         self.env = FleetEnv(os.environ if base_env is None else base_env, store)
-        self._cache_dir = os.path.join(state_dir, "cache")  # one string for every task
+        self.layout = StateLayout(state_dir)
+        self._cache_dir = self.layout.cache  # one string for every task
         self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock, secrets=self.secrets)
@@ -108,7 +110,7 @@ class Supervisor:
         if agent not in self._logs:
             assert self.manifest is not None
             cfg = self.manifest.logs
-            self._logs[agent] = AgentLog(os.path.join(self.state_dir, "logs"), agent,
+            self._logs[agent] = AgentLog(self.layout.logs, agent,
                                          max_size=cfg.max_size, keep=cfg.keep,
                                          max_age=cfg.max_age)
         return self._logs[agent]
@@ -127,12 +129,10 @@ class Supervisor:
         name = instance_name(agent, index)
         shared = self.env.agent(self.manifest, agent, spec, self.state_dir)
         os.makedirs(shared["CORRAL_STATE_DIR"], exist_ok=True)
-        env = ChainMap({"CORRAL_INSTANCE": name, "CORRAL_INSTANCE_INDEX": str(index)}, shared)
-        return Task(project=self.manifest.name, agent=agent, instance=name, index=index,
-                    spec=spec, workdir=spec.workdir,
-                    run_dir=os.path.join(self.state_dir, "run", name),
-                    cache_dir=self._cache_dir, env=env, project_dir=self.manifest.project_dir,
-                    masked=self._masked())
+        return build_task(project=self.manifest.name, project_dir=self.manifest.project_dir,
+                          agent=agent, spec=spec, instance=name, index=index, env=shared,
+                          layout=self.layout, masked=self._masked(),
+                          cache_dir=self._cache_dir)
 
     def _masked(self) -> tuple[str, ...]:
         """The manifest's secret files, found once per manifest (one tuple for every task)."""
