@@ -36,3 +36,28 @@ def test_a_one_shot_vm_agent(project: Project, vm_guest: str) -> None:
     said = [r["message"] for r in project.records("job") if r["stream"] == "stdout"]
     assert said == ["guest kernel Linux", "shared with the guest"], said
     assert (project.root / "out.txt").read_text() == "made\n"
+
+
+def test_corral_run_boots_a_guest_of_its_own_and_passes_its_exit_code(
+        project: Project, vm_guest: str) -> None:
+    """``corral run`` of a vm agent ended in a traceback (the driver's QEMU command line exists
+    only for a machine it started): it now goes through the driver, attached; ``corral exec``
+    cannot enter a guest, and says what to run instead."""
+    project.write("""
+        name: vmrun
+        agents:
+          job:
+            class: compute
+            isolation: vm
+            command: ["sh", "-c", "echo in $$(uname -s); exit 3"]
+            vm: {boot_timeout: 120s}
+    """)
+    ran = project.corral("run", "job", check=False, timeout=240)
+    assert ran.returncode == 3, ran.stderr
+    assert "in Linux" in ran.stdout.splitlines(), ran.stdout
+    extra = project.corral("run", "job", "--", "-c", "echo extra; exit 4", check=False,
+                           timeout=240)
+    assert extra.returncode == 4 and "extra" in extra.stdout.splitlines(), extra.stdout
+    refused = project.corral("exec", "job", "--", "true", check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "cannot enter the guest of vm agent job" in refused.stderr, refused.stderr

@@ -164,18 +164,6 @@ def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
                       "start it first with 'corral up -d'")
 
 
-class _Attached:
-    """A one-off container's output straight to this terminal."""
-
-    def feed(self, stream: str, data: bytes) -> None:
-        out = sys.stdout if stream == "stdout" else sys.stderr
-        out.buffer.write(data)
-        out.flush()
-
-    def eof(self, stream: str) -> None:
-        pass
-
-
 def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
     """``corral run`` for a container agent: the same image and flags as the daemon's, run
     attached; Ctrl-C stops it with the agent's stop signal and grace period."""
@@ -183,6 +171,7 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
     from dataclasses import replace
 
     from corral.cli.local import forget_secrets, one_off_task
+    from corral.cli.output import Attached
     from corral.drivers.container import ContainerDriver
 
     spec = manifest.agents[agent]
@@ -194,7 +183,7 @@ def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
 
     async def go() -> int:
         await driver.prepare(task, _Progress(agent))
-        handle = await driver.start(task, _Attached())
+        handle = await driver.start(task, Attached())
         try:
             result = await driver.wait(handle)
         except asyncio.CancelledError:

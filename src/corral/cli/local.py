@@ -255,6 +255,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
                         else args.args)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    if spec.isolation == "vm":
+        from corral.cli import vm
+
+        return vm.run_once(manifest, args.agent, extra)
     if extra:  # in the agent's command, before its driver wraps it (a sandbox's bwrap argv)
         command = [spec.argv[0], *extra] if not spec.shell else [" ".join(extra)]
         manifest.agents[args.agent] = spec = spec.model_copy(update={"command": command})
@@ -310,6 +314,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return exec_in(manifest, args.agent, cmd)
     if manifest.agents[args.agent].isolation == "sandbox":
         return _exec_in_sandbox(args, manifest, cmd)
+    if manifest.agents[args.agent].isolation == "vm":  # its guest has no way in from outside
+        raise CorralError(f"corral exec cannot enter the guest of vm agent {args.agent}",
+                          f"run the command in a guest of its own: corral run {args.agent} "
+                          "-- ARGS")
     env, cwd, _ = _environment(manifest, args.agent, "exec")
     exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
     become = _as_agent(manifest, args.agent)

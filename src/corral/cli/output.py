@@ -121,3 +121,16 @@ def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
 
 def instance_names(manifest: Any) -> list[str]:
     return [f"{a}.{i}" for a, s in manifest.agents.items() for i in range(1, s.replicas + 1)]
+
+
+class Attached:
+    """A one-off's output (``corral run`` of a container or vm agent) straight to this
+    terminal, as the agent wrote it: an attached run is the user's own program."""
+
+    def feed(self, stream: str, data: bytes) -> None:
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.buffer.write(data)
+        out.flush()
+
+    def eof(self, stream: str) -> None:
+        pass
