@@ -164,39 +164,16 @@ def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
                       "start it first with 'corral up -d'")
 
 
-def run_once(manifest: Any, agent: str, extra: list[str]) -> int:
+def run_once(manifest: Any, agent: str) -> int:
     """``corral run`` for a container agent: the same image and flags as the daemon's, run
-    attached; Ctrl-C stops it with the agent's stop signal and grace period."""
-    import signal
+    attached (``cli.local.run_attached``)."""
     from dataclasses import replace
 
-    from corral.cli.local import forget_secrets, one_off_task
-    from corral.cli.output import Attached
+    from corral.cli.local import one_off_task, run_attached
     from corral.drivers.container import ContainerDriver
 
-    spec = manifest.agents[agent]
-    task = replace(one_off_task(manifest, agent, f"{agent}.build"), spec=spec)
-    if extra:
-        command = [spec.command[0], *extra] if not spec.shell else [" ".join(extra)]
-        task = replace(task, spec=spec.model_copy(update={"command": command}))
-    driver = ContainerDriver(own_service=False)  # one container: not worth a service's start
-
-    async def go() -> int:
-        await driver.prepare(task, _Progress(agent))
-        handle = await driver.start(task, Attached())
-        try:
-            result = await driver.wait(handle)
-        except asyncio.CancelledError:
-            await driver.stop(handle, sig=signal.Signals[spec.stop.signal],
-                              timeout=spec.stop.timeout)
-            raise
-        if result.error or result.oom_killed:
-            print(f"corral: {agent}: {result.describe()}", file=sys.stderr)
-        return result.code if result.code is not None else 1
-
-    try:
-        return asyncio.run(go())
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        forget_secrets(task)
+    # the CLI's model as spec: the driver reads its container block (see _task)
+    task = replace(one_off_task(manifest, agent, f"{agent}.build"),
+                   spec=manifest.agents[agent])
+    # one container: not worth a Podman service's start
+    return run_attached(ContainerDriver(own_service=False), task, _Progress(agent))

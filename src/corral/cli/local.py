@@ -181,6 +181,37 @@ def forget_secrets(task: Any) -> None:
         os.rmdir(os.path.dirname(directory))
 
 
+def run_attached(driver: Any, task: Any, progress: Any) -> int:
+    """A one-off run through its driver's own prepare, start and wait (the container and vm
+    levels: their command lines exist only for what the driver started), its output to this
+    terminal and its exit code ours; Ctrl-C stops it with the agent's stop signal and grace
+    period. Its one-off secret files go with it."""
+    import signal
+
+    from corral.cli.output import Attached
+
+    stop = task.spec.stop
+
+    async def go() -> int:
+        await driver.prepare(task, progress)
+        handle = await driver.start(task, Attached())
+        try:
+            result = await driver.wait(handle)
+        except asyncio.CancelledError:
+            await driver.stop(handle, sig=signal.Signals[stop.signal], timeout=stop.timeout)
+            raise
+        if result.error or result.oom_killed:
+            print(f"corral: {task.agent}: {result.describe()}", file=sys.stderr)
+        return result.code if result.code is not None else 1
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        forget_secrets(task)
+
+
 _one_offs: list[Any] = []
 
 
@@ -249,19 +280,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not client.alive():
             raise CorralError(f"agent {args.agent} depends on {', '.join(spec.depends_on)}, "
                               "which are not running", "start them first with 'corral up -d'")
-    if spec.isolation == "container":
-        from corral.cli.containers import run_once
-
-        return run_once(manifest, args.agent, args.args[1:] if args.args[:1] == ["--"]
-                        else args.args)
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-    if spec.isolation == "vm":
-        from corral.cli import vm
-
-        return vm.run_once(manifest, args.agent, extra)
     if extra:  # in the agent's command, before its driver wraps it (a sandbox's bwrap argv)
         command = [spec.argv[0], *extra] if not spec.shell else [" ".join(extra)]
         manifest.agents[args.agent] = spec = spec.model_copy(update={"command": command})
+    if spec.isolation == "container":
+        from corral.cli.containers import run_once
+
+        return run_once(manifest, args.agent)
+    if spec.isolation == "vm":
+        from corral.cli import vm
+
+        return vm.run_once(manifest, args.agent)
     fds: list[int] = []
     env, cwd, argv = _environment(manifest, args.agent, "run", fds)
     exe = shutil.which(argv[0], path=env.get("PATH"))
