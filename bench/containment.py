@@ -107,7 +107,7 @@ def bare(n: int, tag: str, wrap: list[str], meter: Meter) -> tuple[float, float 
 
 def _sandbox_wrap(workdir: str) -> list[str] | None:
     """bwrap as corral's sandbox runs it (the same view rules), for the bare reference."""
-    from corral.drivers import bwrap
+    from corral.drivers.host import bwrap
 
     found = bwrap.find_bwrap()
     if found is None:

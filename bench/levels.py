@@ -109,9 +109,10 @@ def corral_container(workdir: Path, podman: str) -> dict[str, float]:
 def api_start(podman: str) -> float:
     """The engine's part of a warm start: the requests corral's driver sends (create, start,
     inspect), timed in-process against a Podman service, no CLI on either side."""
-    from corral.containers import ops, service
-    from corral.containers.engine import Engine
-    from corral.containers.runargs import RunSpec
+    from corral.drivers.container import service
+    from corral.drivers.container.engine import Engine
+    from corral.drivers.container.runargs import RunSpec
+    from corral.drivers.container.transport import auto as ops
 
     async def go() -> float:
         api = await ops.for_engine(Engine("podman", podman))
@@ -154,7 +155,7 @@ def corral_alone(workdir: Path) -> float:
 
 
 def bare_vm(workdir: Path) -> float:
-    from corral.vm import guest, job, qemu
+    from corral.drivers.vm import guest, job, qemu
 
     built = guest.bootstrap()
     share = workdir / "share"
@@ -271,7 +272,7 @@ def _wrap(text: str, width: int = 96) -> list[str]:
 
 
 async def _probe_kvm() -> None:
-    from corral.vm import qemu
+    from corral.drivers.vm import qemu
 
     await qemu.probe_kvm()  # cached per boot: not inside a timed run
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from corral.containers.engine import Engine
+from corral.drivers.container.engine import Engine
 from tests import agentusers, engines, rootless
 
 
@@ -43,8 +43,8 @@ def agent_users() -> Iterator[tuple[Any, ...]]:
 def vm_guest() -> str:
     """The bootstrapped guest (cached under ~/.cache/corral, so later runs take no time);
     skipped, with the reason, where QEMU or Debian's packages are not at hand."""
+    from corral.drivers.vm import guest, qemu
     from corral.errors import DriverError
-    from corral.vm import guest, qemu
 
     if qemu.find() is None:
         pytest.skip(f"{qemu.QEMU} not installed ({qemu.INSTALL})")
@@ -62,8 +62,8 @@ def vm_python_root(vm_guest: str) -> str:
     once, then cached under ~/.cache/corral/rootfs)."""
     import shutil
 
+    from corral.drivers.vm import rootfs
     from corral.errors import DriverError
-    from corral.vm import rootfs
 
     if rootfs.find() is None and shutil.which("debootstrap") is None:
         pytest.skip("debootstrap not installed (apt-get install debootstrap)")

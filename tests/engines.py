@@ -1,6 +1,6 @@
 """Real container engines for the tests: Podman as installed, Docker's daemon started here.
 
-The base image is made by the project's own bootstrap (``corral.containers.image``); its root
+The base image is made by the project's own bootstrap (``corral.drivers.container.image``); its root
 file system tarball is cached under ``~/.cache/corral`` (or ``$CORRAL_CACHE``), so only the
 first session on a machine runs debootstrap. A dockerd this module starts is stopped by its PID
 at the end of the session; one that was already running is used and left alone.
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from corral.containers import image
-from corral.containers.engine import Engine
+from corral.drivers.container import image
+from corral.drivers.container.engine import Engine
 
 # the one base image the engine fixtures make (``corral image bootstrap --python``): every
 # container test builds FROM or runs this tag, never an image an earlier run left behind

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.containers.engine import Engine
+from corral.drivers.container.engine import Engine
 from tests.engines import IMAGE
 
 USER = os.environ.get("CORRAL_TEST_ROOTLESS_USER", "corralu")

@@ -15,7 +15,7 @@ def socket_path(state_dir: str) -> str:
     path = os.path.join(state_dir, "corral.sock")
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
-    from corral.sha import sha256
+    from corral.lean.sha import sha256
 
     digest = sha256(os.path.abspath(state_dir).encode()).hexdigest()[:20]
     return os.path.join(private_tmp(), f"{digest}.sock")
@@ -25,8 +25,8 @@ def private_tmp() -> str:
     """``/tmp/corral-UID``, 0700 and ours. Anyone may create it first in /tmp: a link or a
     dir of someone else's would hand them the socket, so it is checked without following
     links, refused if it is not ours, and made 0700 again if an older corral left it open."""
-    from corral import privdir
     from corral.errors import CorralError
+    from corral.ownership import privdir
 
     base = os.path.join("/tmp", f"corral-{os.geteuid()}")
     try:

@@ -148,9 +148,9 @@ def secrets_root(uid: int | None = None) -> str | None:
 
 def write_files(directory: str, values: Mapping[str, str]) -> None:
     """One file per secret, mode 0400, in ``directory`` (0700, emptied first), made without
-    following a link planted in its place (``corral.privdir``; the keeper builds its whole
+    following a link planted in its place (``corral.ownership.privdir``; the keeper builds its whole
     path that way, under a tmpfs others may write)."""
-    from corral import privdir
+    from corral.ownership import privdir
 
     os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
     fd = privdir.open_dir(None, directory, mode=0o700, uid=os.geteuid(), gid=os.getegid(),

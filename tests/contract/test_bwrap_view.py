@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.drivers import bwrap
+from corral.drivers.host import bwrap
 
 BWRAP = bwrap.find_bwrap()
 pytestmark = pytest.mark.skipif(BWRAP is None, reason="bubblewrap (bwrap) is not installed: "

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from corral.containers.engine import Engine
-from corral.containers.runargs import network_name, volume_name
 from corral.drivers.base import Driver, Task
-from corral.drivers.container import ContainerDriver
+from corral.drivers.container.driver import ContainerDriver
+from corral.drivers.container.engine import Engine
+from corral.drivers.container.runargs import network_name, volume_name
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from corral.containers import ops as engine_ops
-from corral.containers import service
-from corral.containers.engine import Engine, EngineError
-from corral.containers.ops import Ops
-from corral.containers.runargs import RunSpec
-from corral.drivers.container import ContainerDriver
+from corral.drivers.container import service
+from corral.drivers.container.driver import ContainerDriver
+from corral.drivers.container.engine import Engine, EngineError
+from corral.drivers.container.runargs import RunSpec
+from corral.drivers.container.transport import auto as engine_ops
+from corral.drivers.container.transport.base import Ops
 from corral.errors import DriverError
 from tests.contract.test_container import ENGINES, make_task, run, run_to_end
 from tests.contract.test_driver_contract import Collect
@@ -253,8 +253,8 @@ def test_podman_service_dies_with_a_killed_owner(podman_engine: Engine) -> None:
         pytest.skip("a Podman API socket is already served here: corral starts none")
     owner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import asyncio, sys, time
-        from corral.containers import service
-        from corral.containers.engine import Engine
+        from corral.drivers.container import service
+        from corral.drivers.container.engine import Engine
         sock = asyncio.run(service.socket_for(Engine("podman", {podman_engine.binary!r})))
         print(sock, flush=True)
         time.sleep(300)

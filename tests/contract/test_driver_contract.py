@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from corral.drivers.base import Driver, Task
-from corral.drivers.bwrap import find_bwrap
-from corral.drivers.container import ContainerDriver
+from corral.drivers.container.driver import ContainerDriver
 from corral.drivers.fake import FakeDriver
+from corral.drivers.host.bwrap import find_bwrap
 from corral.drivers.process import ProcessDriver
 from corral.drivers.sandbox import SandboxDriver
 from corral.drivers.venv import VenvDriver
-from corral.drivers.vm import VmDriver
+from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
 
@@ -200,7 +200,7 @@ def test_stop_delivers_the_signal(case: Case) -> None:
 
 def _left_of_run(run_id: str) -> list[int]:
     """Live processes (not zombies) that carry this start's marker."""
-    from corral.drivers.proctree import MARKER
+    from corral.drivers.host.proctree import MARKER
 
     needle = f"{MARKER}={run_id}".encode()
     found = []

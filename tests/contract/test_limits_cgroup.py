@@ -23,8 +23,8 @@ from corral.drivers.base import Handle, Task
 from corral.drivers.process import ProcessDriver
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
-from corral.limits import Layout, Limiter
 from corral.limits import files as cgfiles
+from corral.limits.limiter import Layout, Limiter
 from corral.manifest.model import Agent
 
 PY = sys.executable

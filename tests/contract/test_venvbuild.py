@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from corral.drivers import venvbuild
-from corral.drivers.venvbuild import (
+from corral.drivers.host import python_env as venvbuild
+from corral.drivers.host.python_env import (
     MARKER,
     ensure_venv,
     prune_venvs,
@@ -320,7 +320,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from corral.drivers.venvbuild import ensure_venv
+        from corral.drivers.host.python_env import ensure_venv
         from corral.manifest.spec import VenvOptions
 
         class Out:

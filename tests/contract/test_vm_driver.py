@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from corral.drivers.base import Task
-from corral.drivers.vm import VmDriver
+from corral.drivers.vm import qemu, rootfs
+from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
-from corral.vm import qemu, rootfs
 
 pytestmark = pytest.mark.vm
 
@@ -287,7 +287,7 @@ def test_qemu_refusing_the_guest_is_reported_with_its_own_words(vm_guest: str,
 
 def test_doctor_row_names_qemu_kvm_guest_and_the_fixes(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from corral.vm import guest
+    from corral.drivers.vm import guest
 
     async def no_kvm(*_args: Any, **_kw: Any) -> tuple[bool, str]:
         return False, "/dev/kvm does not exist"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from corral.containers.engine import Engine
+from corral.drivers.container.engine import Engine
 from tests.e2e.conftest import Project
 from tests.engines import IMAGE
 
@@ -228,7 +228,7 @@ def test_the_daemon_runs_one_podman_service_and_leaves_none(project: Project,
                                                             podman_engine: Engine) -> None:
     """Started with the first container, reused by every later start, stopped with the
     daemon: by ``down``, and by the kernel when the daemon is SIGKILLed."""
-    from corral.containers import service
+    from corral.drivers.container import service
     from tests.contract.test_container_api import _alive, _services_of
 
     if any(os.path.exists(s) for s in service.candidates(podman_engine)):

@@ -27,10 +27,12 @@ def _run(code: str, env: dict[str, str] | None = None) -> str:
 def test_everything_the_daemon_imports_leaves_the_heavy_modules_out() -> None:
     out = _run(f"""
         import sys
-        from corral import daemon
+        from corral.daemon import entry as daemon
         daemon._asyncio_without_ssl()
-        import corral.serve
-        import corral.containers.api, corral.containers.service  # the engine API, on demand
+        import corral.daemon.serve
+        # the engine API, on demand
+        import corral.drivers.container.service
+        import corral.drivers.container.transport.api
         from corral.drivers import registry
         for name in ("process", "venv", "fake", "container"):
             registry.load(name)
@@ -70,7 +72,7 @@ def test_a_running_daemon_never_loaded_pydantic_or_ssl(project: Project) -> None
 
 SERVER_AND_PROBE = """
     import sys
-    from corral import daemon
+    from corral.daemon import entry as daemon
     daemon._asyncio_without_ssl()
     import asyncio, socket, threading
     from corral.manifest import decode
@@ -118,7 +120,7 @@ def test_an_https_probe_works_in_the_daemon_and_still_verifies(tmp_path: Path) -
 
 def test_giving_back_the_heap_is_harmless() -> None:
     _run("""
-        from corral.serve import give_back_heap
+        from corral.daemon.serve import give_back_heap
         give_back_heap()
         give_back_heap()
     """)

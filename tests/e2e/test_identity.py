@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from corral import identity
-from corral.drivers.bwrap import find_bwrap
+from corral.drivers.host.bwrap import find_bwrap
+from corral.ownership import identity
 from corral.runtime.keeper import SecretKeeper
 from tests.agentusers import open_dir
 from tests.e2e.conftest import Project, running, tear_down
@@ -283,7 +283,7 @@ def test_a_sandbox_with_user_runs_as_that_user_and_probes_too(
 
 def test_a_user_agent_joins_its_cgroup_before_it_drops_root(
         open_project: Project, agent_users: tuple[Any, ...]) -> None:
-    from corral.limits import Limiter
+    from corral.limits.limiter import Limiter
 
     if not Limiter().writable():
         pytest.skip("no writable cgroup here: limits fall back to rlimits")

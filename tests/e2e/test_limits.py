@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.limits import Limiter
+from corral.limits.limiter import Limiter
 from tests.e2e.conftest import Project, running
 
 HOST = Limiter()
@@ -177,7 +177,7 @@ def test_groups_are_found_again_after_the_daemon_is_killed(project: Project) -> 
         project.corral("down")
         assert [p for p in pids() if running(p)] == []
         # this project's group only: other runs on this host may leave theirs
-        from corral.sha import sha256
+        from corral.lean.sha import sha256
 
         key = str(project.state_dir / "run")  # the process driver's key: the run dir's parent
         mine = f"corral-readopt-{sha256(key.encode()).hexdigest()[:8]}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.drivers.bwrap import find_bwrap
+from corral.drivers.host.bwrap import find_bwrap
 from tests.e2e.conftest import Project
 
 NPM = shutil.which("npm")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corral.containers import rootless as facts
+from corral.drivers.container import rootless as facts
 from tests.e2e.conftest import Project, running
 from tests.rootless import BASE, PYTHON, User
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.drivers.bwrap import find_bwrap
-from corral.limits import Limiter
+from corral.drivers.host.bwrap import find_bwrap
+from corral.limits.limiter import Limiter
 from tests.e2e.conftest import Project, pids_with_marker
 
 pytestmark = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap (bwrap) is not "

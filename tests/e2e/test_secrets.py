@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from corral.api.client import Client
-from corral.drivers.bwrap import find_bwrap
+from corral.drivers.host.bwrap import find_bwrap
 from tests.e2e.conftest import Project
 
 SHOW = """\

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.drivers.bwrap import find_bwrap
+from corral.drivers.host.bwrap import find_bwrap
 from tests.e2e.conftest import Project
 
 pytestmark = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap (bwrap) is not "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from corral import advice
-from corral.advice import AgentFacts
+from corral.advice import rules as advice
+from corral.advice.rules import AgentFacts
 
 ALL = set(advice.LEVELS)
 

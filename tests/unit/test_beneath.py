@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.containers import runargs
 from corral.drivers.base import Task
-from corral.drivers.beneath import Escape, link_free, open_beneath, path_of, root_for
+from corral.drivers.container import runargs
+from corral.drivers.host.beneath import Escape, link_free, open_beneath, path_of, root_for
 from corral.errors import DriverError
 from corral.manifest.spec import Agent, Volume
 
@@ -146,7 +146,7 @@ def test_a_container_bind_is_given_canonical_and_refused_once_it_leaves(root: Pa
 
 
 def test_node_modules_is_linked_only_inside_the_root(root: Path, tmp_path: Path) -> None:
-    from corral.drivers.nodebuild import link_node_modules
+    from corral.drivers.host.node_env import link_node_modules
 
     built = tmp_path / "built"
     link_node_modules(str(root / "a"), str(built), str(root))
@@ -162,7 +162,7 @@ def test_node_modules_is_linked_only_inside_the_root(root: Path, tmp_path: Path)
 
 
 def test_a_whole_home_is_never_shown_for_an_executable_found_in_it() -> None:
-    from corral.drivers.walls import is_a_home
+    from corral.drivers.host.walls import is_a_home
 
     env = {"HOME": "/srv/me"}
     for prefix in ("/", "/root", "/home", "/home/alice", "/srv/me"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from corral.containers import http
+from corral.drivers.container import http
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

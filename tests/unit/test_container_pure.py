@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from corral.containers import build
-from corral.containers.engine import Engine, Result, find
-from corral.containers.runargs import volume_name
 from corral.drivers.base import Task
-from corral.drivers.container import ContainerOptions, container_options
+from corral.drivers.container import build
+from corral.drivers.container.driver import ContainerOptions, container_options
+from corral.drivers.container.engine import Engine, Result, find
+from corral.drivers.container.runargs import volume_name
 from corral.errors import CorralError
 from corral.manifest.model import Agent
 
@@ -115,7 +115,7 @@ def test_doctor_names_the_fix_for_a_missing_engine_and_missing_settings(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import asyncio
 
-    from corral.containers import doctor
+    from corral.drivers.container import doctor
 
     monkeypatch.setenv("PATH", str(tmp_path))  # neither engine installed
     rows = asyncio.run(doctor.rows())

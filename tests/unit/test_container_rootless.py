@@ -1,5 +1,5 @@
 """What rootless Podman cannot do here, decided before a container is created
-(``corral.containers.rootless``), and usage of a container without a cgroup of its own."""
+(``corral.drivers.container.rootless``), and usage of a container without a cgroup of its own."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.containers import oom, rootless
-from corral.containers.engine import Engine
+from corral.drivers.container import oom, rootless
+from corral.drivers.container.engine import Engine
 
 PODMAN = Engine("podman", "/usr/bin/podman")
 DOCKER = Engine("docker", "/usr/bin/docker")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 SCRIPT = textwrap.dedent("""
     import os, subprocess, sys
-    from corral import daemonlog
+    from corral.daemon import log as daemonlog
     assert daemonlog.install(sys.argv[1], max_bytes=10_000, keep=2)
     for i in range(3000):
         print(f"line {i:05d} " + "x" * 40)  # 3000 * 52 bytes: ~15 rotations' worth
@@ -41,7 +41,7 @@ def test_a_daemon_in_a_terminal_keeps_its_streams(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
     log.write_text("")
     out = subprocess.run([sys.executable, "-c",
-                          "import sys; from corral import daemonlog; "
+                          "import sys; from corral.daemon import log as daemonlog; "
                           "print(daemonlog.install(sys.argv[1]))", str(log)],
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from corral import identity, paths, privdir
+from corral import paths
 from corral.errors import CorralError
 from corral.manifest import model
+from corral.ownership import identity, privdir
 
 ROOT = os.geteuid() == 0
 

@@ -1,4 +1,4 @@
-"""corral.limits without touching the host: layouts from text, groups on fake cgroupfs trees."""
+"""limits.limiter without touching the host: layouts from text, groups on fake cgroupfs trees."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from corral.errors import CorralError
-from corral.limits import Layout, Limiter, Placement, rlimit, v1, v2
+from corral.limits import rlimit, v1, v2
 from corral.limits.detect import detect_from, parse_proc_cgroup
 from corral.limits.group import Group
+from corral.limits.limiter import Layout, Limiter, Placement
 from corral.manifest.model import Agent, Resources
 
 HYBRID_MOUNTS = """\
@@ -220,7 +221,7 @@ def test_ps_and_doctor_say_when_only_rlimits_hold() -> None:
 
 
 def test_doctor_reports_the_limits_back_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    from corral import doctor
+    from corral.advice import doctor
 
     monkeypatch.setattr(doctor, "Limiter", lambda: Limiter(Layout("none")))
     name, ok, detail, fix = doctor._limits()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from corral.drivers.base import Task
-from corral.drivers.vm import VmOptions, vm_options
+from corral.drivers.vm import initramfs, job, kernel, qemu
+from corral.drivers.vm.console import Console
+from corral.drivers.vm.driver import VmOptions, vm_options
 from corral.errors import DriverError
 from corral.manifest.model import Agent
-from corral.vm import initramfs, job, kernel, qemu
-from corral.vm.console import Console
 
 
 class Collect:

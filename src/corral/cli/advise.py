@@ -1,5 +1,5 @@
 """``corral recommend`` and the warnings ``corral up`` prints once: the manifest's facts and
-the host's, through the rules of ``corral.advice``."""
+the host's, through the rules of ``corral.advice.rules``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shutil
 import sys
 from typing import Any
 
-from corral import advice
+from corral.advice import rules as advice
 from corral.cli import project
 from corral.errors import NotFound
 
@@ -53,7 +53,7 @@ def writable_secret_warnings(manifest: Any) -> list[str]:
     """A sandbox masks the manifest's secret files by path: one inside a dir the agent may
     write (its own workdir, a writable volume) can be moved out from under the mask (and
     rewritten) by the agent between two runs."""
-    from corral.drivers.beneath import under
+    from corral.drivers.host.beneath import under
 
     files = [p for s in manifest.secrets.values() for p in (s.file, s.env_file) if p]
     files += [e.path for a in manifest.agents.values() for e in a.env_file]
@@ -98,7 +98,7 @@ def host_levels() -> list[advice.LevelCost]:
 
 
 def _available(costs: list[advice.LevelCost]) -> set[str]:
-    from corral.doctor import report
+    from corral.advice.doctor import report
 
     drivers = {level for level, ok, _, _ in asyncio.run(report()) if ok}
     return {c.level for c in costs if c.available} | (drivers & set(advice.LEVELS))

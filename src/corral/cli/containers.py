@@ -47,7 +47,7 @@ def _task(manifest: Any, agent: str) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from corral.drivers.container import ContainerDriver
+    from corral.drivers.container.driver import ContainerDriver
     from corral.manifest.loader import load
 
     manifest = load(project.manifest_path(args.file))
@@ -86,8 +86,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from corral.containers import engine as engines
-    from corral.containers import image
+    from corral.drivers.container import engine as engines
+    from corral.drivers.container import image
 
     eng = engines.find(args.engine)
     started = time.monotonic()
@@ -104,8 +104,8 @@ def down(manifest_file: str | None, *, volumes: bool, images: bool = False) -> l
     """Remove what is left of the project in every installed engine: containers (any state),
     the project network, with ``volumes`` its named volumes, with ``images`` the images built
     for its agents. Returns what was removed."""
-    from corral.containers import engine as engines
-    from corral.containers.build import remove_images, repository_for
+    from corral.drivers.container import engine as engines
+    from corral.drivers.container.build import remove_images, repository_for
     from corral.manifest.loader import load
 
     manifest = load(project.manifest_path(manifest_file))
@@ -146,8 +146,8 @@ def down(manifest_file: str | None, *, volumes: bool, images: bool = False) -> l
 def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
     """``corral exec`` for a container agent: the engine's ``exec`` in its first running
     instance (the agent's environment is inside the container, not on this host)."""
-    from corral.containers.runargs import container_name
-    from corral.drivers.container import ContainerDriver
+    from corral.drivers.container.driver import ContainerDriver
+    from corral.drivers.container.runargs import container_name
     from corral.manifest.model import instance_name
 
     task = _task(manifest, agent)
@@ -170,7 +170,7 @@ def run_once(manifest: Any, agent: str) -> int:
     from dataclasses import replace
 
     from corral.cli.local import one_off_task, run_attached
-    from corral.drivers.container import ContainerDriver
+    from corral.drivers.container.driver import ContainerDriver
 
     # the CLI's model as spec: the driver reads its container block (see _task)
     task = replace(one_off_task(manifest, agent, f"{agent}.build"),

@@ -81,7 +81,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from corral.doctor import report
+    from corral.advice.doctor import report
 
     rows = asyncio.run(report())
     ok = True
@@ -141,7 +141,7 @@ def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
     """The task of a one-off instance (``corral run``: AGENT.run, ``exec``: AGENT.exec), its
     environment built as the daemon builds an instance's (``runtime.environ``), from this
     shell's, with the agent's secrets."""
-    from corral.drivers import walls
+    from corral.drivers.host import walls
     from corral.paths import StateLayout
     from corral.runtime import environ
     from corral.runtime.tasks import build_task
@@ -246,7 +246,7 @@ def _environment(manifest: Any, agent: str, instance: str = "run",
         fds += passed
     os.makedirs(full_env["CORRAL_STATE_DIR"], exist_ok=True)
     ident = driver.identity(task) if hasattr(driver, "identity") else None
-    if ident is not None:  # what it writes is its own, as under the daemon (corral.identity)
+    if ident is not None:  # what it writes is its own, as under the daemon (ownership.identity)
         exe = shutil.which(argv[0], path=full_env.get("PATH")) or argv[0]
         driver.hand_over(task, ident, exe)  # type: ignore[attr-defined]
     return full_env, spec.workdir, argv
@@ -255,7 +255,7 @@ def _environment(manifest: Any, agent: str, instance: str = "run",
 def _as_agent(manifest: Any, agent: str) -> list[str]:
     """The prefix that runs a process or venv agent's command as its ``user:`` (a sandbox's
     argv switches inside itself); [] for one that runs as corral."""
-    from corral import identity
+    from corral.ownership import identity
 
     spec = manifest.agents[agent]
     if spec.isolation not in ("process", "venv"):
@@ -316,8 +316,8 @@ def _exec_in_sandbox(args: argparse.Namespace, manifest: Any, cmd: list[str]) ->
     """``corral exec`` for a sandboxed agent: in its first running instance's sandbox (what the
     agent can see and reach, and nothing more), with the agent's environment. The running
     instance is found first: without one, nothing is prepared for nothing."""
-    from corral import identity
     from corral.drivers.sandbox import inside
+    from corral.ownership import identity
 
     state_dir = project.state_dir(args.file)
     rows = daemonctl.client(state_dir).instances()

@@ -136,7 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         fn = vm.cmd_vm
     elif name == "daemon":
         from corral.cli import project
-        from corral.daemon import main as daemon_main
+        from corral.daemon.entry import main as daemon_main
 
         return daemon_main(["--state-dir", project.state_dir(args.file)])
     else:

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_vm(args: argparse.Namespace) -> int:
-    from corral.vm import guest, rootfs
+    from corral.drivers.vm import guest, rootfs
 
     def progress(message: str) -> None:
         print(f"corral vm: {message}", file=sys.stderr, flush=True)
@@ -36,7 +36,7 @@ def run_once(manifest: Any, agent: str) -> int:
     off by the vm driver itself, as under the daemon (the driver builds QEMU's command line
     only for a machine it has started)."""
     from corral.cli.local import _StderrProgress, one_off_task, run_attached
-    from corral.drivers.vm import VmDriver
+    from corral.drivers.vm.driver import VmDriver
 
     task = one_off_task(manifest, agent, f"{agent}.run")
     return run_attached(VmDriver(), task, _StderrProgress())

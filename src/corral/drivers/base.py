@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any, ClassVar, Literal, Protocol
 
+from corral.lean.record import Record, record
 from corral.manifest.spec import Agent
-from corral.record import Record, record
 
 Stream = Literal["stdout", "stderr"]
 

@@ -6,7 +6,7 @@ the pipe (1 MiB), and a restarted daemon reopens the pipe by path and reads on. 
 at worst a very chatty agent blocks on write until the daemon is back.
 
 Exit is observed through a pidfd (no polling). Each instance runs in its own cgroup where one
-is writable (``corral.limits``): it carries the resource limits, tells an OOM kill from any
+is writable (``corral.limits.limiter``): it carries the resource limits, tells an OOM kill from any
 other SIGKILL, measures the whole tree, and stop kills the group, which nothing in it can leave.
 Without a writable cgroup, stop signals the process group and every process carrying the
 start's ``CORRAL_RUN`` marker, then kills what is left after the grace period.
@@ -26,8 +26,6 @@ import time
 from dataclasses import replace
 from typing import ClassVar
 
-from corral import identity as identities
-from corral.drivers import proctree
 from corral.drivers.base import (
     Capabilities,
     Driver,
@@ -38,9 +36,11 @@ from corral.drivers.base import (
     Stream,
     Task,
 )
-from corral.drivers.pipes import CommittedReader
+from corral.drivers.host import proctree
+from corral.drivers.host.pipes import CommittedReader
 from corral.errors import CorralError, DriverError
-from corral.limits import SHELL, Group, Limiter, Placement
+from corral.limits.limiter import SHELL, Group, Limiter, Placement
+from corral.ownership import identity as identities
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20

@@ -16,9 +16,9 @@ _BUILTIN = {
     "process": "corral.drivers.process:ProcessDriver",
     "venv": "corral.drivers.venv:VenvDriver",
     "sandbox": "corral.drivers.sandbox:SandboxDriver",
-    "container": "corral.drivers.container:ContainerDriver",
+    "container": "corral.drivers.container.driver:ContainerDriver",
     "fake": "corral.drivers.fake:FakeDriver",
-    "vm": "corral.drivers.vm:VmDriver",
+    "vm": "corral.drivers.vm.driver:VmDriver",
 }
 
 

@@ -15,12 +15,12 @@ Every bind source is opened beneath its root (``drivers.beneath``) and bound by 
 link an agent left in its workdir or a volume between two runs makes the next start fail,
 ``fatal`` with one line naming the link, instead of mounting what it points to. Everything else
 is the process driver's: output through the named pipes, stop by signal then group kill, the
-cgroup of ``corral.limits`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
+cgroup of ``limits.limiter`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
 level and shown read-only.
 
 Run by root, the agent is not root inside: it runs as its ``user:``, else as an unprivileged
-uid of its own (``corral.identity``), with no capability; its data dir becomes that uid's and
+uid of its own (``ownership.identity``), with no capability; its data dir becomes that uid's and
 its workdir and writable volumes get an ACL entry for it (``hand_over``). Its exec probes and
 ``corral exec`` run as that uid too.
 
@@ -36,13 +36,13 @@ import subprocess
 from dataclasses import replace
 from typing import ClassVar
 
-from corral import identity as identities
-from corral.drivers import bwrap, walls
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
-from corral.drivers.loopback import Loopbacks
+from corral.drivers.host import bwrap, walls
+from corral.drivers.host.loopback import Loopbacks
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.manifest.spec import loopback_group
+from corral.ownership import identity as identities
 
 FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
 UPGRADE = "install bubblewrap 0.8.0 or newer (Debian 12, Ubuntu 23.04 and later have it)"
@@ -293,7 +293,7 @@ class SandboxDriver(VenvDriver):
 
 def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:
     """The argv prefix into the running sandbox whose bwrap has ``bwrap_pid``; ``become``:
-    the ``setpriv`` prefix of the agent's identity (``corral.identity.switch``)."""
+    the ``setpriv`` prefix of the agent's identity (``corral.ownership.identity.switch``)."""
     init = bwrap.sandbox_init(bwrap_pid) if bwrap_pid else None
     if init is None:
         raise DriverError(f"agents.{agent}: no running sandbox to run the command in",

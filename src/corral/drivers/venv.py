@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from corral.drivers import beneath, nodebuild
 from corral.drivers.base import Capabilities, DriverHealth, Output, Task
+from corral.drivers.host import beneath
+from corral.drivers.host import node_env as nodebuild
+from corral.drivers.host.python_env import ensure_venv, venv_digest, venv_env
 from corral.drivers.process import ProcessDriver
-from corral.drivers.venvbuild import ensure_venv, venv_digest, venv_env
 from corral.manifest.spec import VenvOptions
 
 
@@ -42,7 +43,7 @@ class VenvDriver(ProcessDriver):
 
     async def check(self) -> DriverHealth:
         try:
-            from corral.drivers.venvbuild import find_uv
+            from corral.drivers.host.python_env import find_uv
 
             uv = find_uv()
         except Exception as exc:  # reported, never raised: doctor lists every level

@@ -13,7 +13,7 @@ import os
 from dataclasses import field
 from typing import Literal
 
-from corral.record import Record, record
+from corral.lean.record import Record, record
 
 Kind = Literal["v2", "hybrid", "v1", "none"]
 

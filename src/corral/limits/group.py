@@ -14,8 +14,8 @@ import signal as _signal
 from dataclasses import field
 from typing import Literal
 
+from corral.lean.record import Record, record
 from corral.limits import files, v1, v2
-from corral.record import Record, record
 
 Version = Literal["v1", "v2"]
 UNIFIED = "unified"  # key of the cgroup2 directory in ``dirs`` (v2, or hybrid for cgroup.kill)

@@ -258,7 +258,7 @@ def _env(value: Any) -> Any:
 def _user(value: Any) -> Any:
     """``user: 1000`` (YAML's int) is the uid 1000; a name must look like one (useradd's
     rules), so a typo is not read as something else. Whether it exists is the start's
-    question (the manifest may be checked on another host): corral.identity."""
+    question (the manifest may be checked on another host): corral.ownership.identity."""
     if isinstance(value, bool):
         raise ValueError("user must be a user name or a uid, not a boolean")
     if isinstance(value, int):
@@ -347,7 +347,7 @@ class FakeOptions(Strict):
 
 
 class Resources(Strict):
-    """Per-instance limits (compose names), enforced by ``corral.limits`` through cgroups."""
+    """Per-instance limits (compose names), enforced by ``limits.limiter`` through cgroups."""
 
     cpus: float | None = Field(None, gt=0, le=bounds.MAX_CPUS, allow_inf_nan=False)
     memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
@@ -483,7 +483,7 @@ class Agent(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
     # who it runs as on the host (process, venv, sandbox): a user name or a uid; see
-    # corral.identity for the defaults (a sandbox run by root: an unprivileged uid of its own)
+    # ownership.identity for the defaults (a sandbox run by root: an unprivileged uid of its own)
     user: Annotated[str | None, BeforeValidator(_user)] = Field(
         default=None, json_schema_extra={"pattern": spec.USER})
     # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Literal
 
-from corral.record import Record, record
+from corral.lean.record import Record, record
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -248,7 +248,7 @@ class Agent(Record):
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
-    user: str | None = None  # a name or a uid (corral.identity)
+    user: str | None = None  # a name or a uid (corral.ownership.identity)
     network: str | None = None
     volumes: list[Volume] = field(default_factory=list)
     secrets: list[SecretUse] = field(default_factory=list)

@@ -150,7 +150,7 @@ def _https_status_line(host: str, port: int, request: bytes, timeout: float) -> 
     """One https request's status line, blocking (run in a worker thread).
 
     Not ``asyncio.open_connection(ssl=...)``: the daemon imports asyncio without ssl (4 MB it
-    would otherwise keep for a feature most fleets never use; see ``corral.daemon``), which
+    would otherwise keep for a feature most fleets never use; see ``corral.daemon.entry``), which
     leaves asyncio's TLS support off. So ssl is imported here, on the first https probe, and
     verifies exactly as asyncio's default would (system CAs, the host name)."""
     import socket

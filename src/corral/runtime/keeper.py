@@ -5,11 +5,11 @@ API, the events. ``environment`` sources read the variables the CLI sent with ``
 (over the 0600 socket, kept in memory only) over the daemon's own (clean) environment. Files go to a
 private tmpfs dir per instance, rewritten at each start, removed with the fleet.
 
-The dirs, on a tmpfs others may write (``/dev/shm``), are made through ``corral.privdir``
+The dirs, on a tmpfs others may write (``/dev/shm``), are made through ``corral.ownership.privdir``
 (no link followed, a stranger's dir refused, a stale 0755 one made 0700):
 
 - ``ROOT/corral-UID/FLEET/INSTANCE``: ``corral-UID`` and ``FLEET`` are corral's, 0700; the
-  instance's dir and files belong to the agent's identity (``corral.identity``), dir 0500
+  instance's dir and files belong to the agent's identity (``corral.ownership.identity``), dir 0500
   (0700 when that is corral itself), files 0400. Agents running as corral itself and
   sandboxes and containers (whose engine binds the dir) read theirs from here.
 - ``ROOT/corral-UID.uAGENTUID/FLEET/INSTANCE``, every dir 0700 and the agent's: a process or
@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from corral import identity, privdir, secrets
+from corral import secrets
 from corral.drivers.base import Task
 from corral.errors import CorralError
+from corral.lean.sha import sha256
+from corral.ownership import identity, privdir
 from corral.paths import StateLayout
 from corral.runtime.environ import clean_base
 from corral.secrets import SecretError, Source
-from corral.sha import sha256
 
 Redact = Callable[[str, Iterable[str]], None]  # (instance, values)
 

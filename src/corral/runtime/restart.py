@@ -11,8 +11,8 @@ from dataclasses import field
 from typing import Literal
 
 from corral.drivers.base import ExitResult
+from corral.lean.record import Record, record
 from corral.manifest.spec import RestartPolicy
-from corral.record import Record, record
 
 
 @record

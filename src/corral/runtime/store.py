@@ -13,7 +13,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from corral.record import Record, record
+from corral.lean.record import Record, record
 from corral.runtime.runner import Snapshot
 
 _SCHEMA = """

@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from corral.drivers import registry, walls
+from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, Task
+from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
+from corral.lean.sha import sha256
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
@@ -28,7 +30,6 @@ from corral.runtime.runner import Hooks, Runner, Snapshot
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
-from corral.sha import sha256
 
 
 class Supervisor:
