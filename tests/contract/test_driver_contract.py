@@ -289,7 +289,7 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
         await asyncio.sleep(0.3)
         # the old driver goes away without stopping anything (as in a daemon SIGKILL)
         loop = asyncio.get_running_loop()
-        for w in list(c.driver._watches.values()):  # type: ignore[attr-defined]
+        for w in list(c.driver.launcher.watches.values()):  # type: ignore[attr-defined]
             for fd in list(w.fds.values()):
                 loop.remove_reader(fd)
                 os.close(fd)
