@@ -151,7 +151,7 @@ def test_a_command_missing_from_the_image_is_a_clear_start_error(
         ok = make_task(tmp_path, {"command": ["sh", "-c", "echo ran"], "network": "none"},
                        container={"image": IMAGE})
         assert await run_to_end(driver, ok) == (0, "ran\n", "")
-        assert (engine.name, IMAGE, "sh") in driver._commands
+        assert (engine.name, IMAGE, "sh") in driver.prereqs.commands
 
     run(go())
 
