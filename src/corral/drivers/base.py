@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -179,3 +179,41 @@ class Driver(abc.ABC):
     async def close(self) -> None:  # noqa: B027
         """The supervisor is leaving: release what the driver itself holds (connections, a
         helper service). Instances are not stopped here. Default: nothing."""
+
+    # --- one-offs attached to a terminal: ``corral run`` and ``corral exec`` ----------------
+
+    def one_off(self) -> Driver:
+        """This driver as ``corral run``/``exec`` use it: for one instance, from the CLI, for
+        as long as the command runs. Default: itself."""
+        return self
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        """After ``prepare``: the host process that runs the task's command (``argv``: that
+        command instead, in the agent's environment) as a child of ``corral run``/``exec``.
+        None: the command exists only inside what ``start`` makes (a container, a guest), so
+        ``corral run`` goes through ``start`` and ``wait``, attached. Default: None."""
+        return None
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        """``corral exec``: the process that runs ``argv`` inside a running instance of the
+        agent, found by the driver (``running``: the pids of the agent's running instances,
+        asked of the daemon). None: the command runs beside the agent instead, in its
+        environment (``foreground``). Raises when the level has no way in. Default: None."""
+        return None
+
+
+@record
+class Launch(Record):
+    """A process ``corral run``/``exec`` starts on this host (``Driver.foreground``,
+    ``Driver.enter``)."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None  # None: corral's own
+    cwd: str | None = None
+    fds: tuple[int, ...] = ()  # descriptors the argv names, for the child to inherit
+    # exec'd in corral's place: it enters what runs already, nothing of the one-off's is left
+    # to clean up after it
+    in_place: bool = False
+    # its environment is the agent's, as ``foreground`` gives it (corral fills it in)
+    agent_env: bool = False

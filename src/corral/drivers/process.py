@@ -31,12 +31,13 @@ from corral.drivers.base import (
     Driver,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Stream,
     Task,
 )
-from corral.drivers.host import proctree
+from corral.drivers.host import foreground, proctree
 from corral.drivers.host.pipes import CommittedReader
 from corral.errors import CorralError, DriverError
 from corral.limits.limiter import SHELL, Group, Limiter, Placement
@@ -543,3 +544,6 @@ class ProcessDriver(Driver):
         if usage is None:
             return None
         return ResourceUsage(cpu_seconds=usage[0], rss_bytes=usage[1], processes=1)
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child

@@ -33,11 +33,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from typing import ClassVar
 
-from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
-from corral.drivers.host import bwrap, walls
+from corral.drivers.base import Capabilities, DriverHealth, Handle, Launch, Output, Task
+from corral.drivers.host import bwrap, foreground, walls
 from corral.drivers.host.loopback import Loopbacks
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
@@ -272,6 +273,13 @@ class SandboxDriver(VenvDriver):
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
         return self.environment(task)  # nsenter and setpriv pass it on to the command
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch:
+        """``corral exec``: in the agent's first running sandbox, as the agent runs."""
+        ident = self.identity(task)
+        become = identities.switch(ident, sandboxed=True) if ident else None
+        return foreground.entering(inside(next(iter(running()), None), task.agent, become), argv)
 
     def _inner_executable(self, name: str, env: dict[str, str], task: Task) -> str | None:
         """The agent's own executable, found as the sandbox will find it: a name through the

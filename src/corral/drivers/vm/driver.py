@@ -29,7 +29,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     Task,
 )
@@ -318,6 +319,15 @@ class VmDriver(ProcessDriver):
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         raise DriverError(f"agents.{task.agent}: exec into a running VM is not supported",
                           "run the command as its own vm agent")
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        return None  # QEMU's command line exists only for a machine start() made
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        raise CorralError(f"corral exec cannot enter the guest of vm agent {task.agent}",
+                          f"run the command in a guest of its own: corral run {task.agent} "
+                          "-- ARGS")  # its guest has no way in from outside
 
 
 def _qmp_path(run_dir: str) -> str:
