@@ -37,7 +37,7 @@ from corral.drivers.base import (
     Stream,
     Task,
 )
-from corral.drivers.host import foreground, proctree
+from corral.drivers.host import proctree
 from corral.drivers.host.pipes import CommittedReader
 from corral.errors import CorralError, DriverError
 from corral.limits.limiter import SHELL, Group, Limiter, Placement
@@ -546,4 +546,6 @@ class ProcessDriver(Driver):
         return ResourceUsage(cpu_seconds=usage[0], rss_bytes=usage[1], processes=1)
 
     def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
+
         return foreground.host_launch(self, task, argv)  # corral run/exec: its own child

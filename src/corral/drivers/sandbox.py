@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Launch, Output, Task
-from corral.drivers.host import bwrap, foreground, walls
+from corral.drivers.host import bwrap, walls
 from corral.drivers.host.loopback import Loopbacks
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
@@ -277,6 +277,8 @@ class SandboxDriver(VenvDriver):
     async def enter(self, task: Task, argv: list[str],
                     running: Callable[[], list[int]]) -> Launch:
         """``corral exec``: in the agent's first running sandbox, as the agent runs."""
+        from corral.drivers.host import foreground
+
         ident = self.identity(task)
         become = identities.switch(ident, sandboxed=True) if ident else None
         return foreground.entering(inside(next(iter(running()), None), task.agent, become), argv)

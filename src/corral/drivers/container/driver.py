@@ -428,4 +428,4 @@ class ContainerDriver(Driver):
 
     async def enter(self, task: Task, argv: list[str],
                     running: Callable[[], list[int]]) -> Launch:
-        return await oneoff.enter(self, task, argv)  # the engine's exec, found by labels
+        return await oneoff.enter(self.engine_for(task), task, argv)  # found by its labels

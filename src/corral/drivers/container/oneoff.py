@@ -6,19 +6,15 @@ its own. The instance is found by its labels, from the engine: no daemon needed.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from corral.drivers.base import Launch, Task
+from corral.drivers.container.engine import Engine
 from corral.drivers.container.runargs import container_name
 from corral.errors import CorralError
 from corral.manifest.spec import instance_name
 
-if TYPE_CHECKING:
-    from corral.drivers.container.driver import ContainerDriver
 
-
-async def enter(driver: ContainerDriver, task: Task, argv: list[str]) -> Launch:
-    engine = driver.engine_for(task)
+async def enter(engine: Engine, task: Task, argv: list[str]) -> Launch:
     for index in range(1, task.spec.replicas + 1):
         instance = instance_name(task.agent, index)
         found = await engine.containers({"corral.project": task.project,
