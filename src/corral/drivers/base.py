@@ -167,7 +167,8 @@ class Driver(abc.ABC):
         return None
 
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
-        """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
+        """The argv that runs ``argv`` in the agent's environment (exec probes; ``corral exec``
+        goes through ``enter``)."""
         return list(argv)
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
@@ -205,15 +206,14 @@ class Driver(abc.ABC):
 
 @record
 class Launch(Record):
-    """A process ``corral run``/``exec`` starts on this host (``Driver.foreground``,
-    ``Driver.enter``)."""
+    """A process ``corral run``/``exec`` starts on this host: its child (``foreground``), or,
+    exec'd in its place, one that enters a running instance (``enter``: nothing of the
+    one-off's is left to clean up after it)."""
 
     argv: list[str]
     env: Mapping[str, str] | None = None  # None: corral's own
     cwd: str | None = None
     fds: tuple[int, ...] = ()  # descriptors the argv names, for the child to inherit
-    # exec'd in corral's place: it enters what runs already, nothing of the one-off's is left
-    # to clean up after it
-    in_place: bool = False
-    # its environment is the agent's, as ``foreground`` gives it (corral fills it in)
+    # ``enter``'s: its environment is the agent's, as ``foreground`` gives it (filled in by
+    # corral, which then execs it in its own place)
     agent_env: bool = False

@@ -13,10 +13,14 @@ import contextlib
 import os
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from corral.cli import daemonctl, project
 from corral.errors import CorralError, NotFound
+
+if TYPE_CHECKING:
+    from corral.drivers.base import Driver, Launch, Task
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +95,7 @@ def forget_secrets(task: Any) -> None:
         os.rmdir(os.path.dirname(directory))
 
 
-def _driver(spec: Any) -> Any:
+def _driver(spec: Any) -> Driver:
     from corral.drivers import registry
 
     return registry.load(spec.isolation)().one_off()
@@ -108,7 +112,7 @@ class _StderrProgress:
         pass
 
 
-async def _attached(driver: Any, task: Any) -> int:
+async def _attached(driver: Driver, task: Task) -> int:
     """A one-off through its driver's own start and wait (its command exists only inside
     what the driver starts: a container, a guest), its output to this terminal as the agent
     wrote it; a cancel (Ctrl-C) stops it with the agent's stop signal and grace period."""
@@ -128,7 +132,7 @@ async def _attached(driver: Any, task: Any) -> int:
     return result.code if result.code is not None else 1
 
 
-def _waited(launch: Any, *, interrupt: bool) -> int:
+def _waited(launch: Launch, *, interrupt: bool) -> int:
     """``launch`` as our child, waited for (its one-off secret files go once it ended); on
     Ctrl-C, which reached it too, terminated (``interrupt``) or waited for still."""
     proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, pass_fds=launch.fds)
@@ -157,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     driver = _driver(spec)
     task = one_off_task(manifest, args.agent, f"{args.agent}.run")
 
-    async def go() -> Any:
+    async def go() -> Launch | int:
         await driver.prepare(task, _StderrProgress())
         launch = driver.foreground(task)
         return launch if launch is not None else await _attached(driver, task)
@@ -171,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         forget_secrets(task)
 
 
-def _running(file: str | None, agent: str) -> Any:
+def _running(file: str | None, agent: str) -> Callable[[], list[int]]:
     """The pids of ``agent``'s running instances, asked of the daemon when a driver needs
     them (``Driver.enter``)."""
     def pids() -> list[int]:
@@ -190,8 +194,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     driver = _driver(spec)
     bare = one_off_task(manifest, args.agent, f"{args.agent}.exec", secrets=False)
     inside = asyncio.run(driver.enter(bare, cmd, _running(args.file, args.agent)))
-    if inside is not None and not inside.agent_env:
-        os.execv(inside.argv[0], inside.argv)  # it has what it needs: the instance's own
+    if inside is not None and not inside.agent_env:  # corral's own env: the engine's CLI
+        os.execv(inside.argv[0], inside.argv)  # gives the command the instance's own
     task = with_secrets(manifest, bare) if spec.secrets else bare
     try:
         launch = _in_environment(driver, task, None if inside is not None else cmd)
@@ -208,7 +212,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         forget_secrets(task)
 
 
-def _in_environment(driver: Any, task: Any, argv: list[str] | None) -> Any:
+def _in_environment(driver: Driver, task: Task, argv: list[str] | None) -> Launch:
     """The agent's environment from its prepared driver (``foreground``): the launch of
     ``argv`` in it, or (None) of the agent's own command, whose descriptors are not needed."""
     asyncio.run(driver.prepare(task, _StderrProgress()))

@@ -22,6 +22,6 @@ async def enter(engine: Engine, task: Task, argv: list[str]) -> Launch:
         if any(c["state"] == "running" for c in found):
             tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
             name = container_name(task.project, instance)
-            return Launch(argv=[engine.binary, "exec", "-i", *tty, name, *argv], in_place=True)
+            return Launch(argv=[engine.binary, "exec", "-i", *tty, name, *argv])
     raise CorralError(f"agent {task.agent} has no running container",
                       "start it first with 'corral up -d'")

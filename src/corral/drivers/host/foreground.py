@@ -53,4 +53,4 @@ def host_launch(driver: Any, task: Task, argv: list[str] | None = None) -> Launc
 def entering(prefix: list[str], argv: list[str]) -> Launch:
     """``argv`` run through ``prefix`` into a running instance, with the agent's environment
     (a sandbox's namespaces: ``nsenter`` and ``setpriv`` pass it on)."""
-    return Launch(argv=[*prefix, *argv], in_place=True, agent_env=True)
+    return Launch(argv=[*prefix, *argv], agent_env=True)
