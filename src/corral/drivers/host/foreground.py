@@ -13,20 +13,35 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from corral.drivers.base import Launch, Task
 from corral.errors import CorralError
 
+if TYPE_CHECKING:
+    from corral.ownership.identity import Identity
 
-def host_launch(driver: Any, task: Task, argv: list[str] | None = None) -> Launch:
+
+class HostParts(Protocol):
+    """What a host-process driver starts an instance from (and a one-off too)."""
+
+    def environment(self, task: Task) -> dict[str, str]: ...
+    def argv(self, task: Task) -> list[str]: ...
+    def passed_fds(self, task: Task) -> list[int]: ...
+    def identity(self, task: Task) -> Identity | None: ...
+    def hand_over(self, task: Task, ident: Identity, exe: str) -> None: ...
+    def as_identity(self, ident: Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]: ...
+
+
+def host_launch(driver: HostParts, task: Task, argv: list[str] | None = None) -> Launch:
     """``driver``'s process for ``task`` (after ``prepare``): its command, or ``argv`` in its
     environment. The data dir exists before a sandbox's argv opens it; with an identity,
     what the agent writes becomes its own first (``ownership.identity``)."""
     os.makedirs(task.env["CORRAL_STATE_DIR"], exist_ok=True)
     env = driver.environment(task)
-    command: list[str] = driver.argv(task)
-    fds: list[int] = driver.passed_fds(task)
+    command = driver.argv(task)
+    fds = driver.passed_fds(task)
     os.makedirs(env["CORRAL_STATE_DIR"], exist_ok=True)
     try:
         ident = driver.identity(task)
