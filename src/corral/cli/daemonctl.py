@@ -50,7 +50,7 @@ def stop_booting(state_dir: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 15
     while proc.poll() is None and time.monotonic() < deadline:
         if c.alive():
-            c.request("POST", "/v1/shutdown", {"stop_fleet": False}, timeout=15)
+            c.shutdown(stop_fleet=False, timeout=15)
             break
         time.sleep(0.005)
     try:

@@ -11,7 +11,7 @@ import abc
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -189,7 +189,8 @@ class Driver(abc.ABC):
         return dict(task.env)
 
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
-        """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
+        """The argv that runs ``argv`` in the agent's environment (exec probes; ``corral exec``
+        goes through ``enter``)."""
         return list(argv)
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
@@ -202,6 +203,27 @@ class Driver(abc.ABC):
         """The supervisor is leaving: release what the driver itself holds (connections, a
         helper service). Instances are not stopped here. Default: nothing."""
 
+    # --- one-offs attached to a terminal: ``corral run`` and ``corral exec`` ----------------
+
+    def one_off(self) -> Driver:
+        """This driver as ``corral run``/``exec`` use it: for one instance, from the CLI, for
+        as long as the command runs. Default: itself."""
+        return self
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        """After ``prepare``: the host process that runs the task's command (``argv``: that
+        command instead, in the agent's environment) as a child of ``corral run``/``exec``.
+        None: the command exists only inside what ``start`` makes (a container, a guest), so
+        ``corral run`` goes through ``start`` and ``wait``, attached. Default: None."""
+        return None
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        """``corral exec``: the process that runs ``argv`` inside a running instance of the
+        agent, found by the driver (``running``: the pids of the agent's running instances,
+        asked of the daemon). None: the command runs beside the agent instead, in its
+        environment (``foreground``). Raises when the level has no way in. Default: None."""
+        return None
 
 def _named(problem: str, agent: str) -> bool:
     head = f"agents.{agent}"
@@ -234,3 +256,18 @@ def driver_errors(task: Task, doing: str = "", *, fix: str | None = None,
         if host is None:
             raise
         raise DriverError(f"agents.{task.agent}: {host[0]}: {exc}", host[1]) from None
+
+
+@record
+class Launch(Record):
+    """A process ``corral run``/``exec`` starts on this host: its child (``foreground``), or,
+    exec'd in its place, one that enters a running instance (``enter``: nothing of the
+    one-off's is left to clean up after it)."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None  # None: corral's own
+    cwd: str | None = None
+    fds: tuple[int, ...] = ()  # descriptors the argv names, for the child to inherit
+    # ``enter``'s: its environment is the agent's, as ``foreground`` gives it (filled in by
+    # corral, which then execs it in its own place)
+    agent_env: bool = False

@@ -34,6 +34,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from typing import ClassVar
 
@@ -43,6 +44,7 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Task,
@@ -304,6 +306,15 @@ class SandboxDriver(Driver):
     def exec_env(self, task: Task) -> dict[str, str] | None:
         return self.environment(task)  # nsenter and setpriv pass it on to the command
 
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch:
+        """``corral exec``: in the agent's first running sandbox, as the agent runs."""
+        from corral.drivers.host import foreground
+
+        ident = self.identity(task)
+        become = identities.switch(ident, sandboxed=True) if ident else None
+        return foreground.entering(inside(next(iter(running()), None), task.agent, become), argv)
+
     def _inner_executable(self, name: str, env: dict[str, str], task: Task) -> str | None:
         """The agent's own executable, found as the sandbox will find it: a name through the
         sandbox's PATH, else through the host's (then its install prefix is shown read-only);
@@ -340,6 +351,11 @@ class SandboxDriver(Driver):
 
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         return await self.launcher.stats(handle)
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
+
+        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child
 
 
 def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:

@@ -22,6 +22,7 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Task,
@@ -120,3 +121,8 @@ class VenvDriver(Driver):
 
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         return await self.launcher.stats(handle)
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
+
+        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child

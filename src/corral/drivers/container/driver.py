@@ -33,6 +33,7 @@ import contextlib
 import os
 import signal as _signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -42,6 +43,7 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Task,
@@ -49,7 +51,7 @@ from corral.drivers.base import (
 )
 from corral.drivers.container import build as builds
 from corral.drivers.container import engine as engines
-from corral.drivers.container import rootless, runargs, service
+from corral.drivers.container import oneoff, rootless, runargs, service
 from corral.drivers.container.follow import Cursor, Follower
 from corral.drivers.container.oom import OomWatch, usage
 from corral.drivers.container.prereqs import Prereqs
@@ -368,3 +370,10 @@ class ContainerDriver(Driver):
                     if w.follower.done is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(service.close_all)
+
+    def one_off(self) -> ContainerDriver:  # one container: not worth a Podman service's start
+        return ContainerDriver(self._engine, own_service=False)
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch:
+        return await oneoff.enter(self.engine_for(task), task, argv)  # found by its labels

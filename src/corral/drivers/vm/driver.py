@@ -28,7 +28,7 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Task,
@@ -48,7 +49,7 @@ from corral.drivers.host.launcher import Launcher
 from corral.drivers.vm import guest as guests
 from corral.drivers.vm import job, qemu, rootfs
 from corral.drivers.vm.console import Console
-from corral.errors import DriverError
+from corral.errors import CorralError, DriverError
 from corral.manifest.spec import Resources
 from corral.ownership import identity as identities
 from corral.runtime.environ import for_guest
@@ -321,6 +322,15 @@ class VmDriver(Driver):
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         raise DriverError(f"agents.{task.agent}: exec into a running VM is not supported",
                           "run the command as its own vm agent")
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        return None  # QEMU's command line exists only for a machine start() made
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        raise CorralError(f"corral exec cannot enter the guest of vm agent {task.agent}",
+                          f"run the command in a guest of its own: corral run {task.agent} "
+                          "-- ARGS")  # its guest has no way in from outside
 
 
 def _qmp_path(run_dir: str) -> str:
