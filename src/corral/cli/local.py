@@ -139,11 +139,11 @@ def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def one_off_task(manifest: Any, agent: str, instance: str) -> Any:
     """The task of a one-off instance (``corral run``: AGENT.run, ``exec``: AGENT.exec), its
-    environment built as the daemon builds an instance's (``runtime.environ``), from this
+    environment built as the daemon builds an instance's (``corral.environ``), from this
     shell's, with the agent's secrets."""
+    from corral import environ
     from corral.drivers.host import walls
     from corral.paths import StateLayout
-    from corral.runtime import environ
     from corral.runtime.tasks import build_task
 
     spec = manifest.agents[agent]
