@@ -11,7 +11,7 @@ import pytest
 
 from corral.drivers.container.engine import Engine
 from tests.e2e.conftest import Project
-from tests.engines import IMAGE
+from tests.support.engines import IMAGE
 
 JOB = "import os, sys; print('ran', os.environ['CORRAL_INSTANCE'], sys.argv[1:]); sys.exit(3)"
 EXTRA = "import sys; print('extra', sys.argv[1:]); sys.exit(4)"

@@ -74,7 +74,7 @@ class FleetCalls:
     def apply(self, manifest: dict[str, Any], timeout: float | None = None,
               secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
         """``secret_env``: the variables the manifest's ``environment:`` secrets and
-        ``inherit_env`` read, from the caller's environment (``runtime.environ.sent_by_cli``);
+        ``inherit_env`` read, from the caller's environment (``corral.environ.sent_by_cli``);
         kept in the daemon's memory only."""
         body: dict[str, Any] = {"manifest": manifest}
         if secret_env:

@@ -48,12 +48,12 @@ def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def one_off_task(manifest: Any, agent: str, instance: str, *, secrets: bool = True) -> Any:
     """The task of a one-off instance (``corral run``: AGENT.run, ``exec``: AGENT.exec), its
-    environment built as the daemon builds an instance's (``runtime.environ``), from this
+    environment built as the daemon builds an instance's (``corral.environ``), from this
     shell's, with the agent's secrets (``secrets=False``: without, for a command that runs in
     what runs already)."""
+    from corral import environ
     from corral.drivers.host import walls
     from corral.paths import StateLayout
-    from corral.runtime import environ
     from corral.runtime.tasks import build_task
 
     spec = manifest.agents[agent]

@@ -55,7 +55,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                      else None)
     # what the manifest's `environment:` secrets and `inherit_env` read, from this shell (not
     # the daemon's)
-    from corral.runtime.environ import sent_by_cli
+    from corral.environ import sent_by_cli
 
     sent = sent_by_cli(manifest, os.environ)
     report = client.apply(manifest.model_dump(mode="json", by_alias=True),

@@ -49,10 +49,10 @@ from corral.drivers.host.launcher import Launcher
 from corral.drivers.vm import guest as guests
 from corral.drivers.vm import job, qemu, rootfs
 from corral.drivers.vm.console import Console
+from corral.environ import for_guest
 from corral.errors import CorralError, DriverError
 from corral.manifest.spec import Resources
 from corral.ownership import identity as identities
-from corral.runtime.environ import for_guest
 
 DEFAULT_MEMORY_MB = 256
 _MAX_SOCKET_PATH = 100
