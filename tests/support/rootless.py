@@ -35,7 +35,7 @@ from tests.support.engines import IMAGE
 USER = os.environ.get("CORRAL_TEST_ROOTLESS_USER", "corralu")
 PYTHON = "/usr/bin/python3.11"
 BASE = IMAGE  # what the engine fixture bootstrapped
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
