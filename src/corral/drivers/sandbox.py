@@ -39,6 +39,7 @@ from typing import ClassVar
 from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
 from corral.drivers.host import bwrap, walls
 from corral.drivers.host.loopback import Loopbacks
+from corral.drivers.host.options import venv_block
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.manifest.spec import loopback_group
@@ -94,7 +95,7 @@ class SandboxDriver(VenvDriver):
 
     @staticmethod
     def _python(task: Task) -> bool:
-        return task.spec.venv is not None  # a sandbox gets a venv only when it asks for one
+        return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         self._find_bwrap()

@@ -12,18 +12,21 @@ same way (``nodebuild``), linked into the workdir, its ``.bin`` on PATH. An agen
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import ClassVar
 
 from corral.drivers.base import Capabilities, DriverHealth, Output, Task
 from corral.drivers.host import beneath
 from corral.drivers.host import node_env as nodebuild
+from corral.drivers.host import options as host_options
+from corral.drivers.host.options import VenvOptions, node_block, venv_block
 from corral.drivers.host.python_env import ensure_venv, venv_digest, venv_env
 from corral.drivers.process import ProcessDriver
-from corral.manifest.spec import VenvOptions
 
 
 class VenvDriver(ProcessDriver):
     name: ClassVar[str] = "venv"
+    blocks: ClassVar[Mapping[str, type]] = host_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="venv", recover=True, stats=True, signals=True
     )
@@ -35,11 +38,11 @@ class VenvDriver(ProcessDriver):
 
     @staticmethod
     def _python(task: Task) -> bool:
-        return task.spec.venv is not None or task.spec.node is None
+        return venv_block(task.spec) is not None or node_block(task.spec) is None
 
     @staticmethod
     def _options(task: Task) -> VenvOptions:
-        return task.spec.venv or VenvOptions()
+        return venv_block(task.spec) or VenvOptions()
 
     async def check(self) -> DriverHealth:
         try:
@@ -54,8 +57,8 @@ class VenvDriver(ProcessDriver):
         parts = []
         if self._python(task):
             parts.append(venv_digest(self._options(task), task.workdir))
-        if task.spec.node is not None:
-            parts.append("node:" + nodebuild.node_digest(task.spec.node.package))
+        if (node := node_block(task.spec)) is not None:
+            parts.append("node:" + nodebuild.node_digest(node.package))
         return "+".join(parts)
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
@@ -66,7 +69,7 @@ class VenvDriver(ProcessDriver):
                     self._options(task), task.workdir, task.cache_dir, progress=progress,
                     python=self._options(task).python,
                 )
-        node = task.spec.node
+        node = node_block(task.spec)
         if node is not None:
             key = nodebuild.node_digest(node.package)
             if key not in self._node:
@@ -77,7 +80,7 @@ class VenvDriver(ProcessDriver):
 
     def node_tree(self, task: Task) -> str | None:
         """The cached dir holding this agent's node_modules (after ``prepare``)."""
-        node = task.spec.node
+        node = node_block(task.spec)
         return None if node is None else self._node.get(nodebuild.node_digest(node.package))
 
     def venv_dir(self, task: Task) -> str | None:

@@ -28,6 +28,7 @@ from corral.errors import CorralError, ManifestError
 from corral.manifest import files, yamlread
 from corral.manifest.checks import string_problems
 from corral.manifest.classes import (
+    Normalize,
     absolute,
     agent_isolation,
     agent_problems,
@@ -66,6 +67,13 @@ def installed_drivers() -> tuple[str, ...]:
         return tuple(registry.names())
     except Exception:  # broken package metadata must not stop validation
         return DEFAULT_DRIVERS
+
+
+def driver_hooks() -> list[Normalize]:
+    """The drivers' loader hooks (``normalize``: the defaults their blocks imply)."""
+    from corral.drivers import registry
+
+    return registry.normalizers()
 
 
 def find_manifest(path: PathArg | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -298,7 +306,9 @@ def read_env_files(data: Data, ctx: Context) -> Data:
 
 
 def choose_isolation(data: Data, ctx: Context) -> Data:
-    return _each_agent(data, ctx, lambda n, spec: agent_isolation(n, spec, ctx.project_dir))
+    hooks = driver_hooks()
+    return _each_agent(data, ctx,
+                       lambda n, spec: agent_isolation(n, spec, ctx.project_dir, hooks))
 
 
 def check_strings(data: Data, ctx: Context) -> Data:

@@ -14,9 +14,17 @@ import shlex
 import signal as _signal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from corral.manifest import bounds, decode, spec
+from corral.manifest import blocks, bounds, decode, spec
 from corral.manifest.spec import AGENT_NAME as AGENT_NAME
 from corral.manifest.spec import instance_name as instance_name
 from corral.manifest.units import parse_duration, parse_size
@@ -271,81 +279,6 @@ def _user(value: Any) -> Any:
     return value
 
 
-# --- driver blocks ------------------------------------------------------------------------
-
-
-class VenvOptions(Strict):
-    """A per-agent Python environment built with uv, cached by a hash of its inputs."""
-
-    requirements: str | None = None  # path to requirements.txt (relative to workdir)
-    pyproject: str | None = None  # path to a pyproject.toml whose project is installed
-    packages: list[str] = Field(default_factory=list)  # extra requirement specifiers
-    python: str | None = None  # e.g. "3.11"; default: the interpreter corral runs on
-
-
-class NodeOptions(Strict):
-    """A per-agent node_modules installed by ``npm ci`` from package.json and its lock file,
-    cached by a hash of both (and the Node version), linked into the workdir."""
-
-    package: str = "."  # the dir holding package.json and package-lock.json (from workdir)
-
-
-def _ports(value: Any) -> Any:
-    if isinstance(value, list):
-        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-    return value
-
-
-def _port_mapping(value: Any) -> Any:
-    if isinstance(value, str) and (problem := bounds.port_mapping_problem(value)):
-        raise ValueError(problem)
-    return value
-
-
-PortMapping = Annotated[str, BeforeValidator(_port_mapping),
-                        Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]
-
-
-class VmOptions(Strict):
-    """A QEMU guest (``corral vm bootstrap`` builds the default one)."""
-
-    guest: str | None = None  # a bootstrapped guest dir; default: the cached one
-    # guest TCP ports reachable on the host at 127.0.0.1: 8080, or "18080:80" (host:guest)
-    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
-    boot_timeout: Duration = 60.0
-    python: bool = False  # run in the shared Debian root that has python3
-
-
-class ContainerOptions(Strict):
-    """A container (Podman preferred, Docker supported): a local ``image`` run as is, or a
-    build of ``build`` (relative to the workdir) with ``file`` (default: its Containerfile or
-    Dockerfile, else one generated from its requirements on ``base``)."""
-
-    engine: Literal["auto", "podman", "docker"] = "auto"
-    image: str | None = None
-    build: str | None = None
-    file: str | None = None
-    base: str | None = None
-    # published on 127.0.0.1: "8080" (same number) or "18080:80" (host:container)
-    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
-
-
-class FakeStep(Strict):
-    """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
-
-    print: list[str] = Field(default_factory=list)
-    stream: Literal["stdout", "stderr"] = "stdout"
-    sleep: Duration = 0.0
-    exit: int | None = Field(None, ge=0, le=255)
-
-
-class FakeOptions(Strict):
-    """The fake driver runs a script of steps in-process: for tests and demos, no processes."""
-
-    steps: list[FakeStep] = Field(default_factory=list)
-    start_error: str | None = None  # make start() fail with this message
-
-
 class Resources(Strict):
     """Per-instance limits (compose names), enforced by ``limits.limiter`` through cgroups."""
 
@@ -474,11 +407,9 @@ class Agent(Strict):
     ready_log_line: Regex | None = None
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
-    venv: VenvOptions | None = None
-    node: NodeOptions | None = None
-    vm: VmOptions | None = None
-    container: ContainerOptions | None = None
-    fake: FakeOptions | None = None
+    # the drivers' blocks, validated with the records they declare (``blocks.validated``):
+    # agent keys in the file and in the dump, never a key of their own
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True)
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
@@ -493,6 +424,24 @@ class Agent(Strict):
     secrets: Annotated[list[SecretUse], BeforeValidator(_secret_uses)] = Field(
         default_factory=list)
     needs: Needs = Needs()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _driver_blocks(cls, value: Any, handler: Any) -> Any:
+        """Each driver's block to the record it declares, its errors with the block's path."""
+        if not isinstance(value, dict):
+            return handler(value)
+        return blocks.validated(value, handler, [info.alias or name for name, info in
+                                                 cls.model_fields.items()])
+
+    @model_serializer(mode="wrap")
+    def _flat_blocks(self, handler: Any, info: Any) -> Any:
+        return blocks.flattened(handler(self), self.options)
+
+    @classmethod
+    def block_names(cls) -> list[str]:
+        """The driver blocks an agent may have (the keys a typo is matched against too)."""
+        return blocks.names()
 
     @model_validator(mode="before")
     @classmethod
