@@ -228,8 +228,13 @@ def _records(record: type) -> list[type]:
     return out
 
 
-def json_schema(drivers: Collection[str] = ("process", "venv", "fake")) -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) for corral.yaml as users write it."""
+def json_schema(drivers: Collection[str] | None = None) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) for corral.yaml as users write it; ``drivers``: the
+    isolation names to suggest (default: every installed driver)."""
+    if drivers is None:
+        from corral.drivers import registry
+
+        drivers = registry.names()
     schema = Manifest.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema["$defs"]
     _units(defs)
