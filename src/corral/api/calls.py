@@ -14,9 +14,27 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from corral.manifest import model, spec
+
+    Loaded = model.Manifest | spec.Manifest
+
 
 class ApiError(CorralError):
     pass
+
+
+def wire(manifest: dict[str, Any] | Loaded) -> dict[str, Any]:
+    """A manifest's JSON form (the YAML spelling, every default in), from a loaded one: the
+    validated model, or the daemon's plain records (``manifest.spec``)."""
+    if isinstance(manifest, dict):
+        return manifest
+    from corral.manifest import decode, spec
+
+    if isinstance(manifest, spec.Manifest):
+        out: dict[str, Any] = decode.dump(manifest)
+        return out
+    dumped: dict[str, Any] = manifest.model_dump(mode="json", by_alias=True)
+    return dumped
 
 
 CLOSED = ("the corral daemon closed the connection (did it die?)",
@@ -71,10 +89,11 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
-    def apply(self, manifest: dict[str, Any],
+    def apply(self, manifest: dict[str, Any] | Loaded,
               timeout: float | None = None) -> dict[str, list[str]]:
+        """``manifest``: what ``manifest.loader.load`` returns, or its JSON form."""
         report: dict[str, list[str]] = self.request(
-            "POST", "/v1/apply", {"manifest": manifest}, timeout=timeout)
+            "POST", "/v1/apply", {"manifest": wire(manifest)}, timeout=timeout)
         return report
 
     def wait(self, timeout: float = 60.0, names: list[str] | None = None) -> dict[str, Any]:

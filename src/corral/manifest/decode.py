@@ -73,7 +73,7 @@ def _value(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         out = _value(tp.__origin__, value, path)
-        for marker in tp.__metadata__:
+        for marker in reversed(tp.__metadata__):  # the outermost first, as pydantic runs them
             if isinstance(marker, rules.CHECKED) and (problem := marker.problem(out)):
                 raise _Invalid(path, problem)
         return out
