@@ -36,7 +36,8 @@ from corral.manifest.classes import (
 )
 from corral.manifest.graph import dependency_problems, raw_graph
 from corral.manifest.hints import MAX_UNKNOWN, NAME_RULE, did_you_mean, pydantic_problems
-from corral.manifest.model import AGENT_NAME, Agent, Manifest, volume_entries
+from corral.manifest.model import AGENT_NAME, Agent, Manifest
+from corral.manifest.normalize import volume_entries
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
 MANIFEST_NAMES = ("corral.yaml", "corral.yml")

@@ -51,10 +51,9 @@ class Within:
         schema: dict[str, Any] = dict(handler(source))
         if schema.get("type") not in ("int", "float"):
             raise TypeError(f"Within() is for numbers, not {source!r}")
-        low, high = self.range.low, self.range.high
-        cast = int if schema["type"] == "int" else float
-        schema["gt" if self.range.low_open else "ge"] = cast(low)
-        schema["le"] = cast(high)
+        # the bounds as written (0, not 0.0): pydantic's messages quote them
+        schema["gt" if self.range.low_open else "ge"] = self.range.low
+        schema["le"] = self.range.high
         if schema["type"] == "float":
             schema["allow_inf_nan"] = False
         return schema
