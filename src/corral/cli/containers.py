@@ -36,11 +36,9 @@ def _task(manifest: Any, agent: str) -> Any:
     from corral.drivers.base import Task
     from corral.paths import StateLayout
 
-    spec = manifest.agents[agent]
+    spec = manifest.agents[agent].to_spec()  # the driver reads its decoded container block
     name = f"{agent}.build"
     layout = StateLayout(manifest.state_dir)
-    # the CLI's model as spec: the build reads only its container block (issue 9 routes that
-    # block to the driver, and this goes through runtime.tasks like every other task)
     return Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,
                 workdir=spec.workdir, run_dir=layout.run(name), cache_dir=layout.cache, env={},
                 project_dir=manifest.project_dir)
@@ -167,13 +165,9 @@ def exec_in(manifest: Any, agent: str, cmd: list[str]) -> int:
 def run_once(manifest: Any, agent: str) -> int:
     """``corral run`` for a container agent: the same image and flags as the daemon's, run
     attached (``cli.local.run_attached``)."""
-    from dataclasses import replace
-
     from corral.cli.local import one_off_task, run_attached
     from corral.drivers.container.driver import ContainerDriver
 
-    # the CLI's model as spec: the driver reads its container block (see _task)
-    task = replace(one_off_task(manifest, agent, f"{agent}.build"),
-                   spec=manifest.agents[agent])
+    task = one_off_task(manifest, agent, f"{agent}.build")
     # one container: not worth a Podman service's start
     return run_attached(ContainerDriver(own_service=False), task, _Progress(agent))
