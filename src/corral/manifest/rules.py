@@ -104,6 +104,13 @@ class Pattern:
         return None
 
 
+class FilePath:
+    """Marks a string field that names a file or a dir on the host: the loader checks it as
+    a path (NUL, length: ``checks.string_problems``). No effect on validation otherwise."""
+
+    __slots__ = ()
+
+
 class Blocks:
     """Marks the field holding the drivers' blocks (``Agent.options``): on the wire they are
     keys of the agent itself, each decoded with the record its driver declares."""

@@ -4,10 +4,10 @@ decoded for it by the daemon, so ``task.spec.options["container"]`` arrives type
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Literal
+from typing import Annotated, Literal
 
 from corral.lean.record import Record, record
-from corral.manifest.rules import Ports
+from corral.manifest.rules import FilePath, Ports
 from corral.manifest.spec import Agent
 
 
@@ -20,8 +20,8 @@ class ContainerOptions(Record):
     __pydantic_config__ = {"extra": "forbid"}
     engine: Literal["auto", "podman", "docker"] = "auto"
     image: str | None = None
-    build: str | None = None
-    file: str | None = None
+    build: Annotated[str, FilePath()] | None = None
+    file: Annotated[str, FilePath()] | None = None
     base: str | None = None
     # published on 127.0.0.1: "8080" (same number) or "18080:80" (host:container)
     ports: Ports = field(default_factory=list)

@@ -15,9 +15,10 @@ hold package.json and a lock file.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from corral.lean.record import Record, record
+from corral.manifest.rules import FilePath
 from corral.manifest.spec import Agent
 
 if TYPE_CHECKING:  # the loader's hook only: the daemon decodes these records without pathlib
@@ -31,8 +32,8 @@ class VenvOptions(Record):
     """A per-agent Python environment built with uv, cached by a hash of its inputs."""
 
     __pydantic_config__ = FORBID
-    requirements: str | None = None  # path to requirements.txt (relative to workdir)
-    pyproject: str | None = None  # path to a pyproject.toml whose project is installed
+    requirements: Annotated[str, FilePath()] | None = None  # requirements.txt (from workdir)
+    pyproject: Annotated[str, FilePath()] | None = None  # a pyproject.toml to install
     packages: list[str] = field(default_factory=list)  # extra requirement specifiers
     python: str | None = None  # e.g. "3.11"; default: the interpreter corral runs on
 
@@ -43,7 +44,8 @@ class NodeOptions(Record):
     cached by a hash of both (and the Node version), linked into the workdir."""
 
     __pydantic_config__ = FORBID
-    package: str = "."  # the dir holding package.json and package-lock.json (from workdir)
+    # the dir holding package.json and package-lock.json (from workdir)
+    package: Annotated[str, FilePath()] = "."
 
 
 blocks: dict[str, type[Record]] = {"venv": VenvOptions, "node": NodeOptions}

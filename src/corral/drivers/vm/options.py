@@ -4,9 +4,10 @@ daemon, so ``task.spec.options["vm"]`` arrives typed."""
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Annotated
 
 from corral.lean.record import Record, record
-from corral.manifest.rules import Duration, Ports
+from corral.manifest.rules import Duration, FilePath, Ports
 from corral.manifest.spec import Agent
 
 
@@ -15,7 +16,7 @@ class VmOptions(Record):
     """A QEMU guest (``corral vm bootstrap`` builds the default one)."""
 
     __pydantic_config__ = {"extra": "forbid"}
-    guest: str | None = None  # a bootstrapped guest dir; default: the cached one
+    guest: Annotated[str, FilePath()] | None = None  # a bootstrapped guest; default: cached
     # guest TCP ports reachable on the host at 127.0.0.1: 8080, or "18080:80" (host:guest)
     ports: Ports = field(default_factory=list)
     boot_timeout: Duration = 60.0
