@@ -1,5 +1,5 @@
 """Session-wide real components every tier shares: the VM guest and the container engines
-(see ``tests/engines.py``), each built or started once per session by corral itself."""
+(see ``tests/support/engines.py``), each built or started once per session by corral itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests import agentusers, engines, rootless
+from tests.support import agentusers, engines, rootless
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +27,14 @@ def docker_engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def rootless_user(podman_engine: Engine) -> Iterator[rootless.User]:
-    """A non-root user with rootless Podman and root's base image (``tests/rootless.py``)."""
+    """A non-root user with rootless Podman and root's base image (``support/rootless.py``)."""
     with rootless.rootless_user(podman_engine) as user:
         yield user
 
 
 @pytest.fixture(scope="session")
 def agent_users() -> Iterator[tuple[Any, ...]]:
-    """Two unprivileged users for agents' ``user:`` (``tests/agentusers.py``)."""
+    """Two unprivileged users for agents' ``user:`` (``tests/support/agentusers.py``)."""
     with agentusers.agent_users() as users:
         yield users
 

@@ -172,7 +172,7 @@ def remove_files(directory: str, *, keep_dir: bool = False) -> None:
 
 
 # --- least privilege: names that look like credentials ---------------------------------------
-# (agents start from an allow-list, runtime.environ; a glob of inherit_env never matches these)
+# (agents start from an allow-list, corral.environ; a glob of inherit_env never matches these)
 
 _CREDENTIAL_NAME = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "ACCESS_KEY",
                     "PRIVATE_KEY", "CREDENTIAL", "PASSPHRASE")

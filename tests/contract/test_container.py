@@ -1,5 +1,5 @@
 """The container level on real Podman and real Docker: builds, networks, volumes, OOM,
-re-adoption and the errors users meet. Engines and base images come from ``tests/engines.py``."""
+re-adoption and the errors users meet. Engines and base images come from ``support/engines.py``."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from corral.drivers.container.transport.base import Ops
 from corral.errors import DriverError
 from tests.contract.test_container import ENGINES, make_task, run, run_to_end
 from tests.contract.test_driver_contract import Collect
-from tests.engines import IMAGE
+from tests.support.engines import IMAGE
 
 # a partial line, a line, stderr between, and an exit code: what a follow must keep exact
 PRINTS = "printf part; sleep 0.2; echo ial; echo oops >&2; echo end; exit 3"
@@ -151,7 +151,7 @@ def test_a_command_missing_from_the_image_is_a_clear_start_error(
         ok = make_task(tmp_path, {"command": ["sh", "-c", "echo ran"], "network": "none"},
                        container={"image": IMAGE})
         assert await run_to_end(driver, ok) == (0, "ran\n", "")
-        assert (engine.name, IMAGE, "sh") in driver._commands
+        assert (engine.name, IMAGE, "sh") in driver.prereqs.commands
 
     run(go())
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from corral.drivers import registry
-from corral.drivers.base import Driver, Task
+from corral.drivers.base import Driver, HostProcesses, Task
 from corral.drivers.container.driver import ContainerDriver
 from corral.drivers.fake import FakeDriver
 from corral.drivers.host.bwrap import find_bwrap
@@ -211,6 +211,33 @@ def test_success(case: Case) -> None:
     run(go())
 
 
+HOST = {"process", "venv", "sandbox", "vm"}  # their instances are the supervisor's children
+
+
+def test_a_driver_declares_whether_its_instances_are_host_processes(case: Case) -> None:
+    """``HostProcesses`` is declared, not probed: a host driver knows its live pids (the
+    daemon's orphan sweep leaves them to it), and forgets each once it was waited for."""
+    assert isinstance(case.driver, HostProcesses) == (case.isolation in HOST)
+
+    async def go() -> None:
+        task = case.task("exit0")
+        await case.driver.prepare(task, None)
+        env = case.driver.environment(task)  # declared by every driver, with a default
+        assert isinstance(env, dict) and env.get("PATH")
+        handle = await case.driver.start(task, Collect())
+        if isinstance(case.driver, HostProcesses):
+            assert handle.pid is not None and handle.pid in case.driver.known_pids()
+        assert (await case.driver.wait(handle)).success
+        if isinstance(case.driver, HostProcesses):
+            for _ in range(100):  # a sandbox's inner processes may close its pipes late
+                if handle.pid not in case.driver.known_pids():
+                    break
+                await asyncio.sleep(0.02)
+            assert handle.pid not in case.driver.known_pids()
+
+    run(go())
+
+
 def test_stop_delivers_the_signal(case: Case) -> None:
     async def go() -> None:
         task = case.task("forever")
@@ -320,7 +347,7 @@ def test_recover_reattaches_output_of_a_running_instance(name: str, tmp_path: Pa
         await asyncio.sleep(0.3)
         # the old driver goes away without stopping anything (as in a daemon SIGKILL)
         loop = asyncio.get_running_loop()
-        for w in list(c.driver._watches.values()):  # type: ignore[attr-defined]
+        for w in list(c.driver.launcher.watches.values()):  # type: ignore[attr-defined]
             for fd in list(w.fds.values()):
                 loop.remove_reader(fd)
                 os.close(fd)

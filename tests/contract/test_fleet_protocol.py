@@ -51,7 +51,8 @@ def daemon_fleet(state_dir: Path) -> Iterator[Fleet]:
             assert time.monotonic() < deadline, "the daemon did not open its socket"
             time.sleep(0.02)
         yield client
-        client.down()
+        if client.alive():  # not after a test's own shutdown
+            client.down()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
@@ -135,6 +136,51 @@ def test_one_scenario_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
     stopped = fleet.down()
     assert sorted(stopped) == ["job.1", "svc.1", "svc.2", "svc.3"]
     assert {r["state"] for r in fleet.instances()} <= {"stopped", "exited"}
+
+
+SECRETS = """\
+name: proto
+secrets:
+  pw: {environment: PROTO_PW}
+agents:
+  svc:
+    command: sleep 300
+  job:
+    class: compute
+    command: python3 -c "import os; print('pw given', os.environ['PW'] == 'pw-42', flush=True)"
+    secrets: [{source: pw, env: PW}]
+"""
+
+
+def test_secret_env_streams_and_shutdown_through_either_end(fleet: Fleet,
+                                                            tmp_path: Path) -> None:
+    """What the CLI needs of the protocol: the caller's secret variables with the manifest,
+    the streams as the daemon sends them (``corral logs --json`` prints them unchanged),
+    and the shutdown that stops the fleet before the daemon goes."""
+    (tmp_path / "corral.yaml").write_text(SECRETS)
+    manifest = load(tmp_path / "corral.yaml").model_dump(mode="json", by_alias=True)
+    assert "PROTO_PW" not in os.environ  # only the sent value can reach the daemon
+    fleet.apply(manifest, secret_env={"PROTO_PW": "pw-42"})
+    until(fleet, lambda r: r["job.1"]["state"] == "exited", "the job")
+    assert [r["message"] for r in fleet.logs(["job"])] == ["pw given True"]
+    events = fleet.event_lines(logs=True, agents=["job"])
+    assert fleet.start(["job.1"]) == ["job.1"]  # once more, while the events are followed
+    live = next(line for line in events if line.startswith(b"data: ") and b"message" in line)
+    events.close()  # type: ignore[attr-defined]  # a generator at both ends
+    until(fleet, lambda r: r["job.1"]["state"] == "exited", "the job again")
+    lines = [line for line in fleet.log_lines(["job"]) if line.strip()]
+    assert len(lines) == 2 and b'"message":"pw given True"' in lines[1], lines
+    assert live[6:] == lines[1]  # the same record, byte for byte, live and stored
+    assert fleet.logs(["job"], grep="nothing-like-this") == []
+
+    assert sorted(fleet.shutdown()) == ["job.1", "svc.1"]
+    if isinstance(fleet, Client):  # the daemon leaves once it has answered
+        deadline = time.monotonic() + 20
+        while fleet.alive():
+            assert time.monotonic() < deadline, "the daemon did not exit after its shutdown"
+            time.sleep(0.05)
+    else:  # in-process: the fleet stopped, the supervisor stays until close()
+        assert {r["state"] for r in fleet.instances()} <= {"stopped", "exited"}
 
 
 def test_either_end_applies_what_load_returns_as_it_is(fleet: Fleet, tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_recover_after_the_driver_is_recreated(vm_guest: str, tmp_path: Path) ->
         handle = await driver.start(task, first)
         await _until(lambda: "3\n" in first.text())
         loop = asyncio.get_running_loop()  # the old driver vanishes as in a daemon SIGKILL
-        for w in list(driver._watches.values()):
+        for w in list(driver.launcher.watches.values()):
             for fd in list(w.fds.values()):
                 loop.remove_reader(fd)
                 os.close(fd)

@@ -12,7 +12,7 @@ import pytest
 
 from corral.drivers.container.engine import Engine
 from tests.e2e.conftest import Project
-from tests.engines import IMAGE
+from tests.support.engines import IMAGE
 
 COUNTER = """\
 import pathlib, time

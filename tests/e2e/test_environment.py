@@ -72,7 +72,7 @@ def test_the_daemon_and_agents_start_clean_and_inherit_only_what_is_named(
     assert not leaked, leaked
     # beyond the base: only corral's own settings and what its builds need (uv, npm, proxies,
     # CA bundles), none of which reaches an agent (see plain above)
-    from corral.runtime.environ import DAEMON_ONLY, DAEMON_PREFIXES
+    from corral.environ import DAEMON_ONLY, DAEMON_PREFIXES
 
     assert all(_allowed(k) or k in DAEMON_ONLY or k.startswith(DAEMON_PREFIXES)
                for k in daemon), sorted(daemon)

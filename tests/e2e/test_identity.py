@@ -18,8 +18,8 @@ import pytest
 from corral.drivers.host.bwrap import find_bwrap
 from corral.ownership import identity
 from corral.runtime.keeper import SecretKeeper
-from tests.agentusers import open_dir
 from tests.e2e.conftest import Project, running, tear_down
+from tests.support.agentusers import open_dir
 
 PYTHON = "/usr/bin/python3.11"  # the pyenv interpreter under /root is closed to other users
 

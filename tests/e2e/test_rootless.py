@@ -1,7 +1,7 @@
 """corral run by a non-root user on rootless Podman ("daemonless, rootless where the host
 allows it"): the real CLI and daemon as that user, its containers in its own storage, and
 what such a host cannot do (limits on cgroup v1, networks without ``/dev/net/tun``) refused
-in one line with the fix while the rest of the fleet runs. See ``tests/rootless.py``."""
+in one line with the fix while the rest of the fleet runs. See ``tests/support/rootless.py``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import yaml
 
 from corral.drivers.container import rootless as facts
 from tests.e2e.conftest import Project, running
-from tests.rootless import BASE, PYTHON, User
+from tests.support.rootless import BASE, PYTHON, User
 
 pytestmark = pytest.mark.e2e
 

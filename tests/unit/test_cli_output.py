@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.cli import output
+from corral.cli import render
 
 
 @pytest.mark.parametrize(("text", "shown"), [
@@ -19,20 +19,20 @@ from corral.cli import output
     ("lone \ud800 surrogate", r"lone \ud800 surrogate"),
 ])
 def test_control_characters_are_escaped(text: str, shown: str) -> None:
-    assert output.printable(text) == shown
-    assert output.printable(text).encode()  # always writable as UTF-8
+    assert render.printable(text) == shown
+    assert render.printable(text).encode()  # always writable as UTF-8
 
 
 def test_log_and_state_lines_escape_what_agents_wrote() -> None:
     rec = {"instance": "web.1", "message": "\x1b]0;pwned\x07hi", "level": "error"}
-    line = output.format_line(rec, width=6, color=True)
+    line = render.format_line(rec, width=6, color=True)
     assert line.endswith("\x1b[31m\\x1b]0;pwned\\x07hi\x1b[0m")  # colours ours, text escaped
-    assert output.format_line(rec, width=6, color=False, raw=True) == "web.1  | " + rec[
+    assert render.format_line(rec, width=6, color=False, raw=True) == "web.1  | " + rec[
         "message"]
     event = {"name": "web.1", "state": "fatal", "reason": "exited: \x1b[2J"}
-    assert "\x1b[2J" not in output.state_line(event, width=6, color=False)
+    assert "\x1b[2J" not in render.state_line(event, width=6, color=False)
     row = {"name": "web.1", "state": "fatal", "pid": None, "reason": "bad\x1b[2J",
            "exit_code": 1, "exit_signal": None, "uptime": None, "restarts": 0,
            "health": "none", "limits": None}
-    assert "\x1b" not in output.table([row], color=False)
-    assert "\x1b" not in output.summary_line(row)
+    assert "\x1b" not in render.table([row], color=False)
+    assert "\x1b" not in render.summary_line(row)

@@ -209,7 +209,7 @@ def test_detect_on_this_host_does_not_fail() -> None:
 
 
 def test_ps_and_doctor_say_when_only_rlimits_hold() -> None:
-    from corral.cli.output import table
+    from corral.cli.render import table
 
     row = {"name": "a.1", "state": "running", "pid": 7, "uptime": 3.0, "restarts": 0,
            "health": "none", "exit_code": None, "exit_signal": None, "oom_killed": False,

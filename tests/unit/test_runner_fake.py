@@ -51,13 +51,14 @@ agents:
 """
 
 
-def run_fleet(tmp_path: Path, text: str, until: Any) -> tuple[Supervisor, FakeClock]:
+def run_fleet(tmp_path: Path, text: str, until: Any,
+              events: EventBus | None = None) -> tuple[Supervisor, FakeClock]:
     clock = FakeClock()
 
     async def go() -> Supervisor:
         manifest = load_text(text, project_dir=str(tmp_path)).to_spec()
         sup = Supervisor(str(tmp_path / ".corral"), store=Store(str(tmp_path / "s.db")),
-                         events=EventBus(), clock=clock, base_env={})
+                         events=events or EventBus(), clock=clock, base_env={})
         (tmp_path / ".corral").mkdir(exist_ok=True)
         await sup.apply(manifest)
         for _ in range(10_000):
@@ -102,3 +103,50 @@ def test_state_is_persisted_for_a_restarted_daemon(tmp_path: Path) -> None:
     assert rows["job.1"].exit_code == 0
     assert stored.get_meta("manifest")["name"] == "fake"
     stored.close()
+
+
+def _probed(action: str) -> str:
+    return f"""
+name: probed
+agents:
+  sick:
+    isolation: fake
+    command: fake
+    fake: {{steps: [{{print: [up]}}]}}
+    restart: {{policy: on-failure, backoff: {{initial: 1s}}}}
+    liveness: {{exec: "false", period: 1s, failure_threshold: 1, action: {action}}}
+"""
+
+
+def _watched(tmp_path: Path, action: str, done: Any) -> tuple[Supervisor, list[tuple[str, str]]]:
+    """The fleet run until ``done``, with every (state, reason) the instance went through."""
+    events = EventBus()
+    sub = events.subscribe()
+    sup, _ = run_fleet(tmp_path, _probed(action), lambda s: done(states(s)["sick.1"]), events)
+    seen = []
+    while not sub.queue.empty():
+        event = sub.queue.get_nowait()
+        if event["name"] == "sick.1":
+            seen.append((event["state"], event["reason"]))
+    return sup, seen
+
+
+def test_a_liveness_verdict_of_restart_restarts_at_once_naming_the_probe(tmp_path: Path) -> None:
+    _, seen = _watched(tmp_path, "restart", lambda r: r["restarts"] >= 1)
+    assert ("stopping", "liveness probe failed: exec false: exit 1") in seen, seen
+    assert ("backoff", "liveness probe failed: exec false: exit 1; restarting") in seen, seen
+
+
+def test_a_liveness_verdict_of_stop_leaves_the_instance_stopped(tmp_path: Path) -> None:
+    sup, seen = _watched(tmp_path, "stop", lambda r: r["state"] == "stopped")
+    assert ("stopping", "liveness probe failed: exec false: exit 1") in seen, seen
+    row = states(sup)["sick.1"]
+    assert row["state"] == "stopped" and row["restarts"] == 0
+    assert seen[-1] == ("stopped", "stopped on request")
+
+
+def test_a_liveness_verdict_of_kill_sends_sigkill_and_the_policy_decides(tmp_path: Path) -> None:
+    sup, seen = _watched(tmp_path, "kill", lambda r: r["restarts"] >= 1)
+    assert ("stopping", "liveness probe failed: exec false: exit 1") in seen, seen
+    assert states(sup)["sick.1"]["exit_signal"] == 9
+    assert ("backoff", "killed by SIGKILL; restarting in 1s (policy on-failure)") in seen, seen

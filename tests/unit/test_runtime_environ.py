@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from corral import environ
 from corral.manifest.loader import load_text
-from corral.runtime import environ
 
 SHELL = {
     "PATH": "/usr/bin:/bin", "HOME": "/home/u", "USER": "u", "LOGNAME": "u", "SHELL": "/bin/sh",

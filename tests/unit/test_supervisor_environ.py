@@ -1,4 +1,4 @@
-"""The supervisor builds every instance's environment with runtime.environ: its clean base, what
+"""The supervisor builds every instance's environment with corral.environ: its clean base, what
 `corral up` sent for inherit_env; a changed inherited value restarts the agent; a restarted
 daemon starts agents the same way (credentials excepted: the next `corral up` sends them)."""
 

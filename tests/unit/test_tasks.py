@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from corral.cli.local import one_off_task
+from corral.cli.commands.run_exec import one_off_task
 from corral.manifest.loader import load_text
 from corral.paths import StateLayout
 from corral.runtime.events import EventBus

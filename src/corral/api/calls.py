@@ -89,11 +89,16 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
-    def apply(self, manifest: dict[str, Any] | Loaded,
-              timeout: float | None = None) -> dict[str, list[str]]:
-        """``manifest``: what ``manifest.loader.load`` returns, or its JSON form."""
-        report: dict[str, list[str]] = self.request(
-            "POST", "/v1/apply", {"manifest": wire(manifest)}, timeout=timeout)
+    def apply(self, manifest: dict[str, Any] | Loaded, timeout: float | None = None,
+              secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """``manifest``: what ``manifest.loader.load`` returns, or its JSON form.
+        ``secret_env``: the variables the manifest's ``environment:`` secrets and
+        ``inherit_env`` read, from the caller's environment (``corral.environ.sent_by_cli``);
+        kept in the daemon's memory only."""
+        body: dict[str, Any] = {"manifest": wire(manifest)}
+        if secret_env:
+            body["secret_env"] = secret_env
+        report: dict[str, list[str]] = self.request("POST", "/v1/apply", body, timeout=timeout)
         return report
 
     def wait(self, timeout: float = 60.0, names: list[str] | None = None) -> dict[str, Any]:
@@ -134,25 +139,43 @@ class FleetCalls:
         stopped: list[str] = self.request("POST", "/v1/down", {})["stopped"]
         return stopped
 
+    def shutdown(self, stop_fleet: bool = True, timeout: float | None = None) -> list[str]:
+        """Stop the fleet (``stop_fleet``), then the daemon itself, after its reply: the
+        instances stopped. (``LocalFleet``: its supervisor goes with ``close``.)"""
+        stopped: list[str] = self.request("POST", "/v1/shutdown", {"stop_fleet": stop_fleet},
+                                          timeout=timeout)["stopped"]
+        return stopped
+
     def exec_spec(self, agent: str) -> dict[str, Any]:
         spec: dict[str, Any] = self.request("GET", "/v1/exec" + _query([("agent", agent)]))
         return spec
 
     def logs(self, agents: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Stored records, oldest first; filters: since, grep, level, instance, tail."""
-        pairs = [("agent", a) for a in agents or []]
-        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
-        return [json.loads(line) for line in self.lines("GET", "/v1/logs" + _query(pairs))
+        return [json.loads(line) for line in self.log_lines(agents, **filters)
                 if line.strip()]
 
-    def events(self, *, logs: bool = False, agents: list[str] | None = None
-               ) -> Iterator[dict[str, Any]]:
+    def log_lines(self, agents: list[str] | None = None, **filters: Any) -> Iterator[bytes]:
+        """``logs`` as the daemon sends them: one JSON record a line, streamed, as stored."""
+        pairs = [("agent", a) for a in agents or []]
+        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        return self.lines("GET", "/v1/logs" + _query(pairs))
+
+    def events(self, *, logs: bool = False, agents: list[str] | None = None,
+               **filters: Any) -> Iterator[dict[str, Any]]:
         """``{"event": "state", "data": INSTANCE}`` on every state change and, with ``logs``,
-        ``{"event": "log", "data": RECORD}`` for every record; endless. Subscribed when this
-        returns: changes made after the call are all seen."""
+        ``{"event": "log", "data": RECORD}`` for every record (filters: grep, level,
+        instance); endless. Subscribed when this returns: changes made after the call are
+        all seen."""
+        return _events(self.event_lines(logs=logs, agents=agents, **filters))
+
+    def event_lines(self, *, logs: bool = False, agents: list[str] | None = None,
+                    **filters: Any) -> Iterator[bytes]:
+        """``events`` as the daemon sends them: the server-sent events' lines."""
         pairs = [("logs", "1")] if logs else []
         pairs += [("agent", a) for a in agents or []]
-        return _events(self.lines("GET", "/v1/events" + _query(pairs)))
+        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        return self.lines("GET", "/v1/events" + _query(pairs))
 
     def metrics(self) -> str:
         body: bytes = self.request("GET", "/metrics")

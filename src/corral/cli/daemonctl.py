@@ -21,10 +21,10 @@ def client(state_dir: str, timeout: float | None = 60.0) -> Client:
 
 def _daemon_env() -> dict[str, str]:
     """The daemon's environment: the clean base of this shell's (an allow-list: see
-    ``runtime.environ``) and corral's own settings. Same-user processes can read
+    ``corral.environ``) and corral's own settings. Same-user processes can read
     /proc/PID/environ; secrets and what ``inherit_env`` names reach the daemon with
     ``corral up`` instead, in memory only."""
-    from corral.runtime.environ import daemon_environment
+    from corral.environ import daemon_environment
 
     return daemon_environment(os.environ)
 
@@ -50,7 +50,7 @@ def stop_booting(state_dir: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 15
     while proc.poll() is None and time.monotonic() < deadline:
         if c.alive():
-            c.request("POST", "/v1/shutdown", {"stop_fleet": False}, timeout=15)
+            c.shutdown(stop_fleet=False, timeout=15)
             break
         time.sleep(0.005)
     try:

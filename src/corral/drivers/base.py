@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from corral.errors import CorralError, DriverError
 from corral.lean.record import Record, record
 from corral.manifest.spec import Agent
 
@@ -26,6 +28,21 @@ class Output(Protocol):
     def feed(self, stream: Stream, data: bytes) -> None: ...
 
     def eof(self, stream: Stream) -> None: ...
+
+
+class InstanceOutput(Output, Protocol):
+    """What a runner holds for its instance's whole life (``logs.sink.InstanceOutput``): the
+    driver's ``Output``, closed when the runner is."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class HostProcesses(Protocol):
+    """A driver whose instances are children of the supervisor's process: the daemon's orphan
+    sweep must leave their pids to the driver's own pidfd watchers."""
+
+    def known_pids(self) -> set[int]: ...
 
 
 @record
@@ -171,8 +188,14 @@ class Driver(abc.ABC):
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         return None
 
+    def environment(self, task: Task) -> dict[str, str]:
+        """The environment the agent's command gets (``corral exec``, ``exec_spec``): the
+        task's, unless the driver adds to it (a venv's PATH). Default: the task's."""
+        return dict(task.env)
+
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
-        """The argv that runs ``argv`` in the agent's environment (``corral exec``)."""
+        """The argv that runs ``argv`` in the agent's environment (exec probes; ``corral exec``
+        goes through ``enter``)."""
         return list(argv)
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
@@ -184,3 +207,72 @@ class Driver(abc.ABC):
     async def close(self) -> None:  # noqa: B027
         """The supervisor is leaving: release what the driver itself holds (connections, a
         helper service). Instances are not stopped here. Default: nothing."""
+
+    # --- one-offs attached to a terminal: ``corral run`` and ``corral exec`` ----------------
+
+    def one_off(self) -> Driver:
+        """This driver as ``corral run``/``exec`` use it: for one instance, from the CLI, for
+        as long as the command runs. Default: itself."""
+        return self
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        """After ``prepare``: the host process that runs the task's command (``argv``: that
+        command instead, in the agent's environment) as a child of ``corral run``/``exec``.
+        None: the command exists only inside what ``start`` makes (a container, a guest), so
+        ``corral run`` goes through ``start`` and ``wait``, attached. Default: None."""
+        return None
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        """``corral exec``: the process that runs ``argv`` inside a running instance of the
+        agent, found by the driver (``running``: the pids of the agent's running instances,
+        asked of the daemon). None: the command runs beside the agent instead, in its
+        environment (``foreground``). Raises when the level has no way in. Default: None."""
+        return None
+
+def _named(problem: str, agent: str) -> bool:
+    head = f"agents.{agent}"
+    return problem.startswith(head) and problem[len(head):len(head) + 1] in (":", ".")
+
+
+@contextlib.contextmanager
+def driver_errors(task: Task, doing: str = "", *, fix: str | None = None,
+                  only: type[CorralError] = CorralError,
+                  host: tuple[str, str] | None = None) -> Iterator[None]:
+    """Where a driver calls what raises for the user (an engine, a builder, the limiter), its
+    errors become one ``DriverError`` naming the agent once (httpx's
+    ``map_httpcore_exceptions``): ``agents.NAME: [doing: ]problem``, with the error's fix
+    unless ``fix`` is given. A problem that already names ``agents.NAME`` keeps its words.
+    ``only``: the errors mapped (others pass as they are). ``host`` = (doing, fix): an
+    ``OSError`` is mapped too (else it is left to the runner: a host short of something,
+    which a retry may get past)."""
+    try:
+        yield
+    except only as exc:
+        problem = exc.problem
+        if doing:
+            problem = f"{doing}: {problem}"
+        if not _named(problem, task.agent):
+            problem = f"agents.{task.agent}: {problem}"
+        if isinstance(exc, DriverError) and problem == exc.problem and fix is None:
+            raise
+        raise DriverError(problem, exc.fix if fix is None else fix) from None
+    except OSError as exc:
+        if host is None:
+            raise
+        raise DriverError(f"agents.{task.agent}: {host[0]}: {exc}", host[1]) from None
+
+
+@record
+class Launch(Record):
+    """A process ``corral run``/``exec`` starts on this host: its child (``foreground``), or,
+    exec'd in its place, one that enters a running instance (``enter``: nothing of the
+    one-off's is left to clean up after it)."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None  # None: corral's own
+    cwd: str | None = None
+    fds: tuple[int, ...] = ()  # descriptors the argv names, for the child to inherit
+    # ``enter``'s: its environment is the agent's, as ``foreground`` gives it (filled in by
+    # corral, which then execs it in its own place)
+    agent_env: bool = False

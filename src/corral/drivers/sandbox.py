@@ -30,19 +30,33 @@ dies of signal N). The stop signal goes to the whole process group, the agent in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
-from corral.drivers.base import Capabilities, DriverHealth, Handle, Output, Task
-from corral.drivers.host import bwrap, walls
+from corral.drivers.base import (
+    Capabilities,
+    Driver,
+    DriverHealth,
+    ExitResult,
+    Handle,
+    Launch,
+    Output,
+    ResourceUsage,
+    Task,
+)
+from corral.drivers.host import bwrap, runas, walls
+from corral.drivers.host import options as host_options
+from corral.drivers.host.deps import Deps
+from corral.drivers.host.launcher import Launcher
 from corral.drivers.host.loopback import Loopbacks
 from corral.drivers.host.options import venv_block
-from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
-from corral.manifest.spec import loopback_group
+from corral.manifest.spec import Resources, loopback_group
 from corral.ownership import identity as identities
 
 FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
@@ -50,14 +64,22 @@ UPGRADE = "install bubblewrap 0.8.0 or newer (Debian 12, Ubuntu 23.04 and later 
 SECRETS_IN_SANDBOX = "/run/secrets"
 
 
-class SandboxDriver(VenvDriver):
+def _python(task: Task) -> bool:
+    return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
+
+
+class SandboxDriver(Driver):
     name: ClassVar[str] = "sandbox"
+    # a sandbox agent may have a venv: the venv driver\'s blocks, read here too
+    blocks: ClassVar[Mapping[str, type]] = host_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="sandbox", recover=True, stats=True, signals=True, exec_inside=True
     )
 
     def __init__(self) -> None:
-        super().__init__()
+        self.launcher = Launcher(self.name)
+        self.limiter = self.launcher.limiter
+        self.deps = Deps(python=_python)
         self._bwrap: str | None = None
         self._loopbacks = Loopbacks()
         self._joining: dict[str, str] = {}  # instance -> the namespace nsenter joins
@@ -93,29 +115,36 @@ class SandboxDriver(VenvDriver):
             return DriverHealth(False, f"{found} has no --bind-fd (older than 0.8.0)", UPGRADE)
         return DriverHealth(True, f"namespaces through {found}")
 
-    @staticmethod
-    def _python(task: Task) -> bool:
-        return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
+    def inputs_digest(self, task: Task) -> str:
+        return self.deps.digest(task)
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         self._find_bwrap()
-        await super().prepare(task, progress)
+        await self.deps.prepare(task, progress)
+
+    def node_tree(self, task: Task) -> str | None:
+        """The cached dir holding this agent's node_modules (after ``prepare``)."""
+        return self.deps.node_tree(task)
+
+    def venv_dir(self, task: Task) -> str | None:
+        """This agent's Python venv (after ``prepare``); None without a ``venv:`` block."""
+        return self.deps.venv_dir(task)
 
     async def start(self, task: Task, output: Output) -> Handle:
         name = loopback_group(task.spec.network)
         if name is None:
-            return await super().start(task, output)
+            return await self.launcher.start(task, self, output)
         if os.geteuid() != 0:
             raise DriverError(f"agents.{task.agent}: network: {task.spec.network} needs corral "
                               "to run as root (joining a namespace takes CAP_SYS_ADMIN)",
                               "run it as root, or use network: none")
         group = f"{task.project}/{name}"
         members = [pid for i, (g, pid) in self._members.items()
-                   if g == group and i in self._watches]
+                   if g == group and i in self.launcher.watches]
         self._joining[task.instance] = await self._loopbacks.path(group, members,
                                                                   self._find_bwrap())
         try:
-            handle = await super().start(task, output)
+            handle = await self.launcher.start(task, self, output)
         finally:
             del self._joining[task.instance]
         if handle.pid is not None:
@@ -123,7 +152,7 @@ class SandboxDriver(VenvDriver):
         return replace(handle, data={**handle.data, "loopback": group})
 
     async def recover(self, handle: Handle, output: Output) -> bool:
-        alive = await super().recover(handle, output)
+        alive = await self.launcher.recover(handle, output)
         if alive and handle.data.get("loopback") and handle.pid is not None:
             self._members[handle.instance] = (handle.data["loopback"], handle.pid)
         return alive
@@ -135,8 +164,10 @@ class SandboxDriver(VenvDriver):
             hidden.append(task.project_dir)
         return hidden
 
+    # --- what to run: bwrap, with the agent's command inside -----------------------------
+
     def environment(self, task: Task) -> dict[str, str]:
-        env = super().environment(task)
+        env = self.deps.environment(task)
         venv, tree = self.venv_dir(task), self.node_tree(task)
         first = [os.path.join(venv, "bin")] if venv else []
         first += [os.path.join(tree, "node_modules", ".bin")] if tree else []
@@ -168,6 +199,12 @@ class SandboxDriver(VenvDriver):
 
     def passed_fds(self, task: Task) -> list[int]:
         return self._passing.pop(task.instance, [])
+
+    def identity(self, task: Task) -> identities.Identity | None:
+        return runas.identity(task)
+
+    def resources(self, task: Task) -> Resources:
+        return task.spec.resources
 
     def _argv(self, task: Task, fds: list[int]) -> list[str]:
         joined = self._joining.get(task.instance)
@@ -266,13 +303,21 @@ class SandboxDriver(VenvDriver):
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         """Runs ``argv`` inside the live instance's sandbox (exec probes, ``corral exec``):
         what the agent sees, the probe sees; nothing it cannot reach, the probe reaches."""
-        watch = self._watches.get(task.instance)
         ident = self.identity(task)  # a probe runs as the agent does, with no more rights
         become = identities.switch(ident, sandboxed=True) if ident else None
-        return [*inside(watch.pid if watch is not None else None, task.agent, become), *argv]
+        return [*inside(self.launcher.pid(task.instance), task.agent, become), *argv]
 
     def exec_env(self, task: Task) -> dict[str, str] | None:
         return self.environment(task)  # nsenter and setpriv pass it on to the command
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch:
+        """``corral exec``: in the agent's first running sandbox, as the agent runs."""
+        from corral.drivers.host import foreground
+
+        ident = self.identity(task)
+        become = identities.switch(ident, sandboxed=True) if ident else None
+        return foreground.entering(inside(next(iter(running()), None), task.agent, become), argv)
 
     def _inner_executable(self, name: str, env: dict[str, str], task: Task) -> str | None:
         """The agent's own executable, found as the sandbox will find it: a name through the
@@ -290,6 +335,31 @@ class SandboxDriver(VenvDriver):
             raise DriverError(f"agents.{task.agent}: command not found: {name}",
                               f"install {name} or fix agents.{task.agent}.command")
         return found
+
+    # --- lifecycle: the launcher's ----------------------------------------------------------
+
+    def known_pids(self) -> set[int]:
+        return self.launcher.known_pids()
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        return self.launcher.exit_future(handle)
+
+    async def wait(self, handle: Handle) -> ExitResult:
+        return await self.launcher.wait(handle)
+
+    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        await self.launcher.stop(handle, sig=sig, timeout=timeout)
+
+    def complete(self, handle: Handle) -> Handle:
+        return self.launcher.complete(handle)
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        return await self.launcher.stats(handle)
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
+
+        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child
 
 
 def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:

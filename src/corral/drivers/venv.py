@@ -5,26 +5,43 @@ The Python environment is built by uv from the agent's requirements.txt or pypro
 a Python version if given), cached by a hash of those inputs, rebuilt only when they change.
 The agent runs with the venv's own interpreter first on PATH; the daemon never touches its own
 sys.path for an agent. A ``node:`` block gets a ``node_modules`` from ``npm ci``, cached the
-same way (``nodebuild``), linked into the workdir, its ``.bin`` on PATH. An agent with only a
-``node:`` block gets no Python venv.
+same way (``node_env``), linked into the workdir, its ``.bin`` on PATH. An agent with only a
+``node:`` block gets no Python venv (``drivers.host.deps``).
+
+Launched as at the process level (``drivers.host.launcher``), with that environment.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import Mapping
 from typing import ClassVar
 
-from corral.drivers.base import Capabilities, DriverHealth, Output, Task
-from corral.drivers.host import beneath
-from corral.drivers.host import node_env as nodebuild
+from corral.drivers.base import (
+    Capabilities,
+    Driver,
+    DriverHealth,
+    ExitResult,
+    Handle,
+    Launch,
+    Output,
+    ResourceUsage,
+    Task,
+)
 from corral.drivers.host import options as host_options
-from corral.drivers.host.options import VenvOptions, node_block, venv_block
-from corral.drivers.host.python_env import ensure_venv, venv_digest, venv_env
-from corral.drivers.process import ProcessDriver
+from corral.drivers.host import runas
+from corral.drivers.host.deps import Deps
+from corral.drivers.host.launcher import Launcher
+from corral.drivers.host.options import node_block, venv_block
+from corral.manifest.spec import Resources
+from corral.ownership import identity as identities
 
 
-class VenvDriver(ProcessDriver):
+def _python(task: Task) -> bool:
+    return venv_block(task.spec) is not None or node_block(task.spec) is None
+
+
+class VenvDriver(Driver):
     name: ClassVar[str] = "venv"
     blocks: ClassVar[Mapping[str, type]] = host_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -32,17 +49,9 @@ class VenvDriver(ProcessDriver):
     )
 
     def __init__(self) -> None:
-        super().__init__()
-        self._venvs: dict[str, str] = {}
-        self._node: dict[str, str] = {}  # node digest -> the cached tree's dir
-
-    @staticmethod
-    def _python(task: Task) -> bool:
-        return venv_block(task.spec) is not None or node_block(task.spec) is None
-
-    @staticmethod
-    def _options(task: Task) -> VenvOptions:
-        return venv_block(task.spec) or VenvOptions()
+        self.launcher = Launcher(self.name)
+        self.limiter = self.launcher.limiter
+        self.deps = Deps(python=_python)
 
     async def check(self) -> DriverHealth:
         try:
@@ -54,50 +63,70 @@ class VenvDriver(ProcessDriver):
         return DriverHealth(True, f"per-agent environments built with {uv}")
 
     def inputs_digest(self, task: Task) -> str:
-        parts = []
-        if self._python(task):
-            parts.append(venv_digest(self._options(task), task.workdir))
-        if (node := node_block(task.spec)) is not None:
-            parts.append("node:" + nodebuild.node_digest(node.package))
-        return "+".join(parts)
+        return self.deps.digest(task)
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
-        if self._python(task):
-            key = venv_digest(self._options(task), task.workdir)
-            if key not in self._venvs:
-                self._venvs[key] = await ensure_venv(
-                    self._options(task), task.workdir, task.cache_dir, progress=progress,
-                    python=self._options(task).python,
-                )
-        node = node_block(task.spec)
-        if node is not None:
-            key = nodebuild.node_digest(node.package)
-            if key not in self._node:
-                self._node[key] = await nodebuild.ensure_node_modules(
-                    node.package, task.cache_dir, progress=progress)
-            root = task.project_dir if beneath.under(node.package, task.project_dir) else ""
-            nodebuild.link_node_modules(node.package, self._node[key], root)
+        await self.deps.prepare(task, progress)
 
     def node_tree(self, task: Task) -> str | None:
         """The cached dir holding this agent's node_modules (after ``prepare``)."""
-        node = node_block(task.spec)
-        return None if node is None else self._node.get(nodebuild.node_digest(node.package))
+        return self.deps.node_tree(task)
 
     def venv_dir(self, task: Task) -> str | None:
         """This agent's Python venv (after ``prepare``); None for a Node-only agent."""
-        if not self._python(task):
-            return None
-        return self._venvs.get(venv_digest(self._options(task), task.workdir))
+        return self.deps.venv_dir(task)
+
+    # --- what to run ----------------------------------------------------------------------
 
     def environment(self, task: Task) -> dict[str, str]:
-        env = dict(task.env)
-        if self._python(task):
-            venv_dir = self.venv_dir(task)
-            if venv_dir is None:
-                raise RuntimeError("prepare() must run before the environment is used")
-            env = venv_env(venv_dir, env)
-        tree = self.node_tree(task)
-        if tree is not None:
-            bin_dir = os.path.join(tree, "node_modules", ".bin")
-            env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", os.defpath)])
-        return env
+        return self.deps.environment(task)
+
+    def argv(self, task: Task) -> list[str]:
+        return task.spec.argv
+
+    def passed_fds(self, task: Task) -> list[int]:
+        return []
+
+    def identity(self, task: Task) -> identities.Identity | None:
+        return runas.identity(task)
+
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        runas.hand_over(task, ident, exe)
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        return runas.as_identity(ident, argv, exe)
+
+    def resources(self, task: Task) -> Resources:
+        return task.spec.resources
+
+    # --- lifecycle: the launcher's ----------------------------------------------------------
+
+    def known_pids(self) -> set[int]:
+        return self.launcher.known_pids()
+
+    async def start(self, task: Task, output: Output) -> Handle:
+        return await self.launcher.start(task, self, output)
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        return self.launcher.exit_future(handle)
+
+    async def wait(self, handle: Handle) -> ExitResult:
+        return await self.launcher.wait(handle)
+
+    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        await self.launcher.stop(handle, sig=sig, timeout=timeout)
+
+    def complete(self, handle: Handle) -> Handle:
+        return self.launcher.complete(handle)
+
+    async def recover(self, handle: Handle, output: Output) -> bool:
+        return await self.launcher.recover(handle, output)
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        return await self.launcher.stats(handle)
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
+
+        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child

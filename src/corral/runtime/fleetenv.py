@@ -1,14 +1,14 @@
 """The supervisor's side of environments: what ``corral up`` sent, one environment per agent
-spec (built by ``runtime.environ``), the fleet's one redactor, and what a restarted daemon
+spec (built by ``corral.environ``), the fleet's one redactor, and what a restarted daemon
 needs to start agents the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from corral import environ
 from corral.logs.redact import Redactor
 from corral.manifest.spec import Agent, Manifest
-from corral.runtime import environ
 from corral.runtime.store import Store
 from corral.secrets import looks_like_credential
 
@@ -17,7 +17,7 @@ _META = "inherited_env"
 
 class FleetEnv:
     def __init__(self, base: Mapping[str, str], store: Store) -> None:
-        # the daemon's own environment (already clean: see runtime.environ); agents get its
+        # the daemon's own environment (already clean: see corral.environ); agents get its
         # allow-listed part
         self.base = dict(base)
         self.store = store

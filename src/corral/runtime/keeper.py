@@ -28,11 +28,11 @@ from typing import Any
 
 from corral import secrets
 from corral.drivers.base import Task
+from corral.environ import clean_base
 from corral.errors import CorralError
 from corral.lean.sha import sha256
 from corral.ownership import identity, privdir
 from corral.paths import StateLayout
-from corral.runtime.environ import clean_base
 from corral.secrets import SecretError, Source
 
 Redact = Callable[[str, Iterable[str]], None]  # (instance, values)

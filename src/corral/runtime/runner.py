@@ -11,35 +11,18 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
-from corral.drivers.base import Driver, ExitResult, Handle, Output, Task
+from corral.drivers.base import Driver, ExitResult, Handle, InstanceOutput, Task
 from corral.errors import CorralError
-from corral.runtime import restart
-from corral.runtime.health import Clock, Inside, LogWatch, ProbeLoop, taken_ports
+from corral.runtime import probes, restart
+from corral.runtime.health import Clock, taken_ports
 from corral.runtime.mailbox import Flag, Mailbox, any_done
-from corral.runtime.state import ACTIVE, Health, State, check_transition
+from corral.runtime.probes import LineListeners, Verdict
+from corral.runtime.state import Health, State, check_transition
+from corral.runtime.views import Snapshot as Snapshot
 from corral.secrets import SecretError
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    name: str
-    agent: str
-    index: int
-    state: State
-    health: Health
-    pid: int | None = None
-    started_at: float | None = None
-    restarts: int = 0
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    oom_killed: bool = False
-    reason: str = ""
-    spec_hash: str = ""
-    log_ready: bool = False
-    handle: Handle | None = None
 
 
 class Hooks:
@@ -68,10 +51,9 @@ class Runner:
     __slots__ = ("_add_line_listener", "_adopt", "_history", "_hooks", "_requests", "_task",
                  "_want_up", "driver", "output", "settled", "snapshot", "task")
 
-    def __init__(self, task: Task, driver: Driver, output: Output, hooks: Hooks,
+    def __init__(self, task: Task, driver: Driver, output: InstanceOutput, hooks: Hooks,
                  *, spec_hash: str, restarts: int = 0,
-                 add_line_listener: Callable[[Callable[[str, bytes], None]], Callable[[], None]]
-                 | None = None) -> None:
+                 add_line_listener: LineListeners | None = None) -> None:
         self.task = task
         self.driver = driver
         self.output = output
@@ -127,9 +109,7 @@ class Runner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        close_output = getattr(self.output, "close", None)
-        if close_output is not None:
-            close_output()
+        self.output.close()
 
     # --- state -----------------------------------------------------------------------------
 
@@ -174,7 +154,7 @@ class Runner:
             started = await self._bring_up()
             if isinstance(started, ExitResult):  # it could not be spawned: a failed start
                 now = self._hooks.clock.time()
-                await self._decide(started, started_at=now, now=now, why="exit")
+                await self._decide(started, started_at=now, now=now)
                 return
             if started is None:
                 return
@@ -190,16 +170,17 @@ class Runner:
                       restarts=self.snapshot.restarts + 1)
             return
         await self._decide(result, started_at=handle.started_at,
-                           now=self._hooks.clock.time(), why=why)
+                           now=self._hooks.clock.time(),
+                           verdict=why if isinstance(why, Verdict) else None)
 
     async def _decide(self, result: ExitResult, *, started_at: float, now: float,
-                      why: str) -> None:
-        """Ask the restart policy about a run that ended (or never began) and follow it."""
+                      verdict: Verdict | None = None) -> None:
+        """Ask the restart policy about a run that ended (or never began) and follow it; a
+        probe that asked for a restart has it at once."""
         decision = restart.decide(self.task.spec.restart, result, started_at=started_at,
                                   now=now, history=self._history)
-        if why.startswith("probe:restart:"):
-            detail = why.removeprefix("probe:restart:")
-            decision = restart.Decision("restart", 0.0, f"{detail}; restarting",
+        if verdict is not None and verdict.action == "restart":
+            decision = restart.Decision("restart", 0.0, f"{verdict.reason}; restarting",
                                         decision.history)
         self._history = decision.history
         if decision.action == "exit":
@@ -341,22 +322,27 @@ class Runner:
                 self._want_up = False
                 return _INTERRUPTED
 
-    async def _supervise(self, handle: Handle) -> tuple[ExitResult, str]:
-        """Until the instance ends: watch its exit, requests and probe verdicts."""
-        verdicts: Mailbox[str] = Mailbox()
-        probes, cleanup = self._start_probes(verdicts)
+    async def _supervise(self, handle: Handle) -> tuple[ExitResult, str | Verdict]:
+        """Until the instance ends: watch its exit, requests and probe verdicts. Why it
+        ended: "exit", a request ("stop", "restart"), or a probe's verdict."""
+        verdicts: Mailbox[Verdict] = Mailbox()
+        running = probes.start(self.task, self.driver, verdicts, clock=self._hooks.clock,
+                               set_state=self._set, current=lambda: self.snapshot.state,
+                               add_line_listener=self._add_line_listener)
         # a driver that tracks the exit with a future lends it: hooking on it spares a task
         # per instance for its whole life; else ``wait`` runs as that task
         lent = self.driver.exit_future(handle)
         waiter = lent if lent is not None else asyncio.ensure_future(self.driver.wait(handle))
         requests = self._requests
-        why = "exit"
+        why: str | Verdict = "exit"
+        reason: str
+        stop = self.task.spec.stop
         try:
             while True:
                 if not (requests or verdicts or waiter.done()):
                     # verdicts come only from probes: no probe, nothing to hook on
-                    await (any_done(waiter, requests.ready(), verdicts.ready()) if probes
-                           else any_done(waiter, requests.ready()))
+                    await (any_done(waiter, requests.ready(), verdicts.ready())
+                           if running.tasks else any_done(waiter, requests.ready()))
                 if waiter.done():
                     # a request that raced with the exit still counts
                     if requests and (what := requests.pop()) in ("stop", "restart"):
@@ -366,93 +352,29 @@ class Runner:
                     what = requests.pop()
                     if what == "start":
                         continue
-                    why = what
+                    why = reason = what
                 else:
                     why = verdicts.pop()
-                    if why == "probe:ignore":
-                        continue
-                sig = signal.SIGKILL if why.startswith("probe:kill") else \
-                    signal.Signals[self.task.spec.stop.signal]
-                self._set(State.STOPPING, reason=why.split(":", 2)[-1])
-                await self.driver.stop(handle, sig=sig, timeout=self.task.spec.stop.timeout)
+                    reason = why.reason
+                sig = signal.SIGKILL if isinstance(why, Verdict) and why.action == "kill" \
+                    else signal.Signals[stop.signal]
+                self._set(State.STOPPING, reason=reason)
+                await self.driver.stop(handle, sig=sig, timeout=stop.timeout)
                 break
             result = await (self.driver.wait(handle) if lent is not None else waiter)
             if why == "exit":
                 # the main process ended by itself: what it left behind ends with it
                 # (docker/systemd semantics), so nothing outlives its instance
-                await self.driver.stop(handle, sig=signal.Signals[self.task.spec.stop.signal],
-                                       timeout=0)
+                await self.driver.stop(handle, sig=signal.Signals[stop.signal], timeout=0)
         finally:
-            for p in probes:
-                p.cancel()
-            for c in cleanup:
-                c()
-        if why.startswith("probe:stop"):
+            running.close()
+        if isinstance(why, Verdict) and why.action == "stop":
             why = "stop"
         return result, why
 
     def _record_exit(self, result: ExitResult) -> None:
         self._set(exit_code=result.code, exit_signal=result.signal,
                   oom_killed=result.oom_killed, reason=result.describe())
-
-    # --- probes ----------------------------------------------------------------------------
-
-    def _start_probes(self, verdicts: Mailbox[str]) -> tuple[
-            list[asyncio.Task[None]], list[Callable[[], None]]]:
-        spec = self.task.spec
-        tasks: list[asyncio.Task[None]] = []
-        cleanup: list[Callable[[], None]] = []
-        if spec.ready_log_line and self._add_line_listener is not None:
-            watch = LogWatch(spec.ready_log_line)
-
-            def on_lines(stream: str, data: bytes, w: LogWatch = watch) -> None:
-                if not w.seen.is_set():
-                    w.lines(stream, data)
-                    if w.seen.is_set():
-                        self._set(log_ready=True)
-
-            cleanup.append(self._add_line_listener(on_lines))
-        roles = [("readiness", spec.readiness), ("liveness", spec.liveness)]
-        for role, probe in roles:
-            if probe is None:
-                continue
-            log_watch = None
-            if probe.log_line is not None and self._add_line_listener is not None:
-                log_watch = LogWatch(probe.log_line.pattern)
-                cleanup.append(self._add_line_listener(log_watch.lines))
-            action = probe.action or ("restart" if role == "liveness" else "none")
-            loop = ProbeLoop(probe, self._verdict_handler(role, action, verdicts),
-                             env=self.task.env, workdir=self.task.workdir,
-                             log_watch=log_watch, clock=self._hooks.clock,
-                             inside=self._probe_inside())
-            tasks.append(asyncio.create_task(loop.run(), name=f"{role}:{self.task.instance}"))
-        return tasks, cleanup
-
-    def _probe_inside(self) -> Inside | None:
-        """Exec probes run where the agent runs: a driver that can run a command inside its
-        instance (a container's ``engine exec``) says how; others run them on the host."""
-        if not self.driver.capabilities.exec_inside:
-            return None
-        driver, task = self.driver, self.task
-
-        async def argv(command: list[str]) -> tuple[list[str], dict[str, str] | None]:
-            return await driver.exec(task, command), driver.exec_env(task)
-
-        return argv
-
-    def _verdict_handler(self, role: str, action: str,
-                         verdicts: Mailbox[str]) -> Callable[[bool, str], None]:
-        spec = self.task.spec
-
-        def verdict(ok: bool, detail: str) -> None:
-            # health shows readiness when declared, else liveness
-            if role == "readiness" or spec.readiness is None:
-                self._set(health=Health.HEALTHY if ok else Health.UNHEALTHY,
-                          reason="" if ok else f"{role} probe failing: {detail}")
-            if not ok and action != "none" and self.snapshot.state in ACTIVE:
-                verdicts.put(f"probe:{action}:{role} probe failed: {detail}")
-
-        return verdict
 
 
 _INTERRUPTED = object()

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from corral.lean.record import Record, record
-from corral.runtime.runner import Snapshot
+from corral.runtime.views import Snapshot
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

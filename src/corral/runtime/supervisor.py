@@ -2,33 +2,35 @@
 
 ``apply`` is a reconcile by spec hash: only instances whose normalized spec changed are
 restarted; new ones start, removed ones stop. Dependencies are awaited by the runners
-themselves through ``wait_dependencies``; stopping goes in reverse dependency order.
+themselves (``runtime.dependencies``); stopping goes in reverse dependency order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from corral.drivers import registry
-from corral.drivers.base import Driver, Handle, Task
+from corral.drivers.base import Driver, Handle, HostProcesses, Task
 from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
 from corral.paths import StateLayout
+from corral.runtime import dependencies
 from corral.runtime.events import EventBus
 from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
 from corral.runtime.keeper import SecretKeeper
-from corral.runtime.runner import Hooks, Runner, Snapshot
-from corral.runtime.state import Health, State
+from corral.runtime.runner import Hooks, Runner
+from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
+from corral.runtime.views import Snapshot, public
 
 
 class Supervisor:
@@ -118,9 +120,8 @@ class Supervisor:
     def known_pids(self) -> set[int]:
         pids: set[int] = set()
         for d in self._drivers.values():
-            known = getattr(d, "known_pids", None)
-            if known is not None:
-                pids |= known()
+            if isinstance(d, HostProcesses):
+                pids |= d.known_pids()
         return pids
 
     def task(self, agent: str, index: int) -> Task:
@@ -266,49 +267,11 @@ class Supervisor:
 
     # --- dependencies -----------------------------------------------------------------------
 
-    def condition(self, agent: str, condition: str) -> str:
-        """'met', 'pending', or why it can never be met."""
-        snaps = [r.snapshot for r in self.runners.values() if r.task.agent == agent]
-        if not snaps:
-            return "met"
-        for s in snaps:
-            if s.state is State.FATAL:
-                return f"dependency {agent} failed: {s.reason}"
-            ended = s.state in (State.EXITED, State.STOPPED)
-            if condition == "started":
-                ok = s.state in (State.RUNNING, State.EXITED)
-            elif condition == "healthy":
-                if ended:
-                    return f"dependency {agent} ended before it was healthy ({s.reason})"
-                ok = s.state is State.RUNNING and s.health is Health.HEALTHY
-            elif condition == "log_ready":
-                if ended:
-                    return f"dependency {agent} ended before its ready line ({s.reason})"
-                ok = s.state is State.RUNNING and s.log_ready
-            else:  # completed, completed_successfully
-                ok = s.state is State.EXITED
-                if ok and condition == "completed_successfully" and s.exit_code != 0:
-                    return f"dependency {agent} did not complete successfully ({s.reason})"
-            if not ok:
-                return "pending"
-        return "met"
-
     async def wait_dependencies(self, agent: str) -> str | None:
-        assert self.manifest is not None
-        while True:
-            spec = self.manifest.agents.get(agent)
-            if spec is None:
-                return None
-            pending = False
-            for dep, rule in spec.depends_on.items():
-                verdict = self.condition(dep, rule.condition)
-                if verdict == "pending":
-                    pending = True
-                elif verdict != "met" and rule.required:
-                    return verdict
-            if not pending:
-                return None
-            await self._changed.wait()
+        return await dependencies.wait(
+            agent, manifest=lambda: self.manifest, changed=lambda: self._changed,
+            snapshots=lambda dep: [r.snapshot for r in self.runners.values()
+                                   if r.task.agent == dep])
 
     # --- control ----------------------------------------------------------------------------
 
@@ -387,26 +350,8 @@ class Supervisor:
         if self.manifest is None or agent not in self.manifest.agents:
             raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
         task = self.task(agent, 1)
-        driver = self.driver(task.spec.isolation)
-        env_of: Callable[[Task], dict[str, str]] | None = getattr(driver, "environment", None)
-        env = env_of(task) if env_of else dict(task.env)
+        env = self.driver(task.spec.isolation).environment(task)
         return {"env": env, "cwd": task.workdir}
-
-
-def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
-    """The snapshot as the API shows it."""
-    import time
-
-    now = time.time() if now is None else now
-    running = s.state is State.RUNNING and s.started_at is not None
-    return {
-        "name": s.name, "agent": s.agent, "index": s.index, "state": s.state.value,
-        "health": s.health.value, "pid": s.pid, "started_at": s.started_at,
-        "uptime": round(now - s.started_at, 3) if running and s.started_at else None,
-        "restarts": s.restarts, "exit_code": s.exit_code, "exit_signal": s.exit_signal,
-        "oom_killed": s.oom_killed, "reason": s.reason,
-        "limits": s.handle.data.get("limits") if s.handle is not None else None,
-    }
 
 
 __all__ = ["CorralError", "Supervisor", "public"]

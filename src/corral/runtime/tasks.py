@@ -1,7 +1,7 @@
 """One task builder: what an instance runs with, for every caller (the supervisor's instances,
 ``corral run``/``exec``/``build``, and later the exporters and remote backends), so the
 ``CORRAL_*`` set, the dirs and the masks cannot drift between them. The environment itself
-comes from ``runtime.environ``; secrets are added by ``runtime.keeper`` at start."""
+comes from ``corral.environ``; secrets are added by ``runtime.keeper`` at start."""
 
 from __future__ import annotations
 

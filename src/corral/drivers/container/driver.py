@@ -12,10 +12,11 @@ reach each other by name, as in compose.
 
 What need not be asked again is asked once per driver (one per daemon, so per fleet): that an
 image ref exists, that the project network and named volumes exist, that the command is in the
-image. Independent steps run at once: the label lookup, network and volume checks before the
-create; the command lookup (first start of an image and command only) alongside the create and
-start. The agent counts as running once the engine started it; the log follower and the OOM
-watch attach after, losing nothing since the log is read from the container's start.
+image (``container.prereqs``). Independent steps run at once: the label lookup, network and
+volume checks before the create; the command lookup (first start of an image and command only)
+alongside the create and start. The agent counts as running once the engine started it; the
+log follower and the OOM watch attach after, losing nothing since the log is read from the
+container's start.
 
 Output is followed from the engine's log (``containers.follow``), which keeps filling while the
 supervisor is away. Exit is the engine's ``wait``; its inspect tells an OOM kill apart. Stop is
@@ -32,7 +33,7 @@ import contextlib
 import os
 import signal as _signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -42,18 +43,21 @@ from corral.drivers.base import (
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
     ResourceUsage,
     Task,
+    driver_errors,
 )
 from corral.drivers.container import build as builds
 from corral.drivers.container import engine as engines
+from corral.drivers.container import oneoff, rootless, runargs, service
 from corral.drivers.container import options as container_block
-from corral.drivers.container import rootless, runargs, service
 from corral.drivers.container.follow import Cursor, Follower
 from corral.drivers.container.oom import OomWatch, usage
 from corral.drivers.container.options import ContainerOptions as ContainerOptions
 from corral.drivers.container.options import container_options
+from corral.drivers.container.prereqs import Prereqs
 from corral.drivers.container.runargs import container_name, spec_hash
 from corral.drivers.container.transport import auto
 from corral.drivers.container.transport import base as engine_ops
@@ -84,13 +88,8 @@ class ContainerDriver(Driver):
         # False: use an engine API that already answers, else the CLI; never start Podman's
         # service (a one-off `corral run` would pay its start for one container)
         self._own_service = own_service
-        self._images: dict[str, str] = {}  # inputs digest -> image tag
-        self._present: set[tuple[str, str]] = set()  # (engine, image ref) known to exist
+        self.prereqs = Prereqs()
         self._watches: dict[str, _Watch] = {}
-        self._networks: set[tuple[str, str]] = set()  # (engine, network) known to exist
-        self._volumes: set[tuple[str, str]] = set()  # (engine, volume) known to exist
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._commands: set[tuple[str, str, str]] = set()  # (engine, image, argv0) found
         self._pids: dict[str, int] = {}  # instance -> the container's init pid on the host
 
     # --- engine and image -----------------------------------------------------------------
@@ -98,10 +97,8 @@ class ContainerDriver(Driver):
     def engine_for(self, task: Task) -> engines.Engine:
         if self._engine is not None:
             return self._engine
-        try:
+        with driver_errors(task):
             return engines.find(container_options(task.spec).engine)
-        except CorralError as exc:
-            raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
 
     async def ops(self, eng: engines.Engine) -> Ops:
         """The engine's API when it answers, else its CLI (see ``containers.ops``)."""
@@ -126,14 +123,12 @@ class ContainerDriver(Driver):
     def _recipe(self, task: Task) -> builds.Recipe:
         opts = container_options(task.spec)
         venv = venv_block(task.spec)
-        try:
+        with driver_errors(task):
             return builds.recipe(
                 task.workdir, build=opts.build, file=opts.file, base=opts.base,
                 requirements=venv.requirements if venv else None,
                 pyproject=venv.pyproject if venv else None,
                 packages=tuple(venv.packages) if venv else ())
-        except CorralError as exc:
-            raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
 
     def inputs_digest(self, task: Task) -> str:
         opts = container_options(task.spec)
@@ -151,30 +146,27 @@ class ContainerDriver(Driver):
         eng = self.engine_for(task)
         opts = container_options(task.spec)
         if opts.image is not None:
-            if (eng.name, opts.image) not in self._present:
+            if (eng.name, opts.image) not in self.prereqs.present:
                 if not await (await self.ops(eng)).image_exists(opts.image):
                     raise DriverError(
                         f"agents.{task.agent}: image {opts.image} does not exist in {eng.name}",
                         f"build or load it ({eng.name} images lists what exists), or drop "
                         "container.image to build from the agent's directory")
-                self._present.add((eng.name, opts.image))
+                self.prereqs.present.add((eng.name, opts.image))
             return opts.image
         key = self.inputs_digest(task)
-        if key in self._images:
-            return self._images[key]
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if key not in self._images:
-                r = self._recipe(task)
-                tag = builds.tag_for(task.project, task.agent, key.partition(":")[2])
-                say = None if progress is None else (
-                    lambda line: progress.feed("stdout", (line + "\n").encode()))
-                try:
-                    self._images[key] = await builds.build(
-                        eng, r, tag, staging_root=os.path.join(task.cache_dir, "builds"),
-                        progress=say)
-                except CorralError as exc:
-                    raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
-        return self._images[key]
+
+        async def build() -> str:
+            r = self._recipe(task)
+            tag = builds.tag_for(task.project, task.agent, key.partition(":")[2])
+            say = None if progress is None else (
+                lambda line: progress.feed("stdout", (line + "\n").encode()))
+            with driver_errors(task):
+                return await builds.build(
+                    eng, r, tag, staging_root=os.path.join(task.cache_dir, "builds"),
+                    progress=say)
+
+        return await self.prereqs.built(key, build)
 
     # --- start ----------------------------------------------------------------------------
 
@@ -197,7 +189,7 @@ class ContainerDriver(Driver):
         # independent engine calls at once: a start is mostly waiting for the engine
         existing, _, _ = await asyncio.gather(
             ops.containers({"corral.project": task.project, "corral.instance": task.instance}),
-            self._network(ops, task, spec), self._named_volumes(ops, task, spec))
+            self.prereqs.network(ops, task, spec), self.prereqs.named_volumes(ops, task, spec))
         for found in existing:
             same = found.labels.get("corral.spec-hash") == labels["corral.spec-hash"]
             if found.state == "running" and same:  # already ours: adopt, never duplicate
@@ -214,20 +206,21 @@ class ContainerDriver(Driver):
         # the CLI runs a throwaway container, alongside this one's start
         runargs.recheck(task, spec)  # right before the create: nothing swapped since
         lookup: asyncio.Future[bool] | None = None
-        unknown = (eng.name, image, task.spec.argv[0]) not in self._commands
+        unknown = not self.prereqs.knows_command(eng.name, image, task.spec.argv[0])
         if unknown and not ops.looks_in_container:
-            lookup = asyncio.ensure_future(self._command_missing(ops, image, task, None))
+            lookup = asyncio.ensure_future(self.prereqs.command_missing(ops, image, task, None))
         try:
-            cid = await self._create(ops, task, spec)
-        except engines.EngineError as exc:
+            with driver_errors(task, f"{eng.name} could not start the container",
+                               only=engines.EngineError, fix="fix the agent's command or "
+                               "container block; `corral doctor` checks the engine"):
+                cid = await self._create(ops, task, spec)
+        except DriverError:
             if lookup is not None:
                 lookup.cancel()
                 await asyncio.gather(lookup, return_exceptions=True)
-            raise DriverError(f"agents.{task.agent}: {eng.name} could not start the container: "
-                              f"{exc.problem}", "fix the agent's command or container block; "
-                              "`corral doctor` checks the engine") from None
+            raise
         if unknown and (await lookup if lookup is not None
-                        else await self._command_missing(ops, image, task, cid)):
+                        else await self.prereqs.command_missing(ops, image, task, cid)):
             await ops.remove(cid)
             exe = task.spec.argv[0]
             raise DriverError(f"agents.{task.agent}: command not found: {exe} (in image {image})",
@@ -244,56 +237,12 @@ class ContainerDriver(Driver):
         try:
             return await ops.run(spec, cwd=task.run_dir)
         except engines.EngineError:
-            eng = ops.engine.name
-            known = {(eng, spec.network), *((eng, v) for v in spec.volumes)}
-            if not (known & (self._networks | self._volumes)
-                    or (eng, spec.image) in self._present):
+            if not self.prereqs.forget(ops.engine.name, spec):
                 raise
-            self._networks -= known
-            self._volumes -= known
-            self._present.discard((eng, spec.image))
-        await asyncio.gather(self._network(ops, task, spec), self._named_volumes(ops, task, spec),
-                             self.image(task))
+        await asyncio.gather(self.prereqs.network(ops, task, spec),
+                             self.prereqs.named_volumes(ops, task, spec), self.image(task))
         runargs.recheck(task, spec)
         return await ops.run(spec, cwd=task.run_dir)
-
-    async def _network(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
-        """The project network, made on first use; known to exist from then on."""
-        if spec.alias is None or (ops.engine.name, spec.network) in self._networks:
-            return
-        try:
-            await ops.ensure_network(spec.network, task.project)
-        except CorralError as exc:
-            raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
-        self._networks.add((ops.engine.name, spec.network))
-
-    async def _named_volumes(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
-        """Made here rather than implicitly by the create: the label lets ``corral down
-        --volumes`` find exactly this project's volumes (a name prefix would also match a
-        project whose name extends this one's)."""
-        for name in spec.volumes:
-            if (ops.engine.name, name) in self._volumes:
-                continue
-            try:
-                await ops.ensure_volume(name, task.project)
-            except CorralError as exc:
-                raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
-            self._volumes.add((ops.engine.name, name))
-
-    async def _command_missing(self, ops: Ops, image: str, task: Task,
-                               container: str | None) -> bool:
-        """With an init, a missing command is only the init's exit 127 after a successful
-        start: look it up in the image too (once per image and command), so it is the same
-        clear start error as at every other level. Not knowing (no shell in the image, an
-        engine error) is not missing: the start will tell."""
-        exe = task.spec.argv[0]
-        try:
-            missing = await ops.command_missing(image, exe, container)
-        except CorralError:
-            missing = False
-        if not missing:
-            self._commands.add((ops.engine.name, image, exe))
-        return missing
 
     # --- output, exit ---------------------------------------------------------------------
 
@@ -425,3 +374,10 @@ class ContainerDriver(Driver):
                     if w.follower.done is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(service.close_all)
+
+    def one_off(self) -> ContainerDriver:  # one container: not worth a Podman service's start
+        return ContainerDriver(self._engine, own_service=False)
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch:
+        return await oneoff.enter(self.engine_for(task), task, argv)  # found by its labels

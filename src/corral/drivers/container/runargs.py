@@ -16,9 +16,9 @@ from typing import Any
 
 from corral.drivers.base import Task
 from corral.drivers.host import beneath, walls
+from corral.environ import for_guest
 from corral.errors import DriverError
 from corral.manifest import decode
-from corral.runtime.environ import for_guest
 
 SECRETS_IN_CONTAINER = "/run/secrets"
 DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host

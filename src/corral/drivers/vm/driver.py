@@ -1,11 +1,11 @@
 """The ``vm`` isolation level: the agent runs in a QEMU guest (its own kernel).
 
-QEMU is a process like any other agent's, so this driver *is* the process driver with another
-command: the same named pipes carry the guest's serial ports (a killed daemon re-adopts a
-running VM and loses no line), the same pidfd sees QEMU exit, the same cgroup holds it for
-stats and the final kill. What differs is what the guest tells through its console
-(``vm.console``): when it booted and the job's exit code, since QEMU itself exits 0 on
-every power-off.
+QEMU is a process like any other agent's, so this driver is a recipe for the shared host
+launcher (``drivers.host.launcher``) with another command: the same named pipes carry the
+guest's serial ports (a killed daemon re-adopts a running VM and loses no line), the same pidfd
+sees QEMU exit, the same cgroup holds it for stats and the final kill. What differs is what
+the guest tells through its console (``vm.console``): when it booted and the job's exit code,
+since QEMU itself exits 0 on every power-off.
 
 - size: ``resources.cpus`` (rounded up) and ``resources.memory`` become ``-smp`` and ``-m``;
   the cgroup gets no memory limit of its own, as QEMU needs more than the guest's RAM and a
@@ -27,31 +27,34 @@ import hashlib
 import math
 import os
 import signal
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from corral.drivers.base import (
     Capabilities,
+    Driver,
     DriverHealth,
     ExitResult,
     Handle,
+    Launch,
     Output,
+    ResourceUsage,
     Task,
+    driver_errors,
 )
-from corral.drivers.host import proctree
-from corral.drivers.process import ProcessDriver
+from corral.drivers.host import proctree, runas
+from corral.drivers.host.launcher import Launcher
 from corral.drivers.vm import guest as guests
 from corral.drivers.vm import job, qemu, rootfs
 from corral.drivers.vm import options as vm_options
 from corral.drivers.vm.console import Console
 from corral.drivers.vm.options import vm_block
+from corral.environ import for_guest
 from corral.errors import CorralError, DriverError
-from corral.limits.limiter import Placement
 from corral.manifest.spec import Resources
-from corral.runtime.environ import for_guest
+from corral.ownership import identity as identities
 
 DEFAULT_MEMORY_MB = 256
 _MAX_SOCKET_PATH = 100
@@ -93,7 +96,7 @@ def _size(task: Task) -> tuple[int, int]:
     return cpus, memory
 
 
-class VmDriver(ProcessDriver):
+class VmDriver(Driver):
     name: ClassVar[str] = "vm"
     blocks: ClassVar[Mapping[str, type]] = vm_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -101,7 +104,8 @@ class VmDriver(ProcessDriver):
     )
 
     def __init__(self) -> None:
-        super().__init__()
+        self.launcher = Launcher(self.name)
+        self.limiter = self.launcher.limiter
         self._machines: dict[str, qemu.Machine] = {}  # until start() has built the argv
         self._consoles: dict[str, Console] = {}
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
@@ -146,10 +150,8 @@ class VmDriver(ProcessDriver):
 
     def _guest(self, task: Task) -> guests.Guest:
         options = settings(task)
-        try:
+        with driver_errors(task, only=DriverError):
             return guests.Guest.load(options.guest or guests.default_path())
-        except DriverError as exc:
-            raise DriverError(f"agents.{task.agent}: {exc.problem}", exc.fix) from None
 
     # --- what runs: QEMU, with the agent's command in the run share -----------------------
 
@@ -160,17 +162,22 @@ class VmDriver(ProcessDriver):
     def argv(self, task: Task) -> list[str]:
         return qemu.argv(self._machines[task.instance], qemu.find() or qemu.QEMU)
 
-    def _place(self, task: Task) -> Placement:
+    def passed_fds(self, task: Task) -> list[int]:
+        return []
+
+    def identity(self, task: Task) -> identities.Identity | None:
+        return runas.identity(task)
+
+    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
+        runas.hand_over(task, ident, exe)
+
+    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
+                    ) -> tuple[list[str], str]:
+        return runas.as_identity(ident, argv, exe)
+
+    def resources(self, task: Task) -> Resources:
         """A group with no limit: the VM's size is its limit (see the module doc)."""
-        try:
-            return self.limiter.place(
-                project=task.project, key=os.path.dirname(task.run_dir), instance=task.instance,
-                res=Resources(), where=f"agents.{task.agent}.resources")
-        except CorralError as exc:
-            raise DriverError(exc.problem, exc.fix) from None
-        except OSError as exc:
-            raise DriverError(f"agents.{task.agent}: cannot make its cgroup: {exc}",
-                              "check the supervisor may write its own cgroup") from None
+        return Resources()
 
     @staticmethod
     def _guest_env(task: Task) -> dict[str, str]:
@@ -208,7 +215,7 @@ class VmDriver(ProcessDriver):
         console.boot_timeout = options.boot_timeout
         self._machines[task.instance] = machine
         try:
-            handle = await super().start(task, console)
+            handle = await self.launcher.start(task, self, console)
         finally:
             del self._machines[task.instance]
         handle = replace(handle, data={
@@ -222,8 +229,7 @@ class VmDriver(ProcessDriver):
 
     def _boot_deadline(self, handle: Handle, console: Console) -> None:
         self._deadlines.pop(handle.instance, None)
-        watch = self._watches.get(handle.instance)
-        if console.booted or watch is None or watch.exit.done() or handle.pid is None:
+        if console.booted or not self.launcher.running(handle.instance) or handle.pid is None:
             return
         console.timed_out = True
         proctree.signal_group(handle.pid, signal.SIGKILL)
@@ -233,7 +239,7 @@ class VmDriver(ProcessDriver):
         return None
 
     async def wait(self, handle: Handle) -> ExitResult:
-        result = await super().wait(handle)
+        result = await self.launcher.wait(handle)
         timer = self._deadlines.pop(handle.instance, None)
         if timer is not None:
             timer.cancel()
@@ -266,7 +272,7 @@ class VmDriver(ProcessDriver):
 
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
         console = self._consoles.get(handle.instance)
-        watch = self._watches.get(handle.instance)
+        watch = self.launcher.watches.get(handle.instance)
         if console is not None:
             console.stopping = True
         booted = console is None or console.booted  # re-adopted: it booted long ago
@@ -279,30 +285,37 @@ class VmDriver(ProcessDriver):
                 job.request_stop(share, sig)
             pressed = await qemu.qmp(handle.data.get("qmp", ""), ["system_powerdown"])
             if pressed:
-                await self._exited(handle, timeout)
-        await super().stop(handle, sig=signal.SIGKILL, timeout=0)
-
-    async def _exited(self, handle: Handle, timeout: float) -> None:
-        watch = self._watches.get(handle.instance)
-        if watch is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(watch.exit), timeout)
-            return
-        assert handle.pid is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proctree.alive(handle.pid, handle.pid_start):
-            await asyncio.sleep(0.05)
+                await self.launcher.exited(handle, timeout)
+        await self.launcher.stop(handle, sig=signal.SIGKILL, timeout=0)
 
     async def recover(self, handle: Handle, output: Output) -> bool:
         console = Console(output, handle.data.get("token", ""), booted=True)
-        if not await super().recover(handle, console):
+        if not await self.launcher.recover(handle, console):
             return False
         self._consoles[handle.instance] = console
         return True
 
+    def known_pids(self) -> set[int]:
+        return self.launcher.known_pids()
+
+    def complete(self, handle: Handle) -> Handle:
+        return self.launcher.complete(handle)
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        return await self.launcher.stats(handle)
+
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         raise DriverError(f"agents.{task.agent}: exec into a running VM is not supported",
                           "run the command as its own vm agent")
+
+    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
+        return None  # QEMU's command line exists only for a machine start() made
+
+    async def enter(self, task: Task, argv: list[str],
+                    running: Callable[[], list[int]]) -> Launch | None:
+        raise CorralError(f"corral exec cannot enter the guest of vm agent {task.agent}",
+                          f"run the command in a guest of its own: corral run {task.agent} "
+                          "-- ARGS")  # its guest has no way in from outside
 
 
 def _qmp_path(run_dir: str) -> str:

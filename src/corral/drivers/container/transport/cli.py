@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,13 +147,19 @@ class _CliLogs:
         try:
             await asyncio.gather(one("stdout", proc.stdout), one("stderr", proc.stderr))
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+            _kill(proc)
             await proc.wait()
 
     def cancel(self) -> None:
         self._cancelled = True
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
+        if self._proc is not None:
+            _kill(self._proc)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL by pid. ``Process.kill`` polls first, and that poll reaps a ``logs`` that has
+    just exited (its pipes closed) before asyncio's child watcher does, which then prints
+    "Unknown child process pid N" and reports 255. Unreaped, the pid cannot be reused."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)

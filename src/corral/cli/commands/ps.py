@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     import argparse
 
 
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("ps", help="show every instance")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.set_defaults(handler=cmd_ps)
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     client = daemonctl.client(project.state_dir(args.file))
     rows = client.instances()
@@ -22,7 +29,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")  # C encoder
     else:
-        from corral.cli import output
+        from corral.cli import render
 
-        sys.stdout.write(output.table(rows, color=output.use_color(False)))
+        sys.stdout.write(render.table(rows, color=render.use_color(False)))
     return 0

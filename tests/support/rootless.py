@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests.engines import IMAGE
+from tests.support.engines import IMAGE
 
 USER = os.environ.get("CORRAL_TEST_ROOTLESS_USER", "corralu")
 PYTHON = "/usr/bin/python3.11"

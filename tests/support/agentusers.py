@@ -1,6 +1,6 @@
 """Real unprivileged users for agents with ``user:``, made by the session when missing.
 
-``useradd --system`` (no home, no login shell), as tests/rootless.py makes its user; each user
+``useradd --system`` (no home, no login shell), as support/rootless.py makes its user; each user
 this session made is removed at its end (``userdel``), after its leftover processes are
 killed by PID. A user that already existed is left as it was.
 """

@@ -1,5 +1,7 @@
-"""``corral recommend`` and the warnings ``corral up`` prints once: the manifest's facts and
-the host's, through the rules of ``corral.advice.rules``."""
+"""``corral doctor`` (which levels this host runs, the credentials lying about) and ``corral
+recommend`` (which level fits each agent), plus the warnings ``corral up`` prints once: the
+manifest's facts and the host's, through the rules of ``corral.advice.rules`` (imported when a
+command needs them: every command builds the parser that registers these)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,75 @@ import json
 import os
 import shutil
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.advice import rules as advice
 from corral.cli import project
-from corral.errors import NotFound
+from corral.errors import CorralError, NotFound
+
+if TYPE_CHECKING:
+    from corral.advice import rules as advice
 
 _CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "ACCESS_KEY")
 
 
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("doctor", help="which isolation levels this host supports, and fixes"
+                   ).set_defaults(handler=cmd_doctor)
+    s = sub.add_parser("recommend", help="which isolation level fits each agent, and why")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_recommend)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from corral.advice.doctor import report
+
+    rows = asyncio.run(report())
+    ok = True
+    for level, available, detail, fix in rows:
+        mark = "ok " if available else "-- "
+        print(f"{mark}{level:<10} {detail}")
+        if not available and fix:
+            print(f"   {'':<10} fix: {fix}")
+        ok = ok and (available or level not in ("process", "venv"))
+    for warning in _credential_warnings(args.file):
+        print(f"!! {'secrets':<10} {warning}")
+    return 0 if ok else 1
+
+
+def _credential_warnings(file: str | None) -> list[str]:
+    """Least privilege (M10): .env files the manifest reads that git would commit, secret
+    files others can read, long-lived cloud admin keys in the environment."""
+    from corral.secrets import cloud_key_warnings, git_ignored, world_readable
+
+    out = [f"{w}; corral keeps it from agents unless one declares it"
+           for w in cloud_key_warnings(os.environ)]
+    try:
+        from corral.manifest.loader import load
+
+        manifest = load(project.manifest_path(file))
+    except CorralError:
+        return out  # no manifest here (or a broken one: `corral config` says why)
+    envs = {os.path.join(manifest.project_dir, ".env")}
+    envs |= {e.path for a in manifest.agents.values() for e in a.env_file}
+    envs |= {s.env_file for s in manifest.secrets.values() if s.env_file}
+    for path in sorted(p for p in envs if os.path.isfile(p)):
+        if git_ignored(path) is False:
+            out.append(f"{path} is not git-ignored: a commit would publish it "
+                       f"(add {os.path.basename(path)} to .gitignore)")
+        if world_readable(path):
+            out.append(f"{path} is readable by every user (chmod 600 {path})")
+    for name, source in manifest.secrets.items():
+        if source.file and world_readable(source.file):
+            out.append(f"secret {name}: {source.file} is readable by every user "
+                       f"(chmod 600 {source.file})")
+    return out
+
+
 def facts_of(name: str, agent: Any) -> advice.AgentFacts:
     """What the manifest says about one agent (a validated ``manifest.model.Agent``)."""
+    from corral.advice import rules as advice
+
     workdir = agent.workdir
     deps = agent.options.get("venv") is not None or any(
         os.path.isfile(os.path.join(workdir, f)) for f in ("requirements.txt", "pyproject.toml"))
@@ -36,6 +96,8 @@ def facts_of(name: str, agent: Any) -> advice.AgentFacts:
 
 def up_warnings(manifest: Any) -> list[str]:
     """Risky choices in the manifest, for ``corral up`` to print once (never blocking)."""
+    from corral.advice import rules as advice
+
     out = [w for name, agent in manifest.agents.items()
            for w in advice.warnings(facts_of(name, agent))]
     out += writable_secret_warnings(manifest)
@@ -74,6 +136,8 @@ def writable_secret_warnings(manifest: Any) -> list[str]:
 
 
 def _probes() -> list[advice.Probe]:
+    from corral.advice import rules as advice
+
     true = shutil.which("true") or "/bin/true"
     bwrap = shutil.which("bwrap")
     engine = shutil.which("podman") or shutil.which("docker")
@@ -94,10 +158,13 @@ def _probes() -> list[advice.Probe]:
 
 
 def host_levels() -> list[advice.LevelCost]:
+    from corral.advice import rules as advice
+
     return [advice.measure(p) for p in _probes()]
 
 
 def _available(costs: list[advice.LevelCost]) -> set[str]:
+    from corral.advice import rules as advice
     from corral.advice.doctor import report
 
     drivers = {level for level, ok, _, _ in asyncio.run(report()) if ok}
@@ -105,6 +172,7 @@ def _available(costs: list[advice.LevelCost]) -> set[str]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    from corral.advice import rules as advice
     from corral.manifest.hints import did_you_mean
     from corral.manifest.loader import load
 

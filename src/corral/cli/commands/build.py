@@ -1,0 +1,111 @@
+"""``corral build`` and ``corral image bootstrap``: container agents' images.
+
+Builds run here, in the CLI, not in the daemon: a build is something a user watches (its
+progress goes to stderr as it happens) and can interrupt, and the daemon then finds the image
+cached by content and starts at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from corral.cli import project
+from corral.errors import CorralError, DriverError
+
+
+class _Progress:
+    """Build output to stderr, prefixed with the agent's name as compose does."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+
+    def feed(self, stream: str, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            print(f"{self.agent} | {line}", file=sys.stderr, flush=True)
+
+    def eof(self, stream: str) -> None:
+        pass
+
+
+def _task(manifest: Any, agent: str) -> Any:
+    from corral.drivers.base import Task
+    from corral.paths import StateLayout
+
+    spec = manifest.agents[agent].to_spec()  # the driver reads its decoded container block
+    name = f"{agent}.build"
+    layout = StateLayout(manifest.state_dir)
+    return Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,
+                workdir=spec.workdir, run_dir=layout.run(name), cache_dir=layout.cache, env={},
+                project_dir=manifest.project_dir)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("build", help="build container agents' images (cached by content)")
+    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.set_defaults(handler=cmd_build)
+    s = sub.add_parser("image", help="container base images")
+    image_sub = s.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    s.set_defaults(handler=cmd_image)
+    s = image_sub.add_parser("bootstrap", help="build a Debian base image with debootstrap "
+                                               "and import it (no registry needed)")
+    s.add_argument("--python", action="store_true", help="with python3 and python3-venv")
+    s.add_argument("--engine", default="auto", choices=["auto", "podman", "docker"])
+    s.add_argument("--force", action="store_true", help="import again even if present")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from corral.drivers.container.driver import ContainerDriver
+    from corral.manifest.loader import load
+
+    manifest = load(project.manifest_path(args.file))
+    wanted = args.agents or [n for n, a in manifest.agents.items()
+                             if a.isolation == "container"]
+    for name in args.agents:
+        if name not in manifest.agents:
+            raise CorralError(f"no agent named {name!r}", "see 'corral config' for the agents")
+        if manifest.agents[name].isolation != "container":
+            raise CorralError(f"agent {name} is not a container agent "
+                              f"(isolation: {manifest.agents[name].isolation})",
+                              "set isolation: container, or name container agents only")
+    if not wanted:
+        print("corral: no container agents to build", file=sys.stderr)
+        return 0
+    driver = ContainerDriver()
+    failed = 0
+
+    async def one(name: str) -> None:
+        nonlocal failed
+        started = time.monotonic()
+        try:
+            tag = await driver.image(_task(manifest, name), _Progress(name))
+        except DriverError as exc:  # one clear line; the other agents still build
+            failed += 1
+            print(f"corral: {exc}", file=sys.stderr)
+            return
+        print(f"{name}: {tag} ({time.monotonic() - started:.1f}s)")
+
+    async def every() -> None:
+        for name in wanted:  # one at a time: builds compete for the same CPUs anyway
+            await one(name)
+
+    asyncio.run(every())
+    return 5 if failed else 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from corral.drivers.container import engine as engines
+    from corral.drivers.container import image
+
+    eng = engines.find(args.engine)
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"bootstrap | {line}", file=sys.stderr, flush=True)
+
+    tag = asyncio.run(image.bootstrap(eng, python=args.python, progress=say, force=args.force))
+    print(f"{tag} in {eng.name} ({time.monotonic() - started:.1f}s)")
+    return 0

@@ -1,0 +1,59 @@
+"""The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
+ps [--json] [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
+and dashboards poll ``ps`` and time starts; argparse alone costs more than the rest of the
+answer. ``parse`` gives the namespace the full parser gives for the same argv (a test holds
+them to it), or None for anything else (help, a typo, ``--file=X``: the full parser explains).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing's: its import costs ~3 ms on every `corral ps` poll
+if TYPE_CHECKING:
+    from types import SimpleNamespace
+
+DEFAULT_TIMEOUT = 120.0  # commands.control's, which this module does not import for ps
+
+
+def parse(argv: list[str]) -> SimpleNamespace | None:
+    from types import SimpleNamespace
+
+    args = list(argv)
+    file = None
+    if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
+        file, args = args[1], args[2:]
+    if args[:1] == ["ps"]:
+        if any(a.startswith("-") and a != "--json" for a in args[1:]):
+            return None
+        return SimpleNamespace(file=file, command="ps", json="--json" in args,
+                               agents=[a for a in args[1:] if a != "--json"])
+    if not args or args[0] not in ("start", "stop", "restart"):
+        return None
+    verb, rest = args[0], args[1:]
+    wait, timeout, names = False, DEFAULT_TIMEOUT, []
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--wait" and verb != "stop":
+            wait = True
+        elif arg == "--timeout" and verb != "stop" and rest:
+            try:
+                timeout = float(rest.pop(0))
+            except ValueError:
+                return None
+        elif arg.startswith("-"):
+            return None
+        else:
+            names.append(arg)
+    if verb == "stop":
+        return SimpleNamespace(file=file, command=verb, names=names)
+    return SimpleNamespace(file=file, command=verb, names=names, wait=wait, timeout=timeout)
+
+
+def run(ns: SimpleNamespace) -> int:
+    """The parsed command's handler, importing only its own module."""
+    if ns.command == "ps":
+        from corral.cli.commands.ps import cmd_ps
+
+        return cmd_ps(ns)  # type: ignore[arg-type]
+    from corral.cli.commands.control import cmd_control
+
+    return cmd_control(ns)  # type: ignore[arg-type]

@@ -1,0 +1,50 @@
+"""What an instance looks like from outside its runner: the frozen ``Snapshot`` the runner
+replaces on each change (stored, awaited by dependants), and the form the API shows it in
+(``corral ps``, ``/v1/status``, the state events).
+
+``public`` lives below the API because the supervisor publishes it on every change; the API
+only passes it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from corral.drivers.base import Handle
+from corral.runtime.state import Health, State
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    name: str
+    agent: str
+    index: int
+    state: State
+    health: Health
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    oom_killed: bool = False
+    reason: str = ""
+    spec_hash: str = ""
+    log_ready: bool = False
+    handle: Handle | None = None
+
+
+def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
+    """The snapshot as the API shows it."""
+    import time
+
+    now = time.time() if now is None else now
+    running = s.state is State.RUNNING and s.started_at is not None
+    return {
+        "name": s.name, "agent": s.agent, "index": s.index, "state": s.state.value,
+        "health": s.health.value, "pid": s.pid, "started_at": s.started_at,
+        "uptime": round(now - s.started_at, 3) if running and s.started_at else None,
+        "restarts": s.restarts, "exit_code": s.exit_code, "exit_signal": s.exit_signal,
+        "oom_killed": s.oom_killed, "reason": s.reason,
+        "limits": s.handle.data.get("limits") if s.handle is not None else None,
+    }

@@ -1,0 +1,36 @@
+"""``cli.fastpath`` is a second, hand-written grammar for ``ps`` and ``start|stop|restart``
+(they must answer without argparse's import): it must read every argv it accepts exactly as
+the full parser does, and leave the rest to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.cli import fastpath, main
+
+ACCEPTED = [
+    ["ps"], ["ps", "--json"], ["ps", "web", "db"], ["ps", "--json", "web"],
+    ["-f", "x.yaml", "ps"], ["--file", "x.yaml", "ps", "--json", "web.1"],
+    ["start"], ["start", "web", "db.2"], ["start", "--wait"], ["start", "--wait", "web"],
+    ["start", "--timeout", "7.5", "--wait", "web"], ["-f", "x.yaml", "restart", "--wait"],
+    ["restart", "web", "--timeout", "3"], ["stop"], ["stop", "web", "db.1"],
+    ["-f", "x.yaml", "stop", "web"],
+]
+LEFT_TO_ARGPARSE = [
+    ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],
+    ["start", "--timeout", "soon"], ["--file=x.yaml", "ps"], ["logs"], ["up", "-d"], [],
+]
+
+
+@pytest.mark.parametrize("argv", ACCEPTED, ids=" ".join)
+def test_the_fast_grammar_reads_an_argv_as_the_full_parser_does(argv: list[str]) -> None:
+    fast = fastpath.parse(argv)
+    assert fast is not None
+    full = vars(main.parser().parse_args(argv))
+    assert callable(full.pop("handler"))
+    assert vars(fast) == full
+
+
+@pytest.mark.parametrize("argv", LEFT_TO_ARGPARSE, ids=" ".join)
+def test_what_it_does_not_know_goes_to_the_full_parser(argv: list[str]) -> None:
+    assert fastpath.parse(argv) is None
