@@ -27,9 +27,9 @@ HOLDER = "options"  # the agent's field holding them (``spec.Agent.options``)
 
 
 def _registry() -> Any:
-    from corral.drivers import registry
+    from corral.manifest import routes
 
-    return registry
+    return routes
 
 
 def names() -> list[str]:

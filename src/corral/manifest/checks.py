@@ -30,10 +30,10 @@ PATH_KEYS = frozenset({
 
 def block_paths() -> frozenset[tuple[str, ...]]:
     """``("agents", "*", BLOCK, FIELD)`` for each path field of an installed driver's block."""
-    from corral.drivers import registry
+    from corral.manifest import routes
 
     out = set()
-    for key, record in registry.blocks().items():
+    for key, record in routes.blocks().items():
         for name, tp in typing.get_type_hints(record, include_extras=True).items():
             if _marked(tp):
                 out.add(("agents", "*", key, name))

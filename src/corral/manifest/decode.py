@@ -49,9 +49,9 @@ def _blocks_field(cls: type) -> str | None:
 
 
 def _block(key: str) -> type | None:
-    from corral.drivers import registry  # the drivers declare the blocks
+    from corral.manifest import routes  # the drivers declare the blocks
 
-    return registry.block(key)
+    return routes.block(key)
 
 
 # The built-in blocks were fields of the agent, in this order, before the drivers declared

@@ -104,9 +104,9 @@ def _members(model: type) -> list[tuple[str, Any]]:
             if not info.exclude:
                 out.append((info.alias or name, info.annotation))
             elif hasattr(model, "block_names"):  # the agent's blocks, in the field's place
-                from corral.drivers import registry
+                from corral.manifest import routes
 
-                out.extend((key, registry.block(key)) for key in model.block_names())
+                out.extend((key, routes.block(key)) for key in model.block_names())
         return out
     hints = get_type_hints(model, include_extras=True)
     return [(f.name, hints[f.name]) for f in dataclasses.fields(cast(Any, model))]

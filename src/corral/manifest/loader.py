@@ -63,18 +63,18 @@ class Context:
 
 def installed_drivers() -> tuple[str, ...]:
     try:
-        from corral.drivers import registry
+        from corral.manifest import routes
 
-        return tuple(registry.names())
+        return tuple(routes.drivers())
     except Exception:  # broken package metadata must not stop validation
         return DEFAULT_DRIVERS
 
 
 def driver_hooks() -> list[Normalize]:
     """The drivers' loader hooks (``normalize``: the defaults their blocks imply)."""
-    from corral.drivers import registry
+    from corral.manifest import routes
 
-    return registry.normalizers()
+    return routes.normalizers()
 
 
 def find_manifest(path: PathArg | None = None, environ: Mapping[str, str] | None = None) -> Path:

@@ -188,9 +188,9 @@ def _annotated(tp: Any) -> list[Any]:
 def _driver_blocks(defs: dict[str, Any]) -> None:
     """Each visible driver block as an agent key, its record under ``$defs``, in the place
     the agent's ``options`` field holds them."""
-    from corral.drivers import registry
+    from corral.manifest import routes
 
-    hidden = registry.hidden()
+    hidden = routes.hidden()
     agent = defs["Agent"]
     props: dict[str, Any] = {}
     for key, prop in agent["properties"].items():
@@ -198,7 +198,7 @@ def _driver_blocks(defs: dict[str, Any]) -> None:
             props[key] = prop
             continue
         for name in blocks.names():
-            record = registry.block(name)
+            record = routes.block(name)
             if name in hidden or record is None:
                 continue
             shape = blocks.adapter(record).json_schema(ref_template="#/$defs/{model}")
@@ -232,9 +232,9 @@ def json_schema(drivers: Collection[str] | None = None) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) for corral.yaml as users write it; ``drivers``: the
     isolation names to suggest (default: every installed driver)."""
     if drivers is None:
-        from corral.drivers import registry
+        from corral.manifest import routes
 
-        drivers = registry.names()
+        drivers = routes.drivers()
     schema = Manifest.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema["$defs"]
     _units(defs)
