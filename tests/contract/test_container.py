@@ -25,18 +25,6 @@ from tests.contract.test_driver_contract import Collect
 ENGINES = ["podman", "docker"]
 
 
-class Spec:
-    """An agent spec plus a ``container:`` block (the manifest will carry it; the driver reads
-    it from a mapping or an object either way)."""
-
-    def __init__(self, agent: Agent, container: dict[str, Any] | None = None) -> None:
-        self._agent = agent
-        self.container = container
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._agent, name)
-
-
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Engine:
     found: Engine = request.getfixturevalue(f"{request.param}_engine")
@@ -46,12 +34,13 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 def make_task(tmp: Path, raw: dict[str, Any], *, agent: str = "a", project: str = "ct",
               workdir: Path | None = None, container: dict[str, Any] | None = None,
               env: dict[str, str] | None = None, instance: str | None = None) -> Task:
-    spec = Agent.model_validate({"isolation": "container", **raw})
+    block = {"container": container} if container is not None else {}
+    spec = Agent.model_validate({"isolation": "container", **raw, **block}).to_spec()
     instance = instance or f"{agent}.1"
     work = workdir or tmp / agent
     work.mkdir(parents=True, exist_ok=True)
     return Task(project=project, agent=agent, instance=instance, index=1,
-                spec=Spec(spec, container),  # type: ignore[arg-type]
+                spec=spec,
                 workdir=str(work), run_dir=str(tmp / "run" / instance),
                 cache_dir=str(tmp / "cache"), env={"PATH": "/usr/bin:/bin", **(env or {})})
 

@@ -1,4 +1,8 @@
-"""One contract, every driver: start, output, wait, stop (whole tree), exit codes, recover."""
+"""One contract, every driver: start, output, wait, stop (whole tree), exit codes, recover.
+
+The generic cases (``case``) also run a third-party driver: ``tinyexec``, a package built by
+``tests/thirdparty.py`` and pip-installed for this module, found through the ``corral.drivers``
+entry point, with its agents' ``tinyexec:`` block validated and decoded like any other."""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from corral.drivers import registry
 from corral.drivers.base import Driver, HostProcesses, Task
 from corral.drivers.container.driver import ContainerDriver
 from corral.drivers.fake import FakeDriver
@@ -25,6 +30,7 @@ from corral.drivers.venv import VenvDriver
 from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
+from tests import thirdparty
 
 PY = sys.executable
 
@@ -84,6 +90,9 @@ class Case:
             raw = _fake_spec(script)
         elif self.name == "vm":
             raw = {"command": ["sh", "-c", SH_SCRIPTS[script]], "isolation": "vm"}
+        elif self.name == thirdparty.NAME:  # its own block, through the entry point
+            raw = {"command": [SH_SCRIPTS[script]], "isolation": thirdparty.NAME,
+                   thirdparty.NAME: {"interpreter": "/bin/sh"}}
         else:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.isolation}
             if self.name == "venv":
@@ -106,6 +115,26 @@ NEEDS = {"sandbox": (find_bwrap, "bubblewrap (bwrap) is not installed: apt-get i
 CONTAINERS = ["container-podman", "container-docker"]
 
 
+def _forget_installed() -> None:
+    registry._table.cache_clear()
+    registry.blocks.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def installed_driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Driver]]:
+    """The third-party driver, pip-installed and on the path for this module only (the
+    registry forgets it after, so other tests see only the built-ins)."""
+    site = str(thirdparty.install(tmp_path_factory.mktemp("tinyexec")))
+    sys.path.insert(0, site)
+    _forget_installed()
+    try:
+        assert thirdparty.NAME in registry.names()
+        yield registry.load(thirdparty.NAME)
+    finally:
+        sys.path.remove(site)
+        _forget_installed()
+
+
 def _container(name: str, request: pytest.FixtureRequest) -> Callable[[], Driver]:
     """Both engines, each from its session fixture (skipped with the reason when it cannot
     run a container here)."""
@@ -114,10 +143,12 @@ def _container(name: str, request: pytest.FixtureRequest) -> Callable[[], Driver
 
 
 @pytest.fixture(params=[pytest.param(n, marks=pytest.mark.vm) if n == "vm" else n
-                        for n in [*sorted(DRIVERS), *CONTAINERS]])
+                        for n in [*sorted(DRIVERS), thirdparty.NAME, *CONTAINERS]])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     if request.param in CONTAINERS:
         return Case(request.param, _container(request.param, request), tmp_path)
+    if request.param == thirdparty.NAME:
+        return Case(request.param, request.getfixturevalue("installed_driver"), tmp_path)
     found, why = NEEDS.get(request.param, (lambda: True, ""))
     if not found():
         pytest.skip(why)

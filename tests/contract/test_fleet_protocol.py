@@ -181,3 +181,13 @@ def test_secret_env_streams_and_shutdown_through_either_end(fleet: Fleet,
             time.sleep(0.05)
     else:  # in-process: the fleet stopped, the supervisor stays until close()
         assert {r["state"] for r in fleet.instances()} <= {"stopped", "exited"}
+
+
+def test_either_end_applies_what_load_returns_as_it_is(fleet: Fleet, tmp_path: Path) -> None:
+    """The loaded manifest, the daemon's records of it, and its JSON form apply alike."""
+    loaded = load(tmp_path / "corral.yaml")
+    assert sorted(fleet.apply(loaded)["started"]) == ["job.1", "svc.1", "svc.2"]
+    for same in (loaded.to_spec(), loaded.model_dump(mode="json", by_alias=True)):
+        again = fleet.apply(same)
+        assert again["started"] == again["recreated"] == []
+        assert sorted(again["unchanged"]) == ["job.1", "svc.1", "svc.2"]

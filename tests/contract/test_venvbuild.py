@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from corral.drivers.host import python_env as venvbuild
+from corral.drivers.host.options import VenvOptions
 from corral.drivers.host.python_env import (
     MARKER,
     ensure_venv,
@@ -30,7 +31,6 @@ from corral.drivers.host.python_env import (
     venv_python,
 )
 from corral.errors import DriverError
-from corral.manifest.spec import VenvOptions
 
 T = TypeVar("T")
 HEADER = b"corral: building a venv"
@@ -321,7 +321,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
         f"""
         import asyncio, sys
         from corral.drivers.host.python_env import ensure_venv
-        from corral.manifest.spec import VenvOptions
+        from corral.drivers.host.options import VenvOptions
 
         class Out:
             def feed(self, stream, data):

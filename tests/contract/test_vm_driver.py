@@ -44,10 +44,9 @@ class Collect:
 
 def _task(tmp: Path, script: str, vm: dict[str, Any] | None = None,
           resources: dict[str, Any] | None = None) -> Task:
+    block = {"vm": vm} if vm is not None else {}  # validated, then decoded for the driver
     spec = Agent.model_validate({"command": ["sh", "-c", script], "isolation": "vm",
-                                 "resources": resources or {}})
-    if vm is not None:  # the manifest's vm: block is wired later; the driver reads an attribute
-        spec = spec.model_copy(update={"vm": vm})
+                                 "resources": resources or {}, **block}).to_spec()
     work = tmp / "work"
     work.mkdir(exist_ok=True)
     return Task(project="t", agent="a", instance="a.1", index=1, spec=spec, workdir=str(work),

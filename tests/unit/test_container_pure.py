@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corral.drivers.base import Task
 from corral.drivers.container import build
-from corral.drivers.container.driver import ContainerOptions, container_options
 from corral.drivers.container.engine import Engine, Result, find
+from corral.drivers.container.options import ContainerOptions, container_options
 from corral.drivers.container.runargs import volume_name
-from corral.errors import CorralError
+from corral.errors import CorralError, ManifestError
+from corral.manifest import decode, spec
 from corral.manifest.model import Agent
 
 
@@ -60,33 +59,23 @@ def test_digest_covers_files_but_not_caches_or_vcs(tmp_path: Path) -> None:
         "localhost/corral-my-proj-web:" + "ab" * 8
 
 
-@dataclass
-class _Block:
-    image: str = "localhost/img:1"
-    engine: str = "docker"
-    ports: tuple[str, ...] = ("8080:80",)
+def _agent(**raw: Any) -> spec.Agent:
+    return decode.agent({"command": ["x"], "isolation": "container", **raw})
 
 
-class _Spec:
-    def __init__(self, container: Any) -> None:
-        self.container = container
-
-
-def _task(container: Any) -> Task:
-    return Task(project="p", agent="a", instance="a.1", index=1,
-                spec=_Spec(container),  # type: ignore[arg-type]
-                workdir="/w", run_dir="/r", cache_dir="/c", env={})
-
-
-def test_options_read_from_a_mapping_or_an_object() -> None:
-    assert container_options(_task(None)) == ContainerOptions()
-    from_map = container_options(_task({"image": "localhost/img:1", "engine": "docker",
-                                        "ports": ["8080:80"]}))
-    assert from_map == container_options(_task(_Block()))
-    assert from_map.ports == ("8080:80",) and from_map.build is None
+def test_the_block_arrives_decoded_with_the_drivers_record() -> None:
+    assert container_options(_agent()) == ContainerOptions()
+    given = container_options(_agent(container={"image": "localhost/img:1",
+                                                "engine": "docker", "ports": ["8080:80"]}))
+    assert given == ContainerOptions(image="localhost/img:1", engine="docker",
+                                     ports=["8080:80"])
+    assert given.build is None
     assert volume_name("p", "data") == "corral-p-data"
-    agent = Agent.model_validate({"command": ["x"], "isolation": "container"})
-    assert container_options(_task(getattr(agent, "container", None))).engine == "auto"
+    validated = Agent.model_validate({"command": ["x"], "isolation": "container",
+                                      "container": {"ports": [8080]}})
+    assert container_options(validated.to_spec()).ports == ["8080"]  # the shortcut, once
+    with pytest.raises(ManifestError, match=r"agent\.container\.engine: expected one of"):
+        _agent(container={"engine": "lxc"})
 
 
 def test_engine_messages_are_the_engines_own_last_line() -> None:

@@ -189,10 +189,11 @@ def test_isolation_defaults(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("requests\n")
     text = "agents:\n  a: {command: run}\n  b: {command: run, venv: {packages: [httpx]}}\n"
     agents = _load(tmp_path, text).agents
-    assert agents["a"].isolation == "process" and agents["a"].venv is None
+    assert agents["a"].isolation == "process" and agents["a"].options.get("venv") is None
     assert agents["b"].isolation == "venv"
-    assert agents["b"].venv is not None and agents["b"].venv.packages == ["httpx"]
-    assert agents["b"].venv.requirements is None
+    venv = agents["b"].options.get("venv")
+    assert venv is not None and venv.packages == ["httpx"]
+    assert venv.requirements is None
 
 
 @pytest.mark.parametrize(
@@ -207,7 +208,7 @@ def test_venv_detects_files_in_workdir(tmp_path: Path, files: list[str], key: st
     for name in files:
         (tmp_path / "bot" / name).write_text("")
     text = "agents:\n  bot: {command: run, workdir: bot, isolation: venv}\n"
-    venv = _load(tmp_path, text).agents["bot"].venv
+    venv = _load(tmp_path, text).agents["bot"].options.get("venv")
     assert venv is not None
     expected = str(tmp_path / "bot" / ("requirements.txt" if key == "requirements" else files[0]))
     assert getattr(venv, key) == expected
@@ -217,15 +218,14 @@ def test_venv_block_paths_are_relative_to_workdir(tmp_path: Path) -> None:
     (tmp_path / "bot" / "deps").mkdir(parents=True)
     (tmp_path / "bot" / "deps" / "req.txt").write_text("")
     text = "agents:\n  bot: {command: run, workdir: bot, venv: {requirements: deps/req.txt}}\n"
-    venv = _load(tmp_path, text).agents["bot"].venv
+    venv = _load(tmp_path, text).agents["bot"].options.get("venv")
     assert venv is not None and venv.requirements == str(tmp_path / "bot" / "deps" / "req.txt")
 
 
 def test_venv_block_without_files_detects_them(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("")
-    venv = (
-        _load(tmp_path, "agents:\n  b: {command: run, venv: {python: '3.12'}}\n").agents["b"].venv
-    )
+    text = "agents:\n  b: {command: run, venv: {python: '3.12'}}\n"
+    venv = _load(tmp_path, text).agents["b"].options.get("venv")
     assert venv is not None and venv.requirements == str(tmp_path / "requirements.txt")
     assert venv.python == "3.12"
 

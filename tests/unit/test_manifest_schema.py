@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from corral.drivers import registry
 from corral.manifest.hints import field_names
 from corral.manifest.loader import load_text
 from corral.manifest.model import Manifest
@@ -39,9 +40,22 @@ def test_every_model_key_is_in_the_schema_by_alias() -> None:
     schema = json_schema()
     for name, model in model_classes(Manifest, {}).items():
         props = schema["properties"] if name == "Manifest" else schema["$defs"][name]["properties"]
-        assert set(props) == set(field_names(model)), name
+        hidden = registry.hidden() if name == "Agent" else frozenset()
+        assert set(props) == set(field_names(model)) - hidden, name
     agent = schema["$defs"]["Agent"]["properties"]
     assert "class" in agent and "class_" not in agent
+
+
+def test_every_drivers_block_is_in_the_schema_but_the_fakes() -> None:
+    schema = json_schema()
+    agent = schema["$defs"]["Agent"]["properties"]
+    assert {"venv", "node", "vm", "container"} <= set(agent)
+    assert "fake" not in agent and "options" not in agent
+    assert "FakeOptions" not in schema["$defs"] and "FakeStep" not in schema["$defs"]
+    assert agent["container"]["anyOf"][0] == {"$ref": "#/$defs/ContainerOptions"}
+    vm = schema["$defs"]["VmOptions"]["properties"]
+    assert _types(vm["boot_timeout"]) == ["number", "string"]  # the duration shortcut
+    assert schema["$defs"]["ContainerOptions"]["additionalProperties"] is False
 
 
 def test_refs_resolve_and_keywords_are_json_schema() -> None:
@@ -149,6 +163,8 @@ def test_schema_accepts_what_the_loader_accepts() -> None:
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    assert list(validator.iter_errors(yaml.safe_load(FULL))) == []
+    public = yaml.safe_load(FULL)
+    del public["agents"]["job"]["fake"]  # the fake's block is for tests: not in the schema
+    assert list(validator.iter_errors(public)) == []
     bad = {"agents": {"web": {"comand": "x", "class": "servce"}}}
     assert len(list(validator.iter_errors(bad))) == 3

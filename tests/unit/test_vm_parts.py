@@ -5,16 +5,16 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from corral.drivers.base import Task
 from corral.drivers.vm import initramfs, job, kernel, qemu
 from corral.drivers.vm.console import Console
-from corral.drivers.vm.driver import VmOptions, vm_options
-from corral.errors import DriverError
+from corral.drivers.vm.driver import Settings, settings
 from corral.manifest.model import Agent
 
 
@@ -83,29 +83,23 @@ def test_job_write_starts_afresh(tmp_path: Path) -> None:
     assert sorted(p.name for p in share.iterdir()) == ["job.sh", "workdir"]
 
 
-def _task(vm: object) -> Task:
-    spec = Agent.model_validate({"command": ["true"], "isolation": "vm"})
-    if vm is not None:
-        spec = spec.model_copy(update={"vm": vm})
+def _task(vm: object = None, **agent: Any) -> Task:
+    raw = {"command": ["true"], "isolation": "vm", **agent}
+    spec = Agent.model_validate({**raw, "vm": vm} if vm is not None else raw).to_spec()
     return Task(project="p", agent="a", instance="a.1", index=1, spec=spec, workdir="/w",
                 run_dir="/r", cache_dir="/c", env={})
 
 
-@dataclass
-class LaterModel:  # what the lead may wire: any object with these attributes
-    ports: list[int]
-    boot_timeout: float = 30.0
-
-
-def test_vm_options_from_nothing_a_mapping_or_an_object() -> None:
-    assert vm_options(_task(None)) == VmOptions()
-    got = vm_options(_task({"ports": [8080, "18080:80"], "guest": "/g", "network": True}))
+def test_vm_settings_from_the_decoded_block() -> None:
+    assert settings(_task()) == Settings()
+    got = settings(_task({"ports": [8080, "18080:80"], "guest": "/g"}))
     assert got.ports == (qemu.Forward(8080, 8080), qemu.Forward(18080, 80))
-    assert got.guest == "/g" and got.network
-    got = vm_options(_task(LaterModel(ports=[5432])))
+    assert got.guest == "/g" and not got.network
+    got = settings(_task({"ports": [5432], "boot_timeout": "30s"}, network="host"))
     assert got.ports == (qemu.Forward(5432, 5432),) and got.boot_timeout == 30.0
-    with pytest.raises(DriverError, match=r"agents\.a\.vm"):
-        vm_options(_task({"ports": ["http"]}))
+    assert got.network
+    with pytest.raises(ValidationError, match=r"ports\.0"):
+        _task({"ports": ["http"]})
 
 
 def test_qemu_argv() -> None:

@@ -14,9 +14,27 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from corral.manifest import model, spec
+
+    Loaded = model.Manifest | spec.Manifest
+
 
 class ApiError(CorralError):
     pass
+
+
+def wire(manifest: dict[str, Any] | Loaded) -> dict[str, Any]:
+    """A manifest's JSON form (the YAML spelling, every default in), from a loaded one: the
+    validated model, or the daemon's plain records (``manifest.spec``)."""
+    if isinstance(manifest, dict):
+        return manifest
+    from corral.manifest import decode, spec
+
+    if isinstance(manifest, spec.Manifest):
+        out: dict[str, Any] = decode.dump(manifest)
+        return out
+    dumped: dict[str, Any] = manifest.model_dump(mode="json", by_alias=True)
+    return dumped
 
 
 CLOSED = ("the corral daemon closed the connection (did it die?)",
@@ -71,12 +89,13 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
-    def apply(self, manifest: dict[str, Any], timeout: float | None = None,
+    def apply(self, manifest: dict[str, Any] | Loaded, timeout: float | None = None,
               secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
-        """``secret_env``: the variables the manifest's ``environment:`` secrets and
+        """``manifest``: what ``manifest.loader.load`` returns, or its JSON form.
+        ``secret_env``: the variables the manifest's ``environment:`` secrets and
         ``inherit_env`` read, from the caller's environment (``corral.environ.sent_by_cli``);
         kept in the daemon's memory only."""
-        body: dict[str, Any] = {"manifest": manifest}
+        body: dict[str, Any] = {"manifest": wire(manifest)}
         if secret_env:
             body["secret_env"] = secret_env
         report: dict[str, list[str]] = self.request("POST", "/v1/apply", body, timeout=timeout)

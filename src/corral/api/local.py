@@ -3,7 +3,7 @@
 For scripts, notebooks and tests that want a fleet without a daemon::
 
     with LocalFleet(".corral") as fleet:
-        fleet.apply(load("corral.yaml").model_dump(mode="json", by_alias=True))
+        fleet.apply(load("corral.yaml"))
         fleet.wait()
         print(fleet.instances())
 

@@ -142,6 +142,11 @@ class ResourceUsage(Record):
 class Driver(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    # the manifest blocks this driver owns, {agent key: a lean.record class} (by convention
+    # its own name: ``container:``); validated by the CLI, decoded by the daemon, found in
+    # ``task.spec.options`` (drivers.registry); ``hidden_blocks`` stay out of corral schema
+    blocks: ClassVar[Mapping[str, type]] = {}
+    hidden_blocks: ClassVar[frozenset[str]] = frozenset()
 
     async def check(self) -> DriverHealth:
         return DriverHealth(True, "built in")

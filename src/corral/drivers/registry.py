@@ -4,13 +4,26 @@ entry-point group. Names only come from the manifest's ``isolation`` key, never 
 Built-ins win over entry points of the same name, so loading one never reads the installed
 packages' metadata: ``importlib.metadata`` (email, zipfile, csv...) would stay resident in the
 daemon for nothing (benchmark S2).
+
+Manifest blocks (Nomad's ``TaskConfigSchema``): a driver declares the agent keys it owns as
+``blocks = {KEY: record}`` (by convention its own name: ``container:``, ``vm:``, ``ray:``), and
+optionally a loader hook ``normalize(agent_name, raw_agent, project_dir) -> (raw, problems)``
+and ``hidden_blocks`` (left out of ``corral schema``). Built-ins declare them in a light
+options module that the driver class re-exports (``_OPTIONS``), so the CLI's loader and the
+daemon's decoder route a block without importing a driver; a test pins that the two agree.
+Third-party drivers are asked for them on their class, which is loaded for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from corral.drivers.base import Driver
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _BUILTIN = {
     "process": "corral.drivers.process:ProcessDriver",
@@ -20,6 +33,16 @@ _BUILTIN = {
     "fake": "corral.drivers.fake:FakeDriver",
     "vm": "corral.drivers.vm.driver:VmDriver",
 }
+# block -> the module declaring it (``blocks``, ``hidden``, ``normalize``)
+_OPTIONS = {
+    "venv": "corral.drivers.host.options",
+    "node": "corral.drivers.host.options",
+    "container": "corral.drivers.container.options",
+    "vm": "corral.drivers.vm.options",
+    "fake": "corral.drivers.fake",
+}
+
+Normalize = Callable[[str, Any, "Path"], tuple[Any, list[str]]]
 
 
 @cache
@@ -42,3 +65,54 @@ def load(name: str) -> type[Driver]:
     module = __import__(module_name, fromlist=[attr])
     cls: type[Driver] = getattr(module, attr)
     return cls
+
+
+def _module(name: str) -> Any:
+    return __import__(name, fromlist=["blocks"])
+
+
+def _declarers() -> list[Any]:
+    """What declares blocks: the built-in options modules, then each third-party driver."""
+    out: list[Any] = [_module(m) for m in dict.fromkeys(_OPTIONS.values())]
+    for name in names():
+        if name not in _BUILTIN:
+            out.append(load(name))
+    return out
+
+
+@cache
+def blocks() -> Mapping[str, type]:
+    """Every installed driver's blocks, ``{key: record}``; a key declared twice is the first
+    declarer's (the built-ins come first)."""
+    found: dict[str, type] = {}
+    for declarer in _declarers():
+        for key, options in getattr(declarer, "blocks", {}).items():
+            found.setdefault(key, options)
+    return found
+
+
+def block(key: str) -> type | None:
+    """The record of block ``key``, or None when no driver declares it. A built-in key never
+    reads the packages' metadata (the daemon decodes with this)."""
+    if key in _OPTIONS:
+        found: type = _module(_OPTIONS[key]).blocks[key]
+        return found
+    return blocks().get(key)
+
+
+def hidden() -> frozenset[str]:
+    """The blocks left out of the public schema (the fake driver's)."""
+    out: set[str] = set()
+    for declarer in _declarers():
+        out.update(getattr(declarer, "hidden", getattr(declarer, "hidden_blocks", ())))
+    return frozenset(out)
+
+
+def normalizers() -> list[Normalize]:
+    """The drivers' loader hooks, built-ins first."""
+    out: list[Normalize] = []
+    for declarer in _declarers():
+        hook = getattr(declarer, "normalize", None)
+        if callable(hook) and hook not in out:
+            out.append(hook)
+    return out

@@ -34,7 +34,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
@@ -50,9 +50,11 @@ from corral.drivers.base import (
     Task,
 )
 from corral.drivers.host import bwrap, runas, walls
+from corral.drivers.host import options as host_options
 from corral.drivers.host.deps import Deps
 from corral.drivers.host.launcher import Launcher
 from corral.drivers.host.loopback import Loopbacks
+from corral.drivers.host.options import venv_block
 from corral.errors import DriverError
 from corral.manifest.spec import Resources, loopback_group
 from corral.ownership import identity as identities
@@ -63,11 +65,13 @@ SECRETS_IN_SANDBOX = "/run/secrets"
 
 
 def _python(task: Task) -> bool:
-    return task.spec.venv is not None  # a sandbox gets a venv only when it asks for one
+    return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
 
 
 class SandboxDriver(Driver):
     name: ClassVar[str] = "sandbox"
+    # a sandbox agent may have a venv: the venv driver\'s blocks, read here too
+    blocks: ClassVar[Mapping[str, type]] = host_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="sandbox", recover=True, stats=True, signals=True, exec_inside=True
     )

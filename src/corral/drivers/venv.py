@@ -14,6 +14,7 @@ Launched as at the process level (``drivers.host.launcher``), with that environm
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import ClassVar
 
 from corral.drivers.base import (
@@ -27,19 +28,22 @@ from corral.drivers.base import (
     ResourceUsage,
     Task,
 )
+from corral.drivers.host import options as host_options
 from corral.drivers.host import runas
 from corral.drivers.host.deps import Deps
 from corral.drivers.host.launcher import Launcher
+from corral.drivers.host.options import node_block, venv_block
 from corral.manifest.spec import Resources
 from corral.ownership import identity as identities
 
 
 def _python(task: Task) -> bool:
-    return task.spec.venv is not None or task.spec.node is None
+    return venv_block(task.spec) is not None or node_block(task.spec) is None
 
 
 class VenvDriver(Driver):
     name: ClassVar[str] = "venv"
+    blocks: ClassVar[Mapping[str, type]] = host_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="venv", recover=True, stats=True, signals=True
     )

@@ -5,7 +5,8 @@ were accepted, and would have reached cgroup files, ``float`` arithmetic (``fact
 overflows) and timers as nonsense. The models (``model.py``, in the CLI) put these bounds in
 their ``Field``s, so ``corral config`` and ``corral schema`` say them; the daemon's decoder
 (``decode.py``) checks the same table, since what ``/v1/apply`` gets never went through the
-models. A unit test pins that the two agree.
+models. A unit test pins that the two agree. The drivers' records say their bounds on their
+fields (``rules.Within``), which both sides read.
 
 Stdlib only: the daemon imports it.
 """
@@ -60,8 +61,6 @@ _DURATIONS = {
     "Backoff": ("initial", "max", "reset_after"),
     "RestartPolicy": ("window",),
     "StopPolicy": ("timeout",),
-    "VmOptions": ("boot_timeout",),
-    "FakeStep": ("sleep",),
     "SecretSource": ("timeout",),
     "LogsConfig": ("max_age",),
 }
@@ -74,7 +73,6 @@ RANGES: dict[str, dict[str, Range]] = {
               "failure_threshold": Range(1, MAX_THRESHOLD)},
     "Backoff": {"factor": Range(1.0, MAX_FACTOR)},
     "RestartPolicy": {"max_restarts": Range(0, MAX_RESTARTS)},
-    "FakeStep": {"exit": Range(0, 255)},
     "Resources": {"cpus": Range(0, MAX_CPUS, low_open=True), "memory": Range(1, MAX_SIZE),
                   "memory_reservation": Range(1, MAX_SIZE), "memory_high": Range(1, MAX_SIZE),
                   "pids": Range(1, MAX_PIDS)},
@@ -85,8 +83,8 @@ RANGES: dict[str, dict[str, Range]] = {
 for _cls, _names in _DURATIONS.items():
     RANGES.setdefault(_cls, {}).update(dict.fromkeys(_names, DURATION))
 
-# published ports: "8080" or "18080:80" (host:inside)
-PORT_FIELDS = {("ContainerOptions", "ports"), ("VmOptions", "ports")}
+# published ports: "8080" or "18080:80" (host:inside); the drivers' records name it
+# (``rules.PortMapping``)
 _PORT_MAPPING = re.compile(r"(\d{1,5})(?::(\d{1,5}))?")
 
 

@@ -9,23 +9,42 @@ so the loader reports them here, with their paths, once variables and env files 
 from __future__ import annotations
 
 import os
+import typing
 from typing import Any
 
 from corral.manifest.files import path_problem
 from corral.manifest.hints import dotted
+from corral.manifest.rules import FilePath
 
 MAX_STRING = 131_071  # bytes: Linux's MAX_ARG_STRLEN (32 pages) for one argument or variable
 
-# where paths are, agents' and secrets' names and list indexes as "*"
+# where paths are, agents' and secrets' names and list indexes as "*"; the drivers' blocks
+# say theirs (``rules.FilePath``: ``block_paths``)
 PATH_KEYS = frozenset({
     ("project_dir",), ("state_dir",),
     ("agents", "*", "workdir"), ("agents", "*", "env_file", "*", "path"),
     ("agents", "*", "volumes", "*", "source"), ("agents", "*", "volumes", "*", "target"),
-    ("agents", "*", "venv", "requirements"), ("agents", "*", "venv", "pyproject"),
-    ("agents", "*", "node", "package"), ("agents", "*", "container", "build"),
-    ("agents", "*", "container", "file"), ("agents", "*", "vm", "guest"),
     ("secrets", "*", "file"), ("secrets", "*", "env_file"),
 })  # fmt: skip
+
+
+def block_paths() -> frozenset[tuple[str, ...]]:
+    """``("agents", "*", BLOCK, FIELD)`` for each path field of an installed driver's block."""
+    from corral.manifest import routes
+
+    out = set()
+    for key, record in routes.blocks().items():
+        for name, tp in typing.get_type_hints(record, include_extras=True).items():
+            if _marked(tp):
+                out.add(("agents", "*", key, name))
+    return frozenset(out)
+
+
+def _marked(tp: Any) -> bool:
+    if typing.get_origin(tp) is typing.Annotated and any(
+            isinstance(m, FilePath) for m in tp.__metadata__):
+        return True
+    return any(_marked(arg) for arg in typing.get_args(tp))
 
 
 def _pattern(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -46,6 +65,7 @@ def _text_problem(text: str) -> str | None:
 def string_problems(data: Any) -> list[str]:
     """``path: problem`` for each bad key or string, depth first, without recursion."""
     out: list[str] = []
+    paths = PATH_KEYS | block_paths()
     todo: list[tuple[tuple[Any, ...], Any]] = [((), data)]
     while todo:
         loc, value = todo.pop()
@@ -58,7 +78,7 @@ def string_problems(data: Any) -> list[str]:
             todo.extend(((*loc, i), v) for i, v in reversed(list(enumerate(value))))
         elif isinstance(value, str):
             problem = _text_problem(value)
-            if problem is None and _pattern(loc) in PATH_KEYS:
+            if problem is None and _pattern(loc) in paths:
                 problem = path_problem(value)
             if problem:
                 out.append(f"{dotted(loc) or 'top level'}: {problem}")

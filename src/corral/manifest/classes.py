@@ -4,8 +4,9 @@ The table is data so docs, ``corral config`` and tests read the same thing. Defa
 *under* what the user wrote, key by key (a user's ``restart: {max_restarts: 3}`` keeps the class
 policy and only adds the cap); a shortcut the user wrote (``restart: always``) is taken whole.
 
-Isolation defaults to ``venv`` when the agent has a ``venv:`` block, else ``process``; a venv
-agent without one uses the workdir's requirements.txt, else its pyproject.toml.
+Isolation defaults to ``process``, unless a driver's loader hook says otherwise from its
+block: ``venv`` when the agent has a ``venv:`` or ``node:`` block (``drivers.host.options``,
+which also finds a venv agent's requirements.txt or pyproject.toml).
 
 A sandbox has no network unless it declares one, whatever its class: ``network: host`` (every
 loopback service and abstract socket of the host) or ``loopback:NAME`` is a choice written in
@@ -16,13 +17,14 @@ agents, the ones likely to need it).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.manifest import files
 from corral.manifest.hints import did_you_mean
 from corral.manifest.model import Agent
+
+Normalize = Callable[[str, Any, Path], tuple[Any, list[str]]]
 
 DEFAULT_CLASS = "io"
 
@@ -99,8 +101,6 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
 
 # --- isolation ----------------------------------------------------------------------------
 
-VENV_FILES = (("requirements", "requirements.txt"), ("pyproject", "pyproject.toml"))
-
 
 def absolute(base: Path, value: str) -> Path:
     """``value`` (``~`` expanded) relative to ``base``, normalized; absolute values stay."""
@@ -108,44 +108,15 @@ def absolute(base: Path, value: str) -> Path:
     return Path(os.path.normpath(base / os.path.expanduser(value)))
 
 
-def agent_isolation(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[str]]:
-    """Loader step for one agent (paths already absolute): pick the isolation, find venv files."""
-    if not isinstance(spec, dict):
-        return spec, []
-    out, problems = dict(spec), []
-    venv = out.get("venv")
-    node = out.get("node")
-    out.setdefault("isolation", "venv" if venv is not None or node is not None else "process")
-    workdir = Path(out["workdir"]) if isinstance(out.get("workdir"), str) else project_dir
-    if isinstance(node, dict):
-        package = absolute(workdir, str(node.get("package", ".")))
-        out["node"] = {**node, "package": str(package)}
-        if not files.is_file(package / "package.json"):
-            problems.append(f"agents.{name}.node.package: no package.json in {package}")
-        elif not any(files.is_file(package / f) for f in ("package-lock.json",
-                                                       "npm-shrinkwrap.json")):
-            problems.append(f"agents.{name}.node.package: no package-lock.json in {package} "
-                            f"(run 'npm install --package-lock-only' there)")
-    found = [(key, str(workdir / f)) for key, f in VENV_FILES if files.is_file(workdir / f)]
-    detected = dict(found[:1])
-    if isinstance(venv, dict):
-        venv = dict(venv)
-        for key, _ in VENV_FILES:
-            if isinstance(venv.get(key), str):
-                venv[key] = str(absolute(workdir, venv[key]))
-                if not files.is_file(venv[key]):
-                    problems.append(
-                        f"agents.{name}.venv.{key}: file not found: {venv[key]} "
-                        f"(paths here are relative to the workdir {workdir})"
-                    )
-        if not any(venv.get(k) for k in ("requirements", "pyproject", "packages")):
-            venv.update(detected)
-        out["venv"] = venv
-    elif out["isolation"] == "venv" and venv is None and node is None:
-        if not detected:
-            problems.append(
-                f"agents.{name}: isolation venv needs requirements.txt or pyproject.toml "
-                f"in {workdir} (or a venv: block)"
-            )
-        out["venv"] = detected
-    return out, problems
+def agent_isolation(name: str, spec: Any, project_dir: Path,
+                    hooks: Sequence[Normalize] = ()) -> tuple[Any, list[str]]:
+    """Loader step for one agent (paths already absolute): the drivers' hooks fill in what
+    their blocks imply (``drivers.host.options``: a ``venv:`` block means isolation venv),
+    then an agent that still names no isolation is a plain process."""
+    problems: list[str] = []
+    for hook in hooks:
+        spec, found = hook(name, spec, project_dir)
+        problems.extend(found)
+    if isinstance(spec, dict) and "isolation" not in spec:
+        spec = {**spec, "isolation": "process"}
+    return spec, problems

@@ -7,8 +7,10 @@ missing field, a wrong type or a value outside a ``Literal`` is a ``ManifestErro
 path, and agent names must be safe to use as file names under the state dir. Shortcuts and
 range checks are the models' job; what arrives here is already in the one full form.
 
-The rules come from the dataclasses' own annotations, so a field added to ``spec.py`` is
-decoded without touching this module.
+The rules come from the dataclasses' own annotations (``rules``: ``Within``, ``Problem``,
+``Pattern`` on a field), so a field added to ``spec.py`` or to a driver's record is decoded
+without touching this module. An agent's driver blocks (``container:``, ``ray:``) are its own
+keys on the wire; each is decoded with the record its driver declares (``drivers.registry``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import typing
 from typing import Any, TypeVar
 
 from corral.errors import ManifestError
-from corral.manifest import bounds, spec
+from corral.manifest import bounds, rules, spec
 
 T = TypeVar("T")
 
@@ -32,9 +34,30 @@ _hints: dict[type, dict[str, Any]] = {}
 def _fields(cls: type) -> dict[str, Any]:
     """``{field name: resolved type}`` in declaration order, computed once per class."""
     if cls not in _hints:
-        resolved = typing.get_type_hints(cls)
+        resolved = typing.get_type_hints(cls, include_extras=True)
         _hints[cls] = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
     return _hints[cls]
+
+
+def _blocks_field(cls: type) -> str | None:
+    """The field marked ``rules.Blocks`` (``Agent.options``), if ``cls`` has one."""
+    for name, tp in _fields(cls).items():
+        if typing.get_origin(tp) is typing.Annotated and any(
+                isinstance(m, rules.Blocks) for m in tp.__metadata__):
+            return name
+    return None
+
+
+def _block(key: str) -> type | None:
+    from corral.manifest import routes  # the drivers declare the blocks
+
+    return routes.block(key)
+
+
+# The built-in blocks were fields of the agent, in this order, before the drivers declared
+# them. The spec hash and the dump keep them there (null when absent), so a stored hash does
+# not move and ``corral config`` prints what it did; other blocks follow, by key.
+LEGACY_BLOCKS = ("venv", "node", "vm", "container", "fake")
 
 
 class _Invalid(Exception):
@@ -48,6 +71,12 @@ def _kind(value: Any) -> str:
 
 def _value(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        out = _value(tp.__origin__, value, path)
+        for marker in reversed(tp.__metadata__):  # the outermost first, as pydantic runs them
+            if isinstance(marker, rules.CHECKED) and (problem := marker.problem(out)):
+                raise _Invalid(path, problem)
+        return out
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
@@ -103,8 +132,18 @@ def _object(cls: type[T], value: Any, path: str) -> T:
     if not isinstance(value, dict):
         raise _Invalid(path, f"expected a mapping, got {_kind(value)}")
     fields = _fields(cls)
-    keys = {spec.ALIASES.get(name, name): name for name in fields}
+    holder = _blocks_field(cls)
+    keys = {spec.ALIASES.get(name, name): name for name in fields if name != holder}
     unknown = sorted(str(k) for k in value if k not in keys)
+    found: dict[str, Any] = {}
+    if holder is not None:
+        for key in list(unknown):
+            options = _block(key)
+            if options is not None:
+                unknown.remove(key)
+                if value[key] is not None:
+                    where = f"{path}.{key}" if path else key
+                    found[key] = _object(options, value[key], where)
     if unknown:
         where = f"{path}." if path else ""
         raise _Invalid(f"{where}{unknown[0]}", f"unknown key (allowed: {', '.join(keys)})")
@@ -119,10 +158,8 @@ def _object(cls: type[T], value: Any, path: str) -> T:
             kwargs[name] = _value(fields[name], value[key], where)
             if name in ranges:
                 _in_range(ranges[name], kwargs[name], where)
-            elif (cls.__name__, name) in bounds.PORT_FIELDS:
-                for i, port in enumerate(kwargs[name]):
-                    if problem := bounds.port_mapping_problem(port):
-                        raise _Invalid(f"{where}.{i}", problem)
+    if holder is not None:
+        kwargs[holder] = found
     return cls(**kwargs)
 
 
@@ -182,15 +219,32 @@ def agent(raw: Any, path: str = "agent") -> spec.Agent:
 
 
 def dump(obj: Any, *, aliases: bool = True) -> Any:
-    """The JSON form of a spec object; with ``aliases`` the YAML spelling (``class``)."""
+    """The JSON form of a spec object; with ``aliases`` the YAML spelling (``class``). An
+    agent's blocks are its keys, where ``LEGACY_BLOCKS`` says."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {(spec.ALIASES.get(f.name, f.name) if aliases else f.name):
-                dump(getattr(obj, f.name), aliases=aliases) for f in dataclasses.fields(obj)}
+        holder = _blocks_field(type(obj))
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            if f.name == holder:
+                out.update(flat_blocks(getattr(obj, f.name), aliases=aliases))
+            else:
+                key = spec.ALIASES.get(f.name, f.name) if aliases else f.name
+                out[key] = dump(getattr(obj, f.name), aliases=aliases)
+        return out
     if isinstance(obj, list):
         return [dump(v, aliases=aliases) for v in obj]
     if isinstance(obj, dict):
         return {k: dump(v, aliases=aliases) for k, v in obj.items()}
     return obj
+
+
+def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, Any]:
+    """An agent's blocks as its keys: the built-ins always (null when absent), then the rest
+    by key."""
+    out = {key: dump(options.get(key), aliases=aliases) for key in LEGACY_BLOCKS}
+    out.update({key: dump(options[key], aliases=aliases) for key in sorted(options)
+                if key not in out})
+    return out
 
 
 def canonical(agent: spec.Agent) -> bytes:
@@ -201,3 +255,15 @@ def canonical(agent: spec.Agent) -> bytes:
     data = dump(agent, aliases=False)
     del data["replicas"]
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def spec_hash(agent: spec.Agent, *inputs: bytes) -> str:
+    """The one spec hash: SHA-256 over ``canonical(agent)`` then each of ``inputs`` (what
+    else an instance is made of: the driver's input files, the inherited environment, the
+    image), 16 hex digits. The supervisor stores it; the container driver labels with it."""
+    from corral.lean.sha import sha256
+
+    digest = sha256(canonical(agent))
+    for part in inputs:
+        digest.update(part)
+    return digest.hexdigest()[:16]

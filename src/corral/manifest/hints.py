@@ -8,11 +8,12 @@ using the YAML key names (``class``, not ``class_``) and list indexes as ``[0]``
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import types
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, cast, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
@@ -90,24 +91,42 @@ def _candidates(tp: Any) -> list[Any]:
 
 
 def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
+    """A class whose mapping ``hints`` can name the keys of: a pydantic model, or a driver's
+    record (a dataclass, validated through ``manifest.blocks``)."""
+    return isinstance(tp, type) and (issubclass(tp, BaseModel) or dataclasses.is_dataclass(tp))
 
 
-def field_names(model: type[BaseModel]) -> list[str]:
+def _members(model: type) -> list[tuple[str, Any]]:
+    """``(key a user writes, its type)`` for each field of ``model``, blocks included."""
+    if issubclass(model, BaseModel):
+        out: list[tuple[str, Any]] = []
+        for name, info in model.model_fields.items():
+            if not info.exclude:
+                out.append((info.alias or name, info.annotation))
+            elif hasattr(model, "block_names"):  # the agent's blocks, in the field's place
+                from corral.manifest import routes
+
+                out.extend((key, routes.block(key)) for key in model.block_names())
+        return out
+    hints = get_type_hints(model, include_extras=True)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cast(Any, model))]
+
+
+def field_names(model: type) -> list[str]:
     """The keys a user may write for ``model`` (aliases where they exist)."""
-    return [info.alias or name for name, info in model.model_fields.items()]
+    return [key for key, _ in _members(model)]
 
 
-def model_at(root: type[BaseModel], loc: Sequence[object]) -> type[BaseModel] | None:
+def model_at(root: type, loc: Sequence[object]) -> type | None:
     """The model class that validates the mapping found at ``loc`` below ``root``."""
     current: list[Any] = [root]
     for part in loc:
         following: list[Any] = []
         for tp in current:
             if _is_model(tp):
-                for name, info in tp.model_fields.items():
-                    if part in (name, info.alias):
-                        following.extend(_candidates(info.annotation))
+                for key, annotation in _members(tp):
+                    if part == key:
+                        following.extend(_candidates(annotation))
             elif get_origin(tp) is dict and not isinstance(part, int):
                 following.extend(_candidates(get_args(tp)[1]))
             elif get_origin(tp) is list and isinstance(part, int):
@@ -126,7 +145,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _message(error: Any, root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+def _message(error: Any, root: type, loc: tuple[Any, ...]) -> str:
     kind: str = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
@@ -160,7 +179,7 @@ MAX_UNKNOWN = 20  # unknown keys reported one by one per mapping; the rest are c
 
 
 def pydantic_problems(
-    exc: ValidationError, root: type[BaseModel], prefix: Sequence[object] = ()
+    exc: ValidationError, root: type, prefix: Sequence[object] = ()
 ) -> list[str]:
     """One ``path: problem (hint)`` line per pydantic error, in the order pydantic found them.
 

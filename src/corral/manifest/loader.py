@@ -28,6 +28,7 @@ from corral.errors import CorralError, ManifestError
 from corral.manifest import files, yamlread
 from corral.manifest.checks import string_problems
 from corral.manifest.classes import (
+    Normalize,
     absolute,
     agent_isolation,
     agent_problems,
@@ -35,7 +36,8 @@ from corral.manifest.classes import (
 )
 from corral.manifest.graph import dependency_problems, raw_graph
 from corral.manifest.hints import MAX_UNKNOWN, NAME_RULE, did_you_mean, pydantic_problems
-from corral.manifest.model import AGENT_NAME, Agent, Manifest, volume_entries
+from corral.manifest.model import AGENT_NAME, Agent, Manifest
+from corral.manifest.normalize import volume_entries
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
 MANIFEST_NAMES = ("corral.yaml", "corral.yml")
@@ -61,11 +63,18 @@ class Context:
 
 def installed_drivers() -> tuple[str, ...]:
     try:
-        from corral.drivers import registry
+        from corral.manifest import routes
 
-        return tuple(registry.names())
+        return tuple(routes.drivers())
     except Exception:  # broken package metadata must not stop validation
         return DEFAULT_DRIVERS
+
+
+def driver_hooks() -> list[Normalize]:
+    """The drivers' loader hooks (``normalize``: the defaults their blocks imply)."""
+    from corral.manifest import routes
+
+    return routes.normalizers()
 
 
 def find_manifest(path: PathArg | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -298,7 +307,9 @@ def read_env_files(data: Data, ctx: Context) -> Data:
 
 
 def choose_isolation(data: Data, ctx: Context) -> Data:
-    return _each_agent(data, ctx, lambda n, spec: agent_isolation(n, spec, ctx.project_dir))
+    hooks = driver_hooks()
+    return _each_agent(data, ctx,
+                       lambda n, spec: agent_isolation(n, spec, ctx.project_dir, hooks))
 
 
 def check_strings(data: Data, ctx: Context) -> Data:

@@ -1,22 +1,25 @@
-"""The manifest as frozen, fully typed data.
-
-These models are the contract between the loader (which produces them), the supervisor (which
-runs them) and the exporters. They never hold behaviour. Unknown keys are rejected everywhere.
-Shortcuts users expect from compose (``restart: on-failure``, ``command: "a b"``,
-``depends_on: [db]``, ``env_file: .env``) are accepted here and normalized to one full form, so
-``corral config`` always prints the same shape.
+"""The manifest as frozen, fully typed data: the CLI's validation (the daemon holds
+``spec.py``'s records). Unknown keys are rejected everywhere; the shortcuts users expect
+from compose are turned into one full form by ``normalize`` before the types are checked.
+A driver's block is validated with the record its driver declares (``blocks``).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-import signal as _signal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from corral.manifest import bounds, decode, spec
+from corral.manifest import blocks, bounds, decode, normalize, spec
 from corral.manifest.spec import AGENT_NAME as AGENT_NAME
 from corral.manifest.spec import instance_name as instance_name
 from corral.manifest.units import parse_duration, parse_size
@@ -35,49 +38,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def _command_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return shlex.split(value)
-    return value
-
-
-def _signal_name(value: Any) -> str:
-    if isinstance(value, int):
-        try:
-            return _signal.Signals(value).name
-        except ValueError:
-            raise ValueError(f"{value} is not a signal number") from None
-    if not isinstance(value, str):
-        raise ValueError("a signal is a name like SIGTERM or a number")
-    name = value.strip().upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    if name not in _signal.Signals.__members__:
-        raise ValueError(f"unknown signal {value!r} (use e.g. SIGTERM, SIGINT, SIGQUIT)")
-    return name
-
-
-def _regex(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        except (RecursionError, OverflowError) as exc:  # 2,000 nested groups; a{99999999999}
-            problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise ValueError(f"invalid regular expression {value[:40]!r}: {problem}") from None
-    return value
-
-
-Regex = Annotated[str, BeforeValidator(_regex)]
-SignalName = Annotated[str, BeforeValidator(_signal_name)]
+Regex = Annotated[str, BeforeValidator(normalize.regex)]
+Command = Annotated[list[str], BeforeValidator(normalize.command_list), Field(min_length=1)]
+SignalName = Annotated[str, BeforeValidator(normalize.signal_name)]
 
 
 # --- probes -------------------------------------------------------------------------------
 
 
 class ExecCheck(Strict):
-    command: Annotated[list[str], BeforeValidator(_command_list), Field(min_length=1)]
+    command: Command
 
 
 class HttpCheck(Strict):
@@ -98,23 +68,6 @@ class LogLineCheck(Strict):
     pattern: Regex
 
 
-def _probe_shortcuts(value: Any) -> Any:
-    """``exec: "redis-cli ping"`` / ``tcp: 6379`` / ``http: 8080`` / ``log_line: "ready"``."""
-    if not isinstance(value, dict):
-        return value
-    out = dict(value)
-    if isinstance(out.get("exec"), (str, list)):
-        out["exec"] = {"command": out["exec"]}
-    for kind in ("tcp", "http"):
-        port = out.get(kind)
-        # a digit string is what ``tcp: ${PORT}`` becomes after interpolation
-        if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit()):
-            out[kind] = {"port": port}
-    if isinstance(out.get("log_line"), str):
-        out["log_line"] = {"pattern": out["log_line"]}
-    return out
-
-
 class Probe(Strict):
     """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line."""
 
@@ -133,7 +86,7 @@ class Probe(Strict):
     @model_validator(mode="before")
     @classmethod
     def _shortcuts(cls, value: Any) -> Any:
-        return _probe_shortcuts(value)
+        return normalize.probe_shortcuts(value)
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Probe:
@@ -175,15 +128,7 @@ class RestartPolicy(Strict):
     @model_validator(mode="before")
     @classmethod
     def _shortcut(cls, value: Any) -> Any:
-        if value is False:
-            return {"policy": "no"}
-        if isinstance(value, str):
-            name, _, count = value.partition(":")
-            out: dict[str, Any] = {"policy": name.strip()}
-            if count.strip():
-                out["max_restarts"] = count.strip()
-            return out
-        return value
+        return normalize.restart(value)
 
 
 class StopPolicy(Strict):
@@ -203,147 +148,6 @@ class Dependency(Strict):
 class EnvFile(Strict):
     path: str
     required: bool = True
-
-
-def _depends_on(value: Any) -> Any:
-    if isinstance(value, str):
-        return {value: {}}
-    if isinstance(value, list):
-        return {str(name): {} for name in value}
-    if isinstance(value, dict):
-        return {k: ({} if v is None else v) for k, v in value.items()}
-    return value
-
-
-def _env_files(value: Any) -> Any:
-    if isinstance(value, (str, dict)):
-        value = [value]
-    if isinstance(value, list):
-        return [{"path": v} if isinstance(v, str) else v for v in value]
-    return value
-
-
-# an environment variable's name, or a glob over names (fnmatch: * ? [...])
-INHERIT_NAME = r"^[A-Za-z_*?\[][A-Za-z0-9_*?\[\]!]*$"
-
-
-def _inherit_names(value: list[str]) -> list[str]:
-    bad = [v for v in value if not re.match(INHERIT_NAME, v)]
-    if bad:
-        raise ValueError(f"{bad[0]!r} is not a variable name or a glob over names "
-                         "(e.g. PYTHONPATH, LC_*, HTTP*_PROXY)")
-    return list(dict.fromkeys(value))
-
-
-def _env(value: Any) -> Any:
-    """compose accepts a map or a list of ``KEY=VALUE``; values become strings."""
-    if isinstance(value, list):
-        out: dict[str, Any] = {}
-        for item in value:
-            key, sep, val = str(item).partition("=")
-            out[key] = val if sep else ""
-        value = out
-    if isinstance(value, dict):
-        for key in value:  # execve takes neither (subprocess raises ValueError at spawn)
-            if str(key) == "" or "=" in str(key):
-                raise ValueError(f"variable name {str(key)[:40]!r} is not valid: it must not be "
-                                 "empty or contain '='")
-        return {
-            str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
-            for k, v in value.items()
-        }
-    return value
-
-
-def _user(value: Any) -> Any:
-    """``user: 1000`` (YAML's int) is the uid 1000; a name must look like one (useradd's
-    rules), so a typo is not read as something else. Whether it exists is the start's
-    question (the manifest may be checked on another host): corral.ownership.identity."""
-    if isinstance(value, bool):
-        raise ValueError("user must be a user name or a uid, not a boolean")
-    if isinstance(value, int):
-        if not 0 <= value < 0xFFFFFFFF:
-            raise ValueError(f"user: uid {value} is out of range (0 to 4294967294)")
-        return str(value)
-    if isinstance(value, str) and not re.fullmatch(spec.USER, value):
-        raise ValueError(f"user {value!r} is neither a user name (letters, digits, _ . -, "
-                         "not starting with a digit or -) nor a uid")
-    return value
-
-
-# --- driver blocks ------------------------------------------------------------------------
-
-
-class VenvOptions(Strict):
-    """A per-agent Python environment built with uv, cached by a hash of its inputs."""
-
-    requirements: str | None = None  # path to requirements.txt (relative to workdir)
-    pyproject: str | None = None  # path to a pyproject.toml whose project is installed
-    packages: list[str] = Field(default_factory=list)  # extra requirement specifiers
-    python: str | None = None  # e.g. "3.11"; default: the interpreter corral runs on
-
-
-class NodeOptions(Strict):
-    """A per-agent node_modules installed by ``npm ci`` from package.json and its lock file,
-    cached by a hash of both (and the Node version), linked into the workdir."""
-
-    package: str = "."  # the dir holding package.json and package-lock.json (from workdir)
-
-
-def _ports(value: Any) -> Any:
-    if isinstance(value, list):
-        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-    return value
-
-
-def _port_mapping(value: Any) -> Any:
-    if isinstance(value, str) and (problem := bounds.port_mapping_problem(value)):
-        raise ValueError(problem)
-    return value
-
-
-PortMapping = Annotated[str, BeforeValidator(_port_mapping),
-                        Field(pattern=r"^\d{1,5}(:\d{1,5})?$")]
-
-
-class VmOptions(Strict):
-    """A QEMU guest (``corral vm bootstrap`` builds the default one)."""
-
-    guest: str | None = None  # a bootstrapped guest dir; default: the cached one
-    # guest TCP ports reachable on the host at 127.0.0.1: 8080, or "18080:80" (host:guest)
-    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
-    boot_timeout: Duration = 60.0
-    python: bool = False  # run in the shared Debian root that has python3
-
-
-class ContainerOptions(Strict):
-    """A container (Podman preferred, Docker supported): a local ``image`` run as is, or a
-    build of ``build`` (relative to the workdir) with ``file`` (default: its Containerfile or
-    Dockerfile, else one generated from its requirements on ``base``)."""
-
-    engine: Literal["auto", "podman", "docker"] = "auto"
-    image: str | None = None
-    build: str | None = None
-    file: str | None = None
-    base: str | None = None
-    # published on 127.0.0.1: "8080" (same number) or "18080:80" (host:container)
-    ports: Annotated[list[PortMapping], BeforeValidator(_ports)] = Field(default_factory=list)
-
-
-class FakeStep(Strict):
-    """One step of a scripted fake agent: print lines, sleep, then optionally exit."""
-
-    print: list[str] = Field(default_factory=list)
-    stream: Literal["stdout", "stderr"] = "stdout"
-    sleep: Duration = 0.0
-    exit: int | None = Field(None, ge=0, le=255)
-
-
-class FakeOptions(Strict):
-    """The fake driver runs a script of steps in-process: for tests and demos, no processes."""
-
-    steps: list[FakeStep] = Field(default_factory=list)
-    start_error: str | None = None  # make start() fail with this message
 
 
 class Resources(Strict):
@@ -377,8 +181,7 @@ class SecretSource(Strict):
     file: str | None = None  # a file (relative to the project dir)
     env_file: str | None = None  # a .env file (relative to the project dir)...
     key: str | None = None  # ...and the variable in it (default: the secret's name)
-    command: Annotated[list[str], BeforeValidator(_command_list), Field(min_length=1)] | None = (
-        None)  # a command that prints the value (a password manager's CLI)
+    command: Command | None = None  # a command that prints the value (a password manager's CLI)
     timeout: Duration = 10.0  # for command
 
     @model_validator(mode="after")
@@ -408,13 +211,6 @@ class SecretUse(Strict):
         return self
 
 
-def _secret_uses(value: Any) -> Any:
-    """compose's short form: ``secrets: [db_password]``."""
-    if isinstance(value, list):
-        return [{"source": v} if isinstance(v, str) else v for v in value]
-    return value
-
-
 class Volume(Strict):
     """compose's ``SOURCE:TARGET[:ro]``: a host path (absolute once loaded), or a named volume
     kept in the state dir (``volumes/NAME``) across restarts and re-creation."""
@@ -423,21 +219,6 @@ class Volume(Strict):
     target: str = Field(pattern=r"^/")  # where the agent sees it: an absolute path
     read_only: bool = False
     named: bool = False
-
-
-def volume_entries(value: Any) -> Any:
-    if not isinstance(value, list):
-        return value
-    out: list[Any] = []
-    for item in value:
-        if isinstance(item, str):
-            parts = item.split(":")
-            if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"],
-                                                                                   ["rw"]):
-                raise ValueError(f"{item!r}: write SOURCE:TARGET or SOURCE:TARGET:ro")
-            item = {"source": parts[0], "target": parts[1], "read_only": parts[2:] == ["ro"]}
-        out.append(item)
-    return out
 
 
 class Needs(Strict):
@@ -460,13 +241,14 @@ class Agent(Strict):
     command: Annotated[list[str], Field(min_length=1)]
     shell: bool = False
     workdir: str = "."
-    env: Annotated[dict[str, str], BeforeValidator(_env)] = Field(default_factory=dict)
-    env_file: Annotated[list[EnvFile], BeforeValidator(_env_files)] = Field(default_factory=list)
+    env: Annotated[dict[str, str], BeforeValidator(normalize.env)] = Field(default_factory=dict)
+    env_file: Annotated[list[EnvFile], BeforeValidator(normalize.env_files)] = Field(
+        default_factory=list)
     # variables of the `corral` command's environment the agent gets (names or globs); the
     # fleet's top-level list is folded in (Manifest._fleet_inherit_env)
     inherit_env: list[str] = Field(default_factory=list)
     replicas: int = Field(1, ge=0, le=bounds.MAX_REPLICAS)
-    depends_on: Annotated[dict[str, Dependency], BeforeValidator(_depends_on)] = Field(
+    depends_on: Annotated[dict[str, Dependency], BeforeValidator(normalize.depends_on)] = Field(
         default_factory=dict
     )
     readiness: Probe | None = None
@@ -474,45 +256,52 @@ class Agent(Strict):
     ready_log_line: Regex | None = None
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
-    venv: VenvOptions | None = None
-    node: NodeOptions | None = None
-    vm: VmOptions | None = None
-    container: ContainerOptions | None = None
-    fake: FakeOptions | None = None
+    # the drivers' blocks, validated with the records they declare (``blocks.validated``):
+    # agent keys in the file and in the dump, never a key of their own
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True)
     resources: Resources = Resources()
     labels: dict[str, str] = Field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
     # who it runs as on the host (process, venv, sandbox): a user name or a uid; see
     # ownership.identity for the defaults (a sandbox run by root: an unprivileged uid of its own)
-    user: Annotated[str | None, BeforeValidator(_user)] = Field(
+    user: Annotated[str | None, BeforeValidator(normalize.user)] = Field(
         default=None, json_schema_extra={"pattern": spec.USER})
     # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the
     # same NAME share one loopback (and no other network); compose's internal network
     network: str | None = Field(default=None, json_schema_extra={"pattern": spec.NETWORK})
-    volumes: Annotated[list[Volume], BeforeValidator(volume_entries)] = Field(default_factory=list)
-    secrets: Annotated[list[SecretUse], BeforeValidator(_secret_uses)] = Field(
+    volumes: Annotated[list[Volume], BeforeValidator(normalize.volume_entries)] = Field(
+        default_factory=list)
+    secrets: Annotated[list[SecretUse], BeforeValidator(normalize.secret_uses)] = Field(
         default_factory=list)
     needs: Needs = Needs()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _driver_blocks(cls, value: Any, handler: Any) -> Any:
+        """Each driver's block to the record it declares, its errors with the block's path."""
+        if not isinstance(value, dict):
+            return handler(value)
+        return blocks.validated(value, handler, [info.alias or name for name, info in
+                                                 cls.model_fields.items()])
+
+    @model_serializer(mode="wrap")
+    def _flat_blocks(self, handler: Any, info: Any) -> Any:
+        return blocks.flattened(handler(self), self.options)
+
+    @classmethod
+    def block_names(cls) -> list[str]:
+        """The driver blocks an agent may have (the keys a typo is matched against too)."""
+        return blocks.names()
 
     @model_validator(mode="before")
     @classmethod
     def _command(cls, value: Any) -> Any:
-        """A string command is split like a shell would, unless ``shell: true`` asks for sh."""
-        if isinstance(value, dict) and isinstance(value.get("command"), str):
-            value = dict(value)
-            if value.get("shell"):
-                value["command"] = [value["command"]]
-            else:
-                try:
-                    value["command"] = shlex.split(value["command"])
-                except ValueError as exc:
-                    raise ValueError(f"command cannot be split: {exc}") from None
-        return value
+        return normalize.agent_command(value)
 
     @field_validator("inherit_env")
     @classmethod
     def _inherit_env(cls, value: list[str]) -> list[str]:
-        return _inherit_names(value)
+        return normalize.inherit_names(value)
 
     @field_validator("network")
     @classmethod
@@ -580,26 +369,18 @@ class Manifest(Strict):
     @field_validator("inherit_env")
     @classmethod
     def _inherit_env(cls, value: list[str]) -> list[str]:
-        return _inherit_names(value)
+        return normalize.inherit_names(value)
 
     @model_validator(mode="before")
     @classmethod
     def _fleet_inherit_env(cls, value: Any) -> Any:
         """The top-level ``inherit_env`` goes into each agent's, first: an agent's list is
         then all it inherits (its spec hash moves when the fleet's list does)."""
-        fleet = value.get("inherit_env") if isinstance(value, dict) else None
-        agents = value.get("agents") if isinstance(value, dict) else None
-        if not (isinstance(fleet, list) and fleet and isinstance(agents, dict)):
-            return value
-        out: dict[Any, Any] = {}
-        for name, agent in agents.items():
-            if isinstance(agent, Agent):  # validated one by one first (the loader)
-                both = list(dict.fromkeys([*fleet, *agent.inherit_env]))
-                agent = agent.model_copy(update={"inherit_env": both})
-            elif isinstance(agent, dict) and isinstance(agent.get("inherit_env", []), list):
-                agent = {**agent, "inherit_env": [*fleet, *agent.get("inherit_env", [])]}
-            out[name] = agent
-        return {**value, "agents": out}
+        def validated(agent: Agent, fleet: list[str]) -> Agent:  # the loader's, one by one
+            both = list(dict.fromkeys([*fleet, *agent.inherit_env]))
+            return agent.model_copy(update={"inherit_env": both})
+
+        return normalize.fleet_inherit_env(value, Agent, validated)
 
     @field_validator("agents")
     @classmethod

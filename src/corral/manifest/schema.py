@@ -4,18 +4,21 @@
 The schema starts from pydantic's schema of the models, so titles, defaults, enums and
 ``additionalProperties: false`` stay in step with them, then widens the spots where the loader
 accepts a shortcut (``command: "a b"``, ``restart: on-failure:3``, ``depends_on: [db]``,
-``tcp: 6379``, ``period: 10s``, ...). Point an editor at it with
-``# yaml-language-server: $schema=corral.schema.json``.
+``tcp: 6379``, ``period: 10s``, ...). Each installed driver's blocks (``venv:``,
+``container:``, a third-party ``ray:``) come from the records the drivers declare, through
+pydantic's schema of them; the blocks a driver hides (the fake's) are left out. Point an
+editor at it with ``# yaml-language-server: $schema=corral.schema.json``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, get_args
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import yaml
 from pydantic import BaseModel, BeforeValidator
 
+from corral.manifest import blocks, rules
 from corral.manifest.bounds import MAX_DURATION, MAX_SIZE
 from corral.manifest.model import AGENT_NAME, Manifest
 from corral.manifest.units import parse_duration, parse_size
@@ -77,7 +80,6 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "or a full policy. Default depends on class.",
         "stop": "Stop signal and grace period before the process group is killed.",
         "venv": "Per-agent Python environment (requirements.txt, pyproject.toml, packages).",
-        "fake": "Script for the fake driver (tests and demos).",
         "resources": "CPU, memory and pid limits.",
         "labels": "Free-form string labels.",
     },
@@ -164,16 +166,85 @@ def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
     agent["user"].pop("pattern", None)
 
 
-def json_schema(drivers: Collection[str] = ("process", "venv", "fake")) -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) for corral.yaml as users write it."""
+def _record_units(record: type, shape: dict[str, Any]) -> None:
+    """Widen a driver record's durations and sizes (``rules.Before(parse_duration)``)."""
+    props = shape.get("properties", {})
+    for name, tp in get_type_hints(record, include_extras=True).items():
+        found = [m.func for arg in _annotated(tp) for m in arg.__metadata__
+                 if isinstance(m, rules.Before)]
+        nullable = type(None) in get_args(tp)
+        if name in props and parse_duration in found:
+            _widen(props[name], *_DURATION, nullable=nullable)
+        elif name in props and parse_size in found:
+            _widen(props[name], *_SIZE, nullable=nullable)
+
+
+def _annotated(tp: Any) -> list[Any]:
+    if get_origin(tp) is Annotated:
+        return [tp]
+    return [a for arg in get_args(tp) for a in _annotated(arg)]
+
+
+def _driver_blocks(defs: dict[str, Any]) -> None:
+    """Each visible driver block as an agent key, its record under ``$defs``, in the place
+    the agent's ``options`` field holds them."""
+    from corral.manifest import routes
+
+    hidden = routes.hidden()
+    agent = defs["Agent"]
+    props: dict[str, Any] = {}
+    for key, prop in agent["properties"].items():
+        if key != blocks.HOLDER:
+            props[key] = prop
+            continue
+        for name in blocks.names():
+            record = routes.block(name)
+            if name in hidden or record is None:
+                continue
+            shape = blocks.adapter(record).json_schema(ref_template="#/$defs/{model}")
+            for nested_name, nested in shape.pop("$defs", {}).items():
+                defs.setdefault(nested_name, nested)
+            _record_units(record, shape)
+            for nested_record in _records(record):
+                if nested_record.__name__ in defs and nested_record is not record:
+                    _record_units(nested_record, defs[nested_record.__name__])
+            defs[record.__name__] = shape
+            props[name] = {"anyOf": [_ref(record.__name__), _NULL], "default": None}
+    agent["properties"] = props
+
+
+def _records(record: type) -> list[type]:
+    """The record classes a record's fields name (nested blocks, like a fake script's steps)."""
+    import dataclasses
+
+    out = []
+    for tp in get_type_hints(record).values():
+        stack = [tp]
+        while stack:
+            arg = stack.pop()
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+                out.append(arg)
+            stack.extend(get_args(arg))
+    return out
+
+
+def json_schema(drivers: Collection[str] | None = None) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) for corral.yaml as users write it; ``drivers``: the
+    isolation names to suggest (default: every installed driver)."""
+    if drivers is None:
+        from corral.manifest import routes
+
+        drivers = routes.drivers()
     schema = Manifest.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema["$defs"]
     _units(defs)
     _shortcuts(defs, drivers)
+    _driver_blocks(defs)
     for model, docs in DESCRIPTIONS.items():
         props = schema["properties"] if model == "Manifest" else defs[model]["properties"]
         for key, text in docs.items():
-            props[key]["description"] = text
+            if key in props:
+                props[key]["description"] = text
     for target in (schema, defs["Agent"]):
         target["patternProperties"] = _X
     schema["properties"]["agents"]["propertyNames"] = {"pattern": AGENT_NAME}

@@ -6,7 +6,8 @@ library at all: importing pydantic and building the models' schemas would cost i
 resident memory for the life of the fleet (benchmark S2). These classes mirror the models
 field for field, in the same order, with the same names (``agent.class_``,
 ``agent.restart.backoff.initial``), so runtime code reads the same either way; a unit test
-pins that the two never drift.
+pins that the two never drift. A driver's block is not a field here: each driver declares
+its own record (``drivers.registry``), and an agent holds the decoded blocks in ``options``.
 ``decode.py`` turns the normalized JSON into these, strictly. Keyword-only, so the fields
 keep the models' order (the spec hash serializes them in that order) whatever has a default.
 """
@@ -14,9 +15,10 @@ keep the models' order (the spec hash serializes them in that order) whatever ha
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from corral.lean.record import Record, record
+from corral.manifest.rules import Blocks
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -125,54 +127,6 @@ class EnvFile(Record):
     required: bool = True
 
 
-# --- driver blocks ------------------------------------------------------------------------
-
-
-@record(kw_only=True)
-class VenvOptions(Record):
-    requirements: str | None = None
-    pyproject: str | None = None
-    packages: list[str] = field(default_factory=list)
-    python: str | None = None
-
-
-@record(kw_only=True)
-class NodeOptions(Record):
-    package: str = "."
-
-
-@record(kw_only=True)
-class VmOptions(Record):
-    guest: str | None = None
-    ports: list[str] = field(default_factory=list)
-    boot_timeout: float = 60.0
-    python: bool = False
-
-
-@record(kw_only=True)
-class ContainerOptions(Record):
-    engine: Literal["auto", "podman", "docker"] = "auto"
-    image: str | None = None
-    build: str | None = None
-    file: str | None = None
-    base: str | None = None
-    ports: list[str] = field(default_factory=list)
-
-
-@record(kw_only=True)
-class FakeStep(Record):
-    print: list[str] = field(default_factory=list)
-    stream: Literal["stdout", "stderr"] = "stdout"
-    sleep: float = 0.0
-    exit: int | None = None
-
-
-@record(kw_only=True)
-class FakeOptions(Record):
-    steps: list[FakeStep] = field(default_factory=list)
-    start_error: str | None = None
-
-
 @record(kw_only=True)
 class Resources(Record):
     cpus: float | None = None
@@ -240,11 +194,9 @@ class Agent(Record):
     ready_log_line: str | None = None
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
-    venv: VenvOptions | None = None
-    node: NodeOptions | None = None
-    vm: VmOptions | None = None
-    container: ContainerOptions | None = None
-    fake: FakeOptions | None = None
+    # the drivers' blocks (``venv:``, ``container:``, ``ray:``...), each decoded with the
+    # record its driver declares (``drivers.registry.blocks``); written as agent keys
+    options: Annotated[dict[str, Any], Blocks()] = field(default_factory=dict)
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"

@@ -17,7 +17,6 @@ from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, HostProcesses, Task
 from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
-from corral.lean.sha import sha256
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph
 from corral.manifest.spec import Agent, Manifest, instance_name
@@ -144,11 +143,10 @@ class Supervisor:
         return self._masks[1]
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
-        digest = sha256(decode.canonical(spec))
-        digest.update(self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode())
         assert self.manifest is not None
-        digest.update(self.env.digest(self.manifest, spec))  # nothing without inherit_env
-        return digest.hexdigest()[:16]
+        return decode.spec_hash(
+            spec, self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode(),
+            self.env.digest(self.manifest, spec))  # the environment: nothing without inherit_env
 
     # --- runners ---------------------------------------------------------------------------
 

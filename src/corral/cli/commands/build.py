@@ -35,11 +35,9 @@ def _task(manifest: Any, agent: str) -> Any:
     from corral.drivers.base import Task
     from corral.paths import StateLayout
 
-    spec = manifest.agents[agent]
+    spec = manifest.agents[agent].to_spec()  # the driver reads its decoded container block
     name = f"{agent}.build"
     layout = StateLayout(manifest.state_dir)
-    # the CLI's model as spec: the build reads only its container block (issue 9 routes that
-    # block to the driver, and this goes through runtime.tasks like every other task)
     return Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,
                 workdir=spec.workdir, run_dir=layout.run(name), cache_dir=layout.cache, env={},
                 project_dir=manifest.project_dir)

@@ -81,7 +81,7 @@ def facts_of(name: str, agent: Any) -> advice.AgentFacts:
     from corral.advice import rules as advice
 
     workdir = agent.workdir
-    deps = agent.venv is not None or any(
+    deps = agent.options.get("venv") is not None or any(
         os.path.isfile(os.path.join(workdir, f)) for f in ("requirements.txt", "pyproject.toml"))
     held = [use.env or use.source for use in agent.secrets]
     held += [k for k in agent.env if k.upper().startswith(advice.CLOUD_PREFIXES)

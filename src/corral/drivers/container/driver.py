@@ -33,7 +33,7 @@ import contextlib
 import os
 import signal as _signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -52,14 +52,17 @@ from corral.drivers.base import (
 from corral.drivers.container import build as builds
 from corral.drivers.container import engine as engines
 from corral.drivers.container import oneoff, rootless, runargs, service
+from corral.drivers.container import options as container_block
 from corral.drivers.container.follow import Cursor, Follower
 from corral.drivers.container.oom import OomWatch, usage
+from corral.drivers.container.options import ContainerOptions as ContainerOptions
+from corral.drivers.container.options import container_options
 from corral.drivers.container.prereqs import Prereqs
-from corral.drivers.container.runargs import ContainerOptions as ContainerOptions
-from corral.drivers.container.runargs import container_name, container_options, spec_hash
+from corral.drivers.container.runargs import container_name, spec_hash
 from corral.drivers.container.transport import auto
 from corral.drivers.container.transport import base as engine_ops
 from corral.drivers.container.transport.base import Ops
+from corral.drivers.host.options import venv_block
 from corral.errors import CorralError, DriverError
 
 
@@ -76,6 +79,7 @@ class _Watch:
 
 class ContainerDriver(Driver):
     name: ClassVar[str] = "container"
+    blocks: ClassVar[Mapping[str, type]] = container_block.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="container", recover=True, stats=True, signals=True, exec_inside=True)
 
@@ -94,7 +98,7 @@ class ContainerDriver(Driver):
         if self._engine is not None:
             return self._engine
         with driver_errors(task):
-            return engines.find(container_options(task).engine)
+            return engines.find(container_options(task.spec).engine)
 
     async def ops(self, eng: engines.Engine) -> Ops:
         """The engine's API when it answers, else its CLI (see ``containers.ops``)."""
@@ -117,8 +121,8 @@ class ContainerDriver(Driver):
         return DriverHealth(True, f"{eng.name} {got.out.decode().strip()} at {eng.binary}")
 
     def _recipe(self, task: Task) -> builds.Recipe:
-        opts = container_options(task)
-        venv = task.spec.venv
+        opts = container_options(task.spec)
+        venv = venv_block(task.spec)
         with driver_errors(task):
             return builds.recipe(
                 task.workdir, build=opts.build, file=opts.file, base=opts.base,
@@ -127,7 +131,7 @@ class ContainerDriver(Driver):
                 packages=tuple(venv.packages) if venv else ())
 
     def inputs_digest(self, task: Task) -> str:
-        opts = container_options(task)
+        opts = container_options(task.spec)
         if opts.image is not None:
             return f"image:{opts.image}"
         return "build:" + builds.digest(self._recipe(task))
@@ -140,7 +144,7 @@ class ContainerDriver(Driver):
         """The agent's image, built when needed (``corral build`` calls this too). A ref that
         exists is not asked about again: if it is removed later, the create says so."""
         eng = self.engine_for(task)
-        opts = container_options(task)
+        opts = container_options(task.spec)
         if opts.image is not None:
             if (eng.name, opts.image) not in self.prereqs.present:
                 if not await (await self.ops(eng)).image_exists(opts.image):
@@ -181,7 +185,7 @@ class ContainerDriver(Driver):
         data = {"engine": eng.name, "binary": eng.binary, "name": name,
                 "cursor": cursor_path, "project": task.project}
         spec = runargs.spec(task, name=name, image=image, labels=labels,
-                            published=container_options(task).ports)
+                            published=tuple(container_options(task.spec).ports))
         # independent engine calls at once: a start is mostly waiting for the engine
         existing, _, _ = await asyncio.gather(
             ops.containers({"corral.project": task.project, "corral.instance": task.instance}),

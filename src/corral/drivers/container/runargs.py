@@ -9,10 +9,8 @@ volumes, ``corral-<project>-<instance>`` for containers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +18,7 @@ from corral.drivers.base import Task
 from corral.drivers.host import beneath, walls
 from corral.environ import for_guest
 from corral.errors import DriverError
+from corral.manifest import decode
 
 SECRETS_IN_CONTAINER = "/run/secrets"
 DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host
@@ -42,39 +41,10 @@ def container_name(project: str, instance: str) -> str:
     return _name("corral", project, instance)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerOptions:
-    """The manifest's ``container:`` block. ``image``: run this local image as is; else build
-    from ``build`` (a dir relative to the workdir, default the workdir) with ``file`` (default:
-    its Containerfile/Dockerfile, else generated on ``base``)."""
-
-    engine: str = "auto"
-    image: str | None = None
-    build: str | None = None
-    file: str | None = None
-    base: str | None = None
-    ports: tuple[str, ...] = field(default_factory=tuple)
-
-
-def container_options(task: Task) -> ContainerOptions:
-    """Read ``task.spec.container`` as a mapping or an object (a pydantic model or a
-    dataclass), so the manifest can define it either way."""
-    raw: Any = getattr(task.spec, "container", None)
-    if raw is None:
-        return ContainerOptions()
-    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
-    return ContainerOptions(
-        engine=get("engine", "auto") or "auto", image=get("image", None),
-        build=get("build", None), file=get("file", None), base=get("base", None),
-        ports=tuple(str(p) for p in (get("ports", None) or ())))
-
-
 def spec_hash(task: Task, image: str) -> str:
     """The spec and the image it runs: a running container is adopted by a new ``start`` only
     when both are what this start would create (a rebuilt image means a new container)."""
-    dump = getattr(task.spec, "model_dump_json", None)
-    text = (dump() if dump is not None else repr(task.spec)) + "\0" + image
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return decode.spec_hash(task.spec, b"\0" + image.encode())
 
 
 @dataclass(frozen=True, slots=True)

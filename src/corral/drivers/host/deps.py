@@ -12,12 +12,12 @@ from collections.abc import Callable
 from corral.drivers.base import Output, Task
 from corral.drivers.host import beneath
 from corral.drivers.host import node_env as nodebuild
+from corral.drivers.host.options import VenvOptions, node_block, venv_block
 from corral.drivers.host.python_env import ensure_venv, venv_digest, venv_env
-from corral.manifest.spec import VenvOptions
 
 
 def _options(task: Task) -> VenvOptions:
-    return task.spec.venv or VenvOptions()
+    return venv_block(task.spec) or VenvOptions()
 
 
 class Deps:
@@ -30,8 +30,8 @@ class Deps:
         parts = []
         if self.python(task):
             parts.append(venv_digest(_options(task), task.workdir))
-        if task.spec.node is not None:
-            parts.append("node:" + nodebuild.node_digest(task.spec.node.package))
+        if (node := node_block(task.spec)) is not None:
+            parts.append("node:" + nodebuild.node_digest(node.package))
         return "+".join(parts)
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
@@ -42,7 +42,7 @@ class Deps:
                     _options(task), task.workdir, task.cache_dir, progress=progress,
                     python=_options(task).python,
                 )
-        node = task.spec.node
+        node = node_block(task.spec)
         if node is not None:
             key = nodebuild.node_digest(node.package)
             if key not in self._node:
@@ -53,7 +53,7 @@ class Deps:
 
     def node_tree(self, task: Task) -> str | None:
         """The cached dir holding this agent's node_modules (after ``prepare``)."""
-        node = task.spec.node
+        node = node_block(task.spec)
         return None if node is None else self._node.get(nodebuild.node_digest(node.package))
 
     def venv_dir(self, task: Task) -> str | None:

@@ -29,9 +29,9 @@ from asyncio.subprocess import DEVNULL, PIPE, STDOUT
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from corral.drivers.base import Output
+from corral.drivers.host.options import VenvOptions
 from corral.errors import DriverError
 from corral.lean.sha import sha256
-from corral.manifest.spec import VenvOptions
 
 MARKER = ".corral-venv.json"
 _SCHEME = "corral-venv/1"  # bump to invalidate every cached venv when the layout changes

@@ -30,7 +30,7 @@ import signal
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from corral.drivers.base import (
     Capabilities,
@@ -48,7 +48,9 @@ from corral.drivers.host import proctree, runas
 from corral.drivers.host.launcher import Launcher
 from corral.drivers.vm import guest as guests
 from corral.drivers.vm import job, qemu, rootfs
+from corral.drivers.vm import options as vm_options
 from corral.drivers.vm.console import Console
+from corral.drivers.vm.options import vm_block
 from corral.environ import for_guest
 from corral.errors import CorralError, DriverError
 from corral.manifest.spec import Resources
@@ -59,8 +61,9 @@ _MAX_SOCKET_PATH = 100
 
 
 @dataclass(frozen=True, slots=True)
-class VmOptions:
-    """An agent's ``vm:`` block. ``ports`` are guest TCP ports reachable on the host at
+class Settings:
+    """What the vm driver runs a guest with, from the agent's decoded ``vm:`` block
+    (``options.VmOptions``). ``ports`` are guest TCP ports reachable on the host at
     127.0.0.1: ``8080`` keeps the number (so a ``tcp: 8080`` probe just works), ``"18080:80"``
     maps host 18080 to guest 80."""
 
@@ -71,38 +74,19 @@ class VmOptions:
     python: bool = False  # run in the shared Debian root with python3 (corral.drivers.vm.rootfs)
 
 
-def _forward(value: Any) -> qemu.Forward:
-    if isinstance(value, qemu.Forward):
-        return value
-    if isinstance(value, int):
-        return qemu.Forward(value, value)
-    host, sep, guest_port = str(value).partition(":")
+def _forward(value: str) -> qemu.Forward:
+    host, sep, guest_port = value.partition(":")
     if not sep:
         return qemu.Forward(int(host), int(host))
     return qemu.Forward(int(host), int(guest_port))
 
 
-def vm_options(task: Task) -> VmOptions:
-    """The task's ``vm`` options from whatever the manifest gives: nothing, a mapping, or an
-    object with the same attribute names (a pydantic model, a dataclass)."""
-    raw = getattr(task.spec, "vm", None)
-    if raw is None:
-        return VmOptions()
-    if isinstance(raw, VmOptions):
-        return raw
-    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
-    try:
-        return VmOptions(
-            guest=get("guest", None),
-            ports=tuple(_forward(p) for p in (get("ports", None) or ())),
-            network=bool(get("network", False))
-            or getattr(task.spec, "network", None) == "host",
-            boot_timeout=float(get("boot_timeout", 60.0) or 60.0),
-            python=bool(get("python", False)),
-        )
-    except ValueError as exc:
-        raise DriverError(f"agents.{task.agent}.vm: {exc}",
-                          "ports are numbers or HOST:GUEST pairs") from None
+def settings(task: Task) -> Settings:
+    """The task's guest settings (the block is validated: ports are PORT or HOST:GUEST)."""
+    block = vm_block(task.spec)
+    return Settings(guest=block.guest, ports=tuple(_forward(p) for p in block.ports),
+                    network=task.spec.network == "host", boot_timeout=block.boot_timeout,
+                    python=block.python)
 
 
 def _size(task: Task) -> tuple[int, int]:
@@ -114,6 +98,7 @@ def _size(task: Task) -> tuple[int, int]:
 
 class VmDriver(Driver):
     name: ClassVar[str] = "vm"
+    blocks: ClassVar[Mapping[str, type]] = vm_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
         isolation="vm", recover=True, stats=True, signals=True
     )
@@ -145,7 +130,7 @@ class VmDriver(Driver):
 
     def inputs_digest(self, task: Task) -> str:
         """A new guest (another kernel, a new init) counts as a changed spec."""
-        path = os.path.realpath(vm_options(task).guest or guests.default_path())
+        path = os.path.realpath(settings(task).guest or guests.default_path())
         return hashlib.sha256(path.encode()).hexdigest()[:16]
 
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
@@ -154,7 +139,7 @@ class VmDriver(Driver):
 
     @staticmethod
     def _root(task: Task) -> str | None:
-        if not vm_options(task).python:
+        if not settings(task).python:
             return None
         found = rootfs.find()
         if found is None:
@@ -164,7 +149,7 @@ class VmDriver(Driver):
         return found
 
     def _guest(self, task: Task) -> guests.Guest:
-        options = vm_options(task)
+        options = settings(task)
         with driver_errors(task, only=DriverError):
             return guests.Guest.load(options.guest or guests.default_path())
 
@@ -208,7 +193,7 @@ class VmDriver(Driver):
                               "found)", qemu.INSTALL)
         found = self._guest(task)
         root = self._root(task)
-        options = vm_options(task)
+        options = settings(task)
         if not os.path.isdir(task.workdir):
             raise DriverError(f"agents.{task.agent}: workdir does not exist: {task.workdir}",
                               f"create it or fix agents.{task.agent}.workdir")

@@ -1,0 +1,209 @@
+"""The shortcuts a manifest may use, each turned into its one full form (``value -> value``).
+
+Users expect compose's spellings: ``restart: on-failure:5``, ``command: "a b"``,
+``depends_on: [db]``, ``env: [A=1]``, ``env_file: .env``, ``tcp: 6379``, ``secrets: [pw]``,
+``volumes: [data:/d:ro]``, ``stop: {signal: INT}``. Each function here takes what was written
+and returns the normal form, or raises ``ValueError`` naming the problem; the validation runs
+them before it checks types (process-compose's mutators, kept apart from the validators), so
+``corral config`` always prints one shape and the daemon only ever decodes that shape.
+
+Stdlib only, and never imported by the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal as _signal
+from collections.abc import Callable
+from typing import Any
+
+from corral.manifest import spec
+
+
+def command_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return shlex.split(value)
+    return value
+
+
+def signal_name(value: Any) -> str:
+    if isinstance(value, int):
+        try:
+            return _signal.Signals(value).name
+        except ValueError:
+            raise ValueError(f"{value} is not a signal number") from None
+    if not isinstance(value, str):
+        raise ValueError("a signal is a name like SIGTERM or a number")
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in _signal.Signals.__members__:
+        raise ValueError(f"unknown signal {value!r} (use e.g. SIGTERM, SIGINT, SIGQUIT)")
+    return name
+
+
+def regex(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        except (RecursionError, OverflowError) as exc:  # 2,000 nested groups; a{99999999999}
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"invalid regular expression {value[:40]!r}: {problem}") from None
+    return value
+
+
+
+def probe_shortcuts(value: Any) -> Any:
+    """``exec: "redis-cli ping"`` / ``tcp: 6379`` / ``http: 8080`` / ``log_line: "ready"``."""
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    if isinstance(out.get("exec"), (str, list)):
+        out["exec"] = {"command": out["exec"]}
+    for kind in ("tcp", "http"):
+        port = out.get(kind)
+        # a digit string is what ``tcp: ${PORT}`` becomes after interpolation
+        if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit()):
+            out[kind] = {"port": port}
+    if isinstance(out.get("log_line"), str):
+        out["log_line"] = {"pattern": out["log_line"]}
+    return out
+
+
+
+def depends_on(value: Any) -> Any:
+    if isinstance(value, str):
+        return {value: {}}
+    if isinstance(value, list):
+        return {str(name): {} for name in value}
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+def env_files(value: Any) -> Any:
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if isinstance(value, list):
+        return [{"path": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+# an environment variable's name, or a glob over names (fnmatch: * ? [...])
+INHERIT_NAME = r"^[A-Za-z_*?\[][A-Za-z0-9_*?\[\]!]*$"
+
+
+def inherit_names(value: list[str]) -> list[str]:
+    bad = [v for v in value if not re.match(INHERIT_NAME, v)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a variable name or a glob over names "
+                         "(e.g. PYTHONPATH, LC_*, HTTP*_PROXY)")
+    return list(dict.fromkeys(value))
+
+
+def env(value: Any) -> Any:
+    """compose accepts a map or a list of ``KEY=VALUE``; values become strings."""
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            key, sep, val = str(item).partition("=")
+            out[key] = val if sep else ""
+        value = out
+    if isinstance(value, dict):
+        for key in value:  # execve takes neither (subprocess raises ValueError at spawn)
+            if str(key) == "" or "=" in str(key):
+                raise ValueError(f"variable name {str(key)[:40]!r} is not valid: it must not be "
+                                 "empty or contain '='")
+        return {
+            str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in value.items()
+        }
+    return value
+
+
+def user(value: Any) -> Any:
+    """``user: 1000`` (YAML's int) is the uid 1000; a name must look like one (useradd's
+    rules), so a typo is not read as something else. Whether it exists is the start's
+    question (the manifest may be checked on another host): corral.ownership.identity."""
+    if isinstance(value, bool):
+        raise ValueError("user must be a user name or a uid, not a boolean")
+    if isinstance(value, int):
+        if not 0 <= value < 0xFFFFFFFF:
+            raise ValueError(f"user: uid {value} is out of range (0 to 4294967294)")
+        return str(value)
+    if isinstance(value, str) and not re.fullmatch(spec.USER, value):
+        raise ValueError(f"user {value!r} is neither a user name (letters, digits, _ . -, "
+                         "not starting with a digit or -) nor a uid")
+    return value
+
+
+
+def secret_uses(value: Any) -> Any:
+    """compose's short form: ``secrets: [db_password]``."""
+    if isinstance(value, list):
+        return [{"source": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+
+def volume_entries(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"],
+                                                                                   ["rw"]):
+                raise ValueError(f"{item!r}: write SOURCE:TARGET or SOURCE:TARGET:ro")
+            item = {"source": parts[0], "target": parts[1], "read_only": parts[2:] == ["ro"]}
+        out.append(item)
+    return out
+
+
+def restart(value: Any) -> Any:
+    """``restart: false`` / ``"on-failure"`` / ``"always:5"`` (at most 5 restarts)."""
+    if value is False:
+        return {"policy": "no"}
+    if isinstance(value, str):
+        name, _, count = value.partition(":")
+        out: dict[str, Any] = {"policy": name.strip()}
+        if count.strip():
+            out["max_restarts"] = count.strip()
+        return out
+    return value
+
+
+def agent_command(value: Any) -> Any:
+    """A string command is split like a shell would, unless ``shell: true`` asks for sh."""
+    if isinstance(value, dict) and isinstance(value.get("command"), str):
+        value = dict(value)
+        if value.get("shell"):
+            value["command"] = [value["command"]]
+        else:
+            try:
+                value["command"] = shlex.split(value["command"])
+            except ValueError as exc:
+                raise ValueError(f"command cannot be split: {exc}") from None
+    return value
+
+
+def fleet_inherit_env(value: Any, validated: type,
+                      merge: Callable[[Any, list[str]], Any]) -> Any:
+    """The top-level ``inherit_env`` goes into each agent's, first; ``merge`` does it for an
+    agent already ``validated`` (an instance of that class)."""
+    fleet = value.get("inherit_env") if isinstance(value, dict) else None
+    agents = value.get("agents") if isinstance(value, dict) else None
+    if not (isinstance(fleet, list) and fleet and isinstance(agents, dict)):
+        return value
+    out: dict[Any, Any] = {}
+    for name, agent in agents.items():
+        if isinstance(agent, validated):
+            agent = merge(agent, fleet)
+        elif isinstance(agent, dict) and isinstance(agent.get("inherit_env", []), list):
+            agent = {**agent, "inherit_env": [*fleet, *agent.get("inherit_env", [])]}
+        out[name] = agent
+    return {**value, "agents": out}

@@ -1,0 +1,49 @@
+"""The one place the manifest reaches the drivers: which driver declares which agent block.
+
+The drivers sit above the manifest (they read its records), yet the manifest routes a block
+(``container:``, a third-party ``ray:``) to the record its driver declares. Every module of
+the manifest that needs a block (the daemon's decoder, the CLI's validation, hints, path
+checks, the schema) asks here, and only here is ``drivers.registry`` imported, on first use,
+so the seam is one import to see and to keep. Stdlib only: the daemon decodes through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _registry() -> Any:
+    from corral.drivers import registry  # the seam: see the module doc
+
+    return registry
+
+
+def block(key: str) -> type | None:
+    """The record of block ``key``; None when no installed driver declares it."""
+    found: type | None = _registry().block(key)
+    return found
+
+
+def blocks() -> Mapping[str, type]:
+    """Every installed driver's blocks, ``{key: record}``."""
+    found: Mapping[str, type] = _registry().blocks()
+    return found
+
+
+def hidden() -> frozenset[str]:
+    """The blocks left out of the public schema."""
+    found: frozenset[str] = _registry().hidden()
+    return found
+
+
+def normalizers() -> list[Any]:
+    """The drivers' loader hooks."""
+    found: list[Any] = _registry().normalizers()
+    return found
+
+
+def drivers() -> list[str]:
+    """The installed drivers' names."""
+    found: list[str] = _registry().names()
+    return found

@@ -1,0 +1,139 @@
+"""Constraints written once, as ``Annotated`` metadata on a spec record's fields, and read by
+both sides of the socket: pydantic (the CLI's validation, and ``corral schema``) through the
+``__get_pydantic_core_schema__`` hook each marker carries, and ``decode.py`` (the daemon,
+which must never import pydantic: benchmark S2) by looking at the markers themselves.
+
+    Duration = Annotated[float, Within(bounds.DURATION), Before(parse_duration)]
+
+- ``Before(func)``: a shortcut the CLI accepts and normalizes (``"10s"`` → 10.0, a port
+  number → its string). What the daemon gets is already normal, so ``decode`` skips it.
+- ``Within(range)``: the number's bounds (``bounds.Range``); a list's items each.
+- ``Problem(func)``: ``func(value)`` names what is wrong, or None. The CLI runs it before the
+  type check (so its message wins over a pattern's), the daemon after decoding.
+
+pydantic applies the metadata in order, each around what precedes it, so a type's own
+constraints (``Within``, ``Pattern``) come first and what runs before them last.
+- ``Pattern(regex)``: a string's shape, shown in the JSON Schema too.
+
+Stdlib only at import: pydantic is imported inside the hooks, which only pydantic calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from corral.manifest import bounds
+from corral.manifest.bounds import Range
+from corral.manifest.units import parse_duration, parse_size
+
+
+class Before:
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.func, handler(source))
+
+
+class Within:
+    __slots__ = ("range",)
+
+    def __init__(self, allowed: Range) -> None:
+        self.range = allowed
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        schema: dict[str, Any] = dict(handler(source))
+        if schema.get("type") not in ("int", "float"):
+            raise TypeError(f"Within() is for numbers, not {source!r}")
+        # the bounds as written (0, not 0.0): pydantic's messages quote them
+        schema["gt" if self.range.low_open else "ge"] = self.range.low
+        schema["le"] = self.range.high
+        if schema["type"] == "float":
+            schema["allow_inf_nan"] = False
+        return schema
+
+    def problem(self, value: Any) -> str | None:
+        return None if value is None else self.range.problem(value)
+
+
+class Problem:
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[[Any], str | None]) -> None:
+        self.func = func
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        func = self.func
+
+        def check(value: Any) -> Any:
+            problem = func(value) if isinstance(value, str) else None
+            if problem:
+                raise ValueError(problem)
+            return value
+
+        return core_schema.no_info_before_validator_function(check, handler(source))
+
+    def problem(self, value: Any) -> str | None:
+        return self.func(value) if isinstance(value, str) else None
+
+
+class Pattern:
+    __slots__ = ("regex",)
+
+    def __init__(self, regex: str) -> None:
+        self.regex = regex
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        schema: dict[str, Any] = dict(handler(source))
+        if schema.get("type") != "str":
+            raise TypeError(f"Pattern() is for strings, not {source!r}")
+        schema["pattern"] = self.regex
+        return schema
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and not re.search(self.regex, value):
+            return f"{value[:40]!r} does not match {self.regex}"
+        return None
+
+
+class FilePath:
+    """Marks a string field that names a file or a dir on the host: the loader checks it as
+    a path (NUL, length: ``checks.string_problems``). No effect on validation otherwise."""
+
+    __slots__ = ()
+
+
+class Blocks:
+    """Marks the field holding the drivers' blocks (``Agent.options``): on the wire they are
+    keys of the agent itself, each decoded with the record its driver declares."""
+
+    __slots__ = ()
+
+
+# what the daemon checks (``Before`` is the CLI's alone)
+CHECKED = (Within, Problem, Pattern)
+
+
+def _ports(value: Any) -> Any:
+    """``ports: [8080]``: YAML's int is the port's string."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+# the type's own constraints first, then what wraps them (pydantic applies the metadata in
+# order, each around the ones before it: a shortcut is undone before the bounds are checked)
+Duration = Annotated[float, Within(bounds.DURATION), Before(parse_duration)]
+Size = Annotated[int, Within(bounds.SIZE), Before(parse_size)]
+# a published port: "8080" (the same number) or "18080:80" (host:inside)
+PortMapping = Annotated[str, Pattern(r"^\d{1,5}(:\d{1,5})?$"),
+                        Problem(bounds.port_mapping_problem)]
+Ports = Annotated[list[PortMapping], Before(_ports)]
