@@ -1,7 +1,7 @@
 """One contract, every driver: start, output, wait, stop (whole tree), exit codes, recover.
 
 The generic cases (``case``) also run a third-party driver: ``tinyexec``, a package built by
-``tests/thirdparty.py`` and pip-installed for this module, found through the ``corral.drivers``
+``tests/support/thirdparty.py``, pip-installed for this module, found through the ``corral.drivers``
 entry point, with its agents' ``tinyexec:`` block validated and decoded like any other."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from corral.drivers.venv import VenvDriver
 from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
 from corral.manifest.model import Agent
-from tests import thirdparty
+from tests.support import thirdparty
 
 PY = sys.executable
 

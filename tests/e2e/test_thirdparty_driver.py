@@ -1,4 +1,4 @@
-"""A driver from outside corral (``tests/thirdparty.py``: a package built here and installed
+"""A driver from outside corral (``tests/support/thirdparty.py``: a package built here and installed
 with pip) declares its own block through the ``corral.drivers`` entry point: the CLI validates
 the block with paths and "did you mean", ``corral schema`` shows it, ``corral config`` prints
 it, and the daemon decodes it and runs the agent with it. The driver contract suite runs it
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import thirdparty
 from tests.e2e.conftest import Project
+from tests.support import thirdparty
 
 
 @pytest.fixture(scope="module")
