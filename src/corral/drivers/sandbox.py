@@ -30,7 +30,6 @@ dies of signal N). The stop signal goes to the whole process group, the agent in
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -40,23 +39,20 @@ from typing import ClassVar
 
 from corral.drivers.base import (
     Capabilities,
-    Driver,
     DriverHealth,
-    ExitResult,
     Handle,
     Launch,
     Output,
-    ResourceUsage,
     Task,
 )
-from corral.drivers.host import bwrap, runas, walls
+from corral.drivers.host import bwrap, walls
 from corral.drivers.host import options as host_options
 from corral.drivers.host.deps import Deps
-from corral.drivers.host.launcher import Launcher
+from corral.drivers.host.hosted import HostedDriver
 from corral.drivers.host.loopback import Loopbacks
 from corral.drivers.host.options import venv_block
 from corral.errors import DriverError
-from corral.manifest.spec import Resources, loopback_group
+from corral.manifest.spec import loopback_group
 from corral.ownership import identity as identities
 
 FIX = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
@@ -68,7 +64,7 @@ def _python(task: Task) -> bool:
     return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
 
 
-class SandboxDriver(Driver):
+class SandboxDriver(HostedDriver):
     name: ClassVar[str] = "sandbox"
     # a sandbox agent may have a venv: the venv driver\'s blocks, read here too
     blocks: ClassVar[Mapping[str, type]] = host_options.blocks
@@ -77,8 +73,7 @@ class SandboxDriver(Driver):
     )
 
     def __init__(self) -> None:
-        self.launcher = Launcher(self.name)
-        self.limiter = self.launcher.limiter
+        super().__init__()
         self.deps = Deps(python=_python)
         self._bwrap: str | None = None
         self._loopbacks = Loopbacks()
@@ -199,12 +194,6 @@ class SandboxDriver(Driver):
 
     def passed_fds(self, task: Task) -> list[int]:
         return self._passing.pop(task.instance, [])
-
-    def identity(self, task: Task) -> identities.Identity | None:
-        return runas.identity(task)
-
-    def resources(self, task: Task) -> Resources:
-        return task.spec.resources
 
     def _argv(self, task: Task, fds: list[int]) -> list[str]:
         joined = self._joining.get(task.instance)
@@ -335,31 +324,6 @@ class SandboxDriver(Driver):
             raise DriverError(f"agents.{task.agent}: command not found: {name}",
                               f"install {name} or fix agents.{task.agent}.command")
         return found
-
-    # --- lifecycle: the launcher's ----------------------------------------------------------
-
-    def known_pids(self) -> set[int]:
-        return self.launcher.known_pids()
-
-    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
-        return self.launcher.exit_future(handle)
-
-    async def wait(self, handle: Handle) -> ExitResult:
-        return await self.launcher.wait(handle)
-
-    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
-        await self.launcher.stop(handle, sig=sig, timeout=timeout)
-
-    def complete(self, handle: Handle) -> Handle:
-        return self.launcher.complete(handle)
-
-    async def stats(self, handle: Handle) -> ResourceUsage | None:
-        return await self.launcher.stats(handle)
-
-    def foreground(self, task: Task, argv: list[str] | None = None) -> Launch | None:
-        from corral.drivers.host import foreground  # the CLI's alone: not the daemon's (S2)
-
-        return foreground.host_launch(self, task, argv)  # corral run/exec: its own child
 
 
 def inside(bwrap_pid: int | None, agent: str, become: list[str] | None = None) -> list[str]:

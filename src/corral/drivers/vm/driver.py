@@ -34,18 +34,16 @@ from typing import ClassVar
 
 from corral.drivers.base import (
     Capabilities,
-    Driver,
     DriverHealth,
     ExitResult,
     Handle,
     Launch,
     Output,
-    ResourceUsage,
     Task,
     driver_errors,
 )
-from corral.drivers.host import proctree, runas
-from corral.drivers.host.launcher import Launcher
+from corral.drivers.host import proctree
+from corral.drivers.host.hosted import HostedDriver
 from corral.drivers.vm import guest as guests
 from corral.drivers.vm import job, qemu, rootfs
 from corral.drivers.vm import options as vm_options
@@ -54,7 +52,6 @@ from corral.drivers.vm.options import vm_block
 from corral.environ import for_guest
 from corral.errors import CorralError, DriverError
 from corral.manifest.spec import Resources
-from corral.ownership import identity as identities
 
 DEFAULT_MEMORY_MB = 256
 _MAX_SOCKET_PATH = 100
@@ -96,7 +93,7 @@ def _size(task: Task) -> tuple[int, int]:
     return cpus, memory
 
 
-class VmDriver(Driver):
+class VmDriver(HostedDriver):
     name: ClassVar[str] = "vm"
     blocks: ClassVar[Mapping[str, type]] = vm_options.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -104,8 +101,7 @@ class VmDriver(Driver):
     )
 
     def __init__(self) -> None:
-        self.launcher = Launcher(self.name)
-        self.limiter = self.launcher.limiter
+        super().__init__()
         self._machines: dict[str, qemu.Machine] = {}  # until start() has built the argv
         self._consoles: dict[str, Console] = {}
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
@@ -161,19 +157,6 @@ class VmDriver(Driver):
 
     def argv(self, task: Task) -> list[str]:
         return qemu.argv(self._machines[task.instance], qemu.find() or qemu.QEMU)
-
-    def passed_fds(self, task: Task) -> list[int]:
-        return []
-
-    def identity(self, task: Task) -> identities.Identity | None:
-        return runas.identity(task)
-
-    def hand_over(self, task: Task, ident: identities.Identity, exe: str) -> None:
-        runas.hand_over(task, ident, exe)
-
-    def as_identity(self, ident: identities.Identity, argv: list[str], exe: str
-                    ) -> tuple[list[str], str]:
-        return runas.as_identity(ident, argv, exe)
 
     def resources(self, task: Task) -> Resources:
         """A group with no limit: the VM's size is its limit (see the module doc)."""
@@ -294,15 +277,6 @@ class VmDriver(Driver):
             return False
         self._consoles[handle.instance] = console
         return True
-
-    def known_pids(self) -> set[int]:
-        return self.launcher.known_pids()
-
-    def complete(self, handle: Handle) -> Handle:
-        return self.launcher.complete(handle)
-
-    async def stats(self, handle: Handle) -> ResourceUsage | None:
-        return await self.launcher.stats(handle)
 
     async def exec(self, task: Task, argv: list[str]) -> list[str]:
         raise DriverError(f"agents.{task.agent}: exec into a running VM is not supported",
