@@ -68,7 +68,7 @@ def test_the_readme_script_runs_through_the_public_names(tmp_path) -> None:
         "    restart: \"no\"\n")
     manifest = corral.load(tmp_path / "corral.yaml")
     with corral.LocalFleet(str(tmp_path / ".corral")) as fleet:
-        fleet.apply(manifest.model_dump(mode="json", by_alias=True))
+        fleet.apply(manifest)
         assert fleet.wait(timeout=30)["settled"] is True
         deadline = time.monotonic() + 30
         while (states := {i["name"]: (i["state"], i["exit_code"])
