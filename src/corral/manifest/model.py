@@ -19,14 +19,24 @@ from pydantic import (
     model_validator,
 )
 
-from corral.manifest import blocks, bounds, decode, normalize, spec
+from corral.manifest import blocks, decode, normalize, spec
+from corral.manifest.rules import Duration, Size
 from corral.manifest.spec import AGENT_NAME as AGENT_NAME
+from corral.manifest.spec import (
+    Cpus,
+    Factor,
+    Keep,
+    Memory,
+    Pids,
+    Port,
+    Replicas,
+    Restarts,
+    Status,
+    Threshold,
+)
 from corral.manifest.spec import instance_name as instance_name
-from corral.manifest.units import parse_duration, parse_size
 
-Duration = Annotated[float, BeforeValidator(parse_duration),
-                     Field(ge=0, le=bounds.MAX_DURATION, allow_inf_nan=False)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0, le=bounds.MAX_SIZE)]
+# the numbers' ranges are spec.py's (``rules.Within`` markers), read here by pydantic
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -51,16 +61,16 @@ class ExecCheck(Strict):
 
 
 class HttpCheck(Strict):
-    port: int = Field(ge=1, le=65535)
+    port: Port
     host: str = "127.0.0.1"
     path: str = "/"
     scheme: Literal["http", "https"] = "http"
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+    status: list[Status] = Field(
         default_factory=lambda: list(range(200, 400)), min_length=1)
 
 
 class TcpCheck(Strict):
-    port: int = Field(ge=1, le=65535)
+    port: Port
     host: str = "127.0.0.1"
 
 
@@ -78,8 +88,8 @@ class Probe(Strict):
     initial_delay: Duration = 0.0
     period: Duration = 10.0
     timeout: Duration = 1.0
-    success_threshold: int = Field(1, ge=1, le=bounds.MAX_THRESHOLD)
-    failure_threshold: int = Field(3, ge=1, le=bounds.MAX_THRESHOLD)
+    success_threshold: Threshold = 1
+    failure_threshold: Threshold = 3
     # None means: the default for the probe's role (liveness: restart, readiness: none).
     action: ProbeAction | None = None
 
@@ -114,14 +124,14 @@ class Backoff(Strict):
     count resets once the instance has stayed up for ``reset_after`` (PM2's manners)."""
 
     initial: Duration = 1.0
-    factor: float = Field(1.5, ge=1.0, le=bounds.MAX_FACTOR, allow_inf_nan=False)
+    factor: Factor = 1.5
     max: Duration = 15.0
     reset_after: Duration = 30.0
 
 
 class RestartPolicy(Strict):
     policy: RestartName = "on-failure"
-    max_restarts: int | None = Field(None, ge=0, le=bounds.MAX_RESTARTS)  # None: unlimited
+    max_restarts: Restarts | None = None  # None: unlimited
     window: Duration = 60.0  # max_restarts counts restarts within this sliding window
     backoff: Backoff = Backoff()
 
@@ -153,11 +163,11 @@ class EnvFile(Strict):
 class Resources(Strict):
     """Per-instance limits (compose names), enforced by ``limits.limiter`` through cgroups."""
 
-    cpus: float | None = Field(None, gt=0, le=bounds.MAX_CPUS, allow_inf_nan=False)
-    memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
-    memory_reservation: Size | None = Field(None, ge=1)  # soft: reclaimed first under pressure
-    memory_high: Size | None = Field(None, ge=1)  # throttled past it (cgroup v2 only)
-    pids: int | None = Field(None, ge=1, le=bounds.MAX_PIDS)
+    cpus: Cpus | None = None
+    memory: Memory | None = None  # hard limit: past it the kernel OOM-kills
+    memory_reservation: Memory | None = None  # soft: reclaimed first under pressure
+    memory_high: Memory | None = None  # throttled past it (cgroup v2 only)
+    pids: Pids | None = None
 
     @model_validator(mode="after")
     def _below_the_hard_limit(self) -> Resources:
@@ -247,7 +257,7 @@ class Agent(Strict):
     # variables of the `corral` command's environment the agent gets (names or globs); the
     # fleet's top-level list is folded in (Manifest._fleet_inherit_env)
     inherit_env: list[str] = Field(default_factory=list)
-    replicas: int = Field(1, ge=0, le=bounds.MAX_REPLICAS)
+    replicas: Replicas = 1
     depends_on: Annotated[dict[str, Dependency], BeforeValidator(normalize.depends_on)] = Field(
         default_factory=dict
     )
@@ -344,13 +354,13 @@ class Agent(Strict):
 
 
 class MetricsConfig(Strict):
-    port: int | None = Field(None, ge=1, le=65535)
+    port: Port | None = None
     host: str = "127.0.0.1"
 
 
 class LogsConfig(Strict):
     max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
-    keep: int = Field(5, ge=0, le=bounds.MAX_KEEP)  # rotated files kept per agent
+    keep: Keep = 5  # rotated files kept per agent
     max_age: Duration | None = None  # delete rotated files older than this
 
 

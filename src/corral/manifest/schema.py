@@ -99,12 +99,13 @@ def model_classes(tp: Any, found: dict[str, type[BaseModel]]) -> dict[str, type[
 
 
 def _before(info: Any) -> set[Any]:
-    """The BeforeValidator functions on a field, also inside ``Annotated[...] | None``."""
-    found = {m.func for m in info.metadata if isinstance(m, BeforeValidator)}
+    """The shortcut functions on a field (pydantic's ``BeforeValidator`` or the spec's
+    ``rules.Before``), also inside ``Annotated[...] | None``."""
+    found = {m.func for m in info.metadata if isinstance(m, (BeforeValidator, rules.Before))}
     stack = list(get_args(info.annotation))
     while stack:
         arg = stack.pop()
-        if isinstance(arg, BeforeValidator):
+        if isinstance(arg, (BeforeValidator, rules.Before)):
             found.add(arg.func)
         stack.extend(get_args(arg))
     return found

@@ -6,7 +6,9 @@ library at all: importing pydantic and building the models' schemas would cost i
 resident memory for the life of the fleet (benchmark S2). These classes mirror the models
 field for field, in the same order, with the same names (``agent.class_``,
 ``agent.restart.backoff.initial``), so runtime code reads the same either way; a unit test
-pins that the two never drift. A driver's block is not a field here: each driver declares
+pins that the two never drift. The ranges of the numbers are declared here only (the
+``rules.Within`` markers of the named types below), and the models take them from here. A
+driver's block is not a field here: each driver declares
 its own record (``drivers.registry``), and an agent holds the decoded blocks in ``options``.
 ``decode.py`` turns the normalized JSON into these, strictly. Keyword-only, so the fields
 keep the models' order (the spec hash serializes them in that order) whatever has a default.
@@ -18,7 +20,10 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from corral.lean.record import Record, record
-from corral.manifest.rules import Blocks
+from corral.manifest import bounds
+from corral.manifest.bounds import Range
+from corral.manifest.rules import Before, Blocks, Duration, Size, Within
+from corral.manifest.units import parse_size
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -31,6 +36,20 @@ NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
 LOOPBACK = "loopback:"
 USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
 PROBE_KINDS = ("exec", "http", "tcp", "log_line")
+
+
+# The range of every number, said once, here: the daemon's decoder checks these markers, the
+# CLI's validation and ``corral schema`` read them through pydantic (``rules.Within``).
+Port = Annotated[int, Within(bounds.PORT)]
+Status = Annotated[int, Within(Range(100, 599))]
+Threshold = Annotated[int, Within(Range(1, bounds.MAX_THRESHOLD))]
+Factor = Annotated[float, Within(Range(1.0, bounds.MAX_FACTOR))]
+Restarts = Annotated[int, Within(Range(0, bounds.MAX_RESTARTS))]
+Cpus = Annotated[float, Within(Range(0, bounds.MAX_CPUS, low_open=True))]
+Memory = Annotated[int, Within(Range(1, bounds.MAX_SIZE)), Before(parse_size)]  # not 0 bytes
+Pids = Annotated[int, Within(Range(1, bounds.MAX_PIDS))]
+Replicas = Annotated[int, Within(Range(0, bounds.MAX_REPLICAS))]
+Keep = Annotated[int, Within(Range(0, bounds.MAX_KEEP))]
 
 
 def _ok_statuses() -> list[int]:
@@ -47,16 +66,16 @@ class ExecCheck(Record):
 
 @record(kw_only=True)
 class HttpCheck(Record):
-    port: int
+    port: Port
     host: str = "127.0.0.1"
     path: str = "/"
     scheme: Literal["http", "https"] = "http"
-    status: list[int] = field(default_factory=_ok_statuses)
+    status: list[Status] = field(default_factory=_ok_statuses)
 
 
 @record(kw_only=True)
 class TcpCheck(Record):
-    port: int
+    port: Port
     host: str = "127.0.0.1"
 
 
@@ -71,11 +90,11 @@ class Probe(Record):
     http: HttpCheck | None = None
     tcp: TcpCheck | None = None
     log_line: LogLineCheck | None = None
-    initial_delay: float = 0.0
-    period: float = 10.0
-    timeout: float = 1.0
-    success_threshold: int = 1
-    failure_threshold: int = 3
+    initial_delay: Duration = 0.0
+    period: Duration = 10.0
+    timeout: Duration = 1.0
+    success_threshold: Threshold = 1
+    failure_threshold: Threshold = 3
     action: ProbeAction | None = None
 
     @property
@@ -91,24 +110,24 @@ class Probe(Record):
 
 @record(kw_only=True)
 class Backoff(Record):
-    initial: float = 1.0
-    factor: float = 1.5
-    max: float = 15.0
-    reset_after: float = 30.0
+    initial: Duration = 1.0
+    factor: Factor = 1.5
+    max: Duration = 15.0
+    reset_after: Duration = 30.0
 
 
 @record(kw_only=True)
 class RestartPolicy(Record):
     policy: RestartName = "on-failure"
-    max_restarts: int | None = None
-    window: float = 60.0
+    max_restarts: Restarts | None = None
+    window: Duration = 60.0
     backoff: Backoff = Backoff()
 
 
 @record(kw_only=True)
 class StopPolicy(Record):
     signal: str = "SIGTERM"
-    timeout: float = 10.0
+    timeout: Duration = 10.0
 
 
 # --- dependencies and environment ---------------------------------------------------------
@@ -129,11 +148,11 @@ class EnvFile(Record):
 
 @record(kw_only=True)
 class Resources(Record):
-    cpus: float | None = None
-    memory: int | None = None
-    memory_reservation: int | None = None
-    memory_high: int | None = None
-    pids: int | None = None
+    cpus: Cpus | None = None
+    memory: Memory | None = None
+    memory_reservation: Memory | None = None
+    memory_high: Memory | None = None
+    pids: Pids | None = None
 
 
 # --- containment: secrets, volumes, what an agent needs ------------------------------------
@@ -146,7 +165,7 @@ class SecretSource(Record):
     env_file: str | None = None
     key: str | None = None
     command: list[str] | None = None
-    timeout: float = 10.0
+    timeout: Duration = 10.0
 
 
 @record(kw_only=True)
@@ -187,7 +206,7 @@ class Agent(Record):
     env: dict[str, str] = field(default_factory=dict)
     env_file: list[EnvFile] = field(default_factory=list)
     inherit_env: list[str] = field(default_factory=list)
-    replicas: int = 1
+    replicas: Replicas = 1
     depends_on: dict[str, Dependency] = field(default_factory=dict)
     readiness: Probe | None = None
     liveness: Probe | None = None
@@ -216,15 +235,15 @@ class Agent(Record):
 
 @record(kw_only=True)
 class MetricsConfig(Record):
-    port: int | None = None
+    port: Port | None = None
     host: str = "127.0.0.1"
 
 
 @record(kw_only=True)
 class LogsConfig(Record):
-    max_size: int = 16 * 1024 * 1024
-    keep: int = 5
-    max_age: float | None = None
+    max_size: Size = 16 * 1024 * 1024
+    keep: Keep = 5
+    max_age: Duration | None = None
 
 
 @record(kw_only=True)
