@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
-from corral.manifest.model import Probe
+from corral.manifest.spec import Probe
 from corral.runtime.health import LogWatch, ProbeLoop, check, taken_ports
 
 
 def probe(**fields: Any) -> Probe:
-    return Probe.model_validate(fields)
+    return TypeAdapter(Probe).validate_python(fields)
 
 
 def free_port() -> int:

@@ -6,14 +6,20 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from corral.errors import CorralError
 from corral.limits import rlimit, v1, v2
 from corral.limits.detect import detect_from, parse_proc_cgroup
 from corral.limits.group import Group
 from corral.limits.limiter import Layout, Limiter, Placement
-from corral.manifest.model import Agent, Resources
+from corral.manifest.model import Agent
+from corral.manifest.spec import Resources
+
+
+def _resources(raw: dict[str, object]) -> Resources:
+    """A resources block as the CLI validates it (the spec's record, through pydantic)."""
+    return TypeAdapter(Resources).validate_python(raw)
 
 HYBRID_MOUNTS = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -93,7 +99,7 @@ def _fake_v1(root: Path, with_unified: bool = False) -> Layout:
 
 def _place(lim: Limiter, **res: object) -> Placement:
     return lim.place(project="demo", key="/state/run", instance="web.1",
-                     res=Resources.model_validate(res), where="agents.web.resources")
+                     res=_resources(res), where="agents.web.resources")
 
 
 def test_v1_place_makes_groups_writes_limits_and_the_join_wrapper(tmp_path: Path) -> None:
@@ -233,8 +239,8 @@ def test_doctor_reports_the_limits_back_end(monkeypatch: pytest.MonkeyPatch) -> 
 def test_soft_limits_above_the_hard_one_are_refused() -> None:
     with pytest.raises(ValidationError, match=r"memory_high \(2147483648 bytes\) is above "
                                               r"memory \(1073741824 bytes\): lower memory_high"):
-        Resources.model_validate({"memory": "1G", "memory_high": "2G"})
-    assert Resources.model_validate({"memory": "1G", "memory_reservation": "1G"}).memory
+        _resources({"memory": "1G", "memory_high": "2G"})
+    assert _resources({"memory": "1G", "memory_reservation": "1G"}).memory
 
 
 def test_v2_moves_the_supervisor_into_a_leaf_when_its_group_holds_processes(

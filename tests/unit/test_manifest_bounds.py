@@ -1,4 +1,5 @@
-"""Every number has a range, the same in the models, the daemon's decoder and the schema."""
+"""Every number has a range, declared once on the spec's fields (``rules.Within``) and the
+same in the CLI's validation, the daemon's decoder and the schema."""
 
 from __future__ import annotations
 
@@ -6,67 +7,72 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_type_hints
 
-import annotated_types
 import pytest
 
 from corral.errors import ManifestError
-from corral.manifest import bounds, decode, spec
+from corral.manifest import bounds, decode, rules, spec
 from corral.manifest.loader import load_text
 from corral.manifest.model import Manifest
 from corral.manifest.schema import json_schema, model_classes
 
 
-def _limits(info: Any) -> tuple[list[Any], list[Any]]:
-    """Every annotated_types bound on a field, also inside ``X | None`` and ``list[X]``."""
-    found: list[Any] = list(info.metadata)
-    stack = list(get_args(info.annotation))
+def _withins(tp: Any) -> list[rules.Within]:
+    """Every ``rules.Within`` on a field's type, also inside ``X | None`` and ``list[X]``."""
+    found: list[rules.Within] = []
+    stack = [tp]
     while stack:
         arg = stack.pop()
-        if isinstance(arg, (annotated_types.Ge, annotated_types.Gt, annotated_types.Le)):
-            found.append(arg)
-        elif hasattr(arg, "metadata") and not isinstance(arg, type):
-            found.extend(arg.metadata)
+        found.extend(m for m in getattr(arg, "__metadata__", ()) if isinstance(m, rules.Within))
         stack.extend(get_args(arg))
-    lows = [m for m in found if isinstance(m, (annotated_types.Ge, annotated_types.Gt))]
-    highs = [m for m in found if isinstance(m, annotated_types.Le)]
-    return lows, highs
+    return found
 
 
-def _model_ranges() -> dict[str, dict[str, bounds.Range]]:
+def _spec_classes() -> dict[str, type]:
+    return {c.__name__: c for c in vars(spec).values()
+            if isinstance(c, type) and dataclasses.is_dataclass(c)}
+
+
+def _spec_ranges() -> dict[str, dict[str, bounds.Range]]:
+    """The ranges the spec's fields declare: the one table both sides read."""
     out: dict[str, dict[str, bounds.Range]] = {}
-    for name, model in model_classes(Manifest, {}).items():
-        for field_name, info in model.model_fields.items():
-            lows, highs = _limits(info)
-            if not highs:
-                continue
-            low = max(lows, key=lambda m: m.ge if isinstance(m, annotated_types.Ge) else m.gt)
-            value = low.ge if isinstance(low, annotated_types.Ge) else low.gt
-            out.setdefault(name, {})[field_name] = bounds.Range(
-                value, min(h.le for h in highs), isinstance(low, annotated_types.Gt))
+    for name, cls in _spec_classes().items():
+        for field_name, tp in get_type_hints(cls, include_extras=True).items():
+            found = _withins(tp)
+            assert len(found) <= 1, f"{name}.{field_name} has two ranges"
+            if found:
+                out.setdefault(name, {})[field_name] = found[0].range
     return out
 
 
-def test_the_models_and_the_daemons_table_have_the_same_ranges() -> None:
-    assert _model_ranges() == bounds.RANGES
-
-
-def test_every_ranged_field_exists_in_the_daemons_classes() -> None:
-    classes = {c.__name__: c for c in vars(spec).values() if dataclasses.is_dataclass(c)}
-    for cls, fields in bounds.RANGES.items():
-        names = {f.name for f in dataclasses.fields(classes[cls])}
-        assert set(fields) <= names, cls
-
-
-def test_every_number_in_the_models_is_bounded_above() -> None:
-    """A new int or float field needs a range (and a row in bounds.RANGES)."""
-    ranged = _model_ranges()
-    for name, model in model_classes(Manifest, {}).items():
-        for field_name, info in model.model_fields.items():
-            text = str(info.annotation)
+def test_every_number_in_the_spec_is_bounded_above() -> None:
+    """A new int or float field needs a range (a ``rules.Within`` on its type)."""
+    ranged = _spec_ranges()
+    for name, cls in _spec_classes().items():
+        for field_name, tp in get_type_hints(cls, include_extras=True).items():
+            text = str(tp)
             if ("int" in text or "float" in text) and field_name != "version":
                 assert field_name in ranged.get(name, {}), f"{name}.{field_name} has no bound"
+
+
+def test_the_cli_validates_with_the_spec_ranges() -> None:
+    """The CLI validates each range with the spec's own marker (the spec's record itself, or a
+    model twin's field of the same type), and the schema derived from it says the bound."""
+    models = model_classes(Manifest, {})
+    defs = json_schema()["$defs"]
+    for name, fields in _spec_ranges().items():
+        for field_name, allowed in fields.items():
+            validated = models[name]
+            if validated is not getattr(spec, name):  # a model twin (Agent, Manifest)
+                info = validated.model_fields[field_name]  # type: ignore[attr-defined]
+                markers = [*_withins(info.annotation),
+                           *(m for m in info.metadata if isinstance(m, rules.Within))]
+                assert [m.range for m in markers] == [allowed], f"{name}.{field_name}"
+            shape = defs[name]["properties"][spec.ALIASES.get(field_name, field_name)]
+            shapes = [shape, *shape.get("anyOf", ()), shape.get("items", {})]
+            shapes += [s.get("items", {}) for s in shape.get("anyOf", ())]
+            assert [s["maximum"] for s in shapes if "maximum" in s] == [allowed.high], name
 
 
 def _load(tmp_path: Path, agent: str) -> None:

@@ -9,7 +9,8 @@ import pytest
 from corral.errors import ManifestError
 from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.loader import load_text
-from corral.manifest.model import Agent, EnvFile
+from corral.manifest.model import Agent
+from corral.manifest.spec import EnvFile
 
 
 def test_dotenv_rules() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from corral.manifest.hints import did_you_mean, dotted, field_names, model_at, pydantic_problems
-from corral.manifest.model import Agent, Backoff, Dependency, Manifest, Probe, RestartPolicy
+from corral.manifest.model import Agent, Manifest
+from corral.manifest.spec import Backoff, Dependency, Probe, RestartPolicy
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_pydantic_problems_paths_and_hints() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_ones() -> None:
     with pytest.raises(ValidationError) as caught:
-        Backoff.model_validate({"zzz": 1})
+        TypeAdapter(Backoff).validate_python({"zzz": 1})
     assert pydantic_problems(caught.value, Backoff) == [
         "zzz: unknown key (allowed here: initial, factor, max, reset_after)"
     ]

@@ -16,7 +16,8 @@ from corral.manifest.loader import (
     load_with_warnings,
     project_name,
 )
-from corral.manifest.model import Backoff, Manifest
+from corral.manifest.model import Manifest
+from corral.manifest.spec import Backoff
 
 ONE = "agents:\n  web: {command: python app.py}\n"
 

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from corral.manifest import decode
 
 # pydantic's names for a dataclass's errors, spelled as a model's (what ``hints`` reads)
-_AS_MODEL = {"unexpected_keyword_argument": "extra_forbidden",
+AS_MODEL = {"unexpected_keyword_argument": "extra_forbidden",
              "missing_keyword_only_argument": "missing", "missing_argument": "missing",
              "dataclass_type": "dict_type", "dataclass_args_type": "dict_type"}
 _NO_CTX = {"extra_forbidden", "missing", "dict_type"}
@@ -45,7 +45,7 @@ def adapter(record: type) -> TypeAdapter[Any]:
 
 
 def _line(error: Any, prefix: tuple[Any, ...]) -> Any:
-    kind = _AS_MODEL.get(error["type"], error["type"])
+    kind = AS_MODEL.get(error["type"], error["type"])
     line: dict[str, Any] = {"type": kind, "loc": (*prefix, *error["loc"]),
                             "input": error.get("input")}
     if error.get("ctx") and kind not in _NO_CTX:

@@ -2,11 +2,11 @@
 
 ``memory: 99999999999999999999G``, ``cpus: 1e308`` and ``stop.timeout: 99999999999999999999h``
 were accepted, and would have reached cgroup files, ``float`` arithmetic (``factor ** n``
-overflows) and timers as nonsense. The models (``model.py``, in the CLI) put these bounds in
-their ``Field``s, so ``corral config`` and ``corral schema`` say them; the daemon's decoder
-(``decode.py``) checks the same table, since what ``/v1/apply`` gets never went through the
-models. A unit test pins that the two agree. The drivers' records say their bounds on their
-fields (``rules.Within``), which both sides read.
+overflows) and timers as nonsense. Each number's field says its range once, as a
+``rules.Within`` marker (``spec.py``'s named types: ``Port``, ``Threshold``...; the drivers'
+records on their own fields), which both sides read: pydantic in the CLI (and so ``corral
+schema``), and the daemon's decoder (``decode.py``), since what ``/v1/apply`` gets never went
+through the CLI. This module holds the limits and the ``Range`` the markers carry.
 
 Stdlib only: the daemon imports it.
 """
@@ -56,33 +56,6 @@ def _num(value: float) -> str:
 DURATION = Range(0, MAX_DURATION)
 SIZE = Range(0, MAX_SIZE)
 PORT = Range(1, PORT_MAX)
-_DURATIONS = {
-    "Probe": ("initial_delay", "period", "timeout"),
-    "Backoff": ("initial", "max", "reset_after"),
-    "RestartPolicy": ("window",),
-    "StopPolicy": ("timeout",),
-    "SecretSource": ("timeout",),
-    "LogsConfig": ("max_age",),
-}
-
-# {class name: {field: range}}; a list field's range holds for each of its items
-RANGES: dict[str, dict[str, Range]] = {
-    "HttpCheck": {"port": PORT, "status": Range(100, 599)},
-    "TcpCheck": {"port": PORT},
-    "Probe": {"success_threshold": Range(1, MAX_THRESHOLD),
-              "failure_threshold": Range(1, MAX_THRESHOLD)},
-    "Backoff": {"factor": Range(1.0, MAX_FACTOR)},
-    "RestartPolicy": {"max_restarts": Range(0, MAX_RESTARTS)},
-    "Resources": {"cpus": Range(0, MAX_CPUS, low_open=True), "memory": Range(1, MAX_SIZE),
-                  "memory_reservation": Range(1, MAX_SIZE), "memory_high": Range(1, MAX_SIZE),
-                  "pids": Range(1, MAX_PIDS)},
-    "Agent": {"replicas": Range(0, MAX_REPLICAS)},
-    "MetricsConfig": {"port": PORT},
-    "LogsConfig": {"max_size": SIZE, "keep": Range(0, MAX_KEEP)},
-}
-for _cls, _names in _DURATIONS.items():
-    RANGES.setdefault(_cls, {}).update(dict.fromkeys(_names, DURATION))
-
 # published ports: "8080" or "18080:80" (host:inside); the drivers' records name it
 # (``rules.PortMapping``)
 _PORT_MAPPING = re.compile(r"(\d{1,5})(?::(\d{1,5}))?")

@@ -3,14 +3,15 @@
 The CLI validates a manifest with the pydantic models and sends the daemon their normalized
 dump (``by_alias``: ``class``, not ``class_``). The daemon decodes it here. The socket is
 private to its user, but scripts speak to it too, so nothing is trusted: an unknown key, a
-missing field, a wrong type or a value outside a ``Literal`` is a ``ManifestError`` naming the
-path, and agent names must be safe to use as file names under the state dir. Shortcuts and
-range checks are the models' job; what arrives here is already in the one full form.
+missing field, a wrong type, a value outside a ``Literal`` or a number outside its range is a
+``ManifestError`` naming the path, and agent names must be safe to use as file names under the
+state dir. Shortcuts are the CLI's job; what arrives here is already in the one full form.
 
 The rules come from the dataclasses' own annotations (``rules``: ``Within``, ``Problem``,
-``Pattern`` on a field), so a field added to ``spec.py`` or to a driver's record is decoded
-without touching this module. An agent's driver blocks (``container:``, ``ray:``) are its own
-keys on the wire; each is decoded with the record its driver declares (``drivers.registry``).
+``Pattern`` on a field; the core's ranges are declared there once), so a field added to
+``spec.py`` or to a driver's record is decoded without touching this module. An agent's
+driver blocks (``container:``, ``ray:``) are its own keys on the wire; each is decoded with
+the record its driver declares (``drivers.registry``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import typing
 from typing import Any, TypeVar
 
 from corral.errors import ManifestError
-from corral.manifest import bounds, rules, spec
+from corral.manifest import rules, spec
 
 T = TypeVar("T")
 
@@ -151,24 +152,13 @@ def _object(cls: type[T], value: Any, path: str) -> T:
     if missing:
         raise _Invalid(path, f"missing {', '.join(missing)}")
     kwargs = {}
-    ranges = bounds.RANGES.get(cls.__name__, {})
     for key, name in keys.items():
         if key in value:
             where = f"{path}.{key}" if path else key
             kwargs[name] = _value(fields[name], value[key], where)
-            if name in ranges:
-                _in_range(ranges[name], kwargs[name], where)
     if holder is not None:
         kwargs[holder] = found
     return cls(**kwargs)
-
-
-def _in_range(allowed: bounds.Range, value: Any, path: str) -> None:
-    """The models' bounds (``bounds.RANGES``): the daemon holds them for what scripts send."""
-    for i, item in enumerate(value if isinstance(value, list) else [value]):
-        problem = None if item is None else allowed.problem(item)
-        if problem:
-            raise _Invalid(f"{path}.{i}" if isinstance(value, list) else path, problem)
 
 
 def _required(cls: type) -> set[str]:

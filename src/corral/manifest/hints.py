@@ -17,6 +17,7 @@ from typing import Annotated, Any, Union, cast, get_args, get_origin, get_type_h
 
 from pydantic import BaseModel, ValidationError
 
+from corral.manifest.blocks import AS_MODEL
 from corral.manifest.model import AGENT_NAME
 
 NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
@@ -186,7 +187,9 @@ def pydantic_problems(
     Linear in the errors: an agent with 20,000 unknown keys gets the first ``MAX_UNKNOWN``
     with a "did you mean" each and one line counting the rest (a suggestion per key and a
     list scan for duplicates took 19 s)."""
-    errors = exc.errors(include_url=False)
+    # a record's errors (the spec's, a driver's) named as a model's
+    errors: list[Any] = [{**e, "type": AS_MODEL.get(e["type"], e["type"])}
+                         for e in exc.errors(include_url=False)]
     unknown: dict[tuple[Any, ...], int] = {}  # mapping -> its unknown keys
     messages: dict[int, str] = {}
     for i, error in enumerate(errors):

@@ -1,7 +1,9 @@
-"""The manifest as frozen, fully typed data: the CLI's validation (the daemon holds
-``spec.py``'s records). Unknown keys are rejected everywhere; the shortcuts users expect
-from compose are turned into one full form by ``normalize`` before the types are checked.
-A driver's block is validated with the record its driver declares (``blocks``).
+"""The agent and the manifest as pydantic models: the CLI's validation of the two records of
+``spec.py`` that do what a record does not say yet (the ``class`` alias, the drivers' blocks
+routed to their records, the fleet's ``inherit_env`` folded into each agent's). Everything
+below them is ``spec.py``'s records, validated as declared there. Unknown keys are rejected
+everywhere; the shortcuts users expect from compose are turned into one full form by
+``normalize`` before the types are checked.
 """
 
 from __future__ import annotations
@@ -19,19 +21,30 @@ from pydantic import (
     model_validator,
 )
 
-from corral.manifest import blocks, bounds, decode, normalize, spec
+from corral.manifest import blocks, decode, normalize, spec
 from corral.manifest.spec import AGENT_NAME as AGENT_NAME
+from corral.manifest.spec import (
+    AgentClass,
+    Dependency,
+    EnvFile,
+    LogsConfig,
+    MetricsConfig,
+    Needs,
+    Probe,
+    Replicas,
+    Resources,
+    RestartPolicy,
+    SecretSource,
+    SecretUse,
+    StopPolicy,
+    Volume,
+)
 from corral.manifest.spec import instance_name as instance_name
-from corral.manifest.units import parse_duration, parse_size
 
-Duration = Annotated[float, BeforeValidator(parse_duration),
-                     Field(ge=0, le=bounds.MAX_DURATION, allow_inf_nan=False)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0, le=bounds.MAX_SIZE)]
-
-AgentClass = Literal["compute", "io", "service", "ai"]
-RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
-Condition = Literal["started", "healthy", "completed", "completed_successfully", "log_ready"]
-ProbeAction = Literal["none", "restart", "stop", "kill"]
+# The records below an agent are spec.py's, validated here as they are declared there (their
+# rules: ``rules.Within``, ``Before``, ``Whole``...); only the agent and the manifest are still
+# models of their own, for what they do that a record does not yet say (the ``class`` alias,
+# the drivers' blocks, the fleet's ``inherit_env``).
 
 
 class Strict(BaseModel):
@@ -39,196 +52,6 @@ class Strict(BaseModel):
 
 
 Regex = Annotated[str, BeforeValidator(normalize.regex)]
-Command = Annotated[list[str], BeforeValidator(normalize.command_list), Field(min_length=1)]
-SignalName = Annotated[str, BeforeValidator(normalize.signal_name)]
-
-
-# --- probes -------------------------------------------------------------------------------
-
-
-class ExecCheck(Strict):
-    command: Command
-
-
-class HttpCheck(Strict):
-    port: int = Field(ge=1, le=65535)
-    host: str = "127.0.0.1"
-    path: str = "/"
-    scheme: Literal["http", "https"] = "http"
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
-        default_factory=lambda: list(range(200, 400)), min_length=1)
-
-
-class TcpCheck(Strict):
-    port: int = Field(ge=1, le=65535)
-    host: str = "127.0.0.1"
-
-
-class LogLineCheck(Strict):
-    pattern: Regex
-
-
-class Probe(Strict):
-    """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line."""
-
-    exec: ExecCheck | None = None
-    http: HttpCheck | None = None
-    tcp: TcpCheck | None = None
-    log_line: LogLineCheck | None = None
-    initial_delay: Duration = 0.0
-    period: Duration = 10.0
-    timeout: Duration = 1.0
-    success_threshold: int = Field(1, ge=1, le=bounds.MAX_THRESHOLD)
-    failure_threshold: int = Field(3, ge=1, le=bounds.MAX_THRESHOLD)
-    # None means: the default for the probe's role (liveness: restart, readiness: none).
-    action: ProbeAction | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shortcuts(cls, value: Any) -> Any:
-        return normalize.probe_shortcuts(value)
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> Probe:
-        kinds = [k for k in ("exec", "http", "tcp", "log_line") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(
-                f"a probe needs exactly one of exec, http, tcp, log_line (found: {found})"
-            )
-        return self
-
-    @property
-    def kind(self) -> str:
-        for k in ("exec", "http", "tcp", "log_line"):
-            if getattr(self, k) is not None:
-                return k
-        raise AssertionError("validated probe has a kind")
-
-
-# --- restart and stop ---------------------------------------------------------------------
-
-
-class Backoff(Strict):
-    """Delay before restart number n is ``initial * factor**(n-1)``, capped at ``max``; the
-    count resets once the instance has stayed up for ``reset_after`` (PM2's manners)."""
-
-    initial: Duration = 1.0
-    factor: float = Field(1.5, ge=1.0, le=bounds.MAX_FACTOR, allow_inf_nan=False)
-    max: Duration = 15.0
-    reset_after: Duration = 30.0
-
-
-class RestartPolicy(Strict):
-    policy: RestartName = "on-failure"
-    max_restarts: int | None = Field(None, ge=0, le=bounds.MAX_RESTARTS)  # None: unlimited
-    window: Duration = 60.0  # max_restarts counts restarts within this sliding window
-    backoff: Backoff = Backoff()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shortcut(cls, value: Any) -> Any:
-        return normalize.restart(value)
-
-
-class StopPolicy(Strict):
-    signal: SignalName = "SIGTERM"
-    timeout: Duration = 10.0
-
-
-# --- dependencies and environment ---------------------------------------------------------
-
-
-class Dependency(Strict):
-    condition: Condition = "started"
-    required: bool = True  # compose: a missing/disabled optional dependency is skipped
-    restart: bool = False  # compose: restart this agent when the dependency restarts
-
-
-class EnvFile(Strict):
-    path: str
-    required: bool = True
-
-
-class Resources(Strict):
-    """Per-instance limits (compose names), enforced by ``limits.limiter`` through cgroups."""
-
-    cpus: float | None = Field(None, gt=0, le=bounds.MAX_CPUS, allow_inf_nan=False)
-    memory: Size | None = Field(None, ge=1)  # hard limit: past it the kernel OOM-kills
-    memory_reservation: Size | None = Field(None, ge=1)  # soft: reclaimed first under pressure
-    memory_high: Size | None = Field(None, ge=1)  # throttled past it (cgroup v2 only)
-    pids: int | None = Field(None, ge=1, le=bounds.MAX_PIDS)
-
-    @model_validator(mode="after")
-    def _below_the_hard_limit(self) -> Resources:
-        for name in ("memory_reservation", "memory_high"):
-            value = getattr(self, name)
-            if value is not None and self.memory is not None and value > self.memory:
-                raise ValueError(f"{name} ({value} bytes) is above memory ({self.memory} "
-                                 f"bytes): lower {name} or raise memory")
-        return self
-
-
-# --- containment: secrets, volumes, what an agent needs ------------------------------------
-
-SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
-
-
-class SecretSource(Strict):
-    """Where a secret's value comes from (exactly one source); read when an instance starts."""
-
-    environment: str | None = None  # a variable of corral's environment at `corral up`
-    file: str | None = None  # a file (relative to the project dir)
-    env_file: str | None = None  # a .env file (relative to the project dir)...
-    key: str | None = None  # ...and the variable in it (default: the secret's name)
-    command: Command | None = None  # a command that prints the value (a password manager's CLI)
-    timeout: Duration = 10.0  # for command
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretSource:
-        given = [k for k in ("environment", "file", "env_file", "command")
-                 if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of environment, file, env_file, command"
-                             + (f" (got {', '.join(given)})" if given else ""))
-        if self.key is not None and self.env_file is None:
-            raise ValueError("key goes with env_file")
-        return self
-
-
-class SecretUse(Strict):
-    """A secret an agent gets: as a file (``/run/secrets/TARGET`` in a sandbox, else
-    ``$CORRAL_SECRETS_DIR/TARGET``) or, with ``env``, as an environment variable."""
-
-    source: str
-    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    target: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
-
-    @model_validator(mode="after")
-    def _one_way(self) -> SecretUse:
-        if self.env is not None and self.target is not None:
-            raise ValueError("a secret goes either to env or to a file target, not both")
-        return self
-
-
-class Volume(Strict):
-    """compose's ``SOURCE:TARGET[:ro]``: a host path (absolute once loaded), or a named volume
-    kept in the state dir (``volumes/NAME``) across restarts and re-creation."""
-
-    source: str
-    target: str = Field(pattern=r"^/")  # where the agent sees it: an absolute path
-    read_only: bool = False
-    named: bool = False
-
-
-class Needs(Strict):
-    """Facts ``corral recommend`` weighs (it cannot see them in the command)."""
-
-    system_packages: list[str] = Field(default_factory=list)  # OS packages / shared libraries
-    os: str | None = None  # another OS or distribution, e.g. "centos:7"
-    kernel: bool = False  # kernel modules, a custom kernel, eBPF
-    gpu: bool = False
-    internet_facing: bool = False  # reachable from outside
 
 
 # --- agent and manifest -------------------------------------------------------------------
@@ -247,7 +70,7 @@ class Agent(Strict):
     # variables of the `corral` command's environment the agent gets (names or globs); the
     # fleet's top-level list is folded in (Manifest._fleet_inherit_env)
     inherit_env: list[str] = Field(default_factory=list)
-    replicas: int = Field(1, ge=0, le=bounds.MAX_REPLICAS)
+    replicas: Replicas = 1
     depends_on: Annotated[dict[str, Dependency], BeforeValidator(normalize.depends_on)] = Field(
         default_factory=dict
     )
@@ -343,17 +166,6 @@ class Agent(Strict):
         return decode.agent(self.model_dump(mode="json", by_alias=True))
 
 
-class MetricsConfig(Strict):
-    port: int | None = Field(None, ge=1, le=65535)
-    host: str = "127.0.0.1"
-
-
-class LogsConfig(Strict):
-    max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
-    keep: int = Field(5, ge=0, le=bounds.MAX_KEEP)  # rotated files kept per agent
-    max_age: Duration | None = None  # delete rotated files older than this
-
-
 class Manifest(Strict):
     version: Literal[1] = 1
     name: str = Field(pattern=AGENT_NAME)
@@ -362,7 +174,7 @@ class Manifest(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logs: LogsConfig = LogsConfig()
     agents: dict[str, Agent] = Field(default_factory=dict)
-    secrets: dict[Annotated[str, Field(pattern=SECRET_NAME)], SecretSource] = Field(
+    secrets: dict[Annotated[str, Field(pattern=spec.SECRET_NAME)], SecretSource] = Field(
         default_factory=dict)
     inherit_env: list[str] = Field(default_factory=list)  # every agent's, before its own
 

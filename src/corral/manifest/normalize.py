@@ -207,3 +207,41 @@ def fleet_inherit_env(value: Any, validated: type,
             agent = {**agent, "inherit_env": [*fleet, *agent.get("inherit_env", [])]}
         out[name] = agent
     return {**value, "agents": out}
+
+
+# --- the checks over a whole record (``rules.Whole(after=...)``): each takes the record
+# pydantic built and returns it, or raises ``ValueError`` naming the problem --------------
+
+
+def one_probe_kind(probe: spec.Probe) -> spec.Probe:
+    kinds = [k for k in spec.PROBE_KINDS if getattr(probe, k) is not None]
+    if len(kinds) != 1:
+        found = ", ".join(kinds) if kinds else "none"
+        raise ValueError(f"a probe needs exactly one of exec, http, tcp, log_line (found: {found})")
+    return probe
+
+
+def below_the_hard_limit(resources: spec.Resources) -> spec.Resources:
+    for name in ("memory_reservation", "memory_high"):
+        value = getattr(resources, name)
+        if value is not None and resources.memory is not None and value > resources.memory:
+            raise ValueError(f"{name} ({value} bytes) is above memory ({resources.memory} "
+                             f"bytes): lower {name} or raise memory")
+    return resources
+
+
+def one_secret_source(source: spec.SecretSource) -> spec.SecretSource:
+    given = [k for k in ("environment", "file", "env_file", "command")
+             if getattr(source, k) is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of environment, file, env_file, command"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if source.key is not None and source.env_file is None:
+        raise ValueError("key goes with env_file")
+    return source
+
+
+def one_secret_way(use: spec.SecretUse) -> spec.SecretUse:
+    if use.env is not None and use.target is not None:
+        raise ValueError("a secret goes either to env or to a file target, not both")
+    return use

@@ -14,6 +14,8 @@ which must never import pydantic: benchmark S2) by looking at the markers themse
 pydantic applies the metadata in order, each around what precedes it, so a type's own
 constraints (``Within``, ``Pattern``) come first and what runs before them last.
 - ``Pattern(regex)``: a string's shape, shown in the JSON Schema too.
+- ``Length(n)``: a list's least length (the CLI's).
+- ``Core`` / ``Whole``: the base of the core records, and their object-level rules.
 
 Stdlib only at import: pydantic is imported inside the hooks, which only pydantic calls.
 """
@@ -29,16 +31,89 @@ from corral.manifest.bounds import Range
 from corral.manifest.units import parse_duration, parse_size
 
 
+def _shortcut(func: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
+    """A function, or the name of one in ``normalize`` (which imports ``spec``: the spec
+    names its shortcuts, and they are looked up when pydantic first builds a schema)."""
+    if isinstance(func, str):
+        from corral.manifest import normalize
+
+        found: Callable[[Any], Any] = getattr(normalize, func)
+        return found
+    return func
+
+
 class Before:
     __slots__ = ("func",)
 
-    def __init__(self, func: Callable[[Any], Any]) -> None:
+    def __init__(self, func: Callable[[Any], Any] | str) -> None:
         self.func = func
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
         from pydantic_core import core_schema
 
-        return core_schema.no_info_before_validator_function(self.func, handler(source))
+        return core_schema.no_info_before_validator_function(_shortcut(self.func),
+                                                             handler(source))
+
+
+class Length:
+    """A list's least length (``command`` must not be empty); the CLI's rule, as before."""
+
+    __slots__ = ("least",)
+
+    def __init__(self, least: int) -> None:
+        self.least = least
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        schema: dict[str, Any] = dict(handler(source))
+        if schema.get("type") != "list":
+            raise TypeError(f"Length() is for lists, not {source!r}")
+        schema["min_length"] = self.least
+        return schema
+
+
+class Whole:
+    """A record's rules over the whole object, in the CLI: ``before`` turns a shortcut into
+    the mapping (``tcp: 6379``), ``after`` checks the fields together (a probe has exactly
+    one kind) and raises ``ValueError`` naming the problem. Each is a ``normalize`` function
+    or its name. A record says ``__rules__ = Whole(...)``; ``Core`` reads it."""
+
+    __slots__ = ("after", "before")
+
+    def __init__(self, *, before: Callable[[Any], Any] | str | None = None,
+                 after: Callable[[Any], Any] | str | None = None) -> None:
+        self.before = before
+        self.after = after
+
+
+class Core:
+    """The base of the core's records (``spec.py``): unknown keys are refused, and the
+    record's ``__rules__`` (a ``Whole``) wrap pydantic's own validation of its fields."""
+
+    __slots__ = ()
+    __pydantic_config__ = {"extra": "forbid"}
+    __rules__ = Whole()
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        inner = dict(handler(source))
+        whole = cls.__rules__
+        if whole.after is None and whole.before is None:
+            return inner
+        # the class's ref moves to the outermost schema: pydantic reuses a record's schema
+        # by its ref where the record occurs again (liveness after readiness), rules and all
+        ref = inner.pop("ref", None)
+        schema: Any = inner
+        if whole.after is not None:
+            schema = core_schema.no_info_after_validator_function(_shortcut(whole.after),
+                                                                  schema)
+        if whole.before is not None:
+            schema = core_schema.no_info_before_validator_function(_shortcut(whole.before),
+                                                                   schema)
+        if ref is not None:
+            schema["ref"] = ref
+        return schema
 
 
 class Within:

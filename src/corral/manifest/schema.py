@@ -86,25 +86,36 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def model_classes(tp: Any, found: dict[str, type[BaseModel]]) -> dict[str, type[BaseModel]]:
+def model_classes(tp: Any, found: dict[str, type]) -> dict[str, type]:
+    """The classes validating the core below ``tp``, by name: the models, and the spec's
+    records they hold (``rules.Core``)."""
+    import dataclasses
+
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         if tp.__name__ in found:
             return found
         found[tp.__name__] = tp
         for info in tp.model_fields.values():
             model_classes(info.annotation, found)
+    elif isinstance(tp, type) and issubclass(tp, rules.Core) and dataclasses.is_dataclass(tp):
+        if tp.__name__ in found:
+            return found
+        found[tp.__name__] = tp
+        for hint in get_type_hints(tp, include_extras=True).values():
+            model_classes(hint, found)
     for arg in get_args(tp):
         model_classes(arg, found)
     return found
 
 
 def _before(info: Any) -> set[Any]:
-    """The BeforeValidator functions on a field, also inside ``Annotated[...] | None``."""
-    found = {m.func for m in info.metadata if isinstance(m, BeforeValidator)}
+    """The shortcut functions on a field (pydantic's ``BeforeValidator`` or the spec's
+    ``rules.Before``), also inside ``Annotated[...] | None``."""
+    found = {m.func for m in info.metadata if isinstance(m, (BeforeValidator, rules.Before))}
     stack = list(get_args(info.annotation))
     while stack:
         arg = stack.pop()
-        if isinstance(arg, BeforeValidator):
+        if isinstance(arg, (BeforeValidator, rules.Before)):
             found.add(arg.func)
         stack.extend(get_args(arg))
     return found
@@ -125,6 +136,10 @@ def _ref(name: str) -> dict[str, str]:
 
 def _units(defs: dict[str, Any]) -> None:
     for name, model in model_classes(Manifest, {}).items():
+        if not issubclass(model, BaseModel):  # a spec record: its markers say it
+            if name in defs:
+                _record_units(model, defs[name])
+            continue
         props = defs.get(name, {}).get("properties", {})
         for field_name, info in model.model_fields.items():
             prop = props.get(info.alias or field_name)

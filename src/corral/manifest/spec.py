@@ -1,15 +1,17 @@
-"""The manifest as the daemon holds it: frozen, slotted dataclasses from the standard library.
+"""The manifest, declared once: frozen, slotted records from the standard library.
 
-The pydantic models in ``model.py`` validate a manifest and normalize its shortcuts; that runs
-in the CLI. The daemon only ever receives the normalized form, so it needs no validation
-library at all: importing pydantic and building the models' schemas would cost it ~10 MB of
-resident memory for the life of the fleet (benchmark S2). These classes mirror the models
-field for field, in the same order, with the same names (``agent.class_``,
-``agent.restart.backoff.initial``), so runtime code reads the same either way; a unit test
-pins that the two never drift. A driver's block is not a field here: each driver declares
-its own record (``drivers.registry``), and an agent holds the decoded blocks in ``options``.
-``decode.py`` turns the normalized JSON into these, strictly. Keyword-only, so the fields
-keep the models' order (the spec hash serializes them in that order) whatever has a default.
+The daemon holds these and decodes them (``decode.py``) without any validation library:
+importing pydantic and building schemas would cost it ~10 MB of resident memory for the life
+of the fleet (benchmark S2). The CLI validates with pydantic over these very records, below an
+agent (probes, restart, resources, secrets...): their rules are ``Annotated`` markers on the
+fields (``rules``: ``Within`` for a range, ``Pattern``, ``Before`` naming a ``normalize``
+shortcut) and a record's ``__rules__`` (``rules.Whole``: a shortcut for the whole mapping, a
+check over its fields), which pydantic reads through hooks and the decoder reads as data.
+``Agent`` and ``Manifest`` still have pydantic twins in ``model.py`` (the ``class`` alias, the
+drivers' blocks, the fleet's ``inherit_env``); a unit test pins that those two never drift.
+A driver's block is not a field here: each driver declares its own record
+(``drivers.registry``), and an agent holds the decoded blocks in ``options``. Keyword-only,
+so the fields keep their order (the spec hash serializes them in that order).
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from corral.lean.record import Record, record
-from corral.manifest.rules import Blocks
+from corral.manifest import bounds
+from corral.manifest.bounds import Range
+from corral.manifest.rules import (
+    Before,
+    Blocks,
+    Core,
+    Duration,
+    Length,
+    Pattern,
+    Size,
+    Whole,
+    Within,
+)
+from corral.manifest.units import parse_size
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -31,6 +46,23 @@ NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
 LOOPBACK = "loopback:"
 USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
 PROBE_KINDS = ("exec", "http", "tcp", "log_line")
+SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+
+
+# The range of every number, said once, here: the daemon's decoder checks these markers, the
+# CLI's validation and ``corral schema`` read them through pydantic (``rules.Within``).
+Port = Annotated[int, Within(bounds.PORT)]
+Status = Annotated[int, Within(Range(100, 599))]
+Threshold = Annotated[int, Within(Range(1, bounds.MAX_THRESHOLD))]
+Factor = Annotated[float, Within(Range(1.0, bounds.MAX_FACTOR))]
+Restarts = Annotated[int, Within(Range(0, bounds.MAX_RESTARTS))]
+Cpus = Annotated[float, Within(Range(0, bounds.MAX_CPUS, low_open=True))]
+Memory = Annotated[int, Within(Range(1, bounds.MAX_SIZE)), Before(parse_size)]  # not 0 bytes
+Pids = Annotated[int, Within(Range(1, bounds.MAX_PIDS))]
+Replicas = Annotated[int, Within(Range(0, bounds.MAX_REPLICAS))]
+Keep = Annotated[int, Within(Range(0, bounds.MAX_KEEP))]
+# a program and its arguments: a string is split like a shell would (the CLI's shortcut)
+Command = Annotated[list[str], Length(1), Before("command_list")]
 
 
 def _ok_statuses() -> list[int]:
@@ -41,41 +73,45 @@ def _ok_statuses() -> list[int]:
 
 
 @record(kw_only=True)
-class ExecCheck(Record):
-    command: list[str]
+class ExecCheck(Core, Record):
+    command: Command
 
 
 @record(kw_only=True)
-class HttpCheck(Record):
-    port: int
+class HttpCheck(Core, Record):
+    port: Port
     host: str = "127.0.0.1"
     path: str = "/"
     scheme: Literal["http", "https"] = "http"
-    status: list[int] = field(default_factory=_ok_statuses)
+    status: Annotated[list[Status], Length(1)] = field(default_factory=_ok_statuses)
 
 
 @record(kw_only=True)
-class TcpCheck(Record):
-    port: int
+class TcpCheck(Core, Record):
+    port: Port
     host: str = "127.0.0.1"
 
 
 @record(kw_only=True)
-class LogLineCheck(Record):
-    pattern: str
+class LogLineCheck(Core, Record):
+    pattern: Annotated[str, Before("regex")]
 
 
 @record(kw_only=True)
-class Probe(Record):
+class Probe(Core, Record):
+    """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line."""
+
+    __rules__ = Whole(before="probe_shortcuts", after="one_probe_kind")
     exec: ExecCheck | None = None
     http: HttpCheck | None = None
     tcp: TcpCheck | None = None
     log_line: LogLineCheck | None = None
-    initial_delay: float = 0.0
-    period: float = 10.0
-    timeout: float = 1.0
-    success_threshold: int = 1
-    failure_threshold: int = 3
+    initial_delay: Duration = 0.0
+    period: Duration = 10.0
+    timeout: Duration = 1.0
+    success_threshold: Threshold = 1
+    failure_threshold: Threshold = 3
+    # None means: the default for the probe's role (liveness: restart, readiness: none).
     action: ProbeAction | None = None
 
     @property
@@ -90,94 +126,117 @@ class Probe(Record):
 
 
 @record(kw_only=True)
-class Backoff(Record):
-    initial: float = 1.0
-    factor: float = 1.5
-    max: float = 15.0
-    reset_after: float = 30.0
+class Backoff(Core, Record):
+    """Delay before restart number n is ``initial * factor**(n-1)``, capped at ``max``; the
+    count resets once the instance has stayed up for ``reset_after`` (PM2's manners)."""
+
+    initial: Duration = 1.0
+    factor: Factor = 1.5
+    max: Duration = 15.0
+    reset_after: Duration = 30.0
 
 
 @record(kw_only=True)
-class RestartPolicy(Record):
+class RestartPolicy(Core, Record):
+    __rules__ = Whole(before="restart")
+
     policy: RestartName = "on-failure"
-    max_restarts: int | None = None
-    window: float = 60.0
+    max_restarts: Restarts | None = None  # None: unlimited
+    window: Duration = 60.0  # max_restarts counts restarts within this sliding window
     backoff: Backoff = Backoff()
 
 
 @record(kw_only=True)
-class StopPolicy(Record):
-    signal: str = "SIGTERM"
-    timeout: float = 10.0
+class StopPolicy(Core, Record):
+    signal: Annotated[str, Before("signal_name")] = "SIGTERM"
+    timeout: Duration = 10.0
 
 
 # --- dependencies and environment ---------------------------------------------------------
 
 
 @record(kw_only=True)
-class Dependency(Record):
+class Dependency(Core, Record):
     condition: Condition = "started"
-    required: bool = True
-    restart: bool = False
+    required: bool = True  # compose: a missing/disabled optional dependency is skipped
+    restart: bool = False  # compose: restart this agent when the dependency restarts
 
 
 @record(kw_only=True)
-class EnvFile(Record):
+class EnvFile(Core, Record):
     path: str
     required: bool = True
 
 
 @record(kw_only=True)
-class Resources(Record):
-    cpus: float | None = None
-    memory: int | None = None
-    memory_reservation: int | None = None
-    memory_high: int | None = None
-    pids: int | None = None
+class Resources(Core, Record):
+    """Per-instance limits (compose names), enforced by ``limits.limiter`` through cgroups."""
+
+    __rules__ = Whole(after="below_the_hard_limit")
+
+    cpus: Cpus | None = None
+    memory: Memory | None = None  # hard limit: past it the kernel OOM-kills
+    memory_reservation: Memory | None = None  # soft: reclaimed first under pressure
+    memory_high: Memory | None = None  # throttled past it (cgroup v2 only)
+    pids: Pids | None = None
 
 
 # --- containment: secrets, volumes, what an agent needs ------------------------------------
 
 
 @record(kw_only=True)
-class SecretSource(Record):
-    environment: str | None = None
-    file: str | None = None
-    env_file: str | None = None
-    key: str | None = None
-    command: list[str] | None = None
-    timeout: float = 10.0
+class SecretSource(Core, Record):
+    """Where a secret's value comes from (exactly one source); read when an instance starts."""
+
+    __rules__ = Whole(after="one_secret_source")
+
+    environment: str | None = None  # a variable of corral's environment at `corral up`
+    file: str | None = None  # a file (relative to the project dir)
+    env_file: str | None = None  # a .env file (relative to the project dir)...
+    key: str | None = None  # ...and the variable in it (default: the secret's name)
+    command: Command | None = None  # a command that prints the value (a password manager's)
+    timeout: Duration = 10.0  # for command
 
 
 @record(kw_only=True)
-class SecretUse(Record):
+class SecretUse(Core, Record):
+    """A secret an agent gets: as a file (``/run/secrets/TARGET`` in a sandbox, else
+    ``$CORRAL_SECRETS_DIR/TARGET``) or, with ``env``, as an environment variable."""
+
+    __rules__ = Whole(after="one_secret_way")
+
     source: str
-    env: str | None = None
-    target: str | None = None
+    env: Annotated[str, Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    target: Annotated[str, Pattern(r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
 
 
 @record(kw_only=True)
-class Volume(Record):
+class Volume(Core, Record):
+    """compose's ``SOURCE:TARGET[:ro]``: a host path (absolute once loaded), or a named volume
+    kept in the state dir (``volumes/NAME``) across restarts and re-creation."""
+
     source: str
-    target: str
+    target: Annotated[str, Pattern(r"^/")]  # where the agent sees it: an absolute path
     read_only: bool = False
     named: bool = False
 
 
 @record(kw_only=True)
-class Needs(Record):
-    system_packages: list[str] = field(default_factory=list)
-    os: str | None = None
-    kernel: bool = False
+class Needs(Core, Record):
+    """Facts ``corral recommend`` weighs (it cannot see them in the command)."""
+
+    system_packages: list[str] = field(default_factory=list)  # OS packages / shared libraries
+    os: str | None = None  # another OS or distribution, e.g. "centos:7"
+    kernel: bool = False  # kernel modules, a custom kernel, eBPF
     gpu: bool = False
-    internet_facing: bool = False
+    internet_facing: bool = False  # reachable from outside
 
 
 # --- agent and manifest -------------------------------------------------------------------
 
 
 @record(kw_only=True)
-class Agent(Record):
+class Agent(Core, Record):
     description: str = ""
     class_: AgentClass = "io"
     isolation: str = "process"
@@ -187,7 +246,7 @@ class Agent(Record):
     env: dict[str, str] = field(default_factory=dict)
     env_file: list[EnvFile] = field(default_factory=list)
     inherit_env: list[str] = field(default_factory=list)
-    replicas: int = 1
+    replicas: Replicas = 1
     depends_on: dict[str, Dependency] = field(default_factory=dict)
     readiness: Probe | None = None
     liveness: Probe | None = None
@@ -215,20 +274,20 @@ class Agent(Record):
 
 
 @record(kw_only=True)
-class MetricsConfig(Record):
-    port: int | None = None
+class MetricsConfig(Core, Record):
+    port: Port | None = None
     host: str = "127.0.0.1"
 
 
 @record(kw_only=True)
-class LogsConfig(Record):
-    max_size: int = 16 * 1024 * 1024
-    keep: int = 5
-    max_age: float | None = None
+class LogsConfig(Core, Record):
+    max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
+    keep: Keep = 5  # rotated files kept per agent
+    max_age: Duration | None = None  # delete rotated files older than this
 
 
 @record(kw_only=True)
-class Manifest(Record):
+class Manifest(Core, Record):
     version: Literal[1] = 1
     name: str
     project_dir: str = "."
