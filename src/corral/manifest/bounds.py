@@ -27,6 +27,9 @@ MAX_RESTARTS = 10_000
 MAX_FACTOR = 100.0  # backoff growth per restart
 MAX_KEEP = 1000  # rotated log files
 PORT_MAX = 65535
+# shapes the shortcuts (normalize) check too, which must not import the spec they serve
+USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
+PROBE_KINDS = ("exec", "http", "tcp", "log_line")
 
 
 class Range(NamedTuple):

@@ -16,9 +16,12 @@ import re
 import shlex
 import signal as _signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.manifest import spec
+from corral.manifest import bounds
+
+if TYPE_CHECKING:  # the records the object checks take; at run time the spec imports this
+    from corral.manifest import spec
 
 
 def command_list(value: Any) -> Any:
@@ -134,7 +137,7 @@ def user(value: Any) -> Any:
         if not 0 <= value < 0xFFFFFFFF:
             raise ValueError(f"user: uid {value} is out of range (0 to 4294967294)")
         return str(value)
-    if isinstance(value, str) and not re.fullmatch(spec.USER, value):
+    if isinstance(value, str) and not re.fullmatch(bounds.USER, value):
         raise ValueError(f"user {value!r} is neither a user name (letters, digits, _ . -, "
                          "not starting with a digit or -) nor a uid")
     return value
@@ -214,7 +217,7 @@ def fleet_inherit_env(value: Any, validated: type,
 
 
 def one_probe_kind(probe: spec.Probe) -> spec.Probe:
-    kinds = [k for k in spec.PROBE_KINDS if getattr(probe, k) is not None]
+    kinds = [k for k in bounds.PROBE_KINDS if getattr(probe, k) is not None]
     if len(kinds) != 1:
         found = ", ".join(kinds) if kinds else "none"
         raise ValueError(f"a probe needs exactly one of exec, http, tcp, log_line (found: {found})")

@@ -44,8 +44,8 @@ AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
 NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
 LOOPBACK = "loopback:"
-USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
-PROBE_KINDS = ("exec", "http", "tcp", "log_line")
+USER = bounds.USER  # a uid or a user name
+PROBE_KINDS = bounds.PROBE_KINDS
 SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 
 
