@@ -27,6 +27,12 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# What ``from_url`` imports on first use, imported here, at collection: pytest rewrites the
+# asserts of a plugin's modules as they are imported, and on CPython 3.11.7 an ast.parse run
+# deep in a test (with coverage's tracer on) can fail with "AST constructor recursion depth
+# mismatch" (python/cpython#106905, fixed in 3.11.8).
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, given, settings
 
 from tests.e2e.conftest import Project

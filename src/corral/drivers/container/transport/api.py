@@ -129,6 +129,11 @@ class ApiOps:
             search = env.get("PATH") or _DEFAULT_PATH
             paths = [f"{d.rstrip('/')}/{exe}" for d in search.split(":") if d.startswith("/")]
         found = await asyncio.gather(*(self._runnable(container, p) for p in paths))
+        unsure = [p for p, f in zip(paths, found, strict=True) if f is None]
+        if unsure and not any(found):  # an engine busy with other starts: ask once more
+            await asyncio.sleep(0.05)
+            found = [f for f in found if f is not None]
+            found += await asyncio.gather(*(self._runnable(container, p) for p in unsure))
         return all(f is False for f in found)
 
     async def _runnable(self, container: str, path: str) -> bool | None:
