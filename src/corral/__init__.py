@@ -11,7 +11,7 @@ the CLI's hot paths (``corral ps``) must start fast and the daemon imports this 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing's: importing it costs ~4 ms on every `corral ps` poll
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.api.client import Client
     from corral.api.local import LocalFleet
     from corral.api.protocol import Fleet

@@ -52,10 +52,10 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_import_corral_imports_nothing_of_the_api() -> None:
     """``import corral`` is what every ``corral ps`` and the daemon pay: no module of the API,
-    the manifest or pydantic until a name is used."""
+    the manifest, pydantic or even ``typing`` until a name is used."""
     code = ("import sys, corral; "
             "print(sorted(m for m in sys.modules if m.startswith('corral.') "
-            "or m.split('.')[0] in ('pydantic', 'yaml')))")
+            "or m.split('.')[0] in ('pydantic', 'yaml', 'typing')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"

@@ -8,7 +8,6 @@ cached by content and starts at once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
@@ -58,6 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    import asyncio
+
     from corral.drivers.container.driver import ContainerDriver
     from corral.manifest.loader import load
 
@@ -97,6 +98,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
+    import asyncio
+
     from corral.drivers.container import engine as engines
     from corral.drivers.container import image
 

@@ -6,10 +6,8 @@ command needs them: every command builds the parser that registers these)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
     from corral.advice.doctor import report
 
     rows = asyncio.run(report())
@@ -136,6 +136,8 @@ def writable_secret_warnings(manifest: Any) -> list[str]:
 
 
 def _probes() -> list[advice.Probe]:
+    import shutil
+
     from corral.advice import rules as advice
 
     true = shutil.which("true") or "/bin/true"
@@ -164,6 +166,8 @@ def host_levels() -> list[advice.LevelCost]:
 
 
 def _available(costs: list[advice.LevelCost]) -> set[str]:
+    import asyncio
+
     from corral.advice import rules as advice
     from corral.advice.doctor import report
 

@@ -8,10 +8,8 @@ instance gets (``runtime.tasks.build_task``), so a one-off runs with the daemon'
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -71,6 +69,8 @@ def one_off_task(manifest: Any, agent: str, instance: str, *, secrets: bool = Tr
 def with_secrets(manifest: Any, task: Any) -> Any:
     """``task`` with its agent's secrets, read from this shell (files on the tmpfs, removed by
     ``forget_secrets`` when the one-off ends)."""
+    import asyncio
+
     from corral.runtime.keeper import SecretKeeper
     from corral.secrets import SecretError
 
@@ -116,6 +116,7 @@ async def _attached(driver: Driver, task: Task) -> int:
     """A one-off through its driver's own start and wait (its command exists only inside
     what the driver starts: a container, a guest), its output to this terminal as the agent
     wrote it; a cancel (Ctrl-C) stops it with the agent's stop signal and grace period."""
+    import asyncio
     import signal
 
     from corral.cli.render import Attached
@@ -135,6 +136,8 @@ async def _attached(driver: Driver, task: Task) -> int:
 def _waited(launch: Launch, *, interrupt: bool) -> int:
     """``launch`` as our child, waited for (its one-off secret files go once it ended); on
     Ctrl-C, which reached it too, terminated (``interrupt``) or waited for still."""
+    import subprocess
+
     proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, pass_fds=launch.fds)
     for fd in launch.fds:
         os.close(fd)
@@ -148,6 +151,7 @@ def _waited(launch: Launch, *, interrupt: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
     manifest, spec = _agent(args)
     if spec.depends_on:
         client = daemonctl.client(manifest.state_dir)
@@ -187,6 +191,7 @@ def _running(file: str | None, agent: str) -> Callable[[], list[int]]:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    import asyncio
     manifest, spec = _agent(args)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -215,6 +220,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def _in_environment(driver: Driver, task: Task, argv: list[str] | None) -> Launch:
     """The agent's environment from its prepared driver (``foreground``): the launch of
     ``argv`` in it, or (None) of the agent's own command, whose descriptors are not needed."""
+    import asyncio
+
     asyncio.run(driver.prepare(task, _StderrProgress()))
     launch = driver.foreground(task, argv)
     if launch is None:
