@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 from corral.cli import project
 from corral.errors import CorralError, DriverError
+
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Progress:

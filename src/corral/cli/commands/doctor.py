@@ -9,12 +9,14 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from corral.cli import project
 from corral.errors import CorralError, NotFound
 
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.advice import rules as advice
 
 _CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "ACCESS_KEY")

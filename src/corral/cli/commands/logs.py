@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from corral.cli import daemonctl, project, render
+
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

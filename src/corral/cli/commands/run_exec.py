@@ -12,12 +12,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from corral.cli import daemonctl, project
 from corral.errors import CorralError, NotFound
 
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.drivers.base import Driver, Launch, Task
 
 

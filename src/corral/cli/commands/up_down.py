@@ -9,10 +9,13 @@ import json
 import os
 import signal
 import sys
-from typing import Any
 
 from corral.cli import daemonctl, project, render
 from corral.errors import CorralError
+
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
