@@ -13,28 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING, Protocol
 
 from corral.drivers.base import Launch, Task
+from corral.drivers.host.recipe import Recipe
 from corral.errors import CorralError
 
-if TYPE_CHECKING:
-    from corral.ownership.identity import Identity
 
-
-class HostParts(Protocol):
-    """What a host-process driver starts an instance from (and a one-off too)."""
-
-    def environment(self, task: Task) -> dict[str, str]: ...
-    def argv(self, task: Task) -> list[str]: ...
-    def passed_fds(self, task: Task) -> list[int]: ...
-    def identity(self, task: Task) -> Identity | None: ...
-    def hand_over(self, task: Task, ident: Identity, exe: str) -> None: ...
-    def as_identity(self, ident: Identity, argv: list[str], exe: str
-                    ) -> tuple[list[str], str]: ...
-
-
-def host_launch(driver: HostParts, task: Task, argv: list[str] | None = None) -> Launch:
+def host_launch(driver: Recipe, task: Task, argv: list[str] | None = None) -> Launch:
     """``driver``'s process for ``task`` (after ``prepare``): its command, or ``argv`` in its
     environment. The data dir exists before a sandbox's argv opens it; with an identity,
     what the agent writes becomes its own first (``ownership.identity``)."""
@@ -44,16 +29,16 @@ def host_launch(driver: HostParts, task: Task, argv: list[str] | None = None) ->
     fds = driver.passed_fds(task)
     os.makedirs(env["CORRAL_STATE_DIR"], exist_ok=True)
     try:
+        found = shutil.which(command[0], path=env.get("PATH"))
         ident = driver.identity(task)
         if ident is not None:
-            exe = shutil.which(command[0], path=env.get("PATH")) or command[0]
-            driver.hand_over(task, ident, exe)
+            driver.hand_over(task, ident, found or command[0])
         if argv is not None:  # another command in the agent's environment: nothing to bind
             for fd in fds:
                 os.close(fd)
             fds, command = [], [shutil.which(argv[0], path=env.get("PATH")) or argv[0],
                                 *argv[1:]]
-        elif shutil.which(command[0], path=env.get("PATH")) is None and "/" not in command[0]:
+        elif found is None and "/" not in command[0]:
             raise CorralError(f"agents.{task.agent}: command not found: {command[0]}",
                               f"install it or fix agents.{task.agent}.command")
         if ident is not None:  # a sandbox's argv switches inside itself: unchanged here
