@@ -61,8 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from corral.environ import sent_by_cli
 
     sent = sent_by_cli(manifest, os.environ)
-    report = client.apply(manifest.model_dump(mode="json", by_alias=True),
-                          timeout=max(args.timeout, 60), secret_env=sent)
+    report = client.apply(manifest, timeout=max(args.timeout, 60), secret_env=sent)
     if args.detach:
         return _up_detached(client, report, args.timeout)
     return _up_attached(client, manifest, report, color=render.use_color(args.no_color))
