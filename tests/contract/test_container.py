@@ -19,7 +19,7 @@ from corral.drivers.container.engine import Engine
 from corral.drivers.container.runargs import network_name, volume_name
 from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
-from corral.manifest.model import Agent
+from corral.manifest import validation
 from tests.contract.test_driver_contract import Collect
 
 ENGINES = ["podman", "docker"]
@@ -35,7 +35,7 @@ def make_task(tmp: Path, raw: dict[str, Any], *, agent: str = "a", project: str 
               workdir: Path | None = None, container: dict[str, Any] | None = None,
               env: dict[str, str] | None = None, instance: str | None = None) -> Task:
     block = {"container": container} if container is not None else {}
-    spec = Agent.model_validate({"isolation": "container", **raw, **block}).to_spec()
+    spec = validation.agent({"isolation": "container", **raw, **block})
     instance = instance or f"{agent}.1"
     work = workdir or tmp / agent
     work.mkdir(parents=True, exist_ok=True)

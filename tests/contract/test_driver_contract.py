@@ -29,7 +29,7 @@ from corral.drivers.sandbox import SandboxDriver
 from corral.drivers.venv import VenvDriver
 from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
-from corral.manifest.model import Agent
+from corral.manifest import validation
 from tests.support import thirdparty
 
 PY = sys.executable
@@ -97,7 +97,7 @@ class Case:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.isolation}
             if self.name == "venv":
                 raw["venv"] = {"packages": []}
-        spec = Agent.model_validate(raw).to_spec()
+        spec = validation.agent(raw)
         return Task(project="t", agent="a", instance=instance, index=1, spec=spec,
                     workdir=str(self.workdir), run_dir=str(self.tmp / "run" / instance),
                     cache_dir=str(self.tmp / "cache"),

@@ -21,6 +21,7 @@ from corral.api.calls import ApiError
 from corral.api.client import Client
 from corral.api.local import LocalFleet
 from corral.api.protocol import Fleet
+from corral.manifest import decode
 from corral.manifest.loader import load
 
 MANIFEST = """\
@@ -92,7 +93,7 @@ def until(fleet: Fleet, predicate: Callable[[dict[str, dict[str, Any]]], bool],
 
 
 def test_one_scenario_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
-    manifest = load(tmp_path / "corral.yaml").model_dump(mode="json", by_alias=True)
+    manifest = decode.dump(load(tmp_path / "corral.yaml"))
     report = fleet.apply(manifest)
     assert sorted(report["started"]) == ["job.1", "svc.1", "svc.2"]
     waited = fleet.wait(timeout=20)
@@ -158,7 +159,7 @@ def test_secret_env_streams_and_shutdown_through_either_end(fleet: Fleet,
     the streams as the daemon sends them (``corral logs --json`` prints them unchanged),
     and the shutdown that stops the fleet before the daemon goes."""
     (tmp_path / "corral.yaml").write_text(SECRETS)
-    manifest = load(tmp_path / "corral.yaml").model_dump(mode="json", by_alias=True)
+    manifest = decode.dump(load(tmp_path / "corral.yaml"))
     assert "PROTO_PW" not in os.environ  # only the sent value can reach the daemon
     fleet.apply(manifest, secret_env={"PROTO_PW": "pw-42"})
     until(fleet, lambda r: r["job.1"]["state"] == "exited", "the job")
@@ -184,10 +185,10 @@ def test_secret_env_streams_and_shutdown_through_either_end(fleet: Fleet,
 
 
 def test_either_end_applies_what_load_returns_as_it_is(fleet: Fleet, tmp_path: Path) -> None:
-    """The loaded manifest, the daemon's records of it, and its JSON form apply alike."""
+    """The loaded manifest and its JSON form apply alike."""
     loaded = load(tmp_path / "corral.yaml")
     assert sorted(fleet.apply(loaded)["started"]) == ["job.1", "svc.1", "svc.2"]
-    for same in (loaded.to_spec(), loaded.model_dump(mode="json", by_alias=True)):
+    for same in (loaded, decode.dump(loaded)):
         again = fleet.apply(same)
         assert again["started"] == again["recreated"] == []
         assert sorted(again["unchanged"]) == ["job.1", "svc.1", "svc.2"]

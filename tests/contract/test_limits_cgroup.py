@@ -25,7 +25,7 @@ from corral.drivers.venv import VenvDriver
 from corral.errors import DriverError
 from corral.limits import files as cgfiles
 from corral.limits.limiter import Layout, Limiter
-from corral.manifest.model import Agent
+from corral.manifest import validation
 
 PY = sys.executable
 HOST = Limiter()
@@ -65,7 +65,7 @@ def task(tmp: Path, script: str, *, resources: dict[str, Any] | None = None,
     if isolation == "venv":
         raw["venv"] = {"packages": []}
     return Task(project="lim", agent="a", instance=instance, index=1,
-                spec=Agent.model_validate(raw), workdir=str(tmp),
+                spec=validation.agent(raw), workdir=str(tmp),
                 run_dir=str(tmp / "run" / instance), cache_dir=str(tmp / "cache"),
                 env={"PATH": f"{Path(PY).parent}:/usr/bin:/bin", "HOME": str(tmp)})
 
@@ -373,7 +373,7 @@ def test_the_join_wrapper_keeps_argv0_and_resolves_like_the_driver(tmp_path: Pat
     async def go() -> None:
         t = task(tmp_path, "")
         t = Task(**{**{f: getattr(t, f) for f in t.__slots__},
-                    "spec": Agent.model_validate({"command": ["./tool.sh", "x y"]})})
+                    "spec": validation.agent({"command": ["./tool.sh", "x y"]})})
         out = Sink()
         h = await driver.start(t, out)
         assert (await driver.wait(h)).code == 0

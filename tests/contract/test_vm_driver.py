@@ -23,7 +23,7 @@ from corral.drivers.base import Task
 from corral.drivers.vm import qemu, rootfs
 from corral.drivers.vm.driver import VmDriver
 from corral.errors import DriverError
-from corral.manifest.model import Agent
+from corral.manifest import validation
 
 pytestmark = pytest.mark.vm
 
@@ -45,8 +45,8 @@ class Collect:
 def _task(tmp: Path, script: str, vm: dict[str, Any] | None = None,
           resources: dict[str, Any] | None = None) -> Task:
     block = {"vm": vm} if vm is not None else {}  # validated, then decoded for the driver
-    spec = Agent.model_validate({"command": ["sh", "-c", script], "isolation": "vm",
-                                 "resources": resources or {}, **block}).to_spec()
+    spec = validation.agent({"command": ["sh", "-c", script], "isolation": "vm",
+                                 "resources": resources or {}, **block})
     work = tmp / "work"
     work.mkdir(exist_ok=True)
     return Task(project="t", agent="a", instance="a.1", index=1, spec=spec, workdir=str(work),

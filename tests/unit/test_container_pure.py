@@ -12,8 +12,7 @@ from corral.drivers.container.engine import Engine, Result, find
 from corral.drivers.container.options import ContainerOptions, container_options
 from corral.drivers.container.runargs import volume_name
 from corral.errors import CorralError, ManifestError
-from corral.manifest import decode, spec
-from corral.manifest.model import Agent
+from corral.manifest import decode, spec, validation
 
 
 def test_an_own_containerfile_or_dockerfile_wins(tmp_path: Path) -> None:
@@ -71,9 +70,9 @@ def test_the_block_arrives_decoded_with_the_drivers_record() -> None:
                                      ports=["8080:80"])
     assert given.build is None
     assert volume_name("p", "data") == "corral-p-data"
-    validated = Agent.model_validate({"command": ["x"], "isolation": "container",
+    validated = validation.agent({"command": ["x"], "isolation": "container",
                                       "container": {"ports": [8080]}})
-    assert container_options(validated.to_spec()).ports == ["8080"]  # the shortcut, once
+    assert container_options(validated).ports == ["8080"]  # the shortcut, once
     with pytest.raises(ManifestError, match=r"agent\.container\.engine: expected one of"):
         _agent(container={"engine": "lxc"})
 

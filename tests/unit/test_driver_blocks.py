@@ -13,8 +13,7 @@ from corral.drivers import registry
 from corral.drivers.base import Task
 from corral.drivers.fake import FakeDriver, FakeOptions, FakeStep
 from corral.errors import ManifestError
-from corral.manifest import decode
-from corral.manifest.model import Agent
+from corral.manifest import decode, validation
 
 
 @pytest.mark.parametrize("name", ["process", "venv", "sandbox", "container", "vm", "fake"])
@@ -38,11 +37,10 @@ def test_every_block_has_one_owner_and_the_host_env_blocks_are_shared() -> None:
 def test_the_cli_and_the_daemon_decode_a_block_into_the_same_record() -> None:
     raw = {"command": ["x"], "isolation": "fake",
            "fake": {"steps": [{"print": ["a"], "sleep": "1s"}, {"exit": 3}]}}
-    validated = Agent.model_validate(raw)
+    validated = validation.agent(raw)
     assert validated.options["fake"] == FakeOptions(steps=[FakeStep(print=["a"], sleep=1.0),
                                                            FakeStep(exit=3)])
-    assert validated.to_spec().options == validated.options
-    assert decode.agent(decode.dump(validated.to_spec())) == validated.to_spec()
+    assert decode.agent(decode.dump(validated)) == validated
     with pytest.raises(ManifestError, match=r"agent\.fake\.steps\.0\.exit: 300 is out of range"):
         decode.agent({"command": ["x"], "fake": {"steps": [{"exit": 300}]}})
     with pytest.raises(ManifestError, match=r"agent\.vm\.ports\.0: 'http' is not a port"):

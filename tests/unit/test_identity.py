@@ -14,7 +14,7 @@ import pytest
 
 from corral import paths
 from corral.errors import CorralError
-from corral.manifest import model
+from corral.manifest import validation
 from corral.ownership import identity, privdir
 
 ROOT = os.geteuid() == 0
@@ -37,13 +37,13 @@ def test_a_user_is_a_name_or_a_uid() -> None:
 ])
 def test_bad_user_values_are_refused_at_load(value: object, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        model.Agent.model_validate({"command": ["x"], "user": value})
+        validation.agent({"command": ["x"], "user": value})
 
 
 def test_a_numeric_user_is_kept_as_text_and_containers_refuse_it() -> None:
-    assert model.Agent.model_validate({"command": ["x"], "user": 1000}).user == "1000"
+    assert validation.agent({"command": ["x"], "user": 1000}).user == "1000"
     with pytest.raises(ValueError, match="user: is for process, venv and sandbox"):
-        model.Agent.model_validate({"command": ["x"], "user": "root", "isolation": "vm"})
+        validation.agent({"command": ["x"], "user": "root", "isolation": "vm"})
 
 
 def test_corral_not_root_cannot_switch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from corral.limits import rlimit, v1, v2
 from corral.limits.detect import detect_from, parse_proc_cgroup
 from corral.limits.group import Group
 from corral.limits.limiter import Layout, Limiter, Placement
-from corral.manifest.model import Agent
+from corral.manifest import validation
 from corral.manifest.spec import Resources
 
 
@@ -197,14 +197,14 @@ def test_rlimit_fallback_says_what_it_cannot_do() -> None:
 
 
 def test_resources_model_and_malformed_sizes() -> None:
-    spec = Agent.model_validate({"command": ["x"], "resources": {
+    spec = validation.agent({"command": ["x"], "resources": {
         "cpus": 0.5, "memory": "256M", "memory_reservation": "128MiB", "memory_high": "200MB",
         "pids": 128}})
     assert spec.resources.memory == 256 << 20 and spec.resources.memory_reservation == 128 << 20
     with pytest.raises(ValidationError, match=r"'12XB' is not a size: write e\.g\. '512K'"):
-        Agent.model_validate({"command": ["x"], "resources": {"memory": "12XB"}})
+        validation.agent({"command": ["x"], "resources": {"memory": "12XB"}})
     with pytest.raises(ValidationError, match="memory_limit"):
-        Agent.model_validate({"command": ["x"], "resources": {"memory_limit": "1G"}})
+        validation.agent({"command": ["x"], "resources": {"memory_limit": "1G"}})
 
 
 def test_detect_on_this_host_does_not_fail() -> None:

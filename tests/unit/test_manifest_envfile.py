@@ -9,8 +9,7 @@ import pytest
 from corral.errors import ManifestError
 from corral.manifest.dotenv import parse_dotenv
 from corral.manifest.loader import load_text
-from corral.manifest.model import Agent
-from corral.manifest.spec import EnvFile
+from corral.manifest.spec import Agent, EnvFile
 
 
 def test_dotenv_rules() -> None:

@@ -16,7 +16,7 @@ from corral.manifest.graph import (
     stop_order,
 )
 from corral.manifest.loader import load_text
-from corral.manifest.model import Manifest
+from corral.manifest.spec import Manifest
 
 FLEET = """
 agents:

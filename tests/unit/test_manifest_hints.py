@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from corral.manifest import validation
 from corral.manifest.hints import did_you_mean, dotted, field_names, model_at, pydantic_problems
-from corral.manifest.model import Agent, Manifest
-from corral.manifest.spec import Backoff, Dependency, Probe, RestartPolicy
+from corral.manifest.spec import Agent, Backoff, Dependency, Manifest, Probe, RestartPolicy
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_field_names_use_aliases() -> None:
 
 def test_pydantic_problems_paths_and_hints() -> None:
     with pytest.raises(ValidationError) as caught:
-        Agent.model_validate(
+        validation.agent(
             {"command": "x", "restart": {"policy": "alwys", "backof": {}}, "env_file": [{}]}
         )
     problems = pydantic_problems(caught.value, Agent, ("agents", "web"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,7 @@ from corral.manifest.loader import (
     load_with_warnings,
     project_name,
 )
-from corral.manifest.model import Manifest
-from corral.manifest.spec import Backoff
+from corral.manifest.spec import Backoff, Manifest
 
 ONE = "agents:\n  web: {command: python app.py}\n"
 
@@ -243,7 +243,7 @@ def test_drivers_are_checked_against_the_given_names(tmp_path: Path) -> None:
 
 def test_result_is_frozen(tmp_path: Path) -> None:
     manifest = _load(tmp_path, ONE)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         manifest.name = "other"  # type: ignore[misc]
 
 

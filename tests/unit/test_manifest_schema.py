@@ -12,8 +12,8 @@ import yaml
 from corral.drivers import registry
 from corral.manifest.hints import field_names
 from corral.manifest.loader import load_text
-from corral.manifest.model import Manifest
 from corral.manifest.schema import dump, json_schema, model_classes
+from corral.manifest.spec import Manifest
 
 
 def _walk(node: Any) -> list[Any]:

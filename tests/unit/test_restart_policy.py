@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corral.drivers.base import ExitResult
-from corral.manifest.model import Agent
+from corral.manifest import validation
 from corral.manifest.spec import RestartPolicy
 from corral.runtime.restart import History, decide
 
@@ -15,7 +15,7 @@ OK = ExitResult(code=0)
 
 def policy(**kw: object) -> RestartPolicy:
     # validated as the CLI does, run on the plain form as the daemon does
-    return Agent.model_validate({"command": ["x"], "restart": kw}).to_spec().restart
+    return validation.agent({"command": ["x"], "restart": kw}).restart
 
 
 def test_no_never_restarts() -> None:

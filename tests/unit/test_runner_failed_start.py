@@ -63,7 +63,7 @@ def _run(tmp_path: Path, body: Any) -> None:
     clock = FakeClock()
 
     async def go() -> None:
-        manifest = load_text(FLEET, project_dir=str(tmp_path)).to_spec()
+        manifest = load_text(FLEET, project_dir=str(tmp_path))
         sup = Supervisor(str(tmp_path / ".corral"), store=Store(str(tmp_path / "s.db")),
                          events=EventBus(), clock=clock, base_env={})
         (tmp_path / ".corral").mkdir(exist_ok=True)

@@ -56,7 +56,7 @@ def run_fleet(tmp_path: Path, text: str, until: Any,
     clock = FakeClock()
 
     async def go() -> Supervisor:
-        manifest = load_text(text, project_dir=str(tmp_path)).to_spec()
+        manifest = load_text(text, project_dir=str(tmp_path))
         sup = Supervisor(str(tmp_path / ".corral"), store=Store(str(tmp_path / "s.db")),
                          events=events or EventBus(), clock=clock, base_env={})
         (tmp_path / ".corral").mkdir(exist_ok=True)

@@ -37,7 +37,7 @@ def _sup(tmp_path: Path) -> Supervisor:
 
 def test_inherited_values_reach_only_the_naming_agent_and_survive_a_daemon_restart(
         tmp_path: Path) -> None:
-    manifest = load_text(MANIFEST, project_dir=str(tmp_path)).to_spec()
+    manifest = load_text(MANIFEST, project_dir=str(tmp_path))
     sent = {"ACME_MODE": "dev", "SA_PW": "sa-pw-1234"}
 
     async def first() -> tuple[dict[str, str], dict[str, str], str, str, bytes]:

@@ -48,7 +48,7 @@ def test_the_daemon_and_a_one_off_build_the_same_task(tmp_path: Path) -> None:
     async def daemons() -> dict[str, object]:
         sup = Supervisor(state, store=Store(str(tmp_path / "s.db")), events=EventBus(),
                          base_env=BASE)
-        await sup.apply(pydantic_manifest.to_spec(), secret_env={})
+        await sup.apply(pydantic_manifest, secret_env={})
         task = sup.task("a", 2)
         seen = {"env": dict(task.env), "run_dir": task.run_dir, "cache": task.cache_dir,
                 "workdir": task.workdir, "masked": task.masked, "index": task.index}

@@ -15,7 +15,7 @@ from corral.drivers.base import Task
 from corral.drivers.vm import initramfs, job, kernel, qemu
 from corral.drivers.vm.console import Console
 from corral.drivers.vm.driver import Settings, settings
-from corral.manifest.model import Agent
+from corral.manifest import validation
 
 
 class Collect:
@@ -85,7 +85,7 @@ def test_job_write_starts_afresh(tmp_path: Path) -> None:
 
 def _task(vm: object = None, **agent: Any) -> Task:
     raw = {"command": ["true"], "isolation": "vm", **agent}
-    spec = Agent.model_validate({**raw, "vm": vm} if vm is not None else raw).to_spec()
+    spec = validation.agent({**raw, "vm": vm} if vm is not None else raw)
     return Task(project="p", agent="a", instance="a.1", index=1, spec=spec, workdir="/w",
                 run_dir="/r", cache_dir="/c", env={})
 

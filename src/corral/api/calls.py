@@ -14,27 +14,21 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from corral.manifest import model, spec
-
-    Loaded = model.Manifest | spec.Manifest
+    from corral.manifest import spec
 
 
 class ApiError(CorralError):
     pass
 
 
-def wire(manifest: dict[str, Any] | Loaded) -> dict[str, Any]:
-    """A manifest's JSON form (the YAML spelling, every default in), from a loaded one: the
-    validated model, or the daemon's plain records (``manifest.spec``)."""
+def wire(manifest: dict[str, Any] | spec.Manifest) -> dict[str, Any]:
+    """A manifest's JSON form (the YAML spelling, every default in), from a loaded one."""
     if isinstance(manifest, dict):
         return manifest
-    from corral.manifest import decode, spec
+    from corral.manifest import decode
 
-    if isinstance(manifest, spec.Manifest):
-        out: dict[str, Any] = decode.dump(manifest)
-        return out
-    dumped: dict[str, Any] = manifest.model_dump(mode="json", by_alias=True)
-    return dumped
+    out: dict[str, Any] = decode.dump(manifest)
+    return out
 
 
 CLOSED = ("the corral daemon closed the connection (did it die?)",
@@ -89,7 +83,7 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
-    def apply(self, manifest: dict[str, Any] | Loaded, timeout: float | None = None,
+    def apply(self, manifest: dict[str, Any] | spec.Manifest, timeout: float | None = None,
               secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
         """``manifest``: what ``manifest.loader.load`` returns, or its JSON form.
         ``secret_env``: the variables the manifest's ``environment:`` secrets and

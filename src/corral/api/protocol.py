@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # what manifest.loader.load returns is applied as it is
-    from corral.api.calls import Loaded
+    from corral.manifest.spec import Manifest
 
 
 class Fleet(Protocol):
@@ -20,7 +20,7 @@ class Fleet(Protocol):
 
     def status(self) -> dict[str, Any]: ...
     def instances(self) -> list[dict[str, Any]]: ...
-    def apply(self, manifest: dict[str, Any] | Loaded, timeout: float | None = None,
+    def apply(self, manifest: dict[str, Any] | Manifest, timeout: float | None = None,
               secret_env: dict[str, str] | None = None) -> dict[str, list[str]]: ...
     def wait(self, timeout: float = 60.0,
              names: list[str] | None = None) -> dict[str, Any]: ...

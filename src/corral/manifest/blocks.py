@@ -4,24 +4,23 @@ reported with the block's path like any other key's, and the blocks written back
 own keys when the manifest is dumped (``corral config``, what ``corral up`` sends).
 
 The records are plain ``lean.record`` classes the daemon decodes without pydantic; here
-``pydantic.TypeAdapter`` validates them, built once per record, with the constraints the
-records carry as ``Annotated`` metadata (``rules``).
+``pydantic.TypeAdapter`` validates them (``validation.adapter``), with the constraints the
+records carry as ``Annotated`` metadata (``rules``). ``validated`` is the agent's own rule
+(``spec.Agent.__rules__``): pydantic hands it the agent's mapping and its validation of the
+core fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from corral.manifest import decode
+from corral.manifest import decode, spec
+from corral.manifest.validation import AS_MODEL, adapter
 
-# pydantic's names for a dataclass's errors, spelled as a model's (what ``hints`` reads)
-AS_MODEL = {"unexpected_keyword_argument": "extra_forbidden",
-             "missing_keyword_only_argument": "missing", "missing_argument": "missing",
-             "dataclass_type": "dict_type", "dataclass_args_type": "dict_type"}
 _NO_CTX = {"extra_forbidden", "missing", "dict_type"}
 HOLDER = "options"  # the agent's field holding them (``spec.Agent.options``)
 
@@ -39,11 +38,6 @@ def names() -> list[str]:
             *sorted(k for k in known if k not in decode.LEGACY_BLOCKS)]
 
 
-@cache
-def adapter(record: type) -> TypeAdapter[Any]:
-    return TypeAdapter(record)
-
-
 def _line(error: Any, prefix: tuple[Any, ...]) -> Any:
     kind = AS_MODEL.get(error["type"], error["type"])
     line: dict[str, Any] = {"type": kind, "loc": (*prefix, *error["loc"]),
@@ -53,10 +47,13 @@ def _line(error: Any, prefix: tuple[Any, ...]) -> Any:
     return line
 
 
-def validated(value: dict[str, Any], handler: Callable[[Any], Any], fields: list[str]) -> Any:
-    """The agent's core keys through ``handler`` (the model's own validation), each block
-    through its record; every error of both in one ``ValidationError``, in the order of
-    ``fields`` (the model's keys) with the blocks where ``options`` is."""
+def validated(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """The agent's core keys through ``handler`` (pydantic's validation of its fields), each
+    block through its record; every error of both in one ``ValidationError``, in the order of
+    the agent's keys with the blocks where ``options`` is."""
+    if not isinstance(value, dict):
+        return handler(value)
+    fields = [spec.ALIASES.get(f.name, f.name) for f in dataclasses.fields(spec.Agent)]
     registry = _registry()
     core: dict[str, Any] = {}
     found: dict[str, Any] = {}
@@ -89,19 +86,3 @@ def validated(value: dict[str, Any], handler: Callable[[Any], Any], fields: list
         lines.sort(key=rank)
         raise ValidationError.from_exception_data("Agent", lines)
     return result
-
-
-def flattened(data: Any, options: dict[str, Any]) -> Any:
-    """The model's dump with the blocks as agent keys where they always were (after
-    ``stop``; ``decode.LEGACY_BLOCKS``), so the dump decodes to the same ``spec.Agent``."""
-    if not isinstance(data, dict):
-        return data
-    flat = decode.flat_blocks(options)
-    if "stop" not in data:
-        return {**data, **flat}
-    out: dict[str, Any] = {}
-    for key, item in data.items():
-        out[key] = item
-        if key == "stop":
-            out.update(flat)
-    return out

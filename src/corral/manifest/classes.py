@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.manifest.hints import did_you_mean
-from corral.manifest.model import Agent
+from corral.manifest.spec import Agent
 
 Normalize = Callable[[str, Any, Path], tuple[Any, list[str]]]
 

@@ -1,7 +1,8 @@
 """Normalized manifest JSON <-> the plain classes of ``spec.py``, strictly, without pydantic.
 
-The CLI validates a manifest with the pydantic models and sends the daemon their normalized
-dump (``by_alias``: ``class``, not ``class_``). The daemon decodes it here. The socket is
+The CLI validates a manifest with pydantic over these same records (``validation``) and sends
+the daemon their normalized dump (``dump``: ``class``, not ``class_``). The daemon decodes it
+here. The socket is
 private to its user, but scripts speak to it too, so nothing is trusted: an unknown key, a
 missing field, a wrong type, a value outside a ``Literal`` or a number outside its range is a
 ``ManifestError`` naming the path, and agent names must be safe to use as file names under the
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -99,8 +99,9 @@ def _value(tp: Any, value: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _Invalid(path, f"expected a mapping, got {_kind(value)}")
-        _, item = typing.get_args(tp)
-        return {_value(str, k, path): _value(item, v, f"{path}.{k}") for k, v in value.items()}
+        key, item = typing.get_args(tp)
+        return {_value(key, k, f"{path}.{k}"): _value(item, v, f"{path}.{k}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _object(typing.cast(type, tp), value, path)
     return _scalar(tp, value, path)
@@ -166,17 +167,9 @@ def _required(cls: type) -> set[str]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
 
 
-def _named(name: str) -> bool:
-    # fullmatch: AGENT_NAME's final $ also matches before a trailing newline in Python's re
-    return re.fullmatch(spec.AGENT_NAME, name) is not None and not name.endswith("\n")
-
-
 def _check(manifest: spec.Manifest) -> None:
+    # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``
     for name, agent in manifest.agents.items():
-        # agent names become file names under the state dir
-        if not _named(name):
-            raise _Invalid(f"agents.{name}", "agent name is not valid: use lowercase letters, "
-                                             "digits, '-' and '_'")
         for key in agent.env:  # execve takes neither
             if key == "" or "=" in key:
                 raise _Invalid(f"agents.{name}.env", f"variable name {key!r} is not valid")
@@ -185,9 +178,6 @@ def _check(manifest: spec.Manifest) -> None:
                                          for k in spec.PROBE_KINDS) != 1:
                 raise _Invalid(f"agents.{name}.{role}", "a probe needs exactly one of "
                                                         + ", ".join(spec.PROBE_KINDS))
-    if not _named(manifest.name):
-        raise _Invalid("name", "project name is not valid: use lowercase letters, digits, "
-                               "'-' and '_'")
 
 
 def manifest(raw: Any) -> spec.Manifest:
@@ -239,9 +229,9 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 def canonical(agent: spec.Agent) -> bytes:
     """The bytes a spec hash is taken over: field names (not aliases) in declaration order,
-    compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). This is
-    byte for byte what ``Agent.model_dump_json(exclude={"replicas"})`` gives, so hashes stored
-    by a daemon that ran on the pydantic models still match (a test pins it)."""
+    compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). These
+    are the bytes the pydantic models' ``model_dump_json(exclude={"replicas"})`` gave before
+    the records replaced them, so stored hashes still match (a test pins one)."""
     data = dump(agent, aliases=False)
     del data["replicas"]
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,6 +1,6 @@
 """dotenv files, as python-dotenv and compose read them (see ``manifest.variables``).
 
-Stdlib only: the daemon reads ``.env`` secrets with it without loading the manifest models.
+Stdlib only: the daemon reads ``.env`` secrets with it without the CLI's validation.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.errors import CorralError
 
-if TYPE_CHECKING:  # the loader's checks run on the validation models, in the CLI only
-    from corral.manifest.model import Agent
+if TYPE_CHECKING:
+    from corral.manifest.spec import Agent
 
 Graph = Mapping[str, Iterable[str]]
 
@@ -24,7 +24,7 @@ class _Depends(Protocol):
 
 
 class _Fleet(Protocol):
-    """A manifest, validated (``model.Manifest``) or plain (``spec.Manifest``, the daemon's)."""
+    """A manifest (``spec.Manifest``), or anything holding agents by name."""
 
     @property
     def agents(self) -> Mapping[str, _Depends]: ...

@@ -15,12 +15,11 @@ import types
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Union, cast, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from corral.manifest.blocks import AS_MODEL
-from corral.manifest.model import AGENT_NAME
-
-NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+from corral.manifest import rules
+from corral.manifest.spec import ALIASES
+from corral.manifest.validation import AS_MODEL
 
 # compose (and supervisor / process-compose) spellings of concepts corral names differently.
 SYNONYMS: dict[str, str] = {
@@ -92,30 +91,31 @@ def _candidates(tp: Any) -> list[Any]:
 
 
 def _is_model(tp: Any) -> bool:
-    """A class whose mapping ``hints`` can name the keys of: a pydantic model, or a driver's
-    record (a dataclass, validated through ``manifest.blocks``)."""
-    return isinstance(tp, type) and (issubclass(tp, BaseModel) or dataclasses.is_dataclass(tp))
+    """A class whose mapping ``hints`` can name the keys of: a record of the spec or of a
+    driver (a dataclass, validated by pydantic through ``manifest.validation``)."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _members(model: type) -> list[tuple[str, Any]]:
-    """``(key a user writes, its type)`` for each field of ``model``, blocks included."""
-    if issubclass(model, BaseModel):
-        out: list[tuple[str, Any]] = []
-        for name, info in model.model_fields.items():
-            if not info.exclude:
-                out.append((info.alias or name, info.annotation))
-            elif hasattr(model, "block_names"):  # the agent's blocks, in the field's place
-                from corral.manifest import routes
-
-                out.extend((key, routes.block(key)) for key in model.block_names())
-        return out
+def members(model: type) -> list[tuple[str, Any]]:
+    """``(key a user writes, its type)`` for each field of ``model``: the YAML spelling
+    (``class``), and the agent's driver blocks in the place of the field holding them."""
     hints = get_type_hints(model, include_extras=True)
-    return [(f.name, hints[f.name]) for f in dataclasses.fields(cast(Any, model))]
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cast(Any, model)):
+        tp = hints[f.name]
+        if get_origin(tp) is Annotated and any(isinstance(m, rules.Blocks)
+                                               for m in tp.__metadata__):
+            from corral.manifest import blocks, routes
+
+            out.extend((key, routes.block(key)) for key in blocks.names())
+        else:
+            out.append((ALIASES.get(f.name, f.name), tp))
+    return out
 
 
 def field_names(model: type) -> list[str]:
     """The keys a user may write for ``model`` (aliases where they exist)."""
-    return [key for key, _ in _members(model)]
+    return [key for key, _ in members(model)]
 
 
 def model_at(root: type, loc: Sequence[object]) -> type | None:
@@ -125,7 +125,7 @@ def model_at(root: type, loc: Sequence[object]) -> type | None:
         following: list[Any] = []
         for tp in current:
             if _is_model(tp):
-                for key, annotation in _members(tp):
+                for key, annotation in members(tp):
                     if part == key:
                         following.extend(_candidates(annotation))
             elif get_origin(tp) is dict and not isinstance(part, int):
@@ -166,8 +166,6 @@ def _message(error: Any, root: type, loc: tuple[Any, ...]) -> str:
         return f"{_shown(value)} is not one of {expected}{did_you_mean(value, choices)}"
     if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
         return "must not be empty"
-    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == AGENT_NAME:
-        return f"{_shown(value)} is not a valid name: {NAME_RULE}"
     message: str = error["msg"]
     if kind == "value_error":
         return message.removeprefix("Value error, ")

@@ -4,8 +4,8 @@ Each step takes the raw mapping and the load context and returns a new mapping; 
 collected on the context rather than raised, so one run reports *every* problem it can find:
 
     read YAML → drop x- keys → interpolate → class defaults → paths → env files → isolation
-    → strings (NUL, lengths) → validate (pydantic, agent by agent) → semantic checks
-    (classes, drivers, dependencies)
+    → strings (NUL, lengths) → validate (pydantic over ``spec``'s records, agent by agent)
+    → semantic checks (classes, drivers, dependencies)
 
 Warnings (an unset ``$VAR`` replaced by "", a missing workdir) never stop a load: pass a list as
 ``warnings=`` to collect them, or call ``load_with_warnings``. ``x-`` keys are ignored as in
@@ -35,9 +35,10 @@ from corral.manifest.classes import (
     apply_class_defaults,
 )
 from corral.manifest.graph import dependency_problems, raw_graph
-from corral.manifest.hints import MAX_UNKNOWN, NAME_RULE, did_you_mean, pydantic_problems
-from corral.manifest.model import AGENT_NAME, Agent, Manifest
+from corral.manifest.hints import MAX_UNKNOWN, did_you_mean, pydantic_problems
 from corral.manifest.normalize import volume_entries
+from corral.manifest.spec import Agent, Manifest, agent_name_problem
+from corral.manifest.validation import adapter
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
 
 MANIFEST_NAMES = ("corral.yaml", "corral.yml")
@@ -338,14 +339,16 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
     agents: dict[str, Agent] = {}
     if isinstance(raw_agents, dict):
         for name, spec in raw_agents.items():
-            if not isinstance(name, str) or not re.match(AGENT_NAME, name):
-                ctx.problems.append(f"agents.{name}: agent name is not valid ({NAME_RULE})")
+            problem = agent_name_problem(name if isinstance(name, str) else "")
+            if problem:
+                ctx.problems.append(f"agents.{name}: {problem}")
             try:
-                agents[str(name)] = Agent.model_validate(spec)
+                agents[str(name)] = adapter(Agent).validate_python(spec)
             except ValidationError as exc:
                 ctx.problems.extend(pydantic_problems(exc, Agent, ("agents", name)))
     try:
-        Manifest.model_validate({**data, "agents": {}} if isinstance(raw_agents, dict) else data)
+        adapter(Manifest).validate_python(
+            {**data, "agents": {}} if isinstance(raw_agents, dict) else data)
     except ValidationError as exc:
         ctx.problems.extend(pydantic_problems(exc, Manifest))
     for name, agent in agents.items():
@@ -367,4 +370,5 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
     ctx.problems.extend(dependency_problems(agents, graph))
     if ctx.problems:
         return None
-    return Manifest.model_validate({**data, "agents": agents})
+    out: Manifest = adapter(Manifest).validate_python({**data, "agents": agents})
+    return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal as _signal
-from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from corral.manifest import bounds
@@ -194,18 +194,22 @@ def agent_command(value: Any) -> Any:
     return value
 
 
-def fleet_inherit_env(value: Any, validated: type,
-                      merge: Callable[[Any, list[str]], Any]) -> Any:
-    """The top-level ``inherit_env`` goes into each agent's, first; ``merge`` does it for an
-    agent already ``validated`` (an instance of that class)."""
+def fleet_inherit_env(value: Any) -> Any:
+    """The top-level ``inherit_env`` goes into each agent's, first: an agent's list is then
+    all it inherits (its spec hash moves when the fleet's list does). An agent may come as
+    its mapping or already validated (the loader validates them one by one)."""
+    from corral.manifest import spec
+
     fleet = value.get("inherit_env") if isinstance(value, dict) else None
     agents = value.get("agents") if isinstance(value, dict) else None
     if not (isinstance(fleet, list) and fleet and isinstance(agents, dict)):
         return value
     out: dict[Any, Any] = {}
     for name, agent in agents.items():
-        if isinstance(agent, validated):
-            agent = merge(agent, fleet)
+        if isinstance(agent, spec.Agent):
+            both = [*fleet, *agent.inherit_env]
+            if all(isinstance(v, str) for v in both):
+                agent = replace(agent, inherit_env=list(dict.fromkeys(both)))
         elif isinstance(agent, dict) and isinstance(agent.get("inherit_env", []), list):
             agent = {**agent, "inherit_env": [*fleet, *agent.get("inherit_env", [])]}
         out[name] = agent
@@ -242,6 +246,22 @@ def one_secret_source(source: spec.SecretSource) -> spec.SecretSource:
     if source.key is not None and source.env_file is None:
         raise ValueError("key goes with env_file")
     return source
+
+
+def agent_levels(agent: spec.Agent) -> spec.Agent:
+    """``user:`` and ``network:`` are for the isolation levels that have them."""
+    if agent.user is not None and agent.isolation not in ("process", "venv", "sandbox"):
+        raise ValueError(f"user: is for process, venv and sandbox agents; a {agent.isolation} "
+                         "agent's user is set inside it (the image's USER, the guest's own)")
+    if agent.network is not None and agent.isolation in ("process", "venv"):
+        raise ValueError(f"network: {agent.network} needs isolation: sandbox (or container, "
+                         f"vm); a {agent.isolation} agent shares the host's network")
+    if agent.network is not None and agent.network.startswith("loopback:") \
+            and agent.isolation != "sandbox":
+        raise ValueError(f"network: {agent.network} is for sandboxed agents; at the "
+                         f"{agent.isolation} level use none or host (containers of a fleet "
+                         "share its project network already)")
+    return agent
 
 
 def one_secret_way(use: spec.SecretUse) -> spec.SecretUse:

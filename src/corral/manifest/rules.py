@@ -7,6 +7,8 @@ which must never import pydantic: benchmark S2) by looking at the markers themse
 
 - ``Before(func)``: a shortcut the CLI accepts and normalizes (``"10s"`` → 10.0, a port
   number → its string). What the daemon gets is already normal, so ``decode`` skips it.
+- ``After(func)``: the CLI's check of the typed value, which may also normalize it (a list of
+  names without its repeats); the daemon gets it normal too.
 - ``Within(range)``: the number's bounds (``bounds.Range``); a list's items each.
 - ``Problem(func)``: ``func(value)`` names what is wrong, or None. The CLI runs it before the
   type check (so its message wins over a pattern's), the daemon after decoding.
@@ -24,20 +26,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
 from corral.manifest.units import parse_duration, parse_size
 
 
-def _shortcut(func: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
+def _shortcut(func: Callable[..., Any] | str) -> Callable[..., Any]:
     """A function, or the name of one in ``normalize`` (which imports ``spec``: the spec
-    names its shortcuts, and they are looked up when pydantic first builds a schema)."""
+    names its shortcuts, and they are looked up when pydantic first builds a schema), or
+    ``module.name`` of another module of ``corral.manifest`` (``blocks.validated``)."""
     if isinstance(func, str):
-        from corral.manifest import normalize
+        import importlib
 
-        found: Callable[[Any], Any] = getattr(normalize, func)
+        module, _, name = func.rpartition(".")
+        found: Callable[..., Any] = getattr(
+            importlib.import_module(f"corral.manifest.{module or 'normalize'}"), name)
         return found
     return func
 
@@ -53,6 +58,19 @@ class Before:
 
         return core_schema.no_info_before_validator_function(_shortcut(self.func),
                                                              handler(source))
+
+
+class After:
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[[Any], Any] | str) -> None:
+        self.func = func
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(_shortcut(self.func),
+                                                            handler(source))
 
 
 class Length:
@@ -74,15 +92,19 @@ class Length:
 class Whole:
     """A record's rules over the whole object, in the CLI: ``before`` turns a shortcut into
     the mapping (``tcp: 6379``), ``after`` checks the fields together (a probe has exactly
-    one kind) and raises ``ValueError`` naming the problem. Each is a ``normalize`` function
-    or its name. A record says ``__rules__ = Whole(...)``; ``Core`` reads it."""
+    one kind) and raises ``ValueError`` naming the problem, ``wrap`` takes the mapping and
+    pydantic's own validation of the fields (``func(value, handler)``: the agent's driver
+    blocks). Each is a function or its name (``_shortcut``). They run before, wrap, after.
+    A record says ``__rules__ = Whole(...)``; ``Core`` reads it."""
 
-    __slots__ = ("after", "before")
+    __slots__ = ("after", "before", "wrap")
 
     def __init__(self, *, before: Callable[[Any], Any] | str | None = None,
-                 after: Callable[[Any], Any] | str | None = None) -> None:
+                 after: Callable[[Any], Any] | str | None = None,
+                 wrap: Callable[[Any, Any], Any] | str | None = None) -> None:
         self.before = before
         self.after = after
+        self.wrap = wrap
 
 
 class Core:
@@ -90,7 +112,7 @@ class Core:
     record's ``__rules__`` (a ``Whole``) wrap pydantic's own validation of its fields."""
 
     __slots__ = ()
-    __pydantic_config__ = {"extra": "forbid"}
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
     __rules__ = Whole()
 
     @classmethod
@@ -99,7 +121,7 @@ class Core:
 
         inner = dict(handler(source))
         whole = cls.__rules__
-        if whole.after is None and whole.before is None:
+        if whole.after is None and whole.before is None and whole.wrap is None:
             return inner
         # the class's ref moves to the outermost schema: pydantic reuses a record's schema
         # by its ref where the record occurs again (liveness after readiness), rules and all
@@ -108,6 +130,9 @@ class Core:
         if whole.after is not None:
             schema = core_schema.no_info_after_validator_function(_shortcut(whole.after),
                                                                   schema)
+        if whole.wrap is not None:
+            schema = core_schema.no_info_wrap_validator_function(_shortcut(whole.wrap),
+                                                                 schema)
         if whole.before is not None:
             schema = core_schema.no_info_before_validator_function(_shortcut(whole.before),
                                                                    schema)

@@ -1,8 +1,9 @@
 """The manifest as users write it, for editors (JSON Schema 2020-12), and as corral reads it
 (``dump``, the normalized YAML that ``corral config`` prints).
 
-The schema starts from pydantic's schema of the models, so titles, defaults, enums and
-``additionalProperties: false`` stay in step with them, then widens the spots where the loader
+The schema starts from pydantic's schema of the spec's records (``spec.Manifest``), so
+titles, defaults, enums, ranges, patterns and ``additionalProperties: false`` stay in step
+with them, then widens the spots where the loader
 accepts a shortcut (``command: "a b"``, ``restart: on-failure:3``, ``depends_on: [db]``,
 ``tcp: 6379``, ``period: 10s``, ...). Each installed driver's blocks (``venv:``,
 ``container:``, a third-party ``ray:``) come from the records the drivers declare, through
@@ -16,12 +17,12 @@ from collections.abc import Collection
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import yaml
-from pydantic import BaseModel, BeforeValidator
 
-from corral.manifest import blocks, rules
+from corral.manifest import blocks, decode, rules
 from corral.manifest.bounds import MAX_DURATION, MAX_SIZE
-from corral.manifest.model import AGENT_NAME, Manifest
+from corral.manifest.spec import AGENT_NAME, Manifest
 from corral.manifest.units import parse_duration, parse_size
+from corral.manifest.validation import adapter
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 KNOWN_DRIVERS = ("process", "venv", "fake", "sandbox", "container", "vm")
@@ -45,7 +46,7 @@ _PORT: Shape = {"type": "integer", "minimum": 1, "maximum": 65535}
 _PORT_TEXT: Shape = {"type": "string", "pattern": r"^\s*\d+\s*$|\$"}  # "8080", "${PORT}"
 _X = {"^x-": {"description": "Extension field, ignored (a place for YAML anchors)."}}
 
-# Help text shown by editors; the models' docstrings cover the nested blocks.
+# Help text shown by editors; the records' docstrings cover the nested blocks.
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Manifest": {
         "version": "Manifest format version.",
@@ -87,17 +88,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 
 def model_classes(tp: Any, found: dict[str, type]) -> dict[str, type]:
-    """The classes validating the core below ``tp``, by name: the models, and the spec's
-    records they hold (``rules.Core``)."""
+    """The spec's records below ``tp`` (``rules.Core``), by name."""
     import dataclasses
 
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        if tp.__name__ in found:
-            return found
-        found[tp.__name__] = tp
-        for info in tp.model_fields.values():
-            model_classes(info.annotation, found)
-    elif isinstance(tp, type) and issubclass(tp, rules.Core) and dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and issubclass(tp, rules.Core) and dataclasses.is_dataclass(tp):
         if tp.__name__ in found:
             return found
         found[tp.__name__] = tp
@@ -105,19 +99,6 @@ def model_classes(tp: Any, found: dict[str, type]) -> dict[str, type]:
             model_classes(hint, found)
     for arg in get_args(tp):
         model_classes(arg, found)
-    return found
-
-
-def _before(info: Any) -> set[Any]:
-    """The shortcut functions on a field (pydantic's ``BeforeValidator`` or the spec's
-    ``rules.Before``), also inside ``Annotated[...] | None``."""
-    found = {m.func for m in info.metadata if isinstance(m, (BeforeValidator, rules.Before))}
-    stack = list(get_args(info.annotation))
-    while stack:
-        arg = stack.pop()
-        if isinstance(arg, (BeforeValidator, rules.Before)):
-            found.add(arg.func)
-        stack.extend(get_args(arg))
     return found
 
 
@@ -135,22 +116,9 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _units(defs: dict[str, Any]) -> None:
-    for name, model in model_classes(Manifest, {}).items():
-        if not issubclass(model, BaseModel):  # a spec record: its markers say it
-            if name in defs:
-                _record_units(model, defs[name])
-            continue
-        props = defs.get(name, {}).get("properties", {})
-        for field_name, info in model.model_fields.items():
-            prop = props.get(info.alias or field_name)
-            if prop is None:
-                continue
-            validators = _before(info)
-            nullable = not info.is_required() and info.default is None
-            if parse_duration in validators:
-                _widen(prop, *_DURATION, nullable=nullable)
-            elif parse_size in validators:
-                _widen(prop, *_SIZE, nullable=nullable)
+    for name, record in model_classes(Manifest, {}).items():
+        if name in defs:
+            _record_units(record, defs[name])
 
 
 def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
@@ -175,10 +143,9 @@ def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
     _widen(probe["log_line"], _STR, _ref("LogLineCheck"), nullable=True)
     _widen(defs["ExecCheck"]["properties"]["command"], _STR, {**_STR_LIST, "minItems": 1})
     _widen(defs["StopPolicy"]["properties"]["signal"], _STR, {"type": "integer", "minimum": 1})
-    pattern = agent["user"].get("pattern")
-    _widen(agent["user"], {"type": "string", **({"pattern": pattern} if pattern else {})},
+    pattern = next(s["pattern"] for s in agent["user"]["anyOf"] if "pattern" in s)
+    _widen(agent["user"], {"type": "string", "pattern": pattern},
            {"type": "integer", "minimum": 0, "maximum": 0xFFFFFFFE}, nullable=True)
-    agent["user"].pop("pattern", None)
 
 
 def _record_units(record: type, shape: dict[str, Any]) -> None:
@@ -216,7 +183,7 @@ def _driver_blocks(defs: dict[str, Any]) -> None:
             record = routes.block(name)
             if name in hidden or record is None:
                 continue
-            shape = blocks.adapter(record).json_schema(ref_template="#/$defs/{model}")
+            shape = adapter(record).json_schema(ref_template="#/$defs/{model}")
             for nested_name, nested in shape.pop("$defs", {}).items():
                 defs.setdefault(nested_name, nested)
             _record_units(record, shape)
@@ -250,7 +217,7 @@ def json_schema(drivers: Collection[str] | None = None) -> dict[str, Any]:
         from corral.manifest import routes
 
         drivers = routes.drivers()
-    schema = Manifest.model_json_schema(by_alias=True)
+    schema = adapter(Manifest).json_schema(by_alias=True)
     defs: dict[str, Any] = schema["$defs"]
     _units(defs)
     _shortcuts(defs, drivers)
@@ -284,6 +251,6 @@ def _escape(value: Any) -> Any:
 def dump(manifest: Manifest) -> str:
     """The normalized manifest as YAML: every default filled in, paths absolute, keys in model
     order, ``$`` escaped as ``$$``. ``load_text(dump(m), ...)`` gives back ``m``."""
-    data = _escape(manifest.model_dump(by_alias=True, mode="json"))
+    data = _escape(decode.dump(manifest))
     text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     return text

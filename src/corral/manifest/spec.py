@@ -2,13 +2,12 @@
 
 The daemon holds these and decodes them (``decode.py``) without any validation library:
 importing pydantic and building schemas would cost it ~10 MB of resident memory for the life
-of the fleet (benchmark S2). The CLI validates with pydantic over these very records, below an
-agent (probes, restart, resources, secrets...): their rules are ``Annotated`` markers on the
-fields (``rules``: ``Within`` for a range, ``Pattern``, ``Before`` naming a ``normalize``
-shortcut) and a record's ``__rules__`` (``rules.Whole``: a shortcut for the whole mapping, a
-check over its fields), which pydantic reads through hooks and the decoder reads as data.
-``Agent`` and ``Manifest`` still have pydantic twins in ``model.py`` (the ``class`` alias, the
-drivers' blocks, the fleet's ``inherit_env``); a unit test pins that those two never drift.
+of the fleet (benchmark S2). The CLI validates with pydantic over these very records
+(``validation.py``), and ``corral schema`` is pydantic's schema of them: their rules are
+``Annotated`` markers on the fields (``rules``: ``Within`` for a range, ``Pattern``,
+``Problem``, ``Before`` naming a ``normalize`` shortcut, ``After``) and a record's
+``__rules__`` (``rules.Whole``: a shortcut for the whole mapping, a check over its fields,
+the agent's driver blocks), which pydantic reads through hooks and the decoder reads as data.
 A driver's block is not a field here: each driver declares its own record
 (``drivers.registry``), and an agent holds the decoded blocks in ``options``. Keyword-only,
 so the fields keep their order (the spec hash serializes them in that order).
@@ -16,6 +15,7 @@ so the fields keep their order (the spec hash serializes them in that order).
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
@@ -23,12 +23,14 @@ from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
 from corral.manifest.rules import (
+    After,
     Before,
     Blocks,
     Core,
     Duration,
     Length,
     Pattern,
+    Problem,
     Size,
     Whole,
     Within,
@@ -40,6 +42,8 @@ RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
 Condition = Literal["started", "healthy", "completed", "completed_successfully", "log_ready"]
 ProbeAction = Literal["none", "restart", "stop", "kill"]
 
+# YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
+ALIASES = {"class_": "class"}
 AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
 NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
@@ -235,22 +239,65 @@ class Needs(Core, Record):
 # --- agent and manifest -------------------------------------------------------------------
 
 
+NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+
+
+def _bad_name(name: str) -> bool:
+    # fullmatch: AGENT_NAME's final $ also matches before a trailing newline in Python's re
+    return re.fullmatch(AGENT_NAME, name) is None or name.endswith("\n")
+
+
+def agent_name_problem(name: str) -> str | None:
+    """Agent names become file names under the state dir (and ``AGENT.N`` instance names);
+    a key of ``agents``, so the path names the agent."""
+    return f"agent name is not valid ({NAME_RULE})" if _bad_name(name) else None
+
+
+def project_name_problem(name: str) -> str | None:
+    """The project's name prefixes container, network and unit names."""
+    if not _bad_name(name):
+        return None
+    shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+    return f"{shown} is not a valid name: {NAME_RULE}"
+
+
+def network_problem(value: str) -> str | None:
+    if re.fullmatch(NETWORK, value) is None or value.endswith("\n"):
+        return (f"network {value[:40]!r} is not one of none, host, loopback:NAME (a loopback "
+                "shared by the sandboxed agents naming it; NAME in lower case)")
+    return None
+
+
+# variables of the `corral` command's environment an agent gets (names or globs), repeats
+# dropped; the fleet's list goes first into each agent's (``normalize.fleet_inherit_env``)
+InheritNames = Annotated[list[str], After("inherit_names")]
+AgentName = Annotated[str, Problem(agent_name_problem)]
+
+
 @record(kw_only=True)
 class Agent(Core, Record):
+    # ``class`` is a Python keyword: the field is ``class_``, the key ``class`` (``ALIASES``)
+    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True,
+                           "alias_generator": lambda name: ALIASES.get(name, name)}
+    # a string command split like a shell would; each driver's block to the record it
+    # declares (``blocks.validated``); user: and network: for the levels that have them
+    __rules__ = Whole(before="agent_command", wrap="blocks.validated", after="agent_levels")
+
     description: str = ""
     class_: AgentClass = "io"
     isolation: str = "process"
-    command: list[str]
+    command: Annotated[list[str], Length(1), Before("command_list")]
     shell: bool = False
     workdir: str = "."
-    env: dict[str, str] = field(default_factory=dict)
-    env_file: list[EnvFile] = field(default_factory=list)
-    inherit_env: list[str] = field(default_factory=list)
+    env: Annotated[dict[str, str], Before("env")] = field(default_factory=dict)
+    env_file: Annotated[list[EnvFile], Before("env_files")] = field(default_factory=list)
+    inherit_env: InheritNames = field(default_factory=list)
     replicas: Replicas = 1
-    depends_on: dict[str, Dependency] = field(default_factory=dict)
+    depends_on: Annotated[dict[str, Dependency], Before("depends_on")] = field(
+        default_factory=dict)
     readiness: Probe | None = None
     liveness: Probe | None = None
-    ready_log_line: str | None = None
+    ready_log_line: Annotated[str | None, Before("regex")] = None
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
     # the drivers' blocks (``venv:``, ``container:``, ``ray:``...), each decoded with the
@@ -259,10 +306,14 @@ class Agent(Core, Record):
     resources: Resources = Resources()
     labels: dict[str, str] = field(default_factory=dict)
     trust: Literal["trusted", "untrusted"] = "trusted"
-    user: str | None = None  # a name or a uid (corral.ownership.identity)
-    network: str | None = None
-    volumes: list[Volume] = field(default_factory=list)
-    secrets: list[SecretUse] = field(default_factory=list)
+    # who it runs as on the host (process, venv, sandbox): a user name or a uid; see
+    # ownership.identity for the defaults (a sandbox run by root: an unprivileged uid of its own)
+    user: Annotated[Annotated[str, Pattern(USER)] | None, Before("user")] = None
+    # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the
+    # same NAME share one loopback (and no other network); compose's internal network
+    network: Annotated[str, Pattern(NETWORK), Problem(network_problem)] | None = None
+    volumes: Annotated[list[Volume], Before("volume_entries")] = field(default_factory=list)
+    secrets: Annotated[list[SecretUse], Before("secret_uses")] = field(default_factory=list)
     needs: Needs = Needs()
 
     @property
@@ -288,19 +339,20 @@ class LogsConfig(Core, Record):
 
 @record(kw_only=True)
 class Manifest(Core, Record):
+    __rules__ = Whole(before="fleet_inherit_env")
+
     version: Literal[1] = 1
-    name: str
+    name: Annotated[str, Pattern(AGENT_NAME), Problem(project_name_problem)]
     project_dir: str = "."
     state_dir: str = ".corral"
     metrics: MetricsConfig = MetricsConfig()
     logs: LogsConfig = LogsConfig()
-    agents: dict[str, Agent] = field(default_factory=dict)
-    secrets: dict[str, SecretSource] = field(default_factory=dict)
-    inherit_env: list[str] = field(default_factory=list)
+    agents: dict[AgentName, Agent] = field(default_factory=dict)
+    secrets: dict[Annotated[str, Pattern(SECRET_NAME)], SecretSource] = field(
+        default_factory=dict)
+    inherit_env: InheritNames = field(default_factory=list)  # every agent's, before its own
 
 
-# YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
-ALIASES = {"class_": "class"}
 
 
 def loopback_group(network: str | None) -> str | None:

@@ -37,7 +37,7 @@ def _task(manifest: Any, agent: str) -> Any:
     from corral.drivers.base import Task
     from corral.paths import StateLayout
 
-    spec = manifest.agents[agent].to_spec()  # the driver reads its decoded container block
+    spec = manifest.agents[agent]
     name = f"{agent}.build"
     layout = StateLayout(manifest.state_dir)
     return Task(project=manifest.name, agent=agent, instance=name, index=0, spec=spec,

@@ -79,7 +79,7 @@ def _credential_warnings(file: str | None) -> list[str]:
 
 
 def facts_of(name: str, agent: Any) -> advice.AgentFacts:
-    """What the manifest says about one agent (a validated ``manifest.model.Agent``)."""
+    """What the manifest says about one agent (a validated ``manifest.spec.Agent``)."""
     from corral.advice import rules as advice
 
     workdir = agent.workdir

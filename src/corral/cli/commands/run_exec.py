@@ -62,7 +62,7 @@ def one_off_task(manifest: Any, agent: str, instance: str, *, secrets: bool = Tr
         base=os.environ, given=os.environ, inherit=environ.patterns(manifest, spec),
         withheld=environ.sources(manifest), terminal=True)
     task = build_task(project=manifest.name, project_dir=manifest.project_dir, agent=agent,
-                      spec=spec.to_spec(), instance=instance, index=0, env=env,
+                      spec=spec, instance=instance, index=0, env=env,
                       layout=StateLayout(manifest.state_dir),
                       masked=walls.masked_files(manifest))
     return with_secrets(manifest, task) if secrets and spec.secrets else task
@@ -154,6 +154,7 @@ def _waited(launch: Launch, *, interrupt: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
     manifest, spec = _agent(args)
     if spec.depends_on:
         client = daemonctl.client(manifest.state_dir)
@@ -163,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
     if extra:  # in the agent's command, before its driver wraps it (a sandbox's bwrap argv)
         command = [spec.argv[0], *extra] if not spec.shell else [" ".join(extra)]
-        manifest.agents[args.agent] = spec = spec.model_copy(update={"command": command})
+        manifest.agents[args.agent] = spec = dataclasses.replace(spec, command=command)
     driver = _driver(spec)
     task = one_off_task(manifest, args.agent, f"{args.agent}.run")
 
