@@ -47,8 +47,11 @@ def _shortcut(func: Callable[..., Any] | str) -> Callable[..., Any]:
     return func
 
 
-class Before:
+class _Step:
+    """A function pydantic runs around a field's own validation (``Before``, ``After``)."""
+
     __slots__ = ("func",)
+    _runs = "before"
 
     def __init__(self, func: Callable[[Any], Any] | str) -> None:
         self.func = func
@@ -56,21 +59,17 @@ class Before:
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
         from pydantic_core import core_schema
 
-        return core_schema.no_info_before_validator_function(_shortcut(self.func),
-                                                             handler(source))
+        wrap = getattr(core_schema, f"no_info_{self._runs}_validator_function")
+        return wrap(_shortcut(self.func), handler(source))
 
 
-class After:
-    __slots__ = ("func",)
+class Before(_Step):
+    __slots__ = ()
 
-    def __init__(self, func: Callable[[Any], Any] | str) -> None:
-        self.func = func
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_after_validator_function(_shortcut(self.func),
-                                                            handler(source))
+class After(_Step):
+    __slots__ = ()
+    _runs = "after"
 
 
 class Length:
