@@ -53,7 +53,6 @@ def validated(value: Any, handler: Callable[[Any], Any]) -> Any:
     the agent's keys with the blocks where ``options`` is."""
     if not isinstance(value, dict):
         return handler(value)
-    fields = [spec.ALIASES.get(f.name, f.name) for f in dataclasses.fields(spec.Agent)]
     registry = _registry()
     core: dict[str, Any] = {}
     found: dict[str, Any] = {}
@@ -74,6 +73,7 @@ def validated(value: Any, handler: Callable[[Any], Any]) -> Any:
     except ValidationError as exc:
         lines = [_line(e, ()) for e in exc.errors(include_url=False)] + lines
     if lines:
+        fields = (spec.ALIASES.get(f.name, f.name) for f in dataclasses.fields(spec.Agent))
         order = {key: i for i, key in enumerate(fields)}
         at = order.get(HOLDER, len(order))
 

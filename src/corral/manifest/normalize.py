@@ -250,14 +250,15 @@ def one_secret_source(source: spec.SecretSource) -> spec.SecretSource:
 
 def agent_levels(agent: spec.Agent) -> spec.Agent:
     """``user:`` and ``network:`` are for the isolation levels that have them."""
+    from corral.manifest import spec
+
     if agent.user is not None and agent.isolation not in ("process", "venv", "sandbox"):
         raise ValueError(f"user: is for process, venv and sandbox agents; a {agent.isolation} "
                          "agent's user is set inside it (the image's USER, the guest's own)")
     if agent.network is not None and agent.isolation in ("process", "venv"):
         raise ValueError(f"network: {agent.network} needs isolation: sandbox (or container, "
                          f"vm); a {agent.isolation} agent shares the host's network")
-    if agent.network is not None and agent.network.startswith("loopback:") \
-            and agent.isolation != "sandbox":
+    if spec.loopback_group(agent.network) is not None and agent.isolation != "sandbox":
         raise ValueError(f"network: {agent.network} is for sandboxed agents; at the "
                          f"{agent.isolation} level use none or host (containers of a fleet "
                          "share its project network already)")

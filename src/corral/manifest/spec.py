@@ -242,9 +242,13 @@ class Needs(Core, Record):
 NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
 
 
+def _fits(regex: str, value: str) -> bool:
+    # fullmatch: a pattern's final $ also matches before a trailing newline in re.match
+    return re.fullmatch(regex, value) is not None
+
+
 def _bad_name(name: str) -> bool:
-    # fullmatch: AGENT_NAME's final $ also matches before a trailing newline in Python's re
-    return re.fullmatch(AGENT_NAME, name) is None or name.endswith("\n")
+    return not _fits(AGENT_NAME, name)
 
 
 def agent_name_problem(name: str) -> str | None:
@@ -262,7 +266,7 @@ def project_name_problem(name: str) -> str | None:
 
 
 def network_problem(value: str) -> str | None:
-    if re.fullmatch(NETWORK, value) is None or value.endswith("\n"):
+    if not _fits(NETWORK, value):
         return (f"network {value[:40]!r} is not one of none, host, loopback:NAME (a loopback "
                 "shared by the sandboxed agents naming it; NAME in lower case)")
     return None
