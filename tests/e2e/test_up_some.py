@@ -322,3 +322,34 @@ def test_up_build_builds_container_images_first(project: Project,
                             timeout=120, what="the box to run")
     assert rows["box.1"]["exit_code"] == 0
     assert [r["message"] for r in project.records("box")] == ["built and ran"]
+
+
+def test_ctrl_c_of_up_agent_stops_only_what_it_started(project: Project) -> None:
+    import signal
+
+    project.write("""
+        name: ctrlc
+        agents:
+          db:
+            command: sleep 600
+          web:
+            command: python3 -u -c "import time; print('web up'); time.sleep(600)"
+    """)
+    project.corral("up", "-d", "db")
+    db_pid = project.ps()["db.1"]["pid"]
+    with subprocess.Popen([*CORRAL, "-f", str(project.manifest), "up", "--no-deps", "web"],
+                          cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True, stdin=subprocess.DEVNULL) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # its output is followed: Ctrl-C is handled from here
+                if "web up" in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    rows = project.ps()  # the daemon stays: db runs on
+    assert rows["web.1"]["state"] == "stopped"
+    assert rows["db.1"]["state"] == "running" and rows["db.1"]["pid"] == db_pid

@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # not typing's: every command pays for what a module impo
 if TYPE_CHECKING:
     from typing import Any
 
-    from corral.cli.abort import Abort
+    from corral.cli.attached import Abort
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -129,13 +129,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise
     if args.detach:
         return _up_detached(client, report, args.timeout, scoped=bool(args.agents))
+    # up AGENT...: Ctrl-C (or an abort) stops what this up started, not the whole fleet
+    scope = [*report["started"], *report["recreated"], *report["unchanged"]
+             ] if args.agents else None
+    abort = None
     if args.abort_on_container_exit or args.exit_code_from:
-        from corral.cli.abort import Abort
+        from corral.cli.attached import Abort
 
-        abort = Abort(client, args.agents, args.exit_code_from, report)
-        return _up_attached(client, manifest, args.agents, abort,
-                            color=render.use_color(args.no_color))
-    return _up_attached(client, manifest, args.agents, None,
+        abort = Abort(client, args.agents, args.exit_code_from, report, scope)
+    return _up_attached(client, manifest, args.agents, abort, scope,
                         color=render.use_color(args.no_color))
 
 
@@ -159,8 +161,8 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float, *,
     return 1 if failed else 0
 
 
-def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None, *,
-                 color: bool) -> int:
+def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None,
+                 scope: list[str] | None, *, color: bool) -> int:
     """Interleaved coloured output like ``docker compose up`` (of the agents named, when
     some are); Ctrl-C stops the fleet, and so does an instance's exit with ``abort``."""
     width = max((len(n) for n in render.instance_names(manifest)), default=8)
@@ -171,9 +173,9 @@ def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | N
             raise KeyboardInterrupt
         stop["asked"] = True
         print("\nGracefully stopping... (press Ctrl-C again to force)", file=sys.stderr)
-        pid = daemonctl.daemon_pid(manifest.state_dir)
-        client.shutdown(timeout=600)
-        daemonctl.wait_gone(pid, 60)
+        from corral.cli.attached import stop_fleet
+
+        stop_fleet(client, manifest.state_dir, scope)
         raise SystemExit(0)
 
     signal.signal(signal.SIGINT, on_sigint)

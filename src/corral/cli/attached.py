@@ -1,7 +1,10 @@
-"""``up --abort-on-container-exit`` and ``--exit-code-from AGENT``, as compose has them: the
-first instance of a followed agent to end by itself (exited, or fatal: it will not be
-restarted) stops the whole fleet, and ``up`` exits with that instance's exit code, or with
-the named agent's."""
+"""How an attached ``up`` ends: Ctrl-C, and compose's ``--abort-on-container-exit`` and
+``--exit-code-from AGENT``: the first instance of a followed agent to end by itself (exited,
+or fatal: it will not be restarted) stops the fleet, and ``up`` exits with that instance's
+exit code, or with the named agent's. Either stops what the ``up`` started: the whole fleet
+and its daemon, or with ``up AGENT...`` those instances (the daemon goes too when nothing
+else is left running).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,21 @@ if TYPE_CHECKING:
     from typing import Any
 
 ENDED = ("exited", "fatal")
+_AT_REST = ("stopped", "exited", "fatal")
+
+
+def stop_fleet(client: Any, state_dir: str, scope: list[str] | None) -> list[dict[str, Any]]:
+    """Stop the fleet (``scope`` None) or those instances; the instances' rows after."""
+    if scope:
+        client.stop(scope)
+    else:
+        client.down()
+    rows: list[dict[str, Any]] = client.instances()
+    if not scope or all(r["state"] in _AT_REST for r in rows):
+        pid = daemonctl.daemon_pid(state_dir)
+        client.shutdown(timeout=600)
+        daemonctl.wait_gone(pid, 60)
+    return rows
 
 
 def exit_status(row: dict[str, Any]) -> int:
@@ -28,11 +46,12 @@ def exit_status(row: dict[str, Any]) -> int:
 
 class Abort:
     def __init__(self, client: Any, agents: list[str], exit_code_from: str | None,
-                 report: dict[str, list[str]]) -> None:
+                 report: dict[str, list[str]], scope: list[str] | None) -> None:
         self.client = client
         self.agents = set(agents)  # followed; all when empty
         self.exit_code_from = exit_code_from
         self.launched = {*report["started"], *report["recreated"]}
+        self.scope = scope
         self.first: dict[str, Any] | None = None
 
     def ends(self, event: dict[str, Any]) -> bool:
@@ -52,17 +71,13 @@ class Abort:
         return False
 
     def stop_fleet(self, state_dir: str) -> int:
-        """As Ctrl-C of an attached ``up``: the fleet stopped, the daemon gone; the exit
-        status compose's rule gives."""
+        """As Ctrl-C of an attached ``up`` (``stop_fleet``); the exit status compose's rule
+        gives."""
         assert self.first is not None
         name = self.first["name"]
         print(f"{name} exited with code {exit_status(self.first)}", file=sys.stderr)
         print("Aborting on container exit...", file=sys.stderr)
-        self.client.down()
-        rows = self.client.instances()
-        pid = daemonctl.daemon_pid(state_dir)
-        self.client.shutdown(timeout=600)
-        daemonctl.wait_gone(pid, 60)
+        rows = stop_fleet(self.client, state_dir, self.scope)
         if self.exit_code_from is None:
             return exit_status(self.first)
         if self.first.get("agent") == self.exit_code_from:
