@@ -17,11 +17,13 @@ ACCEPTED = [
     ["-f", "x.yaml", "stop", "web"],
     ["ps", "--status", "running"], ["ps", "--status=exited", "web"],
     ["ps", "--json", "--status", "fatal", "--status", "exited", "db.1"],
+    ["ps", "web", "db", "--status", "running"], ["ps", "web", "--json"],
 ]
 LEFT_TO_ARGPARSE = [
     ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],
     ["start", "--timeout", "soon"], ["--file=x.yaml", "ps"], ["logs"], ["up", "-d"], [],
     ["ps", "--status"], ["ps", "--status", "sleeping"], ["ps", "--status=", "web"],
+    ["ps", "web", "--json", "db"],
 ]
 
 

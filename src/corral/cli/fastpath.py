@@ -52,9 +52,15 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
 def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
     from types import SimpleNamespace
 
-    json, status, agents = False, None, []
+    json, status, agents, closed = False, None, [], False
     while rest:
         arg = rest.pop(0)
+        if not arg.startswith("-"):
+            if closed:  # names on both sides of an option: argparse refuses the second lot
+                return None
+            agents.append(arg)
+            continue
+        closed = bool(agents)
         if arg == "--json":
             json = True
         elif arg == "--status" or arg.startswith("--status="):
@@ -62,10 +68,8 @@ def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
             if value not in STATES:
                 return None  # argparse names the choices
             status = [*(status or []), value]
-        elif arg.startswith("-"):
-            return None
         else:
-            agents.append(arg)
+            return None
     return SimpleNamespace(file=file, command="ps", json=json, status=status, agents=agents)
 
 

@@ -15,12 +15,13 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from corral.cli.fastpath import STATES
+    from corral.runtime.state import State
 
+    states = [s.value for s in State]
     s = sub.add_parser("ps", help="show every instance (or those of AGENT...)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--status", action="append", choices=STATES, metavar="STATE",
-                   help=f"only instances in this state (repeatable): {', '.join(STATES)}")
+    s.add_argument("--status", action="append", choices=states, metavar="STATE",
+                   help=f"only instances in this state (repeatable): {', '.join(states)}")
     s.add_argument("agents", nargs="*", metavar="AGENT|INSTANCE")
     s.set_defaults(handler=cmd_ps)
 
