@@ -93,6 +93,8 @@ def test_force_recreate_restarts_unchanged_instances(project: Project) -> None:
 
 def test_unknown_agent_and_bad_flag_combinations(project: Project) -> None:
     _fleet(project)
+    proc = project.corral("up", "-d", "wbe", check=False)
+    assert proc.returncode == 4 and "did you mean 'web'?" in proc.stderr
     proc = project.corral("up", "-d", "nosuch", check=False)
     assert proc.returncode == 4
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]

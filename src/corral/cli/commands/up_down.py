@@ -64,11 +64,13 @@ def _usage(problem: str, fix: str) -> CorralError:
 def _check_up(args: argparse.Namespace, manifest: Any) -> None:
     """The agents ``up`` names exist (exit 4), and its flags go together (exit 2)."""
     from corral.errors import NotFound
+    from corral.manifest.hints import did_you_mean
 
     named = list(args.agents) + ([args.exit_code_from] if args.exit_code_from else [])
     for agent in named:
         if agent not in manifest.agents:
-            raise NotFound(f"no agent named {agent!r}", "see 'corral config' for the agents")
+            raise NotFound(f"no agent named {agent!r}{did_you_mean(agent, manifest.agents)}",
+                           "see 'corral config' for the agents")
     if args.detach and (args.abort_on_container_exit or args.exit_code_from):
         raise _usage("-d cannot be combined with --abort-on-container-exit or "
                      "--exit-code-from", "drop -d: they follow the fleet attached")
