@@ -53,6 +53,7 @@ from corral.drivers.container import build as builds
 from corral.drivers.container import engine as engines
 from corral.drivers.container import oneoff, rootless, runargs, service
 from corral.drivers.container import options as container_block
+from corral.drivers.container import pull as pulls
 from corral.drivers.container.follow import Cursor, Follower
 from corral.drivers.container.oom import OomWatch, usage
 from corral.drivers.container.options import ContainerOptions as ContainerOptions
@@ -145,28 +146,51 @@ class ContainerDriver(Driver):
         exists is not asked about again: if it is removed later, the create says so."""
         eng = self.engine_for(task)
         opts = container_options(task.spec)
+        say = None if progress is None else (
+            lambda line: progress.feed("stdout", (line + "\n").encode()))
         if opts.image is not None:
-            if (eng.name, opts.image) not in self.prereqs.present:
-                if not await (await self.ops(eng)).image_exists(opts.image):
-                    raise DriverError(
-                        f"agents.{task.agent}: image {opts.image} does not exist in {eng.name}",
-                        f"build or load it ({eng.name} images lists what exists), or drop "
-                        "container.image to build from the agent's directory")
-                self.prereqs.present.add((eng.name, opts.image))
+            await self._pulled(task, eng, opts.image, opts.pull_policy, say)
             return opts.image
         key = self.inputs_digest(task)
 
         async def build() -> str:
             r = self._recipe(task)
             tag = builds.tag_for(task.project, task.agent, key.partition(":")[2])
-            say = None if progress is None else (
-                lambda line: progress.feed("stdout", (line + "\n").encode()))
             with driver_errors(task):
                 return await builds.build(
                     eng, r, tag, staging_root=os.path.join(task.cache_dir, "builds"),
                     progress=say)
 
         return await self.prereqs.built(key, build)
+
+    async def _pulled(self, task: Task, eng: engines.Engine, ref: str, policy: str,
+                      say: Callable[[str], None] | None) -> None:
+        """``ref`` present as ``policy`` says, pulled at most once per driver (so ``always``
+        pulls once per ``up``), however many instances start at once. Once known to exist it
+        is not asked about again: if it is removed later, the create says so."""
+        known = (eng.name, ref)
+        if known in self.prereqs.present:
+            return
+        async with self.prereqs.lock(f"image\0{eng.name}\0{ref}"):
+            if known in self.prereqs.present:
+                return
+            if known in self.prereqs.pulled and policy == "always":
+                policy = "missing"
+            with driver_errors(task):
+                if await pulls.ensure(await self.ops(eng), ref, policy, say):
+                    self.prereqs.pulled.add(known)
+            self.prereqs.present.add(known)
+
+    async def pull(self, task: Task, progress: Output | None = None) -> str:
+        """``corral pull``: the agent's image pulled now, whatever its policy says."""
+        opts = container_options(task.spec)
+        assert opts.image is not None
+        eng = self.engine_for(task)
+        say = None if progress is None else (
+            lambda line: progress.feed("stdout", (line + "\n").encode()))
+        with driver_errors(task):
+            await pulls.ensure(await self.ops(eng), opts.image, "always", say)
+        return opts.image
 
     # --- start ----------------------------------------------------------------------------
 

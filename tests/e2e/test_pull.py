@@ -1,0 +1,131 @@
+"""Images from a real registry on 127.0.0.1 (``tests/support/registry.py``), through the real
+CLI and daemon, with Podman over both transports (its API, its CLI): ``up`` pulls a missing
+image with progress, ``pull_policy: never`` refuses in one line, ``always`` follows a tag that
+moved, ``corral pull`` pulls, and a registry behind a login is pulled from with the engine's
+own credentials (``podman login --authfile``, named by ``REGISTRY_AUTH_FILE``)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.drivers.container.engine import Engine
+from tests.e2e.conftest import Project
+from tests.support import registry as registries
+from tests.support.engines import IMAGE
+
+TRANSPORTS = ["api", "cli"]
+
+
+def _podman(engine: Engine, *args: str) -> str:
+    proc = subprocess.run(engine.argv(*args), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"podman {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def _push(engine: Engine, root: Path, ref: str, version: str, authfile: str = "") -> None:
+    """An image of the bootstrapped base with ``/version`` in it, pushed as ``ref``; what the
+    engine has under ``ref`` (if anything) is left as it was."""
+    ctx = root / f"ctx-{version}"
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "version").write_text(version + "\n")
+    (ctx / "Containerfile").write_text(f"FROM {IMAGE}\nCOPY version /version\n")
+    local = f"localhost/ctpull-src:{version}"
+    _podman(engine, "build", "--pull=never", "-q", "-t", local, str(ctx))
+    login = ["--authfile", authfile] if authfile else []
+    try:
+        _podman(engine, "push", "--tls-verify=false", *login, local, ref)
+    finally:
+        subprocess.run(engine.argv("rmi", local), capture_output=True)
+
+
+def _absent(engine: Engine, ref: str) -> bool:
+    return subprocess.run(engine.argv("image", "exists", ref)).returncode != 0
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[registries.Registry]:
+    with registries.registry(tmp_path / "registry") as reg:
+        yield reg
+
+
+@pytest.fixture
+def login_registry(tmp_path: Path) -> Iterator[registries.Registry]:
+    with registries.registry(tmp_path / "registry", auth=True) as reg:
+        yield reg
+
+
+def _manifest(project: Project, ref: str, policy: str) -> None:
+    project.write(f"""
+        name: ctpull
+        agents:
+          app:
+            isolation: container
+            container: {{image: "{ref}", pull_policy: {policy}}}
+            command: [cat, /version]
+            restart: "no"
+            network: none
+    """)
+
+
+def _env(reg: registries.Registry, transport: str, **more: str) -> dict[str, str]:
+    return {"CORRAL_CONTAINER_ENGINE": "podman", "CORRAL_CONTAINER_API": transport,
+            "CONTAINERS_REGISTRIES_CONF": str(reg.registries_conf), **more}
+
+
+def _ran(rows: dict[str, dict[str, Any]]) -> bool:
+    return rows["app.1"]["state"] == "exited" and rows["app.1"]["exit_code"] == 0
+
+
+def _output(project: Project) -> list[str]:
+    return [r["message"] for r in project.records("app") if "message" in r]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_up_pulls_a_missing_image_never_refuses_and_always_pulls_again(
+        project: Project, podman_engine: Engine, local_registry: registries.Registry,
+        tmp_path: Path, transport: str) -> None:
+    ref = local_registry.ref(f"corral/pulled-{transport}:1")
+    env = _env(local_registry, transport)
+    try:
+        _push(podman_engine, tmp_path, ref, "one")
+        assert _absent(podman_engine, ref)
+
+        # never: the image is not here, and nothing is pulled: one line, naming the image
+        _manifest(project, ref, "never")
+        got = project.corral("up", "-d", check=False, env=env)
+        assert got.returncode == 1, got.stdout + got.stderr
+        reason = project.ps()["app.1"]["reason"]
+        assert f"image {ref} is not in podman and pull_policy is never" in reason
+        assert "pull_policy: missing" in reason and "\n" not in reason
+        assert _absent(podman_engine, ref)
+        project.corral("down", env=env)
+
+        # missing (the default's name): `up` pulls it, the progress is in the agent's log
+        _manifest(project, ref, "missing")
+        project.corral("up", "-d", env=env)
+        project.wait_for(_ran,
+                         what="the pulled image ran")
+        lines = _output(project)
+        assert f"pulling {ref} (podman {transport})" in lines, lines
+        assert "one" in lines, lines
+        assert not _absent(podman_engine, ref)
+        project.corral("down", env=env)
+
+        # always: the tag moved in the registry (the engine still has "one" under it);
+        # the next `up` pulls it again and runs the new one
+        _push(podman_engine, tmp_path, ref, "two")
+        _manifest(project, ref, "always")
+        before = len(_output(project))
+        project.corral("up", "-d", env=env)
+        project.wait_for(_ran, what="the new image ran")
+        lines = _output(project)[before:]
+        assert f"pulling {ref} (podman {transport})" in lines, lines
+        assert "two" in lines and "one" not in lines, lines
+        project.corral("down", env=env)
+    finally:
+        subprocess.run(podman_engine.argv("rmi", "-f", ref), capture_output=True)
