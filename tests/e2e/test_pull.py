@@ -129,3 +129,44 @@ def test_up_pulls_a_missing_image_never_refuses_and_always_pulls_again(
         project.corral("down", env=env)
     finally:
         subprocess.run(podman_engine.argv("rmi", "-f", ref), capture_output=True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_registry_behind_a_login_is_pulled_with_the_engines_credentials(
+        project: Project, podman_engine: Engine, login_registry: registries.Registry,
+        tmp_path: Path, transport: str) -> None:
+    """`podman login --authfile` writes the engine's own credentials; with
+    ``REGISTRY_AUTH_FILE`` naming that file (Podman's variable) corral's pulls use it, through
+    the daemon's (API or CLI) and `corral pull`. Without it the registry refuses, in one line."""
+    authfile = tmp_path / "auth.json"
+    _podman(podman_engine, "login", "--tls-verify=false", "--authfile", str(authfile),
+            "-u", registries.USER, "-p", registries.PASSWORD, login_registry.host)
+    nobody = tmp_path / "nobody.json"
+    nobody.write_text('{"auths": {}}\n')
+    ref = login_registry.ref(f"corral/private-{transport}:1")
+    try:
+        _push(podman_engine, tmp_path, ref, "private", authfile=str(authfile))
+        _manifest(project, ref, "missing")
+
+        refused = project.corral("pull", check=False, env=_env(
+            login_registry, transport, REGISTRY_AUTH_FILE=str(nobody)))
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("corral: ")]
+        assert len(errors) == 1 and f"agents.app: cannot pull {ref}" in errors[0], errors
+        assert "podman login" in errors[0]
+        assert _absent(podman_engine, ref)
+
+        env = _env(login_registry, transport, REGISTRY_AUTH_FILE=str(authfile))
+        project.corral("up", "-d", env=env)
+        project.wait_for(_ran, what="the private image ran")
+        lines = _output(project)
+        assert f"pulling {ref} (podman {transport})" in lines and "private" in lines, lines
+        project.corral("down", env=env)
+
+        pulled = project.corral("pull", "app", env=env)  # always pulls, even when present
+        assert pulled.stdout.startswith(f"app: {ref} ("), pulled.stdout
+        progress = [ln for ln in pulled.stderr.splitlines() if ln.startswith("app | ")]
+        assert f"app | pulling {ref} (podman cli)" in progress, pulled.stderr
+        assert len(progress) > 1, pulled.stderr  # the engine's own lines follow
+    finally:
+        subprocess.run(podman_engine.argv("rmi", "-f", ref), capture_output=True)
