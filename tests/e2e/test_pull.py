@@ -6,6 +6,7 @@ own credentials (``podman login --authfile``, named by ``REGISTRY_AUTH_FILE``)."
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +171,45 @@ def test_a_registry_behind_a_login_is_pulled_with_the_engines_credentials(
         assert len(progress) > 1, pulled.stderr  # the engine's own lines follow
     finally:
         subprocess.run(podman_engine.argv("rmi", "-f", ref), capture_output=True)
+
+
+def _docker(engine: Engine, config: Path, *args: str, stdin: str | None = None) -> None:
+    proc = subprocess.run([engine.binary, "--config", str(config), *args], input=stdin,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_docker_pulls_with_the_login_in_its_config(
+        project: Project, docker_engine: Engine, login_registry: registries.Registry,
+        tmp_path: Path, transport: str) -> None:
+    """Docker's daemon knows no login of its own: through its API corral sends the one in
+    ``$DOCKER_CONFIG/config.json`` (``X-Registry-Auth``), through its CLI the CLI does.
+    (Docker takes a registry on 127.0.0.0/8 as insecure by itself: no configuration.)"""
+    config = tmp_path / "docker-config"
+    _docker(docker_engine, config, "login", "-u", registries.USER, "--password-stdin",
+            login_registry.host, stdin=registries.PASSWORD)
+    ref = login_registry.ref(f"corral/docker-{transport}:1")
+    local = f"localhost/ctpull-docker-src:{transport}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "version").write_text("from docker\n")
+    (ctx / "Containerfile").write_text(f"FROM {IMAGE}\nCOPY version /version\n")
+    try:
+        _docker(docker_engine, config, "build", "-q", "-t", local, "-f",
+                str(ctx / "Containerfile"), str(ctx))
+        _docker(docker_engine, config, "tag", local, ref)
+        _docker(docker_engine, config, "push", ref)
+        _docker(docker_engine, config, "rmi", local, ref)
+        _manifest(project, ref, "missing")
+        env = {"CORRAL_CONTAINER_ENGINE": "docker", "CORRAL_CONTAINER_API": transport,
+               "DOCKER_CONFIG": str(config)}
+        project.corral("up", "-d", env=env)
+        project.wait_for(_ran, what="the image docker pulled ran")
+        lines = _output(project)
+        assert f"pulling {ref} (docker {transport})" in lines and "from docker" in lines, lines
+        project.corral("down", env=env)
+    finally:
+        for tag in (local, ref):
+            subprocess.run(docker_engine.argv("rmi", "-f", tag), capture_output=True)
