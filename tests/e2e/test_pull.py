@@ -213,3 +213,51 @@ def test_docker_pulls_with_the_login_in_its_config(
     finally:
         for tag in (local, ref):
             subprocess.run(docker_engine.argv("rmi", "-f", tag), capture_output=True)
+
+
+def test_a_build_pulls_what_it_builds_from_as_its_pull_policy_says(
+        project: Project, podman_engine: Engine, local_registry: registries.Registry,
+        tmp_path: Path) -> None:
+    """An agent's own Containerfile FROM a registry's image (the engine's build pulls it, as
+    the policy says) and a generated build on a registry's ``container.base`` (corral pulls
+    it first, with its progress): `never` refuses both, `missing` pulls both and builds."""
+    env = _env(local_registry, "api")
+    own_from = local_registry.ref("corral/own:1")
+    base = local_registry.ref("corral/python:bookworm")  # the suite names the base's Python
+    try:
+        _push(podman_engine, tmp_path, own_from, "own")
+        _podman(podman_engine, "push", "--tls-verify=false", IMAGE, base)
+        project.file("own/Containerfile", f"FROM {own_from}\nRUN cat /version\n")
+        project.file("gen/main.py", "print('generated')\n")
+        for policy in ("never", "missing"):
+            project.write(f"""
+                name: ctpullb
+                agents:
+                  own: {{isolation: container, workdir: own, command: [cat, /version],
+                         container: {{pull_policy: {policy}}}}}
+                  gen: {{isolation: container, workdir: gen, command: [python, main.py],
+                         container: {{base: "{base}", pull_policy: {policy}}}}}
+            """)
+            got = project.corral("build", check=False, env=env)
+            if policy == "never":
+                assert got.returncode == 5, got.stdout + got.stderr
+                errors = [ln for ln in got.stderr.splitlines() if ln.startswith("corral: ")]
+                assert len(errors) == 2, got.stderr
+                assert any(f"agents.gen: image {base} is not in podman and pull_policy is "
+                           "never" in e for e in errors), errors
+                assert any("agents.own: image build failed" in e and own_from in e
+                           for e in errors), errors
+                assert _absent(podman_engine, base) and _absent(podman_engine, own_from)
+        assert got.returncode == 0, got.stdout + got.stderr
+        assert f"gen | pulling {base} (podman " in got.stderr, got.stderr
+        assert "own: localhost/corral-ctpullb-own:" in got.stdout
+        assert "gen: localhost/corral-ctpullb-gen:" in got.stdout
+        assert not _absent(podman_engine, base) and not _absent(podman_engine, own_from)
+    finally:
+        for repo in ("localhost/corral-ctpullb-own", "localhost/corral-ctpullb-gen"):
+            for tag in subprocess.run(
+                    podman_engine.argv("images", "--format", "{{.Repository}}:{{.Tag}}", repo),
+                    capture_output=True, text=True).stdout.split():
+                subprocess.run(podman_engine.argv("rmi", "-f", tag), capture_output=True)
+        subprocess.run(podman_engine.argv("rmi", own_from), capture_output=True)
+        subprocess.run(podman_engine.argv("untag", IMAGE, base), capture_output=True)

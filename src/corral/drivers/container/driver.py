@@ -66,6 +66,8 @@ from corral.drivers.container.transport.base import Ops
 from corral.drivers.host.options import venv_block
 from corral.errors import CorralError, DriverError
 
+BOOTSTRAPPED = "localhost/corral-"  # base images `corral image bootstrap` makes: never pulled
+
 
 class _Watch:
     __slots__ = ("exit", "follower", "hurry", "oom", "waiter")
@@ -156,10 +158,12 @@ class ContainerDriver(Driver):
         async def build() -> str:
             r = self._recipe(task)
             tag = builds.tag_for(task.project, task.agent, key.partition(":")[2])
+            if r.generated() and not r.base.startswith(BOOTSTRAPPED):
+                await self._pulled(task, eng, r.base, opts.pull_policy, say)
             with driver_errors(task):
                 return await builds.build(
                     eng, r, tag, staging_root=os.path.join(task.cache_dir, "builds"),
-                    progress=say)
+                    progress=say, pull=opts.pull_policy)
 
         return await self.prereqs.built(key, build)
 
