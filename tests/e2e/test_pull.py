@@ -261,3 +261,30 @@ def test_a_build_pulls_what_it_builds_from_as_its_pull_policy_says(
                 subprocess.run(podman_engine.argv("rmi", "-f", tag), capture_output=True)
         subprocess.run(podman_engine.argv("rmi", own_from), capture_output=True)
         subprocess.run(podman_engine.argv("untag", IMAGE, base), capture_output=True)
+
+
+def test_pull_names_what_it_cannot_pull_in_one_line(project: Project) -> None:
+    project.write("""
+        name: ctpullbad
+        agents:
+          built: {isolation: container, command: ["true"]}
+          plain: {command: ["true"]}
+    """)
+    for args, code, words in [
+            (("pull", "nope"), 4, "no agent named 'nope'"),
+            (("pull", "plain"), 2, "agent plain has no container.image to pull"),
+            (("pull", "built"), 2, "agent built has no container.image to pull")]:
+        got = project.corral(*args, check=False)
+        assert got.returncode == code, got.stderr
+        assert got.stderr.count("\n") == 1 and words in got.stderr, got.stderr
+    assert project.corral("pull").stderr == "corral: no container agents with an image to pull\n"
+    project.write("""
+        name: ctpullbad
+        agents:
+          app: {isolation: container, container: {image: "x:1", pull_policy: sometimes},
+                command: ["true"]}
+    """)
+    got = project.corral("pull", check=False)
+    assert got.returncode == 2
+    assert "agents.app.container.pull_policy: 'sometimes' is not one of 'missing', " \
+           "'always' or 'never'" in got.stderr, got.stderr

@@ -12,11 +12,15 @@ import sys
 import time
 
 from corral.cli import project
-from corral.errors import CorralError, DriverError
+from corral.errors import CorralError, DriverError, NotFound
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
     from typing import Any
+
+
+class Usage(CorralError):
+    exit_code = 2  # a command line naming what it cannot act on
 
 
 class _Progress:
@@ -112,12 +116,11 @@ def _image_agents(manifest: Any, named: list[str]) -> list[str]:
 
     for name in named:
         if name not in manifest.agents:
-            raise CorralError(f"no agent named {name!r}", "see 'corral config' for the agents")
+            raise NotFound(f"no agent named {name!r}", "see 'corral config' for the agents")
         spec = manifest.agents[name]
         if spec.isolation != "container" or container_options(spec).image is None:
-            raise CorralError(f"agent {name} has no container.image to pull",
-                              "name agents with container.image (`corral build` builds "
-                              "the others)")
+            raise Usage(f"agent {name} has no container.image to pull",
+                        "name agents with container.image (`corral build` builds the others)")
     if named:
         return named
     return [n for n, a in manifest.agents.items() if a.isolation == "container"
