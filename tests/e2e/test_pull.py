@@ -153,7 +153,9 @@ def test_a_registry_behind_a_login_is_pulled_with_the_engines_credentials(
             login_registry, transport, REGISTRY_AUTH_FILE=str(nobody)))
         assert refused.returncode == 5, refused.stdout + refused.stderr
         errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("corral: ")]
-        assert len(errors) == 1 and f"agents.app: cannot pull {ref}" in errors[0], errors
+        assert len(errors) == 1, refused.stderr
+        assert f"agents.app: pulling {ref} failed: podman says: " in errors[0], errors
+        assert "unauthorized" in errors[0], errors  # the registry's own word
         assert "podman login" in errors[0]
         assert _absent(podman_engine, ref)
 

@@ -30,5 +30,12 @@ async def ensure(ops: Ops, ref: str, policy: str, progress: Progress | None = No
                           "container.pull_policy: missing")
     if progress is not None:
         progress(f"pulling {ref} ({name} {ops.via})")
-    await ops.pull(ref, progress)
+    try:
+        await ops.pull(ref, progress)
+    except CorralError as exc:
+        if policy == "always":
+            raise
+        raise CorralError(f"image {ref} does not exist in {name}; {exc.problem}",
+                          f"{exc.fix}, or build or load it ({name} images lists what "
+                          "exists)") from None
     return True

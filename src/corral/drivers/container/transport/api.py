@@ -101,17 +101,17 @@ class ApiOps:
         try:
             if reply.status >= 300:
                 body = await reply.read()
-                raise EngineError(f"cannot pull {ref}: {self.engine.name} says: "
+                raise EngineError(f"pulling {ref} failed: {self.engine.name} says: "
                                   f"{_message(_decoded(body), reply.status)}", PULL_FIX)
             async for data in reply.chunks():
                 lines.feed(data)
         except (http.HttpError, OSError, asyncio.IncompleteReadError) as exc:
-            raise EngineError(f"cannot pull {ref}: the engine broke the connection: {exc}",
+            raise EngineError(f"pulling {ref} failed: the engine broke the connection: {exc}",
                               "run `corral doctor`") from None
         finally:
             await reply.aclose()
         if lines.error:
-            raise EngineError(f"cannot pull {ref}: {self.engine.name} says: {lines.error}",
+            raise EngineError(f"pulling {ref} failed: {self.engine.name} says: {lines.error}",
                               PULL_FIX)
 
     async def containers(self, labels: Mapping[str, str]) -> list[Found]:

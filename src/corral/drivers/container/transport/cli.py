@@ -62,7 +62,7 @@ class CliOps:
             await proc.wait()
         if code != 0:
             got = Result(code, b"", b"".join(tail))
-            raise _refused(self.engine, f"cannot pull {ref}", PULL_FIX, got)
+            raise _refused(self.engine, f"pulling {ref} failed", PULL_FIX, got)
 
     async def containers(self, labels: Mapping[str, str]) -> list[Found]:
         args = ["ps", "-a", "--no-trunc", "--format",
