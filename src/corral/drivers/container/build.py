@@ -6,6 +6,11 @@ makes ``/venv`` from the same requirements.txt / pyproject.toml / packages the `
 uses, stage two copies that venv and the agent's files (to ``/app``, the working directory) onto
 the same Python base, so ``isolation: venv`` → ``isolation: container`` is a one-word change.
 
+What a build starts FROM may come from a registry, as the agent's ``pull_policy`` says: a
+generated build's ``base`` is pulled by the driver first (``pull``), an own Containerfile's
+``FROM`` by the engine's build (Podman's ``--pull=POLICY``; Docker's classic builder pulls only
+what is missing, and everything with ``always``: it has no ``never``).
+
 No registry and often no network inside a build: the requirements are resolved on the host by
 ``pip download`` for the image's Python and platform (the host's own pip configuration: index,
 local wheel dirs, CA bundle), and the build installs them with ``--no-index``. Pinned
