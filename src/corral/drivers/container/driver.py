@@ -69,6 +69,13 @@ from corral.errors import CorralError, DriverError
 BOOTSTRAPPED = "localhost/corral-"  # base images `corral image bootstrap` makes: never pulled
 
 
+def _lines_to(progress: Output | None) -> Callable[[str], None] | None:
+    """A build's or pull's progress lines, into the instance's output (its log)."""
+    if progress is None:
+        return None
+    return lambda line: progress.feed("stdout", (line + "\n").encode())
+
+
 class _Watch:
     __slots__ = ("exit", "follower", "hurry", "oom", "waiter")
 
@@ -148,8 +155,7 @@ class ContainerDriver(Driver):
         exists is not asked about again: if it is removed later, the create says so."""
         eng = self.engine_for(task)
         opts = container_options(task.spec)
-        say = None if progress is None else (
-            lambda line: progress.feed("stdout", (line + "\n").encode()))
+        say = _lines_to(progress)
         if opts.image is not None:
             await self._pulled(task, eng, opts.image, opts.pull_policy, say)
             return opts.image
@@ -190,8 +196,7 @@ class ContainerDriver(Driver):
         opts = container_options(task.spec)
         assert opts.image is not None
         eng = self.engine_for(task)
-        say = None if progress is None else (
-            lambda line: progress.feed("stdout", (line + "\n").encode()))
+        say = _lines_to(progress)
         with driver_errors(task):
             await pulls.ensure(await self.ops(eng), opts.image, "always", say)
         return opts.image

@@ -16,8 +16,6 @@ from __future__ import annotations
 from corral.drivers.container.transport.base import Ops, Progress
 from corral.errors import CorralError
 
-POLICIES = ("missing", "always", "never")
-
 
 async def ensure(ops: Ops, ref: str, policy: str, progress: Progress | None = None) -> bool:
     """Make ``ref`` present as ``policy`` says. True: it was pulled."""
@@ -26,7 +24,7 @@ async def ensure(ops: Ops, ref: str, policy: str, progress: Progress | None = No
     name = ops.engine.name
     if policy == "never":
         raise CorralError(f"image {ref} is not in {name} and pull_policy is never",
-                          f"pull it first (`corral pull` or `{name} pull {ref}`), or set "
+                          f"pull it first (`{name} pull {ref}`), or set "
                           "container.pull_policy: missing")
     if progress is not None:
         progress(f"pulling {ref} ({name} {ops.via})")
