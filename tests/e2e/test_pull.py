@@ -7,7 +7,9 @@ own credentials (``podman login --authfile``, named by ``REGISTRY_AUTH_FILE``)."
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import CORRAL, Project
 from tests.support import registry as registries
 from tests.support.engines import IMAGE
 
@@ -290,3 +292,55 @@ def test_pull_names_what_it_cannot_pull_in_one_line(project: Project) -> None:
     assert got.returncode == 2
     assert "agents.app.container.pull_policy: 'sometimes' is not one of 'missing', " \
            "'always' or 'never'" in got.stderr, got.stderr
+
+
+def test_attached_up_shows_the_pull_as_it_happens(
+        project: Project, podman_engine: Engine, local_registry: registries.Registry,
+        tmp_path: Path) -> None:
+    """`up` (attached) prints the pull's progress among the agent's lines, as compose does.
+    The container agent waits for a gate that opens only once `up` is seen printing (its
+    output is followed live), so the pull cannot happen before `up` listens."""
+    ref = local_registry.ref("corral/attached:1")
+    gate = tmp_path / "gate-open"
+    project.write(f"""
+        name: ctpullup
+        agents:
+          gate:
+            command: ["sh", "-c", "while :; do echo waiting; sleep 0.2; done"]
+            readiness: {{exec: "test -f {gate}", period: 0.2s}}
+          app:
+            isolation: container
+            container: {{image: "{ref}"}}
+            command: [cat, /version]
+            restart: "no"
+            network: none
+            depends_on: {{gate: {{condition: healthy}}}}
+    """)
+    seen: list[tuple[str, str]] = []
+    try:
+        _push(podman_engine, tmp_path, ref, "attached")
+        proc = subprocess.Popen(
+            [*CORRAL, "-f", str(project.manifest), "up", "--no-color"], cwd=project.root,
+            env={**os.environ, **_env(local_registry, "api")}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watchdog = threading.Timer(180, proc.kill)  # a hung `up` fails the test, not CI
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                name, _, message = line.partition("|")
+                seen.append((name.strip(), message.strip()))
+                if seen[-1] == ("gate.1", "waiting"):
+                    gate.touch()
+                if seen[-1] == ("app.1", "attached"):
+                    break
+        finally:
+            proc.send_signal(signal.SIGINT)  # as Ctrl-C: the fleet stops, `up` returns
+            proc.communicate(timeout=120)
+            watchdog.cancel()
+        app = [message for name, message in seen if name == "app.1"]
+        assert f"pulling {ref} (podman api)" in app, seen
+        pulled = app.index(f"pulling {ref} (podman api)")
+        assert app[-1] == "attached" and len(app[pulled:]) > 2, app  # the engine's lines too
+    finally:
+        subprocess.run(podman_engine.argv("rmi", "-f", ref), capture_output=True)
