@@ -11,7 +11,8 @@ Every container of a project joins ``corral-<project>`` with its agent's name as
 reach each other by name, as in compose.
 
 What need not be asked again is asked once per driver (one per daemon, so per fleet): that an
-image ref exists, that the project network and named volumes exist, that the command is in the
+image ref exists (pulled from its registry when ``container.pull_policy`` says: ``pull``), that
+the project network and named volumes exist, that the command is in the
 image (``container.prereqs``). Independent steps run at once: the label lookup, network and
 volume checks before the create; the command lookup (first start of an image and command only)
 alongside the create and start. The agent counts as running once the engine started it; the
@@ -151,8 +152,8 @@ class ContainerDriver(Driver):
         await self.image(task, progress)
 
     async def image(self, task: Task, progress: Output | None = None) -> str:
-        """The agent's image, built when needed (``corral build`` calls this too). A ref that
-        exists is not asked about again: if it is removed later, the create says so."""
+        """The agent's image: its ``image`` pulled as its ``pull_policy`` says, else built
+        when needed (``corral build`` calls this too), a registry base pulled first."""
         eng = self.engine_for(task)
         opts = container_options(task.spec)
         say = _lines_to(progress)
