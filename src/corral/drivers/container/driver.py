@@ -12,9 +12,9 @@ reach each other by name, as in compose.
 
 What need not be asked again is asked once per driver (one per daemon, so per fleet): that an
 image ref exists (pulled from its registry when ``container.pull_policy`` says: ``pull``), that
-the project network and named volumes exist, that the command is in the
-image (``container.prereqs``). Independent steps run at once: the label lookup, network and
-volume checks before the create; the command lookup (first start of an image and command only)
+the project network and named volumes exist, that the command is in the image
+(``container.prereqs``). Independent steps run at once: the label lookup, network and volume
+checks before the create; the command lookup (first start of an image and command only)
 alongside the create and start. The agent counts as running once the engine started it; the
 log follower and the OOM watch attach after, losing nothing since the log is read from the
 container's start.
