@@ -209,7 +209,8 @@ def test_two_versions_of_one_library_side_by_side(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("online")
-def test_cache_hit_runs_no_uv_and_prints_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_hit_runs_no_uv_and_prints_nothing(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "requirements.txt", "six==1.16.0\n")
     options = VenvOptions(requirements="requirements.txt")
     venv = run(ensure_venv(options, str(tmp_path), str(tmp_path / "c")))
