@@ -1,5 +1,5 @@
 """The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
-ps [--json] [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
+ps [--json] [AGENT...]`` (``--all`` goes to the full parser) and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
 and dashboards poll ``ps`` and time starts; argparse alone costs more than the rest of the
 answer. ``parse`` gives the namespace the full parser gives for the same argv (a test holds
 them to it), or None for anything else (help, a typo, ``--file=X``: the full parser explains).
@@ -24,7 +24,7 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
     if args[:1] == ["ps"]:
         if any(a.startswith("-") and a != "--json" for a in args[1:]):
             return None
-        return SimpleNamespace(file=file, command="ps", json="--json" in args,
+        return SimpleNamespace(file=file, command="ps", json="--json" in args, all=False,
                                agents=[a for a in args[1:] if a != "--json"])
     if not args or args[0] not in ("start", "stop", "restart"):
         return None

@@ -95,7 +95,7 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
         out.append(
             f"agents.{name}.restart: a scheduled agent's run must end, and restart: "
             f"{agent.restart.policy} never lets it; use restart: no (the default) or on-failure")
-    if agent.class_ in NEEDS_HEALTH_CHECK and agent.readiness is None and agent.liveness is None:
+    if agent.isolation == "sandbox" and agent.network != "host":
         for kind, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
             if probe is not None and (probe.tcp is not None or probe.http is not None):
                 out.append(

@@ -90,7 +90,7 @@ class Scheduled:
             output.set_run(self.current.number)
         self.next_at: float | None = None
         self._pending: str | None = None  # a run asked for, until the instance begins it
-        self._queued: str | None = None  # overlap: queue
+        self._queued: str | None = None  # overlap: queue (the trigger that waits)
         self._replacing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -181,8 +181,8 @@ class Scheduled:
         elif new.state in ENDED and old.state not in ENDED and self.current is not None:
             self._close(new)
             if new.state in RESTING and self._queued is not None:
-                queued, self._queued = self._queued, None
-                self.fire(queued)
+                self._queued = None
+                self.fire("queued")
 
     def _open(self, trigger: str) -> None:
         self.number += 1

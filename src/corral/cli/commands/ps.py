@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     client = daemonctl.client(project.state_dir(args.file))
-    if getattr(args, "all", False):  # the fast path has no --all: it falls through to here
+    if args.all:  # the fast path leaves --all to the full parser
         return _runs(client, args)
     rows = client.instances()
     if args.agents:
