@@ -3,6 +3,7 @@ after the fleet was down, ``ps`` (last and next run, ``--all``), ``logs --run N`
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_overlap_skip_never_starts_a_run_while_the_last_goes(project: Project) -
     project.corral("stop", "slow")
     marks = lines(project.root / "marks.txt")
     assert marks[:4] == ["start", "end", "start", "end"]
-    assert all(a != b for a, b in zip(marks, marks[1:], strict=False))  # never two at once
+    assert all(a != b for a, b in itertools.pairwise(marks))  # never two at once
 
 
 def test_overlap_queue_runs_one_after_the_current_ends(project: Project) -> None:
@@ -117,7 +118,7 @@ def test_overlap_queue_runs_one_after_the_current_ends(project: Project) -> None
     assert any(r["status"] == "skipped" for r in found)
     project.corral("stop", "slow")
     marks = lines(project.root / "marks.txt")
-    assert all(a != b for a, b in zip(marks, marks[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(marks))
 
 
 def test_overlap_replace_stops_the_running_one(project: Project) -> None:

@@ -1,8 +1,9 @@
 """The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
-ps [--json] [AGENT...]`` (``--all`` goes to the full parser) and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
-and dashboards poll ``ps`` and time starts; argparse alone costs more than the rest of the
-answer. ``parse`` gives the namespace the full parser gives for the same argv (a test holds
-them to it), or None for anything else (help, a typo, ``--file=X``: the full parser explains).
+ps [--json] [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]`` (``ps
+--all`` is left to the full parser). Scripts and dashboards poll ``ps`` and time starts;
+argparse alone costs more than the rest of the answer. ``parse`` gives the namespace the full
+parser gives for the same argv (a test holds them to it), or None for anything else (help, a
+typo, ``--file=X``: the full parser explains).
 """
 
 from __future__ import annotations
