@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -214,3 +216,29 @@ def test_a_bad_schedule_is_one_line_naming_its_path(project: Project) -> None:
         assert proc.returncode == 2, proc.stderr
         assert problem in proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_run_going_when_the_daemon_is_killed_is_adopted_and_kept(project: Project) -> None:
+    project.write("""
+        name: adopt
+        agents:
+          slow:
+            command: ["sh", "-c", "echo start; sleep 6; echo end"]
+            schedule: {every: 1s}
+    """)
+    project.corral("up", "-d")
+    wait_runs(project, "slow", lambda rs: rs and rs[0]["status"] == "running", "run 1")
+    daemon = project.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    project.corral("up", "-d")  # a new daemon re-adopts the run and follows the schedule
+    found = wait_runs(project, "slow",
+                      lambda rs: any(r["run"] > 1 and r["status"] == "succeeded" for r in rs),
+                      "a run after the adopted one")
+    # not the new daemon's child: it saw the run end, not its exit code
+    assert (found[0]["run"], found[0]["status"], found[0]["exit_code"]) == (1, "ended", None)
+    first = [json.loads(line)["message"] for line in
+             project.corral("logs", "slow", "--run", "1", "--json").stdout.splitlines()]
+    assert first == ["start", "end"]  # the adopted run's lines keep its number
+    assert next(r["trigger"] for r in found if r["run"] > 1 and r["status"] == "succeeded") \
+        == "schedule"

@@ -65,6 +65,8 @@ def _status(snap: Snapshot, replacing: bool) -> str:
         return "replaced"
     if snap.state is State.STOPPED:
         return "stopped"
+    if snap.state is State.EXITED and snap.exit_code is None and snap.exit_signal is None:
+        return "ended"  # a re-adopted run: not our child, so its exit code is not known
     return "succeeded" if snap.state is State.EXITED and snap.exit_code == 0 else "failed"
 
 
