@@ -180,8 +180,14 @@ def test_a_cron_agent_shows_its_next_time_and_start_runs_it_now(project: Project
           nightly:
             command: ["sh", "-c", "echo nightly"]
             schedule: {cron: "30 3 * * *", timezone: Europe/Berlin}
+          boot:
+            command: ["sh", "-c", "echo at up"]
+            schedule: {cron: "30 3 * * *", run_on_start: true}
     """)
     project.corral("up", "-d")
+    booted = wait_runs(project, "boot", lambda rs: rs and rs[-1]["status"] == "succeeded",
+                       "the run at up")
+    assert [(r["run"], r["trigger"]) for r in booted] == [(1, "start")]
     row = project.ps()["nightly.1"]
     next_run = row["schedule"]["next_run"]
     assert next_run is not None and 0 < next_run - time.time() <= 86400 + 3600
@@ -194,6 +200,10 @@ def test_a_cron_agent_shows_its_next_time_and_start_runs_it_now(project: Project
     found = wait_runs(project, "nightly", lambda rs: rs and rs[-1]["status"] == "succeeded",
                       "the run asked for")
     assert [(r["run"], r["trigger"]) for r in found] == [(1, "manual")]
+    project.corral("stop", "nightly")
+    assert project.ps()["nightly.1"]["schedule"]["active"] is False
+    line = next(x for x in project.corral("ps").stdout.splitlines() if x.startswith("nightly"))
+    assert "paused" in line.split()
 
 
 def test_a_bad_schedule_is_one_line_naming_its_path(project: Project) -> None:

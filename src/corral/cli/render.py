@@ -80,6 +80,8 @@ def _last_run(schedule: dict[str, Any], now: float) -> str:
 
 def _next_run(schedule: dict[str, Any], now: float) -> str:
     at = schedule["next_run"]
+    if not schedule["active"]:
+        return "paused"  # `corral stop` or `down`: until `start` or `up`
     return "-" if at is None else f"in {duration(max(0.0, at - now))}"
 
 
