@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from corral.logs.query import Filters, matches
@@ -13,6 +14,7 @@ from corral.logs.records import LineEncoder
 from corral.manifest.spec import Schedule
 from corral.manifest.timetable import cron_after
 from corral.runtime.schedule import missed, next_slot
+from tests.unit.test_runner_fake import run_fleet
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -73,3 +75,26 @@ def test_a_runs_records_carry_its_number_and_filter_by_it() -> None:
     second = Filters.build(run=2)
     assert [r["message"] for r in records if matches(r, second)] == ["plain", "ERROR loud",
                                                                       "json"]
+
+
+JITTERED = """
+name: jittered
+agents:
+  tick:
+    isolation: fake
+    command: fake
+    fake: {steps: [{print: [tick]}, {exit: 0}]}
+    schedule: {every: 10s, jitter: 5s}
+"""
+
+
+def test_each_scheduled_run_starts_within_its_jitter_after_its_time(tmp_path: Path) -> None:
+    """On a fake clock that moves only when slept on: the fleet comes up at 1000, so the
+    times are 1010, 1020... and run N is the one of time N (the runs that come while one
+    goes are skipped, and numbered too); each starts a random delay in [0, 5] s after it."""
+    sup, _ = run_fleet(tmp_path, JITTERED, lambda s: sum(
+        r.status == "succeeded" for r in s.store.runs()) >= 6)
+    done = [r for r in sup.store.runs() if r.status == "succeeded"]
+    delays = [r.started_at - (1000 + 10 * r.number) for r in done]
+    assert all(0 <= d <= 5 for d in delays), delays
+    assert len(set(delays)) > 1  # random, not one fixed offset
