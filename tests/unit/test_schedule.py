@@ -3,18 +3,22 @@ time that a catch-up makes up, and the records of a run's log lines."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from corral.logs.query import Filters, matches
 from corral.logs.records import LineEncoder
 from corral.manifest.spec import Schedule
 from corral.manifest.timetable import cron_after
 from corral.runtime.schedule import missed, next_slot
-from tests.unit.test_runner_fake import run_fleet
+from tests.unit import test_runner_fake
+from tests.unit.test_runner_fake import FakeClock, run_fleet
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -88,10 +92,22 @@ agents:
 """
 
 
-def test_each_scheduled_run_starts_within_its_jitter_after_its_time(tmp_path: Path) -> None:
+class PatientClock(FakeClock):
+    """Moves on only once what is ready has run: a started run reaches its first state
+    before the schedule's next sleep moves the time."""
+
+    async def sleep(self, seconds: float) -> None:
+        for _ in range(50):
+            await asyncio.sleep(0)
+        await super().sleep(seconds)
+
+
+def test_each_scheduled_run_starts_within_its_jitter_after_its_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a fake clock that moves only when slept on: the fleet comes up at 1000, so the
     times are 1010, 1020... and run N is the one of time N (the runs that come while one
     goes are skipped, and numbered too); each starts a random delay in [0, 5] s after it."""
+    monkeypatch.setattr(test_runner_fake, "FakeClock", PatientClock)
     sup, _ = run_fleet(tmp_path, JITTERED, lambda s: sum(
         r.status == "succeeded" for r in s.store.runs()) >= 6)
     done = [r for r in sup.store.runs() if r.status == "succeeded"]
