@@ -12,7 +12,6 @@ was down is made once on its return when ``catch_up`` asks (systemd's ``Persiste
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 from collections.abc import Callable
@@ -126,7 +125,7 @@ class Scheduled:
         self.next_at = None
         if not keep:
             self.active = False
-            self._queued = None
+            self._queued = self._pending = None
             self._store.put_schedule(self.instance, self.anchor, False)
 
     def close(self) -> None:
@@ -206,8 +205,7 @@ class Scheduled:
         if self.current is not None and not adopted:
             lost = replace(self.current, ended_at=self._clock.time(), status="lost")
             self.current, self.last = None, lost
-            with contextlib.suppress(Exception):
-                self._store.put_run(lost)
+            self._store.put_run(lost)
 
     def view(self) -> dict[str, Any]:
         """What ``corral ps`` shows: the last run and the next time."""

@@ -95,11 +95,15 @@ class Store:
     # --- scheduled runs: few, written at once --------------------------------------------
 
     def put_run(self, run: Run) -> None:
-        self._write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
-                    [(run.instance, run.number, run.agent, run.trigger, run.started_at,
-                      run.ended_at, run.exit_code, run.status)])
-        self._write("DELETE FROM runs WHERE instance = ? AND number <= ?",
-                    [(run.instance, run.number - RUNS_KEPT)])
+        try:
+            self._write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                        [(run.instance, run.number, run.agent, run.trigger, run.started_at,
+                          run.ended_at, run.exit_code, run.status)])
+            self._write("DELETE FROM runs WHERE instance = ? AND number <= ?",
+                        [(run.instance, run.number - RUNS_KEPT)])
+        except sqlite3.Error as exc:  # the run goes on; only its record is missing
+            print(f"corral: cannot record run {run.number} of {run.instance} ({exc}): free "
+                  "disk space", file=sys.stderr)
 
     def runs(self, instance: str | None = None) -> list[Run]:
         """Oldest first; every instance's without ``instance``."""
@@ -114,8 +118,12 @@ class Store:
         return None if row is None else Run(*row)
 
     def put_schedule(self, instance: str, anchor: float | None, active: bool) -> None:
-        self._write("INSERT OR REPLACE INTO schedules VALUES (?,?,?)",
-                    [(instance, anchor, int(active))])
+        try:
+            self._write("INSERT OR REPLACE INTO schedules VALUES (?,?,?)",
+                        [(instance, anchor, int(active))])
+        except sqlite3.Error as exc:  # the schedule goes on; a catch-up may be missed
+            print(f"corral: cannot record the schedule of {instance} ({exc}): free disk space",
+                  file=sys.stderr)
 
     def schedule(self, instance: str) -> tuple[float | None, bool]:
         """(the last scheduled time, whether the schedule was on), or (None, False)."""
