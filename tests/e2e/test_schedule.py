@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import Project
 
 
@@ -142,7 +144,9 @@ def test_overlap_replace_stops_the_running_one(project: Project) -> None:
     assert runs(project, "long")[-1]["status"] == "stopped"
 
 
-def test_a_time_missed_while_the_fleet_was_down_is_caught_up_once(project: Project) -> None:
+@pytest.mark.parametrize("away", ["down", "daemon killed"])
+def test_a_time_missed_while_the_fleet_was_down_is_caught_up_once(project: Project,
+                                                                 away: str) -> None:
     project.write("""
         name: catchup
         agents:
@@ -157,7 +161,12 @@ def test_a_time_missed_while_the_fleet_was_down_is_caught_up_once(project: Proje
     for agent in ("caught", "plain"):
         wait_runs(project, agent, lambda rs: any(r["status"] == "succeeded" for r in rs),
                   f"a first run of {agent}")
-    project.corral("down")
+    if away == "down":
+        project.corral("down")
+    else:  # the fleet stays up, its schedule with no one to follow it
+        daemon = project.daemon_pid()
+        assert daemon is not None
+        os.kill(daemon, signal.SIGKILL)
     down_at = time.time()
     time.sleep(5)  # the daemon is gone for more than one period: a time is missed
     project.corral("up", "-d")
