@@ -116,6 +116,19 @@ class Scheduled:
         if first is not None:
             self.fire(first)
         self._task = asyncio.create_task(self._follow(), name=f"schedule:{self.instance}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A schedule ends only when paused or closed; a bug that ends it is said, once."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            import sys
+            import traceback
+
+            print(f"corral: the schedule of {self.instance} failed; `corral start "
+                  f"{self.instance}` resumes it:", file=sys.stderr)
+            traceback.print_exception(exc, file=sys.stderr)
+            self.next_at = None
+            self.active = False
 
     def pause(self, *, keep: bool = False) -> None:
         """Stop following it (``corral stop``, ``down``); ``keep``: only the task."""
