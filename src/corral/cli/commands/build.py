@@ -60,9 +60,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from corral.drivers.container.driver import ContainerDriver
     from corral.manifest.loader import load
 
     manifest = load(project.manifest_path(args.file))
@@ -78,6 +75,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not wanted:
         print("corral: no container agents to build", file=sys.stderr)
         return 0
+    return 5 if build_images(manifest, wanted) else 0
+
+
+def build_images(manifest: Any, wanted: list[str]) -> int:
+    """Build these container agents' images, one at a time, progress to stderr; how many
+    failed (each said so in one line)."""
+    import asyncio
+
+    from corral.drivers.container.driver import ContainerDriver
+
     driver = ContainerDriver()
     failed = 0
 
@@ -97,7 +104,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             await one(name)
 
     asyncio.run(every())
-    return 5 if failed else 0
+    return failed
 
 
 def cmd_image(args: argparse.Namespace) -> int:
