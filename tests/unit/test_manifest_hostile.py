@@ -216,8 +216,8 @@ def test_twenty_thousand_unknown_keys_are_linear_and_capped(tmp_path: Path) -> N
     assert len(problems) == MAX_UNKNOWN + 1  # the first 20 and one line counting the rest
     assert problems[0] == "agents.w.k0: unknown key (allowed here: description, class, " \
         "isolation, command, shell, workdir, env, env_file, inherit_env, replicas, depends_on, " \
-        "readiness, liveness, ready_log_line, restart, stop, venv, node, vm, container, fake, " \
-        "resources, labels, trust, user, network, volumes, secrets, needs)"
+        "readiness, liveness, ready_log_line, restart, stop, schedule, venv, node, vm, " \
+        "container, fake, resources, labels, trust, user, network, volumes, secrets, needs)"
     assert problems[-1].startswith("agents.w: and 19981 more unknown keys (allowed here: ")
 
 

@@ -83,6 +83,12 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
+    def runs(self) -> list[dict[str, Any]]:
+        """The scheduled agents' runs, oldest first: run number, trigger, start, end, exit
+        code, status."""
+        rows: list[dict[str, Any]] = self.request("GET", "/v1/runs")["runs"]
+        return rows
+
     def apply(self, manifest: dict[str, Any] | spec.Manifest, timeout: float | None = None,
               secret_env: dict[str, str] | None = None, only: list[str] | None = None,
               no_deps: bool = False, recreate: bool = False) -> dict[str, list[str]]:
@@ -157,7 +163,7 @@ class FleetCalls:
         return spec
 
     def logs(self, agents: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Stored records, oldest first; filters: since, grep, level, instance, tail."""
+        """Stored records, oldest first; filters: since, grep, level, instance, run, tail."""
         return [json.loads(line) for line in self.log_lines(agents, **filters)
                 if line.strip()]
 

@@ -95,13 +95,15 @@ _SINCE = _param("since", {"type": "string", "minLength": 1, "maxLength": 64},
                 "a duration ago (10m, 1h30m), an ISO-8601 time or unix seconds")
 _TAIL = _param("tail", {"type": "integer", "minimum": 0, "maximum": 10_000_000},
                "only the last N matching records")
+_RUN = _param("run", {"type": "integer", "minimum": 1, "maximum": 2**53},
+               "only the records of this run of a scheduled agent")
 _LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records too")
 
 # (method, path) -> its query parameters; a route not named here takes none
 PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/v1/exec"): [_param("agent", _AGENT, "the agent", required=True)],
-    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _TAIL],
-    ("GET", "/v1/events"): [_LOGS, *_FILTERS],
+    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _TAIL, _RUN],
+    ("GET", "/v1/events"): [_LOGS, *_FILTERS, _RUN],
 }
 
 _ERROR = {"description": "a problem, with the fix",
@@ -160,6 +162,10 @@ def spec() -> dict[str, Any]:
                     "project": {"type": ["string", "null"]},
                     "project_dir": {"type": ["string", "null"]},
                     "daemon": {"type": "object"}, "instances": _INSTANCES}})),
+            "/v1/runs": _op("get", "/v1/runs", "the scheduled agents' runs, oldest first",
+                            _json("runs", {"type": "object", "properties": {
+                                "runs": {"type": "array",
+                                         "items": {"$ref": "#/components/schemas/Run"}}}})),
             "/v1/apply": _post("/v1/apply", "reconcile the fleet with a normalized manifest",
                                _json("what was started, recreated, removed, left unchanged",
                                      _REPORT), invalid),
@@ -217,6 +223,16 @@ def spec() -> dict[str, Any]:
                 "reason": {"type": "string"}, "limits": {"type": ["string", "null"]},
                 "isolation": {"type": "string"},
                 "ports": {"type": "array", "items": {"type": "string"},
-                          "description": "published HOST->INSIDE, or the probed ports"}}},
+                          "description": "published HOST->INSIDE, or the probed ports"},
+                "schedule": {"type": ["object", "null"], "properties": {
+                    "last_run": {"oneOf": [{"type": "null"},
+                                           {"$ref": "#/components/schemas/Run"}]},
+                    "next_run": {"type": ["number", "null"]},
+                    "active": {"type": "boolean"}}}}},
+            "Run": {"type": "object", "properties": {
+                "instance": {"type": "string"}, "agent": {"type": "string"},
+                "run": {"type": "integer"}, "trigger": {"type": "string"},
+                "started_at": {"type": "number"}, "ended_at": {"type": ["number", "null"]},
+                "exit_code": {"type": ["integer", "null"]}, "status": {"type": "string"}}},
         }},
     }

@@ -71,6 +71,7 @@ class Api:
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
+            ("GET", "/v1/runs"): self.runs,
             ("POST", "/v1/apply"): self.apply,
             ("POST", "/v1/wait"): self.wait,
             ("POST", "/v1/down"): self.down,
@@ -119,6 +120,9 @@ class Api:
                        "version": __version__},
             "instances": self.sup.status(),
         })
+
+    async def runs(self, call: Call) -> Reply:
+        return json_reply({"runs": self.sup.runs()})
 
     async def apply(self, call: Call) -> Reply:
         # the CLI validated it; the daemon checks it again field by field, bounds included
@@ -222,7 +226,7 @@ class Api:
             return query.Filters.build(
                 since=query.parse_since(args["since"]) if since and "since" in args else None,
                 grep=args.get("grep"), level=args.get("level"),
-                instance=args.get("instance"))
+                instance=args.get("instance"), run=args.get("run"))
         except ValueError as exc:
             raise validate.BadRequest(str(exc), validate.FIX) from None
 

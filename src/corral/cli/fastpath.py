@@ -1,9 +1,9 @@
 """The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
 ps [--json] [--status STATE]... [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S]
-[NAME...]``. Scripts and dashboards poll ``ps`` and time starts; argparse alone costs more
-than the rest of the answer. ``parse`` gives the namespace the full parser gives for the same
-argv (a test holds them to it), or None for anything else (help, a typo, ``--file=X``: the
-full parser explains).
+[NAME...]`` (``ps --all`` is left to the full parser). Scripts and dashboards poll ``ps`` and
+time starts; argparse alone costs more than the rest of the answer. ``parse`` gives the
+namespace the full parser gives for the same argv (a test holds them to it), or None for
+anything else (help, a typo, ``--file=X``: the full parser explains).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
             status = [*(status or []), value]
         else:
             return None
-    return SimpleNamespace(file=file, command="ps", json=json, status=status, agents=agents)
+    return SimpleNamespace(file=file, command="ps", json=json, all=False, status=status,
+                           agents=agents)
 
 
 def run(ns: SimpleNamespace) -> int:

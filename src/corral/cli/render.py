@@ -80,6 +80,20 @@ def one_line(text: str) -> str:
     return printable(lines[0].rstrip()) + " …"
 
 
+def _last_run(schedule: dict[str, Any], now: float) -> str:
+    run = schedule["last_run"]
+    if run is None:
+        return "-"
+    return f"#{run['run']} {run['status']} {duration(now - run['started_at'])} ago"
+
+
+def _next_run(schedule: dict[str, Any], now: float) -> str:
+    at = schedule["next_run"]
+    if not schedule["active"]:
+        return "paused"  # `corral stop` or `down`: until `start` or `up`
+    return "-" if at is None else f"in {duration(max(0.0, at - now))}"
+
+
 def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     head = ["NAME", "STATE", "ISOLATION", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT",
             "PORTS", "REASON"]
@@ -87,6 +101,14 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
              duration(r["uptime"]), str(r["restarts"]), r["health"], last_exit(r),
              ",".join(r.get("ports") or ()) or "-", one_line(r["reason"] or "")]
             for r in rows]
+    if any(r.get("schedule") for r in rows):  # scheduled agents: their last and next run
+        import time
+
+        now = time.time()
+        head[-1:-1] = ["LAST RUN", "NEXT RUN"]
+        for r, b in zip(rows, body, strict=True):
+            s = r.get("schedule")
+            b[-1:-1] = [_last_run(s, now), _next_run(s, now)] if s else ["-", "-"]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
@@ -98,6 +120,23 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     lines.extend(f"limits: {w}: per-process rlimits only; detached processes are found by "
                  "a /proc scan" for w in weak)
     return "\n".join(lines) + "\n"
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """``corral ps --all``: the scheduled runs kept, oldest first."""
+    import time
+
+    def when(at: float | None) -> str:
+        return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+    head = ["NAME", "RUN", "TRIGGER", "STARTED", "ENDED", "EXIT", "STATUS"]
+    body = [[r["instance"], str(r["run"]), r["trigger"], when(r["started_at"]),
+             when(r["ended_at"]), "-" if r["exit_code"] is None else str(r["exit_code"]),
+             r["status"]] for r in runs]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [head, *body]) + "\n"
 
 
 def summary_line(row: dict[str, Any]) -> str:

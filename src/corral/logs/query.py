@@ -46,11 +46,12 @@ class Filters:
     # The exact bytes a matching raw line contains (derived, see ``build``).
     instance_bytes: bytes = field(default=b"", repr=False)
     level_bytes: tuple[bytes, ...] = field(default=(), repr=False)
+    run: int | None = None  # a scheduled agent's run number
 
     @classmethod
     def build(
         cls, *, since: float | None = None, until: float | None = None, grep: str | None = None,
-        level: str | None = None, instance: str | None = None,
+        level: str | None = None, instance: str | None = None, run: int | None = None,
     ) -> Filters:  # fmt: skip
         if level is not None and level not in LEVEL_RANK:
             raise ValueError(f"unknown level {level!r}: use one of {', '.join(LEVELS)}")
@@ -62,7 +63,7 @@ class Filters:
         return cls(
             since, until, pattern, level, instance,
             b'"instance":' + json.dumps(instance, ensure_ascii=False).encode() if instance else b"",
-            tuple(f'"level":"{name}"'.encode() for name in levels),
+            tuple(f'"level":"{name}"'.encode() for name in levels), run,
         )  # fmt: skip
 
     def quick_reject(self, line: bytes) -> bool:
@@ -98,6 +99,8 @@ def matches(rec: Record, filters: Filters | None = None, **criteria: Any) -> boo
     if not isinstance(ts, int | float) or not filters._in_time(ts):
         return False
     if filters.instance is not None and rec.get("instance") != filters.instance:
+        return False
+    if filters.run is not None and rec.get("run") != filters.run:
         return False
     if filters.level is not None and rec.get("level") not in filters._levels():
         return False

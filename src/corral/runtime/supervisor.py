@@ -27,6 +27,7 @@ from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
 from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner
+from corral.runtime.schedule import Scheduled, run_view
 from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
@@ -43,6 +44,7 @@ class Supervisor:
         self.clock = clock or RealClock()
         self.manifest: Manifest | None = None
         self.runners: dict[str, Runner] = {}
+        self.schedules: dict[str, Scheduled] = {}  # the scheduled agents' instances
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
@@ -160,12 +162,33 @@ class Supervisor:
         out.use_redactor(self.env.redactor)
         if resume:
             out.restore_from_tail_file()
-        return Runner(task, self.driver(task.spec.isolation), out, self._hooks,
-                      spec_hash=spec_hash, restarts=restarts,
-                      add_line_listener=out.listen_lines)
+        runner = Runner(task, self.driver(task.spec.isolation), out, self._hooks,
+                        spec_hash=spec_hash, restarts=restarts,
+                        add_line_listener=out.listen_lines)
+        if task.spec.schedule is not None:
+            self.schedules[task.instance] = Scheduled(runner, out, task.spec.schedule,
+                                                      self.store, self.clock)
+        return runner
+
+    def _launch(self, runner: Runner) -> None:
+        """A new instance comes up: a scheduled one rests until its time (or run_on_start)."""
+        scheduled = self.schedules.get(runner.task.instance)
+        if scheduled is not None:
+            runner.snapshot = replace(runner.snapshot, reason="scheduled: waits for its time")
+        runner.launch(up=scheduled is None)
+        if scheduled is not None:
+            scheduled.begin(fresh=True)
+
+    def _drop(self, name: str) -> Runner:
+        scheduled = self.schedules.pop(name, None)
+        if scheduled is not None:
+            scheduled.close()
+        return self.runners.pop(name)
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
         self.store.put(new)
+        if (scheduled := self.schedules.get(new.name)) is not None:
+            scheduled.changed(old, new)
         if (old.state, old.health, old.pid, old.log_ready) != (
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
@@ -215,7 +238,7 @@ class Supervisor:
                    and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
         for name in removed + changed:
-            await self.runners.pop(name).close()
+            await self._drop(name).close()
             if name in removed:
                 self.store.delete(name)
         report: dict[str, list[str]] = {"started": [], "recreated": changed, "removed": removed,
@@ -231,9 +254,15 @@ class Supervisor:
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
                 self.runners[name] = runner
-                runner.launch()
+                self._launch(runner)
                 if name not in changed:
                     report["started"].append(name)
+            elif (scheduled := self.schedules.get(name)) is not None:
+                if not scheduled.active:  # `up` after `down` or `stop`: its times again
+                    scheduled.begin(fresh=True)
+                    report["started"].append(name)
+                else:
+                    report["unchanged"].append(name)
             elif runner.snapshot.state in (State.STOPPED, State.FATAL):
                 runner.request("start")
                 report["started"].append(name)
@@ -267,7 +296,7 @@ class Supervisor:
         if self.manifest is not None:
             await self._stop_ordered(gone, self.manifest)
         for name in gone:
-            await self.runners.pop(name).close()
+            await self._drop(name).close()
             self.store.delete(name)
         self.store.set_meta("held", sorted(self._held() | set(gone)))
         return gone
@@ -299,7 +328,9 @@ class Supervisor:
                                       resume=True)
             self.runners[name] = runner
             handle = Handle.from_json(row.handle) if row and row.handle else None
-            if handle is not None and await runner.driver.recover(handle, runner.output):
+            scheduled = self.schedules.get(name)
+            back = handle is not None and await runner.driver.recover(handle, runner.output)
+            if handle is not None and back:
                 adopted += 1
                 runner.launch(adopt=handle)
             elif row is not None and row.state in ("stopped", "exited", "fatal"):
@@ -307,7 +338,11 @@ class Supervisor:
                                           exit_code=row.exit_code, reason=row.reason)
                 runner.launch(up=False)
             else:
-                runner.launch()
+                runner.launch(up=scheduled is None)
+            if scheduled is not None:
+                scheduled.recovered(back)
+                if scheduled.active:  # the fleet was up: its times go on, missed ones too
+                    scheduled.begin(fresh=False)
         return adopted
 
     # --- dependencies -----------------------------------------------------------------------
@@ -349,6 +384,9 @@ class Supervisor:
 
     async def stop(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
+        for r in runners:  # a stopped scheduled agent waits for `start` or `up`
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.pause()
         assert self.manifest is not None or not runners
         if self.manifest is not None:
             await self._stop_ordered([r.task.instance for r in runners], self.manifest)
@@ -357,13 +395,19 @@ class Supervisor:
     def start(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
         for r in runners:
-            r.request("start")
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.run_now()
+            else:
+                r.request("start")
         return [r.task.instance for r in runners]
 
     def restart(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
         for r in runners:
-            r.request("restart" if r.snapshot.state is State.RUNNING else "start")
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.run_now(replace=True)
+            else:
+                r.request("restart" if r.snapshot.state is State.RUNNING else "start")
         return [r.task.instance for r in runners]
 
     async def scale(self, agent: str, replicas: int) -> dict[str, list[str]]:
@@ -382,6 +426,8 @@ class Supervisor:
         return stopped
 
     async def close(self) -> None:
+        for scheduled in self.schedules.values():
+            scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():
@@ -394,8 +440,16 @@ class Supervisor:
         now = self.clock.time()
         agents = self.manifest.agents if self.manifest is not None else {}
         columns = {a: placement(spec) for a, spec in agents.items()}
-        return [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
+        rows = [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
             self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
+        for row in rows:
+            scheduled = self.schedules.get(row["name"])
+            row["schedule"] = scheduled.view() if scheduled is not None else None
+        return rows
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every scheduled run kept, oldest first (``corral ps --all``)."""
+        return [run_view(run) for run in self.store.runs()]
 
     def exec_spec(self, agent: str) -> dict[str, Any]:
         if self.manifest is None or agent not in self.manifest.agents:

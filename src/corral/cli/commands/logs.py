@@ -27,13 +27,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="write messages as the agents wrote them, escape sequences included "
                         "(by default control characters are shown escaped, as \\x1b)")
     s.add_argument("--tail", type=int, help="only the last N records")
+    s.add_argument("--run", type=_run_number, metavar="N",
+                   help="only run N of a scheduled agent (see 'corral ps --all')")
     s.add_argument("--no-color", action="store_true")
     s.set_defaults(handler=cmd_logs)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     client = daemonctl.client(project.state_dir(args.file), timeout=None)
-    filters = {key: getattr(args, key) for key in ("since", "grep", "level", "tail")}
+    filters = {key: getattr(args, key) for key in ("since", "grep", "level", "tail", "run")}
     color = render.use_color(args.no_color)
     names = [r["name"] for r in client.instances()]
     width = max((len(n) for n in names), default=8)
@@ -50,6 +52,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if b'"message"' in record:
                 _emit(out, record, args, width, color)
     return 0
+
+
+def _run_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run number: give N of 1 or more, "
+                                         "as 'corral ps --all' lists them")
+    return int(text)
 
 
 def _emit(out: Any, line: bytes, args: argparse.Namespace, width: int, color: bool) -> None:
