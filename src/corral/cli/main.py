@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # the modules under corral.cli.commands
 COMMANDS = ("config", "up_down", "build", "ps", "logs", "control", "run_exec", "doctor",
-            "daemon", "vm")
+            "daemon", "vm", "boot")
 
 
 def parser() -> argparse.ArgumentParser:
