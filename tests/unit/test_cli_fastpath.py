@@ -15,10 +15,16 @@ ACCEPTED = [
     ["start", "--timeout", "7.5", "--wait", "web"], ["-f", "x.yaml", "restart", "--wait"],
     ["restart", "web", "--timeout", "3"], ["stop"], ["stop", "web", "db.1"],
     ["-f", "x.yaml", "stop", "web"],
+    # the global options after the command too; the last of each wins
+    ["ps", "-f", "x.yaml"], ["ps", "--json", "--file", "x.yaml", "web"],
+    ["stop", "web", "-f", "x.yaml"], ["restart", "--wait", "-f", "x.yaml", "web"],
+    ["--project-directory", "d", "ps"], ["ps", "--project-directory", "d", "--json"],
+    ["-f", "a.yaml", "start", "-f", "b.yaml"],
 ]
 LEFT_TO_ARGPARSE = [
     ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],
     ["start", "--timeout", "soon"], ["--file=x.yaml", "ps"], ["logs"], ["up", "-d"], [],
+    ["ps", "-f"], ["ps", "-f", "--json"], ["stop", "--project-directory"],
 ]
 
 

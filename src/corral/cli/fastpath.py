@@ -1,5 +1,6 @@
-"""The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
-ps [--json] [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
+"""The lean grammar of the commands that must answer in well under 100 ms: ``corral ps [--json]
+[AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]``, with the global
+``-f FILE`` and ``--project-directory DIR`` before the command or after it. Scripts
 and dashboards poll ``ps`` and time starts; argparse alone costs more than the rest of the
 answer. ``parse`` gives the namespace the full parser gives for the same argv (a test holds
 them to it), or None for anything else (help, a typo, ``--file=X``: the full parser explains).
@@ -17,14 +18,15 @@ DEFAULT_TIMEOUT = 120.0  # commands.control's, which this module does not import
 def parse(argv: list[str]) -> SimpleNamespace | None:
     from types import SimpleNamespace
 
-    args = list(argv)
-    file = None
-    if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
-        file, args = args[1], args[2:]
+    found = _without_globals(argv)
+    if found is None:
+        return None
+    args, file, directory = found
     if args[:1] == ["ps"]:
         if any(a.startswith("-") and a != "--json" for a in args[1:]):
             return None
-        return SimpleNamespace(file=file, command="ps", json="--json" in args,
+        return SimpleNamespace(file=file, project_directory=directory, command="ps",
+                               json="--json" in args,
                                agents=[a for a in args[1:] if a != "--json"])
     if not args or args[0] not in ("start", "stop", "restart"):
         return None
@@ -44,8 +46,29 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
         else:
             names.append(arg)
     if verb == "stop":
-        return SimpleNamespace(file=file, command=verb, names=names)
-    return SimpleNamespace(file=file, command=verb, names=names, wait=wait, timeout=timeout)
+        return SimpleNamespace(file=file, project_directory=directory, command=verb,
+                               names=names)
+    return SimpleNamespace(file=file, project_directory=directory, command=verb, names=names,
+                           wait=wait, timeout=timeout)
+
+
+def _without_globals(argv: list[str]) -> tuple[list[str], str | None, str | None] | None:
+    """``argv`` less the global options (``-f FILE``, ``--file FILE``, ``--project-directory
+    DIR``, before the command or after it; the last of each wins), and their values. None for
+    an option without its value."""
+    args: list[str] = []
+    values: dict[str, str | None] = {"file": None, "dir": None}
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        key = "file" if arg in ("-f", "--file") else "dir" if arg == "--project-directory" else ""
+        if not key:
+            args.append(arg)
+        elif not rest or rest[0].startswith("-"):
+            return None
+        else:
+            values[key] = rest.pop(0)
+    return args, values["file"], values["dir"]
 
 
 def run(ns: SimpleNamespace) -> int:

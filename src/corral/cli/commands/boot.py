@@ -61,10 +61,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _fleet(file: str | None) -> autostart.Fleet:
-    from corral.manifest.loader import load
-
     path = project.manifest_path(file)
-    manifest = load(path)
+    manifest = project.load(path)
     engines: set[str] = set()
     containers = [a for a in manifest.agents.values() if a.isolation == "container"]
     if containers:

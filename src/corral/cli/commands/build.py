@@ -63,9 +63,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     import asyncio
 
     from corral.drivers.container.driver import ContainerDriver
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     wanted = args.agents or [n for n, a in manifest.agents.items()
                              if a.isolation == "container"]
     for name in args.agents:

@@ -59,7 +59,7 @@ def _credential_warnings(file: str | None) -> list[str]:
     try:
         from corral.manifest.loader import load
 
-        manifest = load(project.manifest_path(file))
+        manifest = load(project.manifest_path(file), project_dir=project.directory())
     except CorralError:
         return out  # no manifest here (or a broken one: `corral config` says why)
     envs = {os.path.join(manifest.project_dir, ".env")}
@@ -180,9 +180,8 @@ def _available(costs: list[advice.LevelCost]) -> set[str]:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from corral.advice import rules as advice
     from corral.manifest.hints import did_you_mean
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     names = args.agents or list(manifest.agents)
     for name in names:
         if name not in manifest.agents:

@@ -35,9 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from corral.manifest.loader import load
 
-    return load(project.manifest_path(args.file))
+    return project.load(args.file)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -85,19 +84,20 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float) -> i
 
 def _up_attached(client: Any, manifest: Any, report: dict[str, list[str]], *,
                  color: bool) -> int:
-    """Interleaved coloured output like ``docker compose up``; Ctrl-C stops the fleet."""
+    """Interleaved coloured output like ``docker compose up``; Ctrl-C stops the fleet and
+    exits 130 (SIGTERM: 143), as compose does: the fleet ended because it was interrupted."""
     width = max((len(n) for n in render.instance_names(manifest)), default=8)
-    stop = {"asked": False}
+    stop = {"signal": 0}
 
     def on_sigint(signum: int, frame: object) -> None:
-        if stop["asked"]:
+        if stop["signal"]:
             raise KeyboardInterrupt
-        stop["asked"] = True
+        stop["signal"] = signum
         print("\nGracefully stopping... (press Ctrl-C again to force)", file=sys.stderr)
         pid = daemonctl.daemon_pid(manifest.state_dir)
         client.shutdown(timeout=600)
         daemonctl.wait_gone(pid, 60)
-        raise SystemExit(0)
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
@@ -111,8 +111,8 @@ def _up_attached(client: Any, manifest: Any, report: dict[str, list[str]], *,
             elif event.get("type") == "state":
                 print(render.state_line(event, width=width, color=color), flush=True)
     except CorralError:
-        if stop["asked"]:
-            return 0
+        if stop["signal"]:
+            return 128 + stop["signal"]
         raise
     return 0
 
@@ -138,9 +138,8 @@ def _down_containers(args: argparse.Namespace) -> int:
     if not (args.volumes or args.rmi or _uses_containers(args.file)):
         return 0
     from corral.drivers.container import leftovers
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     for what in leftovers.remove(manifest.name, manifest.agents, volumes=args.volumes,
                                  images=args.rmi):
         print(f"removed {what}")
