@@ -1,6 +1,7 @@
 """``corral run`` and ``corral exec`` at every isolation level, through the real CLI: the
-agent's exit code passed through, ``-- ARGS`` replacing the whole command (compose's run), ``exec`` in the agent's
-environment (on the host beside it, or inside its running sandbox or container). The vm level
+agent's exit code passed through, ``-- ARGS`` replacing the whole command (compose's run),
+``exec`` in the agent's environment (on the host beside it, or inside its running sandbox or
+container). The vm level
 is in tests/e2e/test_vm.py (a guest of its own for ``run``; ``exec`` refused in one line).
 The generic commands name no level: what differs is each driver's (``Driver.foreground``,
 ``Driver.enter``)."""
