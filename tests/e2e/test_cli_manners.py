@@ -92,6 +92,9 @@ def test_usage_errors_exit_2(project: Project, tmp_path: Path) -> None:
     assert scale.returncode == 2
     assert _one_line(scale) == ("corral: cannot read 'a=x': write AGENT=N, e.g. "
                                 "corral scale web=3")
+    bare = project.corral("exec", "a", check=False)
+    assert bare.returncode == 2
+    assert _one_line(bare) == "corral: no command given: write: corral exec a -- CMD ARGS"
     empty = tmp_path / "empty"
     empty.mkdir()
     for argv in (["ps"], ["logs"], ["up", "-d"], ["ps", "-f", "missing.yaml"]):

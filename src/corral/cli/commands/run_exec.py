@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from corral.cli import daemonctl, project
-from corral.errors import CorralError, NotFound
+from corral.errors import CorralError, NotFound, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     manifest, spec = _agent(args)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        raise CorralError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
+        raise UsageError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
     driver = _driver(spec)
     bare = one_off_task(manifest, args.agent, f"{args.agent}.exec", secrets=False)
     inside = asyncio.run(driver.enter(bare, cmd, _running(args.file, args.agent)))
