@@ -80,6 +80,19 @@ def test_project_directory(tmp_path: Path) -> None:
     assert f"state_dir: {proj / '.corral'}\n" in config.stdout
     ps = _corral("ps", "--project-directory", "proj", cwd=tmp_path)  # the fast path
     assert ps.returncode == 3 and "daemon is not running" in _one_line(ps)
+    fleet = Project(proj)
+    try:
+        up = _corral("--project-directory", "proj", "up", "-d", cwd=tmp_path)
+        assert up.returncode == 0, up.stderr
+        assert fleet.daemon_pid() is not None  # its state dir is the project dir's
+        rows = _corral("ps", "--json", "--project-directory", "proj", cwd=tmp_path)
+        assert [r["name"] for r in json.loads(rows.stdout)] == ["hello.1"], rows.stderr
+        logs = _corral("logs", "--project-directory", "proj", "--json", cwd=tmp_path)
+        assert "hello from the project dir" in logs.stdout, logs.stderr
+        down = _corral("down", "--project-directory", "proj", cwd=tmp_path)
+        assert down.returncode == 0, down.stderr
+    finally:
+        tear_down(fleet, proj)
     bad = _corral("ps", "--project-directory", "nowhere", cwd=tmp_path)
     assert bad.returncode == 2
     assert _one_line(bad) == ("corral: --project-directory nowhere: not a directory: "
