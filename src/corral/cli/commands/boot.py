@@ -16,12 +16,15 @@ import argparse
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from corral.cli import autostart, project
 from corral.errors import CorralError
+
+TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SYSTEMD_RUNTIME = "/run/systemd/system"  # present exactly when systemd is PID 1 (sd_booted)
 SYSTEM_UNITS = Path("/etc/systemd/system")
@@ -85,6 +88,8 @@ def _unit_dir(scope: str) -> Path:
 
 
 def _run(argv: list[str], what: str) -> None:
+    import subprocess  # here: every command would pay for it at the top
+
     if shutil.which(argv[0]) is None:
         raise CorralError(f"cannot {what}: {argv[0]} is not installed", "install systemd")
     done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -107,7 +112,7 @@ def _enable_unit(fleet: autostart.Fleet, scope: str) -> int:
     _run(_systemctl(scope, "daemon-reload"), "reload systemd")
     _run(_systemctl(scope, "enable", name), f"enable {name}")
     if scope == "user":
-        _run(["loginctl", "enable-linger", pwd.getpwuid(os.geteuid()).pw_name],
+        _run(["loginctl", "enable-linger", _user()],
              "enable lingering (so the user unit starts at boot without a login)")
     print(f"corral boot: systemd {scope} unit {path} enabled: it runs 'corral up -d' at boot")
     return 0
@@ -166,6 +171,8 @@ def _user() -> str:
 
 
 def read_crontab(binary: str) -> str:
+    import subprocess  # here: every command would pay for it at the top
+
     done = subprocess.run([binary, "-l"], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
     if done.returncode == 0:
@@ -177,6 +184,8 @@ def read_crontab(binary: str) -> str:
 
 
 def _write_crontab(binary: str, table: str) -> None:
+    import subprocess  # here: every command would pay for it at the top
+
     argv = [binary, "-"] if table.strip() else [binary, "-r"]
     done = subprocess.run(argv, input=table, capture_output=True, text=True)
     if done.returncode != 0:
