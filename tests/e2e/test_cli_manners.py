@@ -188,3 +188,31 @@ def test_exec_gets_the_running_agents_secrets(project: Project, isolation: str) 
     alone = project.corral("exec", "w", "--", "sh", "-c", 'echo "$TOKEN"',
                            env={"CORRAL_EXEC_TOKEN": "from-this-shell"})
     assert alone.stdout == "from-this-shell\n"
+
+
+def test_ctrl_c_of_start_wait_is_130_without_a_traceback(project: Project) -> None:
+    """``start --wait`` runs on the lean fast path: Ctrl-C there is one line and 130 too."""
+    import signal
+
+    project.write("""
+        name: ctrlc
+        agents:
+          never:
+            class: service
+            command: [sleep, "300"]
+            readiness: {exec: ["false"], period: 0.2s}
+          after:
+            command: [sleep, "300"]
+            depends_on: {never: {condition: healthy}}
+    """)
+    project.corral("up", "-d", "--timeout", "1", check=False)
+    project.corral("stop", "after")
+    proc = subprocess.Popen([*CORRAL, "-f", str(project.manifest), "start", "--wait", "after"],
+                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    project.wait_for(lambda rows: rows["after.1"]["state"] != "stopped",
+                     what="the start asked for")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["corral: interrupted"], err

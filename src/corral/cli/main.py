@@ -83,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
 
     fast = fastpath.parse(argv)
     if fast is not None:
-        return _guarded(lambda: _in_project(fast, lambda: fastpath.run(fast)), interrupt=False)
+        return _guarded(lambda: _in_project(fast, lambda: fastpath.run(fast)))
     p = parser()
     args = p.parse_args(argv)
     if args.command is None:
         p.print_help()
         return 2
-    return _guarded(lambda: _in_project(args, lambda: int(args.handler(args))), interrupt=True)
+    return _guarded(lambda: _in_project(args, lambda: int(args.handler(args))))
 
 
 def _in_project(args: object, run: Callable[[], int]) -> int:
@@ -102,16 +102,15 @@ def _in_project(args: object, run: Callable[[], int]) -> int:
     return run()
 
 
-def _guarded(run: Callable[[], int], *, interrupt: bool) -> int:
-    """``run()``, its errors as one line and their exit code."""
+def _guarded(run: Callable[[], int]) -> int:
+    """``run()``, its errors as one line and their exit code; Ctrl-C (of ``start --wait`` on
+    the fast path too) is "interrupted" and 130, never a traceback."""
     try:
         return run()
     except CorralError as exc:
         _error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        if not interrupt:
-            raise
         _error("interrupted")
         return 130
     except BrokenPipeError:
