@@ -79,6 +79,31 @@ def test_boot_unit_passes_systemd_analyze_verify(project: Project, tmp_path: Pat
     assert _verify(unit, user=scope == "user", runtime=runtime).returncode != 0
 
 
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_boot_unit_of_a_project_at_an_odd_path_passes_verify(tmp_path: Path) -> None:
+    """Spaces and a '%' in the project's path: quoted and escaped as systemd reads them."""
+    root = tmp_path / "my fleet 100%"
+    root.mkdir()
+    manifest = root / "corral.yaml"
+    manifest.write_text('name: odd\nagents:\n  a: {command: [sleep, "1"]}\n')
+    made = subprocess.run([*CORRAL, "-f", str(manifest), "boot", "unit"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    unit = tmp_path / "corral-odd.service"
+    unit.write_text(made.stdout)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    verified = _verify(unit, user=False, runtime=runtime)
+    assert verified.returncode == 0, verified.stderr
+    # cron reads '%' as a line break: enable refuses it in one line rather than mangle it
+    if not SYSTEMD_PID1 and shutil.which("crontab") is not None:
+        refused = subprocess.run([*CORRAL, "-f", str(manifest), "boot", "enable"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "cron reads '%'" in refused.stderr
+
+
 def test_boot_unit_orders_no_engine_without_container_agents(project: Project) -> None:
     project.write("""
         name: bootplain

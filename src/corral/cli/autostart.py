@@ -64,6 +64,10 @@ def engine_units(engines: Sequence[str], scope: str) -> list[str]:
 
 
 def unit_text(fleet: Fleet, scope: str, environ: Mapping[str, str]) -> str:
+    for path in (fleet.manifest, fleet.project_dir, sys.executable):
+        if not path.isprintable():
+            raise CorralError(f"cannot write a systemd unit for {path!r}: a unit file is "
+                              "read line by line", "move the project to a plain path")
     after = " ".join(["network-online.target", *engine_units(fleet.engines, scope)])
     env = " ".join(_systemd_word(f"{k}={v}", exec_line=False)
                    for k, v in carried(environ).items())
@@ -77,7 +81,7 @@ def unit_text(fleet: Fleet, scope: str, environ: Mapping[str, str]) -> str:
         "[Service]",
         "Type=oneshot",
         "RemainAfterExit=yes",
-        f"WorkingDirectory={_systemd_word(fleet.project_dir, exec_line=False)}",
+        f"WorkingDirectory={_specifiers(fleet.project_dir)}",  # a path as is: no quotes
         *([f"Environment={env}"] if env else []),
         f"ExecStart={_exec(corral_argv(fleet, 'up', '-d'))}",
         f"ExecStop={_exec(corral_argv(fleet, 'down'))}",
