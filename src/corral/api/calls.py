@@ -84,14 +84,22 @@ class FleetCalls:
         return rows
 
     def apply(self, manifest: dict[str, Any] | spec.Manifest, timeout: float | None = None,
-              secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
+              secret_env: dict[str, str] | None = None, only: list[str] | None = None,
+              no_deps: bool = False, recreate: bool = False) -> dict[str, list[str]]:
         """``manifest``: what ``manifest.loader.load`` returns, or its JSON form.
         ``secret_env``: the variables the manifest's ``environment:`` secrets and
         ``inherit_env`` read, from the caller's environment (``corral.environ.sent_by_cli``);
-        kept in the daemon's memory only."""
+        kept in the daemon's memory only. ``only``: just these agents and (unless
+        ``no_deps``) what they depend on; ``recreate``: restart them even if unchanged."""
         body: dict[str, Any] = {"manifest": wire(manifest)}
         if secret_env:
             body["secret_env"] = secret_env
+        if only is not None:
+            body["only"] = only
+        if no_deps:
+            body["no_deps"] = True
+        if recreate:
+            body["recreate"] = True
         report: dict[str, list[str]] = self.request("POST", "/v1/apply", body, timeout=timeout)
         return report
 
@@ -110,6 +118,10 @@ class FleetCalls:
 
     def stop(self, names: list[str] | None = None) -> list[str]:
         return self._control("stop", names, "stopped")
+
+    def remove(self, names: list[str]) -> list[str]:
+        """Stop these agents' (or instances') instances and forget their state."""
+        return self._control("rm", names, "removed")
 
     def start_wait(self, names: list[str] | None = None, timeout: float = 60.0,
                    verb: str = "start") -> dict[str, Any]:

@@ -51,11 +51,22 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                      "description": "the normalized manifest (checked field by field)"},
         "secret_env": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "values of the environment variables secrets read"},
+        "only": {"type": ["array", "null"], "maxItems": MAX_NAMES, "items": _AGENT,
+                 "description": "just these agents and what they depend on (all when "
+                                "absent or null); the others are left as they are"},
+        "no_deps": {"type": "boolean", "default": False,
+                    "description": "with only: not what they depend on"},
+        "recreate": {"type": "boolean", "default": False,
+                     "description": "restart the instances even if their spec did not "
+                                    "change"},
     }, "manifest"),
     ("POST", "/v1/wait"): _body({"timeout": _SECONDS, **_NAMES_PROP}),
     ("POST", "/v1/down"): _body({}),
     ("POST", "/v1/start"): _STARTING,
     ("POST", "/v1/stop"): _body(_NAMES_PROP),
+    ("POST", "/v1/rm"): _body({"names": {
+        **_NAMES_PROP["names"], "type": "array",
+        "description": "agents or instances (AGENT.N); at least one"}}, "names"),
     ("POST", "/v1/restart"): _STARTING,
     ("POST", "/v1/scale"): _body({
         "agent": _AGENT,
@@ -163,6 +174,9 @@ def spec() -> dict[str, Any]:
                                _json("started instances", _control("started")), _NOT_FOUND),
             "/v1/stop": _post("/v1/stop", "stop agents or instances",
                               _json("stopped instances", _control("stopped")), _NOT_FOUND),
+            "/v1/rm": _post("/v1/rm", "stop agents or instances and forget them (their "
+                            "state; the next up creates them again)",
+                            _json("removed instances", _control("removed")), _NOT_FOUND),
             "/v1/restart": _post("/v1/restart", "restart agents or instances",
                                  _json("restarted instances", _control("restarted")),
                                  _NOT_FOUND),
@@ -200,6 +214,9 @@ def spec() -> dict[str, Any]:
                 "uptime": {"type": ["number", "null"]},
                 "restarts": {"type": "integer"}, "exit_code": {"type": ["integer", "null"]},
                 "exit_signal": {"type": ["integer", "null"]}, "oom_killed": {"type": "boolean"},
-                "reason": {"type": "string"}, "limits": {"type": ["string", "null"]}}},
+                "reason": {"type": "string"}, "limits": {"type": ["string", "null"]},
+                "isolation": {"type": "string"},
+                "ports": {"type": "array", "items": {"type": "string"},
+                          "description": "published HOST->INSIDE, or the probed ports"}}},
         }},
     }

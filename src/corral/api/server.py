@@ -66,7 +66,7 @@ class Api:
     def __init__(self, sup: Supervisor, *, shutdown: Callable[[bool], None]) -> None:
         self.sup = sup
         self._shutdown = shutdown
-        self.after_apply: Callable[[], Awaitable[None]] | None = None
+        self.before_apply: Callable[[Any], Awaitable[None]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
@@ -77,6 +77,7 @@ class Api:
             ("POST", "/v1/start"): self.start,
             ("POST", "/v1/stop"): self.stop,
             ("POST", "/v1/restart"): self.restart,
+            ("POST", "/v1/rm"): self.remove,
             ("POST", "/v1/scale"): self.scale,
             ("POST", "/v1/shutdown"): self.shutdown,
             ("GET", "/v1/exec"): self.exec_spec,
@@ -122,10 +123,13 @@ class Api:
     async def apply(self, call: Call) -> Reply:
         # the CLI validated it; the daemon checks it again field by field, bounds included
         # (manifest.bounds; no pydantic: S2)
-        manifest = decode.manifest(call.body["manifest"])
-        report = await self.sup.apply(manifest, secret_env=call.body.get("secret_env") or {})
-        if self.after_apply is not None:
-            await self.after_apply()
+        body = call.body
+        manifest = decode.manifest(body["manifest"])
+        if self.before_apply is not None:  # the metrics port is bound first: a taken one
+            await self.before_apply(manifest)  # is the up's error, not a line in the log
+        report = await self.sup.apply(manifest, secret_env=body.get("secret_env") or {},
+                                      only=body.get("only"), no_deps=body.get("no_deps", False),
+                                      recreate=body.get("recreate", False))
         return json_reply(report)
 
     async def wait(self, call: Call) -> Reply:
@@ -169,6 +173,12 @@ class Api:
 
     async def stop(self, call: Call) -> Reply:
         return json_reply({"stopped": await self.sup.stop(call.body.get("names") or None)})
+
+    async def remove(self, call: Call) -> Reply:
+        if not call.body["names"]:  # never "all": down is the whole fleet's
+            raise validate.BadRequest("rm needs the agents or instances to remove",
+                                      "name at least one")
+        return json_reply({"removed": await self.sup.remove(call.body["names"])})
 
     async def restart(self, call: Call) -> Reply:
         return await self._control(call, "restart", "restarted")

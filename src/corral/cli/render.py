@@ -71,10 +71,21 @@ def last_exit(row: dict[str, Any]) -> str:
     return "-" if row["exit_code"] is None else str(row["exit_code"])
 
 
+def one_line(text: str) -> str:
+    """A multi-line text (a build's error output) as its first line and an ellipsis: the
+    table and the summaries keep one line an instance; ``ps --json`` has the whole text."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return printable(text.strip())
+    return printable(lines[0].rstrip()) + " …"
+
+
 def table(rows: list[dict[str, Any]], *, color: bool) -> str:
-    head = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT", "REASON"]
-    body = [[r["name"], r["state"], str(r["pid"] or "-"), duration(r["uptime"]),
-             str(r["restarts"]), r["health"], last_exit(r), printable(r["reason"] or "")]
+    head = ["NAME", "STATE", "ISOLATION", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT",
+            "PORTS", "REASON"]
+    body = [[r["name"], r["state"], r.get("isolation") or "-", str(r["pid"] or "-"),
+             duration(r["uptime"]), str(r["restarts"]), r["health"], last_exit(r),
+             ",".join(r.get("ports") or ()) or "-", one_line(r["reason"] or "")]
             for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
@@ -90,7 +101,7 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    extra = f" ({printable(row['reason'])})" if row["reason"] else ""
+    extra = f" ({one_line(row['reason'])})" if row["reason"] else ""
     pid = f" pid {row['pid']}" if row["pid"] else ""
     return f"{row['name']}: {row['state']}{pid}{extra}"
 
@@ -115,7 +126,7 @@ def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
     if event.get("health") in ("healthy", "unhealthy"):
         text += f" {event['health']}"
     if event.get("reason"):
-        text += f" {printable(str(event['reason']))}"
+        text += f" {one_line(str(event['reason']))}"
     return f"{prefix} {_c(text, _STATE_COLOR.get(str(event['state']), 0), color)}"
 
 

@@ -30,7 +30,7 @@ from corral.runtime.runner import Hooks, Runner
 from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
-from corral.runtime.views import Snapshot, public
+from corral.runtime.views import Snapshot, placement, public
 
 
 class Supervisor:
@@ -188,10 +188,16 @@ class Supervisor:
         return {instance_name(a, i): (a, i)
                 for a, spec in manifest.agents.items() for i in range(1, spec.replicas + 1)}
 
-    async def apply(self, manifest: Manifest, *, secret_env: dict[str, str] | None = None
-                    ) -> dict[str, list[str]]:
+    async def apply(self, manifest: Manifest, *, secret_env: dict[str, str] | None = None,
+                    only: list[str] | None = None, no_deps: bool = False,
+                    recreate: bool = False) -> dict[str, list[str]]:
         """Reconcile the fleet with ``manifest``; returns what was done per instance.
-        ``secret_env``: values of the variables the manifest's secrets read (kept in memory)."""
+        ``secret_env``: values of the variables the manifest's secrets read (kept in memory).
+        ``only``: just these agents and, unless ``no_deps``, what they depend on (compose's
+        ``up AGENT``): the others' instances are left as they are, and new ones of theirs
+        are not created (``held``). ``recreate``: restart the chosen ones even if their spec
+        hash did not change."""
+        scope = self._scope(manifest, only, no_deps)
         if secret_env is not None:
             self.env.receive(secret_env)
             for blocked in self.runners.values():  # try again now, with what was just sent
@@ -205,8 +211,8 @@ class Supervisor:
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
         desired = self._desired(manifest)
         removed = [n for n in self.runners if n not in desired]
-        changed = [n for n, r in self.runners.items()
-                   if n in desired and r.snapshot.spec_hash != hashes[desired[n][0]]]
+        changed = [n for n, r in self.runners.items() if n in desired and desired[n][0] in scope
+                   and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
         for name in removed + changed:
             await self.runners.pop(name).close()
@@ -214,8 +220,14 @@ class Supervisor:
                 self.store.delete(name)
         report: dict[str, list[str]] = {"started": [], "recreated": changed, "removed": removed,
                                         "unchanged": []}
+        held = {n for n in self._held() if n in desired}
         for name, (agent, index) in desired.items():
             runner = self.runners.get(name)
+            if agent not in scope:
+                if runner is None:
+                    held.add(name)
+                continue
+            held.discard(name)
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
                 self.runners[name] = runner
@@ -227,8 +239,38 @@ class Supervisor:
                 report["started"].append(name)
             else:
                 report["unchanged"].append(name)
+        self.store.set_meta("held", sorted(held))
         self._close_unused_logs()
         return report
+
+    def _scope(self, manifest: Manifest, only: list[str] | None, no_deps: bool) -> set[str]:
+        """The agents an apply acts on: all, or ``only`` and (unless ``no_deps``) their
+        dependencies."""
+        if only is None:
+            return set(manifest.agents)
+        for agent in only:
+            if agent not in manifest.agents:
+                raise NotFound(f"no agent named {agent!r} in the manifest",
+                               "see 'corral config' for the agents")
+        return set(only) if no_deps else graph.with_dependencies(manifest, only)
+
+    def _held(self) -> set[str]:
+        """Instances of the manifest's that are not created: removed with ``rm``, or left
+        out by ``up AGENT``; the next ``up`` naming them (or all) creates them."""
+        return set(self.store.get_meta("held") or ())
+
+    async def remove(self, names: list[str]) -> list[str]:
+        """compose's ``rm -s``: stop these agents' (or instances') instances and forget them:
+        their runners and stored state (restarts, last exit) go; their logs stay."""
+        runners = self.select(names)
+        gone = [r.task.instance for r in runners]
+        if self.manifest is not None:
+            await self._stop_ordered(gone, self.manifest)
+        for name in gone:
+            await self.runners.pop(name).close()
+            self.store.delete(name)
+        self.store.set_meta("held", sorted(self._held() | set(gone)))
+        return gone
 
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None
@@ -246,7 +288,10 @@ class Supervisor:
         self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
+        held = self._held()
         for name, (agent, index) in self._desired(self.manifest).items():
+            if name in held:
+                continue
             row = stored.get(name)
             spec_hash = row.spec_hash if row else self.spec_hash(agent,
                                                                  self.manifest.agents[agent])
@@ -281,6 +326,9 @@ class Supervisor:
         out: list[Runner] = []
         for name in names:
             hits = [r for n, r in self.runners.items() if n == name or r.task.agent == name]
+            if not hits and self.manifest is not None and name in self.manifest.agents:
+                raise NotFound(f"agent {name} has no instances (removed, not up yet, or "
+                               "scaled to 0)", f"create them with 'corral up {name}'")
             if not hits:
                 raise NotFound(f"no agent or instance named {name!r}",
                                "see 'corral ps' for the names")
@@ -323,7 +371,8 @@ class Supervisor:
             raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
         spec = replace(self.manifest.agents[agent], replicas=replicas)
         agents = {**self.manifest.agents, agent: spec}
-        return await self.apply(replace(self.manifest, agents=agents))
+        return await self.apply(replace(self.manifest, agents=agents), only=[agent],
+                                no_deps=True)
 
     async def down(self) -> list[str]:
         stopped = await self.stop(None)
@@ -343,7 +392,9 @@ class Supervisor:
 
     def status(self) -> list[dict[str, Any]]:
         now = self.clock.time()
-        return [public(r.snapshot, now) for r in sorted(
+        agents = self.manifest.agents if self.manifest is not None else {}
+        columns = {a: placement(spec) for a, spec in agents.items()}
+        return [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
             self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
 
     def exec_spec(self, agent: str) -> dict[str, Any]:

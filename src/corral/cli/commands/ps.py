@@ -15,9 +15,14 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("ps", help="show every instance")
+    from corral.runtime.state import State
+
+    states = [s.value for s in State]
+    s = sub.add_parser("ps", help="show every instance (or those of AGENT...)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("agents", nargs="*", metavar="AGENT")
+    s.add_argument("--status", action="append", choices=states, metavar="STATE",
+                   help=f"only instances in this state (repeatable): {', '.join(states)}")
+    s.add_argument("agents", nargs="*", metavar="AGENT|INSTANCE")
     s.set_defaults(handler=cmd_ps)
 
 
@@ -26,6 +31,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     rows = client.instances()
     if args.agents:
         rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
+    if args.status:
+        rows = [r for r in rows if r["state"] in args.status]
     if args.json:
         sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")  # C encoder
     else:
