@@ -23,7 +23,7 @@ ACCEPTED = [
     ["ps", "--status", "running"], ["ps", "--status=exited", "web"],
     ["ps", "--json", "--status", "fatal", "--status", "exited", "db.1"],
     ["ps", "web", "db", "--status", "running"], ["ps", "web", "--json"],
-    ["ps", "--status", "running", "-f", "x.yaml", "web"],
+    ["ps", "--status", "running", "web", "-f", "x.yaml"],
 ]
 LEFT_TO_ARGPARSE = [
     ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],

@@ -69,7 +69,9 @@ def _without_globals(argv: list[str]) -> tuple[list[str], str | None, str | None
             values[key] = rest.pop(0)
             if len(args) > 1 and not args[-1].startswith("-") and rest[:1] != [] \
                     and not rest[0].startswith("-"):
-                return None  # words on both sides of it: argparse refuses the second lot
+                # words on both sides of it: argparse refuses the second lot (the first may
+                # be an option's value, which argparse takes: it decides, a little slower)
+                return None
     return args, values["file"], values["dir"]
 
 
