@@ -11,6 +11,12 @@ unit's result; the daemon it leaves running is already the fleet's supervisor (i
 agents and re-adopts them after its own restart), so systemd has no main process to watch,
 and a ``corral down`` typed by hand is not a service crash to systemd as it would be with
 ``Type=forking`` and the daemon's PID file. ``ExecStop`` is ``down``.
+
+Ordering: ``Wants=`` and ``After=`` ``network-online.target``, and the engine the fleet's
+container agents use (``podman.socket``, ``docker.service``). A user manager has neither
+``network-online.target`` nor ``docker.service`` of its own (those are the system's: the
+lines are no-ops there, and Docker's is left out); with lingering it starts at boot once
+``systemd-user-sessions.service`` has, which is after the network.
 """
 
 from __future__ import annotations
