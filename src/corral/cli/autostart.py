@@ -16,7 +16,7 @@ Ordering: ``Wants=`` and ``After=`` ``network-online.target``, and the engine th
 container agents use (``podman.socket``, ``docker.service``). A user manager has neither
 ``network-online.target`` nor ``docker.service`` of its own (those are the system's: the
 lines are no-ops there, and Docker's is left out); with lingering it starts at boot once
-``systemd-user-sessions.service`` has, which is after the network.
+``systemd-user-sessions.service`` has (after ``network.target``, not network-online).
 """
 
 from __future__ import annotations
