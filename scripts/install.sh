@@ -68,6 +68,9 @@ if [ "$want_test" = 1 ]; then
   command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
   # the initramfs test lists the archive corral packs with busybox's own cpio
   command -v busybox >/dev/null 2>&1 || apt_install busybox
+  # corral boot falls back to an @reboot crontab entry where systemd is not PID 1; its test
+  # writes one for real
+  command -v crontab >/dev/null 2>&1 || apt_install cron
   # the daemon's TLS test makes its certificate with openssl
   command -v openssl >/dev/null 2>&1 || apt_install openssl
   # the container level's tests drive real Podman and Docker on a debootstrapped base image

@@ -39,6 +39,12 @@ class ManifestError(CorralError):
             super().__init__(f"{head}{len(problems)} problems:\n  " + "\n  ".join(shown + tail))
 
 
+class UsageError(CorralError):
+    """The command line asks for something impossible: a bad value, no manifest to act on."""
+
+    exit_code = 2
+
+
 class DaemonNotRunning(CorralError):
     exit_code = 3
 

@@ -15,15 +15,23 @@ ACCEPTED = [
     ["start", "--timeout", "7.5", "--wait", "web"], ["-f", "x.yaml", "restart", "--wait"],
     ["restart", "web", "--timeout", "3"], ["stop"], ["stop", "web", "db.1"],
     ["-f", "x.yaml", "stop", "web"],
+    # the global options after the command too; the last of each wins
+    ["ps", "-f", "x.yaml"], ["ps", "--json", "--file", "x.yaml", "web"],
+    ["stop", "web", "-f", "x.yaml"], ["restart", "--wait", "-f", "x.yaml", "web"],
+    ["--project-directory", "d", "ps"], ["ps", "--project-directory", "d", "--json"],
+    ["-f", "a.yaml", "start", "-f", "b.yaml"],
     ["ps", "--status", "running"], ["ps", "--status=exited", "web"],
     ["ps", "--json", "--status", "fatal", "--status", "exited", "db.1"],
     ["ps", "web", "db", "--status", "running"], ["ps", "web", "--json"],
+    ["ps", "--status", "running", "web", "-f", "x.yaml"],
 ]
 LEFT_TO_ARGPARSE = [
     ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],
     ["start", "--timeout", "soon"], ["--file=x.yaml", "ps"], ["logs"], ["up", "-d"], [],
+    ["ps", "-f"], ["ps", "-f", "--json"], ["stop", "--project-directory"],
     ["ps", "--status"], ["ps", "--status", "sleeping"], ["ps", "--status=", "web"],
     ["ps", "web", "--json", "db"],
+    ["ps", "web", "-f", "x.yaml", "db"], ["stop", "web", "--file", "x.yaml", "db"],
 ]
 
 

@@ -1,7 +1,8 @@
-"""The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
-ps [--json] [--status STATE]... [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S]
-[NAME...]`` (``ps --all`` is left to the full parser). Scripts and dashboards poll ``ps`` and
-time starts; argparse alone costs more than the rest of the answer. ``parse`` gives the
+"""The lean grammar of the commands that must answer in well under 100 ms: ``corral ps [--json]
+[--status STATE]... [AGENT...]`` (``ps --all`` is left to the full parser) and
+``start|stop|restart [--wait] [--timeout S] [NAME...]``, with the global ``-f FILE`` and
+``--project-directory DIR`` before the command or after it. Scripts and dashboards poll ``ps``
+and time starts; argparse alone costs more than the rest of the answer. ``parse`` gives the
 namespace the full parser gives for the same argv (a test holds them to it), or None for
 anything else (help, a typo, ``--file=X``: the full parser explains).
 """
@@ -21,12 +22,12 @@ STATES = ("created", "waiting", "preparing", "starting", "running", "stopping", 
 def parse(argv: list[str]) -> SimpleNamespace | None:
     from types import SimpleNamespace
 
-    args = list(argv)
-    file = None
-    if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
-        file, args = args[1], args[2:]
+    found = _without_globals(argv)
+    if found is None:
+        return None
+    args, file, directory = found
     if args[:1] == ["ps"]:
-        return _ps(file, args[1:])
+        return _ps(file, directory, args[1:])
     if not args or args[0] not in ("start", "stop", "restart"):
         return None
     verb, rest = args[0], args[1:]
@@ -45,11 +46,37 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
         else:
             names.append(arg)
     if verb == "stop":
-        return SimpleNamespace(file=file, command=verb, names=names)
-    return SimpleNamespace(file=file, command=verb, names=names, wait=wait, timeout=timeout)
+        return SimpleNamespace(file=file, project_directory=directory, command=verb,
+                               names=names)
+    return SimpleNamespace(file=file, project_directory=directory, command=verb, names=names,
+                           wait=wait, timeout=timeout)
 
 
-def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
+def _without_globals(argv: list[str]) -> tuple[list[str], str | None, str | None] | None:
+    """``argv`` less the global options (``-f FILE``, ``--file FILE``, ``--project-directory
+    DIR``, before the command or after it; the last of each wins), and their values. None for
+    an option without its value."""
+    args: list[str] = []
+    values: dict[str, str | None] = {"file": None, "dir": None}
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        key = "file" if arg in ("-f", "--file") else "dir" if arg == "--project-directory" else ""
+        if not key:
+            args.append(arg)
+        elif not rest or rest[0].startswith("-"):
+            return None
+        else:
+            values[key] = rest.pop(0)
+            if len(args) > 1 and not args[-1].startswith("-") and rest[:1] != [] \
+                    and not rest[0].startswith("-"):
+                # words on both sides of it: argparse refuses the second lot (the first may
+                # be an option's value, which argparse takes: it decides, a little slower)
+                return None
+    return args, values["file"], values["dir"]
+
+
+def _ps(file: str | None, directory: str | None, rest: list[str]) -> SimpleNamespace | None:
     from types import SimpleNamespace
 
     json, status, agents, closed = False, None, [], False
@@ -70,8 +97,8 @@ def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
             status = [*(status or []), value]
         else:
             return None
-    return SimpleNamespace(file=file, command="ps", json=json, all=False, status=status,
-                           agents=agents)
+    return SimpleNamespace(file=file, project_directory=directory, command="ps", json=json,
+                           all=False, status=status, agents=agents)
 
 
 def run(ns: SimpleNamespace) -> int:

@@ -12,15 +12,11 @@ import sys
 import time
 
 from corral.cli import project
-from corral.errors import CorralError, DriverError, NotFound
+from corral.errors import CorralError, DriverError, NotFound, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
     from typing import Any
-
-
-class Usage(CorralError):
-    exit_code = 2  # a command line naming what it cannot act on
 
 
 class _Progress:
@@ -69,9 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from corral.manifest.loader import load
-
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     wanted = args.agents or [n for n, a in manifest.agents.items()
                              if a.isolation == "container"]
     for name in args.agents:
@@ -126,7 +120,7 @@ def _image_agents(manifest: Any, named: list[str]) -> list[str]:
             raise NotFound(f"no agent named {name!r}", "see 'corral config' for the agents")
         spec = manifest.agents[name]
         if spec.isolation != "container" or container_options(spec).image is None:
-            raise Usage(f"agent {name} has no container.image to pull",
+            raise UsageError(f"agent {name} has no container.image to pull",
                         "name agents with container.image (`corral build` builds the others)")
     if named:
         return named
@@ -139,9 +133,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     import asyncio
 
     from corral.drivers.container.driver import ContainerDriver
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     wanted = _image_agents(manifest, args.agents)
     if not wanted:
         print("corral: no container agents with an image to pull", file=sys.stderr)

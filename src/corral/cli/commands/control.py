@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from corral.cli import daemonctl, project
-from corral.errors import CorralError
+from corral.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy treats this name as typing's
 if TYPE_CHECKING:
@@ -76,11 +76,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
+    pairs = [pair.partition("=") for pair in args.pairs]
+    for agent, sep, count in pairs:  # all read before any is applied; a typo is usage (2)
+        if not sep or not agent or not count.isdigit():
+            raise UsageError(f"cannot read {agent + sep + count!r}",
+                             "write AGENT=N, e.g. corral scale web=3")
     client = daemonctl.client(project.state_dir(args.file), timeout=600)
-    for pair in args.pairs:
-        agent, sep, count = pair.partition("=")
-        if not sep or not count.isdigit():
-            raise CorralError(f"cannot read {pair!r}", "write AGENT=N, e.g. corral scale web=3")
+    for agent, _, count in pairs:
         report = client.scale(agent, int(count))
         print(f"{agent}: {count} replica{'s' if count != '1' else ''} "
               f"(+{len(report['started'])} -{len(report['removed'])})")

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from corral.cli import daemonctl, project, render
-from corral.errors import CorralError
+from corral.errors import CorralError, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
@@ -50,15 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from corral.manifest.loader import load
-
-    return load(project.manifest_path(args.file))
-
-
-def _usage(problem: str, fix: str) -> CorralError:
-    err = CorralError(problem, fix)
-    err.exit_code = 2
-    return err
+    return project.load(args.file)
 
 
 def _check_up(args: argparse.Namespace, manifest: Any) -> None:
@@ -72,13 +64,13 @@ def _check_up(args: argparse.Namespace, manifest: Any) -> None:
             raise NotFound(f"no agent named {agent!r}{did_you_mean(agent, manifest.agents)}",
                            "see 'corral config' for the agents")
     if args.detach and (args.abort_on_container_exit or args.exit_code_from):
-        raise _usage("-d cannot be combined with --abort-on-container-exit or "
+        raise UsageError("-d cannot be combined with --abort-on-container-exit or "
                      "--exit-code-from", "drop -d: they follow the fleet attached")
     if args.no_deps and not args.agents:
-        raise _usage("--no-deps needs the agents to start", "name them: corral up --no-deps "
+        raise UsageError("--no-deps needs the agents to start", "name them: corral up --no-deps "
                      "AGENT...")
     if args.exit_code_from and args.agents and args.exit_code_from not in args.agents:
-        raise _usage(f"--exit-code-from {args.exit_code_from} is not among the agents named",
+        raise UsageError(f"--exit-code-from {args.exit_code_from} is not among the agents named",
                      f"add it: corral up ... {args.exit_code_from}")
 
 
@@ -166,19 +158,20 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float, *,
 def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None,
                  scope: list[str] | None, *, color: bool) -> int:
     """Interleaved coloured output like ``docker compose up`` (of the agents named, when
-    some are); Ctrl-C stops the fleet, and so does an instance's exit with ``abort``."""
+    some are); Ctrl-C stops the fleet and exits 130 (SIGTERM: 143), as compose does: the
+    fleet ended because it was interrupted. An instance's exit with ``abort`` stops it too."""
     width = max((len(n) for n in render.instance_names(manifest)), default=8)
-    stop = {"asked": False}
+    stop = {"signal": 0}
 
     def on_sigint(signum: int, frame: object) -> None:
-        if stop["asked"]:
+        if stop["signal"]:
             raise KeyboardInterrupt
-        stop["asked"] = True
+        stop["signal"] = signum
         print("\nGracefully stopping... (press Ctrl-C again to force)", file=sys.stderr)
         from corral.cli.attached import stop_fleet
 
         stop_fleet(client, manifest.state_dir, scope)
-        raise SystemExit(0)
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
@@ -197,8 +190,8 @@ def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | N
                 if abort is not None and abort.ends(event):
                     return abort.stop_fleet(manifest.state_dir)
     except CorralError:
-        if stop["asked"]:
-            return 0
+        if stop["signal"]:
+            return 128 + stop["signal"]
         raise
     return 0
 
@@ -224,9 +217,8 @@ def _down_containers(args: argparse.Namespace) -> int:
     if not (args.volumes or args.rmi or _uses_containers(args.file)):
         return 0
     from corral.drivers.container import leftovers
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     for what in leftovers.remove(manifest.name, manifest.agents, volumes=args.volumes,
                                  images=args.rmi):
         print(f"removed {what}")
