@@ -39,6 +39,12 @@ class ManifestError(CorralError):
             super().__init__(f"{head}{len(problems)} problems:\n  " + "\n  ".join(shown + tail))
 
 
+class UsageError(CorralError):
+    """A command's arguments do not read (a bad regex, a time in no known form)."""
+
+    exit_code = 2
+
+
 class DaemonNotRunning(CorralError):
     exit_code = 3
 

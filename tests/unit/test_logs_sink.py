@@ -37,7 +37,7 @@ def test_records_are_on_disk_when_feed_returns(log: AgentLog) -> None:
     assert messages(log.path) == ["one", "two"]  # not closed, not flushed: already there
     rec = read(log.path)[0]
     assert rec == {
-        "timestamp": 1_000_000.0,
+        "timestamp": "1970-01-12T13:46:40.000000Z",  # RFC 3339, UTC, microseconds
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
@@ -52,7 +52,9 @@ def test_each_chunk_gets_its_own_timestamp(tmp_path: Path) -> None:
     out.feed("stdout", b"a\nb\n")
     clock.now = 11.5
     out.feed("stdout", b"c\n")
-    assert [r["timestamp"] for r in read(tmp_path / "web.log")] == [10.0, 10.0, 11.5]
+    assert [r["timestamp"] for r in read(tmp_path / "web.log")] == [
+        "1970-01-01T00:00:10.000000Z", "1970-01-01T00:00:10.000000Z",
+        "1970-01-01T00:00:11.500000Z"]
 
 
 def test_torn_lines_are_joined_per_stream(log: AgentLog) -> None:
@@ -68,7 +70,7 @@ def test_torn_lines_are_joined_per_stream(log: AgentLog) -> None:
     out.eof("stderr")
     out.eof("stdout")  # nothing pending: no record
     assert messages(log.path, "stderr") == ["oops", "fail"]
-    assert [r["level"] for r in read(log.path) if r["stream"] == "stderr"] == ["error", "error"]
+    assert [r["level"] for r in read(log.path) if r["stream"] == "stderr"] == ["info", "info"]
     assert out.pending() == {}
 
 
@@ -203,7 +205,7 @@ def test_rotation_by_size_keeps_count(tmp_path: Path) -> None:
 
 
 def test_rotation_keep_zero_and_reopen_appends(tmp_path: Path) -> None:
-    log = AgentLog(tmp_path, "web", max_size=120, keep=0, clock=Clock())
+    log = AgentLog(tmp_path, "web", max_size=160, keep=0, clock=Clock())
     log.writer("web.1").feed("stdout", b"x" * 200 + b"\n")
     assert [p.name for p in tmp_path.iterdir()] == ["web.log"]
     assert log.path.stat().st_size == 0

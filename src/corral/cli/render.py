@@ -95,17 +95,37 @@ def summary_line(row: dict[str, Any]) -> str:
     return f"{row['name']}: {row['state']}{pid}{extra}"
 
 
-def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False) -> str:
-    """``name | message``; the message's control characters escaped (``printable``) unless
-    ``raw``."""
+def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False,
+                timestamps: bool = False) -> str:
+    """``name | message key=value…``: the fields of the agent's own (a JSON line's) follow the
+    message; ``timestamps``: its time (RFC 3339, UTC) first, as compose's ``-t``. Control
+    characters are escaped (``printable``) unless ``raw``."""
+    import json  # here: `corral ps` imports this module and never needs it
+
+    from corral.logs.fields import RESERVED
+
     name = printable(str(rec.get("instance", rec.get("agent", "?"))))
     prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
     message = str(rec.get("message", ""))
+    own = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+                   for k, v in rec.items() if k not in RESERVED)
+    message = f"{message} {own}" if message and own else message or own
     message = message if raw else printable(message)
     level = rec.get("level")
     if color and level in _LEVEL_COLOR:
         message = _c(message, _LEVEL_COLOR[str(level)], True)
+    if timestamps:
+        prefix = f"{prefix} {_when(rec.get('timestamp', rec.get('ts')))}"
     return f"{prefix} {message}"
+
+
+def _when(value: object) -> str:
+    """A record's time as stored (RFC 3339 text), or converted from older files' seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        from corral.logs.stamps import rfc3339
+
+        return rfc3339(value)
+    return printable(str(value))
 
 
 def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:

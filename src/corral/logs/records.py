@@ -17,12 +17,17 @@ import re
 from json.encoder import encode_basestring
 from typing import Literal, NamedTuple, TypeAlias
 
+from corral.logs import fields
+from corral.logs.stamps import rfc3339
+
 Stream = Literal["stdout", "stderr"]
 Level = Literal["debug", "info", "warn", "error", "fatal"]
 LEVELS: tuple[Level, ...] = ("debug", "info", "warn", "error", "fatal")
 LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
-DEFAULT_LEVEL: dict[str, Level] = {"stdout": "info", "stderr": "error"}
-RESERVED = ("timestamp", "agent", "instance", "stream", "level", "message", "partial")
+# stderr is where programs write progress, access logs and warnings too: a line says its
+# level (``parse_level``), else it is info like stdout (its ``stream`` tells them apart)
+DEFAULT_LEVEL: dict[str, Level] = {"stdout": "info", "stderr": "info"}
+RESERVED = fields.RESERVED
 Buffer: TypeAlias = bytes | memoryview
 
 _WORDS: dict[str, Level] = {
@@ -181,7 +186,7 @@ class LineEncoder:
         """Append the records of ``block`` (complete lines, each ending in ``\\n``) to ``out``."""
         if not block:
             return
-        found, tsr = found or scan(block), repr(float(ts))
+        found, tsr = found or scan(block), stamp_json(ts)
         if found.fast:
             return self._run(block, tsr, self.default, True, out)
         runs: list[tuple[int, Level | None]] = [(0, self.default)]  # (start, level)
@@ -216,10 +221,10 @@ class LineEncoder:
     def encode_piece(self, raw: bytes, ts: float, *, partial: bool, merge: bool) -> bytes:
         """The record of one line (or piece of a long line) given as raw bytes."""
         text = raw.decode("utf-8", "replace")
-        return _line_safe(self.encode_line(text, repr(float(ts)), partial=partial, merge=merge))
+        return _line_safe(self.encode_line(text, stamp_json(ts), partial=partial, merge=merge))
 
     def encode_line(self, line: str, tsr: str, *, partial: bool = False, merge: bool = True) -> str:
-        """One record: the definition all faster paths match. ``tsr`` is ``repr(ts)``; a
+        """One record: the definition all faster paths match. ``tsr`` is ``stamp_json(ts)``; a
         trailing CR (CRLF output) is dropped."""
         if line[-1:] == "\r" and not partial:
             line = line[:-1]
@@ -252,6 +257,11 @@ class LineEncoder:
         level = level or parse_level(message) or self.default
         extra = "," + _dumps(obj)[1:] if obj else "}"
         return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(message)}{extra}\n'
+
+
+def stamp_json(ts: float) -> str:
+    """The ``timestamp`` value as it is written: RFC 3339 UTC text, quoted."""
+    return f'"{rfc3339(ts)}"'
 
 
 def _escape(data: bytes) -> bytes:
