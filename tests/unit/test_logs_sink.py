@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -272,3 +273,78 @@ def test_any_chunking_gives_the_records_of_the_whole(tmp_path: Path) -> None:
         assert out.pending() == {}
         expected = [{**r, "agent": f"torn{trial}"} for r in read(whole.path)]
         assert read(torn.path) == expected
+
+
+TRACEBACK = (b'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n'
+             b"    main()\nValueError: boom\n")
+HEAD = TRACEBACK[: TRACEBACK.index(b"    main()")]  # the first lines: an unfinished traceback
+
+
+def test_a_traceback_is_one_error_record_however_the_chunks_split_it(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    data = b"starting\n" + TRACEBACK + b"WARNING:root:still here\n"
+    for i in range(len(data)):  # one byte a feed: every split point
+        out.feed("stderr", data[i : i + 1])
+    recs = read(log.path)
+    assert [(r["level"], r["message"]) for r in recs] == [
+        ("info", "starting"),
+        ("error", TRACEBACK.decode().removesuffix("\n")),
+        ("warn", "WARNING:root:still here"),
+    ]
+
+
+def test_chained_tracebacks_and_exception_groups_stay_whole(log: AgentLog) -> None:
+    chained = (TRACEBACK + b"\nDuring handling of the above exception, another exception "
+               b"occurred:\n\n" + TRACEBACK)
+    group = (b"  + Exception Group Traceback (most recent call last):\n"
+             b"Exception Group Traceback (most recent call last):\n  | ExceptionGroup: g\n"
+             b"  +-+---------------- 1 ----------------\n    | ValueError: v\n"
+             b"ExceptionGroup: g (1 sub-exception)\n")
+    log.writer("web.1").feed("stderr", chained + group[55:] + b"done\n")
+    assert messages(log.path) == [chained.decode()[:-1], group[55:].decode()[:-1], "done"]
+
+
+def test_an_unfinished_traceback_is_written_at_eof_at_close_and_after_an_idle_time(
+        tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    out = log.writer("web.1")
+    out.feed("stderr", TRACEBACK[:60])
+    assert messages(log.path) == []  # held: its frames may still come
+    out.eof("stderr")  # the torn frame line too
+    assert messages(log.path) == [TRACEBACK[:60].decode()]
+    out.feed("stdout", HEAD)
+    log.close()
+    assert messages(log.path)[-1] == HEAD.decode().removesuffix("\n")
+
+    async def idle() -> list[object]:
+        log = AgentLog(tmp_path, "idle", clock=Clock())
+        out = log.writer("idle.1")
+        out.feed("stderr", HEAD)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if messages(log.path):
+                break
+        shown = messages(log.path)
+        log.close()
+        return shown
+
+    assert asyncio.run(idle()) == [HEAD.decode().removesuffix("\n")]
+
+
+def test_a_held_traceback_survives_a_daemon_restart_through_the_tail_file(
+        tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    first = log.writer("web.1", tail_file=tmp_path / "tails")
+    first.feed("stderr", TRACEBACK[:60])
+    second = log.writer("web.1", tail_file=tmp_path / "tails")  # the next daemon
+    second.restore_from_tail_file()
+    second.feed("stderr", TRACEBACK[60:])
+    assert messages(log.path) == [TRACEBACK.decode()[:-1]]
+
+
+def test_a_traceback_longer_than_a_line_is_framed_line_by_line(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock(), max_line=100)
+    frames = b"".join(b'  File "f.py", line %d\n' % i for i in range(10))
+    log.writer("web.1").feed("stderr", b"Traceback (most recent call last):\n" + frames)
+    shown = messages(log.path)
+    assert shown[0] == "Traceback (most recent call last):" and len(shown) == 11

@@ -223,6 +223,13 @@ class LineEncoder:
         text = raw.decode("utf-8", "replace")
         return _line_safe(self.encode_line(text, stamp_json(ts), partial=partial, merge=merge))
 
+    def encode_stack(self, raw: bytes, ts: float) -> bytes:
+        """One record at level error for a multi-line stack (``corral.logs.stacks``): its
+        lines joined by ``\n``, the last newline (and CRs before newlines) dropped."""
+        text = raw.decode("utf-8", "replace").replace("\r\n", "\n").removesuffix("\n")
+        head = self._heads["error"]
+        return _line_safe(f'{{"timestamp":{stamp_json(ts)}{head}{encode_basestring(text)}}}\n')
+
     def encode_line(self, line: str, tsr: str, *, partial: bool = False, merge: bool = True) -> str:
         """One record: the definition all faster paths match. ``tsr`` is ``stamp_json(ts)``; a
         trailing CR (CRLF output) is dropped."""
