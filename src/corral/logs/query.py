@@ -33,6 +33,9 @@ _STAMP = b'{"timestamp":'  # every record starts so (records.py): time filters s
 _AT = len(_STAMP)
 _TEXT_LEN = len("2026-12-02T14:03:05.123456Z") + 1  # and its opening quote
 _BLOCK = 64 * 1024
+# A file's mtime comes from the kernel's coarse clock (ticks of some ms), so it can be a little
+# before the time stamped on the last record written: a file is skipped only well before.
+_MTIME_SLACK = 1.0
 _LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -176,7 +179,7 @@ def _select(directory: Dir, agents: list[str] | None) -> list[str]:
 def _agent_records(directory: Dir, agent: str, filters: Filters) -> Iterator[Record]:
     for path in log_files(directory, agent):
         try:
-            if filters.since is not None and os.stat(path).st_mtime < filters.since:
+            if filters.since is not None and os.stat(path).st_mtime < filters.since - _MTIME_SLACK:
                 continue  # last written before ``since``: every record in it is older
             f = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:  # rotated away while we looked
@@ -233,7 +236,8 @@ def tail(
         found: list[Record] = []
         for path in reversed(log_files(directory, agent)):
             with contextlib.suppress(FileNotFoundError):  # rotated away while we looked
-                if len(found) >= n or (since is not None and os.stat(path).st_mtime < since):
+                if len(found) >= n or (
+                        since is not None and os.stat(path).st_mtime < since - _MTIME_SLACK):
                     break
                 for line in _lines_backwards(path):
                     if not filters.quick_reject(line):
