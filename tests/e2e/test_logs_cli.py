@@ -30,6 +30,14 @@ fail()
 """
 
 
+STUCK = """\
+import sys, time
+sys.stderr.write('Traceback (most recent call last):\\n  File "stuck.py", line 9, in <module>\\n')
+sys.stderr.flush()
+time.sleep(3600)
+"""
+
+
 def json_records(project: Project, *args: str) -> list[dict[str, Any]]:
     out = project.corral("logs", "--json", *args).stdout
     return [json.loads(line) for line in out.splitlines()]
@@ -37,16 +45,24 @@ def json_records(project: Project, *args: str) -> list[dict[str, Any]]:
 
 def test_levels_come_from_the_line_and_a_traceback_is_one_record(project: Project) -> None:
     project.file("talker.py", TALKER)
+    project.file("stuck.py", STUCK)
     project.write("""
         name: levels
         agents:
           talker:
             command: python3 talker.py
             restart: "no"
+          stuck:
+            command: python3 stuck.py
     """)
     project.corral("up", "-d")
     project.wait_for(lambda r: r["talker.1"]["state"] == "exited")
-    by_message = {r["message"].splitlines()[0]: r for r in json_records(project)}
+    # a traceback left unfinished by a running agent is written after a short idle time
+    project.wait_for(lambda r: [x["message"] for x in project.records("stuck")] == [
+        'Traceback (most recent call last):\n  File "stuck.py", line 9, in <module>'],
+        what="the unfinished traceback")
+    assert project.ps()["stuck.1"]["state"] == "running"
+    by_message = {r["message"].splitlines()[0]: r for r in json_records(project, "talker")}
     levels = {m: (r["level"], r["stream"]) for m, r in by_message.items()}
     assert levels["hello plain"] == ("info", "stdout")
     assert levels["order placed"] == ("info", "stdout")
