@@ -81,6 +81,8 @@ def test_levels_come_from_the_line_and_a_traceback_is_one_record(project: Projec
 
     text = project.corral("logs", "--no-color").stdout.splitlines()
     assert "talker.1 | order placed order=17 user=ann" in text  # the agent's own fields
+    at = text.index("talker.1 | Traceback (most recent call last):")  # line by line, prefixed
+    assert text[at + 1].startswith("talker.1 |   File") and "talker.1 | ValueError: boom" in text
     warn = project.corral("logs", "--level", "warn", "--no-color").stdout
     assert "careful" in warn and "disk gone" in warn and "Traceback" in warn
     assert "hello plain" not in warn and "Resolved" not in warn and "GET /" not in warn

@@ -55,3 +55,11 @@ def test_log_lines_show_the_agents_own_fields_and_the_time() -> None:
         old, width=5, color=False, timestamps=True)
     forged = {**rec, "who": "x\x1b[2J"}
     assert "\x1b[2J" not in render.format_line(forged, width=5, color=False)
+
+
+def test_a_traceback_is_shown_line_by_line_each_with_its_prefix() -> None:
+    rec = {"instance": "job.1", "level": "error",
+           "message": "Traceback (most recent call last):\n  File \"x\"\nValueError: web.2 | fake"}
+    assert render.format_line(rec, width=5, color=False).splitlines() == [
+        "job.1 | Traceback (most recent call last):", 'job.1 |   File "x"',
+        "job.1 | ValueError: web.2 | fake"]

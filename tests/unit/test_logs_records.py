@@ -277,3 +277,10 @@ def test_scan_finds_level_words_among_other_capitals(word: bytes) -> None:
     block = (spam + b"\n") * 300 + b"t=1 " + word + b" x\n" + (spam + b"\n") * 300
     assert scan(block).levels
     assert encode(block) == reference(block)
+
+
+def test_scan_says_where_a_traceback_may_start() -> None:
+    assert scan(b"ok\nTraceback (most recent call last):\n").stack
+    assert scan(b"Exception Group Traceback (most recent call last):\n").stack
+    assert not scan(b"GET /items (cache miss) took 3ms\n").stack
+    assert scan(b"plain line\n").fast  # a possible stack does not leave the fast path

@@ -348,3 +348,11 @@ def test_a_traceback_longer_than_a_line_is_framed_line_by_line(tmp_path: Path) -
     log.writer("web.1").feed("stderr", b"Traceback (most recent call last):\n" + frames)
     shown = messages(log.path)
     assert shown[0] == "Traceback (most recent call last):" and len(shown) == 11
+
+
+def test_a_traceback_holding_a_secret_is_one_redacted_record(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    out.redact(["hunter22"])
+    out.feed("stderr", TRACEBACK.replace(b"boom", b"password hunter22") + b"next\n")
+    assert messages(log.path) == [
+        TRACEBACK.decode().replace("boom", "password ***").removesuffix("\n"), "next"]

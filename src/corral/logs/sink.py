@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from corral.logs import stacks
 from corral.logs.query import Dir, rotated_files
-from corral.logs.records import Buffer, LineEncoder, Stream, cut_point, segments
+from corral.logs.records import Buffer, LineEncoder, Scan, Stream, cut_point, scan, segments
 from corral.logs.redact import Redactor
 
 if TYPE_CHECKING:
@@ -377,8 +377,13 @@ class InstanceOutput:
                   ) -> bytes:
         """Encode complete lines, each stack as one record; returns the lines of a stack the
         block ends inside, to hold."""
-        if not stacks.holds_stack(block):
-            self._frame(stream, block, ts, out, lines)
+        if self._redactor.needles:  # the encoder scans the redacted text: look for a stack here
+            found, stack = None, stacks.START in block
+        else:  # scanned once: the encoder takes the scan for the block's only segment
+            found = scan(block)
+            stack = found.stack
+        if not stack:
+            self._frame(stream, block, ts, out, lines, found)
             return b""
         max_line = self.log.max_line
         runs, held = stacks.split(block)
@@ -398,13 +403,17 @@ class InstanceOutput:
         if lines is not None:
             lines.append(raw)
 
-    def _frame(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines) -> None:
-        """Encode complete lines; over-long ones are cut into pieces marked partial."""
+    def _frame(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines,
+               found: Scan | None = None) -> None:
+        """Encode complete lines; over-long ones are cut into pieces marked partial.
+        ``found``: the scan of ``block``, used if it is encoded as it is."""
         max_line = self.log.max_line
         for is_long, segment in segments(block, max_line):
             if not is_long:
-                segment = self._redact(segment)
-                self._encoders[stream].encode(segment, ts, out)
+                redacted = self._redact(segment)
+                same = redacted is block and found is not None
+                self._encoders[stream].encode(redacted, ts, out, found if same else None)
+                segment = redacted
                 if lines is not None:
                     lines.append(segment)
                 continue

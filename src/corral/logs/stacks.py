@@ -3,10 +3,10 @@ last):`` line through the indented frames to the exception line that ends it (ch
 "During handling of the above exception..." or "The above exception was the direct cause...",
 included when they come in the same read).
 
-The sink asks ``holds_stack`` of every block it frames: one C-speed search, so blocks without
-a traceback (nearly all) cost nothing more. A stack the block ends inside is handed back to be
-held until more output completes it; the sink bounds how long (an idle time, EOF) and how much
-(``MAX_LINE``) it holds.
+The sink looks here only when the block's scan (``records.scan``, which it makes anyway) says a
+traceback may start in it, so blocks without one (nearly all) cost nothing more. A stack the
+block ends inside is handed back to be held until more output completes it; the sink bounds
+how long (an idle time, EOF) and how much (``MAX_LINE``) it holds.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ _CHAINS = tuple(
     )
 )
 _INDENT = (32, 9)  # space, tab: the frames ("  File ...", "    code", "    ^^^^")
-
-
-def holds_stack(block: bytes) -> bool:
-    return START in block
 
 
 def split(block: bytes) -> tuple[list[tuple[bool, bytes]], bytes]:
