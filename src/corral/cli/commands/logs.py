@@ -64,8 +64,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         for rec, line in history:
             view.show(rec, line)
     if live is not None:
-        for event in live:
-            if event.startswith(b"data: ") and b'"message"' in event:
+        kind = b""
+        for event in live:  # server-sent events: "event: log" (or state), then its data
+            if event.startswith(b"event: "):
+                kind = event[7:]
+            elif event.startswith(b"data: ") and kind == b"log":
                 rec = json.loads(event[6:])
                 if view.new(rec):
                     view.show(rec, event[6:])
