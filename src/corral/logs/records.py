@@ -18,7 +18,7 @@ from json.encoder import encode_basestring
 from typing import Literal, NamedTuple, TypeAlias
 
 from corral.logs import fields
-from corral.logs.stamps import rfc3339
+from corral.logs.stamps import quoted as stamp_json  # the timestamp value as written
 
 Stream = Literal["stdout", "stderr"]
 Level = Literal["debug", "info", "warn", "error", "fatal"]
@@ -270,11 +270,6 @@ class LineEncoder:
         level = level or parse_level(message) or self.default
         extra = "," + _dumps(obj)[1:] if obj else "}"
         return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(message)}{extra}\n'
-
-
-def stamp_json(ts: float) -> str:
-    """The ``timestamp`` value as it is written: RFC 3339 UTC text, quoted."""
-    return f'"{rfc3339(ts)}"'
 
 
 def _escape(data: bytes) -> bytes:

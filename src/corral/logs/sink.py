@@ -242,18 +242,19 @@ class InstanceOutput:
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
-        before, held = bytes(self._tails[stream]), self._held.get(stream, 0)
+        before, held = bytes(self._tails[stream]), self._held.get(stream, 0) if self._held else 0
         try:
             self._feed(stream, data)
         except OSError:
             # nothing of ``data`` counts as taken (AgentLog.write took its records back): the
             # caller keeps the bytes and offers them again, so the torn tail is as it was
-            self._tails[stream], self._held[stream] = bytearray(before), held
+            self._tails[stream] = bytearray(before)
+            self._hold(stream, held)
             if self.tail_file is not None:
                 with contextlib.suppress(OSError):
                     self._save_tails()
             raise
-        if self._held.get(stream) or stream in self._timers:
+        if self._held or self._timers:  # (empty but for a traceback)
             self._time_stack(stream)
 
     def _feed(self, stream: Stream, data: bytes) -> None:
@@ -270,10 +271,13 @@ class InstanceOutput:
             else:
                 block = data if nl == len(data) - 1 else data[: nl + 1]
             held = self._complete(stream, block, ts, out, lines)
-            tail = self._tails[stream] = bytearray(held)
-            tail += memoryview(data)[nl + 1 :]
-            self._held[stream] = len(held)
-        if len(tail) > max_line and self._held.get(stream):
+            if held or self._held:
+                tail = self._tails[stream] = bytearray(held)
+                tail += memoryview(data)[nl + 1 :]
+                self._hold(stream, len(held))
+            else:
+                tail = self._tails[stream] = bytearray(memoryview(data)[nl + 1 :])
+        if len(tail) > max_line and self._held and self._held.get(stream):
             self._write_stack(stream, ts, out, lines)  # the torn line after it is cut below
         while len(tail) > max_line:
             cut = cut_point(tail, max_line, self._redactor.needles)
@@ -308,6 +312,14 @@ class InstanceOutput:
         raw = bytes(tail[:held])
         del tail[:held]
         self._stack(stream, raw, ts, out, lines)
+
+    def _hold(self, stream: Stream, size: int) -> None:
+        """The first ``size`` bytes of the stream's tail are a stack's lines (0: none; then
+        ``_held`` is left empty, which keeps ``feed`` on its short way)."""
+        if size:
+            self._held[stream] = size
+        else:
+            self._held.pop(stream, None)
 
     def _time_stack(self, stream: Stream) -> None:
         """(Re)start the idle timer of a held stack; none when nothing is held."""

@@ -16,11 +16,18 @@ _last: tuple[int, str] = (-1, "")  # (whole second, its "YYYY-MM-DDTHH:MM:SS")
 
 def rfc3339(ts: float) -> str:
     """``ts`` (unix seconds) as ``2026-12-02T14:03:05.123456Z``."""
+    return quoted(ts)[1:-1]
+
+
+def quoted(ts: float) -> str:
+    """``rfc3339(ts)`` as a JSON string: the ``timestamp`` value as records hold it, made on
+    every feed."""
     global _last
-    whole, micros = divmod(round(ts * 1_000_000), 1_000_000)
-    if whole != _last[0]:
+    micros = int(ts * 1e6 + 0.5)  # ts >= 0: rounded half up, one call fewer than round()
+    if micros // 1_000_000 != _last[0]:
+        whole = micros // 1_000_000
         _last = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_last[1]}.{micros:06d}Z"
+    return f'"{_last[1]}.{micros % 1_000_000:06d}Z"'
 
 
 def seconds(value: object) -> float | None:
