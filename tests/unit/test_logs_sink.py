@@ -356,3 +356,12 @@ def test_a_traceback_holding_a_secret_is_one_redacted_record(log: AgentLog) -> N
     out.feed("stderr", TRACEBACK.replace(b"boom", b"password hunter22") + b"next\n")
     assert messages(log.path) == [
         TRACEBACK.decode().replace("boom", "password ***").removesuffix("\n"), "next"]
+
+
+def test_a_traceback_restored_from_the_tail_file_is_written_at_eof(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    log.writer("web.1", tail_file=tmp_path / "tails").feed("stderr", HEAD)
+    again = log.writer("web.1", tail_file=tmp_path / "tails")
+    again.restore_from_tail_file()
+    again.eof("stderr")
+    assert messages(log.path) == [HEAD.decode().removesuffix("\n")]

@@ -231,8 +231,8 @@ class LineEncoder:
 
     def encode_stack(self, raw: bytes, ts: float) -> bytes:
         """One record at level error for a multi-line stack (``corral.logs.stacks``): its
-        lines joined by ``\n``, the last newline (and CRs before newlines) dropped."""
-        text = raw.decode("utf-8", "replace").replace("\r\n", "\n").removesuffix("\n")
+        lines joined by ``\n``, the newlines at its end (and CRs before newlines) dropped."""
+        text = raw.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
         head = self._heads["error"]
         return _line_safe(f'{{"timestamp":{stamp_json(ts)}{head}{encode_basestring(text)}}}\n')
 
