@@ -111,9 +111,12 @@ def test_names_tail_until_and_bad_input(project: Project) -> None:
           fetcher:
             command: python3 counter.py
             restart: "no"
+          quiet:
+            command: "true"
+            restart: "no"
     """)
     project.corral("up", "-d")
-    project.wait_for(lambda r: all(x["state"] == "exited" for x in r.values()) and len(r) == 3)
+    project.wait_for(lambda r: all(x["state"] == "exited" for x in r.values()) and len(r) == 4)
     two = json_records(project, "parser.2")
     assert [r["message"] for r in two] == [f"parser.2 line {i}" for i in range(5)]
     mixed = {r["instance"] for r in json_records(project, "parser.1", "fetcher")}
@@ -130,6 +133,7 @@ def test_names_tail_until_and_bad_input(project: Project) -> None:
     since = json_records(project, "fetcher", "--since", last)
     assert since == [r for r in fetched if r["timestamp"] >= last] and since[-1] == fetched[-1]
 
+    assert project.corral("logs", "quiet").stdout == ""  # declared, silent: not unknown
     unknown = project.corral("logs", "parser.7", check=False)
     assert unknown.returncode == 4 and "(did you mean 'parser." in unknown.stderr
     typo = project.corral("logs", "parsr", check=False)

@@ -51,7 +51,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     directory = paths.StateLayout(state).logs
     client = daemonctl.client(state, timeout=None)
     current = [r["name"] for r in client.instances()] if client.alive() else None
-    agents, instances = _resolve(args.names, directory, current or [])
+    agents, instances = _resolve(args.names, directory, current or [], args.file)
     selected = {"agents": agents, "instances": instances, **filters}
     view = _View(args, width=_width(directory, current))
     live = None
@@ -104,9 +104,11 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     return {"grep": args.grep, "level": args.level, **times}
 
 
-def _resolve(names: list[str], directory: str, current: list[str]) -> tuple[list[str], list[str]]:
+def _resolve(names: list[str], directory: str, current: list[str], file: str | None
+             ) -> tuple[list[str], list[str]]:
     """The agents and instances ``names`` mean: a name with a dot is an instance (``web.2``);
-    each must be of the fleet or have stored records, else exit 4 with a "did you mean"."""
+    each must be of the fleet (running, or in the manifest) or have stored records, else exit
+    4 with a "did you mean"."""
     from corral.logs import query
 
     stored = query.agents_in(directory)
@@ -116,19 +118,31 @@ def _resolve(names: list[str], directory: str, current: list[str]) -> tuple[list
     for name in dict.fromkeys(names):
         if "." in name:
             if name not in current and not query.stored_instance(directory, name):
-                _unknown(name, [*current, *agents_known])
+                _unknown(name, [*current, *agents_known], file)
             instances.append(name)
-        elif name in agents_known:
-            agents.append(name)
         else:
-            _unknown(name, [*agents_known, *current])
+            if name not in agents_known:
+                _unknown(name, [*agents_known, *current], file)
+            agents.append(name)
     return agents, instances
 
 
-def _unknown(name: str, choices: list[str]) -> None:
+def _unknown(name: str, choices: list[str], file: str | None) -> None:
+    """Exit 4, unless ``name`` is in the manifest (an agent that has printed nothing yet)."""
+    from corral.cli.render import instance_names
+    from corral.errors import CorralError
     from corral.manifest.hints import did_you_mean
+    from corral.manifest.loader import load
 
-    raise NotFound(f"no agent or instance named {name!r}{did_you_mean(name, choices)}",
+    try:
+        manifest = load(project.manifest_path(file))
+        declared = [*manifest.agents, *instance_names(manifest)]
+    except CorralError:  # an unreadable manifest: the names above are all there is
+        declared = []
+    if name in declared:
+        return
+    raise NotFound(f"no agent or instance named {name!r}"
+                   f"{did_you_mean(name, [*choices, *declared])}",
                    "see 'corral ps' for the names (stored logs count too)")
 
 
