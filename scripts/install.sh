@@ -78,6 +78,10 @@ if [ "$want_test" = 1 ]; then
   # the rootless tests run corral as a non-root user on rootless Podman: its user namespace
   # needs newuidmap/newgidmap
   command -v newuidmap >/dev/null 2>&1 || apt_install uidmap
+  # the pull tests run a real registry on 127.0.0.1 (Debian's docker-registry), with an
+  # htpasswd (bcrypt) file for the credentials test
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
+  command -v htpasswd >/dev/null 2>&1 || apt_install apache2-utils
   containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else

@@ -15,10 +15,15 @@ ACCEPTED = [
     ["start", "--timeout", "7.5", "--wait", "web"], ["-f", "x.yaml", "restart", "--wait"],
     ["restart", "web", "--timeout", "3"], ["stop"], ["stop", "web", "db.1"],
     ["-f", "x.yaml", "stop", "web"],
+    ["ps", "--status", "running"], ["ps", "--status=exited", "web"],
+    ["ps", "--json", "--status", "fatal", "--status", "exited", "db.1"],
+    ["ps", "web", "db", "--status", "running"], ["ps", "web", "--json"],
 ]
 LEFT_TO_ARGPARSE = [
     ["ps", "-h"], ["ps", "--all"], ["start", "--bogus"], ["stop", "--wait"],
     ["start", "--timeout", "soon"], ["--file=x.yaml", "ps"], ["logs"], ["up", "-d"], [],
+    ["ps", "--status"], ["ps", "--status", "sleeping"], ["ps", "--status=", "web"],
+    ["ps", "web", "--json", "db"],
 ]
 
 
@@ -34,3 +39,9 @@ def test_the_fast_grammar_reads_an_argv_as_the_full_parser_does(argv: list[str])
 @pytest.mark.parametrize("argv", LEFT_TO_ARGPARSE, ids=" ".join)
 def test_what_it_does_not_know_goes_to_the_full_parser(argv: list[str]) -> None:
     assert fastpath.parse(argv) is None
+
+
+def test_the_states_ps_filters_on_are_the_instance_states() -> None:
+    from corral.runtime.state import State
+
+    assert tuple(s.value for s in State) == fastpath.STATES

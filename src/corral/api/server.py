@@ -66,17 +66,19 @@ class Api:
     def __init__(self, sup: Supervisor, *, shutdown: Callable[[bool], None]) -> None:
         self.sup = sup
         self._shutdown = shutdown
-        self.after_apply: Callable[[], Awaitable[None]] | None = None
+        self.before_apply: Callable[[Any], Awaitable[None]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
+            ("GET", "/v1/runs"): self.runs,
             ("POST", "/v1/apply"): self.apply,
             ("POST", "/v1/wait"): self.wait,
             ("POST", "/v1/down"): self.down,
             ("POST", "/v1/start"): self.start,
             ("POST", "/v1/stop"): self.stop,
             ("POST", "/v1/restart"): self.restart,
+            ("POST", "/v1/rm"): self.remove,
             ("POST", "/v1/scale"): self.scale,
             ("POST", "/v1/shutdown"): self.shutdown,
             ("GET", "/v1/exec"): self.exec_spec,
@@ -119,13 +121,19 @@ class Api:
             "instances": self.sup.status(),
         })
 
+    async def runs(self, call: Call) -> Reply:
+        return json_reply({"runs": self.sup.runs()})
+
     async def apply(self, call: Call) -> Reply:
         # the CLI validated it; the daemon checks it again field by field, bounds included
         # (manifest.bounds; no pydantic: S2)
-        manifest = decode.manifest(call.body["manifest"])
-        report = await self.sup.apply(manifest, secret_env=call.body.get("secret_env") or {})
-        if self.after_apply is not None:
-            await self.after_apply()
+        body = call.body
+        manifest = decode.manifest(body["manifest"])
+        if self.before_apply is not None:  # the metrics port is bound first: a taken one
+            await self.before_apply(manifest)  # is the up's error, not a line in the log
+        report = await self.sup.apply(manifest, secret_env=body.get("secret_env") or {},
+                                      only=body.get("only"), no_deps=body.get("no_deps", False),
+                                      recreate=body.get("recreate", False))
         return json_reply(report)
 
     async def wait(self, call: Call) -> Reply:
@@ -169,6 +177,12 @@ class Api:
 
     async def stop(self, call: Call) -> Reply:
         return json_reply({"stopped": await self.sup.stop(call.body.get("names") or None)})
+
+    async def remove(self, call: Call) -> Reply:
+        if not call.body["names"]:  # never "all": down is the whole fleet's
+            raise validate.BadRequest("rm needs the agents or instances to remove",
+                                      "name at least one")
+        return json_reply({"removed": await self.sup.remove(call.body["names"])})
 
     async def restart(self, call: Call) -> Reply:
         return await self._control(call, "restart", "restarted")
@@ -214,7 +228,7 @@ class Api:
                             for key in ("since", "until"))
             return query.Filters.build(
                 since=since, until=until, grep=args.get("grep"), level=args.get("level"),
-                instances=args.get("instance") or ())
+                instances=args.get("instance") or (), run=args.get("run"))
         except ValueError as exc:
             raise validate.BadRequest(str(exc), validate.FIX) from None
 

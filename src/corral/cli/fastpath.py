@@ -1,8 +1,9 @@
 """The lean grammar of the commands that must answer in well under 100 ms: ``corral [-f FILE]
-ps [--json] [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S] [NAME...]``. Scripts
-and dashboards poll ``ps`` and time starts; argparse alone costs more than the rest of the
-answer. ``parse`` gives the namespace the full parser gives for the same argv (a test holds
-them to it), or None for anything else (help, a typo, ``--file=X``: the full parser explains).
+ps [--json] [--status STATE]... [AGENT...]`` and ``start|stop|restart [--wait] [--timeout S]
+[NAME...]`` (``ps --all`` is left to the full parser). Scripts and dashboards poll ``ps`` and
+time starts; argparse alone costs more than the rest of the answer. ``parse`` gives the
+namespace the full parser gives for the same argv (a test holds them to it), or None for
+anything else (help, a typo, ``--file=X``: the full parser explains).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
     from types import SimpleNamespace
 
 DEFAULT_TIMEOUT = 120.0  # commands.control's, which this module does not import for ps
+# runtime.state.State's values (a test holds them equal), for ``ps --status``
+STATES = ("created", "waiting", "preparing", "starting", "running", "stopping", "stopped",
+          "exited", "backoff", "fatal", "blocked")
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
@@ -22,10 +26,7 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
     if args[:1] in (["-f"], ["--file"]) and len(args) >= 2:
         file, args = args[1], args[2:]
     if args[:1] == ["ps"]:
-        if any(a.startswith("-") and a != "--json" for a in args[1:]):
-            return None
-        return SimpleNamespace(file=file, command="ps", json="--json" in args,
-                               agents=[a for a in args[1:] if a != "--json"])
+        return _ps(file, args[1:])
     if not args or args[0] not in ("start", "stop", "restart"):
         return None
     verb, rest = args[0], args[1:]
@@ -46,6 +47,31 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
     if verb == "stop":
         return SimpleNamespace(file=file, command=verb, names=names)
     return SimpleNamespace(file=file, command=verb, names=names, wait=wait, timeout=timeout)
+
+
+def _ps(file: str | None, rest: list[str]) -> SimpleNamespace | None:
+    from types import SimpleNamespace
+
+    json, status, agents, closed = False, None, [], False
+    while rest:
+        arg = rest.pop(0)
+        if not arg.startswith("-"):
+            if closed:  # names on both sides of an option: argparse refuses the second lot
+                return None
+            agents.append(arg)
+            continue
+        closed = bool(agents)
+        if arg == "--json":
+            json = True
+        elif arg == "--status" or arg.startswith("--status="):
+            value = arg.partition("=")[2] if "=" in arg else rest.pop(0) if rest else ""
+            if value not in STATES:
+                return None  # argparse names the choices
+            status = [*(status or []), value]
+        else:
+            return None
+    return SimpleNamespace(file=file, command="ps", json=json, all=False, status=status,
+                           agents=agents)
 
 
 def run(ns: SimpleNamespace) -> int:

@@ -49,6 +49,7 @@ class Filters:
     level: str | None = None  # minimum level
     # Named instances (``parser.2``): of their agents, only these; other agents' records pass.
     instances: tuple[str, ...] = ()
+    run: int | None = None  # a scheduled agent's run number
     # Derived (see ``build``): the agents ``instances`` restrict, the bytes a matching raw line
     # contains, and the time bounds as stored (RFC 3339 text sorts as the times do).
     restricted: frozenset[str] = field(default=frozenset(), repr=False)
@@ -59,7 +60,7 @@ class Filters:
     @classmethod
     def build(
         cls, *, since: float | None = None, until: float | None = None, grep: str | None = None,
-        level: str | None = None, instances: Iterable[str] = (),
+        level: str | None = None, instances: Iterable[str] = (), run: int | None = None,
     ) -> Filters:  # fmt: skip
         if level is not None and level not in LEVEL_RANK:
             raise ValueError(f"unknown level {level!r}: use one of {', '.join(LEVELS)}")
@@ -70,10 +71,10 @@ class Filters:
         levels = LEVELS[LEVEL_RANK[level] :] if level else ()
         named = tuple(instances)
         return cls(
-            since, until, pattern, level, named,
-            frozenset(name.rpartition(".")[0] for name in named),
-            tuple(f'"level":"{name}"'.encode() for name in levels),
-            _text(since), _text(until),
+            since=since, until=until, grep=pattern, level=level, instances=named, run=run,
+            restricted=frozenset(name.rpartition(".")[0] for name in named),
+            level_bytes=tuple(f'"level":"{name}"'.encode() for name in levels),
+            since_text=_text(since), until_text=_text(until),
         )  # fmt: skip
 
     def quick_reject(self, line: bytes) -> bool:
@@ -117,6 +118,8 @@ def matches(rec: Record, filters: Filters | None = None, **criteria: Any) -> boo
     if ts == -math.inf or not filters._in_time(ts):
         return False
     if rec.get("agent") in filters.restricted and rec.get("instance") not in filters.instances:
+        return False
+    if filters.run is not None and rec.get("run") != filters.run:
         return False
     if filters.level is not None and rec.get("level") not in filters._levels():
         return False

@@ -162,17 +162,19 @@ def parse_level(text: str) -> Level | None:
 class _Heads(dict[str, str]):
     """The constant middle of a record per level, built on first use. Building all five up
     front cost ~1.7 KB per idle instance (two streams), most of which never log at most
-    levels (benchmark S2); a miss happens once per level, lookups stay plain dict lookups."""
+    levels (benchmark S2); a miss happens once per level, lookups stay plain dict lookups.
+    ``run``: the number of a scheduled agent's run, in each of its records."""
 
-    __slots__ = ("agent", "instance", "stream")
+    __slots__ = ("agent", "instance", "run", "stream")
 
-    def __init__(self, agent: str, instance: str, stream: Stream) -> None:
+    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None) -> None:
         super().__init__()
-        self.agent, self.instance, self.stream = agent, instance, stream
+        self.agent, self.instance, self.stream, self.run = agent, instance, stream, run
 
     def __missing__(self, level: str) -> str:
         quote = functools.partial(json.dumps, ensure_ascii=False)  # as in merged records
-        head = (f',"agent":{quote(self.agent)},"instance":{quote(self.instance)}'
+        run = "" if self.run is None else f',"run":{self.run:d}'
+        head = (f',"agent":{quote(self.agent)},"instance":{quote(self.instance)}{run}'
                 f',"stream":"{self.stream}","level":"{level}","message":')
         self[level] = head
         return head
@@ -183,10 +185,14 @@ class LineEncoder:
 
     __slots__ = ("_heads", "agent", "default", "instance", "stream")  # one per stream and instance
 
-    def __init__(self, agent: str, instance: str, stream: Stream) -> None:
+    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None) -> None:
         self.agent, self.instance, self.stream = agent, instance, stream
         self.default: Level = DEFAULT_LEVEL[stream]
-        self._heads = _Heads(agent, instance, stream)
+        self._heads = _Heads(agent, instance, stream, run)
+
+    def set_run(self, run: int | None) -> None:
+        """Records from now on carry this run number (a scheduled agent's next run)."""
+        self._heads = _Heads(self.agent, self.instance, self.stream, run)
 
     def encode(self, block: bytes, ts: float, out: list[Buffer], found: Scan | None = None) -> None:
         """Append the records of ``block`` (complete lines, each ending in ``\\n``) to ``out``."""

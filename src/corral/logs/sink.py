@@ -175,14 +175,15 @@ class _Encoders(dict[Stream, LineEncoder]):
     """An instance's encoder per stream, made at the stream's first line: most idle agents
     never write to one stream or either, and hundreds of them add up (benchmark S2)."""
 
-    __slots__ = ("agent", "instance")
+    __slots__ = ("agent", "instance", "run")
 
     def __init__(self, agent: str, instance: str) -> None:
         super().__init__()
         self.agent, self.instance = agent, instance
+        self.run: int | None = None
 
     def __missing__(self, stream: Stream) -> LineEncoder:
-        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream)
+        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream, self.run)
         return encoder
 
 
@@ -234,6 +235,12 @@ class InstanceOutput:
         """Replace every later occurrence of these values, and of the forms of them
         ``corral.logs.redact`` derives, by ``***`` (empty ones ignored)."""
         self._redactor = Redactor(secrets)
+
+    def set_run(self, run: int | None) -> None:
+        """Records from now on carry ``run`` (a scheduled agent's run number)."""
+        self._encoders.run = run
+        for encoder in self._encoders.values():
+            encoder.set_run(run)
 
     def use_redactor(self, redactor: Redactor) -> None:
         """Redact with ``redactor`` (shared: values added to it later are hidden too)."""

@@ -1,6 +1,7 @@
-"""``corral start|stop|restart`` and ``corral scale``. start, stop and restart are lean like
-``ps`` (no argparse, no ``typing``, no manifest; ``cli.fastpath`` parses them), because scripts
-and benchmarks time them: every module here is paid on each call.
+"""``corral start|stop|restart``, ``corral rm`` and ``corral scale``. start, stop and
+restart are lean like ``ps`` (no argparse, no ``typing``, no manifest; ``cli.fastpath``
+parses them), because scripts and benchmarks time them: every module here is paid on each
+call.
 
 ``start --wait`` (and ``restart --wait``) return once each instance runs or failed to, as
 compose's ``up --wait``: the daemon replies when the state changes, no polling. Exit 1 when
@@ -32,6 +33,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             s.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                            help="seconds --wait waits (default 120)")
         s.set_defaults(handler=cmd_control)
+    s = sub.add_parser("rm", help="stop agents or instances and forget them (restarts, last "
+                                  "exit); 'corral up' creates them again")
+    s.add_argument("names", nargs="+", metavar="AGENT|INSTANCE")
+    s.add_argument("-s", "--stop", action="store_true",
+                   help="accepted for compose's habit: rm always stops first")
+    s.set_defaults(handler=cmd_rm)
     s = sub.add_parser("scale", help="set the replicas of agents: corral scale web=3")
     s.add_argument("pairs", nargs="+", metavar="AGENT=N")
     s.set_defaults(handler=cmd_scale)
@@ -58,6 +65,13 @@ def cmd_control(args: argparse.Namespace) -> int:
     do = {"start": client.start, "stop": client.stop, "restart": client.restart}[verb]
     for name in do(names):
         print(f"{name}: {verb} requested" if verb != "stop" else f"{name}: stopped")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    client = daemonctl.client(project.state_dir(args.file), timeout=600)
+    for name in client.remove(args.names):
+        print(f"{name}: removed")
     return 0
 
 

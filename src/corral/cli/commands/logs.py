@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(by default control characters are shown escaped, as \\x1b)")
     s.add_argument("--tail", type=int, metavar="N",
                    help="only the last N records of each agent (0 with -f: only new ones)")
+    s.add_argument("--run", type=_run_number, metavar="N",
+                   help="only run N of a scheduled agent (see 'corral ps --all')")
     s.add_argument("--no-color", action="store_true")
     s.set_defaults(handler=cmd_logs)
 
@@ -57,7 +59,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     live = None
     if args.follow and current is not None:  # subscribed before the history is read: no gap
         live = client.event_lines(logs=True, agents=agents or None, instance=instances or None,
-                                  grep=filters["grep"], level=filters["level"])
+                                  grep=filters["grep"], level=filters["level"],
+                                  run=filters["run"])
     if not (args.follow and args.tail == 0):
         history = _from_daemon(client, selected, args.tail) if current is not None else (
             _from_files(directory, selected, args.tail))
@@ -101,7 +104,14 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
                              "use a duration ago (10m, 2h, 1h30m), an ISO-8601 time "
                              "(2026-12-02T14:03:05, local unless it names a zone) or unix "
                              "seconds") from None
-    return {"grep": args.grep, "level": args.level, **times}
+    return {"grep": args.grep, "level": args.level, "run": args.run, **times}
+
+
+def _run_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run number: give N of 1 or more, "
+                                         "as 'corral ps --all' lists them")
+    return int(text)
 
 
 def _resolve(names: list[str], directory: str, current: list[str], file: str | None
@@ -159,7 +169,8 @@ def _from_daemon(client: Client, selected: dict[str, Any], tail: int | None
     since, until = selected["since"], selected["until"]
     lines = client.log_lines(
         selected["agents"] or None, instance=selected["instances"] or None, grep=selected["grep"],
-        level=selected["level"], tail=tail, since=repr(since) if since is not None else None,
+        level=selected["level"], run=selected["run"], tail=tail,
+        since=repr(since) if since is not None else None,
         until=repr(until) if until is not None else None)
     return ((json.loads(line), line) for line in lines if line.strip())
 
@@ -171,7 +182,7 @@ def _from_files(directory: str, selected: dict[str, Any], tail: int | None
     agents = selected["agents"] + [i.rpartition(".")[0] for i in selected["instances"]]
     filters = query.Filters.build(since=selected["since"], until=selected["until"],
                                   grep=selected["grep"], level=selected["level"],
-                                  instances=selected["instances"])
+                                  instances=selected["instances"], run=selected["run"])
     chosen = list(dict.fromkeys(agents)) or None
     records = (query.tail(directory, chosen, tail, filters=filters) if tail is not None
                else query.iter_records(directory, chosen, filters=filters))
