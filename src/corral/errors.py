@@ -40,7 +40,8 @@ class ManifestError(CorralError):
 
 
 class UsageError(CorralError):
-    """The command line asks for something impossible: a bad value, no manifest to act on."""
+    """The command line asks for something impossible: a bad value (a regex that does not
+    compile, a time in no known form), no manifest to act on."""
 
     exit_code = 2
 

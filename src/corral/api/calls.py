@@ -58,6 +58,12 @@ def stream_error(status: int, rest: bytes) -> ApiError:
     return ApiError(f"the daemon answered {status}", "see the daemon log")
 
 
+def _filter_pairs(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query pairs of filters; a list (``instance``) repeats its parameter, None is left out."""
+    return [(k, str(item)) for k, v in filters.items() if v is not None
+            for item in (v if isinstance(v, list | tuple) else [v])]
+
+
 def _query(pairs: list[tuple[str, str]]) -> str:
     from urllib.parse import urlencode
 
@@ -163,14 +169,14 @@ class FleetCalls:
         return spec
 
     def logs(self, agents: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Stored records, oldest first; filters: since, grep, level, instance, run, tail."""
+        """Stored records, oldest first; filters: since, until, grep, level, instance (a list
+        of instance names), run, tail (per agent)."""
         return [json.loads(line) for line in self.log_lines(agents, **filters)
                 if line.strip()]
 
     def log_lines(self, agents: list[str] | None = None, **filters: Any) -> Iterator[bytes]:
         """``logs`` as the daemon sends them: one JSON record a line, streamed, as stored."""
-        pairs = [("agent", a) for a in agents or []]
-        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        pairs = [("agent", a) for a in agents or []] + _filter_pairs(filters)
         return self.lines("GET", "/v1/logs" + _query(pairs))
 
     def events(self, *, logs: bool = False, agents: list[str] | None = None,
@@ -185,8 +191,7 @@ class FleetCalls:
                     **filters: Any) -> Iterator[bytes]:
         """``events`` as the daemon sends them: the server-sent events' lines."""
         pairs = [("logs", "1")] if logs else []
-        pairs += [("agent", a) for a in agents or []]
-        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        pairs += [("agent", a) for a in agents or []] + _filter_pairs(filters)
         return self.lines("GET", "/v1/events" + _query(pairs))
 
     def metrics(self) -> str:

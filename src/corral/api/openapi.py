@@ -86,15 +86,19 @@ _FILTERS = [
     # at most 100 agents: the request line stays within what the HTTP parser takes (16 KiB)
     _param("agent", {"type": "array", "items": _AGENT, "maxItems": 100},
            "only these agents (repeat the parameter); all when absent"),
-    _param("instance", {"type": "string", "pattern": INSTANCE_NAME}, "only this instance"),
+    _param("instance", {"type": "array", "items": {"type": "string", "pattern": INSTANCE_NAME},
+                        "maxItems": 100},
+           "of its agent, only this instance (repeat the parameter); its agent is named too"),
     _param("grep", {"type": "string", "format": "regex", "maxLength": 4096},
            "only records whose message matches this regular expression (Python syntax)"),
     _param("level", {"type": "string", "enum": list(LEVELS)}, "this level and above"),
 ]
 _SINCE = _param("since", {"type": "string", "minLength": 1, "maxLength": 64},
                 "a duration ago (10m, 1h30m), an ISO-8601 time or unix seconds")
+_UNTIL = _param("until", {"type": "string", "minLength": 1, "maxLength": 64},
+                "records up to then: the forms of since")
 _TAIL = _param("tail", {"type": "integer", "minimum": 0, "maximum": 10_000_000},
-               "only the last N matching records")
+               "only the last N matching records of each agent")
 _RUN = _param("run", {"type": "integer", "minimum": 1, "maximum": 2**53},
                "only the records of this run of a scheduled agent")
 _LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records too")
@@ -102,7 +106,7 @@ _LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records t
 # (method, path) -> its query parameters; a route not named here takes none
 PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/v1/exec"): [_param("agent", _AGENT, "the agent", required=True)],
-    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _TAIL, _RUN],
+    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _UNTIL, _TAIL, _RUN],
     ("GET", "/v1/events"): [_LOGS, *_FILTERS, _RUN],
 }
 

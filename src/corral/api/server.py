@@ -218,22 +218,26 @@ class Api:
 
     # --- logs and events -------------------------------------------------------------------
 
-    def _filters(self, call: Call, *, since: bool) -> query.Filters:
-        """The record filters of a logs or events query; a ``since`` that reads as no time
-        and a grep pattern the ``re`` module refuses are 400s here, before any reply."""
+    def _filters(self, call: Call, *, stored: bool) -> query.Filters:
+        """The record filters of a logs (``stored``: with its time bounds) or events query; a
+        ``since``/``until`` that reads as no time and a grep pattern the ``re`` module refuses
+        are 400s here, before any reply."""
         args = call.args
         try:
+            since, until = (query.parse_since(args[key]) if stored and key in args else None
+                            for key in ("since", "until"))
             return query.Filters.build(
-                since=query.parse_since(args["since"]) if since and "since" in args else None,
-                grep=args.get("grep"), level=args.get("level"),
-                instance=args.get("instance"), run=args.get("run"))
+                since=since, until=until, grep=args.get("grep"), level=args.get("level"),
+                instances=args.get("instance") or (), run=args.get("run"))
         except ValueError as exc:
             raise validate.BadRequest(str(exc), validate.FIX) from None
 
     def _agents(self, call: Call, *, stored: bool) -> list[str] | None:
-        """The agents a query names (None: all); an agent neither in the fleet nor, with
-        ``stored``, in the log store is a 404."""
-        agents: list[str] | None = call.args.get("agent") or None
+        """The agents a query names, with those of the instances it names (None: all); an
+        agent neither in the fleet nor, with ``stored``, in the log store is a 404."""
+        named: list[str] = call.args.get("agent") or []
+        of_instances = [name.rpartition(".")[0] for name in call.args.get("instance") or ()]
+        agents = list(dict.fromkeys([*named, *of_instances])) or None
         known = set(self.sup.manifest.agents) if self.sup.manifest is not None else set()
         if stored and agents:
             known |= set(query.agents_in(self.sup.layout.logs))
@@ -245,7 +249,7 @@ class Api:
     async def logs(self, call: Call) -> Stream:
         agents = self._agents(call, stored=True)
         directory = self.sup.layout.logs
-        filters = self._filters(call, since=True)
+        filters = self._filters(call, stored=True)
         tail: int | None = call.args.get("tail")
 
         def read() -> list[dict[str, Any]]:
@@ -271,7 +275,7 @@ class Api:
         """Server-sent events: ``state`` changes, and ``log`` records with ``logs=1``."""
         want_logs = call.args.get("logs") == "1"
         agents = set(self._agents(call, stored=False) or ())
-        filters = self._filters(call, since=False)
+        filters = self._filters(call, stored=False)
         sub = self.sup.events.subscribe()
         unsubs: list[Callable[[], None]] = []
         if want_logs and self.sup.manifest is not None:

@@ -145,17 +145,42 @@ def summary_line(row: dict[str, Any]) -> str:
     return f"{row['name']}: {row['state']}{pid}{extra}"
 
 
-def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False) -> str:
-    """``name | message``; the message's control characters escaped (``printable``) unless
+def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False,
+                timestamps: bool = False) -> str:
+    """``name | message key=value…``: the fields of the agent's own (a JSON line's) follow the
+    message; ``timestamps``: its time (RFC 3339, UTC) first, as compose's ``-t``. A message of
+    several lines (a traceback) is shown line by line, each with the prefix, so no line can
+    pass for another instance's. Control characters are escaped (``printable``) unless
     ``raw``."""
+    import json  # here: `corral ps` imports this module and never needs it
+
+    from corral.logs.fields import RESERVED
+
     name = printable(str(rec.get("instance", rec.get("agent", "?"))))
     prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
+    if timestamps:
+        prefix = f"{prefix} {_when(rec.get('timestamp', rec.get('ts')))}"
     message = str(rec.get("message", ""))
-    message = message if raw else printable(message)
+    own = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+                   for k, v in rec.items() if k not in RESERVED)
+    message = f"{message} {own}" if message and own else message or own
     level = rec.get("level")
-    if color and level in _LEVEL_COLOR:
-        message = _c(message, _LEVEL_COLOR[str(level)], True)
-    return f"{prefix} {message}"
+    shown = []
+    for line in message.split("\n"):
+        line = line if raw else printable(line)
+        if color and level in _LEVEL_COLOR:
+            line = _c(line, _LEVEL_COLOR[str(level)], True)
+        shown.append(f"{prefix} {line}")
+    return "\n".join(shown)
+
+
+def _when(value: object) -> str:
+    """A record's time as stored (RFC 3339 text), or converted from older files' seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        from corral.logs.stamps import rfc3339
+
+        return rfc3339(value)
+    return printable(str(value))
 
 
 def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
