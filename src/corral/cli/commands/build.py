@@ -16,6 +16,7 @@ from corral.errors import CorralError, DriverError, NotFound, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from typing import Any
 
 
@@ -84,30 +85,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 def build_images(manifest: Any, wanted: list[str]) -> int:
     """Build these container agents' images, one at a time, progress to stderr; how many
     failed (each said so in one line)."""
-    import asyncio
-
     from corral.drivers.container.driver import ContainerDriver
 
     driver = ContainerDriver()
-    failed = 0
+    return _one_by_one(wanted, lambda name: driver.image(_task(manifest, name), _Progress(name)))
 
-    async def one(name: str) -> None:
-        nonlocal failed
-        started = time.monotonic()
-        try:
-            tag = await driver.image(_task(manifest, name), _Progress(name))
-        except DriverError as exc:  # one clear line; the other agents still build
-            failed += 1
-            print(f"corral: {exc}", file=sys.stderr)
-            return
-        print(f"{name}: {tag} ({time.monotonic() - started:.1f}s)")
 
-    async def every() -> None:
-        for name in wanted:  # one at a time: builds compete for the same CPUs anyway
-            await one(name)
+def _one_by_one(names: list[str], step: Callable[[str], Awaitable[str]]) -> int:
+    """``step`` for each agent in turn (builds compete for the same CPUs, and each one's
+    progress stays readable), printing ``AGENT: IMAGE (seconds)`` or the one-line error;
+    how many failed (the others still went)."""
+    import asyncio
 
-    asyncio.run(every())
-    return failed
+    async def every() -> int:
+        failed = 0
+        for name in names:
+            started = time.monotonic()
+            try:
+                ref = await step(name)
+            except DriverError as exc:
+                failed += 1
+                print(f"corral: {exc}", file=sys.stderr)
+                continue
+            print(f"{name}: {ref} ({time.monotonic() - started:.1f}s)")
+        return failed
+
+    return asyncio.run(every())
 
 
 def _image_agents(manifest: Any, named: list[str]) -> list[str]:
@@ -130,8 +133,6 @@ def _image_agents(manifest: Any, named: list[str]) -> list[str]:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    import asyncio
-
     from corral.drivers.container.driver import ContainerDriver
 
     manifest = project.load(args.file)
@@ -140,29 +141,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print("corral: no container agents with an image to pull", file=sys.stderr)
         return 0
     driver = ContainerDriver(own_service=False)
-    failed = 0
-
-    async def one(name: str) -> None:
-        nonlocal failed
-        started = time.monotonic()
-        task = _task(manifest, name)
-        try:
-            if args.policy == "always":
-                ref = await driver.pull(task, _Progress(name))
-            else:
-                ref = await driver.image(task, _Progress(name))
-        except DriverError as exc:  # one clear line; the other agents still pull
-            failed += 1
-            print(f"corral: {exc}", file=sys.stderr)
-            return
-        print(f"{name}: {ref} ({time.monotonic() - started:.1f}s)")
-
-    async def every() -> None:
-        for name in wanted:  # one at a time: the progress of each stays readable
-            await one(name)
-
-    asyncio.run(every())
-    return 5 if failed else 0
+    pull = driver.pull if args.policy == "always" else driver.image
+    return 5 if _one_by_one(wanted, lambda name: pull(_task(manifest, name),
+                                                      _Progress(name))) else 0
 
 
 def cmd_image(args: argparse.Namespace) -> int:
