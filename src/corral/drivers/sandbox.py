@@ -17,7 +17,8 @@ link an agent left in its workdir or a volume between two runs makes the next st
 is the process driver's: output through the named pipes, stop by signal then group kill, the
 cgroup of ``limits.limiter`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
-level and shown read-only.
+level and shown read-only; without a ``venv:`` block, a workdir with a requirements.txt or
+pyproject.toml implies one, as at the venv level (``drivers.host.options.normalize``).
 
 Run by root, the agent is not root inside: it runs as its ``user:``, else as an unprivileged
 uid of its own (``ownership.identity``), with no capability; its data dir becomes that uid's and
@@ -61,7 +62,7 @@ SECRETS_IN_SANDBOX = "/run/secrets"
 
 
 def _python(task: Task) -> bool:
-    return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
+    return venv_block(task.spec) is not None  # a venv: block, written or implied by its files
 
 
 class SandboxDriver(HostedDriver):
