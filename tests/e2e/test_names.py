@@ -4,6 +4,8 @@ containers, and a sandbox around a venv agent keeping its venv."""
 
 from __future__ import annotations
 
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,91 @@ def test_a_sandbox_around_a_venv_agent_keeps_its_venv(project: Project, tmp_path
     messages = [r["message"] for r in project.records("app")]
     assert rows["app.1"]["exit_code"] == 0, messages
     assert "from-the-wheel" in messages
+
+
+SERVER = """\
+import socket, sys
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+while True:
+    conn, _ = listener.accept()
+    conn.sendall(b"pong\\n")
+    conn.close()
+"""
+
+# connects to the server by each name given (the address's host when "ADDR"), prints replies
+CLIENT = """\
+import os, socket, sys
+addr = os.environ["CORRAL_ADDR_MY_SRV"]
+host, port = addr.rsplit(":", 1)
+print("addr", addr, "host", os.environ["CORRAL_HOST_MY_SRV"])
+for name in sys.argv[1:]:
+    with socket.create_connection((host if name == "ADDR" else name, int(port)), 5) as conn:
+        print(name, conn.recv(16).decode().strip())
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fleet(project: Project, name: str, level: list[str], *names: str) -> int:
+    """``my-srv`` on the host (a TCP server with a tcp readiness probe) and ``client`` at
+    the level ``level``'s lines say, which waits for it to be healthy and reaches it by each
+    of ``names``; the server's port."""
+    port = _free_port()
+    project.file("srv.py", SERVER)
+    project.file("client.py", CLIENT)
+    block = "".join(f"\n            {line}" for line in level)
+    project.write(f"""
+        name: {name}
+        agents:
+          my-srv:
+            command: [{sys.executable!r}, srv.py, "{port}"]
+            readiness: {{tcp: {{port: {port}}}, period: 0.2}}
+          client:
+            restart: "no"
+            depends_on: {{my-srv: {{condition: healthy}}}}
+            command: [python3, client.py, {", ".join(names)}]{block}
+    """)
+    return port
+
+
+def _replies(project: Project, timeout: float = 60) -> list[str]:
+    rows = project.wait_for(lambda r: r.get("client.1", {}).get("state") in ("exited", "fatal"),
+                            timeout=timeout, what="client to exit")
+    messages = [r["message"] for r in project.records("client")]
+    assert rows["client.1"]["exit_code"] == 0, messages
+    return messages
+
+
+def test_a_host_process_reaches_another_by_its_address(project: Project) -> None:
+    """Host processes have no names of their own: ``CORRAL_ADDR_MY_SRV`` (``-`` as ``_``)
+    is 127.0.0.1 with the port its probe declares."""
+    port = _fleet(project, "namesproc", [], "ADDR")
+    project.corral("up", "-d")
+    assert _replies(project) == [f"addr 127.0.0.1:{port} host 127.0.0.1", "ADDR pong"]
+
+
+@needs_bwrap
+def test_a_sandbox_reaches_a_host_agent_by_its_name(project: Project) -> None:
+    """On the host's network a sandbox's /etc/hosts names the fleet's agents: ``my-srv``
+    resolves to 127.0.0.1 inside, and the address works too."""
+    port = _fleet(project, "namesbox", ["isolation: sandbox", "network: host"],
+                  "my-srv", "ADDR")
+    project.corral("up", "-d")
+    assert _replies(project) == [f"addr 127.0.0.1:{port} host 127.0.0.1", "my-srv pong",
+                                 "ADDR pong"]
+
+
+def test_a_netless_sandbox_depending_on_a_server_is_warned_at_up(project: Project) -> None:
+    """A sandbox has no network by default: ``up`` says in one line that it cannot reach
+    the server it waits for, and what to add."""
+    _fleet(project, "namesnonet", ["isolation: sandbox"], "ADDR")
+    up = project.corral("up", "-d")
+    assert ("corral: warning: agents.client: cannot reach my-srv (its network is none, "
+            "my-srv's host): add network: host\n") in up.stderr

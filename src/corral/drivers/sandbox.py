@@ -244,6 +244,12 @@ class SandboxDriver(HostedDriver):
             volumes.append((opener.open(v.source, "volumes"), v.target, v.read_only))
         project_root = os.path.normpath(task.workdir) == os.path.normpath(task.project_dir)
         ident = self.identity(task)
+        network = "joined" if joined else "host" if task.spec.network == "host" else "none"
+        hosts = None
+        if task.hosts and network != "none":  # the other agents by name (manifest.peers)
+            os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
+            written = bwrap.hosts_file(os.path.join(task.run_dir, "hosts"), task.hosts)
+            hosts = opener.open(written, "hosts")
         view = bwrap.View(
             workdir=task.workdir,
             hidden=tuple(hidden),
@@ -251,7 +257,8 @@ class SandboxDriver(HostedDriver):
             writable=(data_dir,) if data_dir else (),
             volumes=tuple(volumes),
             secrets_dir=opener.open(secrets_dir, "secrets") if secrets_dir else None,
-            network="joined" if joined else "host" if task.spec.network == "host" else "none",
+            hosts=hosts,
+            network=network,
             opened=opened,
             masked=walls.masked_in_view(task, hidden),
             workdir_read_only=project_root and bool(task.project_dir),

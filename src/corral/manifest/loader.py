@@ -37,6 +37,7 @@ from corral.manifest.classes import (
 from corral.manifest.graph import dependency_problems, raw_graph
 from corral.manifest.hints import MAX_UNKNOWN, did_you_mean, pydantic_problems
 from corral.manifest.normalize import volume_entries
+from corral.manifest.peers import host_network
 from corral.manifest.spec import Agent, Manifest, agent_name_problem
 from corral.manifest.validation import adapter
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
@@ -371,6 +372,8 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
                     "the top-level secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
+    agents, unreachable = host_network(agents)  # a level switch keeps what it reached
+    ctx.problems.extend(unreachable)
     if ctx.problems:
         return None
     out: Manifest = adapter(Manifest).validate_python({**data, "agents": agents})

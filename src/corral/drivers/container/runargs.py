@@ -77,6 +77,7 @@ class RunSpec:
     alias: str | None = None  # the agent's name on the project network
     binds: tuple[Bind, ...] = ()
     ports: tuple[Port, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()  # (name, address): the other agents' names
     cpus: float | None = None
     memory: int | None = None  # and as much memory+swap: no swap, the limit OOM-kills
     memory_reservation: int | None = None
@@ -94,7 +95,9 @@ def spec(task: Task, *, name: str, image: str, labels: dict[str, str],
     return RunSpec(
         name=name, image=image, argv=tuple(task.spec.argv), labels=labels, env=env(task),
         network=network, alias=None if mode in ("none", "host") else task.agent,
-        binds=binds, ports=ports(published), cpus=res.cpus, memory=res.memory,
+        # on the host's network it listens on the host itself: nothing to publish
+        binds=binds, ports=() if network == "host" else ports(published), hosts=task.hosts,
+        cpus=res.cpus, memory=res.memory,
         memory_reservation=res.memory_reservation, pids=res.pids, volumes=volumes)
 
 
@@ -188,6 +191,8 @@ def cli_args(s: RunSpec, engine: str) -> tuple[list[str], dict[str, str]]:
     argv += ["--network", s.network]
     if s.alias:
         argv += ["--network-alias", s.alias]
+    for name, address in s.hosts:
+        argv += ["--add-host", f"{name}:{address}"]
     for b in s.binds:
         argv += ["-v", b.flag()]
     for p in s.ports:
@@ -219,6 +224,8 @@ def api_body(s: RunSpec) -> dict[str, Any]:
         host["MemoryReservation"] = s.memory_reservation
     if s.pids is not None:
         host["PidsLimit"] = s.pids
+    if s.hosts:
+        host["ExtraHosts"] = [f"{name}:{address}" for name, address in s.hosts]
     exposed: dict[str, Any] = {}
     if s.ports:
         bindings: dict[str, list[dict[str, str]]] = {}
