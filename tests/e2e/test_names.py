@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from corral.drivers.container.engine import Engine
 from corral.drivers.host.bwrap import find_bwrap
 from tests.e2e.conftest import Project
+from tests.support.engines import IMAGE
 from tests.support.thirdparty import wheel
 
 needs_bwrap = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap (bwrap) is not "
@@ -73,13 +75,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _fleet(project: Project, name: str, level: list[str], *names: str) -> int:
+def _fleet(project: Project, name: str, level: list[str], *names: str,
+           script: str = "code/client.py") -> int:
     """``my-srv`` on the host (a TCP server with a tcp readiness probe) and ``client`` at
     the level ``level``'s lines say, which waits for it to be healthy and reaches it by each
     of ``names``; the server's port."""
     port = _free_port()
     project.file("srv.py", SERVER)
-    project.file("client.py", CLIENT)
+    project.file("code/client.py", CLIENT)
     block = "".join(f"\n            {line}" for line in level)
     project.write(f"""
         name: {name}
@@ -90,7 +93,7 @@ def _fleet(project: Project, name: str, level: list[str], *names: str) -> int:
           client:
             restart: "no"
             depends_on: {{my-srv: {{condition: healthy}}}}
-            command: [python3, client.py, {", ".join(names)}]{block}
+            command: [python3, {script}, {", ".join(names)}]{block}
     """)
     return port
 
@@ -129,3 +132,67 @@ def test_a_netless_sandbox_depending_on_a_server_is_warned_at_up(project: Projec
     up = project.corral("up", "-d")
     assert ("corral: warning: agents.client: cannot reach my-srv (its network is none, "
             "my-srv's host): add network: host\n") in up.stderr
+
+
+PODMAN = {"CORRAL_CONTAINER_ENGINE": "podman"}
+
+
+def test_a_container_moved_from_venv_still_reaches_its_host_dependency(
+        project: Project, podman_engine: Engine) -> None:
+    """One word moves the client into a container: it depends on a host-level server, so it
+    runs on the host's network, where ``my-srv`` resolves (``--add-host``) and the address
+    is the same as before."""
+    port = _fleet(project, "ctnames", ["isolation: container", f"container: {{image: {IMAGE}}}",
+                                       'volumes: ["./code:/code:ro"]'], "my-srv", "ADDR",
+                  script="/code/client.py")
+    project.corral("up", "-d", env=PODMAN)
+    assert _replies(project, timeout=120) == [f"addr 127.0.0.1:{port} host 127.0.0.1",
+                                              "my-srv pong", "ADDR pong"]
+
+
+def test_containers_on_the_project_network_reach_each_other_by_name(
+        project: Project, podman_engine: Engine) -> None:
+    """Two containers with no host dependency stay on the project network: the client gets
+    ``my-srv:PORT`` (the port inside) and the name resolves through the network's DNS;
+    from the host the server is at its published port."""
+    inner, published = _free_port(), _free_port()
+    project.file("code/srv.py", SERVER.replace('"127.0.0.1"', '"0.0.0.0"'))
+    project.file("code/client.py", CLIENT)
+    project.write(f"""
+        name: ctnamesnet
+        agents:
+          my-srv:
+            isolation: container
+            container: {{image: {IMAGE}, ports: ["{published}:{inner}"]}}
+            volumes: ["./code:/code:ro"]
+            command: [python3, /code/srv.py, "{inner}"]
+            readiness: {{tcp: {{port: {published}}}, period: 0.2}}
+          client:
+            isolation: container
+            container: {{image: {IMAGE}}}
+            restart: "no"
+            depends_on: {{my-srv: {{condition: healthy}}}}
+            volumes: ["./code:/code:ro"]
+            command: [python3, /code/client.py, my-srv, ADDR]
+          probe:
+            restart: "no"
+            command: [python3, -c, "import os; print(os.environ['CORRAL_ADDR_MY_SRV'])"]
+    """)
+    project.corral("up", "-d", env=PODMAN)
+    assert _replies(project, timeout=120) == [f"addr my-srv:{inner} host my-srv",
+                                              "my-srv pong", "ADDR pong"]
+    assert [r["message"] for r in project.records("probe")] == [f"127.0.0.1:{published}"]
+
+
+def test_a_container_that_cannot_keep_its_reach_is_refused_in_one_line(
+        project: Project) -> None:
+    """On the host's network a port cannot be published under another number: ``up`` says
+    so before anything starts, and what to change."""
+    _fleet(project, "ctnamesbad", ["isolation: container", f"container: {{image: {IMAGE}, "
+                                   "ports: [\"18080:80\"]}"], "ADDR")
+    up = project.corral("up", "-d", check=False)
+    assert up.returncode == 2, up.stderr
+    assert ("agents.client: runs on the host's network to reach my-srv (a process agent), "
+            "where port 18080:80 cannot be remapped: listen on 18080 inside, or run my-srv "
+            "in a container too") in up.stderr
+    assert "Traceback" not in up.stderr
