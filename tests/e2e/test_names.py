@@ -196,3 +196,18 @@ def test_a_container_that_cannot_keep_its_reach_is_refused_in_one_line(
             "where port 18080:80 cannot be remapped: listen on 18080 inside, or run my-srv "
             "in a container too") in up.stderr
     assert "Traceback" not in up.stderr
+
+
+def test_corral_run_gets_the_addresses_and_port_names_one(project: Project) -> None:
+    """``port:`` says where an agent without probes listens (a Flask app, say); a one-off
+    ``corral run`` gets the same addresses as the daemon's instances."""
+    project.write("""
+        name: namesrun
+        agents:
+          web-app: {command: [sleep, "60"], port: 5000}
+          tool:
+            restart: "no"
+            command: [sh, -c, 'echo "$$CORRAL_ADDR_WEB_APP $$CORRAL_HOST_WEB_APP"']
+    """)
+    run = project.corral("run", "tool")
+    assert run.stdout == "127.0.0.1:5000 127.0.0.1\n"

@@ -1,9 +1,11 @@
 """Where the agents of a fleet reach each other, as each one sees it: compose's service names,
 at every isolation level.
 
-An agent's **port** is the first it declares: its ``container:`` or ``vm:`` block's first
-``ports:`` entry (``"8080"``, or ``"18080:80"``: published on the host's 127.0.0.1 at 18080,
-listening on 80 inside), else its readiness probe's tcp/http port, else its liveness probe's.
+An agent's **port** is its ``port:`` (where it listens; a container or guest is reached from
+the host at the ``ports:`` entry publishing it, if any), else the first it declares: its
+``container:`` or ``vm:`` block's first ``ports:`` entry (``"8080"``, or ``"18080:80"``:
+published on the host's 127.0.0.1 at 18080, listening on 80 inside), else its readiness
+probe's tcp/http port, else its liveness probe's.
 Every agent gets, for every other agent it can reach, ``CORRAL_HOST_<AGENT>`` (the host part)
 and, when that agent declares a port, ``CORRAL_ADDR_<AGENT>=host:port``: ``AGENT`` upper-cased
 with ``-`` as ``_`` (two names that differ only there share one variable: the first agent in
@@ -75,11 +77,15 @@ def _published(agent: Agent) -> list[str]:
 
 
 def port(agent: Agent) -> Port | None:
-    """The agent's first declared port (see the module's doc)."""
-    ports = _published(agent)
-    if ports:
-        outer, _, inner = ports[0].partition(":")
-        return Port(int(inner or outer), int(outer))
+    """The agent's port (see the module's doc)."""
+    published = [(int(outer), int(inner or outer)) for outer, _, inner
+                 in (entry.partition(":") for entry in _published(agent))]
+    if agent.port is not None:
+        outer = agent.port if agent.isolation not in ("container", "vm") else next(
+            (o for o, i in published if i == agent.port), None)
+        return Port(agent.port, outer)
+    if published:
+        return Port(published[0][1], published[0][0])
     for probe in (agent.readiness, agent.liveness):
         check = probe and (probe.tcp or probe.http)
         if check:
