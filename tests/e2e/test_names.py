@@ -4,6 +4,7 @@ containers, and a sandbox around a venv agent keeping its venv."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -211,3 +212,43 @@ def test_corral_run_gets_the_addresses_and_port_names_one(project: Project) -> N
     """)
     run = project.corral("run", "tool")
     assert run.stdout == "127.0.0.1:5000 127.0.0.1\n"
+
+
+# as CLIENT, retrying while the server starts (a loopback has no probe from the host)
+PATIENT = """\
+import os, socket, sys, time
+host, port = os.environ["CORRAL_ADDR_MY_SRV"].rsplit(":", 1)
+for name in ("my-srv", host):
+    for _ in range(300):
+        try:
+            with socket.create_connection((name, int(port)), 5) as conn:
+                print(name, conn.recv(16).decode().strip())
+                break
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+"""
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="a shared loopback needs corral to run as root")
+def test_sandboxes_sharing_a_loopback_reach_each_other_by_name(project: Project) -> None:
+    port = _free_port()
+    project.file("srv.py", SERVER)
+    project.file("patient.py", PATIENT)
+    project.write(f"""
+        name: namesloop
+        agents:
+          my-srv:
+            isolation: sandbox
+            network: loopback:ring
+            port: {port}
+            command: [python3, srv.py, "{port}"]
+          client:
+            isolation: sandbox
+            network: loopback:ring
+            restart: "no"
+            depends_on: [my-srv]
+            command: [python3, patient.py]
+    """)
+    project.corral("up", "-d")
+    assert _replies(project) == ["my-srv pong", "127.0.0.1 pong"]

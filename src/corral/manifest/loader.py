@@ -5,7 +5,8 @@ collected on the context rather than raised, so one run reports *every* problem 
 
     read YAML → drop x- keys → interpolate → class defaults → paths → env files → isolation
     → strings (NUL, lengths) → validate (pydantic over ``spec``'s records, agent by agent)
-    → semantic checks (classes, drivers, dependencies)
+    → semantic checks (classes, drivers, dependencies) → networks (a container depending on
+    an agent of the host's network joins it: ``peers.host_network``)
 
 Warnings (an unset ``$VAR`` replaced by "", a missing workdir) never stop a load: pass a list as
 ``warnings=`` to collect them, or call ``load_with_warnings``. ``x-`` keys are ignored as in
