@@ -66,13 +66,11 @@ def test_each_network_sees_the_others_where_they_are(tmp_path: Path) -> None:
     assert peers.environment(agents, "hidden") == {
         "CORRAL_HOST_DB": "host.containers.internal",
         "CORRAL_ADDR_DB": "host.containers.internal:6379",
-        "CORRAL_HOST_WEB_APP": "web-app", "CORRAL_ADDR_WEB_APP": "web-app:80",
-        "CORRAL_HOST_BOX": "host.containers.internal"}
+        "CORRAL_HOST_WEB_APP": "web-app", "CORRAL_ADDR_WEB_APP": "web-app:80"}
     assert peers.environment(agents, "guest") == {
         "CORRAL_HOST_DB": "10.0.2.2", "CORRAL_ADDR_DB": "10.0.2.2:6379",
         "CORRAL_HOST_WEB_APP": "10.0.2.2", "CORRAL_ADDR_WEB_APP": "10.0.2.2:18080",
-        "CORRAL_HOST_HIDDEN": "10.0.2.2", "CORRAL_ADDR_HIDDEN": "10.0.2.2:9000",
-        "CORRAL_HOST_BOX": "10.0.2.2"}
+        "CORRAL_HOST_HIDDEN": "10.0.2.2", "CORRAL_ADDR_HIDDEN": "10.0.2.2:9000"}
     assert peers.environment(agents, "ring-b") == {
         "CORRAL_HOST_RING_A": "127.0.0.1", "CORRAL_ADDR_RING_A": "127.0.0.1:7000"}
     assert peers.environment(agents, "lone") == {}

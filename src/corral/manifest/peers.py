@@ -6,10 +6,10 @@ the host at the ``ports:`` entry publishing it, if any), else the first it decla
 ``container:`` or ``vm:`` block's first ``ports:`` entry (``"8080"``, or ``"18080:80"``:
 published on the host's 127.0.0.1 at 18080, listening on 80 inside), else its readiness
 probe's tcp/http port, else its liveness probe's.
-Every agent gets, for every other agent it can reach, ``CORRAL_HOST_<AGENT>`` (the host part)
-and, when that agent declares a port, ``CORRAL_ADDR_<AGENT>=host:port``: ``AGENT`` upper-cased
-with ``-`` as ``_`` (two names that differ only there share one variable: the first agent in
-the manifest has it). The address depends on the networks of both (``network``):
+Every agent gets, for every other agent with a port that it can reach,
+``CORRAL_ADDR_<AGENT>=host:port`` and ``CORRAL_HOST_<AGENT>`` (the host part): ``AGENT``
+upper-cased with ``-`` as ``_`` (two names that differ only there share one variable: the
+first agent in the manifest has it). The address depends on the networks of both (``network``):
 
 ============================  ==================================  ==========================
 from \\ to                     on the host (process, venv,          a container on the
@@ -127,20 +127,18 @@ def address(agents: Mapping[str, Agent], viewer: str, target: str) -> Address | 
 
 
 def environment(agents: Mapping[str, Agent], viewer: str) -> dict[str, str]:
-    """``CORRAL_HOST_<AGENT>`` and ``CORRAL_ADDR_<AGENT>`` of every agent ``viewer`` reaches."""
+    """``CORRAL_ADDR_<AGENT>`` and ``CORRAL_HOST_<AGENT>`` of every agent with a port that
+    ``viewer`` reaches."""
     out: dict[str, str] = {}
     for target in agents:
         if target == viewer:
             continue
         where = address(agents, viewer, target)
-        if where is None:
-            continue
         key = variable(target)
-        if f"CORRAL_HOST_{key}" in out:
+        if where is None or where.port is None or f"CORRAL_ADDR_{key}" in out:
             continue
+        out[f"CORRAL_ADDR_{key}"] = f"{where.host}:{where.port}"
         out[f"CORRAL_HOST_{key}"] = where.host
-        if where.port is not None:
-            out[f"CORRAL_ADDR_{key}"] = f"{where.host}:{where.port}"
     return out
 
 
