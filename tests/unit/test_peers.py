@@ -189,11 +189,23 @@ def test_unreachable_servers_are_warned(tmp_path: Path) -> None:
         agents:
           rabbit: {command: x, readiness: {tcp: 5673}}
           seed: {command: x, restart: "no"}
+          store:
+            isolation: container
+            container: {image: img}
+            command: x
+            port: 9000
           boxed:
             isolation: sandbox
             command: x
             depends_on: [rabbit, seed]
+          open:
+            isolation: sandbox
+            network: host
+            command: x
+            depends_on: [store]
     """).agents
     assert peers.unreachable_warnings(agents) == [
         "agents.boxed: cannot reach rabbit (its network is none, rabbit's host): add network: "
-        "host"]
+        "host",
+        "agents.open: cannot reach store (its network is host, store's project): publish its "
+        "port (container: {ports: [PORT]})"]

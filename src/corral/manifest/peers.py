@@ -209,8 +209,15 @@ def unreachable_warnings(agents: Mapping[str, Agent]) -> list[str]:
         for dep in agent.depends_on:
             if dep in agents and port(agents[dep]) is not None \
                     and address(agents, name, dep) is None:
-                fix = ("add network: host" if agent.isolation == "sandbox"
-                       else f"give it a network that reaches {dep}")
+                fix = _fix(agent, agents[dep], dep)
                 out.append(f"agents.{name}: cannot reach {dep} (its network is "
                            f"{network(agent)}, {dep}'s {network(agents[dep])}): {fix}")
     return out
+
+
+def _fix(agent: Agent, dependency: Agent, dep: str) -> str:
+    if agent.isolation == "sandbox" and network(agent) == NONE:
+        return "add network: host"
+    if network(dependency) == PROJECT:
+        return "publish its port (container: {ports: [PORT]})"
+    return f"give it a network that reaches {dep}"
