@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -252,3 +254,32 @@ def test_sandboxes_sharing_a_loopback_reach_each_other_by_name(project: Project)
     """)
     project.corral("up", "-d")
     assert _replies(project) == ["my-srv pong", "127.0.0.1 pong"]
+
+
+def test_an_agent_restarts_when_one_it_reaches_moves(project: Project) -> None:
+    """``up`` after the server's port changed restarts the agent that reaches it (its
+    address changed) and leaves alone one whose own ``env`` says the address."""
+    def write(port: int) -> None:
+        project.write(f"""
+            name: namesmove
+            agents:
+              my-srv: {{command: [sleep, "300"], port: {port}}}
+              client:
+                command: [sh, -c, 'echo "$$CORRAL_ADDR_MY_SRV"; exec sleep 300']
+              pinned:
+                command: [sleep, "300"]
+                env: {{CORRAL_ADDR_MY_SRV: "", CORRAL_HOST_MY_SRV: ""}}
+        """)
+
+    def said(addr: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
+        return lambda rows: addr in [r["message"] for r in project.records("client")]
+
+    write(5001)
+    project.corral("up", "-d")
+    before = project.wait_for(said("127.0.0.1:5001"), what="the first address")
+    write(5002)
+    up = project.corral("up", "-d")
+    after = project.wait_for(said("127.0.0.1:5002"), what="the new address")
+    assert after["client.1"]["pid"] != before["client.1"]["pid"], up.stdout
+    assert after["my-srv.1"]["pid"] != before["my-srv.1"]["pid"]  # its own spec changed
+    assert after["pinned.1"]["pid"] == before["pinned.1"]["pid"]

@@ -155,6 +155,15 @@ def hosts(agents: Mapping[str, Agent], viewer: str) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
+def digest(env: Mapping[str, str], names: tuple[tuple[str, str], ...]) -> bytes:
+    """For an instance's spec hash: where it finds the others (its ``CORRAL_ADDR_*`` and
+    ``CORRAL_HOST_*``, its hosts entries), so an agent is restarted when one it reaches
+    moves; nothing for an agent that reaches none."""
+    found = sorted((k, v) for k, v in env.items() if k.startswith(("CORRAL_ADDR_",
+                                                                     "CORRAL_HOST_")))
+    return repr((found, names)).encode() if found or names else b""
+
+
 # --- switching levels -----------------------------------------------------------------------
 
 

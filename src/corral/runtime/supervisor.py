@@ -158,9 +158,11 @@ class Supervisor:
 
     def spec_hash(self, agent: str, spec: Agent) -> str:
         assert self.manifest is not None
+        task = self.task(agent, 1)
         return decode.spec_hash(
-            spec, self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode(),
-            self.env.digest(self.manifest, spec))  # the environment: nothing without inherit_env
+            spec, self.driver(spec.isolation).inputs_digest(task).encode(),
+            self.env.digest(self.manifest, spec),  # the environment: nothing without inherit_env
+            peers.digest(task.env, task.hosts))  # where it finds the others
 
     # --- runners ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from corral.drivers.base import Task
 from corral.drivers.host import beneath, walls
 from corral.environ import for_guest
 from corral.errors import DriverError
-from corral.manifest import decode
+from corral.manifest import decode, peers
 
 SECRETS_IN_CONTAINER = "/run/secrets"
 DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host
@@ -42,9 +42,11 @@ def container_name(project: str, instance: str) -> str:
 
 
 def spec_hash(task: Task, image: str) -> str:
-    """The spec and the image it runs: a running container is adopted by a new ``start`` only
-    when both are what this start would create (a rebuilt image means a new container)."""
-    return decode.spec_hash(task.spec, b"\0" + image.encode())
+    """The spec, the image it runs and where it finds the other agents: a running container
+    is adopted by a new ``start`` only when all are what this start would create (a rebuilt
+    image, or an agent it reaches that moved, means a new container)."""
+    return decode.spec_hash(task.spec, b"\0" + image.encode(),
+                            peers.digest(task.env, task.hosts))
 
 
 @dataclass(frozen=True, slots=True)
