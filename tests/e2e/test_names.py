@@ -283,3 +283,31 @@ def test_an_agent_restarts_when_one_it_reaches_moves(project: Project) -> None:
     assert after["client.1"]["pid"] != before["client.1"]["pid"], up.stdout
     assert after["my-srv.1"]["pid"] != before["my-srv.1"]["pid"]  # its own spec changed
     assert after["pinned.1"]["pid"] == before["pinned.1"]["pid"]
+
+
+@pytest.mark.parametrize("engine_name", ["podman", "docker"])
+def test_a_project_container_reaches_a_host_agent_through_the_host_name(
+        project: Project, engine_name: str, request: pytest.FixtureRequest) -> None:
+    """Without a dependency to keep it there, a container stays on the project network; a
+    host agent listening beyond 127.0.0.1 is at ``host.containers.internal:PORT`` (Docker is
+    given that name too)."""
+    request.getfixturevalue(f"{engine_name}_engine")
+    port = _free_port()
+    project.file("code/srv.py", SERVER.replace('"127.0.0.1"', '"0.0.0.0"'))
+    project.file("code/patient.py", PATIENT.replace('for name in ("my-srv", host)',
+                                                    "for name in (host,)"))
+    project.write(f"""
+        name: ctnameshost
+        agents:
+          my-srv:
+            command: [{sys.executable!r}, code/srv.py, "{port}"]
+            port: {port}
+          client:
+            isolation: container
+            container: {{engine: {engine_name}, image: {IMAGE}}}
+            restart: "no"
+            volumes: ["./code:/code:ro"]
+            command: [python3, /code/patient.py]
+    """)
+    project.corral("up", "-d", env={"CORRAL_CONTAINER_ENGINE": engine_name})
+    assert _replies(project, timeout=120) == ["host.containers.internal pong"]

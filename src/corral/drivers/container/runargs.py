@@ -88,17 +88,21 @@ class RunSpec:
 
 
 def spec(task: Task, *, name: str, image: str, labels: dict[str, str],
-         published: tuple[str, ...]) -> RunSpec:
+         published: tuple[str, ...], engine: str = "podman") -> RunSpec:
     """The container for ``task`` (checks host paths; creates nothing)."""
     res = task.spec.resources
     mode = task.spec.network
     network = mode if mode in ("none", "host") else network_name(task.project)
+    hosts = task.hosts
+    if engine == "docker" and mode not in ("none", "host"):
+        # Podman names the host so on every network; Docker only when asked (>= 20.10)
+        hosts = (*hosts, (peers.HOST_FROM_BRIDGE, "host-gateway"))
     binds, volumes = mounts(task)
     return RunSpec(
         name=name, image=image, argv=tuple(task.spec.argv), labels=labels, env=env(task),
         network=network, alias=None if mode in ("none", "host") else task.agent,
         # on the host's network it listens on the host itself: nothing to publish
-        binds=binds, ports=() if network == "host" else ports(published), hosts=task.hosts,
+        binds=binds, ports=() if network == "host" else ports(published), hosts=hosts,
         cpus=res.cpus, memory=res.memory,
         memory_reservation=res.memory_reservation, pids=res.pids, volumes=volumes)
 
