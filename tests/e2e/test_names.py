@@ -311,3 +311,34 @@ def test_a_project_container_reaches_a_host_agent_through_the_host_name(
     """)
     project.corral("up", "-d", env={"CORRAL_CONTAINER_ENGINE": engine_name})
     assert _replies(project, timeout=120) == ["host.containers.internal pong"]
+
+
+# busybox in the guest: the address, then what the server says there
+GUEST_CLIENT = 'echo "$$CORRAL_ADDR_MY_SRV"; nc $${CORRAL_ADDR_MY_SRV%:*} $${CORRAL_ADDR_MY_SRV#*:}'
+
+
+@pytest.mark.vm
+def test_a_vm_guest_reaches_a_host_agent_at_its_address(project: Project, vm_guest: str,
+                                                         tmp_path: Path) -> None:
+    """A guest on QEMU's user-mode network reaches the host's loopback at 10.0.2.2: its
+    ``CORRAL_ADDR_MY_SRV`` says so, and a connection there gets the server's reply."""
+    port = _free_port()
+    project.file("srv.py", SERVER)
+    project.write(f"""
+        name: vmnames
+        agents:
+          my-srv:
+            command: [{sys.executable!r}, srv.py, "{port}"]
+            readiness: {{tcp: {{port: {port}}}, period: 0.2}}
+          client:
+            class: compute
+            isolation: vm
+            network: host
+            restart: "no"
+            depends_on: {{my-srv: {{condition: healthy}}}}
+            resources: {{cpus: 1, memory: 192M}}
+            vm: {{boot_timeout: 120s}}
+            command: [sh, -c, '{GUEST_CLIENT} </dev/null']
+    """)
+    project.corral("up", "-d", timeout=300)
+    assert _replies(project, timeout=240) == [f"10.0.2.2:{port}", "pong"]
