@@ -318,8 +318,8 @@ GUEST_CLIENT = 'echo "$$CORRAL_ADDR_MY_SRV"; nc $${CORRAL_ADDR_MY_SRV%:*} $${COR
 
 
 @pytest.mark.vm
-def test_a_vm_guest_reaches_a_host_agent_at_its_address(project: Project, vm_guest: str,
-                                                         tmp_path: Path) -> None:
+def test_a_vm_guest_reaches_a_host_agent_at_its_address(project: Project,
+                                                         vm_guest: str) -> None:
     """A guest on QEMU's user-mode network reaches the host's loopback at 10.0.2.2: its
     ``CORRAL_ADDR_MY_SRV`` says so, and a connection there gets the server's reply."""
     port = _free_port()
