@@ -196,8 +196,9 @@ def test_a_container_that_cannot_keep_its_reach_is_refused_in_one_line(
     up = project.corral("up", "-d", check=False)
     assert up.returncode == 2, up.stderr
     assert ("agents.client: runs on the host's network to reach my-srv (a process agent), "
-            "where port 18080:80 cannot be remapped: listen on 18080 inside, or run my-srv "
-            "in a container too") in up.stderr
+            "where port 18080:80 cannot be remapped: publish \"80\" (it listens on the host "
+            "itself), or run my-srv in a container too\n") in up.stderr
+    assert len(up.stderr.splitlines()) == 1, up.stderr
     assert "Traceback" not in up.stderr
 
 

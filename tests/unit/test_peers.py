@@ -156,7 +156,8 @@ def test_a_container_depending_on_a_host_server_moves_to_the_host_network(
 @pytest.mark.parametrize("extra, problem", [
     ('container: {image: img, ports: ["18080:80"]}\n    depends_on: [rabbit]',
      "agents.worker: runs on the host's network to reach rabbit (a process agent), where port "
-     "18080:80 cannot be remapped: listen on 18080 inside, or run rabbit in a container too"),
+     "18080:80 cannot be remapped: publish \"80\" (it listens on the host itself), or run "
+     "rabbit in a container too"),
     ("container: {image: img}\n    depends_on: [rabbit, store]",
      "agents.worker: runs on the host's network to reach rabbit (a process agent), and cannot "
      "reach store on the project network: publish its port (container: {ports: [PORT]}) or "

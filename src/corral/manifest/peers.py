@@ -199,8 +199,9 @@ def _unreachable(agents: Mapping[str, Agent], name: str, dep: str) -> list[str]:
     for entry in _published(agent):
         outer, _, inner = entry.partition(":")
         if inner and inner != outer:
-            problems.append(f"{reason}, where port {entry} cannot be remapped: listen on "
-                            f"{outer} inside, or run {dep} in a container too")
+            problems.append(f"{reason}, where port {entry} cannot be remapped: publish "
+                            f'"{inner}" (it listens on the host itself), or run {dep} in a '
+                            "container too")
     for other in agent.depends_on:
         if other in agents and network(agents[other]) == PROJECT \
                 and port(agents[other]) is not None and address(agents, name, other) is None:
