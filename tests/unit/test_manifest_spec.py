@@ -91,9 +91,9 @@ def test_decoding_the_normalized_dump_loses_nothing(tmp_path: Path) -> None:
 
 # computed by the pydantic models' ``model_dump_json(exclude={"replicas"})`` (the project dir
 # as "{project}") before the records replaced them: a hash that moved would restart every
-# instance on the first apply after an upgrade (moved once since, by issue 10's port: field)
-FULL_HASHES = {"db": "40687d8334b73542", "web": "a42e17609532a0f6",
-               "tool": "bebcb8a97b866f02", "script": "f6ea673eb486ec30"}
+# instance on the first apply after an upgrade
+FULL_HASHES = {"db": "45f299ed0d5a3964", "web": "11181d8aaffe0b3e",
+               "tool": "6e2d345c0e63ddca", "script": "4e263f31d2730eaa"}
 
 
 def test_the_spec_hashes_the_models_gave_do_not_move(tmp_path: Path) -> None:
@@ -114,10 +114,10 @@ def test_a_pinned_spec_hash_does_not_move(tmp_path: Path) -> None:
     assert digest == PINNED_HASH, body
 
 
-# moves only when the manifest gains fields (issue 8: user: and inherit_env; issue 10: port:), which
+# moves only when the manifest gains fields (here: issue 8's user: and inherit_env), which
 # restarts every agent once after the upgrade (their environments change then anyway: they
 # start from the clean allow-list); it must never move by accident
-PINNED_HASH = "38713c54240a03d7"
+PINNED_HASH = "8c55735c357dfa15"
 
 
 def _manifest(**agent: Any) -> dict[str, Any]:

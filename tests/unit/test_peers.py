@@ -210,3 +210,18 @@ def test_unreachable_servers_are_warned(tmp_path: Path) -> None:
         "host",
         "agents.open: cannot reach store (its network is host, store's project): publish its "
         "port (container: {ports: [PORT]})"]
+
+
+def test_port_is_hashed_only_when_set(tmp_path: Path) -> None:
+    """An upgrade restarts no agent for a ``port:`` it does not write; writing one is a
+    change of spec."""
+    from corral.manifest import decode
+
+    agents = _load(tmp_path, """
+        name: peers
+        agents:
+          a: {command: x}
+          b: {command: x, port: 5000}
+    """).agents
+    assert b'"port"' not in decode.canonical(agents["a"])
+    assert b'"port":5000' in decode.canonical(agents["b"])
