@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ManifestError
-from corral.manifest import peers
+from corral.manifest import decode, peers
 from corral.manifest.loader import load_text
 from corral.manifest.spec import Manifest
 
@@ -215,8 +215,6 @@ def test_unreachable_servers_are_warned(tmp_path: Path) -> None:
 def test_port_is_hashed_only_when_set(tmp_path: Path) -> None:
     """An upgrade restarts no agent for a ``port:`` it does not write; writing one is a
     change of spec."""
-    from corral.manifest import decode
-
     agents = _load(tmp_path, """
         name: peers
         agents:
