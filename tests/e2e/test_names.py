@@ -342,4 +342,9 @@ def test_a_vm_guest_reaches_a_host_agent_at_its_address(project: Project,
             command: [sh, -c, '{GUEST_CLIENT} </dev/null']
     """)
     project.corral("up", "-d", timeout=300)
-    assert _replies(project, timeout=240) == [f"10.0.2.2:{port}", "pong"]
+    rows = project.wait_for(lambda r: r["client.1"]["state"] in ("exited", "fatal"),
+                            timeout=240, what="the guest to run and power off")
+    records = project.records("client")
+    said = [r["message"] for r in records if r["stream"] == "stdout"]  # not the console's
+    assert rows["client.1"]["exit_code"] == 0, records
+    assert said == [f"10.0.2.2:{port}", "pong"], records
