@@ -148,7 +148,9 @@ def test_a_container_moved_from_venv_still_reaches_its_host_dependency(
     port = _fleet(project, "ctnames", ["isolation: container", f"container: {{image: {IMAGE}}}",
                                        'volumes: ["./code:/code:ro"]'], "my-srv", "ADDR",
                   script="/code/client.py")
-    project.corral("up", "-d", env=PODMAN)
+    up = project.corral("up", "-d", env=PODMAN)
+    assert ("WARN: agents.client: runs on the host's network, where it reaches my-srv (a "
+            "process agent) as before (write network: host to say so)\n") in up.stderr
     assert _replies(project, timeout=120) == [f"addr 127.0.0.1:{port} host 127.0.0.1",
                                               "my-srv pong", "ADDR pong"]
 

@@ -124,7 +124,8 @@ def test_two_names_that_differ_in_dash_and_underscore_share_the_first(tmp_path: 
 
 def test_a_container_depending_on_a_host_server_moves_to_the_host_network(
         tmp_path: Path) -> None:
-    agents = _load(tmp_path, """
+    warnings: list[str] = []
+    agents = load_text(textwrap.dedent("""
         name: peers
         agents:
           seed: {command: x, restart: "no"}
@@ -144,7 +145,12 @@ def test_a_container_depending_on_a_host_server_moves_to_the_host_network(
             container: {image: img}
             command: x
             depends_on: {seed: {condition: completed_successfully}}
-    """).agents
+    """), project_dir=str(tmp_path), environ={}, warnings=warnings).agents
+    assert warnings == [
+        "agents.worker: runs on the host's network, where it reaches rabbit (a process agent) "
+        "as before (write network: host to say so)",
+        "agents.front: runs on the host's network, where it reaches worker (a container "
+        "agent) as before (write network: host to say so)"]
     assert agents["worker"].network == "host"
     assert agents["front"].network == "host"  # it reaches worker where worker went
     assert agents["job"].network is None  # a finished job is not reached over a network

@@ -373,8 +373,9 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
                     "the top-level secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
-    agents, unreachable = host_network(agents)  # a level switch keeps what it reached
+    agents, unreachable, moved = host_network(agents)  # a level switch keeps what it reached
     ctx.problems.extend(unreachable)
+    ctx.warnings.extend(moved)
     if ctx.problems:
         return None
     out: Manifest = adapter(Manifest).validate_python({**data, "agents": agents})

@@ -167,10 +167,11 @@ def digest(env: Mapping[str, str], names: tuple[tuple[str, str], ...]) -> bytes:
 # --- switching levels -----------------------------------------------------------------------
 
 
-def host_network(agents: Mapping[str, Agent]) -> tuple[dict[str, Agent], list[str]]:
+def host_network(agents: Mapping[str, Agent]
+                 ) -> tuple[dict[str, Agent], list[str], list[str]]:
     """``agents`` with each container that writes no ``network:`` and depends on an agent on
-    the host's network moved there (and so on, for what depends on those); and the problems
-    that keep such a container from reaching its dependencies there."""
+    the host's network moved there (and so on, for what depends on those); the problems that
+    keep such a container from reaching its dependencies there; and a note for each move."""
     out = dict(agents)
     why: dict[str, str] = {}
     moved = True
@@ -185,10 +186,12 @@ def host_network(agents: Mapping[str, Agent]) -> tuple[dict[str, Agent], list[st
                 out[name] = replace(agent, network=HOST)
                 why[name] = on_host[0]
                 moved = True
-    problems = []
+    problems, notes = [], []
     for name, dep in why.items():
         problems += _unreachable(out, name, dep)
-    return out, problems
+        notes.append(f"agents.{name}: runs on the host's network, where it reaches {dep} (a "
+                     f"{out[dep].isolation} agent) as before (write network: host to say so)")
+    return out, problems, notes
 
 
 def _unreachable(agents: Mapping[str, Agent], name: str, dep: str) -> list[str]:
