@@ -144,15 +144,19 @@ def sent_by_cli(manifest: object, environ: Mapping[str, str]) -> dict[str, str]:
 def agent_environment(agent: object, *, project: str, name: str, state_dir: str,
                       base: Mapping[str, str], given: Mapping[str, str],
                       inherit: Sequence[str] = (), withheld: Iterable[str] = (),
-                      terminal: bool = False) -> dict[str, str]:
+                      terminal: bool = False, peers: Mapping[str, str] | None = None
+                      ) -> dict[str, str]:
     """Every replica's environment before its secrets: the clean base of ``base``, what
-    ``inherit`` (see ``patterns``) names in ``given`` (the CLI's environment), the agent's
-    ``env`` (which holds its ``env_file`` values), and corral's own variables. ``agent`` is a
-    manifest agent (the daemon's spec or the CLI's model: the fields have the same names)."""
+    ``inherit`` (see ``patterns``) names in ``given`` (the CLI's environment), where the other
+    agents are (``peers``: ``manifest.peers.environment``, ``CORRAL_ADDR_*``), the agent's
+    ``env`` (which holds its ``env_file`` values, and may say another address), and corral's
+    own variables. ``agent`` is a manifest agent (the daemon's spec or the CLI's model: the
+    fields have the same names)."""
     replicas = getattr(agent, "replicas", 1)
     return {
         **clean_base(base, terminal=terminal),
         **inherited(inherit, given, withheld),
+        **(peers or {}),
         **getattr(agent, "env", {}),
         "CORRAL_PROJECT": project, "CORRAL_AGENT": name, "CORRAL_REPLICAS": str(replicas),
         "CORRAL_STATE_DIR": StateLayout(state_dir).data(name),

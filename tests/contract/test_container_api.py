@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,37 @@ def test_a_container_round_trip_is_the_same_through_the_api_and_the_cli(
         assert code == 3
         assert got == {"stdout": b"hi there\npartial\nend\n", "stderr": b"oops\n"}
         assert states in (["running"], ["exited"])  # listed by its labels while it lived
+
+    run(go())
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_hosts_entries_resolve_inside_through_the_api_and_the_cli(
+        engine: Engine, via: str, fresh_choice: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other agents' names (``RunSpec.hosts``) as each transport gives them, on the
+    host's network (where a container depending on a host agent runs)."""
+    monkeypatch.setenv("CORRAL_CONTAINER_API", "auto" if via == "api" else "cli")
+
+    async def go() -> None:
+        ops = await engine_ops.for_engine(engine)
+        assert ops.via == via
+        name = f"corral-apitest-hosts-{via}"
+        await ops.remove(name)
+        spec = replace(_spec(name, "getent", "hosts", "my-srv", run=name), network="host",
+                       hosts=(("my-srv", "127.0.0.1"),))
+        cid = await ops.run(spec, cwd="/tmp")
+        try:
+            got: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+            def feed(stream: str, data: bytes) -> None:
+                got[stream] += data
+
+            follow = asyncio.ensure_future(ops.logs(cid).pump(feed))  # type: ignore[arg-type]
+            assert await ops.wait(cid) == 0, got
+            await asyncio.wait_for(follow, 10)
+            assert got["stdout"].split() == [b"127.0.0.1", b"my-srv"]
+        finally:
+            await ops.remove(cid)
 
     run(go())
 

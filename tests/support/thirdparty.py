@@ -100,8 +100,6 @@ class TinyExecDriver(Driver):
             os.killpg(proc.pid, signal.SIGKILL)
 '''
 
-METADATA = f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {VERSION}\n"
-WHEEL = "Wheel-Version: 1.0\nGenerator: corral-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 ENTRY_POINTS = f'[corral.drivers]\n{NAME} = tinyexec_driver:TinyExecDriver\n'
 
 
@@ -110,18 +108,29 @@ def _digest(data: bytes) -> str:
         b"=").decode()
 
 
+def wheel(out: Path, dist: str, version: str, files: dict[str, str],
+          entry_points: str = "") -> Path:
+    """A pure-Python wheel of ``files`` (path in the wheel -> text) in ``out``, installable
+    with no index and no build backend (pip, uv)."""
+    info = f"{dist}-{version}.dist-info"
+    content = {**files, f"{info}/METADATA":
+               f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n",
+               f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: corral-tests\n"
+                                "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    if entry_points:
+        content[f"{info}/entry_points.txt"] = entry_points
+    record = "".join(f"{name},{_digest(text.encode())},{len(text.encode())}\n"
+                     for name, text in content.items()) + f"{info}/RECORD,,\n"
+    path = out / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in {**content, f"{info}/RECORD": record}.items():
+            archive.writestr(name, text)
+    return path
+
+
 def build_wheel(out: Path) -> Path:
     """The package as a wheel in ``out``."""
-    info = f"{DIST}-{VERSION}.dist-info"
-    files = {"tinyexec_driver/__init__.py": DRIVER, f"{info}/METADATA": METADATA,
-             f"{info}/WHEEL": WHEEL, f"{info}/entry_points.txt": ENTRY_POINTS}
-    record = "".join(f"{name},{_digest(text.encode())},{len(text.encode())}\n"
-                     for name, text in files.items()) + f"{info}/RECORD,,\n"
-    wheel = out / f"{DIST}-{VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, text in {**files, f"{info}/RECORD": record}.items():
-            archive.writestr(name, text)
-    return wheel
+    return wheel(out, DIST, VERSION, {"tinyexec_driver/__init__.py": DRIVER}, ENTRY_POINTS)
 
 
 def install(root: Path) -> Path:

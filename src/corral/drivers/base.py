@@ -63,6 +63,9 @@ class Task(Record):
     project_dir: str = ""  # absolute; the sandbox hides it (other agents' files live there)
     # files no sandbox shows unless a volume names them: secret sources, env files, manifest
     masked: tuple[str, ...] = ()
+    # (name, address): the other agents' names as they resolve inside its sandbox or
+    # container (``manifest.peers.hosts``)
+    hosts: tuple[tuple[str, str], ...] = ()
 
 
 @record

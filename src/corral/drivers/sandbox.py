@@ -17,7 +17,8 @@ link an agent left in its workdir or a volume between two runs makes the next st
 is the process driver's: output through the named pipes, stop by signal then group kill, the
 cgroup of ``limits.limiter`` (joined before ``exec bwrap``, so limits hold inside), re-adoption.
 With a ``venv:`` or ``node:`` block the agent's venv or node_modules is built as for the venv
-level and shown read-only.
+level and shown read-only; without a ``venv:`` block, a workdir with a requirements.txt or
+pyproject.toml implies one, as at the venv level (``drivers.host.options.normalize``).
 
 Run by root, the agent is not root inside: it runs as its ``user:``, else as an unprivileged
 uid of its own (``ownership.identity``), with no capability; its data dir becomes that uid's and
@@ -61,7 +62,7 @@ SECRETS_IN_SANDBOX = "/run/secrets"
 
 
 def _python(task: Task) -> bool:
-    return venv_block(task.spec) is not None  # a sandbox gets a venv only when it asks for one
+    return venv_block(task.spec) is not None  # a venv: block, written or implied by its files
 
 
 class SandboxDriver(HostedDriver):
@@ -243,6 +244,12 @@ class SandboxDriver(HostedDriver):
             volumes.append((opener.open(v.source, "volumes"), v.target, v.read_only))
         project_root = os.path.normpath(task.workdir) == os.path.normpath(task.project_dir)
         ident = self.identity(task)
+        network = "joined" if joined else "host" if task.spec.network == "host" else "none"
+        hosts = None
+        if task.hosts and network != "none":  # the other agents by name (manifest.peers)
+            os.makedirs(task.run_dir, mode=0o700, exist_ok=True)
+            written = bwrap.hosts_file(os.path.join(task.run_dir, "hosts"), task.hosts)
+            hosts = opener.open(written, "hosts")
         view = bwrap.View(
             workdir=task.workdir,
             hidden=tuple(hidden),
@@ -250,7 +257,8 @@ class SandboxDriver(HostedDriver):
             writable=(data_dir,) if data_dir else (),
             volumes=tuple(volumes),
             secrets_dir=opener.open(secrets_dir, "secrets") if secrets_dir else None,
-            network="joined" if joined else "host" if task.spec.network == "host" else "none",
+            hosts=hosts,
+            network=network,
             opened=opened,
             masked=walls.masked_in_view(task, hidden),
             workdir_read_only=project_root and bool(task.project_dir),

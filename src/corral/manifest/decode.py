@@ -228,7 +228,7 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 
 # Agent fields added after the hashes were pinned, hashed only when set
-UNSET_UNHASHED = ("schedule",)
+UNSET_UNHASHED = ("schedule", "port")
 
 
 def canonical(agent: spec.Agent) -> bytes:

@@ -5,7 +5,8 @@ collected on the context rather than raised, so one run reports *every* problem 
 
     read YAML → drop x- keys → interpolate → class defaults → paths → env files → isolation
     → strings (NUL, lengths) → validate (pydantic over ``spec``'s records, agent by agent)
-    → semantic checks (classes, drivers, dependencies)
+    → semantic checks (classes, drivers, dependencies) → networks (a container depending on
+    an agent of the host's network joins it: ``peers.host_network``)
 
 Warnings (an unset ``$VAR`` replaced by "", a missing workdir) never stop a load: pass a list as
 ``warnings=`` to collect them, or call ``load_with_warnings``. ``x-`` keys are ignored as in
@@ -37,6 +38,7 @@ from corral.manifest.classes import (
 from corral.manifest.graph import dependency_problems, raw_graph
 from corral.manifest.hints import MAX_UNKNOWN, did_you_mean, pydantic_problems
 from corral.manifest.normalize import volume_entries
+from corral.manifest.peers import host_network
 from corral.manifest.spec import Agent, Manifest, agent_name_problem
 from corral.manifest.validation import adapter
 from corral.manifest.variables import Interpolator, agent_env, env_file_entries, read_dotenv
@@ -371,6 +373,9 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
                     "the top-level secrets: (environment, file, env_file or command)")
     graph = raw_graph(raw_agents) if isinstance(raw_agents, dict) else {}
     ctx.problems.extend(dependency_problems(agents, graph))
+    agents, unreachable, moved = host_network(agents)  # a level switch keeps what it reached
+    ctx.problems.extend(unreachable)
+    ctx.warnings.extend(moved)
     if ctx.problems:
         return None
     out: Manifest = adapter(Manifest).validate_python({**data, "agents": agents})

@@ -339,6 +339,9 @@ class Agent(Core, Record):
     # sandbox and stronger; default none there. loopback:NAME: sandboxed agents naming the
     # same NAME share one loopback (and no other network); compose's internal network
     network: Annotated[str, Pattern(NETWORK), Problem(network_problem)] | None = None
+    # the port it listens on (inside its container or guest), for the other agents'
+    # CORRAL_ADDR_<AGENT> (``manifest.peers``); default: its first published or probed port
+    port: Port | None = None
     volumes: Annotated[list[Volume], Before("volume_entries")] = field(default_factory=list)
     secrets: Annotated[list[SecretUse], Before("secret_uses")] = field(default_factory=list)
     needs: Needs = Needs()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from corral import environ
 from corral.logs.redact import Redactor
+from corral.manifest import peers
 from corral.manifest.spec import Agent, Manifest
 from corral.runtime.store import Store
 from corral.secrets import looks_like_credential
@@ -42,7 +43,7 @@ class FleetEnv:
         env = environ.agent_environment(
             spec, project=manifest.name, name=name, state_dir=state_dir, base=self.base,
             given=self.sent, inherit=environ.patterns(manifest, spec),
-            withheld=environ.sources(manifest))
+            withheld=environ.sources(manifest), peers=peers.environment(manifest.agents, name))
         self._envs[name] = (spec, env)
         return env
 

@@ -18,7 +18,7 @@ from corral.drivers.base import Driver, Handle, HostProcesses, Task
 from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
 from corral.logs.sink import AgentLog
-from corral.manifest import decode, graph
+from corral.manifest import decode, graph, peers
 from corral.manifest.spec import Agent, Manifest, instance_name
 from corral.paths import StateLayout
 from corral.runtime import dependencies
@@ -52,6 +52,7 @@ class Supervisor:
         self.layout = StateLayout(state_dir)
         self._cache_dir = self.layout.cache  # one string for every task
         self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
+        self._hosts: tuple[Manifest | None, dict[str, tuple[tuple[str, str], ...]]] = (None, {})
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
@@ -135,7 +136,7 @@ class Supervisor:
         return build_task(project=self.manifest.name, project_dir=self.manifest.project_dir,
                           agent=agent, spec=spec, instance=name, index=index, env=shared,
                           layout=self.layout, masked=self._masked(),
-                          cache_dir=self._cache_dir)
+                          cache_dir=self._cache_dir, hosts=self._hosts_of(agent))
 
     def _masked(self) -> tuple[str, ...]:
         """The manifest's secret files, found once per manifest (one tuple for every task)."""
@@ -144,11 +145,24 @@ class Supervisor:
             self._masks = (self.manifest, walls.masked_files(self.manifest))
         return self._masks[1]
 
+    def _hosts_of(self, agent: str) -> tuple[tuple[str, str], ...]:
+        """The other agents' names inside ``agent``'s sandbox or container, once per
+        manifest and agent."""
+        assert self.manifest is not None
+        if self._hosts[0] is not self.manifest:
+            self._hosts = (self.manifest, {})
+        found = self._hosts[1].get(agent)
+        if found is None:
+            found = self._hosts[1][agent] = peers.hosts(self.manifest.agents, agent)
+        return found
+
     def spec_hash(self, agent: str, spec: Agent) -> str:
         assert self.manifest is not None
+        task = self.task(agent, 1)
         return decode.spec_hash(
-            spec, self.driver(spec.isolation).inputs_digest(self.task(agent, 1)).encode(),
-            self.env.digest(self.manifest, spec))  # the environment: nothing without inherit_env
+            spec, self.driver(spec.isolation).inputs_digest(task).encode(),
+            self.env.digest(self.manifest, spec),  # the environment: nothing without inherit_env
+            peers.digest(task.env, task.hosts))  # where it finds the others
 
     # --- runners ---------------------------------------------------------------------------
 

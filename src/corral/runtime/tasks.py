@@ -12,7 +12,8 @@ from corral.paths import StateLayout
 
 def build_task(*, project: str, project_dir: str, agent: str, spec: Agent, instance: str,
                index: int, env: dict[str, str], layout: StateLayout,
-               masked: tuple[str, ...] = (), cache_dir: str | None = None) -> Task:
+               masked: tuple[str, ...] = (), cache_dir: str | None = None,
+               hosts: tuple[tuple[str, str], ...] = ()) -> Task:
     """``env``: the agent's environment (``environ.agent_environment``), shared by its
     replicas; the instance's own two variables go on top. ``cache_dir``: one string for
     every task of a fleet (S2), else the layout's."""
@@ -22,4 +23,4 @@ def build_task(*, project: str, project_dir: str, agent: str, spec: Agent, insta
     return Task(project=project, agent=agent, instance=instance, index=index, spec=spec,
                 workdir=spec.workdir, run_dir=layout.run(instance),
                 cache_dir=cache_dir if cache_dir is not None else layout.cache,
-                env=ChainMap(own, env), project_dir=project_dir, masked=masked)
+                env=ChainMap(own, env), project_dir=project_dir, masked=masked, hosts=hosts)

@@ -104,6 +104,9 @@ def up_warnings(manifest: Any) -> list[str]:
     out = [w for name, agent in manifest.agents.items()
            for w in advice.warnings(facts_of(name, agent))]
     out += writable_secret_warnings(manifest)
+    from corral.manifest.peers import unreachable_warnings
+
+    out += unreachable_warnings(manifest.agents)
     from corral.secrets import cloud_key_warnings
 
     held = cloud_key_warnings(os.environ)

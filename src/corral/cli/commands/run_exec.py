@@ -53,6 +53,7 @@ def one_off_task(manifest: Any, agent: str, instance: str, *, secrets: bool = Tr
     what runs already)."""
     from corral import environ
     from corral.drivers.host import walls
+    from corral.manifest import peers
     from corral.paths import StateLayout
     from corral.runtime.tasks import build_task
 
@@ -60,9 +61,11 @@ def one_off_task(manifest: Any, agent: str, instance: str, *, secrets: bool = Tr
     env = environ.agent_environment(
         spec, project=manifest.name, name=agent, state_dir=manifest.state_dir,
         base=os.environ, given=os.environ, inherit=environ.patterns(manifest, spec),
-        withheld=environ.sources(manifest), terminal=True)
+        withheld=environ.sources(manifest), terminal=True,
+        peers=peers.environment(manifest.agents, agent))
     task = build_task(project=manifest.name, project_dir=manifest.project_dir, agent=agent,
                       spec=spec, instance=instance, index=0, env=env,
+                      hosts=peers.hosts(manifest.agents, agent),
                       layout=StateLayout(manifest.state_dir),
                       masked=walls.masked_files(manifest))
     return with_secrets(manifest, task) if secrets and spec.secrets else task

@@ -219,7 +219,8 @@ class ContainerDriver(Driver):
         data = {"engine": eng.name, "binary": eng.binary, "name": name,
                 "cursor": cursor_path, "project": task.project}
         spec = runargs.spec(task, name=name, image=image, labels=labels,
-                            published=tuple(container_options(task.spec).ports))
+                            published=tuple(container_options(task.spec).ports),
+                            engine=eng.name)
         # independent engine calls at once: a start is mostly waiting for the engine
         existing, _, _ = await asyncio.gather(
             ops.containers({"corral.project": task.project, "corral.instance": task.instance}),

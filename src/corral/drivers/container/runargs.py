@@ -18,7 +18,7 @@ from corral.drivers.base import Task
 from corral.drivers.host import beneath, walls
 from corral.environ import for_guest
 from corral.errors import DriverError
-from corral.manifest import decode
+from corral.manifest import decode, peers
 
 SECRETS_IN_CONTAINER = "/run/secrets"
 DATA_IN_CONTAINER = "/var/lib/corral/data"  # the agent's CORRAL_STATE_DIR, kept on the host
@@ -42,9 +42,11 @@ def container_name(project: str, instance: str) -> str:
 
 
 def spec_hash(task: Task, image: str) -> str:
-    """The spec and the image it runs: a running container is adopted by a new ``start`` only
-    when both are what this start would create (a rebuilt image means a new container)."""
-    return decode.spec_hash(task.spec, b"\0" + image.encode())
+    """The spec, the image it runs and where it finds the other agents: a running container
+    is adopted by a new ``start`` only when all are what this start would create (a rebuilt
+    image, or an agent it reaches that moved, means a new container)."""
+    return decode.spec_hash(task.spec, b"\0" + image.encode(),
+                            peers.digest(task.env, task.hosts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class RunSpec:
     alias: str | None = None  # the agent's name on the project network
     binds: tuple[Bind, ...] = ()
     ports: tuple[Port, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()  # (name, address): the other agents' names
     cpus: float | None = None
     memory: int | None = None  # and as much memory+swap: no swap, the limit OOM-kills
     memory_reservation: int | None = None
@@ -85,16 +88,22 @@ class RunSpec:
 
 
 def spec(task: Task, *, name: str, image: str, labels: dict[str, str],
-         published: tuple[str, ...]) -> RunSpec:
+         published: tuple[str, ...], engine: str = "podman") -> RunSpec:
     """The container for ``task`` (checks host paths; creates nothing)."""
     res = task.spec.resources
     mode = task.spec.network
     network = mode if mode in ("none", "host") else network_name(task.project)
+    hosts = task.hosts
+    if engine == "docker" and mode not in ("none", "host"):
+        # Podman names the host so on every network; Docker only when asked (>= 20.10)
+        hosts = (*hosts, (peers.HOST_FROM_BRIDGE, "host-gateway"))
     binds, volumes = mounts(task)
     return RunSpec(
         name=name, image=image, argv=tuple(task.spec.argv), labels=labels, env=env(task),
         network=network, alias=None if mode in ("none", "host") else task.agent,
-        binds=binds, ports=ports(published), cpus=res.cpus, memory=res.memory,
+        # on the host's network it listens on the host itself: nothing to publish
+        binds=binds, ports=() if network == "host" else ports(published), hosts=hosts,
+        cpus=res.cpus, memory=res.memory,
         memory_reservation=res.memory_reservation, pids=res.pids, volumes=volumes)
 
 
@@ -188,6 +197,8 @@ def cli_args(s: RunSpec, engine: str) -> tuple[list[str], dict[str, str]]:
     argv += ["--network", s.network]
     if s.alias:
         argv += ["--network-alias", s.alias]
+    for name, address in s.hosts:
+        argv += ["--add-host", f"{name}:{address}"]
     for b in s.binds:
         argv += ["-v", b.flag()]
     for p in s.ports:
@@ -219,6 +230,8 @@ def api_body(s: RunSpec) -> dict[str, Any]:
         host["MemoryReservation"] = s.memory_reservation
     if s.pids is not None:
         host["PidsLimit"] = s.pids
+    if s.hosts:
+        host["ExtraHosts"] = [f"{name}:{address}" for name, address in s.hosts]
     exposed: dict[str, Any] = {}
     if s.ports:
         bindings: dict[str, list[dict[str, str]]] = {}

@@ -9,7 +9,8 @@ The view, in the order bwrap applies it (a later mount covers an earlier one):
 3. shown again read-only: what the agent needs from hidden places to run at all (its
    interpreter's prefix under a home, its venv in the state dir's cache);
 4. writable: its workdir, its own data dir and its declared volumes;
-5. its secrets, read-only at ``/run/secrets``;
+5. its secrets, read-only at ``/run/secrets``, and its ``/etc/hosts`` when the other agents'
+   names resolve there (``hosts_file``: the host's entries and theirs);
 6. masked (``/dev/null`` over them): the manifest's secret sources and env files, wherever
    an earlier step showed them.
 
@@ -49,6 +50,7 @@ class View:
     writable: tuple[str, ...] = ()
     volumes: tuple[tuple[Source, str, bool], ...] = ()  # (host, target, read_only)
     secrets_dir: Source | None = None
+    hosts: Source | None = None  # the /etc/hosts it sees (``hosts_file``); None: the host's
     network: str = "none"
     extra_env: dict[str, str] = field(default_factory=dict)
     # host path -> an O_PATH fd opened on it (drivers.beneath): bound instead of the path,
@@ -176,12 +178,32 @@ def argv(view: View, command: Sequence[str], *, bwrap: str = "bwrap") -> list[st
         args += bind(host, target, read_only=read_only)
     if view.secrets_dir is not None:
         args += bind(view.secrets_dir, "/run/secrets", read_only=True)
+    if view.hosts is not None:
+        args += bind(view.hosts, "/etc/hosts", read_only=True)
     for path in view.masked:
         args += ["--ro-bind", "/dev/null", path]
     for key, value in view.extra_env.items():
         args += ["--setenv", key, value]
     args += ["--chdir", view.workdir, "--", *view.identity, *command]
     return args
+
+
+def hosts_file(path: str, entries: Sequence[tuple[str, str]], *,
+               system: str = "/etc/hosts") -> str:
+    """Write ``path``: the host's hosts file, then one line per ``(name, address)`` (the
+    fleet's agents, ``manifest.peers.hosts``); readable by any uid (the agent's own)."""
+    try:
+        with open(system, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:  # no hosts file on the host: localhost is still resolvable inside
+        text = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+    lines = "".join(f"{address}\t{name}\n" for name, address in entries)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{text.rstrip()}\n# corral: the fleet's agents\n{lines}")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
 
 
 def _parents(view: View, path: str, rules: dict[str, int], made: set[str]) -> list[str]:

@@ -2,14 +2,16 @@
 
 Both blocks belong to the host-process environment preparers (``python_env``, ``node_env``),
 not to one driver: the venv driver runs an agent in them, and a sandbox agent may have them too
-(it gets a venv only when it asks for one). So the venv driver declares them and the sandbox
-driver declares the same records; the loader routes ``venv:``/``node:`` here whatever the
-agent's isolation, as it always did.
+(a venv when it asks for one or its workdir implies one, as at the venv level). So the venv
+driver declares them and the sandbox driver declares the same records; the loader routes
+``venv:``/``node:`` here whatever the agent's isolation, as it always did.
 
 Defaults (the loader hook ``normalize``, run on each agent with its paths made absolute):
 isolation is ``venv`` when the agent has a ``venv:`` or ``node:`` block; a venv agent without
-``venv:`` uses the workdir's requirements.txt, else its pyproject.toml; ``node.package`` must
-hold package.json and a lock file.
+``venv:`` uses the workdir's requirements.txt, else its pyproject.toml, and so does a sandbox
+agent without ``venv:`` or ``node:`` whose workdir has one (a sandbox is a wall around what the
+agent was: moving a venv agent to ``sandbox`` keeps its venv); ``node.package`` must hold
+package.json and a lock file.
 """
 
 from __future__ import annotations
@@ -111,4 +113,6 @@ def normalize(name: str, spec: Any, project_dir: Path) -> tuple[Any, list[str]]:
                 f"in {workdir} (or a venv: block)"
             )
         out["venv"] = detected
+    elif out.get("isolation") == "sandbox" and venv is None and node is None and detected:
+        out["venv"] = detected  # the venv level's inputs, found the same way
     return out, problems
