@@ -92,8 +92,8 @@ def test_decoding_the_normalized_dump_loses_nothing(tmp_path: Path) -> None:
 # computed by the pydantic models' ``model_dump_json(exclude={"replicas"})`` (the project dir
 # as "{project}") before the records replaced them: a hash that moved would restart every
 # instance on the first apply after an upgrade
-FULL_HASHES = {"db": "45f299ed0d5a3964", "web": "11181d8aaffe0b3e",
-               "tool": "6e2d345c0e63ddca", "script": "4e263f31d2730eaa"}
+FULL_HASHES = {"db": "838da496217d05f4", "web": "48412500933bca54",
+               "tool": "41ecce20fa546762", "script": "9602c60313dc30ae"}
 
 
 def test_the_spec_hashes_the_models_gave_do_not_move(tmp_path: Path) -> None:
@@ -116,8 +116,9 @@ def test_a_pinned_spec_hash_does_not_move(tmp_path: Path) -> None:
 
 # moves only when the manifest gains fields (here: issue 8's user: and inherit_env), which
 # restarts every agent once after the upgrade (their environments change then anyway: they
-# start from the clean allow-list); it must never move by accident
-PINNED_HASH = "8c55735c357dfa15"
+# start from the clean allow-list), and issue 10's on: hooks and the silence and heartbeat
+# probes; it must never move by accident
+PINNED_HASH = "8c54a765900e4bdf"
 
 
 def _manifest(**agent: Any) -> dict[str, Any]:

@@ -202,12 +202,13 @@ class InstanceOutput:
     them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart."""
 
     # one per instance: slots keep hundreds of idle ones small (benchmark S2)
-    __slots__ = ("__weakref__", "_encoders", "_redactor", "_tail_fd", "_tails", "instance",
-                 "line_listeners", "log", "tail_file")
+    __slots__ = ("__weakref__", "_encoders", "_redactor", "_tail_fd", "_tails", "fed_at",
+                 "instance", "line_listeners", "log", "tail_file")
 
     def __init__(self, log: AgentLog, instance: str, *, tail_file: Dir | None = None):
         self.log, self.instance = log, instance
         self.line_listeners: list[LineListener] = []
+        self.fed_at = 0.0  # the log clock's time of the last output, a torn line's too
         self.tail_file = os.fspath(tail_file) if tail_file is not None else None
         self._tail_fd = -1
         self._redactor = _NO_SECRETS
@@ -246,6 +247,7 @@ class InstanceOutput:
     def _feed(self, stream: Stream, data: bytes) -> None:
         tail, max_line = self._tails[stream], self.log.max_line
         had_tail, ts = bool(tail), self.log.clock()
+        self.fed_at = ts
         out: _Out = []
         lines: _Lines = [] if self.line_listeners else None
         nl = data.rfind(b"\n")

@@ -25,7 +25,7 @@ import typing
 from typing import Any, TypeVar
 
 from corral.errors import ManifestError
-from corral.manifest import rules, spec
+from corral.manifest import bounds, rules, spec
 
 T = TypeVar("T")
 
@@ -178,6 +178,8 @@ def _check(manifest: spec.Manifest) -> None:
                                          for k in spec.PROBE_KINDS) != 1:
                 raise _Invalid(f"agents.{name}.{role}", "a probe needs exactly one of "
                                                         + ", ".join(spec.PROBE_KINDS))
+            if probe is not None and probe.within is not None and probe.heartbeat is None:
+                raise _Invalid(f"agents.{name}.{role}", bounds.WITHIN_ALONE)
 
 
 def manifest(raw: Any) -> spec.Manifest:
