@@ -219,3 +219,25 @@ def test_a_bad_probe_or_hook_is_one_clear_line(project: Project) -> None:
     bad = project.corral("config", check=False)
     assert bad.returncode == 2 and "agents.a.on.crash" in bad.stderr
     assert "fatal" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_multi_line_error_is_whole_in_events(project: Project) -> None:
+    """uv's error runs over lines: ``events`` keeps all of them (``ps`` is a table)."""
+    project.file("requirements.txt", "six===\n")
+    project.write("""
+        name: uverr
+        agents:
+          broken:
+            isolation: venv
+            venv: {requirements: requirements.txt}
+            command: python -c "print(1)"
+    """)
+    project.corral("up", "-d", check=False)
+    project.wait_for(lambda r: r["broken.1"]["state"] == "fatal", timeout=120,
+                     what="the venv build failing")
+    (fatal,) = [e for e in _events(project, "broken") if e["event"] == "fatal"]
+    assert "venv build failed" in fatal["reason"] and "\n" in fatal["reason"]
+    text = project.corral("events", "broken").stdout.splitlines()
+    first = next(i for i, line in enumerate(text) if " broken.1 fatal [fatal] " in line)
+    assert text[first + 1].startswith("    ") and "Couldn't parse requirement" in text[first + 1]
+    assert any(line.strip() == "six===" for line in text[first + 1:])
