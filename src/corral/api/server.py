@@ -277,8 +277,11 @@ class Api:
             try:
                 yield b": corral events\n\n"
                 while True:
+                    # not wait_for: on 3.11 it swallows a cancel that comes as an event does
+                    # (its inner get done), and the stream would outlive its reader
                     try:
-                        event = await asyncio.wait_for(sub.get(), 15)
+                        async with asyncio.timeout(15):
+                            event = await sub.get()
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
