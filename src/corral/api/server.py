@@ -272,6 +272,9 @@ class Api:
                     sub.offer({"type": "logs", "raw": encoded})
 
                 unsubs.append(self.sup.log(agent).subscribe(on_records))
+        if want_journal:
+            unsubs.append(self.sup.journal.listen(
+                lambda kept: sub.offer({**kept, "type": "journal"})))
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -291,9 +294,8 @@ class Api:
                     if agents and event.get("agent") not in agents:
                         continue
                     if event.get("type") == "journal":
-                        if want_journal:
-                            kept = {k: v for k, v in event.items() if k != "type"}
-                            yield b"event: journal\ndata: " + json.dumps(kept).encode() + b"\n\n"
+                        kept = {k: v for k, v in event.items() if k != "type"}
+                        yield b"event: journal\ndata: " + json.dumps(kept).encode() + b"\n\n"
                         continue
                     yield b"event: state\ndata: " + json.dumps(event).encode() + b"\n\n"
             finally:

@@ -9,9 +9,10 @@ that used to be the only place restarts showed, and are handed to live followers
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from corral.runtime.events import EventBus
 from corral.runtime.state import Health, State
 from corral.runtime.store import Store
 from corral.runtime.views import Snapshot
@@ -48,18 +49,24 @@ def _event(s: Snapshot, kind: str, now: float, *, previous: State) -> Event:
 
 
 class Journal:
-    """Events kept (in the store) and published on the fleet's bus as ``journal`` events
-    (``/v1/events?journal=1``: what ``corral events -f`` follows)."""
+    """Events kept (in the store) and handed to listeners as they are kept (the streams of
+    ``/v1/events?journal=1``: what ``corral events -f`` follows)."""
 
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._bus = bus
+        self._listeners: list[Callable[[Event], None]] = []
 
     def record(self, event: Event) -> Event:
-        """Keep ``event`` (it gets its ``id``) and publish it."""
+        """Keep ``event`` (it gets its ``id``) and hand it to the listeners."""
         event = self._store.add_event(event)
-        self._bus.publish({**event, "type": "journal"})
+        for listener in list(self._listeners):
+            listener(event)
         return event
+
+    def listen(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with each event kept from now on; returns what stops that."""
+        self._listeners.append(callback)
+        return functools.partial(self._listeners.remove, callback)
 
     def history(self, agents: list[str] | None = None, tail: int | None = None
                 ) -> list[Event]:

@@ -55,7 +55,7 @@ class Supervisor:
                             clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
         self._fleet_read: asyncio.Future[None] | None = None
-        self.journal = journal.Journal(store, events)
+        self.journal = journal.Journal(store)
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
                                 project=lambda: self.manifest.name if self.manifest else "")
 
