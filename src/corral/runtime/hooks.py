@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -94,7 +95,7 @@ class HookRunner:
     def _report(self, event: Event, hook: Hook, result: str, code: int | None,
                 output: str, detail: str = "") -> None:
         """The run as a ``hook`` event; one that did not succeed said in the daemon's log."""
-        command = " ".join(hook.command)
+        command = shlex.join(hook.command)
         reason = (f"{event['event']} hook {result}: {command}"
                   + (f" with exit code {code}" if code else "")
                   + (f" ({detail})" if detail else ""))
