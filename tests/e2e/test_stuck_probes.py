@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import Project
 
 
-def _restarted(name: str):  # type: ignore[no-untyped-def]
+def _restarted(name: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
     return lambda rows: name in rows and rows[name]["restarts"] >= 1
 
 
@@ -81,7 +85,7 @@ def test_a_heartbeat_agent_that_keeps_touching_is_left_alone(project: Project) -
 
 
 def test_a_heartbeat_link_out_of_the_workdir_or_a_fifo_does_not_pass(
-        project: Project, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+        project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
     outside: Path = tmp_path_factory.mktemp("outside") / "fresh"
     project.file("link.sh", f"""
         ln -sf {outside} hb

@@ -8,6 +8,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from corral.runtime import health, store
 from corral.runtime.journal import changes
 from corral.runtime.state import Health, State
@@ -48,7 +50,7 @@ def test_health_turning_is_an_event_but_a_pid_move_is_not() -> None:
 
 
 def test_the_store_keeps_the_last_events_and_reads_them_without_a_daemon(
-        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "MAX_EVENTS", 5)
     path = str(tmp_path / "state.db")
 
