@@ -90,3 +90,29 @@ def test_a_heartbeat_is_its_files_age_inside_the_workdir(tmp_path: Path) -> None
     os.mkfifo(tmp_path / "fifo")
     assert health.heartbeat("fifo", 60, str(tmp_path)) == (
         False, "heartbeat fifo is not a regular file")
+
+
+def test_hooks_run_at_most_four_at_once_and_beyond_the_queue_are_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.manifest.spec import EventHooks, Hook
+    from corral.runtime import hooks
+
+    (tmp_path / "active").mkdir()
+    script = ("touch active/$$; ls active | wc -l >> counts; cat > /dev/null; sleep 0.3; "
+              "rm active/$$")
+    on = EventHooks(restart=[Hook(command=["sh", "-c", script])])
+    monkeypatch.setattr(hooks, "QUEUED", 10)
+    kept: list[dict[str, object]] = []
+
+    async def run() -> None:
+        runner = hooks.HookRunner(kept.append, cwd=lambda: str(tmp_path), project=lambda: "p")
+        for n in range(12):
+            runner.on_event(on, {"agent": "a", "instance": "a.1", "event": "restart",
+                                 "time": 1.0, "id": n})
+        await runner.wait()
+
+    asyncio.run(run())
+    counts = [int(c) for c in (tmp_path / "counts").read_text().split()]
+    assert len(counts) == 10 and max(counts) <= hooks.CONCURRENT
+    results = sorted(str(e["result"]) for e in kept)
+    assert results == ["ok"] * 10 + ["skipped"] * 2

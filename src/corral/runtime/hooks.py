@@ -57,6 +57,11 @@ class HookRunner:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def wait(self) -> None:
+        """Until every hook started so far has ended."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
