@@ -68,6 +68,9 @@ if [ "$want_test" = 1 ]; then
   command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
   # the initramfs test lists the archive corral packs with busybox's own cpio
   command -v busybox >/dev/null 2>&1 || apt_install busybox
+  # corral boot falls back to an @reboot crontab entry where systemd is not PID 1; its test
+  # writes one for real
+  command -v crontab >/dev/null 2>&1 || apt_install cron
   # the daemon's TLS test makes its certificate with openssl
   command -v openssl >/dev/null 2>&1 || apt_install openssl
   # the container level's tests drive real Podman and Docker on a debootstrapped base image
@@ -78,6 +81,10 @@ if [ "$want_test" = 1 ]; then
   # the rootless tests run corral as a non-root user on rootless Podman: its user namespace
   # needs newuidmap/newgidmap
   command -v newuidmap >/dev/null 2>&1 || apt_install uidmap
+  # the pull tests run a real registry on 127.0.0.1 (Debian's docker-registry), with an
+  # htpasswd (bcrypt) file for the credentials test
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
+  command -v htpasswd >/dev/null 2>&1 || apt_install apache2-utils
   containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import traceback
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +14,31 @@ import pytest
 
 from corral.drivers.container.engine import Engine
 from tests.support import agentusers, engines, rootless
+
+
+def _popens_name_their_maker() -> None:
+    """A Popen finalized unwaited warns "subprocess N is still running" in whichever test
+    happens to run at the next garbage collection, far from the code that forgot it (seen
+    rarely in tests/unit after the e2e tier). Each Popen of the test process keeps where it
+    was made, and that warning names it."""
+    made, finalized = subprocess.Popen.__init__, subprocess.Popen.__del__
+
+    def init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        self._corral_made = traceback.extract_stack(limit=8)[:-1]  # type: ignore[attr-defined]
+        made(self, *args, **kwargs)
+
+    def final(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_child_created", False) and self.returncode is None:
+            where = "".join(traceback.format_list(getattr(self, "_corral_made", [])))
+            warnings.warn(f"subprocess {self.pid} {self.args!r} was never waited for; "
+                          f"made at:\n{where}", ResourceWarning, stacklevel=1)
+        finalized(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = init  # type: ignore[method-assign]
+    subprocess.Popen.__del__ = final  # type: ignore[method-assign]
+
+
+_popens_name_their_maker()
 
 
 @pytest.fixture(scope="session")

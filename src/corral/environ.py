@@ -43,12 +43,12 @@ BASE = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE"
                   "TMPDIR"})
 BASE_PREFIXES = ("LC_", "XDG_")
 TERMINAL = frozenset({"TERM", "COLORTERM"})
-# read by corral itself (containers/service.py, engine.py, ops.py, image.py), or needed for
-# the daemon's interpreter to find corral at all
+# read by corral itself (containers/service.py, engine.py, ops.py, image.py, credentials.py:
+# the engines' registry logins), or needed for the daemon's interpreter to find corral at all
 DAEMON_ONLY = frozenset({
     "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
     "CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF",
-    "CONTAINERS_REGISTRIES_CONF", "CORRAL_CACHE", "CORRAL_CONTAINER_ENGINE",
+    "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE", "CORRAL_CACHE", "CORRAL_CONTAINER_ENGINE",
     "CORRAL_CONTAINER_API", "PYTHONPATH", "PYTHONHOME",
     # the daemon's own bounds (api/listener.py, api/http.py: the README's knobs)
     "CORRAL_API_MAX_CONNECTIONS", "CORRAL_METRICS_MAX_CONNECTIONS", "CORRAL_HTTP_HEADER_TIMEOUT",

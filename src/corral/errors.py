@@ -39,6 +39,13 @@ class ManifestError(CorralError):
             super().__init__(f"{head}{len(problems)} problems:\n  " + "\n  ".join(shown + tail))
 
 
+class UsageError(CorralError):
+    """The command line asks for something impossible: a bad value (a regex that does not
+    compile, a time in no known form), no manifest to act on."""
+
+    exit_code = 2
+
+
 class DaemonNotRunning(CorralError):
     exit_code = 3
 

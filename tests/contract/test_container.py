@@ -208,7 +208,8 @@ def test_a_missing_image_is_one_clear_line(engine: Engine, tmp_path: Path) -> No
         with pytest.raises(DriverError) as err:
             await ContainerDriver(engine).prepare(task, None)
         assert str(err.value).startswith(
-            f"agents.a: image localhost/no-such-image:1 does not exist in {engine.name}: ")
+            f"agents.a: image localhost/no-such-image:1 does not exist in {engine.name}; "
+            "pulling localhost/no-such-image:1 failed: ")
         assert "\n" not in str(err.value)
 
     run(go())

@@ -192,3 +192,25 @@ def test_either_end_applies_what_load_returns_as_it_is(fleet: Fleet, tmp_path: P
         again = fleet.apply(same)
         assert again["started"] == again["recreated"] == []
         assert sorted(again["unchanged"]) == ["job.1", "svc.1", "svc.2"]
+
+
+def test_part_of_the_fleet_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
+    """``up AGENT`` (``only``, with what it depends on), ``--force-recreate`` and ``rm``."""
+    loaded = load(tmp_path / "corral.yaml")
+    report = fleet.apply(loaded, only=["svc"])
+    assert sorted(report["started"]) == ["svc.1", "svc.2"]
+    assert sorted(r["name"] for r in fleet.instances()) == ["svc.1", "svc.2"]
+    assert fleet.apply(loaded, only=["job"], no_deps=True)["started"] == ["job.1"]
+    rows = until(fleet, lambda r: r["svc.1"]["state"] == "running", "svc")
+    assert rows["svc.1"]["isolation"] == "process" and rows["svc.1"]["ports"] == []
+    again = fleet.apply(loaded, only=["svc"], no_deps=True, recreate=True)
+    assert sorted(again["recreated"]) == ["svc.1", "svc.2"]
+    assert fleet.remove(["job"]) == ["job.1"]
+    assert sorted(r["name"] for r in fleet.instances()) == ["svc.1", "svc.2"]
+    with pytest.raises(ApiError) as missing:
+        fleet.remove(["nope"])
+    assert missing.value.exit_code == 4
+    with pytest.raises(ApiError) as unknown:
+        fleet.apply(loaded, only=["nope"])
+    assert unknown.value.exit_code == 4
+    assert fleet.apply(loaded)["started"] == ["job.1"]  # a whole apply creates it again

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -210,7 +209,8 @@ def test_two_versions_of_one_library_side_by_side(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("online")
-def test_cache_hit_is_fast_and_runs_no_uv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_hit_runs_no_uv_and_prints_nothing(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "requirements.txt", "six==1.16.0\n")
     options = VenvOptions(requirements="requirements.txt")
     venv = run(ensure_venv(options, str(tmp_path), str(tmp_path / "c")))
@@ -223,12 +223,9 @@ def test_cache_hit_is_fast_and_runs_no_uv(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(venvbuild, "find_uv", no_uv)
     monkeypatch.setattr(asyncio, "create_subprocess_exec", no_uv)
     progress = Progress()
-    started = time.perf_counter()
     again = run(ensure_venv(options, str(tmp_path), str(tmp_path / "c"), progress=progress))
-    elapsed = time.perf_counter() - started
     assert again == venv and progress.chunks == []
     assert marker.stat().st_mtime_ns == before
-    assert elapsed < 0.5, f"cache hit took {elapsed:.3f}s"
 
 
 @pytest.mark.usefixtures("online")

@@ -87,6 +87,8 @@ def test_one_shot_shares_the_workdir_env_and_size(vm_guest: str, tmp_path: Path)
     run(go())
 
 
+# its setup may debootstrap the python root: a minute on a quiet machine, over two on a busy one
+@pytest.mark.timeout(600)
 def test_python_guest_runs_in_the_shared_root_and_leaves_it_untouched(
         vm_python_root: str, tmp_path: Path) -> None:
     script = ('python3 -c "import sys, json; print(json.dumps(sys.argv[1:]))" a "b c"; '

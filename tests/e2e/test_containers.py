@@ -186,7 +186,7 @@ def test_corral_run_runs_a_container_agent_attached(project: Project,
         agents:
           app: {isolation: container, workdir: app, command: [python, main.py], network: none}
     """)
-    got = project.corral("run", "app", "--", "main.py", "x", "y", check=False,
+    got = project.corral("run", "app", "--", "python", "main.py", "x", "y", check=False,
                          env={"CORRAL_CONTAINER_ENGINE": "podman"})
     assert got.returncode == 3, got.stderr
     assert got.stdout == "args ['x', 'y']\n"

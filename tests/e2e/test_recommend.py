@@ -97,3 +97,27 @@ def test_up_warns_of_a_secret_file_inside_a_sandbox_s_writable_workdir(
     assert len(said) == 1, up.stderr
     assert said[0].startswith("corral: warning: writer: the secret file ")
     assert "token.txt" in said[0] and "could move the file from under its mask" in said[0]
+
+
+def test_recommend_says_of_container_and_vm_what_doctor_says(project: Project) -> None:
+    """Neither claims what the tool does not do: each level's availability in `recommend`
+    is its driver's in `doctor`, and its detail starts with doctor's words for it."""
+    project.write("name: agree\nagents:\n  plain: {command: sleep 1}\n")
+    doctor = project.corral("doctor", check=False).stdout.splitlines()
+    said = {}
+    for line in doctor:
+        state, _, rest = line.partition(" ")
+        level, _, detail = rest.strip().partition(" ")
+        if state in ("ok", "--", "!!") and level in ("container", "vm"):
+            said[level] = (state == "ok", detail.strip())
+    assert set(said) == {"container", "vm"}, doctor
+    levels = {lv["level"]: lv for lv in
+              json.loads(project.corral("recommend", "--json").stdout)["levels"]}
+    for level, (ok, detail) in said.items():
+        assert levels[level]["available"] == ok, (level, levels[level], detail)
+        assert levels[level]["detail"].startswith(detail), (levels[level]["detail"], detail)
+        assert "does not drive" not in levels[level]["detail"]
+        assert "no guest measured" not in levels[level]["detail"]
+        if ok:  # not started to time it: said so, and where it is measured
+            assert levels[level]["start_ms"] is None
+            assert "not timed here" in levels[level]["detail"]

@@ -1,6 +1,7 @@
 """``corral run`` and ``corral exec`` at every isolation level, through the real CLI: the
-agent's exit code passed through, extra args replacing the command's, ``exec`` in the agent's
-environment (on the host beside it, or inside its running sandbox or container). The vm level
+agent's exit code passed through, ``-- ARGS`` replacing the whole command (compose's run),
+``exec`` in the agent's environment (on the host beside it, or inside its running sandbox or
+container). The vm level
 is in tests/e2e/test_vm.py (a guest of its own for ``run``; ``exec`` refused in one line).
 The generic commands name no level: what differs is each driver's (``Driver.foreground``,
 ``Driver.enter``)."""
@@ -19,12 +20,14 @@ EXTRA = "import sys; print('extra', sys.argv[1:]); sys.exit(4)"
 PROBE = 'echo agent=$CORRAL_AGENT; echo manifest=$(cat corral.yaml | wc -c); exit 6'
 
 
-def _run_and_exec(project: Project, *, inside: bool, env: dict[str, str] | None = None
-                  ) -> None:
+def _run_and_exec(project: Project, *, inside: bool, env: dict[str, str] | None = None,
+                  python: str = "python3") -> None:
     ran = project.corral("run", "job", check=False, env=env, timeout=300)
     assert ran.returncode == 3, ran.stderr
     assert ran.stdout.splitlines()[-1] == "ran job.run []", ran.stdout
-    extra = project.corral("run", "job", "--", "-c", EXTRA, "a", "b", check=False, env=env)
+    # the whole command, as compose's run
+    extra = project.corral("run", "job", "--", python, "-c", EXTRA, "a", "b", check=False,
+                           env=env)
     assert extra.returncode == 4, extra.stderr
     assert extra.stdout.splitlines()[-1] == "extra ['a', 'b']", extra.stdout
     project.corral("up", "-d", env=env, timeout=300)
@@ -54,7 +57,7 @@ def test_run_and_exec_on_the_host(project: Project, level: str) -> None:
             isolation: {level}
             command: sleep 300
     """)
-    _run_and_exec(project, inside=level == "sandbox")
+    _run_and_exec(project, inside=level == "sandbox", python=python)
     if level == "sandbox":  # stopped: nothing to enter
         refused = project.corral("exec", "svc", "--", "true", check=False)
         assert refused.returncode == 5

@@ -55,7 +55,7 @@ def test_corral_run_boots_a_guest_of_its_own_and_passes_its_exit_code(
     ran = project.corral("run", "job", check=False, timeout=240)
     assert ran.returncode == 3, ran.stderr
     assert "in Linux" in ran.stdout.splitlines(), ran.stdout
-    extra = project.corral("run", "job", "--", "-c", "echo extra; exit 4", check=False,
+    extra = project.corral("run", "job", "--", "sh", "-c", "echo extra; exit 4", check=False,
                            timeout=240)
     assert extra.returncode == 4 and "extra" in extra.stdout.splitlines(), extra.stdout
     refused = project.corral("exec", "job", "--", "true", check=False)

@@ -132,7 +132,7 @@ def test_bad_query_parameters_are_refused(given: dict[str, list[str]], problem: 
 
 def test_query_parameters_are_typed() -> None:
     assert validate.query(LOGS, {"tail": ["10"], "agent": ["a", "b"], "instance": ["a.2"]}) == {
-        "tail": 10, "agent": ["a", "b"], "instance": "a.2"}
+        "tail": 10, "agent": ["a", "b"], "instance": ["a.2"]}
     with pytest.raises(validate.BadRequest, match="missing query parameter agent"):
         validate.query(PARAMETERS[("GET", "/v1/exec")], {})
 

@@ -36,3 +36,30 @@ def test_log_and_state_lines_escape_what_agents_wrote() -> None:
            "health": "none", "limits": None}
     assert "\x1b" not in render.table([row], color=False)
     assert "\x1b" not in render.summary_line(row)
+
+
+def test_log_lines_show_the_agents_own_fields_and_the_time() -> None:
+    rec = {"timestamp": "2026-12-02T14:03:05.123456Z", "agent": "web", "instance": "web.1",
+           "stream": "stdout", "level": "error", "message": "boom", "code": 3, "who": "me",
+           "tags": ["a"]}
+    shown = render.format_line(rec, width=7, color=False)
+    assert shown == 'web.1   | boom code=3 who=me tags=["a"]'
+    coloured = render.format_line(rec, width=7, color=True)
+    assert "\x1b[31mboom code=3 who=me" in coloured
+    assert render.format_line({**rec, "message": ""}, width=0, color=False).startswith(
+        "web.1 | code=3")
+    stamped = render.format_line(rec, width=5, color=False, timestamps=True)
+    assert stamped.startswith("web.1 | 2026-12-02T14:03:05.123456Z boom")
+    old = {**rec, "timestamp": 1_700_000_000.5}  # files from before the RFC 3339 form
+    assert "2023-11-14T22:13:20.500000Z boom" in render.format_line(
+        old, width=5, color=False, timestamps=True)
+    forged = {**rec, "who": "x\x1b[2J"}
+    assert "\x1b[2J" not in render.format_line(forged, width=5, color=False)
+
+
+def test_a_traceback_is_shown_line_by_line_each_with_its_prefix() -> None:
+    rec = {"instance": "job.1", "level": "error",
+           "message": "Traceback (most recent call last):\n  File \"x\"\nValueError: web.2 | fake"}
+    assert render.format_line(rec, width=5, color=False).splitlines() == [
+        "job.1 | Traceback (most recent call last):", 'job.1 |   File "x"',
+        "job.1 | ValueError: web.2 | fake"]

@@ -11,7 +11,6 @@ from corral.logs.query import (
     Filters,
     agents_in,
     decode,
-    format_record,
     iter_records,
     matches,
     parse_since,
@@ -100,11 +99,13 @@ def test_filters(store: Path) -> None:
     assert msgs(iter_records(store, until=2.0)) == ["w1 start", "db up"]
     assert msgs(iter_records(store, grep=r"w\d (slow|broke)")) == ["WARN w1 slow", "ERROR w1 broke"]
     assert msgs(iter_records(store, level="error")) == ["db json", "ERROR w1 broke"]
-    assert msgs(iter_records(store, level="warn", instance="web.1")) == [
+    assert msgs(iter_records(store, level="warn", instances=["web.1"])) == [
         "WARN w1 slow",
+        "db json",
         "ERROR w1 broke",
-    ]
-    assert msgs(iter_records(store, instance="nope")) == []
+    ]  # an instance restricts its own agent only
+    assert msgs(iter_records(store, ["web"], instances=["web.2"])) == ["w2 hello", "w2 again"]
+    assert msgs(iter_records(store, ["web"], instances=["web.9"])) == []
     with pytest.raises(ValueError, match="unknown level"):
         list(iter_records(store, level="loud"))
     with pytest.raises(ValueError, match="not a valid regex"):
@@ -130,11 +131,12 @@ def test_tail_reads_backwards_across_blocks(
     ]
     write(tmp_path, "web", items)
     write(tmp_path, "db", [(50.5, "db.1", b"db mid\n")])
-    assert msgs(tail(tmp_path, None, 3)) == ["ok 97", "ERROR 98", "ok 99"]
+    # N per agent, as compose's --tail: db's one record comes too
+    assert msgs(tail(tmp_path, None, 3)) == ["db mid", "ok 97", "ERROR 98", "ok 99"]
     errors = ["ERROR 77", "ERROR 84", "ERROR 91", "ERROR 98"]
-    assert msgs(tail(tmp_path, None, 4, level="error")) == errors
-    assert msgs(tail(tmp_path, None, 3, until=51)) == ["ok 50", "db mid", "ok 51"]
-    assert msgs(tail(tmp_path, None, 2, instance="web.1", grep="9$")) == ["ok 89", "ok 99"]
+    assert msgs(tail(tmp_path, ["web"], 4, level="error")) == errors
+    assert msgs(tail(tmp_path, None, 3, until=51)) == ["ERROR 49", "ok 50", "db mid", "ok 51"]
+    assert msgs(tail(tmp_path, ["web"], 2, instances=["web.1"], grep="9$")) == ["ok 89", "ok 99"]
     assert len(tail(tmp_path, None, 1000)) == 101
     assert tail(tmp_path, None, 0) == []
 
@@ -158,30 +160,10 @@ def test_follow_filtering_with_matches_and_decode(tmp_path: Path) -> None:
     assert msgs(r for r in decode(b"".join(seen)) if matches(r, filters)) == ["WARN careful"]
     assert not matches({"message": "no ts"}, Filters())
     warn = {"timestamp": 1.0, "instance": "web.1", "level": "warn", "message": "disk 91%"}
-    assert matches(warn, level="warn", grep=r"\d+%", instance="web.1")
-    assert not matches(warn, level="error") and not matches(warn, instance="web.2")
+    warn["agent"] = "web"
+    assert matches(warn, level="warn", grep=r"\d+%", instances=["web.1"])
+    assert not matches(warn, level="error") and not matches(warn, instances=["web.2"])
     log.close()
-
-
-def test_format_record() -> None:
-    rec = {
-        "timestamp": 0.0,
-        "agent": "web",
-        "instance": "web.1",
-        "stream": "stdout",
-        "level": "error",
-        "message": "boom",
-        "code": 3,
-        "who": "me",
-    }
-    assert format_record(rec, color=False, width_prefix=7) == "web.1   | boom code=3 who=me"
-    coloured = format_record(rec, color=True, width_prefix=7)
-    assert coloured.startswith("\x1b[") and "\x1b[31mboom code=3 who=me\x1b[0m" in coloured
-    assert coloured == format_record(rec, color=True, width_prefix=7)  # stable colour
-    plain = {**rec, "level": "info", "message": ""}
-    assert format_record(plain, color=False, width_prefix=0) == "web.1 | code=3 who=me"
-    stamped = format_record(rec, color=False, width_prefix=5, timestamps=True)
-    assert stamped.startswith("web.1 | ") and stamped.endswith(".000 boom code=3 who=me")
 
 
 def test_parse_since() -> None:
@@ -237,3 +219,19 @@ def test_abandoned_iteration_closes_files(store: Path) -> None:
     assert next(records)["message"] == "w1 start"
     del records
     gc.collect()  # a leaked file would raise ResourceWarning (an error under pytest here)
+
+
+def test_text_and_numeric_timestamps_read_together(tmp_path: Path) -> None:
+    """Files written before the RFC 3339 form hold unix seconds: both sort and filter."""
+    old = datetime(2024, 12, 2, 14, 0, tzinfo=UTC).timestamp()
+    (tmp_path / "old.log").write_text("".join(
+        json.dumps({"timestamp": old + i, "agent": "old", "instance": "old.1",
+                    "stream": "stdout", "level": "info", "message": f"old {i}"}) + "\n"
+        for i in (0, 2, 4)))
+    write(tmp_path, "new", [(old + 1, "new.1", b"new 1\n"), (old + 3, "new.1", b"new 3\n")])
+    assert json.loads((tmp_path / "new.log").read_text().splitlines()[0])["timestamp"] == (
+        "2024-12-02T14:00:01.000000Z")
+    assert msgs(iter_records(tmp_path)) == ["old 0", "new 1", "old 2", "new 3", "old 4"]
+    assert msgs(iter_records(tmp_path, since=old + 1, until=old + 3)) == [
+        "new 1", "old 2", "new 3"]
+    assert msgs(tail(tmp_path, None, 1, until=old + 3.5)) == ["old 2", "new 3"]

@@ -16,6 +16,7 @@ from corral.logs.records import (
 )
 
 TS = 1732512345.123456
+TS_TEXT = "2024-11-25T05:25:45.123456Z"  # how TS is written: RFC 3339, UTC
 
 
 def encode(block: bytes, stream: str = "stdout") -> bytes:
@@ -58,14 +59,16 @@ def test_plain_lines_take_the_fast_path_and_match_the_slow_path_exactly() -> Non
     assert [r["message"] for r in recs] == [line.decode() for line in PLAIN]
     assert {r["level"] for r in recs} == {"info"}
     assert recs[0] == {
-        "timestamp": TS,
+        "timestamp": TS_TEXT,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
         "level": "info",
         "message": PLAIN[0].decode(),
     }
-    assert {r["level"] for r in records(encode(block, "stderr"))} == {"error"}
+    # stderr says no level by itself (progress, access lines): info, told apart by its stream
+    assert {(r["level"], r["stream"]) for r in records(encode(block, "stderr"))} == {
+        ("info", "stderr")}
 
 
 @pytest.mark.parametrize(
@@ -171,7 +174,7 @@ def test_json_lines_are_merged() -> None:
     block = json.dumps(line).encode() + b"\n" + b'{"message": "m", "msg": "kept", "severity": 50}\n'
     first, second = records(encode(block))
     assert first == {
-        "timestamp": TS,
+        "timestamp": TS_TEXT,
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
@@ -274,3 +277,10 @@ def test_scan_finds_level_words_among_other_capitals(word: bytes) -> None:
     block = (spam + b"\n") * 300 + b"t=1 " + word + b" x\n" + (spam + b"\n") * 300
     assert scan(block).levels
     assert encode(block) == reference(block)
+
+
+def test_scan_says_where_a_traceback_may_start() -> None:
+    assert scan(b"ok\nTraceback (most recent call last):\n").stack
+    assert scan(b"Exception Group Traceback (most recent call last):\n").stack
+    assert not scan(b"GET /items (cache miss) took 3ms\n").stack
+    assert scan(b"plain line\n").fast  # a possible stack does not leave the fast path

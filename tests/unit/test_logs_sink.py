@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_records_are_on_disk_when_feed_returns(log: AgentLog) -> None:
     assert messages(log.path) == ["one", "two"]  # not closed, not flushed: already there
     rec = read(log.path)[0]
     assert rec == {
-        "timestamp": 1_000_000.0,
+        "timestamp": "1970-01-12T13:46:40.000000Z",  # RFC 3339, UTC, microseconds
         "agent": "web",
         "instance": "web.1",
         "stream": "stdout",
@@ -52,7 +53,9 @@ def test_each_chunk_gets_its_own_timestamp(tmp_path: Path) -> None:
     out.feed("stdout", b"a\nb\n")
     clock.now = 11.5
     out.feed("stdout", b"c\n")
-    assert [r["timestamp"] for r in read(tmp_path / "web.log")] == [10.0, 10.0, 11.5]
+    assert [r["timestamp"] for r in read(tmp_path / "web.log")] == [
+        "1970-01-01T00:00:10.000000Z", "1970-01-01T00:00:10.000000Z",
+        "1970-01-01T00:00:11.500000Z"]
 
 
 def test_torn_lines_are_joined_per_stream(log: AgentLog) -> None:
@@ -68,7 +71,7 @@ def test_torn_lines_are_joined_per_stream(log: AgentLog) -> None:
     out.eof("stderr")
     out.eof("stdout")  # nothing pending: no record
     assert messages(log.path, "stderr") == ["oops", "fail"]
-    assert [r["level"] for r in read(log.path) if r["stream"] == "stderr"] == ["error", "error"]
+    assert [r["level"] for r in read(log.path) if r["stream"] == "stderr"] == ["info", "info"]
     assert out.pending() == {}
 
 
@@ -203,7 +206,7 @@ def test_rotation_by_size_keeps_count(tmp_path: Path) -> None:
 
 
 def test_rotation_keep_zero_and_reopen_appends(tmp_path: Path) -> None:
-    log = AgentLog(tmp_path, "web", max_size=120, keep=0, clock=Clock())
+    log = AgentLog(tmp_path, "web", max_size=160, keep=0, clock=Clock())
     log.writer("web.1").feed("stdout", b"x" * 200 + b"\n")
     assert [p.name for p in tmp_path.iterdir()] == ["web.log"]
     assert log.path.stat().st_size == 0
@@ -270,3 +273,95 @@ def test_any_chunking_gives_the_records_of_the_whole(tmp_path: Path) -> None:
         assert out.pending() == {}
         expected = [{**r, "agent": f"torn{trial}"} for r in read(whole.path)]
         assert read(torn.path) == expected
+
+
+TRACEBACK = (b'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n'
+             b"    main()\nValueError: boom\n")
+HEAD = TRACEBACK[: TRACEBACK.index(b"    main()")]  # the first lines: an unfinished traceback
+
+
+def test_a_traceback_is_one_error_record_however_the_chunks_split_it(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    data = b"starting\n" + TRACEBACK + b"WARNING:root:still here\n"
+    for i in range(len(data)):  # one byte a feed: every split point
+        out.feed("stderr", data[i : i + 1])
+    recs = read(log.path)
+    assert [(r["level"], r["message"]) for r in recs] == [
+        ("info", "starting"),
+        ("error", TRACEBACK.decode().removesuffix("\n")),
+        ("warn", "WARNING:root:still here"),
+    ]
+
+
+def test_chained_tracebacks_and_exception_groups_stay_whole(log: AgentLog) -> None:
+    chained = (TRACEBACK + b"\nDuring handling of the above exception, another exception "
+               b"occurred:\n\n" + TRACEBACK)
+    group = (b"  + Exception Group Traceback (most recent call last):\n"
+             b"Exception Group Traceback (most recent call last):\n  | ExceptionGroup: g\n"
+             b"  +-+---------------- 1 ----------------\n    | ValueError: v\n"
+             b"ExceptionGroup: g (1 sub-exception)\n")
+    log.writer("web.1").feed("stderr", chained + group[55:] + b"done\n")
+    assert messages(log.path) == [chained.decode()[:-1], group[55:].decode()[:-1], "done"]
+
+
+def test_an_unfinished_traceback_is_written_at_eof_at_close_and_after_an_idle_time(
+        tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    out = log.writer("web.1")
+    out.feed("stderr", TRACEBACK[:60])
+    assert messages(log.path) == []  # held: its frames may still come
+    out.eof("stderr")  # the torn frame line too
+    assert messages(log.path) == [TRACEBACK[:60].decode()]
+    out.feed("stdout", HEAD)
+    log.close()
+    assert messages(log.path)[-1] == HEAD.decode().removesuffix("\n")
+
+    async def idle() -> list[object]:
+        log = AgentLog(tmp_path, "idle", clock=Clock())
+        out = log.writer("idle.1")
+        out.feed("stderr", HEAD)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if messages(log.path):
+                break
+        shown = messages(log.path)
+        log.close()
+        return shown
+
+    assert asyncio.run(idle()) == [HEAD.decode().removesuffix("\n")]
+
+
+def test_a_held_traceback_survives_a_daemon_restart_through_the_tail_file(
+        tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    first = log.writer("web.1", tail_file=tmp_path / "tails")
+    first.feed("stderr", TRACEBACK[:60])
+    second = log.writer("web.1", tail_file=tmp_path / "tails")  # the next daemon
+    second.restore_from_tail_file()
+    second.feed("stderr", TRACEBACK[60:])
+    assert messages(log.path) == [TRACEBACK.decode()[:-1]]
+
+
+def test_a_traceback_longer_than_a_line_is_framed_line_by_line(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock(), max_line=100)
+    frames = b"".join(b'  File "f.py", line %d\n' % i for i in range(10))
+    log.writer("web.1").feed("stderr", b"Traceback (most recent call last):\n" + frames)
+    shown = messages(log.path)
+    assert shown[0] == "Traceback (most recent call last):" and len(shown) == 11
+
+
+def test_a_traceback_holding_a_secret_is_one_redacted_record(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    out.redact(["hunter22"])
+    out.feed("stderr", TRACEBACK.replace(b"boom", b"password hunter22") + b"next\n")
+    assert messages(log.path) == [
+        TRACEBACK.decode().replace("boom", "password ***").removesuffix("\n"), "next"]
+
+
+def test_a_traceback_restored_from_the_tail_file_is_written_at_eof(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    log.writer("web.1", tail_file=tmp_path / "tails").feed("stderr", HEAD)
+    again = log.writer("web.1", tail_file=tmp_path / "tails")
+    again.restore_from_tail_file()
+    again.eof("stderr")
+    assert messages(log.path) == [HEAD.decode().removesuffix("\n")]

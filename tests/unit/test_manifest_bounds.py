@@ -172,15 +172,13 @@ def test_the_schema_carries_the_bounds() -> None:
     assert memory["maximum"] == bounds.MAX_SIZE
 
 
+@pytest.mark.timeout(30)  # a backtracking pattern takes forever on these, a good one no time
 def test_the_schemas_duration_pattern_does_not_backtrack() -> None:
     import re
-    import time
 
     pattern = json_schema()["$defs"]["StopPolicy"]["properties"]["timeout"]["anyOf"][1]["pattern"]
-    started = time.monotonic()
     assert re.match(pattern, "1" * 10_000 + "x") is None
     assert re.match(pattern, "1m" * 10_000 + "x") is None
-    assert time.monotonic() - started < 0.5
     for ok in ("10s", "1m30s", "1.5h", "10", " 1h 30m ", "500ms"):
         assert re.match(pattern, ok), ok
 

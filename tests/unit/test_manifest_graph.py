@@ -81,15 +81,12 @@ def test_empty() -> None:
     assert layers({}) == []
 
 
+@pytest.mark.timeout(30)  # linear: well under a second; quadratic would take minutes
 def test_a_long_chain_has_no_recursion_and_is_linear() -> None:
-    import time
-
     n = 20_000
     graph = {f"a{i}": [f"a{i + 1}"] if i < n else [] for i in range(n + 1)}
-    started = time.monotonic()
     assert find_cycles(graph) == []
     assert len(layers(graph)) == n + 1
     graph["a20000"] = ["a0"]
     cycle = find_cycle(graph)
     assert cycle is not None and len(cycle) == n + 2
-    assert time.monotonic() - started < 3.0

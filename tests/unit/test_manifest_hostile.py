@@ -8,7 +8,6 @@ new ones.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,11 @@ import yaml
 from corral.errors import ManifestError
 from corral.manifest import files, yamlread
 from corral.manifest.loader import load, load_text
+
+# Hostile and huge inputs must not hang or go quadratic (one did: 104 s, every name rescanned per
+# problem). They take well under 3 s each on a quiet machine; the bound is this timeout, not a
+# clock read in the test, which a busy machine broke (speed is bench/'s, docs/benchmarks.md)
+pytestmark = pytest.mark.timeout(30)
 
 
 def _bomb(levels: int = 9, width: int = 9) -> str:
@@ -96,14 +100,11 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_manifest_is_one_clear_error(name: str, tmp_path: Path) -> None:
     text, expected = CASES[name]
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load_text(text, project_dir=tmp_path, environ={})
-    elapsed = time.monotonic() - started
     message = str(caught.value)
     assert expected in message
     assert all(line.isprintable() for line in message.split("\n"))
-    assert elapsed < 2.0, f"{name} took {elapsed:.2f}s"
 
 
 YAML_LEVEL = [name for name in CASES if name.startswith(("recursive", "nested", "billion",
@@ -133,10 +134,8 @@ def test_a_syntax_error_keeps_pyyamls_message(tmp_path: Path) -> None:
 
 
 def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_budget(tmp_path: Path) -> None:
-    started = time.monotonic()
     with pytest.raises(ManifestError):
         load_text(_bomb(levels=30, width=30), project_dir=tmp_path, environ={})
-    assert time.monotonic() - started < 1.0
 
 
 def test_aliases_within_the_budget_still_load(tmp_path: Path) -> None:
@@ -153,12 +152,10 @@ def test_nesting_up_to_the_limit_loads(tmp_path: Path) -> None:
 
 
 def _expect_file_error(path: Path | str, fragment: str) -> None:
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load(path, environ={})
     assert fragment in str(caught.value)
     assert caught.value.exit_code == 2
-    assert time.monotonic() - started < 2.0
 
 
 def test_not_utf8_names_the_byte(tmp_path: Path) -> None:
@@ -213,44 +210,35 @@ def test_twenty_thousand_unknown_keys_are_linear_and_capped(tmp_path: Path) -> N
     from corral.manifest.hints import MAX_UNKNOWN
 
     keys = "".join(f"    k{i}: 1\n" for i in range(20_000))
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load_text(_agent(keys + "    comand: x\n"), project_dir=tmp_path, environ={})
-    elapsed = time.monotonic() - started
     problems = caught.value.problems
     assert len(problems) == MAX_UNKNOWN + 1  # the first 20 and one line counting the rest
     assert problems[0] == "agents.w.k0: unknown key (allowed here: description, class, " \
         "isolation, command, shell, workdir, env, env_file, inherit_env, replicas, depends_on, " \
-        "readiness, liveness, ready_log_line, restart, stop, venv, node, vm, container, fake, " \
-        "resources, labels, trust, user, network, volumes, secrets, needs, on)"
+        "readiness, liveness, ready_log_line, restart, stop, schedule, venv, node, vm, " \
+        "container, fake, resources, labels, trust, user, network, volumes, secrets, needs, on)"
     assert problems[-1].startswith("agents.w: and 19981 more unknown keys (allowed here: ")
-    assert elapsed < 3.0, f"{elapsed:.2f}s"
 
 
 def test_twenty_thousand_duplicate_free_keys_parse_linearly(tmp_path: Path) -> None:
     text = "x-many:\n" + "".join(f"  k{i}: 1\n" for i in range(20_000)) + \
         "agents: {w: {command: echo}}\n"
-    started = time.monotonic()
     load_text(text, project_dir=tmp_path, environ={})
-    assert time.monotonic() - started < 3.0
 
 
 def test_a_dependency_chain_of_3000_agents_loads(tmp_path: Path) -> None:
     text = "agents:\n" + "".join(f"  a{i}: {{command: echo, depends_on: [a{i + 1}]}}\n"
                                  for i in range(3000)) + "  a3000: {command: echo}\n"
-    started = time.monotonic()
     manifest = load_text(text, project_dir=tmp_path, environ={})
     assert len(manifest.agents) == 3001
-    assert time.monotonic() - started < 5.0
 
 
 def test_thousands_of_unknown_dependencies_are_hinted_only_first(tmp_path: Path) -> None:
     text = "agents:\n" + "".join(f"  a{i}: {{command: echo, depends_on: [b{i}]}}\n"
                                  for i in range(3000))
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load_text(text, project_dir=tmp_path, environ={})
-    assert time.monotonic() - started < 5.0  # 104 s before: every name scanned per problem
     problems = caught.value.problems
     assert len(problems) == 3000
     assert problems[0].startswith("agents.a0.depends_on.b0: unknown agent (agents defined: a1, ")
@@ -260,20 +248,16 @@ def test_thousands_of_unknown_dependencies_are_hinted_only_first(tmp_path: Path)
 
 def test_an_unterminated_quote_atop_a_long_env_file_is_linear(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text('A="' + "x\n" * 200_000)
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load_text("agents: {w: {command: echo}}\n", project_dir=tmp_path, environ={})
-    assert time.monotonic() - started < 3.0  # it hung: the value was rescanned per line
     assert "line 1: unterminated quote" in str(caught.value)
 
 
 def test_substituted_text_is_bounded_in_all(tmp_path: Path) -> None:
     labels = ", ".join(f"k{i}: 'x${{A}}'" for i in range(2000))  # each a new 100 KB string
-    started = time.monotonic()
     with pytest.raises(ManifestError) as caught:
         load_text(f"agents: {{w: {{command: echo, labels: {{{labels}}}}}}}\n",
                   project_dir=tmp_path, environ={"A": "x" * 100_000})
-    assert time.monotonic() - started < 3.0
     assert caught.value.problems == [
         "agents.w.labels.k41: variables substitute more than 4 MiB of text in all "
         "(${A} is 100000 characters)"]

@@ -58,6 +58,12 @@ def stream_error(status: int, rest: bytes) -> ApiError:
     return ApiError(f"the daemon answered {status}", "see the daemon log")
 
 
+def _filter_pairs(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query pairs of filters; a list (``instance``) repeats its parameter, None is left out."""
+    return [(k, str(item)) for k, v in filters.items() if v is not None
+            for item in (v if isinstance(v, list | tuple) else [v])]
+
+
 def _query(pairs: list[tuple[str, str]]) -> str:
     from urllib.parse import urlencode
 
@@ -83,15 +89,29 @@ class FleetCalls:
         rows: list[dict[str, Any]] = self.status()["instances"]
         return rows
 
+    def runs(self) -> list[dict[str, Any]]:
+        """The scheduled agents' runs, oldest first: run number, trigger, start, end, exit
+        code, status."""
+        rows: list[dict[str, Any]] = self.request("GET", "/v1/runs")["runs"]
+        return rows
+
     def apply(self, manifest: dict[str, Any] | spec.Manifest, timeout: float | None = None,
-              secret_env: dict[str, str] | None = None) -> dict[str, list[str]]:
+              secret_env: dict[str, str] | None = None, only: list[str] | None = None,
+              no_deps: bool = False, recreate: bool = False) -> dict[str, list[str]]:
         """``manifest``: what ``manifest.loader.load`` returns, or its JSON form.
         ``secret_env``: the variables the manifest's ``environment:`` secrets and
         ``inherit_env`` read, from the caller's environment (``corral.environ.sent_by_cli``);
-        kept in the daemon's memory only."""
+        kept in the daemon's memory only. ``only``: just these agents and (unless
+        ``no_deps``) what they depend on; ``recreate``: restart them even if unchanged."""
         body: dict[str, Any] = {"manifest": wire(manifest)}
         if secret_env:
             body["secret_env"] = secret_env
+        if only is not None:
+            body["only"] = only
+        if no_deps:
+            body["no_deps"] = True
+        if recreate:
+            body["recreate"] = True
         report: dict[str, list[str]] = self.request("POST", "/v1/apply", body, timeout=timeout)
         return report
 
@@ -110,6 +130,10 @@ class FleetCalls:
 
     def stop(self, names: list[str] | None = None) -> list[str]:
         return self._control("stop", names, "stopped")
+
+    def remove(self, names: list[str]) -> list[str]:
+        """Stop these agents' (or instances') instances and forget their state."""
+        return self._control("rm", names, "removed")
 
     def start_wait(self, names: list[str] | None = None, timeout: float = 60.0,
                    verb: str = "start") -> dict[str, Any]:
@@ -145,14 +169,14 @@ class FleetCalls:
         return spec
 
     def logs(self, agents: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Stored records, oldest first; filters: since, grep, level, instance, tail."""
+        """Stored records, oldest first; filters: since, until, grep, level, instance (a list
+        of instance names), run, tail (per agent)."""
         return [json.loads(line) for line in self.log_lines(agents, **filters)
                 if line.strip()]
 
     def log_lines(self, agents: list[str] | None = None, **filters: Any) -> Iterator[bytes]:
         """``logs`` as the daemon sends them: one JSON record a line, streamed, as stored."""
-        pairs = [("agent", a) for a in agents or []]
-        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        pairs = [("agent", a) for a in agents or []] + _filter_pairs(filters)
         return self.lines("GET", "/v1/logs" + _query(pairs))
 
     def events(self, *, logs: bool = False, agents: list[str] | None = None,
@@ -167,8 +191,7 @@ class FleetCalls:
                     **filters: Any) -> Iterator[bytes]:
         """``events`` as the daemon sends them: the server-sent events' lines."""
         pairs = [("logs", "1")] if logs else []
-        pairs += [("agent", a) for a in agents or []]
-        pairs += [(k, str(v)) for k, v in filters.items() if v is not None]
+        pairs += [("agent", a) for a in agents or []] + _filter_pairs(filters)
         return self.lines("GET", "/v1/events" + _query(pairs))
 
     def journal(self, agents: list[str] | None = None, *, tail: int | None = None,

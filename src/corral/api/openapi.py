@@ -51,11 +51,22 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                      "description": "the normalized manifest (checked field by field)"},
         "secret_env": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "values of the environment variables secrets read"},
+        "only": {"type": ["array", "null"], "maxItems": MAX_NAMES, "items": _AGENT,
+                 "description": "just these agents and what they depend on (all when "
+                                "absent or null); the others are left as they are"},
+        "no_deps": {"type": "boolean", "default": False,
+                    "description": "with only: not what they depend on"},
+        "recreate": {"type": "boolean", "default": False,
+                     "description": "restart the instances even if their spec did not "
+                                    "change"},
     }, "manifest"),
     ("POST", "/v1/wait"): _body({"timeout": _SECONDS, **_NAMES_PROP}),
     ("POST", "/v1/down"): _body({}),
     ("POST", "/v1/start"): _STARTING,
     ("POST", "/v1/stop"): _body(_NAMES_PROP),
+    ("POST", "/v1/rm"): _body({"names": {
+        **_NAMES_PROP["names"], "type": "array",
+        "description": "agents or instances (AGENT.N); at least one"}}, "names"),
     ("POST", "/v1/restart"): _STARTING,
     ("POST", "/v1/scale"): _body({
         "agent": _AGENT,
@@ -75,22 +86,28 @@ _FILTERS = [
     # at most 100 agents: the request line stays within what the HTTP parser takes (16 KiB)
     _param("agent", {"type": "array", "items": _AGENT, "maxItems": 100},
            "only these agents (repeat the parameter); all when absent"),
-    _param("instance", {"type": "string", "pattern": INSTANCE_NAME}, "only this instance"),
+    _param("instance", {"type": "array", "items": {"type": "string", "pattern": INSTANCE_NAME},
+                        "maxItems": 100},
+           "of its agent, only this instance (repeat the parameter); its agent is named too"),
     _param("grep", {"type": "string", "format": "regex", "maxLength": 4096},
            "only records whose message matches this regular expression (Python syntax)"),
     _param("level", {"type": "string", "enum": list(LEVELS)}, "this level and above"),
 ]
 _SINCE = _param("since", {"type": "string", "minLength": 1, "maxLength": 64},
                 "a duration ago (10m, 1h30m), an ISO-8601 time or unix seconds")
+_UNTIL = _param("until", {"type": "string", "minLength": 1, "maxLength": 64},
+                "records up to then: the forms of since")
 _TAIL = _param("tail", {"type": "integer", "minimum": 0, "maximum": 10_000_000},
-               "only the last N matching records")
+               "only the last N matching records of each agent")
+_RUN = _param("run", {"type": "integer", "minimum": 1, "maximum": 2**53},
+               "only the records of this run of a scheduled agent")
 _LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records too")
 
 # (method, path) -> its query parameters; a route not named here takes none
 PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/v1/exec"): [_param("agent", _AGENT, "the agent", required=True)],
-    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _TAIL],
-    ("GET", "/v1/events"): [_LOGS, *_FILTERS, _param(
+    ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _UNTIL, _TAIL, _RUN],
+    ("GET", "/v1/events"): [_LOGS, *_FILTERS, _RUN, _param(
         "journal", {"type": "string", "enum": ["0", "1"]},
         "1: the kept events too, as they are kept (what /v1/journal lists)")],
     ("GET", "/v1/journal"): [_FILTERS[0], _param(
@@ -154,6 +171,10 @@ def spec() -> dict[str, Any]:
                     "project": {"type": ["string", "null"]},
                     "project_dir": {"type": ["string", "null"]},
                     "daemon": {"type": "object"}, "instances": _INSTANCES}})),
+            "/v1/runs": _op("get", "/v1/runs", "the scheduled agents' runs, oldest first",
+                            _json("runs", {"type": "object", "properties": {
+                                "runs": {"type": "array",
+                                         "items": {"$ref": "#/components/schemas/Run"}}}})),
             "/v1/apply": _post("/v1/apply", "reconcile the fleet with a normalized manifest",
                                _json("what was started, recreated, removed, left unchanged",
                                      _REPORT), invalid),
@@ -168,6 +189,9 @@ def spec() -> dict[str, Any]:
                                _json("started instances", _control("started")), _NOT_FOUND),
             "/v1/stop": _post("/v1/stop", "stop agents or instances",
                               _json("stopped instances", _control("stopped")), _NOT_FOUND),
+            "/v1/rm": _post("/v1/rm", "stop agents or instances and forget them (their "
+                            "state; the next up creates them again)",
+                            _json("removed instances", _control("removed")), _NOT_FOUND),
             "/v1/restart": _post("/v1/restart", "restart agents or instances",
                                  _json("restarted instances", _control("restarted")),
                                  _NOT_FOUND),
@@ -211,6 +235,19 @@ def spec() -> dict[str, Any]:
                 "uptime": {"type": ["number", "null"]},
                 "restarts": {"type": "integer"}, "exit_code": {"type": ["integer", "null"]},
                 "exit_signal": {"type": ["integer", "null"]}, "oom_killed": {"type": "boolean"},
-                "reason": {"type": "string"}, "limits": {"type": ["string", "null"]}}},
+                "reason": {"type": "string"}, "limits": {"type": ["string", "null"]},
+                "isolation": {"type": "string"},
+                "ports": {"type": "array", "items": {"type": "string"},
+                          "description": "published HOST->INSIDE, or the probed ports"},
+                "schedule": {"type": ["object", "null"], "properties": {
+                    "last_run": {"oneOf": [{"type": "null"},
+                                           {"$ref": "#/components/schemas/Run"}]},
+                    "next_run": {"type": ["number", "null"]},
+                    "active": {"type": "boolean"}}}}},
+            "Run": {"type": "object", "properties": {
+                "instance": {"type": "string"}, "agent": {"type": "string"},
+                "run": {"type": "integer"}, "trigger": {"type": "string"},
+                "started_at": {"type": "number"}, "ended_at": {"type": ["number", "null"]},
+                "exit_code": {"type": ["integer", "null"]}, "status": {"type": "string"}}},
         }},
     }

@@ -66,17 +66,19 @@ class Api:
     def __init__(self, sup: Supervisor, *, shutdown: Callable[[bool], None]) -> None:
         self.sup = sup
         self._shutdown = shutdown
-        self.after_apply: Callable[[], Awaitable[None]] | None = None
+        self.before_apply: Callable[[Any], Awaitable[None]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
+            ("GET", "/v1/runs"): self.runs,
             ("POST", "/v1/apply"): self.apply,
             ("POST", "/v1/wait"): self.wait,
             ("POST", "/v1/down"): self.down,
             ("POST", "/v1/start"): self.start,
             ("POST", "/v1/stop"): self.stop,
             ("POST", "/v1/restart"): self.restart,
+            ("POST", "/v1/rm"): self.remove,
             ("POST", "/v1/scale"): self.scale,
             ("POST", "/v1/shutdown"): self.shutdown,
             ("GET", "/v1/exec"): self.exec_spec,
@@ -120,13 +122,19 @@ class Api:
             "instances": self.sup.status(),
         })
 
+    async def runs(self, call: Call) -> Reply:
+        return json_reply({"runs": self.sup.runs()})
+
     async def apply(self, call: Call) -> Reply:
         # the CLI validated it; the daemon checks it again field by field, bounds included
         # (manifest.bounds; no pydantic: S2)
-        manifest = decode.manifest(call.body["manifest"])
-        report = await self.sup.apply(manifest, secret_env=call.body.get("secret_env") or {})
-        if self.after_apply is not None:
-            await self.after_apply()
+        body = call.body
+        manifest = decode.manifest(body["manifest"])
+        if self.before_apply is not None:  # the metrics port is bound first: a taken one
+            await self.before_apply(manifest)  # is the up's error, not a line in the log
+        report = await self.sup.apply(manifest, secret_env=body.get("secret_env") or {},
+                                      only=body.get("only"), no_deps=body.get("no_deps", False),
+                                      recreate=body.get("recreate", False))
         return json_reply(report)
 
     async def wait(self, call: Call) -> Reply:
@@ -171,6 +179,12 @@ class Api:
     async def stop(self, call: Call) -> Reply:
         return json_reply({"stopped": await self.sup.stop(call.body.get("names") or None)})
 
+    async def remove(self, call: Call) -> Reply:
+        if not call.body["names"]:  # never "all": down is the whole fleet's
+            raise validate.BadRequest("rm needs the agents or instances to remove",
+                                      "name at least one")
+        return json_reply({"removed": await self.sup.remove(call.body["names"])})
+
     async def restart(self, call: Call) -> Reply:
         return await self._control(call, "restart", "restarted")
 
@@ -205,22 +219,26 @@ class Api:
 
     # --- logs and events -------------------------------------------------------------------
 
-    def _filters(self, call: Call, *, since: bool) -> query.Filters:
-        """The record filters of a logs or events query; a ``since`` that reads as no time
-        and a grep pattern the ``re`` module refuses are 400s here, before any reply."""
+    def _filters(self, call: Call, *, stored: bool) -> query.Filters:
+        """The record filters of a logs (``stored``: with its time bounds) or events query; a
+        ``since``/``until`` that reads as no time and a grep pattern the ``re`` module refuses
+        are 400s here, before any reply."""
         args = call.args
         try:
+            since, until = (query.parse_since(args[key]) if stored and key in args else None
+                            for key in ("since", "until"))
             return query.Filters.build(
-                since=query.parse_since(args["since"]) if since and "since" in args else None,
-                grep=args.get("grep"), level=args.get("level"),
-                instance=args.get("instance"))
+                since=since, until=until, grep=args.get("grep"), level=args.get("level"),
+                instances=args.get("instance") or (), run=args.get("run"))
         except ValueError as exc:
             raise validate.BadRequest(str(exc), validate.FIX) from None
 
     def _agents(self, call: Call, *, stored: bool) -> list[str] | None:
-        """The agents a query names (None: all); an agent neither in the fleet nor, with
-        ``stored``, in the log store is a 404."""
-        agents: list[str] | None = call.args.get("agent") or None
+        """The agents a query names, with those of the instances it names (None: all); an
+        agent neither in the fleet nor, with ``stored``, in the log store is a 404."""
+        named: list[str] = call.args.get("agent") or []
+        of_instances = [name.rpartition(".")[0] for name in call.args.get("instance") or ()]
+        agents = list(dict.fromkeys([*named, *of_instances])) or None
         known = set(self.sup.manifest.agents) if self.sup.manifest is not None else set()
         if stored and agents:
             known |= set(query.agents_in(self.sup.layout.logs))
@@ -232,7 +250,7 @@ class Api:
     async def logs(self, call: Call) -> Stream:
         agents = self._agents(call, stored=True)
         directory = self.sup.layout.logs
-        filters = self._filters(call, since=True)
+        filters = self._filters(call, stored=True)
         tail: int | None = call.args.get("tail")
 
         def read() -> list[dict[str, Any]]:
@@ -260,7 +278,7 @@ class Api:
         want_logs = call.args.get("logs") == "1"
         want_journal = call.args.get("journal") == "1"
         agents = set(self._agents(call, stored=False) or ())
-        filters = self._filters(call, since=False)
+        filters = self._filters(call, stored=False)
         sub = self.sup.events.subscribe()
         unsubs: list[Callable[[], None]] = []
         if want_logs and self.sup.manifest is not None:

@@ -71,11 +71,44 @@ def last_exit(row: dict[str, Any]) -> str:
     return "-" if row["exit_code"] is None else str(row["exit_code"])
 
 
+def one_line(text: str) -> str:
+    """A multi-line text (a build's error output) as its first line and an ellipsis: the
+    table and the summaries keep one line an instance; ``ps --json`` has the whole text."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return printable(text.strip())
+    return printable(lines[0].rstrip()) + " …"
+
+
+def _last_run(schedule: dict[str, Any], now: float) -> str:
+    run = schedule["last_run"]
+    if run is None:
+        return "-"
+    return f"#{run['run']} {run['status']} {duration(now - run['started_at'])} ago"
+
+
+def _next_run(schedule: dict[str, Any], now: float) -> str:
+    at = schedule["next_run"]
+    if not schedule["active"]:
+        return "paused"  # `corral stop` or `down`: until `start` or `up`
+    return "-" if at is None else f"in {duration(max(0.0, at - now))}"
+
+
 def table(rows: list[dict[str, Any]], *, color: bool) -> str:
-    head = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT", "REASON"]
-    body = [[r["name"], r["state"], str(r["pid"] or "-"), duration(r["uptime"]),
-             str(r["restarts"]), r["health"], last_exit(r), printable(r["reason"] or "")]
+    head = ["NAME", "STATE", "ISOLATION", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT",
+            "PORTS", "REASON"]
+    body = [[r["name"], r["state"], r.get("isolation") or "-", str(r["pid"] or "-"),
+             duration(r["uptime"]), str(r["restarts"]), r["health"], last_exit(r),
+             ",".join(r.get("ports") or ()) or "-", one_line(r["reason"] or "")]
             for r in rows]
+    if any(r.get("schedule") for r in rows):  # scheduled agents: their last and next run
+        import time
+
+        now = time.time()
+        head[-1:-1] = ["LAST RUN", "NEXT RUN"]
+        for r, b in zip(rows, body, strict=True):
+            s = r.get("schedule")
+            b[-1:-1] = [_last_run(s, now), _next_run(s, now)] if s else ["-", "-"]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
@@ -89,23 +122,65 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """``corral ps --all``: the scheduled runs kept, oldest first."""
+    import time
+
+    def when(at: float | None) -> str:
+        return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+    head = ["NAME", "RUN", "TRIGGER", "STARTED", "ENDED", "EXIT", "STATUS"]
+    body = [[r["instance"], str(r["run"]), r["trigger"], when(r["started_at"]),
+             when(r["ended_at"]), "-" if r["exit_code"] is None else str(r["exit_code"]),
+             r["status"]] for r in runs]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [head, *body]) + "\n"
+
+
 def summary_line(row: dict[str, Any]) -> str:
-    extra = f" ({printable(row['reason'])})" if row["reason"] else ""
+    extra = f" ({one_line(row['reason'])})" if row["reason"] else ""
     pid = f" pid {row['pid']}" if row["pid"] else ""
     return f"{row['name']}: {row['state']}{pid}{extra}"
 
 
-def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False) -> str:
-    """``name | message``; the message's control characters escaped (``printable``) unless
+def format_line(rec: dict[str, Any], *, width: int, color: bool, raw: bool = False,
+                timestamps: bool = False) -> str:
+    """``name | message key=value…``: the fields of the agent's own (a JSON line's) follow the
+    message; ``timestamps``: its time (RFC 3339, UTC) first, as compose's ``-t``. A message of
+    several lines (a traceback) is shown line by line, each with the prefix, so no line can
+    pass for another instance's. Control characters are escaped (``printable``) unless
     ``raw``."""
+    import json  # here: `corral ps` imports this module and never needs it
+
+    from corral.logs.fields import RESERVED
+
     name = printable(str(rec.get("instance", rec.get("agent", "?"))))
     prefix = _c(f"{name.ljust(width)} |", _color_of(name), color)
+    if timestamps:
+        prefix = f"{prefix} {_when(rec.get('timestamp', rec.get('ts')))}"
     message = str(rec.get("message", ""))
-    message = message if raw else printable(message)
+    own = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+                   for k, v in rec.items() if k not in RESERVED)
+    message = f"{message} {own}" if message and own else message or own
     level = rec.get("level")
-    if color and level in _LEVEL_COLOR:
-        message = _c(message, _LEVEL_COLOR[str(level)], True)
-    return f"{prefix} {message}"
+    shown = []
+    for line in message.split("\n"):
+        line = line if raw else printable(line)
+        if color and level in _LEVEL_COLOR:
+            line = _c(line, _LEVEL_COLOR[str(level)], True)
+        shown.append(f"{prefix} {line}")
+    return "\n".join(shown)
+
+
+def _when(value: object) -> str:
+    """A record's time as stored (RFC 3339 text), or converted from older files' seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        from corral.logs.stamps import rfc3339
+
+        return rfc3339(value)
+    return printable(str(value))
 
 
 def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
@@ -115,7 +190,7 @@ def state_line(event: dict[str, Any], *, width: int, color: bool) -> str:
     if event.get("health") in ("healthy", "unhealthy"):
         text += f" {event['health']}"
     if event.get("reason"):
-        text += f" {printable(str(event['reason']))}"
+        text += f" {one_line(str(event['reason']))}"
     return f"{prefix} {_c(text, _STATE_COLOR.get(str(event['state']), 0), color)}"
 
 

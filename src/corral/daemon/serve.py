@@ -18,6 +18,8 @@ from corral.api.http import Reply, Request, Stream
 from corral.api.listener import Budget, Listener, Settings, tcp_socket, unix_socket
 from corral.api.server import Api
 from corral.drivers.host import proctree
+from corral.errors import CorralError
+from corral.manifest.spec import Manifest
 from corral.runtime.events import EventBus
 from corral.runtime.store import Store
 from corral.runtime.supervisor import Supervisor
@@ -96,8 +98,9 @@ async def serve(state_dir: str, settings: Settings) -> int:
     listeners.append(Listener(unix_socket(sock), handle, name=sock, cap=settings.api_cap,
                               limits=settings.limits, budget=budget, peers=listeners))
 
-    async def start_metrics() -> None:
-        m = sup.manifest
+    async def start_metrics(m: Manifest | None) -> None:
+        """The manifest's metrics listener, once; a port that cannot be bound raises (the
+        apply that asked for it fails with that line)."""
         if m is None or m.metrics.port is None or len(listeners) > 1:
             return
         async def only_metrics(req: Request) -> Reply:
@@ -110,15 +113,15 @@ async def serve(state_dir: str, settings: Settings) -> int:
         try:
             listening = tcp_socket(m.metrics.host, m.metrics.port)
         except OSError as exc:
-            print(f"corral: metrics port {m.metrics.host}:{m.metrics.port} unavailable ({exc}); "
-                  "free the port or change metrics.port", file=sys.stderr)
-            return
+            raise CorralError(f"metrics port {m.metrics.host}:{m.metrics.port} is unavailable "
+                              f"({exc.strerror or exc})",
+                              "free the port or change metrics.port") from None
         listeners.append(Listener(listening, only_metrics,
                                   name=f"metrics {m.metrics.host}:{m.metrics.port}",
                                   cap=settings.metrics_cap, limits=settings.metrics_limits,
                                   budget=budget, peers=listeners))
 
-    api.after_apply = start_metrics
+    api.before_apply = start_metrics
     loop.add_signal_handler(signal.SIGTERM, shutdown, True)
     loop.add_signal_handler(signal.SIGINT, shutdown, True)
     reaping = {"due": False}
@@ -137,7 +140,10 @@ async def serve(state_dir: str, settings: Settings) -> int:
     loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
     adopted = await sup.recover()
     give_back_heap_later()
-    await start_metrics()
+    try:
+        await start_metrics(sup.manifest)
+    except CorralError as exc:  # the re-adopted fleet runs on; the next up reports it too
+        print(f"corral: {exc}", file=sys.stderr)
     with open(paths.pid_file(state_dir), "w") as f:
         f.write(f"{os.getpid()}\n")
     print(f"corral daemon {os.getpid()} serving {sock} (re-adopted {adopted})", flush=True)

@@ -1,10 +1,12 @@
-"""Reading the log store for ``corral logs``: filter, merge agents by time, tail, format.
+"""Reading the log store for ``corral logs``: filter, merge agents by time, tail.
 
-Files are ``<agent>.log`` plus rotated ``<agent>.log.N`` (N=1 newest). Records of several
-agents are merged by ``ts`` with ``heapq.merge``, which is stable: records with equal ``ts``
-keep agent order, and each agent's records keep their file order even if its clock stepped
-back. Cheap byte checks (``ts`` is always the first key, ``"instance"``/``"level"`` are written
-in one fixed form) reject most non-matching lines before ``json.loads``.
+The daemon answers from these files, and ``corral logs`` reads them itself when no daemon
+runs (after ``down``). Files are ``<agent>.log`` plus rotated ``<agent>.log.N`` (N=1 newest).
+Records of several agents are merged by ``timestamp`` with ``heapq.merge``, which is stable:
+records with equal times keep agent order, and each agent's records keep their file order even
+if its clock stepped back. Cheap byte checks (``timestamp`` is always the first key, in RFC 3339
+text of one width, or unix seconds in older files; ``"level"`` is written in one fixed form)
+reject most non-matching lines before ``json.loads``.
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from corral.logs.records import LEVEL_RANK, LEVELS, RESERVED
+from corral.logs.records import LEVEL_RANK, LEVELS
+from corral.logs.stamps import rfc3339, seconds
 
 Dir: TypeAlias = str | os.PathLike[str]  # a log directory
 
 Record = dict[str, Any]
 _STAMP = b'{"timestamp":'  # every record starts so (records.py): time filters skip JSON parsing
+_AT = len(_STAMP)
+_TEXT_LEN = len("2026-12-02T14:03:05.123456Z") + 1  # and its opening quote
 _BLOCK = 64 * 1024
+# A file's mtime comes from the kernel's coarse clock (ticks of some ms), so it can be a little
+# before the time stamped on the last record written: a file is skipped only well before.
+_MTIME_SLACK = 1.0
 _LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-# Like docker compose: a colour per instance (stable: by CRC of the name), level colours.
-_PALETTE = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
-_LEVEL_COLOUR = {"debug": "2", "warn": "33", "error": "31", "fatal": "1;31"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +47,20 @@ class Filters:
     until: float | None = None
     grep: re.Pattern[str] | None = None  # searched in the message
     level: str | None = None  # minimum level
-    instance: str | None = None
-    # The exact bytes a matching raw line contains (derived, see ``build``).
-    instance_bytes: bytes = field(default=b"", repr=False)
+    # Named instances (``parser.2``): of their agents, only these; other agents' records pass.
+    instances: tuple[str, ...] = ()
+    run: int | None = None  # a scheduled agent's run number
+    # Derived (see ``build``): the agents ``instances`` restrict, the bytes a matching raw line
+    # contains, and the time bounds as stored (RFC 3339 text sorts as the times do).
+    restricted: frozenset[str] = field(default=frozenset(), repr=False)
     level_bytes: tuple[bytes, ...] = field(default=(), repr=False)
+    since_text: bytes = field(default=b"", repr=False)
+    until_text: bytes = field(default=b"", repr=False)
 
     @classmethod
     def build(
         cls, *, since: float | None = None, until: float | None = None, grep: str | None = None,
-        level: str | None = None, instance: str | None = None,
+        level: str | None = None, instances: Iterable[str] = (), run: int | None = None,
     ) -> Filters:  # fmt: skip
         if level is not None and level not in LEVEL_RANK:
             raise ValueError(f"unknown level {level!r}: use one of {', '.join(LEVELS)}")
@@ -59,25 +69,29 @@ class Filters:
         except re.error as exc:
             raise ValueError(f"grep pattern {grep!r} is not a valid regex: {exc}") from None
         levels = LEVELS[LEVEL_RANK[level] :] if level else ()
+        named = tuple(instances)
         return cls(
-            since, until, pattern, level, instance,
-            b'"instance":' + json.dumps(instance, ensure_ascii=False).encode() if instance else b"",
-            tuple(f'"level":"{name}"'.encode() for name in levels),
+            since=since, until=until, grep=pattern, level=level, instances=named, run=run,
+            restricted=frozenset(name.rpartition(".")[0] for name in named),
+            level_bytes=tuple(f'"level":"{name}"'.encode() for name in levels),
+            since_text=_text(since), until_text=_text(until),
         )  # fmt: skip
 
     def quick_reject(self, line: bytes) -> bool:
         """True when the raw line certainly does not match (no JSON parsing)."""
-        if self.instance_bytes and self.instance_bytes not in line:
-            return True
         if self.level_bytes and not any(needle in line for needle in self.level_bytes):
             return True
-        if (self.since is not None or self.until is not None) and line.startswith(_STAMP):
-            try:
-                ts = float(line[len(_STAMP) : line.index(b",", len(_STAMP))])
-            except ValueError:
-                return False
-            return not self._in_time(ts)
-        return False
+        if (self.since is None and self.until is None) or not line.startswith(_STAMP):
+            return False
+        if line[_AT : _AT + 1] == b'"':  # RFC 3339 text: compared as stored
+            when = line[_AT + 1 : _AT + _TEXT_LEN]
+            return bool(self.since_text and when < self.since_text) or bool(
+                self.until_text and when > self.until_text)
+        try:  # unix seconds, as files written before the text form hold
+            ts = float(line[_AT : line.index(b",", _AT)])
+        except ValueError:
+            return False
+        return not self._in_time(ts)
 
     def _levels(self) -> tuple[str, ...]:
         return LEVELS[LEVEL_RANK[self.level] :] if self.level else LEVELS
@@ -86,18 +100,26 @@ class Filters:
         return (self.since is None or ts >= self.since) and (self.until is None or ts <= self.until)
 
 
-def stamp(rec: Record) -> Any:
-    """A record's time (unix seconds); ``ts`` in files written before it was ``timestamp``."""
-    return rec.get("timestamp", rec.get("ts"))
+def _text(ts: float | None) -> bytes:
+    return rfc3339(ts).encode() if ts is not None and math.isfinite(ts) and ts >= 0 else b""
+
+
+def stamp(rec: Record) -> float:
+    """A record's time in unix seconds: its ``timestamp`` (RFC 3339, or the unix seconds of
+    older files; ``ts`` in the oldest); -inf when it has none."""
+    ts = seconds(rec.get("timestamp", rec.get("ts")))
+    return -math.inf if ts is None else ts
 
 
 def matches(rec: Record, filters: Filters | None = None, **criteria: Any) -> bool:
     """Whether a record passes ``filters``, or ``Filters.build(**criteria)`` (``--follow``)."""
     filters = filters or Filters.build(**criteria)
     ts = stamp(rec)
-    if not isinstance(ts, int | float) or not filters._in_time(ts):
+    if ts == -math.inf or not filters._in_time(ts):
         return False
-    if filters.instance is not None and rec.get("instance") != filters.instance:
+    if rec.get("agent") in filters.restricted and rec.get("instance") not in filters.instances:
+        return False
+    if filters.run is not None and rec.get("run") != filters.run:
         return False
     if filters.level is not None and rec.get("level") not in filters._levels():
         return False
@@ -141,6 +163,18 @@ def log_files(directory: Dir, agent: str) -> list[str]:
     return older + ([current] if os.path.exists(current) else [])
 
 
+def stored_instance(directory: Dir, instance: str) -> bool:
+    """Whether the agent of ``instance`` has records of it in its files (an instance scaled
+    away, or of a fleet now down). One bytes search per file: asked only for names that
+    are not a current instance."""
+    needle = b'"instance":' + json.dumps(instance, ensure_ascii=False).encode()
+    for path in log_files(directory, instance.rpartition(".")[0]):
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+            if needle in f.read():
+                return True
+    return False
+
+
 def _select(directory: Dir, agents: list[str] | None) -> list[str]:
     return agents if agents is not None else agents_in(directory)
 
@@ -148,7 +182,7 @@ def _select(directory: Dir, agents: list[str] | None) -> list[str]:
 def _agent_records(directory: Dir, agent: str, filters: Filters) -> Iterator[Record]:
     for path in log_files(directory, agent):
         try:
-            if filters.since is not None and os.stat(path).st_mtime < filters.since:
+            if filters.since is not None and os.stat(path).st_mtime < filters.since - _MTIME_SLACK:
                 continue  # last written before ``since``: every record in it is older
             f = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:  # rotated away while we looked
@@ -161,12 +195,12 @@ def _agent_records(directory: Dir, agent: str, filters: Filters) -> Iterator[Rec
 def iter_records(
     directory: Dir, agents: list[str] | None = None, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
-    instance: str | None = None, filters: Filters | None = None,
+    instances: Iterable[str] = (), filters: Filters | None = None,
 ) -> Iterator[Record]:  # fmt: skip
     """Matching records of ``agents`` (default: all), oldest first, merged by timestamp;
     ``filters`` already built (the daemon checks them before it answers) replace the rest."""
     filters = filters or Filters.build(
-        since=since, until=until, grep=grep, level=level, instance=instance)
+        since=since, until=until, grep=grep, level=level, instances=instances)
     streams = [_agent_records(directory, agent, filters) for agent in _select(directory, agents)]
     return heapq.merge(*streams, key=stamp)
 
@@ -190,21 +224,23 @@ def _lines_backwards(path: str) -> Iterator[bytes]:
 def tail(
     directory: Dir, agents: list[str] | None, n: int, *, since: float | None = None,
     until: float | None = None, grep: str | None = None, level: str | None = None,
-    instance: str | None = None, filters: Filters | None = None,
+    instances: Iterable[str] = (), filters: Filters | None = None,
 ) -> list[Record]:  # fmt: skip
-    """The last ``n`` matching records, oldest first. Reads each agent's files backwards and
-    stops at ``n`` matches, so the cost follows ``n``, not the history."""
+    """The last ``n`` matching records of each agent, oldest first, merged by timestamp (as
+    compose's ``--tail``, per agent). Reads each agent's files backwards and stops at ``n``
+    matches, so the cost follows ``n``, not the history."""
     if n <= 0:
         return []
     filters = filters or Filters.build(
-        since=since, until=until, grep=grep, level=level, instance=instance)
+        since=since, until=until, grep=grep, level=level, instances=instances)
     since = filters.since
     per_agent: list[list[Record]] = []
     for agent in _select(directory, agents):
         found: list[Record] = []
         for path in reversed(log_files(directory, agent)):
             with contextlib.suppress(FileNotFoundError):  # rotated away while we looked
-                if len(found) >= n or (since is not None and os.stat(path).st_mtime < since):
+                if len(found) >= n or (
+                        since is not None and os.stat(path).st_mtime < since - _MTIME_SLACK):
                     break
                 for line in _lines_backwards(path):
                     if not filters.quick_reject(line):
@@ -212,34 +248,7 @@ def tail(
                         if len(found) >= n:
                             break
         per_agent.append(found[::-1])
-    merged = list(heapq.merge(*per_agent, key=stamp))
-    return merged[-n:]
-
-
-def format_record(rec: Record, *, color: bool, width_prefix: int, timestamps: bool = False) -> str:
-    """``web.1  | message`` for humans; fields merged from a JSON line follow as key=value."""
-    instance = str(rec.get("instance", "?"))
-    message = str(rec.get("message", ""))
-    extra = " ".join(
-        f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-        for k, v in rec.items()
-        if k not in RESERVED
-    )
-    message = f"{message} {extra}" if message and extra else message or extra
-    prefix = instance.ljust(width_prefix) + " |"
-    when = stamp(rec)
-    if timestamps and isinstance(when, int | float):
-        shown = datetime.fromtimestamp(when).isoformat(sep=" ", timespec="milliseconds")
-        prefix = f"{prefix} {shown}"
-    if color:
-        import zlib  # here: the daemon imports this module but never colours (S2)
-
-        colour = _PALETTE[zlib.crc32(instance.encode()) % len(_PALETTE)]
-        prefix = f"\x1b[{colour}m{prefix}\x1b[0m"
-        level_colour = _LEVEL_COLOUR.get(str(rec.get("level")))
-        if level_colour:
-            message = f"\x1b[{level_colour}m{message}\x1b[0m"
-    return f"{prefix} {message}"
+    return list(heapq.merge(*per_agent, key=stamp))
 
 
 def parse_since(value: str, now: float | None = None) -> float:

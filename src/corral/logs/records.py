@@ -17,12 +17,17 @@ import re
 from json.encoder import encode_basestring
 from typing import Literal, NamedTuple, TypeAlias
 
+from corral.logs import fields
+from corral.logs.stamps import quoted as stamp_json  # the timestamp value as written
+
 Stream = Literal["stdout", "stderr"]
 Level = Literal["debug", "info", "warn", "error", "fatal"]
 LEVELS: tuple[Level, ...] = ("debug", "info", "warn", "error", "fatal")
 LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
-DEFAULT_LEVEL: dict[str, Level] = {"stdout": "info", "stderr": "error"}
-RESERVED = ("timestamp", "agent", "instance", "stream", "level", "message", "partial")
+# stderr is where programs write progress, access logs and warnings too: a line says its
+# level (``parse_level``), else it is info like stdout (its ``stream`` tells them apart)
+DEFAULT_LEVEL: dict[str, Level] = {"stdout": "info", "stderr": "info"}
+RESERVED = fields.RESERVED
 Buffer: TypeAlias = bytes | memoryview
 
 _WORDS: dict[str, Level] = {
@@ -62,12 +67,13 @@ _ESCAPES = [  # backslash first: later escapes add backslashes
 
 
 def _reduce_table() -> tuple[bytes, bytes]:
-    """``translate`` args keeping the letters of the stems, '=', 'l', 'v', 'y', turning bytes
+    """``translate`` args keeping the letters of the stems, '=', 'l', 'v', 'y', '(', ')' (for
+    ``_STACK``), turning bytes
     needing escapes into NUL, deleting the rest (newlines too). Deleting only joins kept
     bytes: never a miss. Keeping just these letters makes the reduced block short and, for
     stems whose letters are absent, lets each stem search skip (``#SPAM#`` lines reduce to
     ``PA``: no 'R' for ``ERR``); keeping all of A-Z and newlines cost 0.28 ns/byte more."""
-    keep = {c for stem in _STEMS for c in stem} | set(b"=lvy")
+    keep = {c for stem in _STEMS for c in stem} | set(b"=lvy()")
     table, delete = bytearray(range(256)), bytearray()
     for b in range(256):
         if (b < 0x20 and b != 0x0A) or b in b'"\\':
@@ -78,6 +84,9 @@ def _reduce_table() -> tuple[bytes, bytes]:
 
 
 _TABLE, _DELETE = _reduce_table()
+# "Traceback (most recent call last):" reduced: searched in the short reduced block, it costs
+# nothing, where a search for the phrase itself took a sixth of the fast path's time
+_STACK = b"Traceback (most recent call last):".translate(_TABLE, _DELETE)
 
 
 class Scan(NamedTuple):
@@ -85,6 +94,7 @@ class Scan(NamedTuple):
     levels: bool  # some line may carry a level word
     json: bool  # some line starts with '{'
     fast: bool  # none of the above: the fast path
+    stack: bool  # a traceback may start here (``corral.logs.stacks`` looks)
 
 
 def scan(block: bytes) -> Scan:
@@ -99,7 +109,8 @@ def scan(block: bytes) -> Scan:
     )
     has_json = block[:1] == b"{" or (b"{" in block and b"\n{" in block)
     plain = block.isascii() and b"\0" not in reduced
-    return Scan(plain, levels, has_json, plain and not levels and not has_json)
+    return Scan(plain, levels, has_json, plain and not levels and not has_json,
+                _STACK in reduced)
 
 
 def _marks(block: bytes, found: Scan) -> list[tuple[int, int, bytes]]:
@@ -151,17 +162,19 @@ def parse_level(text: str) -> Level | None:
 class _Heads(dict[str, str]):
     """The constant middle of a record per level, built on first use. Building all five up
     front cost ~1.7 KB per idle instance (two streams), most of which never log at most
-    levels (benchmark S2); a miss happens once per level, lookups stay plain dict lookups."""
+    levels (benchmark S2); a miss happens once per level, lookups stay plain dict lookups.
+    ``run``: the number of a scheduled agent's run, in each of its records."""
 
-    __slots__ = ("agent", "instance", "stream")
+    __slots__ = ("agent", "instance", "run", "stream")
 
-    def __init__(self, agent: str, instance: str, stream: Stream) -> None:
+    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None) -> None:
         super().__init__()
-        self.agent, self.instance, self.stream = agent, instance, stream
+        self.agent, self.instance, self.stream, self.run = agent, instance, stream, run
 
     def __missing__(self, level: str) -> str:
         quote = functools.partial(json.dumps, ensure_ascii=False)  # as in merged records
-        head = (f',"agent":{quote(self.agent)},"instance":{quote(self.instance)}'
+        run = "" if self.run is None else f',"run":{self.run:d}'
+        head = (f',"agent":{quote(self.agent)},"instance":{quote(self.instance)}{run}'
                 f',"stream":"{self.stream}","level":"{level}","message":')
         self[level] = head
         return head
@@ -172,16 +185,20 @@ class LineEncoder:
 
     __slots__ = ("_heads", "agent", "default", "instance", "stream")  # one per stream and instance
 
-    def __init__(self, agent: str, instance: str, stream: Stream) -> None:
+    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None) -> None:
         self.agent, self.instance, self.stream = agent, instance, stream
         self.default: Level = DEFAULT_LEVEL[stream]
-        self._heads = _Heads(agent, instance, stream)
+        self._heads = _Heads(agent, instance, stream, run)
+
+    def set_run(self, run: int | None) -> None:
+        """Records from now on carry this run number (a scheduled agent's next run)."""
+        self._heads = _Heads(self.agent, self.instance, self.stream, run)
 
     def encode(self, block: bytes, ts: float, out: list[Buffer], found: Scan | None = None) -> None:
         """Append the records of ``block`` (complete lines, each ending in ``\\n``) to ``out``."""
         if not block:
             return
-        found, tsr = found or scan(block), repr(float(ts))
+        found, tsr = found or scan(block), stamp_json(ts)
         if found.fast:
             return self._run(block, tsr, self.default, True, out)
         runs: list[tuple[int, Level | None]] = [(0, self.default)]  # (start, level)
@@ -216,10 +233,17 @@ class LineEncoder:
     def encode_piece(self, raw: bytes, ts: float, *, partial: bool, merge: bool) -> bytes:
         """The record of one line (or piece of a long line) given as raw bytes."""
         text = raw.decode("utf-8", "replace")
-        return _line_safe(self.encode_line(text, repr(float(ts)), partial=partial, merge=merge))
+        return _line_safe(self.encode_line(text, stamp_json(ts), partial=partial, merge=merge))
+
+    def encode_stack(self, raw: bytes, ts: float) -> bytes:
+        """One record at level error for a multi-line stack (``corral.logs.stacks``): its
+        lines joined by ``\n``, the newlines at its end (and CRs before newlines) dropped."""
+        text = raw.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
+        head = self._heads["error"]
+        return _line_safe(f'{{"timestamp":{stamp_json(ts)}{head}{encode_basestring(text)}}}\n')
 
     def encode_line(self, line: str, tsr: str, *, partial: bool = False, merge: bool = True) -> str:
-        """One record: the definition all faster paths match. ``tsr`` is ``repr(ts)``; a
+        """One record: the definition all faster paths match. ``tsr`` is ``stamp_json(ts)``; a
         trailing CR (CRLF output) is dropped."""
         if line[-1:] == "\r" and not partial:
             line = line[:-1]

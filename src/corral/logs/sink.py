@@ -25,14 +25,17 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from corral.logs import stacks
 from corral.logs.query import Dir, rotated_files
-from corral.logs.records import Buffer, LineEncoder, Stream, cut_point, segments
+from corral.logs.records import Buffer, LineEncoder, Scan, Stream, cut_point, scan, segments
 from corral.logs.redact import Redactor
 
 if TYPE_CHECKING:
+    import asyncio
     from pathlib import Path
 
 MAX_LINE = 64 * 1024
+STACK_IDLE = 0.5  # seconds an unfinished traceback waits for its next line before it is written
 _IOV_MAX = 512
 _TAIL = struct.Struct("<4sII")  # tail file: magic, len(stdout tail), len(stderr tail), data
 _TAIL_MAGIC = b"CRT1"
@@ -172,14 +175,15 @@ class _Encoders(dict[Stream, LineEncoder]):
     """An instance's encoder per stream, made at the stream's first line: most idle agents
     never write to one stream or either, and hundreds of them add up (benchmark S2)."""
 
-    __slots__ = ("agent", "instance")
+    __slots__ = ("agent", "instance", "run")
 
     def __init__(self, agent: str, instance: str) -> None:
         super().__init__()
         self.agent, self.instance = agent, instance
+        self.run: int | None = None
 
     def __missing__(self, stream: Stream) -> LineEncoder:
-        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream)
+        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream, self.run)
         return encoder
 
 
@@ -199,11 +203,17 @@ class InstanceOutput:
     ``line_listeners``: append a callback ``(stream, lines)`` to get the complete lines of each
     feed as raw bytes (redacted, each ending in ``\\n``; pieces of over-long lines as lines).
     ``tail_file``: when set, the torn tails are saved there after every feed that changes
-    them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart."""
+    them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart.
+
+    A traceback becomes one record (``corral.logs.stacks``). One that a feed ends inside is
+    held at the head of the stream's torn tail (so it is saved and restored with it) until
+    its exception line comes, ``STACK_IDLE`` seconds pass without output (timed on the
+    running event loop, when there is one), the stream ends or the output closes; one longer
+    than ``max_line`` is framed line by line."""
 
     # one per instance: slots keep hundreds of idle ones small (benchmark S2)
-    __slots__ = ("__weakref__", "_encoders", "_redactor", "_tail_fd", "_tails", "fed_at",
-                 "instance", "line_listeners", "log", "tail_file")
+    __slots__ = ("__weakref__", "_encoders", "_held", "_redactor", "_tail_fd", "_tails",
+                 "_timers", "fed_at", "instance", "line_listeners", "log", "tail_file")
 
     def __init__(self, log: AgentLog, instance: str, *, tail_file: Dir | None = None):
         self.log, self.instance = log, instance
@@ -214,6 +224,8 @@ class InstanceOutput:
         self._redactor = _NO_SECRETS
         self._encoders = _Encoders(log.agent, instance)
         self._tails = _Tails()  # raw torn trailing lines
+        self._held: dict[Stream, int] = {}  # bytes of an unfinished stack heading the tail
+        self._timers: dict[Stream, asyncio.TimerHandle] = {}
 
     def listen_lines(self, callback: LineListener) -> Callable[[], None]:
         """Add ``callback`` to ``line_listeners``; returns the function that removes it."""
@@ -225,6 +237,12 @@ class InstanceOutput:
         ``corral.logs.redact`` derives, by ``***`` (empty ones ignored)."""
         self._redactor = Redactor(secrets)
 
+    def set_run(self, run: int | None) -> None:
+        """Records from now on carry ``run`` (a scheduled agent's run number)."""
+        self._encoders.run = run
+        for encoder in self._encoders.values():
+            encoder.set_run(run)
+
     def use_redactor(self, redactor: Redactor) -> None:
         """Redact with ``redactor`` (shared: values added to it later are hidden too)."""
         self._redactor = redactor
@@ -232,17 +250,20 @@ class InstanceOutput:
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
-        before = bytes(self._tails[stream])
+        before, held = bytes(self._tails[stream]), self._held.get(stream, 0) if self._held else 0
         try:
             self._feed(stream, data)
         except OSError:
             # nothing of ``data`` counts as taken (AgentLog.write took its records back): the
             # caller keeps the bytes and offers them again, so the torn tail is as it was
             self._tails[stream] = bytearray(before)
+            self._hold(stream, held)
             if self.tail_file is not None:
                 with contextlib.suppress(OSError):
                     self._save_tails()
             raise
+        if self._held or self._timers:  # (empty but for a traceback)
+            self._time_stack(stream)
 
     def _feed(self, stream: Stream, data: bytes) -> None:
         tail, max_line = self._tails[stream], self.log.max_line
@@ -258,8 +279,15 @@ class InstanceOutput:
                 block = b"".join((tail, memoryview(data)[: nl + 1]))
             else:
                 block = data if nl == len(data) - 1 else data[: nl + 1]
-            tail = self._tails[stream] = bytearray(memoryview(data)[nl + 1 :])
-            self._complete(stream, block, ts, out, lines)
+            held = self._complete(stream, block, ts, out, lines)
+            if held or self._held:
+                tail = self._tails[stream] = bytearray(held)
+                tail += memoryview(data)[nl + 1 :]
+                self._hold(stream, len(held))
+            else:
+                tail = self._tails[stream] = bytearray(memoryview(data)[nl + 1 :])
+        if len(tail) > max_line and self._held and self._held.get(stream):
+            self._write_stack(stream, ts, out, lines)  # the torn line after it is cut below
         while len(tail) > max_line:
             cut = cut_point(tail, max_line, self._redactor.needles)
             self._line(stream, bytes(tail[:cut]), ts, out, lines, partial=True)
@@ -269,9 +297,59 @@ class InstanceOutput:
         self._emit(stream, out, lines)
 
     def eof(self, stream: Stream) -> None:
-        """The stream ended: its torn trailing line becomes a record of its own."""
-        if self._tails[stream]:
+        """The stream ended: its torn trailing line becomes a record of its own, or the last
+        line of the stack held before it."""
+        if len(self._tails[stream]) > self._held.get(stream, 0):
             self.feed(stream, b"\n")
+        self.flush_stack(stream)
+
+    def flush_stack(self, stream: Stream) -> None:
+        """Write the stream's held stack, if any, as it is (an idle time passed, or the end)."""
+        if timer := self._timers.pop(stream, None):
+            timer.cancel()
+        if not self._held.get(stream):
+            return
+        out: _Out = []
+        lines: _Lines = [] if self.line_listeners else None
+        self._write_stack(stream, self.log.clock(), out, lines)
+        if self.tail_file is not None:
+            self._save_tails()
+        self._emit(stream, out, lines)
+
+    def _write_stack(self, stream: Stream, ts: float, out: _Out, lines: _Lines) -> None:
+        tail, held = self._tails[stream], self._held.pop(stream, 0)
+        raw = bytes(tail[:held])
+        del tail[:held]
+        self._stack(stream, raw, ts, out, lines)
+
+    def _hold(self, stream: Stream, size: int) -> None:
+        """The first ``size`` bytes of the stream's tail are a stack's lines (0: none; then
+        ``_held`` is left empty, which keeps ``feed`` on its short way)."""
+        if size:
+            self._held[stream] = size
+        else:
+            self._held.pop(stream, None)
+
+    def _time_stack(self, stream: Stream) -> None:
+        """(Re)start the idle timer of a held stack; none when nothing is held."""
+        if timer := self._timers.pop(stream, None):
+            timer.cancel()
+        if not self._held.get(stream):
+            return
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a plain caller): the stack waits for more output or the end
+        self._timers[stream] = loop.call_later(STACK_IDLE, self._idle, stream)
+
+    def _idle(self, stream: Stream) -> None:
+        self._timers.pop(stream, None)
+        try:
+            self.flush_stack(stream)
+        except OSError:  # a full disk: try again after the next idle time
+            self._time_stack(stream)
 
     def pending(self) -> dict[str, bytes]:
         return {stream: bytes(tail) for stream, tail in self._tails.items() if tail}
@@ -279,6 +357,7 @@ class InstanceOutput:
     def restore(self, pending: dict[str, bytes]) -> None:
         """Continue the torn lines a previous daemon left (see ``pending``)."""
         self._tails = _Tails({s: bytearray(pending.get(s, b"")) for s in _STREAMS})
+        self._held = {}  # a stack heading a restored tail is found again by the next feed
         if self.tail_file is not None:
             self._save_tails()
 
@@ -296,6 +375,9 @@ class InstanceOutput:
         return self.pending()
 
     def close(self) -> None:
+        for stream in _STREAMS:  # a held stack is written while the log is still open
+            with contextlib.suppress(OSError, ValueError):
+                self.flush_stack(stream)
         if self._tail_fd >= 0:
             os.close(self._tail_fd)
         self._tail_fd = -1
@@ -312,13 +394,47 @@ class InstanceOutput:
     def _redact(self, data: bytes) -> bytes:
         return self._redactor(data) if self._redactor.needles else data
 
-    def _complete(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines) -> None:
-        """Encode complete lines; over-long ones are cut into pieces marked partial."""
+    def _complete(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines
+                  ) -> bytes:
+        """Encode complete lines, each stack as one record; returns the lines of a stack the
+        block ends inside, to hold."""
+        if self._redactor.needles:  # the encoder scans the redacted text: look for a stack here
+            found, stack = None, stacks.START in block
+        else:  # scanned once: the encoder takes the scan for the block's only segment
+            found = scan(block)
+            stack = found.stack
+        if not stack:
+            self._frame(stream, block, ts, out, lines, found)
+            return b""
+        max_line = self.log.max_line
+        runs, held = stacks.split(block)
+        for is_stack, run in runs:
+            if is_stack and len(run) <= max_line:
+                self._stack(stream, run, ts, out, lines)
+            else:
+                self._frame(stream, run, ts, out, lines)
+        if len(held) > max_line:
+            self._frame(stream, held, ts, out, lines)
+            return b""
+        return held
+
+    def _stack(self, stream: Stream, raw: bytes, ts: float, out: _Out, lines: _Lines) -> None:
+        raw = self._redact(raw)
+        out.append(self._encoders[stream].encode_stack(raw, ts))
+        if lines is not None:
+            lines.append(raw)
+
+    def _frame(self, stream: Stream, block: bytes, ts: float, out: _Out, lines: _Lines,
+               found: Scan | None = None) -> None:
+        """Encode complete lines; over-long ones are cut into pieces marked partial.
+        ``found``: the scan of ``block``, used if it is encoded as it is."""
         max_line = self.log.max_line
         for is_long, segment in segments(block, max_line):
             if not is_long:
-                segment = self._redact(segment)
-                self._encoders[stream].encode(segment, ts, out)
+                redacted = self._redact(segment)
+                same = redacted is block and found is not None
+                self._encoders[stream].encode(redacted, ts, out, found if same else None)
+                segment = redacted
                 if lines is not None:
                     lines.append(segment)
                 continue

@@ -42,6 +42,10 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
     "ai": {"restart": {"policy": "on-failure"}},
 }
 
+# a scheduled agent's run is a one-shot whatever its class: it ends, and the next comes at its
+# time (a failed run is retried only when asked: restart: on-failure)
+SCHEDULED_DEFAULTS: dict[str, Any] = {"restart": {"policy": "no"}}
+
 # classes that must declare how corral knows they are healthy.
 NEEDS_HEALTH_CHECK = frozenset({"service"})
 
@@ -71,7 +75,10 @@ def apply_class_defaults(data: dict[str, Any]) -> dict[str, Any]:
     for name, spec in agents.items():
         cls = class_of(spec) if isinstance(spec, dict) else None
         if isinstance(cls, str) and cls in CLASS_DEFAULTS:
-            spec = merge_under(CLASS_DEFAULTS[cls], spec)
+            defaults = CLASS_DEFAULTS[cls]
+            if spec.get("schedule") is not None:
+                defaults = {**defaults, **SCHEDULED_DEFAULTS}
+            spec = merge_under(defaults, spec)
         out[name] = spec
     return {**data, "agents": out}
 
@@ -84,6 +91,10 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
             f"agents.{name}: a {agent.class_} agent needs a health check "
             "(add readiness: {tcp: PORT} or another probe) or set class: io"
         )
+    if agent.schedule is not None and agent.restart.policy in ("always", "unless-stopped"):
+        out.append(
+            f"agents.{name}.restart: a scheduled agent's run must end, and restart: "
+            f"{agent.restart.policy} never lets it; use restart: no (the default) or on-failure")
     if agent.isolation == "sandbox" and agent.network != "host":
         for kind, probe in (("readiness", agent.readiness), ("liveness", agent.liveness)):
             if probe is not None and (probe.tcp is not None or probe.http is not None):

@@ -229,13 +229,21 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
     return out
 
 
+# Agent fields added after the hashes were pinned, hashed only when set
+UNSET_UNHASHED = ("schedule",)
+
+
 def canonical(agent: spec.Agent) -> bytes:
     """The bytes a spec hash is taken over: field names (not aliases) in declaration order,
     compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). These
     are the bytes the pydantic models' ``model_dump_json(exclude={"replicas"})`` gave before
-    the records replaced them, so stored hashes still match (a test pins one)."""
+    the records replaced them, so stored hashes still match (a test pins one). Fields added
+    since are left out while unset, so an upgrade restarts no instance that does not use them."""
     data = dump(agent, aliases=False)
     del data["replicas"]
+    for key in UNSET_UNHASHED:
+        if data.get(key) is None:
+            del data[key]
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -131,6 +131,19 @@ def stop_order(manifest: _Fleet) -> list[list[str]]:
     return list(reversed(start_order(manifest)))
 
 
+def with_dependencies(manifest: _Fleet, names: Iterable[str]) -> set[str]:
+    """``names`` and every agent they depend on, directly or through others."""
+    graph = edges(manifest)
+    found: set[str] = set()
+    todo = list(names)
+    while todo:
+        agent = todo.pop()
+        if agent not in found:
+            found.add(agent)
+            todo.extend(graph.get(agent, ()))
+    return found
+
+
 def dependents(manifest: _Fleet, name: str) -> set[str]:
     """Every agent that depends on ``name``, directly or through others."""
     reverse: dict[str, set[str]] = {}

@@ -94,8 +94,10 @@ def load(
     environ: Mapping[str, str] | None = None,
     drivers: Collection[str] | None = None,
     warnings: list[str] | None = None,
+    project_dir: PathArg | None = None,
 ) -> Manifest:
-    """Read, check and normalize a manifest file; raise ``ManifestError`` with every problem."""
+    """Read, check and normalize a manifest file; raise ``ManifestError`` with every problem.
+    Relative paths in it start at ``project_dir`` (default: the file's directory)."""
     file = find_manifest(path, environ)
     try:
         text = files.read_text(file)
@@ -108,7 +110,8 @@ def load(
     except OSError as exc:
         raise CorralError(f"cannot read manifest {file}: {exc.strerror or exc}",
                           "check the file and its permissions") from None
-    project_dir = Path(os.path.abspath(file)).parent
+    if project_dir is None:
+        project_dir = Path(os.path.abspath(file)).parent
     return load_text(
         text, project_dir=project_dir, source=str(file), environ=environ, drivers=drivers,
         warnings=warnings,

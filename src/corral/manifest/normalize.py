@@ -241,6 +241,16 @@ def one_probe_kind(probe: spec.Probe) -> spec.Probe:
     return probe
 
 
+def one_schedule_kind(schedule: spec.Schedule) -> spec.Schedule:
+    if (schedule.cron is None) == (schedule.every is None):
+        raise ValueError("give exactly one of cron (e.g. '*/5 * * * *') and every (e.g. 10m)")
+    if schedule.every is not None and schedule.every < 1:
+        raise ValueError(f"every: {schedule.every:g}s is too often: at least 1s")
+    if schedule.timezone is not None and schedule.cron is None:
+        raise ValueError("timezone goes with cron (every counts seconds, in no zone)")
+    return schedule
+
+
 def below_the_hard_limit(resources: spec.Resources) -> spec.Resources:
     for name in ("memory_reservation", "memory_high"):
         value = getattr(resources, name)

@@ -35,10 +35,12 @@ from corral.manifest.rules import (
     Whole,
     Within,
 )
+from corral.manifest.timetable import cron_problem, timezone_problem
 from corral.manifest.units import parse_size
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
+Overlap = Literal["skip", "queue", "replace"]
 Condition = Literal["started", "healthy", "completed", "completed_successfully", "log_ready"]
 ProbeAction = Literal["none", "restart", "stop", "kill"]
 
@@ -172,6 +174,26 @@ class RestartPolicy(Core, Record):
 class StopPolicy(Core, Record):
     signal: Annotated[str, Before("signal_name")] = "SIGTERM"
     timeout: Duration = 10.0
+
+
+@record(kw_only=True)
+class Schedule(Core, Record):
+    """When the daemon runs the agent, each run a one-shot (systemd timers, cron): exactly
+    one of ``cron`` (in ``timezone``; the host's local time without one) and ``every``.
+    ``jitter``: a random delay in [0, jitter] before each scheduled run. ``catch_up``: a
+    run missed while the daemon or the fleet was down is made once on its return (systemd's
+    ``Persistent=``). ``overlap``: what a run that comes while the last one still goes does:
+    ``skip`` it, ``queue`` it (at most one waits), or ``replace`` the running one."""
+
+    __rules__ = Whole(after="one_schedule_kind")
+
+    cron: Annotated[str, Problem(cron_problem)] | None = None
+    every: Duration | None = None
+    timezone: Annotated[str, Problem(timezone_problem)] | None = None
+    jitter: Duration = 0.0
+    catch_up: bool = False
+    overlap: Overlap = "skip"
+    run_on_start: bool = False
 
 
 # --- dependencies and environment ---------------------------------------------------------
@@ -348,6 +370,7 @@ class Agent(Core, Record):
     ready_log_line: Annotated[str | None, Before("regex")] = None
     restart: RestartPolicy = RestartPolicy()
     stop: StopPolicy = StopPolicy()
+    schedule: Schedule | None = None
     # the drivers' blocks (``venv:``, ``container:``, ``ray:``...), each decoded with the
     # record its driver declares (``drivers.registry.blocks``); written as agent keys
     options: Annotated[dict[str, Any], Blocks()] = field(default_factory=dict)

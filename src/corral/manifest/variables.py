@@ -4,7 +4,11 @@ Interpolation follows compose: ``$VAR``, ``${VAR}``, ``${VAR:-default}`` (unset 
 ``${VAR-default}`` (unset), ``${VAR:?message}`` / ``${VAR?message}`` (required),
 ``${VAR:+alt}`` / ``${VAR+alt}``, nested (``${A:-${B}}``), and ``$$`` for a literal ``$``.
 A ``$`` not followed by a name or ``{`` stays as it is. An unset variable without a default
-becomes "" with a warning, as compose does.
+becomes "" with a warning, once per variable, in compose's words (the CLI prints it as
+``WARN: The "X" variable is not set. Defaulting to a blank string.``).
+
+``$VAR`` is filled from corral's environment (and ``.env``) when the manifest is loaded, not by
+the agent's shell; ``$$VAR`` reaches the agent as a literal ``$VAR``.
 
 dotenv files follow python-dotenv/compose: ``KEY=VALUE``, an optional ``export`` prefix, ``#``
 comments (inline ones need a space before ``#`` in unquoted values), 'single' quotes literal,
@@ -55,7 +59,7 @@ class Interpolator:
     variables: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    _warned: set[str] = field(default_factory=set)  # 20,000 unset variables: no list scan
+    _warned: set[str] = field(default_factory=set)  # names; 20,000 unset: no list scan
     _substituted: int = 0
 
     def walk(self, value: Any, loc: tuple[Any, ...] = ()) -> Any:
@@ -125,13 +129,10 @@ class Interpolator:
                 return ""
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op is None:
-            warning = (
-                f"{path}: variable {name} is not set, using an empty string "
-                f"(set it, or write ${{{name}:-default}})"
-            )
-            if value is None and warning not in self._warned:
-                self._warned.add(warning)
-                self.warnings.append(warning)
+            if value is None and name not in self._warned:  # once per variable, as compose
+                self._warned.add(name)
+                self.warnings.append(
+                    f'The "{name}" variable is not set. Defaulting to a blank string.')
             return value or ""
         if op.endswith("-"):
             return self.text(arg, path, depth + 1) if unset else str(value)

@@ -25,9 +25,34 @@ CREATE TABLE IF NOT EXISTS instances (
   exit_signal INTEGER, oom INTEGER NOT NULL, reason TEXT NOT NULL, health TEXT NOT NULL,
   spec_hash TEXT NOT NULL, handle TEXT
 );
+CREATE TABLE IF NOT EXISTS runs (
+  instance TEXT NOT NULL, number INTEGER NOT NULL, agent TEXT NOT NULL, trigger TEXT NOT NULL,
+  started_at REAL NOT NULL, ended_at REAL, exit_code INTEGER, status TEXT NOT NULL,
+  PRIMARY KEY (instance, number)
+);
+CREATE TABLE IF NOT EXISTS schedules (
+  instance TEXT PRIMARY KEY, anchor REAL, active INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, body TEXT NOT NULL);
 """
 MAX_EVENTS = 10_000  # the oldest go first
+RUNS_KEPT = 1000  # runs of history per instance
+
+
+@record
+class Run(Record):
+    """One run of a scheduled agent's instance: its number (from 1), what made it (schedule,
+    catch-up, start, queued, manual, restart), when, how it ended (status running, exited,
+    failed, stopped, replaced, skipped, lost)."""
+
+    instance: str
+    number: int
+    agent: str
+    trigger: str
+    started_at: float
+    ended_at: float | None = None
+    exit_code: int | None = None
+    status: str = "running"
 
 
 @record
@@ -72,6 +97,45 @@ class Store:
             "FROM instances"
         ).fetchall()
         return {r[0]: StoredInstance(*r) for r in rows}
+
+    # --- scheduled runs: few, written at once --------------------------------------------
+
+    def put_run(self, run: Run) -> None:
+        try:
+            self._write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                        [(run.instance, run.number, run.agent, run.trigger, run.started_at,
+                          run.ended_at, run.exit_code, run.status)])
+            self._write("DELETE FROM runs WHERE instance = ? AND number <= ?",
+                        [(run.instance, run.number - RUNS_KEPT)])
+        except sqlite3.Error as exc:  # the run goes on; only its record is missing
+            print(f"corral: cannot record run {run.number} of {run.instance} ({exc}): free "
+                  "disk space", file=sys.stderr)
+
+    def runs(self, instance: str | None = None) -> list[Run]:
+        """Oldest first; every instance's without ``instance``."""
+        where, args = ("WHERE instance = ?", (instance,)) if instance else ("", ())
+        rows = self._db.execute(
+            f"SELECT * FROM runs {where} ORDER BY started_at, instance, number", args)
+        return [Run(*r) for r in rows.fetchall()]
+
+    def last_run(self, instance: str) -> Run | None:
+        row = self._db.execute("SELECT * FROM runs WHERE instance = ? ORDER BY number DESC "
+                               "LIMIT 1", (instance,)).fetchone()
+        return None if row is None else Run(*row)
+
+    def put_schedule(self, instance: str, anchor: float | None, active: bool) -> None:
+        try:
+            self._write("INSERT OR REPLACE INTO schedules VALUES (?,?,?)",
+                        [(instance, anchor, int(active))])
+        except sqlite3.Error as exc:  # the schedule goes on; a catch-up may be missed
+            print(f"corral: cannot record the schedule of {instance} ({exc}): free disk space",
+                  file=sys.stderr)
+
+    def schedule(self, instance: str) -> tuple[float | None, bool]:
+        """(the last scheduled time, whether the schedule was on), or (None, False)."""
+        row = self._db.execute("SELECT anchor, active FROM schedules WHERE instance = ?",
+                               (instance,)).fetchone()
+        return (None, False) if row is None else (row[0], bool(row[1]))
 
     def put(self, snap: Snapshot) -> None:
         self._dirty[snap.name] = snap

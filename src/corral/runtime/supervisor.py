@@ -28,10 +28,11 @@ from corral.runtime.health import Clock, RealClock
 from corral.runtime.hooks import HookRunner
 from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner
+from corral.runtime.schedule import Scheduled, run_view
 from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
-from corral.runtime.views import Snapshot, public
+from corral.runtime.views import Snapshot, placement, public
 
 
 class Supervisor:
@@ -44,6 +45,7 @@ class Supervisor:
         self.clock = clock or RealClock()
         self.manifest: Manifest | None = None
         self.runners: dict[str, Runner] = {}
+        self.schedules: dict[str, Scheduled] = {}  # the scheduled agents' instances
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
@@ -164,15 +166,36 @@ class Supervisor:
         out.use_redactor(self.env.redactor)
         if resume:
             out.restore_from_tail_file()
-        return Runner(task, self.driver(task.spec.isolation), out, self._hooks,
-                      spec_hash=spec_hash, restarts=restarts,
-                      add_line_listener=out.listen_lines)
+        runner = Runner(task, self.driver(task.spec.isolation), out, self._hooks,
+                        spec_hash=spec_hash, restarts=restarts,
+                        add_line_listener=out.listen_lines)
+        if task.spec.schedule is not None:
+            self.schedules[task.instance] = Scheduled(runner, out, task.spec.schedule,
+                                                      self.store, self.clock)
+        return runner
+
+    def _launch(self, runner: Runner) -> None:
+        """A new instance comes up: a scheduled one rests until its time (or run_on_start)."""
+        scheduled = self.schedules.get(runner.task.instance)
+        if scheduled is not None:
+            runner.snapshot = replace(runner.snapshot, reason="scheduled: waits for its time")
+        runner.launch(up=scheduled is None)
+        if scheduled is not None:
+            scheduled.begin(fresh=True)
+
+    def _drop(self, name: str) -> Runner:
+        scheduled = self.schedules.pop(name, None)
+        if scheduled is not None:
+            scheduled.close()
+        return self.runners.pop(name)
 
     def _project_dir(self) -> str:
         return self.manifest.project_dir if self.manifest else self.state_dir
 
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
         self.store.put(new)
+        if (scheduled := self.schedules.get(new.name)) is not None:
+            scheduled.changed(old, new)
         if (old.state, old.health, old.pid, old.log_ready) != (
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
@@ -204,10 +227,16 @@ class Supervisor:
         return {instance_name(a, i): (a, i)
                 for a, spec in manifest.agents.items() for i in range(1, spec.replicas + 1)}
 
-    async def apply(self, manifest: Manifest, *, secret_env: dict[str, str] | None = None
-                    ) -> dict[str, list[str]]:
+    async def apply(self, manifest: Manifest, *, secret_env: dict[str, str] | None = None,
+                    only: list[str] | None = None, no_deps: bool = False,
+                    recreate: bool = False) -> dict[str, list[str]]:
         """Reconcile the fleet with ``manifest``; returns what was done per instance.
-        ``secret_env``: values of the variables the manifest's secrets read (kept in memory)."""
+        ``secret_env``: values of the variables the manifest's secrets read (kept in memory).
+        ``only``: just these agents and, unless ``no_deps``, what they depend on (compose's
+        ``up AGENT``): the others' instances are left as they are, and new ones of theirs
+        are not created (``held``). ``recreate``: restart the chosen ones even if their spec
+        hash did not change."""
+        scope = self._scope(manifest, only, no_deps)
         if secret_env is not None:
             self.env.receive(secret_env)
             for blocked in self.runners.values():  # try again now, with what was just sent
@@ -221,30 +250,72 @@ class Supervisor:
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
         desired = self._desired(manifest)
         removed = [n for n in self.runners if n not in desired]
-        changed = [n for n, r in self.runners.items()
-                   if n in desired and r.snapshot.spec_hash != hashes[desired[n][0]]]
+        changed = [n for n, r in self.runners.items() if n in desired and desired[n][0] in scope
+                   and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
         for name in removed + changed:
-            await self.runners.pop(name).close()
+            await self._drop(name).close()
             if name in removed:
                 self.store.delete(name)
         report: dict[str, list[str]] = {"started": [], "recreated": changed, "removed": removed,
                                         "unchanged": []}
+        held = {n for n in self._held() if n in desired}
         for name, (agent, index) in desired.items():
             runner = self.runners.get(name)
+            if agent not in scope:
+                if runner is None:
+                    held.add(name)
+                continue
+            held.discard(name)
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
                 self.runners[name] = runner
-                runner.launch()
+                self._launch(runner)
                 if name not in changed:
                     report["started"].append(name)
+            elif (scheduled := self.schedules.get(name)) is not None:
+                if not scheduled.active:  # `up` after `down` or `stop`: its times again
+                    scheduled.begin(fresh=True)
+                    report["started"].append(name)
+                else:
+                    report["unchanged"].append(name)
             elif runner.snapshot.state in (State.STOPPED, State.FATAL):
                 runner.request("start")
                 report["started"].append(name)
             else:
                 report["unchanged"].append(name)
+        self.store.set_meta("held", sorted(held))
         self._close_unused_logs()
         return report
+
+    def _scope(self, manifest: Manifest, only: list[str] | None, no_deps: bool) -> set[str]:
+        """The agents an apply acts on: all, or ``only`` and (unless ``no_deps``) their
+        dependencies."""
+        if only is None:
+            return set(manifest.agents)
+        for agent in only:
+            if agent not in manifest.agents:
+                raise NotFound(f"no agent named {agent!r} in the manifest",
+                               "see 'corral config' for the agents")
+        return set(only) if no_deps else graph.with_dependencies(manifest, only)
+
+    def _held(self) -> set[str]:
+        """Instances of the manifest's that are not created: removed with ``rm``, or left
+        out by ``up AGENT``; the next ``up`` naming them (or all) creates them."""
+        return set(self.store.get_meta("held") or ())
+
+    async def remove(self, names: list[str]) -> list[str]:
+        """compose's ``rm -s``: stop these agents' (or instances') instances and forget them:
+        their runners and stored state (restarts, last exit) go; their logs stay."""
+        runners = self.select(names)
+        gone = [r.task.instance for r in runners]
+        if self.manifest is not None:
+            await self._stop_ordered(gone, self.manifest)
+        for name in gone:
+            await self._drop(name).close()
+            self.store.delete(name)
+        self.store.set_meta("held", sorted(self._held() | set(gone)))
+        return gone
 
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None
@@ -262,7 +333,10 @@ class Supervisor:
         self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
+        held = self._held()
         for name, (agent, index) in self._desired(self.manifest).items():
+            if name in held:
+                continue
             row = stored.get(name)
             spec_hash = row.spec_hash if row else self.spec_hash(agent,
                                                                  self.manifest.agents[agent])
@@ -270,7 +344,9 @@ class Supervisor:
                                       resume=True)
             self.runners[name] = runner
             handle = Handle.from_json(row.handle) if row and row.handle else None
-            if handle is not None and await runner.driver.recover(handle, runner.output):
+            scheduled = self.schedules.get(name)
+            back = handle is not None and await runner.driver.recover(handle, runner.output)
+            if handle is not None and back:
                 adopted += 1
                 runner.launch(adopt=handle)
             elif row is not None and row.state in ("stopped", "exited", "fatal"):
@@ -278,7 +354,11 @@ class Supervisor:
                                           exit_code=row.exit_code, reason=row.reason)
                 runner.launch(up=False)
             else:
-                runner.launch()
+                runner.launch(up=scheduled is None)
+            if scheduled is not None:
+                scheduled.recovered(back)
+                if scheduled.active:  # the fleet was up: its times go on, missed ones too
+                    scheduled.begin(fresh=False)
         return adopted
 
     # --- dependencies -----------------------------------------------------------------------
@@ -297,6 +377,9 @@ class Supervisor:
         out: list[Runner] = []
         for name in names:
             hits = [r for n, r in self.runners.items() if n == name or r.task.agent == name]
+            if not hits and self.manifest is not None and name in self.manifest.agents:
+                raise NotFound(f"agent {name} has no instances (removed, not up yet, or "
+                               "scaled to 0)", f"create them with 'corral up {name}'")
             if not hits:
                 raise NotFound(f"no agent or instance named {name!r}",
                                "see 'corral ps' for the names")
@@ -317,6 +400,9 @@ class Supervisor:
 
     async def stop(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
+        for r in runners:  # a stopped scheduled agent waits for `start` or `up`
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.pause()
         assert self.manifest is not None or not runners
         if self.manifest is not None:
             await self._stop_ordered([r.task.instance for r in runners], self.manifest)
@@ -325,13 +411,19 @@ class Supervisor:
     def start(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
         for r in runners:
-            r.request("start")
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.run_now()
+            else:
+                r.request("start")
         return [r.task.instance for r in runners]
 
     def restart(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
         for r in runners:
-            r.request("restart" if r.snapshot.state is State.RUNNING else "start")
+            if (scheduled := self.schedules.get(r.task.instance)) is not None:
+                scheduled.run_now(replace=True)
+            else:
+                r.request("restart" if r.snapshot.state is State.RUNNING else "start")
         return [r.task.instance for r in runners]
 
     async def scale(self, agent: str, replicas: int) -> dict[str, list[str]]:
@@ -339,7 +431,8 @@ class Supervisor:
             raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
         spec = replace(self.manifest.agents[agent], replicas=replicas)
         agents = {**self.manifest.agents, agent: spec}
-        return await self.apply(replace(self.manifest, agents=agents))
+        return await self.apply(replace(self.manifest, agents=agents), only=[agent],
+                                no_deps=True)
 
     async def down(self) -> list[str]:
         stopped = await self.stop(None)
@@ -349,6 +442,8 @@ class Supervisor:
         return stopped
 
     async def close(self) -> None:
+        for scheduled in self.schedules.values():
+            scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         await self.hooks.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
@@ -360,8 +455,18 @@ class Supervisor:
 
     def status(self) -> list[dict[str, Any]]:
         now = self.clock.time()
-        return [public(r.snapshot, now) for r in sorted(
+        agents = self.manifest.agents if self.manifest is not None else {}
+        columns = {a: placement(spec) for a, spec in agents.items()}
+        rows = [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
             self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
+        for row in rows:
+            scheduled = self.schedules.get(row["name"])
+            row["schedule"] = scheduled.view() if scheduled is not None else None
+        return rows
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every scheduled run kept, oldest first (``corral ps --all``)."""
+        return [run_view(run) for run in self.store.runs()]
 
     def exec_spec(self, agent: str) -> dict[str, Any]:
         if self.manifest is None or agent not in self.manifest.agents:

@@ -14,6 +14,10 @@ from typing import Any
 from corral.drivers.base import Handle
 from corral.runtime.state import Health, State
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.manifest.spec import Agent
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -48,3 +52,19 @@ def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
         "oom_killed": s.oom_killed, "reason": s.reason,
         "limits": s.handle.data.get("limits") if s.handle is not None else None,
     }
+
+
+def placement(spec: Agent) -> dict[str, Any]:
+    """The agent's columns of ``corral ps``: its isolation level, and its ports: what its
+    level block publishes (``HOST->INSIDE``), else the ports its probes check."""
+    block = spec.options.get(spec.isolation)
+    ports = []
+    for mapping in getattr(block, "ports", None) or ():
+        host, _, inside = str(mapping).partition(":")
+        ports.append(f"{host}->{inside or host}")
+    if not ports:
+        for probe in (spec.readiness, spec.liveness):
+            check = probe and (probe.http or probe.tcp)
+            if check and str(check.port) not in ports:
+                ports.append(str(check.port))
+    return {"isolation": spec.isolation, "ports": ports}

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = os.path.abspath(args.file or "corral.yaml")
+    path = os.path.abspath(args.file or os.path.join(project.directory() or "", "corral.yaml"))
     if os.path.exists(path) and not args.force:
         raise CorralError(f"{path} already exists", "use --force to overwrite it")
     classes = args.classes or ["service", "io", "compute", "ai"]
@@ -74,10 +74,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from corral.manifest.loader import load
     from corral.manifest.schema import dump
 
-    sys.stdout.write(dump(load(project.manifest_path(args.file))))
+    sys.stdout.write(dump(project.load(args.file)))
     return 0
 
 

@@ -1,6 +1,7 @@
-"""``corral start|stop|restart`` and ``corral scale``. start, stop and restart are lean like
-``ps`` (no argparse, no ``typing``, no manifest; ``cli.fastpath`` parses them), because scripts
-and benchmarks time them: every module here is paid on each call.
+"""``corral start|stop|restart``, ``corral rm`` and ``corral scale``. start, stop and
+restart are lean like ``ps`` (no argparse, no ``typing``, no manifest; ``cli.fastpath``
+parses them), because scripts and benchmarks time them: every module here is paid on each
+call.
 
 ``start --wait`` (and ``restart --wait``) return once each instance runs or failed to, as
 compose's ``up --wait``: the daemon replies when the state changes, no polling. Exit 1 when
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from corral.cli import daemonctl, project
-from corral.errors import CorralError
+from corral.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy treats this name as typing's
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             s.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                            help="seconds --wait waits (default 120)")
         s.set_defaults(handler=cmd_control)
+    s = sub.add_parser("rm", help="stop agents or instances and forget them (restarts, last "
+                                  "exit); 'corral up' creates them again")
+    s.add_argument("names", nargs="+", metavar="AGENT|INSTANCE")
+    s.add_argument("-s", "--stop", action="store_true",
+                   help="accepted for compose's habit: rm always stops first")
+    s.set_defaults(handler=cmd_rm)
     s = sub.add_parser("scale", help="set the replicas of agents: corral scale web=3")
     s.add_argument("pairs", nargs="+", metavar="AGENT=N")
     s.set_defaults(handler=cmd_scale)
@@ -61,12 +68,21 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_scale(args: argparse.Namespace) -> int:
+def cmd_rm(args: argparse.Namespace) -> int:
     client = daemonctl.client(project.state_dir(args.file), timeout=600)
-    for pair in args.pairs:
-        agent, sep, count = pair.partition("=")
-        if not sep or not count.isdigit():
-            raise CorralError(f"cannot read {pair!r}", "write AGENT=N, e.g. corral scale web=3")
+    for name in client.remove(args.names):
+        print(f"{name}: removed")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    pairs = [pair.partition("=") for pair in args.pairs]
+    for agent, sep, count in pairs:  # all read before any is applied; a typo is usage (2)
+        if not sep or not agent or not count.isdigit():
+            raise UsageError(f"cannot read {agent + sep + count!r}",
+                             "write AGENT=N, e.g. corral scale web=3")
+    client = daemonctl.client(project.state_dir(args.file), timeout=600)
+    for agent, _, count in pairs:
         report = client.scale(agent, int(count))
         print(f"{agent}: {count} replica{'s' if count != '1' else ''} "
               f"(+{len(report['started'])} -{len(report['removed'])})")

@@ -15,6 +15,7 @@ from corral.errors import CorralError, NotFound
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from corral.advice import rules as advice
@@ -59,7 +60,7 @@ def _credential_warnings(file: str | None) -> list[str]:
     try:
         from corral.manifest.loader import load
 
-        manifest = load(project.manifest_path(file))
+        manifest = load(project.manifest_path(file), project_dir=project.directory())
     except CorralError:
         return out  # no manifest here (or a broken one: `corral config` says why)
     envs = {os.path.join(manifest.project_dir, ".env")}
@@ -137,15 +138,23 @@ def writable_secret_warnings(manifest: Any) -> list[str]:
     return out
 
 
-def _probes() -> list[advice.Probe]:
+def _probes(drivers: Mapping[str, tuple[bool, str, str]]) -> list[advice.Probe]:
+    """How to time `true` at each level. A container or a guest is not started to time it
+    (seconds, and an image or guest to build): those say what ``corral doctor`` says of
+    their drivers, so the two never disagree, and where their start is measured."""
     import shutil
 
     from corral.advice import rules as advice
 
     true = shutil.which("true") or "/bin/true"
     bwrap = shutil.which("bwrap")
-    engine = shutil.which("podman") or shutil.which("docker")
-    qemu = shutil.which("qemu-system-x86_64")
+
+    def said(level: str, unmeasured: str) -> str:
+        ok, detail, fix = drivers.get(level, (False, f"no {level} driver installed", ""))
+        if not ok:
+            return f"{detail}: {fix}" if fix else detail
+        return f"{detail}; {unmeasured} (docs/benchmarks.md measures it)"
+
     return [
         advice.Probe("process", [true]),
         advice.Probe("venv", [true], "as process once its venv is built (built once, cached)"),
@@ -153,43 +162,49 @@ def _probes() -> list[advice.Probe]:
                                  "/proc", "--unshare-pid", "--unshare-net", "--", true]
                      if bwrap else None, "" if bwrap else "bwrap not found: apt-get install "
                      "bubblewrap"),
-        advice.Probe("container", None, f"{engine} found; corral does not drive containers yet"
-                     if engine else "podman not found: apt-get install podman"),
-        advice.Probe("vm", None, f"{qemu} found; no guest measured (corral vm bootstrap)"
-                     if qemu else "qemu-system-x86_64 not found: apt-get install "
-                     "qemu-system-x86"),
+        advice.Probe("container", None,
+                     said("container", "start not timed here: it would start a container")),
+        advice.Probe("vm", None, said("vm", "start not timed here: it would boot a guest")),
     ]
 
 
-def host_levels() -> list[advice.LevelCost]:
+def host_levels(drivers: Mapping[str, tuple[bool, str, str]]) -> list[advice.LevelCost]:
+    """Each level's cost here; ``drivers``: each driver's check, as ``corral doctor`` shows
+    it (level: available, detail, fix)."""
     from corral.advice import rules as advice
 
-    return [advice.measure(p) for p in _probes()]
+    return [advice.measure(p) for p in _probes(drivers)]
 
 
-def _available(costs: list[advice.LevelCost]) -> set[str]:
+def _driver_checks() -> dict[str, tuple[bool, str, str]]:
     import asyncio
 
-    from corral.advice import rules as advice
     from corral.advice.doctor import report
 
-    drivers = {level for level, ok, _, _ in asyncio.run(report()) if ok}
-    return {c.level for c in costs if c.available} | (drivers & set(advice.LEVELS))
+    return {level: (ok, detail, fix) for level, ok, detail, fix in asyncio.run(report())}
+
+
+def _available(costs: list[advice.LevelCost], drivers: Mapping[str, tuple[bool, str, str]]
+               ) -> set[str]:
+    from corral.advice import rules as advice
+
+    ready = {level for level, (ok, _, _) in drivers.items() if ok}
+    return {c.level for c in costs if c.available} | (ready & set(advice.LEVELS))
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from corral.advice import rules as advice
     from corral.manifest.hints import did_you_mean
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     names = args.agents or list(manifest.agents)
     for name in names:
         if name not in manifest.agents:
             raise NotFound(f"no agent named {name!r}{did_you_mean(name, manifest.agents)}",
                            "see 'corral config' for the agents")
-    costs = host_levels()
-    available = _available(costs)
+    drivers = _driver_checks()
+    costs = host_levels(drivers)
+    available = _available(costs, drivers)
     advices = [advice.recommend(facts_of(n, manifest.agents[n]), available) for n in names]
     if args.json:
         print(json.dumps({

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from corral.cli import daemonctl, project
-from corral.errors import CorralError, NotFound
+from corral.errors import CorralError, NotFound, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("run", help="run one agent once, attached; its exit code is ours")
     s.add_argument("agent")
-    s.add_argument("args", nargs=argparse.REMAINDER, help="replace the command's arguments")
+    s.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                   help="run these instead of the agent's command (as compose's run)")
     s.set_defaults(handler=cmd_run)
     s = sub.add_parser("exec", help="run a command in an agent's environment")
     s.add_argument("agent")
@@ -35,9 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, Any]:
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     if args.agent not in manifest.agents:
         from corral.manifest.hints import did_you_mean
 
@@ -162,9 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CorralError(f"agent {args.agent} depends on {', '.join(spec.depends_on)}, "
                               "which are not running", "start them first with 'corral up -d'")
     extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-    if extra:  # in the agent's command, before its driver wraps it (a sandbox's bwrap argv)
-        command = [spec.argv[0], *extra] if not spec.shell else [" ".join(extra)]
-        manifest.agents[args.agent] = spec = dataclasses.replace(spec, command=command)
+    if extra:  # the whole command, as compose's run; before its driver wraps it (bwrap...)
+        manifest.agents[args.agent] = spec = dataclasses.replace(spec, command=list(extra),
+                                                                 shell=False)
     driver = _driver(spec)
     task = one_off_task(manifest, args.agent, f"{args.agent}.run")
 
@@ -185,12 +185,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _running(file: str | None, agent: str) -> Callable[[], list[int]]:
     """The pids of ``agent``'s running instances, asked of the daemon when a driver needs
     them (``Driver.enter``)."""
-    def pids() -> list[int]:
-        rows = daemonctl.client(project.state_dir(file)).instances()
-        return [r["pid"] for r in rows
-                if r["agent"] == agent and r["state"] == "running" and r.get("pid")]
+    return lambda: [pid for _, pid in _instances(file, agent)]
 
-    return pids
+
+def _instances(file: str | None, agent: str) -> list[tuple[str, int]]:
+    """``agent``'s running instances (name, pid), from its daemon; none without one."""
+    try:
+        rows = daemonctl.client(project.state_dir(file)).instances()
+    except CorralError:
+        return []
+    return [(r["name"], r["pid"]) for r in rows
+            if r["agent"] == agent and r["state"] == "running" and r.get("pid")]
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -198,13 +203,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
     manifest, spec = _agent(args)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        raise CorralError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
+        raise UsageError("no command given", f"write: corral exec {args.agent} -- CMD ARGS")
     driver = _driver(spec)
     bare = one_off_task(manifest, args.agent, f"{args.agent}.exec", secrets=False)
     inside = asyncio.run(driver.enter(bare, cmd, _running(args.file, args.agent)))
     if inside is not None and not inside.agent_env:  # corral's own env: the engine's CLI
         os.execv(inside.argv[0], inside.argv)  # gives the command the instance's own
-    task = with_secrets(manifest, bare) if spec.secrets else bare
+    task = _exec_secrets(manifest, bare, _instances(args.file, args.agent))
     try:
         launch = _in_environment(driver, task, None if inside is not None else cmd)
         if inside is not None:  # inside, /run/secrets is the running instance's
@@ -218,6 +223,55 @@ def cmd_exec(args: argparse.Namespace) -> int:
                               "check the command and the agent's PATH") from None
     finally:
         forget_secrets(task)
+
+
+def _exec_secrets(manifest: Any, task: Task, running: list[tuple[str, int]]) -> Task:
+    """``task`` with the agent's secrets as its running instance has them (the daemon read
+    them at ``up``, from that shell: this one may not have them): its secret variables, and
+    its secret files' dir (which exec does not remove); with none running, read from this
+    shell as ``run`` reads them."""
+    import dataclasses
+
+    uses = task.spec.secrets
+    if not uses:
+        return task
+    names = {u.env for u in uses if u.env is not None}
+    files = any(u.env is None for u in uses)
+    for instance, pid in running:
+        found = _environ_of(pid)
+        if found is None or not names <= found.keys():
+            continue
+        env = {**task.env, **{n: found[n] for n in names}}
+        if files:
+            directory = _secrets_dir(manifest, instance, found.get("CORRAL_SECRETS_DIR", ""))
+            if directory is None:
+                continue
+            env["CORRAL_SECRETS_DIR"] = directory
+        return dataclasses.replace(task, env=env)
+    read: Task = with_secrets(manifest, task)
+    return read
+
+
+def _secrets_dir(manifest: Any, instance: str, given: str) -> str | None:
+    """The host dir of a running instance's secret files: the one its environment names
+    (a host process), else the keeper's for it (walls show it at a path of their own)."""
+    from corral.runtime.keeper import SecretKeeper
+
+    if os.path.basename(given) != instance:
+        given = SecretKeeper(manifest.state_dir, manifest.name, lambda *_: None
+                             ).directory(instance)
+    return given if os.path.isdir(given) else None
+
+
+def _environ_of(pid: int) -> dict[str, str] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:  # gone, or another user's
+        return None
+    pairs = (item.decode("utf-8", "surrogateescape").partition("=")
+             for item in raw.split(b"\0") if item)
+    return {k: v for k, sep, v in pairs if sep}
 
 
 def _in_environment(driver: Driver, task: Task, argv: list[str] | None) -> Launch:

@@ -11,19 +11,34 @@ import signal
 import sys
 
 from corral.cli import daemonctl, project, render
-from corral.errors import CorralError
+from corral.errors import CorralError, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
 if TYPE_CHECKING:
     from typing import Any
 
+    from corral.cli.attached import Abort
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("up", help="start or reconcile the fleet")
+    s = sub.add_parser("up", help="start or reconcile the fleet (or just AGENT... and what "
+                                  "they depend on)")
+    s.add_argument("agents", nargs="*", metavar="AGENT",
+                   help="just these and their dependencies; the others are left as they are")
     s.add_argument("-d", "--detach", action="store_true", help="return once started")
     s.add_argument("--timeout", type=float, default=120.0,
                    help="seconds -d waits for instances to start (default 120)")
     s.add_argument("--no-color", action="store_true")
+    s.add_argument("--no-deps", action="store_true",
+                   help="with AGENT...: not what they depend on")
+    s.add_argument("--build", action="store_true",
+                   help="build container agents' images first, as 'corral build' does")
+    s.add_argument("--force-recreate", action="store_true",
+                   help="restart instances even if their spec did not change")
+    s.add_argument("--abort-on-container-exit", action="store_true",
+                   help="stop the fleet when an instance exits; exit with its exit code")
+    s.add_argument("--exit-code-from", metavar="AGENT",
+                   help="exit with this agent's exit code (implies --abort-on-container-exit)")
     s.set_defaults(handler=cmd_up)
     s = sub.add_parser("down", help="stop the fleet and its daemon; nothing is left running")
     s.add_argument("--timeout", type=float, default=300.0)
@@ -35,9 +50,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from corral.manifest.loader import load
+    return project.load(args.file)
 
-    return load(project.manifest_path(args.file))
+
+def _check_up(args: argparse.Namespace, manifest: Any) -> None:
+    """The agents ``up`` names exist (exit 4), and its flags go together (exit 2)."""
+    from corral.errors import NotFound
+    from corral.manifest.hints import did_you_mean
+
+    named = list(args.agents) + ([args.exit_code_from] if args.exit_code_from else [])
+    for agent in named:
+        if agent not in manifest.agents:
+            raise NotFound(f"no agent named {agent!r}{did_you_mean(agent, manifest.agents)}",
+                           "see 'corral config' for the agents")
+    if args.detach and (args.abort_on_container_exit or args.exit_code_from):
+        raise UsageError("-d cannot be combined with --abort-on-container-exit or "
+                     "--exit-code-from", "drop -d: they follow the fleet attached")
+    if args.no_deps and not args.agents:
+        raise UsageError("--no-deps needs the agents to start", "name them: corral up --no-deps "
+                     "AGENT...")
+    if args.exit_code_from and args.agents and args.exit_code_from not in args.agents:
+        raise UsageError(f"--exit-code-from {args.exit_code_from} is not among the agents named",
+                     f"add it: corral up ... {args.exit_code_from}")
+
+
+def _build(manifest: Any, agents: list[str]) -> None:
+    """``--build``: the chosen container agents' images, as ``corral build`` builds them."""
+    from corral.cli.commands.build import build_images
+    from corral.manifest import graph
+
+    chosen = graph.with_dependencies(manifest, agents) if agents else set(manifest.agents)
+    wanted = [a for a, spec in manifest.agents.items()
+              if a in chosen and spec.isolation == "container"]
+    if wanted and build_images(manifest, wanted):
+        from corral.errors import DriverError
+
+        raise DriverError("an image did not build (see above)", "fix it, then 'corral up' "
+                          "again")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -47,29 +96,52 @@ def cmd_up(args: argparse.Namespace) -> int:
     booting = daemonctl.spawn_daemon(guess)
     try:
         manifest = _load(args)
-    except CorralError:
+        _check_up(args, manifest)
+        if args.build:
+            _build(manifest, args.agents)
+    except (CorralError, KeyboardInterrupt):
         if booting is not None:  # an invalid manifest leaves nothing running
             daemonctl.stop_booting(guess, booting)
         raise
     from corral.cli.commands.doctor import print_up_warnings
 
     print_up_warnings(manifest)
-    client = daemonctl.ensure_daemon(manifest.state_dir, booting if guess == manifest.state_dir
-                                     else None)
+    own = booting if guess == manifest.state_dir else None
+    client = daemonctl.ensure_daemon(manifest.state_dir, own)
     # what the manifest's `environment:` secrets and `inherit_env` read, from this shell (not
     # the daemon's)
     from corral.environ import sent_by_cli
 
     sent = sent_by_cli(manifest, os.environ)
-    report = client.apply(manifest, timeout=max(args.timeout, 60), secret_env=sent)
+    try:
+        report = client.apply(manifest, timeout=max(args.timeout, 60), secret_env=sent,
+                              only=args.agents or None, no_deps=args.no_deps,
+                              recreate=args.force_recreate)
+    except CorralError:
+        if own is not None:  # refused (a taken metrics port): a new daemon does not stay
+            daemonctl.stop_booting(manifest.state_dir, own)
+        raise
     if args.detach:
-        return _up_detached(client, report, args.timeout)
-    return _up_attached(client, manifest, report, color=render.use_color(args.no_color))
+        return _up_detached(client, report, args.timeout, scoped=bool(args.agents))
+    # up AGENT...: Ctrl-C (or an abort) stops what this up started, not the whole fleet
+    scope = [*report["started"], *report["recreated"], *report["unchanged"]
+             ] if args.agents else None
+    abort = None
+    if args.abort_on_container_exit or args.exit_code_from:
+        from corral.cli.attached import Abort
+
+        abort = Abort(client, args.agents, args.exit_code_from, report, scope)
+    return _up_attached(client, manifest, args.agents, abort, scope,
+                        color=render.use_color(args.no_color))
 
 
-def _up_detached(client: Any, report: dict[str, list[str]], timeout: float) -> int:
-    waited = client.wait(timeout)
+def _up_detached(client: Any, report: dict[str, list[str]], timeout: float, *,
+                 scoped: bool) -> int:
+    mine = [*report["started"], *report["recreated"], *report["unchanged"]]
+    waited = client.wait(timeout, mine if scoped and mine else None)
     rows = waited["instances"]
+    if scoped:  # up AGENT...: the others are not this command's to report
+        rows = [r for r in rows if r["name"] in mine]
     changed = set(report["started"]) | set(report["recreated"])
     for row in rows:
         if row["name"] in changed or row["state"] in ("fatal", "blocked"):
@@ -83,26 +155,31 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float) -> i
     return 1 if failed else 0
 
 
-def _up_attached(client: Any, manifest: Any, report: dict[str, list[str]], *,
-                 color: bool) -> int:
-    """Interleaved coloured output like ``docker compose up``; Ctrl-C stops the fleet."""
+def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None,
+                 scope: list[str] | None, *, color: bool) -> int:
+    """Interleaved coloured output like ``docker compose up`` (of the agents named, when
+    some are); Ctrl-C stops the fleet and exits 130 (SIGTERM: 143), as compose does: the
+    fleet ended because it was interrupted. An instance's exit with ``abort`` stops it too."""
     width = max((len(n) for n in render.instance_names(manifest)), default=8)
-    stop = {"asked": False}
+    stop = {"signal": 0}
 
     def on_sigint(signum: int, frame: object) -> None:
-        if stop["asked"]:
+        if stop["signal"]:
             raise KeyboardInterrupt
-        stop["asked"] = True
+        stop["signal"] = signum
         print("\nGracefully stopping... (press Ctrl-C again to force)", file=sys.stderr)
-        pid = daemonctl.daemon_pid(manifest.state_dir)
-        client.shutdown(timeout=600)
-        daemonctl.wait_gone(pid, 60)
-        raise SystemExit(0)
+        from corral.cli.attached import stop_fleet
+
+        stop_fleet(client, manifest.state_dir, scope)
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
     try:
-        for line in client.event_lines(logs=True):
+        lines = client.event_lines(logs=True, agents=agents or None)
+        if abort is not None and abort.already_ended():  # before the subscription
+            return abort.stop_fleet(manifest.state_dir)
+        for line in lines:
             if not line.startswith(b"data: "):
                 continue
             event = json.loads(line[6:])
@@ -110,9 +187,11 @@ def _up_attached(client: Any, manifest: Any, report: dict[str, list[str]], *,
                 print(render.format_line(event, width=width, color=color), flush=True)
             elif event.get("type") == "state":
                 print(render.state_line(event, width=width, color=color), flush=True)
+                if abort is not None and abort.ends(event):
+                    return abort.stop_fleet(manifest.state_dir)
     except CorralError:
-        if stop["asked"]:
-            return 0
+        if stop["signal"]:
+            return 128 + stop["signal"]
         raise
     return 0
 
@@ -138,9 +217,8 @@ def _down_containers(args: argparse.Namespace) -> int:
     if not (args.volumes or args.rmi or _uses_containers(args.file)):
         return 0
     from corral.drivers.container import leftovers
-    from corral.manifest.loader import load
 
-    manifest = load(project.manifest_path(args.file))
+    manifest = project.load(args.file)
     for what in leftovers.remove(manifest.name, manifest.agents, volumes=args.volumes,
                                  images=args.rmi):
         print(f"removed {what}")

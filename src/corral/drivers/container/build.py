@@ -6,6 +6,11 @@ makes ``/venv`` from the same requirements.txt / pyproject.toml / packages the `
 uses, stage two copies that venv and the agent's files (to ``/app``, the working directory) onto
 the same Python base, so ``isolation: venv`` → ``isolation: container`` is a one-word change.
 
+What a build starts FROM may come from a registry, as the agent's ``pull_policy`` says: a
+generated build's ``base`` is pulled by the driver first (``pull``), an own Containerfile's
+``FROM`` by the engine's build (Podman's ``--pull=POLICY``; Docker's classic builder pulls only
+what is missing, and everything with ``always``: it has no ``never``).
+
 No registry and often no network inside a build: the requirements are resolved on the host by
 ``pip download`` for the image's Python and platform (the host's own pip configuration: index,
 local wheel dirs, CA bundle), and the build installs them with ``--no-index``. Pinned
@@ -259,8 +264,10 @@ async def _wheels(r: Recipe, dest: str, progress: Progress | None) -> None:
 
 
 async def build(engine: Engine, r: Recipe, tag: str, *, staging_root: str,
-                progress: Progress | None = None) -> str:
-    """Build ``r`` as ``tag`` unless the engine already has it. Returns the tag."""
+                progress: Progress | None = None, pull: str = "never") -> str:
+    """Build ``r`` as ``tag`` unless the engine already has it. Returns the tag. ``pull``
+    is the agent's ``pull_policy`` for what its own Containerfile builds FROM (a generated
+    build's base is made present before: the driver pulls it as the policy says)."""
     if await engine.image_exists(tag):
         return tag
     if r.generated() and not await engine.image_exists(r.base):
@@ -282,10 +289,12 @@ async def build(engine: Engine, r: Recipe, tag: str, *, staging_root: str,
             file, context = r.file, r.context
         argv = ["build", "-t", tag, "-f", file, "--label", "corral.build=1"]
         env = None
-        if engine.name == "podman":
-            argv.append("--pull=never")  # no registry: never look for one
-        else:  # docker's classic builder prints "Step N/M"; it never pulls a present image
+        if engine.name == "podman":  # a generated build's base is present by now
+            argv.append(f"--pull={'never' if r.generated() else pull}")
+        else:  # docker's classic builder prints "Step N/M"; it pulls only what is missing
             env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+            if pull == "always" and not r.generated():
+                argv.append("--pull")
         code, tail, step = await _run(engine.argv(*argv, context), progress, env)
         if code != 0:
             why = next((ln for ln in reversed(tail) if not _STEP.match(ln)), f"exit {code}")

@@ -11,9 +11,10 @@ Every container of a project joins ``corral-<project>`` with its agent's name as
 reach each other by name, as in compose.
 
 What need not be asked again is asked once per driver (one per daemon, so per fleet): that an
-image ref exists, that the project network and named volumes exist, that the command is in the
-image (``container.prereqs``). Independent steps run at once: the label lookup, network and
-volume checks before the create; the command lookup (first start of an image and command only)
+image ref exists (pulled from its registry when ``container.pull_policy`` says: ``pull``), that
+the project network and named volumes exist, that the command is in the image
+(``container.prereqs``). Independent steps run at once: the label lookup, network and volume
+checks before the create; the command lookup (first start of an image and command only)
 alongside the create and start. The agent counts as running once the engine started it; the
 log follower and the OOM watch attach after, losing nothing since the log is read from the
 container's start.
@@ -53,6 +54,7 @@ from corral.drivers.container import build as builds
 from corral.drivers.container import engine as engines
 from corral.drivers.container import oneoff, rootless, runargs, service
 from corral.drivers.container import options as container_block
+from corral.drivers.container import pull as pulls
 from corral.drivers.container.follow import Cursor, Follower
 from corral.drivers.container.oom import OomWatch, usage
 from corral.drivers.container.options import ContainerOptions as ContainerOptions
@@ -64,6 +66,15 @@ from corral.drivers.container.transport import base as engine_ops
 from corral.drivers.container.transport.base import Ops
 from corral.drivers.host.options import venv_block
 from corral.errors import CorralError, DriverError
+
+BOOTSTRAPPED = "localhost/corral-"  # base images `corral image bootstrap` makes: never pulled
+
+
+def _lines_to(progress: Output | None) -> Callable[[str], None] | None:
+    """A build's or pull's progress lines, into the instance's output (its log)."""
+    if progress is None:
+        return None
+    return lambda line: progress.feed("stdout", (line + "\n").encode())
 
 
 class _Watch:
@@ -141,32 +152,55 @@ class ContainerDriver(Driver):
         await self.image(task, progress)
 
     async def image(self, task: Task, progress: Output | None = None) -> str:
-        """The agent's image, built when needed (``corral build`` calls this too). A ref that
-        exists is not asked about again: if it is removed later, the create says so."""
+        """The agent's image: its ``image`` pulled as its ``pull_policy`` says, else built
+        when needed (``corral build`` calls this too), a registry base pulled first."""
         eng = self.engine_for(task)
         opts = container_options(task.spec)
+        say = _lines_to(progress)
         if opts.image is not None:
-            if (eng.name, opts.image) not in self.prereqs.present:
-                if not await (await self.ops(eng)).image_exists(opts.image):
-                    raise DriverError(
-                        f"agents.{task.agent}: image {opts.image} does not exist in {eng.name}",
-                        f"build or load it ({eng.name} images lists what exists), or drop "
-                        "container.image to build from the agent's directory")
-                self.prereqs.present.add((eng.name, opts.image))
+            await self._pulled(task, eng, opts.image, opts.pull_policy, say)
             return opts.image
         key = self.inputs_digest(task)
 
         async def build() -> str:
             r = self._recipe(task)
             tag = builds.tag_for(task.project, task.agent, key.partition(":")[2])
-            say = None if progress is None else (
-                lambda line: progress.feed("stdout", (line + "\n").encode()))
+            if r.generated() and not r.base.startswith(BOOTSTRAPPED):
+                await self._pulled(task, eng, r.base, opts.pull_policy, say)
             with driver_errors(task):
                 return await builds.build(
                     eng, r, tag, staging_root=os.path.join(task.cache_dir, "builds"),
-                    progress=say)
+                    progress=say, pull=opts.pull_policy)
 
         return await self.prereqs.built(key, build)
+
+    async def _pulled(self, task: Task, eng: engines.Engine, ref: str, policy: str,
+                      say: Callable[[str], None] | None) -> None:
+        """``ref`` present as ``policy`` says, pulled at most once per driver (so ``always``
+        pulls once per ``up``), however many instances start at once. Once known to exist it
+        is not asked about again: if it is removed later, the create says so."""
+        known = (eng.name, ref)
+        if known in self.prereqs.present:
+            return
+        async with self.prereqs.lock(f"image\0{eng.name}\0{ref}"):
+            if known in self.prereqs.present:
+                return
+            if known in self.prereqs.pulled and policy == "always":
+                policy = "missing"
+            with driver_errors(task):
+                if await pulls.ensure(await self.ops(eng), ref, policy, say):
+                    self.prereqs.pulled.add(known)
+            self.prereqs.present.add(known)
+
+    async def pull(self, task: Task, progress: Output | None = None) -> str:
+        """``corral pull``: the agent's image pulled now, whatever its policy says."""
+        opts = container_options(task.spec)
+        assert opts.image is not None
+        eng = self.engine_for(task)
+        say = _lines_to(progress)
+        with driver_errors(task):
+            await pulls.ensure(await self.ops(eng), opts.image, "always", say)
+        return opts.image
 
     # --- start ----------------------------------------------------------------------------
 

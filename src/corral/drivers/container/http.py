@@ -86,9 +86,10 @@ class Response:
             await self._writer.wait_closed()
 
 
-async def open_request(socket_path: str, method: str, target: str, body: Any = None) -> Response:
+async def open_request(socket_path: str, method: str, target: str, body: Any = None, *,
+                       headers: dict[str, str] | None = None) -> Response:
     """Send one request; return once the reply's head is in (the body is the caller's to
-    read, then ``aclose``). ``body`` is sent as JSON."""
+    read, then ``aclose``). ``body`` is sent as JSON; ``headers`` are added as given."""
     try:
         reader, writer = await asyncio.open_unix_connection(socket_path, limit=_LIMIT)
     except OSError as exc:
@@ -99,6 +100,7 @@ async def open_request(socket_path: str, method: str, target: str, body: Any = N
                 f"Content-Length: {len(payload)}"]
         if body is not None:
             head.append("Content-Type: application/json")
+        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
         status, headers = await _read_head(reader)
         while 100 <= status < 200:  # an interim reply; the real one follows

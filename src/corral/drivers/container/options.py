@@ -13,13 +13,15 @@ from corral.manifest.spec import Agent
 
 @record(kw_only=True)
 class ContainerOptions(Record):
-    """A container (Podman preferred, Docker supported): a local ``image`` run as is, or a
-    build of ``build`` (relative to the workdir) with ``file`` (default: its Containerfile or
+    """A container (Podman preferred, Docker supported): an ``image`` run as is (pulled from
+    its registry as ``pull_policy`` says: compose's missing, always, never), or a build of
+    ``build`` (relative to the workdir) with ``file`` (default: its Containerfile or
     Dockerfile, else one generated from its requirements on ``base``)."""
 
     __pydantic_config__ = {"extra": "forbid"}
     engine: Literal["auto", "podman", "docker"] = "auto"
     image: str | None = None
+    pull_policy: Literal["missing", "always", "never"] = "missing"
     build: Annotated[str, FilePath()] | None = None
     file: Annotated[str, FilePath()] | None = None
     base: str | None = None

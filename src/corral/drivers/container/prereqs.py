@@ -21,6 +21,7 @@ class Prereqs:
     def __init__(self) -> None:
         self.images: dict[str, str] = {}  # inputs digest -> image tag
         self.present: set[tuple[str, str]] = set()  # (engine, image ref) known to exist
+        self.pulled: set[tuple[str, str]] = set()  # (engine, image ref) pulled by this driver
         self.networks: set[tuple[str, str]] = set()  # (engine, network) known to exist
         self.volumes: set[tuple[str, str]] = set()  # (engine, volume) known to exist
         self.commands: set[tuple[str, str, str]] = set()  # (engine, image, argv0) found
@@ -35,6 +36,10 @@ class Prereqs:
             if key not in self.images:
                 self.images[key] = await build()
         return self.images[key]
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """One lock a key: what many starts ask for at once is done once (a pull)."""
+        return self._locks.setdefault(key, asyncio.Lock())
 
     async def network(self, ops: Ops, task: Task, spec: runargs.RunSpec) -> None:
         """The project network, made on first use; known to exist from then on."""

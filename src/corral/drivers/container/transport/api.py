@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from corral.drivers.base import Stream
-from corral.drivers.container import http
+from corral.drivers.container import credentials, http
 from corral.drivers.container.engine import Engine, EngineError
 from corral.drivers.container.runargs import RunSpec, api_body
-from corral.drivers.container.transport.base import Feed, Found, Ops
+from corral.drivers.container.transport.base import PULL_FIX, Feed, Found, Ops, Progress
 
 V = "/v1.41"  # Docker 20.10's API: both engines here serve it (Docker >= 20.10, Podman >= 3)
 LIBPOD = "/v4.0.0/libpod"
@@ -80,6 +80,39 @@ class ApiOps:
     async def image_exists(self, ref: str) -> bool:
         status, _ = await self._call("GET", f"{V}/images/{_q(ref)}/json")
         return status == 200
+
+    async def pull(self, ref: str, progress: Progress | None = None) -> None:
+        """``POST /images/create``, the engine's progress messages streamed back, with the
+        engine's stored login for the registry as ``X-Registry-Auth`` (``credentials``). One
+        kept by a credential helper: the CLI pulls (it runs the helper)."""
+        try:
+            login = credentials.login_for(self.engine.name, ref)
+        except credentials.NeedsHelper:
+            await self._fallback.pull(ref, progress)
+            return
+        headers = {"X-Registry-Auth": login.header()} if login is not None else {}
+        target = f"{V}/images/create?fromImage={_q(_tagged(ref))}"
+        try:
+            reply = await http.open_request(self.socket, "POST", target, headers=headers)
+        except http.HttpError as exc:
+            raise EngineError(f"{self.engine.name} API at {self.socket}: {exc}",
+                              "run `corral doctor`") from None
+        lines = _PullLines(progress)
+        try:
+            if reply.status >= 300:
+                body = await reply.read()
+                raise EngineError(f"pulling {ref} failed: {self.engine.name} says: "
+                                  f"{_message(_decoded(body), reply.status)}", PULL_FIX)
+            async for data in reply.chunks():
+                lines.feed(data)
+        except (http.HttpError, OSError, asyncio.IncompleteReadError) as exc:
+            raise EngineError(f"pulling {ref} failed: the engine broke the connection: {exc}",
+                              "run `corral doctor`") from None
+        finally:
+            await reply.aclose()
+        if lines.error:
+            raise EngineError(f"pulling {ref} failed: {self.engine.name} says: {lines.error}",
+                              PULL_FIX)
 
     async def containers(self, labels: Mapping[str, str]) -> list[Found]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
@@ -210,6 +243,59 @@ class ApiOps:
 
     def logs(self, container: str, *, follow: bool = True) -> ApiLogs:
         return ApiLogs(self.socket, container, follow)
+
+
+def _tagged(ref: str) -> str:
+    """With ``:latest`` when it names no tag nor digest (without one Docker pulls every tag
+    of the repository)."""
+    name = ref.rpartition("/")[2]
+    return ref if ":" in name or "@" in name else f"{ref}:latest"
+
+
+def _decoded(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"message": raw.decode("utf-8", "replace").strip()}
+
+
+class _PullLines:
+    """A pull's reply: JSON messages one after another (``{"status", "id"}``; an ``error``
+    ends it), read as they come; each layer's status shown once, not every byte count."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.error = ""
+        self._buf = ""
+        self._seen: set[tuple[str, str]] = set()
+        self._decoder = json.JSONDecoder()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data.decode("utf-8", "replace")
+        while True:
+            text = self._buf.lstrip()
+            if not text:
+                self._buf = ""
+                return
+            try:
+                msg, end = self._decoder.raw_decode(text)
+            except ValueError:
+                self._buf = text  # the rest of it is still coming
+                return
+            self._buf = text[end:]
+            if isinstance(msg, dict):
+                self._one(msg)
+
+    def _one(self, msg: dict[str, Any]) -> None:
+        if msg.get("error"):
+            self.error = str(msg["error"]).strip().splitlines()[-1]
+            return
+        status = str(msg.get("status") or msg.get("stream") or "").strip()
+        layer = str(msg.get("id") or "")
+        if self.progress is None or not status or (layer, status) in self._seen:
+            return
+        self._seen.add((layer, status))
+        self.progress(f"{layer}: {status}" if layer else status)
 
 
 class ApiLogs:

@@ -21,10 +21,13 @@ from corral.drivers.container.engine import Engine
 from corral.drivers.container.runargs import RunSpec
 
 Feed = Callable[[Stream, bytes], None]
+Progress = Callable[[str], None]
 _CHUNK = 1 << 16
 # the command lookup's exit code when the command is missing from the image
 _MISSING = 42
 LOOKUP = 'command -v "$0" >/dev/null || exit 42'
+PULL_FIX = ("check the image name and tag, and that you are logged in to its registry "
+            "(`podman login` / `docker login`)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,10 @@ class Ops(Protocol):
     via: str  # "api" or "cli", for messages and tests
 
     async def image_exists(self, ref: str) -> bool: ...
+
+    async def pull(self, ref: str, progress: Progress | None = None) -> None:
+        """Pull ``ref`` from its registry with the engine's own credentials, progress as
+        lines; a refusal raises ``EngineError`` with the engine's words."""
 
     async def containers(self, labels: Mapping[str, str]) -> list[Found]: ...
 

@@ -13,7 +13,16 @@ from typing import Any
 from corral.drivers.base import Stream
 from corral.drivers.container.engine import Engine, EngineError, Result
 from corral.drivers.container.runargs import RunSpec, cli_args
-from corral.drivers.container.transport.base import _CHUNK, _MISSING, LOOKUP, Feed, Found, LogStream
+from corral.drivers.container.transport.base import (
+    _CHUNK,
+    _MISSING,
+    LOOKUP,
+    PULL_FIX,
+    Feed,
+    Found,
+    LogStream,
+    Progress,
+)
 
 
 def _refused(eng: Engine, what: str, fix: str, got: Result) -> EngineError:
@@ -31,6 +40,29 @@ class CliOps:
 
     async def image_exists(self, ref: str) -> bool:
         return await self.engine.image_exists(ref)
+
+    async def pull(self, ref: str, progress: Progress | None = None) -> None:
+        """``pull REF``: the engine's CLI reads its own credentials (Podman's auth file or
+        ``$REGISTRY_AUTH_FILE``, Docker's config and credential helpers) and registries.conf;
+        its progress lines (stdout and stderr together) are handed on as they come."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.engine.argv("pull", ref), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        assert proc.stdout is not None
+        tail: list[bytes] = []
+        try:
+            async for raw in proc.stdout:
+                tail = [*tail[-19:], raw]
+                line = raw.decode("utf-8", "replace").strip()
+                if progress is not None and line:
+                    progress(line)
+            code = await proc.wait()
+        finally:
+            _kill(proc)
+            await proc.wait()
+        if code != 0:
+            got = Result(code, b"", b"".join(tail))
+            raise _refused(self.engine, f"pulling {ref} failed", PULL_FIX, got)
 
     async def containers(self, labels: Mapping[str, str]) -> list[Found]:
         args = ["ps", "-a", "--no-trunc", "--format",
