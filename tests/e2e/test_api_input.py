@@ -68,6 +68,10 @@ BAD: list[tuple[str, str, bytes, int, str]] = [
     ("GET", "/v1/logs?follow=1", b"", 400, "unknown query parameter"),
     ("GET", "/v1/events?logs=1&grep=(", b"", 400, "not a valid regular expression"),
     ("GET", "/v1/events?logs=yes", b"", 400, "expected one of"),
+    ("GET", "/v1/events?journal=yes", b"", 400, "expected one of"),
+    ("GET", "/v1/journal?tail=-1", b"", 400, "tail"),
+    ("GET", "/v1/journal?agent=ghost", b"", 404, "no agent named 'ghost'"),
+    ("GET", "/v1/journal?follow=1", b"", 400, "unknown query parameter"),
     ("GET", "/v1/nowhere", b"", 404, "no route"),
 ]
 

@@ -116,8 +116,23 @@ def test_a_pinned_spec_hash_does_not_move(tmp_path: Path) -> None:
 
 # moves only when the manifest gains fields (here: issue 8's user: and inherit_env), which
 # restarts every agent once after the upgrade (their environments change then anyway: they
-# start from the clean allow-list); it must never move by accident
+# start from the clean allow-list); fields added since are hashed only when set
+# (decode.ADDED_AGENT_FIELDS); it must never move by accident
 PINNED_HASH = "8c55735c357dfa15"
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ("", "port: 8080"), ("", "schedule: {every: 10m}"), ("", "on: {fatal: [./alert.sh]}"),
+    ("liveness: {silence: 5m}", "liveness: {silence: 6m}"),
+    ("liveness: {heartbeat: beat}", "liveness: {heartbeat: beat, within: 2m}")])
+def test_a_field_added_since_is_hashed_once_set(tmp_path: Path, one: str, other: str) -> None:
+    """Left out at its default (the pinned hash above holds), but a change once set."""
+    def hashed(line: str) -> bytes:
+        (tmp_path / "corral.yaml").write_text(
+            f"name: p\nagents:\n  a:\n    command: [sleep, '1']\n    {line}\n")
+        return decode.canonical(load(tmp_path / "corral.yaml", environ={}).agents["a"])
+
+    assert hashed(one) != hashed(other)
 
 
 def _manifest(**agent: Any) -> dict[str, Any]:

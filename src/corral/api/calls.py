@@ -194,10 +194,40 @@ class FleetCalls:
         pairs += [("agent", a) for a in agents or []] + _filter_pairs(filters)
         return self.lines("GET", "/v1/events" + _query(pairs))
 
+    def journal(self, agents: list[str] | None = None, *, tail: int | None = None,
+                follow: bool = False) -> Iterator[dict[str, Any]]:
+        """The kept events of ``agents`` (all when None), oldest first, the last ``tail``;
+        with ``follow`` then the new ones, endless (followed before the history is read, so
+        none falls between)."""
+        live = self.event_lines(agents=agents, journal=1) if follow else None
+        pairs = [("agent", a) for a in agents or []]
+        pairs += [("tail", str(tail))] if tail is not None else []
+        try:
+            history = self.lines("GET", "/v1/journal" + _query(pairs))
+        except BaseException:
+            if live is not None:
+                live.close()  # type: ignore[attr-defined]  # a generator at both ends
+            raise
+        return _journal(history, live)
+
     def metrics(self) -> str:
         body: bytes = self.request("GET", "/metrics")
         return body.decode()
 
+
+
+def _journal(history: Iterator[bytes], live: Iterator[bytes] | None
+             ) -> Iterator[dict[str, Any]]:
+    last = 0
+    for line in history:
+        if line.strip():
+            event = json.loads(line)
+            last = event["id"]
+            yield event
+    for item in _events(live) if live is not None else ():
+        if item["event"] == "journal" and item["data"]["id"] > last:
+            last = item["data"]["id"]
+            yield item["data"]
 
 
 def _events(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:

@@ -107,7 +107,12 @@ _LOGS = _param("logs", {"type": "string", "enum": ["0", "1"]}, "1: log records t
 PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/v1/exec"): [_param("agent", _AGENT, "the agent", required=True)],
     ("GET", "/v1/logs"): [*_FILTERS, _SINCE, _UNTIL, _TAIL, _RUN],
-    ("GET", "/v1/events"): [_LOGS, *_FILTERS, _RUN],
+    ("GET", "/v1/events"): [_LOGS, *_FILTERS, _RUN, _param(
+        "journal", {"type": "string", "enum": ["0", "1"]},
+        "1: the kept events too, as they are kept (what /v1/journal lists)")],
+    ("GET", "/v1/journal"): [_FILTERS[0], _param(
+        "tail", {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+        "only the last N events")],
 }
 
 _ERROR = {"description": "a problem, with the fix",
@@ -202,9 +207,15 @@ def spec() -> dict[str, Any]:
                             {"description": "records",
                              "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
             "/v1/events": _op("get", "/v1/events",
-                              "server-sent events: state changes; log records with logs=1",
+                              "server-sent events: state changes; log records with logs=1; "
+                              "kept events with journal=1",
                               {"description": "event stream",
                                "content": {"text/event-stream": {}}}, _NOT_FOUND),
+            "/v1/journal": _op("get", "/v1/journal",
+                               "kept events (state changes, restarts and why, probe "
+                               "failures, OOMs, hook runs), oldest first (JSON lines)",
+                               {"description": "events",
+                                "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
             "/metrics": _op("get", "/metrics", "Prometheus metrics", {
                 "description": "text exposition format", "content": {"text/plain": {}}}),
             "/openapi.json": _op("get", "/openapi.json", "this document",

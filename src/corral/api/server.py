@@ -84,6 +84,7 @@ class Api:
             ("GET", "/v1/exec"): self.exec_spec,
             ("GET", "/v1/logs"): self.logs,
             ("GET", "/v1/events"): self.events,
+            ("GET", "/v1/journal"): self.journal,
             ("GET", "/metrics"): self.render_metrics,
             ("GET", "/openapi.json"): self.openapi,
         }
@@ -272,8 +273,10 @@ class Api:
         return Stream(chunks(), content_type="application/x-ndjson")
 
     async def events(self, call: Call) -> Stream:
-        """Server-sent events: ``state`` changes, and ``log`` records with ``logs=1``."""
+        """Server-sent events: ``state`` changes, ``log`` records with ``logs=1``, the kept
+        events (``journal``, as ``/v1/journal`` gives them) with ``journal=1``."""
         want_logs = call.args.get("logs") == "1"
+        want_journal = call.args.get("journal") == "1"
         agents = set(self._agents(call, stored=False) or ())
         filters = self._filters(call, stored=False)
         sub = self.sup.events.subscribe()
@@ -287,13 +290,19 @@ class Api:
                     sub.offer({"type": "logs", "raw": encoded})
 
                 unsubs.append(self.sup.log(agent).subscribe(on_records))
+        if want_journal:
+            unsubs.append(self.sup.journal.listen(
+                lambda kept: sub.offer({**kept, "type": "journal"})))
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
                 yield b": corral events\n\n"
                 while True:
+                    # not wait_for: on 3.11 it swallows a cancel that comes as an event does
+                    # (its inner get done), and the stream would outlive its reader
                     try:
-                        event = await asyncio.wait_for(sub.get(), 15)
+                        async with asyncio.timeout(15):
+                            event = await sub.get()
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
@@ -302,6 +311,10 @@ class Api:
                         continue
                     if agents and event.get("agent") not in agents:
                         continue
+                    if event.get("type") == "journal":
+                        kept = {k: v for k, v in event.items() if k != "type"}
+                        yield b"event: journal\ndata: " + json.dumps(kept).encode() + b"\n\n"
+                        continue
                     yield b"event: state\ndata: " + json.dumps(event).encode() + b"\n\n"
             finally:
                 for u in unsubs:
@@ -309,6 +322,19 @@ class Api:
                 sub.close()
 
         return Stream(chunks())
+
+    async def journal(self, call: Call) -> Reply:
+        """The kept events (``runtime.journal``) as JSON lines, oldest first; the new ones
+        are followed on ``/v1/events?journal=1``."""
+        agents: list[str] | None = call.args.get("agent") or None
+        journal = self.sup.journal
+        known = set(self.sup.manifest.agents) if self.sup.manifest is not None else set()
+        for agent in agents or ():
+            if agent not in known and not journal.history([agent], 1):
+                raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
+        history = journal.history(agents, call.args.get("tail"))
+        body = "".join(json.dumps(e) + "\n" for e in history).encode()
+        return Reply(200, body, "application/x-ndjson")
 
     async def render_metrics(self, _: object = None) -> Reply:
         usage: dict[str, tuple[float, int]] = {}

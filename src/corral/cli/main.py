@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 # the modules under corral.cli.commands
-COMMANDS = ("config", "up_down", "build", "ps", "logs", "control", "run_exec", "doctor",
-            "daemon", "vm", "boot")
+COMMANDS = ("config", "up_down", "build", "ps", "logs", "events", "control", "run_exec",
+            "doctor", "daemon", "vm", "boot")
 
 
 def parser() -> argparse.ArgumentParser:

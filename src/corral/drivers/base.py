@@ -32,7 +32,10 @@ class Output(Protocol):
 
 class InstanceOutput(Output, Protocol):
     """What a runner holds for its instance's whole life (``logs.sink.InstanceOutput``): the
-    driver's ``Output``, closed when the runner is."""
+    driver's ``Output``, closed when the runner is. ``fed_at``: when it last had output
+    (unix seconds; 0: never), for the silence probe."""
+
+    fed_at: float
 
     def close(self) -> None: ...
 

@@ -213,11 +213,12 @@ class InstanceOutput:
 
     # one per instance: slots keep hundreds of idle ones small (benchmark S2)
     __slots__ = ("__weakref__", "_encoders", "_held", "_redactor", "_tail_fd", "_tails",
-                 "_timers", "instance", "line_listeners", "log", "tail_file")
+                 "_timers", "fed_at", "instance", "line_listeners", "log", "tail_file")
 
     def __init__(self, log: AgentLog, instance: str, *, tail_file: Dir | None = None):
         self.log, self.instance = log, instance
         self.line_listeners: list[LineListener] = []
+        self.fed_at = 0.0  # the log clock's time of the last output, a torn line's too
         self.tail_file = os.fspath(tail_file) if tail_file is not None else None
         self._tail_fd = -1
         self._redactor = _NO_SECRETS
@@ -267,6 +268,7 @@ class InstanceOutput:
     def _feed(self, stream: Stream, data: bytes) -> None:
         tail, max_line = self._tails[stream], self.log.max_line
         had_tail, ts = bool(tail), self.log.clock()
+        self.fed_at = ts
         out: _Out = []
         lines: _Lines = [] if self.line_listeners else None
         nl = data.rfind(b"\n")

@@ -29,7 +29,8 @@ MAX_KEEP = 1000  # rotated log files
 PORT_MAX = 65535
 # shapes the shortcuts (normalize) check too, which must not import the spec they serve
 USER = r"^([0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$"  # a uid or a user name
-PROBE_KINDS = ("exec", "http", "tcp", "log_line")
+PROBE_KINDS = ("exec", "http", "tcp", "log_line", "silence", "heartbeat")
+WITHIN_ALONE = "within goes with heartbeat: FILE (the file's greatest age); remove it"
 
 
 class Range(NamedTuple):

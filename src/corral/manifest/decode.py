@@ -25,7 +25,7 @@ import typing
 from typing import Any, TypeVar
 
 from corral.errors import ManifestError
-from corral.manifest import rules, spec
+from corral.manifest import bounds, rules, spec
 
 T = TypeVar("T")
 
@@ -178,6 +178,8 @@ def _check(manifest: spec.Manifest) -> None:
                                          for k in spec.PROBE_KINDS) != 1:
                 raise _Invalid(f"agents.{name}.{role}", "a probe needs exactly one of "
                                                         + ", ".join(spec.PROBE_KINDS))
+            if probe is not None and probe.within is not None and probe.heartbeat is None:
+                raise _Invalid(f"agents.{name}.{role}", bounds.WITHIN_ALONE)
 
 
 def manifest(raw: Any) -> spec.Manifest:
@@ -227,8 +229,10 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
     return out
 
 
-# Agent fields added after the hashes were pinned, hashed only when set
-UNSET_UNHASHED = ("schedule", "port")
+# Fields added after the hashes were pinned: left out while they hold their defaults, so an
+# upgrade restarts no instance that does not use them (the agent's own, then its probes')
+ADDED_AGENT_FIELDS = ("schedule", "port", "on")
+ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 
 
 def canonical(agent: spec.Agent) -> bytes:
@@ -236,13 +240,24 @@ def canonical(agent: spec.Agent) -> bytes:
     compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). These
     are the bytes the pydantic models' ``model_dump_json(exclude={"replicas"})`` gave before
     the records replaced them, so stored hashes still match (a test pins one). Fields added
-    since are left out while unset, so an upgrade restarts no instance that does not use them."""
+    since are left out while at their defaults (``ADDED_AGENT_FIELDS``, ``ADDED_PROBE_FIELDS``)."""
     data = dump(agent, aliases=False)
     del data["replicas"]
-    for key in UNSET_UNHASHED:
-        if data.get(key) is None:
-            del data[key]
+    _drop_defaults(data, agent, ADDED_AGENT_FIELDS)
+    for name in ("readiness", "liveness"):
+        probe = getattr(agent, name)
+        if probe is not None:
+            _drop_defaults(data[name], probe, ADDED_PROBE_FIELDS)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _drop_defaults(data: dict[str, Any], record: Any, names: tuple[str, ...]) -> None:
+    fields = {f.name: f for f in dataclasses.fields(record)}
+    for name in names:
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+        if getattr(record, name) == default:
+            del data[name]
 
 
 def spec_hash(agent: spec.Agent, *inputs: bytes) -> str:

@@ -152,6 +152,16 @@ def secret_uses(value: Any) -> Any:
 
 
 
+def hook_list(value: Any) -> Any:
+    """``fatal: "notify.sh"``: one command; a list is a list of commands."""
+    return [value] if isinstance(value, (str, dict)) else value
+
+
+def hook_command(value: Any) -> Any:
+    """A hook given as its command: a string (split like a shell would) or an argv."""
+    return {"command": value} if isinstance(value, (str, list)) else value
+
+
 def volume_entries(value: Any) -> Any:
     if not isinstance(value, list):
         return value
@@ -224,7 +234,10 @@ def one_probe_kind(probe: spec.Probe) -> spec.Probe:
     kinds = [k for k in bounds.PROBE_KINDS if getattr(probe, k) is not None]
     if len(kinds) != 1:
         found = ", ".join(kinds) if kinds else "none"
-        raise ValueError(f"a probe needs exactly one of exec, http, tcp, log_line (found: {found})")
+        raise ValueError(f"a probe needs exactly one of {', '.join(bounds.PROBE_KINDS)} "
+                         f"(found: {found})")
+    if probe.within is not None and probe.heartbeat is None:
+        raise ValueError(bounds.WITHIN_ALONE)
     return probe
 
 

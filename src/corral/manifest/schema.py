@@ -83,6 +83,15 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "venv": "Per-agent Python environment (requirements.txt, pyproject.toml, packages).",
         "resources": "CPU, memory and pid limits.",
         "labels": "Free-form string labels.",
+        "on": "Hooks: host commands run on the agent's fatal, restart and oom events, the "
+        "event as JSON on stdin (a command, or a list; each a string, an argv or "
+        "{command, timeout}).",
+    },
+    "Probe": {
+        "silence": "Fails when the agent printed nothing on stdout or stderr for this long.",
+        "heartbeat": "A file the agent touches, relative to its workdir; fails when it is "
+        "older than within.",
+        "within": "With heartbeat: the file's greatest age (default 60s).",
     },
 }
 
@@ -142,6 +151,12 @@ def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
         _widen(probe[kind], _PORT, _PORT_TEXT, _ref(check), nullable=True)
     _widen(probe["log_line"], _STR, _ref("LogLineCheck"), nullable=True)
     _widen(defs["ExecCheck"]["properties"]["command"], _STR, {**_STR_LIST, "minItems": 1})
+    argv = {**_STR_LIST, "minItems": 1}
+    _widen(defs["Hook"]["properties"]["command"], _STR, argv)
+    hook = {"anyOf": [_STR, argv, _ref("Hook")]}
+    for event in ("fatal", "restart", "oom"):
+        _widen(defs["EventHooks"]["properties"][event], _STR, _ref("Hook"),
+               {"type": "array", "items": hook})
     _widen(defs["StopPolicy"]["properties"]["signal"], _STR, {"type": "integer", "minimum": 1})
     pattern = next(s["pattern"] for s in agent["user"]["anyOf"] if "pattern" in s)
     _widen(agent["user"], {"type": "string", "pattern": pattern},

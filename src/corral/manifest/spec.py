@@ -103,15 +103,29 @@ class LogLineCheck(Core, Record):
     pattern: Annotated[str, Before("regex")]
 
 
+def heartbeat_file_problem(path: str) -> str | None:
+    """A heartbeat file is the agent's: named inside its workdir, never outside it."""
+    if not path or path.startswith("/") or ".." in path.split("/"):
+        return (f"heartbeat file {path[:60]!r} must be a path relative to the agent's workdir "
+                "(no leading '/', no '..')")
+    return None
+
+
 @record(kw_only=True)
 class Probe(Core, Record):
-    """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line."""
+    """One health probe, Kubernetes semantics; exactly one of exec/http/tcp/log_line, or
+    corral's two for the alive-but-stuck: ``silence`` (no output on stdout or stderr for that
+    long) and ``heartbeat`` (a file the agent touches)."""
 
     __rules__ = Whole(before="probe_shortcuts", after="one_probe_kind")
     exec: ExecCheck | None = None
     http: HttpCheck | None = None
     tcp: TcpCheck | None = None
     log_line: LogLineCheck | None = None
+    silence: Duration | None = None
+    # a file the agent touches (relative to its workdir), older than ``within`` (60 s) fails
+    heartbeat: Annotated[str, Problem(heartbeat_file_problem)] | None = None
+    within: Duration | None = None
     initial_delay: Duration = 0.0
     period: Duration = 10.0
     timeout: Duration = 1.0
@@ -119,6 +133,10 @@ class Probe(Core, Record):
     failure_threshold: Threshold = 3
     # None means: the default for the probe's role (liveness: restart, readiness: none).
     action: ProbeAction | None = None
+
+    @property
+    def heartbeat_within(self) -> float:
+        return 60.0 if self.within is None else self.within
 
     @property
     def kind(self) -> str:
@@ -258,6 +276,32 @@ class Needs(Core, Record):
     internet_facing: bool = False  # reachable from outside
 
 
+# --- hooks on events -----------------------------------------------------------------------
+
+
+@record(kw_only=True)
+class Hook(Core, Record):
+    """A host command run on an event, as the supervisor's user, with the event as one JSON
+    object on stdin; killed with its process group after ``timeout``."""
+
+    __rules__ = Whole(before="hook_command")
+    command: Command
+    timeout: Duration = 30.0
+
+
+# each event's commands: one command, or a list of them (a string is split like a shell would)
+Hooks = Annotated[list[Hook], Before("hook_list")]
+
+
+@record(kw_only=True)
+class EventHooks(Core, Record):
+    """``on:`` the events a hook may follow (PM2's and supervisord's event listeners)."""
+
+    fatal: Hooks = field(default_factory=list)
+    restart: Hooks = field(default_factory=list)
+    oom: Hooks = field(default_factory=list)
+
+
 # --- agent and manifest -------------------------------------------------------------------
 
 
@@ -345,6 +389,7 @@ class Agent(Core, Record):
     volumes: Annotated[list[Volume], Before("volume_entries")] = field(default_factory=list)
     secrets: Annotated[list[SecretUse], Before("secret_uses")] = field(default_factory=list)
     needs: Needs = Needs()
+    on: EventHooks = EventHooks()
 
     @property
     def argv(self) -> list[str]:

@@ -14,6 +14,8 @@ while it *composes*, before a single value is built:
   to interpolate), so a bomb stops at the alias that crosses the budget;
 - an alias inside its own anchor is refused, naming the anchor;
 - duplicate keys are refused (a set, not a list scan: 20,000 keys stay linear);
+- a plain key that YAML 1.1 reads as a boolean (``on``, ``off``, ``yes``, ``no``) stays the
+  text it is, as in YAML 1.2 and compose: an agent's ``on:`` (its hooks) is not ``True:``;
 - a value that its tag's constructor cannot build (``2001-13-45``, ``!!int x``, 100+ digit
   integers) is a YAML error at its line and column instead of a ``ValueError``.
 
@@ -36,6 +38,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 MAX_DEPTH = 64  # a real manifest nests ~8 deep (agents.web.readiness.http.status[0])
 MAX_NODES = 100_000  # values after alias expansion; 1,000 agents with 10 variables is ~30,000
 MAX_TEXT = 4 << 20  # characters of scalars after alias expansion (the file itself is <= 1 MiB)
+_BOOL, _STR = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
 MAX_INT_DIGITS = 100  # every number in a manifest fits in 20
 
 
@@ -107,6 +110,9 @@ class BoundedLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
+            if (key_node.tag == _BOOL and isinstance(key_node, ScalarNode)
+                    and not key_node.style):  # plain: libyaml says "", PyYAML None
+                key_node.tag = _STR
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen

@@ -1,4 +1,5 @@
-"""Health probes with Kubernetes semantics: exec, http, tcp and log_line checks.
+"""Health probes with Kubernetes semantics: exec, http, tcp and log_line checks, and two for
+agents alive but stuck: silence (no output for a while) and heartbeat (a file's age).
 
 A ``ProbeLoop`` waits ``initial_delay``, then checks every ``period`` with a ``timeout``;
 ``success_threshold`` passes in a row make it healthy, ``failure_threshold`` failures in a row
@@ -12,9 +13,11 @@ import contextlib
 import os
 import re
 import signal
+import stat
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from corral.drivers.host.beneath import Escape, open_beneath
 from corral.errors import CorralError
 from corral.manifest.spec import Probe
 
@@ -77,9 +80,21 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
 Inside = Callable[[list[str]], Awaitable[tuple[list[str], Mapping[str, str] | None]]]
 
 
+# When the instance last printed (unix seconds; 0: not yet): what a silence probe checks.
+LastOutput = Callable[[], float]
+
+
 async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
-                log_watch: LogWatch | None, inside: Inside | None = None) -> tuple[bool, str]:
-    """One check, bounded by the probe's timeout. Returns (passed, detail)."""
+                log_watch: LogWatch | None, inside: Inside | None = None,
+                last_output: LastOutput | None = None, began: float = 0.0
+                ) -> tuple[bool, str]:
+    """One check, bounded by the probe's timeout. Returns (passed, detail). ``began``: when
+    the probe's run began (a silence or heartbeat is counted from then at the earliest)."""
+    if probe.silence is not None:
+        last = last_output() if last_output is not None else 0.0
+        return silence(probe.silence, max(began, last))
+    if probe.heartbeat is not None:
+        return heartbeat(probe.heartbeat, probe.heartbeat_within, workdir, began)
     try:
         return await asyncio.wait_for(_check(probe, env, workdir, log_watch, inside),
                                       probe.timeout)
@@ -114,6 +129,47 @@ async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
             return True, f"log line /{probe.log_line.pattern}/ seen"
         return False, f"log line /{probe.log_line.pattern}/ not seen yet"
     raise AssertionError("probe kind")
+
+
+def silence(limit: float, since: float, now: float | None = None) -> tuple[bool, str]:
+    """Whether output came within ``limit`` seconds (``since``: its last, or the run's start)."""
+    import time
+
+    quiet = (time.time() if now is None else now) - since
+    if quiet > limit:
+        return False, f"no output for {quiet:.0f}s (silence: {limit:g}s)"
+    return True, f"output {quiet:.0f}s ago"
+
+
+def heartbeat(file: str, within: float, workdir: str, began: float = 0.0,
+              now: float | None = None) -> tuple[bool, str]:
+    """The heartbeat file's age, counted from the run's start at the earliest (a new run has
+    ``within`` to make its first beat). The path is the agent's to make: it is walked from
+    the workdir without following a link out of it, and looked at with ``O_PATH`` (never
+    opened: a fifo cannot hang the check), so the probe tells only of a file in the workdir."""
+    import time
+
+    now = time.time() if now is None else now
+    try:
+        fd = open_beneath(workdir, file)
+    except Escape as exc:
+        return False, f"heartbeat {file}: {exc}"
+    except FileNotFoundError:
+        if now - began <= within:
+            return True, f"heartbeat {file} not made yet"
+        return False, f"heartbeat {file} not made within {within:g}s of the start"
+    except OSError as exc:
+        return False, f"heartbeat {file}: {exc.strerror or exc}"
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return False, f"heartbeat {file} is not a regular file"
+    age = now - max(st.st_mtime, began)
+    if age > within:
+        return False, f"heartbeat {file} not touched for {age:.0f}s (within: {within:g}s)"
+    return True, f"heartbeat {file} touched {max(age, 0):.0f}s ago"
 
 
 async def _http(probe: Probe) -> tuple[bool, str]:
@@ -188,9 +244,10 @@ async def _exec(argv: list[str], env: Mapping[str, str], workdir: str,
 
 class ProbeLoop:
     def __init__(self, probe: Probe, verdict: Verdict, *, env: Mapping[str, str], workdir: str,
-                 log_watch: LogWatch | None, clock: Clock, inside: Inside | None = None
-                 ) -> None:
+                 log_watch: LogWatch | None, clock: Clock, inside: Inside | None = None,
+                 last_output: LastOutput | None = None) -> None:
         self.probe = probe
+        self._last_output = last_output
         self._inside = inside
         self._verdict = verdict
         self._env = env
@@ -202,11 +259,13 @@ class ProbeLoop:
 
     async def run(self) -> None:
         p = self.probe
+        began = self._clock.time()
         await self._clock.sleep(p.initial_delay)
         passes = fails = 0
         while True:
             ok, detail = await check(p, env=self._env, workdir=self._workdir,
-                                     log_watch=self._log_watch, inside=self._inside)
+                                     log_watch=self._log_watch, inside=self._inside,
+                                     last_output=self._last_output, began=began)
             self.detail = detail
             passes, fails = (passes + 1, 0) if ok else (0, fails + 1)
             if ok and passes >= p.success_threshold and self.healthy is not True:

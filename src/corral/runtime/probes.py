@@ -53,10 +53,13 @@ class Probes:
 
 def start(task: Task, driver: Driver, verdicts: Mailbox[Verdict], *, clock: Clock,
           set_state: Callable[..., None], current: Callable[[], State],
-          add_line_listener: LineListeners | None) -> Probes:
-    """The probes of ``task``'s run: its ready line watch, readiness and liveness loops."""
+          add_line_listener: LineListeners | None,
+          last_output: Callable[[], float] | None = None) -> Probes:
+    """The probes of ``task``'s run: its ready line watch, readiness and liveness loops.
+    ``last_output``: when the instance last printed (for silence probes)."""
     spec = task.spec
     probes = Probes()
+
     if spec.ready_log_line and add_line_listener is not None:
         watch = LogWatch(spec.ready_log_line)
 
@@ -77,7 +80,8 @@ def start(task: Task, driver: Driver, verdicts: Mailbox[Verdict], *, clock: Cloc
         action = probe.action or ("restart" if role == "liveness" else "none")
         report = _reporter(task, role, action, verdicts, set_state, current)
         loop = ProbeLoop(probe, report, env=task.env, workdir=task.workdir,
-                         log_watch=log_watch, clock=clock, inside=_inside(task, driver))
+                         log_watch=log_watch, clock=clock, inside=_inside(task, driver),
+                         last_output=last_output)
         probes.tasks.append(asyncio.create_task(loop.run(), name=f"{role}:{task.instance}"))
     return probes
 

@@ -328,7 +328,8 @@ class Runner:
         verdicts: Mailbox[Verdict] = Mailbox()
         running = probes.start(self.task, self.driver, verdicts, clock=self._hooks.clock,
                                set_state=self._set, current=lambda: self.snapshot.state,
-                               add_line_listener=self._add_line_listener)
+                               add_line_listener=self._add_line_listener,
+                               last_output=self._last_output)
         # a driver that tracks the exit with a future lends it: hooking on it spares a task
         # per instance for its whole life; else ``wait`` runs as that task
         lent = self.driver.exit_future(handle)
@@ -371,6 +372,9 @@ class Runner:
         if isinstance(why, Verdict) and why.action == "stop":
             why = "stop"
         return result, why
+
+    def _last_output(self) -> float:
+        return self.output.fed_at
 
     def _record_exit(self, result: ExitResult) -> None:
         self._set(exit_code=result.code, exit_signal=result.signal,

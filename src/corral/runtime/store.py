@@ -1,5 +1,6 @@
 """The durable state store: SQLite (WAL) holding the applied manifest and every instance's
-last snapshot and driver handle, so a restarted daemon can re-adopt what still runs.
+last snapshot and driver handle, so a restarted daemon can re-adopt what still runs, and the
+fleet's recent events (``runtime.journal``; the last ``MAX_EVENTS``).
 
 Writes from one loop tick are batched into one transaction; a commit in WAL mode with
 ``synchronous=NORMAL`` does not fsync, so 500 state changes cost milliseconds.
@@ -32,7 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS schedules (
   instance TEXT PRIMARY KEY, anchor REAL, active INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, body TEXT NOT NULL);
 """
+MAX_EVENTS = 10_000  # the oldest go first
 RUNS_KEPT = 1000  # runs of history per instance
 
 
@@ -72,6 +75,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._dirty: dict[str, Snapshot | None] = {}
+        self._new_events: list[tuple[int, str, str]] = []
+        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
+        self._last_event = row[0] or 0
         self._scheduled = False
 
     def close(self) -> None:
@@ -139,6 +145,21 @@ class Store:
         self._dirty[name] = None
         self._schedule()
 
+    def add_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``event`` (written with the tick's batch); returns it with its ``id``."""
+        self._last_event += 1
+        event = {"id": self._last_event, **event}
+        self._new_events.append((self._last_event, event["agent"],
+                                 json.dumps(event, separators=(",", ":"))))
+        self._schedule()
+        return event
+
+    def events(self, agents: list[str] | None = None, tail: int | None = None
+               ) -> list[dict[str, Any]]:
+        """Kept events, oldest first: of ``agents`` (all when None), the last ``tail``."""
+        self.flush()
+        return query_events(self._db, agents, tail)
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -146,9 +167,10 @@ class Store:
 
     def flush(self) -> None:
         self._scheduled = False
-        if not self._dirty:
+        if not (self._dirty or self._new_events):
             return
         dirty, self._dirty = self._dirty, {}
+        events, self._new_events = self._new_events, []
         puts = [
             (s.name, s.agent, s.index, s.state.value, s.pid, s.started_at, s.restarts,
              s.exit_code, s.exit_signal, int(s.oom_killed), s.reason, s.health.value,
@@ -161,13 +183,49 @@ class Store:
             self._db.executemany(
                 "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", puts)
             self._db.executemany("DELETE FROM instances WHERE name = ?", gone)
+            if events:
+                self._db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?)", events)
+                self._db.execute("DELETE FROM events WHERE id <= ?",
+                                 (self._last_event - MAX_EVENTS,))
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._dirty = {**dirty, **self._dirty}
+            self._new_events = (events + self._new_events)[-MAX_EVENTS:]
             print(f"corral: cannot write the state store ({exc}); state is kept in memory "
                   "and written again on the next change: free disk space", file=sys.stderr)
 
     def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._db.executemany(sql, rows)
+
+
+def query_events(db: sqlite3.Connection, agents: list[str] | None, tail: int | None
+                 ) -> list[dict[str, Any]]:
+    where, args = "", list[Any](agents or [])
+    if agents:
+        where = f" WHERE agent IN ({','.join('?' * len(agents))})"
+    sql = f"SELECT body FROM events{where} ORDER BY id"
+    if tail is not None:
+        sql = f"SELECT body FROM (SELECT id, body FROM events{where} ORDER BY id DESC LIMIT ?) " \
+              "ORDER BY id"
+        args.append(tail)
+    return [json.loads(row[0]) for row in db.execute(sql, args)]
+
+
+def read_events(path: str, agents: list[str] | None = None, tail: int | None = None
+                ) -> list[dict[str, Any]]:
+    """The events a store kept, read without its daemon (after ``down``); none when there is
+    no store, or it has no events table yet."""
+    import os
+    from urllib.parse import quote
+
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    try:
+        return query_events(db, agents, tail)
+    except sqlite3.OperationalError:  # a store from before events were kept
+        return []
+    finally:
+        db.close()

@@ -21,10 +21,11 @@ from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph, peers
 from corral.manifest.spec import Agent, Manifest, instance_name
 from corral.paths import StateLayout
-from corral.runtime import dependencies
+from corral.runtime import dependencies, journal
 from corral.runtime.events import EventBus
 from corral.runtime.fleetenv import FleetEnv
 from corral.runtime.health import Clock, RealClock
+from corral.runtime.hooks import HookRunner
 from corral.runtime.keeper import SecretKeeper
 from corral.runtime.runner import Hooks, Runner
 from corral.runtime.schedule import Scheduled, run_view
@@ -57,6 +58,9 @@ class Supervisor:
                             clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
         self._fleet_read: asyncio.Future[None] | None = None
+        self.journal = journal.Journal(store)
+        self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
+                                project=lambda: self.manifest.name if self.manifest else "")
 
     # --- parts ------------------------------------------------------------------------------
 
@@ -199,6 +203,9 @@ class Supervisor:
             scheduled.close()
         return self.runners.pop(name)
 
+    def _project_dir(self) -> str:
+        return self.manifest.project_dir if self.manifest else self.state_dir
+
     def _on_change(self, old: Snapshot, new: Snapshot) -> None:
         self.store.put(new)
         if (scheduled := self.schedules.get(new.name)) is not None:
@@ -206,10 +213,19 @@ class Supervisor:
         if (old.state, old.health, old.pid, old.log_ready) != (
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
+            self._journal(old, new)
         if new.state is State.RUNNING and old.state is not State.RUNNING and new.restarts:
             self._restart_dependents(new.agent)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _journal(self, old: Snapshot, new: Snapshot) -> None:
+        """The change's events kept, and the agent's hooks on them started."""
+        spec = self.manifest.agents.get(new.agent) if self.manifest is not None else None
+        for event in journal.changes(old, new, self.clock.time()):
+            kept = self.journal.record(event)
+            if spec is not None:
+                self.hooks.on_event(spec.on, kept)
 
     def _restart_dependents(self, agent: str) -> None:
         """compose's ``depends_on: {X: {restart: true}}``: X came back, so restart them."""
@@ -443,6 +459,7 @@ class Supervisor:
         for scheduled in self.schedules.values():
             scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
+        await self.hooks.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():
             log.close()
