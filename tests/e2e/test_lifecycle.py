@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, tear_down
 
 Rows = dict[str, dict[str, Any]]
 
@@ -198,6 +198,15 @@ def test_restart_true_reruns_the_job_between_then_restarts_the_dependent(
     assert _lines(starts)[-1] == "made after 3 job runs"
     assert again["app.1"]["restarts"] == 2, "the app never crashed for want of its bucket"
 
+    # a reconcile that recreates the store (its spec changed) is a new run of it too
+    text = project.manifest.read_text()
+    project.manifest.write_text(text.replace(
+        "    class: service\n", "    class: service\n    env: {STORE_EDITION: '2'}\n", 1))
+    assert "store.1" in project.corral("up", "-d").stdout
+    project.wait_for(_app_started(project, 4), what="the app restarted after the reconcile")
+    assert _lines(project.root / "job-runs.txt") == ["ran"] * 4
+    assert _lines(starts)[-1] == "made after 4 job runs"
+
 
 # healthy (200 on /health) about 2 s after it starts; 503 before
 WARMING = """\
@@ -298,3 +307,49 @@ def test_up_wait_returns_with_the_whole_fleet_ready(project: Project) -> None:
     bad = project.corral("up", "--wait", "--wait-timeout", "-1", check=False)
     assert bad.returncode == 2 and "--wait-timeout" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+
+
+def test_quickstart_reruns_seed_after_down_and_monitor_follows_the_cache(
+        tmp_path: Path) -> None:
+    """The quickstart as shipped: ``seed`` runs again at each ``up`` after ``down``, and when
+    the cache restarts (its counters are in memory) seed re-runs before ``monitor``, which
+    has ``restart: true``, restarts and finds the counters seeded."""
+    import shutil
+
+    root = tmp_path / "quickstart"
+    shutil.copytree(QUICKSTART, root)
+    project = Project(root)
+    env = {"QUICKSTART_PORT": str(free_port()), "QUICKSTART_METRICS_PORT": str(free_port())}
+
+    def said(agent: str, text: str) -> int:
+        return sum(text in r["message"] for r in project.records(agent))
+
+    def up(times: int) -> Rows:
+        project.corral("up", "-d", env=env, timeout=300)
+        return project.wait_for(
+            lambda r: r["monitor.1"]["state"] == "running"
+            and said("monitor", "the cache is seeded") == times
+            and all(r[w]["state"] == "running" for w in ("worker.1", "worker.2")),
+            timeout=240, what=f"the quickstart up ({times})")
+
+    try:
+        before = up(1)
+        assert said("seed", "seeded counters") == 1
+        project.corral("restart", "cache", env=env)
+        after = project.wait_for(
+            lambda r: r["monitor.1"]["state"] == "running"
+            and said("monitor", "the cache is seeded") == 2, timeout=60,
+            what="monitor restarted after the cache")
+        assert after["monitor.1"]["pid"] != before["monitor.1"]["pid"]
+        assert said("seed", "seeded counters") == 2, "seed re-ran before monitor restarted"
+        assert said("monitor", "not seeded") == 0
+
+        project.corral("down", env=env)
+        rows = up(3)
+        assert said("seed", "seeded counters") == 3, "seed ran again after down"
+        assert rows["seed.1"]["restarts"] == 0 and rows["monitor.1"]["restarts"] == 0
+    finally:
+        tear_down(project, root)

@@ -272,6 +272,9 @@ class Supervisor:
         changed = [n for n, r in self.runners.items() if n in desired and desired[n][0] in scope
                    and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
+        # a recreated instance goes on counting runs: its next is a new run of the agent, which
+        # its `restart: true` dependents follow
+        runs = {name: self.runners[name].snapshot.runs for name in changed}
         for name in removed + changed:
             await self._drop(name).close()
             if name in removed:
@@ -288,6 +291,8 @@ class Supervisor:
             held.discard(name)
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
+                if runs.get(name):
+                    runner.snapshot = replace(runner.snapshot, runs=runs[name])
                 self.runners[name] = runner
                 self._launch(runner)
                 if name not in changed:
