@@ -91,7 +91,7 @@ class Runner:
 
             print(f"corral: runner {self.task.instance} failed:", file=sys.stderr)
             traceback.print_exception(exc, file=sys.stderr)
-            self.snapshot = replace(self.snapshot, state=State.FATAL, pid=None,
+            self.snapshot = replace(self.snapshot, state=State.FATAL, pid=None, rerun=False,
                                     reason=f"internal error: {exc!r} (see the daemon log)")
             self.settled.set()
 
@@ -153,7 +153,7 @@ class Runner:
         if adopt is not None:
             handle = adopt
             self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at,
-                      handle=handle, runs=self.snapshot.runs + 1)
+                      handle=handle, runs_begun=self.snapshot.runs_begun + 1)
         else:
             started = await self._bring_up()
             if isinstance(started, ExitResult):  # it could not be spawned: a failed start
@@ -216,7 +216,7 @@ class Runner:
         self._want_up = False
         old = self.snapshot
         # set past the transition check: the error may have come at any point
-        self.snapshot = replace(old, state=State.FATAL, pid=None, handle=None,
+        self.snapshot = replace(old, state=State.FATAL, pid=None, handle=None, rerun=False,
                                 reason=f"internal error: {exc!r} (see the daemon log)")
         self.settled.set()
         with contextlib.suppress(Exception):
@@ -301,7 +301,7 @@ class Runner:
         # the instance restarted, which `corral ps` and the metrics must still tell
         self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at, handle=handle,
                   reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE,
-                  runs=self.snapshot.runs + 1)
+                  runs_begun=self.snapshot.runs_begun + 1)
         asyncio.get_running_loop().call_later(0.1, self._complete_handle, handle)
         return handle
 

@@ -209,7 +209,7 @@ class Supervisor:
         if (old.state, old.health, old.pid, old.log_ready) != (
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
-        if new.state is State.RUNNING and old.state is State.STARTING and new.runs > 1:
+        if new.state is State.RUNNING and old.state is State.STARTING and new.runs_begun > 1:
             self._restart_dependents(new.agent)
         self._changed.set()
         self._changed = asyncio.Event()
@@ -274,7 +274,7 @@ class Supervisor:
         await self._stop_ordered(removed + changed, old or manifest)
         # a recreated instance goes on counting runs: its next is a new run of the agent, which
         # its `restart: true` dependents follow
-        runs = {name: self.runners[name].snapshot.runs for name in changed}
+        begun = {name: self.runners[name].snapshot.runs_begun for name in changed}
         for name in removed + changed:
             await self._drop(name).close()
             if name in removed:
@@ -291,8 +291,8 @@ class Supervisor:
             held.discard(name)
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
-                if runs.get(name):
-                    runner.snapshot = replace(runner.snapshot, runs=runs[name])
+                if begun.get(name):
+                    runner.snapshot = replace(runner.snapshot, runs_begun=begun[name])
                 self.runners[name] = runner
                 self._launch(runner)
                 if name not in changed:
@@ -344,8 +344,8 @@ class Supervisor:
     async def _new_generation(self) -> None:
         """Drop the runners of the generation ``down`` ended (all at rest)."""
         self._ended = False
-        runners, self.runners = self.runners, {}
-        await asyncio.gather(*(r.close() for r in runners.values()))
+        dropped = [self._drop(name) for name in list(self.runners)]
+        await asyncio.gather(*(r.close() for r in dropped))
 
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None

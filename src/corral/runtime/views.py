@@ -36,7 +36,7 @@ class Snapshot:
     spec_hash: str = ""
     log_ready: bool = False
     handle: Handle | None = None
-    runs: int = 0  # runs begun in this generation (a re-adopted one counts)
+    runs_begun: int = 0  # in this generation (a re-adopted run counts)
     # a start was asked of the instance at rest: its last result is stale until the new run
     # begins, and meets no dependant's condition meanwhile
     rerun: bool = False
