@@ -28,11 +28,11 @@ from corral.api.openapi import BODIES, PARAMETERS
 from corral.errors import CorralError, ManifestError, NotFound
 from corral.logs import query
 from corral.manifest import decode
-from corral.runtime.state import Health, State
+from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
+from corral.runtime.views import readiness
 
 _UNSETTLED = {State.CREATED, State.WAITING, State.PREPARING, State.STARTING}
-_ON_REQUEST = "restarting on request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +55,7 @@ def _body(key: tuple[str, str], req: Request) -> dict[str, Any]:
 
 
 def _readiness(runner: Any) -> str:
-    """How far a start (or restart) has come: "ready" (completed with 0 for a one-shot, a
-    ``compute`` agent; else healthy when it has a readiness probe, or its ready line came
-    when it names one, else running), "failed" (ended otherwise, crashed into a backoff,
-    fatal, blocked), or "pending" (on its way; the backoff a restart passes through
-    included)."""
-    snap, spec = runner.snapshot, runner.task.spec
-    if snap.rerun or snap.state in _UNSETTLED or snap.state is State.STOPPING:
-        return "pending"
-    if snap.state is State.RUNNING:
-        if spec.class_ == "compute":  # runs to completion: its result is its exit
-            return "pending"
-        if spec.readiness is not None:
-            return "ready" if snap.health is Health.HEALTHY else "pending"
-        if spec.ready_log_line:
-            return "ready" if snap.log_ready else "pending"
-        return "ready"
-    if snap.state is State.EXITED:
-        return "ready" if snap.exit_code == 0 else "failed"
-    if snap.state is State.BACKOFF and snap.reason == _ON_REQUEST:
-        return "pending"
-    return "failed"
+    return readiness(runner.snapshot, runner.task.spec)
 
 
 def _ready_names(runners: list[Any]) -> list[str]:
