@@ -98,6 +98,8 @@ def test_one_scenario_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
     assert sorted(report["started"]) == ["job.1", "svc.1", "svc.2"]
     waited = fleet.wait(timeout=20)
     assert waited["settled"] is True
+    ready = fleet.wait(timeout=20, ready=True)  # the compute job: once it completed
+    assert ready["settled"] is True and sorted(ready["ready"]) == ["job.1", "svc.1", "svc.2"]
     rows = until(fleet, lambda r: r["job.1"]["state"] == "exited", "the job")
     assert rows["job.1"]["exit_code"] == 0
     assert rows["svc.1"]["state"] == rows["svc.2"]["state"] == "running"
@@ -137,6 +139,14 @@ def test_one_scenario_through_either_end(fleet: Fleet, tmp_path: Path) -> None:
     stopped = fleet.down()
     assert sorted(stopped) == ["job.1", "svc.1", "svc.2", "svc.3"]
     assert {r["state"] for r in fleet.instances()} <= {"stopped", "exited"}
+
+    # after down, an apply is a new run of the fleet: every instance afresh, the job again
+    again = fleet.apply(manifest)
+    assert sorted(again["started"]) == ["job.1", "svc.1", "svc.2"]
+    rows = until(fleet, lambda r: r.get("job.1", {}).get("state") == "exited", "the job again")
+    assert sorted(rows) == ["job.1", "svc.1", "svc.2"]
+    assert rows["svc.2"]["restarts"] == 0, "the restart of the run before down is not kept"
+    assert [r["message"] for r in fleet.logs(["job"])] == ["job done", "job done"]
 
 
 SECRETS = """\

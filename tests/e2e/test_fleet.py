@@ -200,7 +200,7 @@ def test_start_and_restart_wait_until_running_and_say_when_not(project: Project)
     assert failed.returncode == 1 and failed.stdout.startswith("broken.1: fatal ("), failed.stdout
     # gate never gets healthy: slow waits for ever; the timeout ends the wait, exit 1
     late = project.corral("start", "--wait", "--timeout", "0.3", "slow", check=False)
-    assert late.returncode == 1 and "still starting after 0.3s" in late.stderr, late.stderr
+    assert late.returncode == 1 and "not ready after 0.3s" in late.stderr, late.stderr
     # the start asked of a waiting instance did not leave it deaf to the stop
     assert "stopped 4 instances" in project.corral("down", timeout=30).stdout
 

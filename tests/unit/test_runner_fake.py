@@ -51,8 +51,10 @@ agents:
 """
 
 
-def run_fleet(tmp_path: Path, text: str, until: Any,
-              events: EventBus | None = None) -> tuple[Supervisor, FakeClock]:
+def run_fleet(tmp_path: Path, text: str, until: Any, events: EventBus | None = None,
+              *, down: bool = True) -> tuple[Supervisor, FakeClock]:
+    """``down``: end with ``corral down``; else as a daemon that stops (or crashes) and
+    leaves its fleet to be re-adopted."""
     clock = FakeClock()
 
     async def go() -> Supervisor:
@@ -65,7 +67,8 @@ def run_fleet(tmp_path: Path, text: str, until: Any,
             if until(sup):
                 break
             await asyncio.sleep(0)
-        await sup.down()
+        if down:
+            await sup.down()
         await sup.close()
         return sup
 
@@ -97,11 +100,22 @@ def test_dependency_condition_completed_successfully(tmp_path: Path) -> None:
 
 
 def test_state_is_persisted_for_a_restarted_daemon(tmp_path: Path) -> None:
-    run_fleet(tmp_path, MANIFEST, lambda s: states(s)["job.1"]["state"] == "exited")
+    run_fleet(tmp_path, MANIFEST, lambda s: states(s)["job.1"]["state"] == "exited",
+              down=False)
     stored = Store(str(tmp_path / "s.db"))
     rows = stored.instances()
     assert rows["job.1"].exit_code == 0
     assert stored.get_meta("manifest")["name"] == "fake"
+    stored.close()
+
+
+def test_down_ends_the_generation_in_the_store(tmp_path: Path) -> None:
+    """After ``down`` nothing of the fleet is kept: no result, restart count or manifest
+    for the next daemon to rest on."""
+    run_fleet(tmp_path, MANIFEST, lambda s: states(s)["job.1"]["state"] == "exited")
+    stored = Store(str(tmp_path / "s.db"))
+    assert stored.instances() == {}
+    assert stored.get_meta("manifest") is None
     stored.close()
 
 

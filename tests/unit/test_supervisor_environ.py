@@ -48,7 +48,7 @@ def test_inherited_values_reach_only_the_naming_agent_and_survive_a_daemon_resta
         sup.env.receive({**sent, "ACME_MODE": "prod"})
         after = sup.spec_hash("a", manifest.agents["a"])
         redacted = sup.env.redactor(b"pw is sa-pw-1234")
-        await sup.down()
+        await sup.stop()  # not down: that ends the fleet, with nothing left to restore
         await sup.close()
         return a, b, before, after, redacted
 

@@ -115,10 +115,14 @@ class FleetCalls:
         report: dict[str, list[str]] = self.request("POST", "/v1/apply", body, timeout=timeout)
         return report
 
-    def wait(self, timeout: float = 60.0, names: list[str] | None = None) -> dict[str, Any]:
-        reply: dict[str, Any] = self.request("POST", "/v1/wait",
-                                             {"timeout": timeout, "names": names},
-                                             timeout=timeout + 30)
+    def wait(self, timeout: float = 60.0, names: list[str] | None = None, *,
+             ready: bool = False) -> dict[str, Any]:
+        """Until the instances left the start-up states; with ``ready``, until each is ready
+        or failed to be (the reply's ``ready`` names the ready ones)."""
+        body: dict[str, Any] = {"timeout": timeout, "names": names}
+        if ready:
+            body["ready"] = True
+        reply: dict[str, Any] = self.request("POST", "/v1/wait", body, timeout=timeout + 30)
         return reply
 
     def _control(self, verb: str, names: list[str] | None, key: str) -> list[str]:
@@ -137,9 +141,9 @@ class FleetCalls:
 
     def start_wait(self, names: list[str] | None = None, timeout: float = 60.0,
                    verb: str = "start") -> dict[str, Any]:
-        """Start (or ``verb="restart"``), replying once each instance runs or failed to:
-        ``started`` (or ``restarted``), ``settled`` (false: the timeout came first) and the
-        instances' rows."""
+        """Start (or ``verb="restart"``), replying once each instance is ready or failed to
+        be: ``started`` (or ``restarted``), ``settled`` (false: the timeout came first),
+        ``ready`` (the ready ones) and the instances' rows."""
         reply: dict[str, Any] = self.request("POST", f"/v1/{verb}",
                                              {"names": names, "wait": timeout},
                                              timeout=timeout + 30)

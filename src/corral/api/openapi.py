@@ -41,8 +41,9 @@ def _body(properties: dict[str, Any], *required: str) -> dict[str, Any]:
 
 _STARTING = _body({**_NAMES_PROP, "wait": {
     **_SECONDS, "type": ["number", "null"],
-    "description": "seconds to wait until each instance runs or failed to; the reply then "
-                   "also has settled and the instances' rows"}})
+    "description": "seconds to wait until each instance is ready (healthy when it has a "
+                   "readiness probe, else running; completed for a one-shot) or failed to "
+                   "be; the reply then also has settled, ready and the instances' rows"}})
 
 # (method, path) -> the JSON body's schema; a route not named here takes no body
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -60,7 +61,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                      "description": "restart the instances even if their spec did not "
                                     "change"},
     }, "manifest"),
-    ("POST", "/v1/wait"): _body({"timeout": _SECONDS, **_NAMES_PROP}),
+    ("POST", "/v1/wait"): _body({"timeout": _SECONDS, **_NAMES_PROP, "ready": {
+        "type": "boolean", "default": False,
+        "description": "wait until each instance is ready or failed to be, not only until "
+                       "it left the start-up states; the reply then also has ready"}}),
     ("POST", "/v1/down"): _body({}),
     ("POST", "/v1/start"): _STARTING,
     ("POST", "/v1/stop"): _body(_NAMES_PROP),
@@ -132,7 +136,8 @@ def _json(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _control(key: str) -> dict[str, Any]:
     return {"type": "object", "required": [key], "properties": {
-        key: _LIST, "settled": {"type": "boolean"}, "instances": _INSTANCES}}
+        key: _LIST, "settled": {"type": "boolean"}, "ready": _LIST,
+        "instances": _INSTANCES}}
 
 
 def _op(method: str, path: str, summary: str, reply: dict[str, Any],
@@ -178,10 +183,11 @@ def spec() -> dict[str, Any]:
             "/v1/apply": _post("/v1/apply", "reconcile the fleet with a normalized manifest",
                                _json("what was started, recreated, removed, left unchanged",
                                      _REPORT), invalid),
-            "/v1/wait": _post("/v1/wait", "wait until instances leave the start-up states",
-                              _json("settled flag and instances", {
+            "/v1/wait": _post("/v1/wait", "wait until instances leave the start-up states "
+                              "(with ready: until each is ready or failed to be)",
+                              _json("settled flag, instances (and the ready ones)", {
                                   "type": "object", "properties": {
-                                      "settled": {"type": "boolean"},
+                                      "settled": {"type": "boolean"}, "ready": _LIST,
                                       "instances": _INSTANCES}}), _NOT_FOUND),
             "/v1/down": _post("/v1/down", "stop every instance in reverse dependency order",
                               _json("stopped instances", _control("stopped"))),

@@ -30,9 +30,9 @@ from corral.logs import query
 from corral.manifest import decode
 from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
+from corral.runtime.views import readiness
 
 _UNSETTLED = {State.CREATED, State.WAITING, State.PREPARING, State.STARTING}
-_ON_REQUEST = "restarting on request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,12 @@ def _body(key: tuple[str, str], req: Request) -> dict[str, Any]:
     return value
 
 
-def _started(snap: Any) -> bool:
-    """Where a start (or restart) ends: running, or failed to (a crash's backoff included),
-    or stopped again; not the backoff a restart passes through on its way."""
-    if snap.state is State.BACKOFF:
-        return bool(snap.reason != _ON_REQUEST)
-    return snap.state not in _UNSETTLED and snap.state is not State.STOPPING
+def _readiness(runner: Any) -> str:
+    return readiness(runner.snapshot, runner.task.spec)
+
+
+def _ready_names(runners: list[Any]) -> list[str]:
+    return [r.task.instance for r in runners if _readiness(r) == "ready"]
 
 
 class Api:
@@ -138,15 +138,22 @@ class Api:
         return json_reply(report)
 
     async def wait(self, call: Call) -> Reply:
-        """Until every instance has left the start-up states (or the timeout)."""
+        """Until every instance has left the start-up states, or with ``ready`` is ready or
+        failed (or the timeout)."""
         runners = self.sup.select(call.body.get("names") or None)
-        settled = await self._settle(runners, {}, float(call.body.get("timeout", 60)),
-                                     lambda snap: snap.state not in _UNSETTLED)
+        timeout = float(call.body.get("timeout", 60))
+        if call.body.get("ready"):
+            settled = await self._settle(runners, {}, timeout,
+                                         lambda r: _readiness(r) != "pending")
+            return json_reply({"settled": settled, "instances": self.sup.status(),
+                               "ready": _ready_names(runners)})
+        settled = await self._settle(runners, {}, timeout,
+                                     lambda r: r.snapshot.state not in _UNSETTLED)
         return json_reply({"settled": settled, "instances": self.sup.status()})
 
     async def _settle(self, runners: list[Any], before: dict[str, Any], timeout: float,
                       rests: Callable[[Any], bool]) -> bool:
-        """Until each runner's snapshot ``rests``, and those named in ``before`` (instance ->
+        """Until each runner ``rests``, and those named in ``before`` (instance ->
         its snapshot when a start was asked) have also moved on from that snapshot (a start
         request not yet taken up leaves a stopped instance stopped). Woken by state changes,
         not polled: the reply follows the change at once."""
@@ -155,7 +162,7 @@ class Api:
         def done() -> bool:
             stuck = self.sup.behind_blocked()  # as settled as it gets until the user acts
             return all(r.task.agent in stuck or (
-                rests(r.snapshot) and r.snapshot is not before.get(r.task.instance))
+                rests(r) and r.snapshot is not before.get(r.task.instance))
                 for r in runners)
 
         try:
@@ -189,8 +196,9 @@ class Api:
         return await self._control(call, "restart", "restarted")
 
     async def _control(self, call: Call, verb: str, key: str) -> Reply:
-        """Start or restart; with ``wait`` (seconds), reply once each instance is running or
-        has failed to (``settled`` false: the time ran out), with their rows."""
+        """Start or restart; with ``wait`` (seconds), reply once each instance is ready or
+        has failed to be (``settled`` false: the time ran out), with their rows and the
+        names of the ready ones."""
         names, wait = call.body.get("names") or None, call.body.get("wait")
         runners = self.sup.select(names)
         before = {r.task.instance: r.snapshot for r in runners
@@ -198,9 +206,10 @@ class Api:
         done = self.sup.start(names) if verb == "start" else self.sup.restart(names)
         if wait is None:
             return json_reply({key: done})
-        settled = await self._settle(runners, before, float(wait), _started)
+        settled = await self._settle(runners, before, float(wait),
+                                     lambda r: _readiness(r) != "pending")
         rows = {r["name"]: r for r in self.sup.status()}
-        return json_reply({key: done, "settled": settled,
+        return json_reply({key: done, "settled": settled, "ready": _ready_names(runners),
                            "instances": [rows[n] for n in done if n in rows]})
 
     async def scale(self, call: Call) -> Reply:

@@ -23,6 +23,8 @@ def condition(agent: str, condition: str, snaps: Iterable[Snapshot]) -> str:
     if not snaps:
         return "met"
     for s in snaps:
+        if s.rerun:  # its result is of a run before the one asked of it
+            return "pending"
         if s.state is State.FATAL:
             return f"dependency {agent} failed: {s.reason}"
         ended = s.state in (State.EXITED, State.STOPPED)

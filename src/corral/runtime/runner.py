@@ -20,7 +20,7 @@ from corral.runtime import probes, restart
 from corral.runtime.health import Clock, taken_ports
 from corral.runtime.mailbox import Flag, Mailbox, any_done
 from corral.runtime.probes import LineListeners, Verdict
-from corral.runtime.state import Health, State, check_transition
+from corral.runtime.state import SETTLED, Health, State, check_transition
 from corral.runtime.views import Snapshot as Snapshot
 from corral.secrets import SecretError
 
@@ -91,11 +91,13 @@ class Runner:
 
             print(f"corral: runner {self.task.instance} failed:", file=sys.stderr)
             traceback.print_exception(exc, file=sys.stderr)
-            self.snapshot = replace(self.snapshot, state=State.FATAL, pid=None,
+            self.snapshot = replace(self.snapshot, state=State.FATAL, pid=None, rerun=False,
                                     reason=f"internal error: {exc!r} (see the daemon log)")
             self.settled.set()
 
     def request(self, what: Request) -> None:
+        if what != "stop" and self.snapshot.state in SETTLED:
+            self._set(rerun=True)
         self._requests.put(what)
 
     async def stop(self) -> None:
@@ -118,6 +120,8 @@ class Runner:
         if state is not None:
             check_transition(old.state, state)
             changes["state"] = state
+            if old.rerun and state is not old.state:  # the asked run has begun
+                changes["rerun"] = False
         new = replace(old, **changes)  # type: ignore[arg-type]
         if new == old:
             return
@@ -149,7 +153,7 @@ class Runner:
         if adopt is not None:
             handle = adopt
             self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at,
-                      handle=handle)
+                      handle=handle, runs_begun=self.snapshot.runs_begun + 1)
         else:
             started = await self._bring_up()
             if isinstance(started, ExitResult):  # it could not be spawned: a failed start
@@ -212,7 +216,7 @@ class Runner:
         self._want_up = False
         old = self.snapshot
         # set past the transition check: the error may have come at any point
-        self.snapshot = replace(old, state=State.FATAL, pid=None, handle=None,
+        self.snapshot = replace(old, state=State.FATAL, pid=None, handle=None, rerun=False,
                                 reason=f"internal error: {exc!r} (see the daemon log)")
         self.settled.set()
         with contextlib.suppress(Exception):
@@ -296,7 +300,8 @@ class Runner:
         # the last exit (code, signal, OOM) stays shown while the next run goes on: it is why
         # the instance restarted, which `corral ps` and the metrics must still tell
         self._set(State.RUNNING, pid=handle.pid, started_at=handle.started_at, handle=handle,
-                  reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE)
+                  reason="", log_ready=False, health=Health.UNKNOWN if probed else Health.NONE,
+                  runs_begun=self.snapshot.runs_begun + 1)
         asyncio.get_running_loop().call_later(0.1, self._complete_handle, handle)
         return handle
 

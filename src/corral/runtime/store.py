@@ -98,6 +98,21 @@ class Store:
         ).fetchall()
         return {r[0]: StoredInstance(*r) for r in rows}
 
+    def forget_fleet(self) -> None:
+        """``down`` ended the fleet's generation: no instance, result or restart count of it
+        is kept, and a daemon started later has nothing to re-adopt or rest on."""
+        self._dirty.clear()
+        try:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM instances")
+            self._db.execute("DELETE FROM meta WHERE key IN ('manifest', 'held')")
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            print(f"corral: cannot clear the state store ({exc}); the next daemon may show "
+                  "the stopped fleet: free disk space", file=sys.stderr)
+
     # --- scheduled runs: few, written at once --------------------------------------------
 
     def put_run(self, run: Run) -> None:

@@ -61,6 +61,9 @@ class Supervisor:
         self.journal = journal.Journal(store)
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
                                 project=lambda: self.manifest.name if self.manifest else "")
+        # after `down`: the runners show how the fleet ended until the next apply, which
+        # starts a new generation (every instance afresh: jobs run again, no old results)
+        self._ended = False
 
     # --- parts ------------------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class Supervisor:
                 new.state, new.health, new.pid, new.log_ready):
             self.events.publish({"type": "state", **public(new)})
             self._journal(old, new)
-        if new.state is State.RUNNING and old.state is not State.RUNNING and new.restarts:
+        if new.state is State.RUNNING and old.state is State.STARTING and new.runs_begun > 1:
             self._restart_dependents(new.agent)
         self._changed.set()
         self._changed = asyncio.Event()
@@ -228,14 +231,30 @@ class Supervisor:
                 self.hooks.on_event(spec.on, kept)
 
     def _restart_dependents(self, agent: str) -> None:
-        """compose's ``depends_on: {X: {restart: true}}``: X came back, so restart them."""
+        """compose's ``depends_on: {X: {restart: true}}``: X began a new run, so its
+        dependents restart (a completed one runs again) and wait, as at any start, until X
+        meets their condition again. A completed job they depend on that itself depends on X
+        (a bucket made in the store that restarted) runs again first: until its new run
+        completes, its old result meets no condition."""
         if self.manifest is None:
             return
-        wanting = {a for a, spec in self.manifest.agents.items()
+        agents = self.manifest.agents
+        wanting = {a for a, spec in agents.items()
                    if (rule := spec.depends_on.get(agent)) is not None and rule.restart}
+        if not wanting:
+            return
+        jobs = {d for a in wanting for d in agents[a].depends_on} & graph.dependents(
+            self.manifest, agent)
         for runner in self.runners.values():
-            if runner.task.agent in wanting and runner.snapshot.state is State.RUNNING:
+            if runner.task.agent in jobs and runner.snapshot.state is State.EXITED:
+                runner.request("start")
+        for runner in self.runners.values():
+            if runner.task.agent not in wanting:
+                continue
+            if runner.snapshot.state is State.RUNNING:
                 runner.request("restart")
+            elif runner.snapshot.state is State.EXITED:
+                runner.request("start")
 
     def _desired(self, manifest: Manifest) -> dict[str, tuple[str, int]]:
         return {instance_name(a, i): (a, i)
@@ -251,6 +270,8 @@ class Supervisor:
         are not created (``held``). ``recreate``: restart the chosen ones even if their spec
         hash did not change."""
         scope = self._scope(manifest, only, no_deps)
+        if self._ended:
+            await self._new_generation()
         if secret_env is not None:
             self.env.receive(secret_env)
             for blocked in self.runners.values():  # try again now, with what was just sent
@@ -267,6 +288,9 @@ class Supervisor:
         changed = [n for n, r in self.runners.items() if n in desired and desired[n][0] in scope
                    and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
+        # a recreated instance goes on counting runs: its next is a new run of the agent, which
+        # its `restart: true` dependents follow
+        begun = {name: self.runners[name].snapshot.runs_begun for name in changed}
         for name in removed + changed:
             await self._drop(name).close()
             if name in removed:
@@ -283,6 +307,8 @@ class Supervisor:
             held.discard(name)
             if runner is None:
                 runner = self._new_runner(agent, index, hashes[agent])
+                if begun.get(name):
+                    runner.snapshot = replace(runner.snapshot, runs_begun=begun[name])
                 self.runners[name] = runner
                 self._launch(runner)
                 if name not in changed:
@@ -330,6 +356,12 @@ class Supervisor:
             self.store.delete(name)
         self.store.set_meta("held", sorted(self._held() | set(gone)))
         return gone
+
+    async def _new_generation(self) -> None:
+        """Drop the runners of the generation ``down`` ended (all at rest)."""
+        self._ended = False
+        dropped = [self._drop(name) for name in list(self.runners)]
+        await asyncio.gather(*(r.close() for r in dropped))
 
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None
@@ -422,8 +454,15 @@ class Supervisor:
             await self._stop_ordered([r.task.instance for r in runners], self.manifest)
         return [r.task.instance for r in runners]
 
+    def _resume(self) -> None:
+        """A start after ``down`` (its daemon kept) goes on with the ended generation."""
+        if self._ended and self.manifest is not None:
+            self._ended = False
+            self.store.set_meta("manifest", decode.dump(self.manifest))
+
     def start(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
+        self._resume()
         for r in runners:
             if (scheduled := self.schedules.get(r.task.instance)) is not None:
                 scheduled.run_now()
@@ -433,6 +472,7 @@ class Supervisor:
 
     def restart(self, names: list[str] | None = None) -> list[str]:
         runners = self.select(names)
+        self._resume()
         for r in runners:
             if (scheduled := self.schedules.get(r.task.instance)) is not None:
                 scheduled.run_now(replace=True)
@@ -449,8 +489,12 @@ class Supervisor:
                                 no_deps=True)
 
     async def down(self) -> list[str]:
+        """Stop the fleet and end its generation: the next ``up`` re-runs completed jobs,
+        and no restart count, last exit or result of this one carries over to it."""
         stopped = await self.stop(None)
         self.store.flush()
+        self.store.forget_fleet()
+        self._ended = True
         if self._keeper is not None:
             self._keeper.forget()
         return stopped

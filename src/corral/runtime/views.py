@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.drivers.base import Handle
+from corral.manifest.spec import Agent
 from corral.runtime.state import Health, State
+
+_ON_THE_WAY = frozenset({State.CREATED, State.WAITING, State.PREPARING, State.STARTING,
+                         State.STOPPING})
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +40,10 @@ class Snapshot:
     spec_hash: str = ""
     log_ready: bool = False
     handle: Handle | None = None
+    runs_begun: int = 0  # in this generation (a re-adopted run counts)
+    # a start was asked of the instance at rest: its last result is stale until the new run
+    # begins, and meets no dependant's condition meanwhile
+    rerun: bool = False
 
 
 def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
@@ -68,3 +76,26 @@ def placement(spec: Agent) -> dict[str, Any]:
             if check and str(check.port) not in ports:
                 ports.append(str(check.port))
     return {"isolation": spec.isolation, "ports": ports}
+
+
+def readiness(s: Snapshot, spec: Agent) -> str:
+    """How far a start (or restart) has come, for ``--wait``: "ready" (completed with 0 for
+    a one-shot, a ``compute`` agent; else healthy when it has a readiness probe, or its
+    ready line came when it names one, else running), "failed" (ended otherwise, crashed
+    into a backoff, fatal, blocked), or "pending" (on its way; the backoff a restart passes
+    through included)."""
+    if s.rerun or s.state in _ON_THE_WAY:
+        return "pending"
+    if s.state is State.RUNNING:
+        if spec.class_ == "compute":  # runs to completion: its result is its exit
+            return "pending"
+        if spec.readiness is not None:
+            return "ready" if s.health is Health.HEALTHY else "pending"
+        if spec.ready_log_line:
+            return "ready" if s.log_ready else "pending"
+        return "ready"
+    if s.state is State.EXITED:
+        return "ready" if s.exit_code == 0 else "failed"
+    if s.state is State.BACKOFF and s.reason == "restarting on request":
+        return "pending"
+    return "failed"

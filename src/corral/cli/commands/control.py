@@ -3,9 +3,10 @@ restart are lean like ``ps`` (no argparse, no ``typing``, no manifest; ``cli.fas
 parses them), because scripts and benchmarks time them: every module here is paid on each
 call.
 
-``start --wait`` (and ``restart --wait``) return once each instance runs or failed to, as
-compose's ``up --wait``: the daemon replies when the state changes, no polling. Exit 1 when
-one did not reach running (its line says why), or when ``--timeout`` came first.
+``start --wait`` (and ``restart --wait``) return once each instance is ready or failed to be,
+as compose's ``up --wait``: healthy when it has a readiness probe, else running, else
+completed for a one-shot. The daemon replies when the state changes, no polling. Exit 1 when
+one is not ready (its line says why), or when ``--timeout`` came first.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         s.add_argument("names", nargs="*", metavar="AGENT|INSTANCE")
         if name != "stop":
             s.add_argument("--wait", action="store_true",
-                           help="return once each instance runs (exit 1 if one did not)")
+                           help="return once each instance is ready: healthy with a "
+                           "readiness probe, else running, or completed (exit 1 if one "
+                           "is not)")
             s.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                            help="seconds --wait waits (default 120)")
         s.set_defaults(handler=cmd_control)
@@ -54,12 +57,12 @@ def cmd_control(args: argparse.Namespace) -> int:
         reply = client.start_wait(names, timeout, verb=verb)
         from corral.cli import render
 
-        failed = False
+        ready = set(reply.get("ready", ()))
         for row in reply["instances"]:
             print(render.summary_line(row))
-            failed = failed or row["state"] != "running"
+        failed = any(row["name"] not in ready for row in reply["instances"])
         if not reply["settled"]:
-            print(f"corral: some instances are still starting after {timeout:g}s "
+            print(f"corral: some instances are not ready after {timeout:g}s "
                   "(see 'corral ps')", file=sys.stderr)
         return 1 if failed or not reply["settled"] else 0
     do = {"start": client.start, "stop": client.stop, "restart": client.restart}[verb]

@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("-d", "--detach", action="store_true", help="return once started")
     s.add_argument("--timeout", type=float, default=120.0,
                    help="seconds -d waits for instances to start (default 120)")
+    s.add_argument("--wait", action="store_true",
+                   help="detach once every instance is ready: healthy with a readiness "
+                   "probe, else running, or completed (exit 1 if one is not); implies -d")
+    s.add_argument("--wait-timeout", type=float, default=None, metavar="S",
+                   help="seconds --wait waits (default: --timeout's)")
     s.add_argument("--no-color", action="store_true")
     s.add_argument("--no-deps", action="store_true",
                    help="with AGENT...: not what they depend on")
@@ -63,9 +68,10 @@ def _check_up(args: argparse.Namespace, manifest: Any) -> None:
         if agent not in manifest.agents:
             raise NotFound(f"no agent named {agent!r}{did_you_mean(agent, manifest.agents)}",
                            "see 'corral config' for the agents")
-    if args.detach and (args.abort_on_container_exit or args.exit_code_from):
-        raise UsageError("-d cannot be combined with --abort-on-container-exit or "
-                     "--exit-code-from", "drop -d: they follow the fleet attached")
+    if (args.detach or args.wait) and (args.abort_on_container_exit or args.exit_code_from):
+        flag = "-d" if args.detach else "--wait"
+        raise UsageError(f"{flag} cannot be combined with --abort-on-container-exit or "
+                         f"--exit-code-from", f"drop {flag}: they follow the fleet attached")
     if args.no_deps and not args.agents:
         raise UsageError("--no-deps needs the agents to start", "name them: corral up --no-deps "
                      "AGENT...")
@@ -90,6 +96,9 @@ def _build(manifest: Any, agents: list[str]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.wait_timeout is not None and not 0 <= args.wait_timeout <= 86_400:
+        raise UsageError(f"--wait-timeout {args.wait_timeout:g} is out of range",
+                         "give seconds from 0 to 86400, e.g. --wait-timeout 60")
     # The daemon boots (imports, state store) while this process parses the manifest: on two
     # cores that overlaps the two slowest steps of a cold start.
     guess = project.state_dir(args.file)
@@ -121,6 +130,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         if own is not None:  # refused (a taken metrics port): a new daemon does not stay
             daemonctl.stop_booting(manifest.state_dir, own)
         raise
+    if args.wait:
+        return _up_ready(client, report, args.timeout if args.wait_timeout is None
+                         else args.wait_timeout, scoped=bool(args.agents))
     if args.detach:
         return _up_detached(client, report, args.timeout, scoped=bool(args.agents))
     # up AGENT...: Ctrl-C (or an abort) stops what this up started, not the whole fleet
@@ -153,6 +165,26 @@ def _up_detached(client: Any, report: dict[str, list[str]], timeout: float, *,
               "(see 'corral ps')", file=sys.stderr)
     failed = [r for r in rows if r["state"] in ("fatal", "blocked")]
     return 1 if failed else 0
+
+
+def _up_ready(client: Any, report: dict[str, list[str]], timeout: float, *,
+              scoped: bool) -> int:
+    """compose's ``up --wait``: every instance's line (of those this up started, with
+    AGENT...) once each is ready or failed to be."""
+    mine = [*report["started"], *report["recreated"], *report["unchanged"]]
+    waited = client.wait(timeout, mine if scoped and mine else None, ready=True)
+    ready = set(waited["ready"])
+    rows = waited["instances"]
+    if scoped:
+        rows = [r for r in rows if r["name"] in mine]
+    for row in rows:
+        print(render.summary_line(row))
+    for name in report["removed"]:
+        print(f"{name}: removed")
+    if not waited["settled"]:
+        print(f"corral: some instances are not ready after {timeout:g}s "
+              "(see 'corral ps')", file=sys.stderr)
+    return 1 if any(r["name"] not in ready for r in rows) else 0
 
 
 def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None,
