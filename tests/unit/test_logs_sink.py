@@ -441,3 +441,21 @@ def test_a_held_head_is_written_as_a_line_after_an_idle_time(tmp_path: Path) -> 
 
     assert asyncio.run(idle()) == [
         ("info", "ok"), ("info", "ok"), ("info", "java.lang.IllegalStateException: maybe")]
+
+
+def test_a_java_stack_holding_a_secret_is_one_redacted_record(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    out.redact(["hunter22"])
+    out.feed("stderr", JAVA.replace(b"disk gone", b"password hunter22") + b"next\n")
+    assert messages(log.path) == [
+        JAVA.decode().replace("disk gone", "password ***").removesuffix("\n"), "next"]
+
+
+def test_a_held_head_survives_a_daemon_restart_through_the_tail_file(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    first = log.writer("web.1", tail_file=tmp_path / "tails")
+    first.feed("stderr", NODE[: NODE.index(b"    at")])
+    second = log.writer("web.1", tail_file=tmp_path / "tails")  # the next daemon
+    second.restore_from_tail_file()
+    second.feed("stderr", NODE[NODE.index(b"    at") :] + b"next\n")
+    assert messages(log.path) == [NODE.decode()[:-1], "next"]

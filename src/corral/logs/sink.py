@@ -403,13 +403,12 @@ class InstanceOutput:
                   ) -> bytes:
         """Encode complete lines, each stack as one record; returns the lines of a stack the
         block ends inside, to hold."""
-        held_before = stream in self._held if self._held else False
         if self._redactor.needles:  # the encoder scans the redacted text: look for a stack here
-            found, stack = None, held_before or stacks.look(block)
+            found, stack = None, stacks.look(block)
         else:  # scanned once: the encoder takes the scan for the block's only segment
             found = scan(block)
-            stack = held_before or found.stack
-        if not stack:
+            stack = found.stack
+        if not stack and not (self._held and stream in self._held):  # (held: look again)
             head = stacks.held_head(block)  # a last line that may head frames still to come
             if head == len(block):
                 self._frame(stream, block, ts, out, lines, found)

@@ -81,11 +81,12 @@ def held_head(block: bytes, pos: int = 0) -> int:
     its last line when it holds ``Exception`` or ``Error`` or is a Go panic line,
     a Go panic line and the blank line after it; ``len(block)`` when none. On every block:
     a handful of C calls on its last line."""
-    n, find = len(block), block.find
+    n = len(block)
     last = block.rfind(b"\n", pos, n - 1) + 1 or pos
-    if (find(b"Error", last) >= 0 or find(b"Exception", last) >= 0
-            or block.startswith(_GO_HEADS, last)):
-        return last if last < n else n
+    if block.startswith(_GO_HEADS, last) or (  # most lines have no "E": one call says so
+            block.find(b"E", last) >= 0
+            and (block.find(b"Error", last) >= 0 or block.find(b"Exception", last) >= 0)):
+        return last
     if n - last == 1 and last > pos:  # a blank last line: after a Go panic line?
         before = block.rfind(b"\n", pos, last - 1) + 1 or pos
         return before if block.startswith(_GO_HEADS, before) else n
