@@ -293,3 +293,5 @@ def test_scan_says_where_a_java_node_or_go_stack_may_start() -> None:
     assert not scan(b"    at the edge\n").stack  # no "(": no Node.js frame
     assert not scan(b"the goroutine count is 3\n\tqueue\n").stack  # not at a line start
     assert scan(b"TypeError: x\n").fast and not scan(b"TypeError: x\n").stack  # a head alone
+    assert scan(b"TypeError: x\n").head and scan(b"panic: boom\n").head  # stacks.held_head looks
+    assert not scan(b"2026-12-02T14:03:05Z worker-3 handled request\n").head

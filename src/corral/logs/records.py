@@ -95,6 +95,7 @@ class Scan(NamedTuple):
     json: bool  # some line starts with '{'
     fast: bool  # none of the above: the fast path
     stack: bool  # a stack may start here (``corral.logs.stacks`` looks)
+    head: bool  # an "E" (of "Error", "Exception") or off the fast path: ``stacks.held_head``
 
 
 def scan(block: bytes) -> Scan:
@@ -113,7 +114,8 @@ def scan(block: bytes) -> Scan:
     stack = (_STACK in reduced
              or (escapes and (b"\tat " in block or b"\ngoroutine " in block))
              or (b"(" in reduced and b"    at " in block))  # Node.js frames: "at f (file:1:2)"
-    return Scan(plain, levels, has_json, plain and not levels and not has_json, stack)
+    fast = plain and not levels and not has_json
+    return Scan(plain, levels, has_json, fast, stack, not fast or b"E" in reduced)
 
 
 def _marks(block: bytes, found: Scan) -> list[tuple[int, int, bytes]]:

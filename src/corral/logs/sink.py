@@ -409,7 +409,8 @@ class InstanceOutput:
             found = scan(block)
             stack = found.stack
         if not stack and not (self._held and stream in self._held):  # (held: look again)
-            head = stacks.held_head(block)  # a last line that may head frames still to come
+            # a last line that may head frames still to come (the scan rules most blocks out)
+            head = stacks.held_head(block) if found is None or found.head else len(block)
             if head == len(block):
                 self._frame(stream, block, ts, out, lines, found)
                 return b""

@@ -16,14 +16,18 @@
   lines), blank lines between them, through an ``exit status 2`` line if one comes.
 
 The sink looks here only when the block's scan (``records.scan``, which it makes anyway) says
-a stack may start in it, so blocks without one (nearly all) cost nothing more but
-``held_head``: a few C calls on the last line. A stack the block ends inside is handed back
-to be held until more output completes it, and so is a last line that may head a stack whose
-frames are still to come (one holding ``Exception`` or ``Error``, or a Go
-``panic: ``/``fatal error: `` line); the sink bounds how long (an idle time, EOF) and how
-much (``MAX_LINE``) it holds. A head line written in an earlier read than its first frame
-without such a word becomes a record of its own (its frames still one record), and so does
-a Node.js stack whose frames have no ``(`` at all (the scan looks for one).
+a stack may start in it (a Python ``Traceback`` line, a tab and ``\\tat `` or ``goroutine ``,
+a ``(`` and ``    at ``), so blocks without one (nearly all) cost nothing more. A stack the
+block ends inside is handed back to be held until more output completes it, and so is a last
+line that may head a stack whose frames are still to come (``held_head``: one holding
+``Exception`` or ``Error``, or a Go ``panic: ``/``fatal error: `` line; the scan rules out
+most blocks first, those on the fast path without an ``E``); the sink bounds how long (an
+idle time, EOF) and how much (``MAX_LINE``) it holds, and writes a held head nothing
+continued as the line it is. So a head line is one record with its frames when they come in
+the same read or it is held; otherwise (a head without such a word, or a ``fatal error: ``
+line alone in its read) it becomes a record of its own, and its frames another one (Java,
+Node.js) or lines (a Go panic's goroutines); a Node.js stack whose frames have no ``(`` at
+all stays lines too (the scan looks for one).
 """
 
 from __future__ import annotations
