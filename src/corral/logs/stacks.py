@@ -185,16 +185,18 @@ def _framed(block: bytes, pos: int, frame: bytes, more: tuple[bytes, ...]) -> _S
 
 
 def _go(block: bytes, pos: int) -> _Stack | None:
-    """The next Go panic at or after ``pos``: a head line its goroutines follow."""
-    while True:
-        heads = [i for head in _GO_HEADS if (i := _line_starting(block, head, pos)) >= 0]
-        if not heads:
-            return None
-        start = min(heads)
-        end = _go_end(block, block.index(b"\n", start) + 1)
+    """The next Go panic at or after ``pos``: a head line its goroutines follow. Each kind of
+    head is searched for once per occurrence, however many lines without goroutines there
+    are."""
+    heads = {head: _line_starting(block, head, pos) for head in _GO_HEADS}
+    while any(i >= 0 for i in heads.values()):
+        head, start = min(((h, i) for h, i in heads.items() if i >= 0), key=lambda hi: hi[1])
+        after = block.index(b"\n", start) + 1
+        end = _go_end(block, after)
         if end != _NOT:
             return start, end
-        pos = block.index(b"\n", start) + 1
+        heads[head] = _line_starting(block, head, after)
+    return None
 
 
 def _go_end(block: bytes, i: int) -> int:
