@@ -112,3 +112,10 @@ def test_a_last_line_that_may_head_a_stack_is_held_and_nothing_else() -> None:
     for block in (b"ok\n", b"Error: x\nok\n", b"ok\n\n", b"ok\npanic in the middle\n"):
         assert held_head(block) == len(block)
     assert not alone(JAVA) and not alone(TB[:36]) and not alone(GO[:40])
+
+
+def test_an_indented_at_line_that_does_not_end_as_a_frame_is_a_line() -> None:
+    block = b"Notes:\n    at least 3 replicas, see docs\n    at noon (local time)!\n"
+    assert split(block + b"ok\n") == ([(False, block + b"ok\n")], b"")
+    frames = b"Error: x\n    at least once\n    at /app/x.js:1:7\n    at f (node:internal:2:3)\n"
+    assert split(frames + b"ok\n")[0][1] == (True, frames[frames.index(b"    at least"):])

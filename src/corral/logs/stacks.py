@@ -172,9 +172,11 @@ def _node(block: bytes, pos: int) -> _Stack | None:
 
 def _framed(block: bytes, pos: int, frame: bytes, more: tuple[bytes, ...]) -> _Stack | None:
     """The stack whose first frame is the next line at or after ``pos`` starting with
-    ``frame``: from the line before it (its head, unless the frame is at ``pos``) through
-    the lines starting with one of ``more``."""
+    ``frame`` and ending as a frame does: from the line before it (its head, unless the frame
+    is at ``pos``) through the lines starting with one of ``more``."""
     first = _line_starting(block, frame, pos)
+    while first >= 0 and not _is_frame(block, block.index(b"\n", first)):
+        first = _line_starting(block, frame, block.index(b"\n", first) + 1)
     if first < 0:
         return None
     start = block.rfind(b"\n", pos, first - 1) + 1 or pos if first > pos else pos
@@ -182,6 +184,13 @@ def _framed(block: bytes, pos: int, frame: bytes, more: tuple[bytes, ...]) -> _S
     while i < n and block.startswith(more, i):
         i = block.index(b"\n", i) + 1
     return start, i if i < n else -1
+
+
+def _is_frame(block: bytes, end: int) -> bool:
+    """Whether the line ending at ``end`` ends as a frame does: ``(File.java:12)``,
+    ``(/app/x.js:1:2)``, ``/app/x.js:1:2``, ``(<anonymous>)``, ``(native)`` (CR dropped)."""
+    end -= block[end - 1] == 13
+    return block[end - 1] == 41 or 48 <= block[end - 1] <= 57  # ")" or a digit
 
 
 def _go(block: bytes, pos: int) -> _Stack | None:
