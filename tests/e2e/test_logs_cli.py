@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import CORRAL, Project, running
 
@@ -139,6 +142,53 @@ def test_java_node_and_go_stacks_are_one_error_record_each(project: Project) -> 
     ], key=lambda r: r[1]), shown
     text = project.corral("logs", "--no-color", "--level", "error").stdout.splitlines()
     assert text[text.index("crasher.1 | panic: boom") + 2] == "crasher.1 | goroutine 1 [running]:"
+
+
+CRASH_JAVA = """\
+public class Crash {
+    static void run() {
+        try {
+            throw new java.io.IOException("disk gone");
+        } catch (java.io.IOException e) {
+            throw new IllegalStateException("boom", e);
+        }
+    }
+    public static void main(String[] args) { run(); }
+}
+"""
+
+
+def test_a_real_jvm_and_node_print_their_stacks_as_one_error_record_each(
+        project: Project) -> None:
+    for tool, package in (("javac", "default-jdk-headless"), ("node", "nodejs")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} (scripts/install.sh --test installs {package})")
+    project.file("Crash.java", CRASH_JAVA)
+    project.write("""
+        name: runtimes
+        agents:
+          jvm:
+            command: java Crash.java
+            restart: "no"
+          node:
+            command: node -e 'function f() { null.x() } f()'
+            restart: "no"
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["jvm.1"]["state"] == r["node.1"]["state"] == "exited",
+                     timeout=120)
+    jvm = json_records(project, "jvm")
+    assert [r["level"] for r in jvm] == ["error"], jvm  # the JVM prints it line by line
+    lines = jvm[0]["message"].splitlines()
+    assert lines[0] == 'Exception in thread "main" java.lang.IllegalStateException: boom'
+    assert "Caused by: java.io.IOException: disk gone" in lines
+    assert all(x.startswith(("\tat ", "\t... ", "Caused by: ")) for x in lines[1:]), lines
+    node = json_records(project, "node")
+    stacks = [r for r in node if "\n    at " in r["message"]]
+    assert [r["level"] for r in stacks] == ["error"], node
+    assert stacks[0]["message"].startswith("TypeError: Cannot read properties of null")
+    assert "    at f ([eval]:1:" in stacks[0]["message"]
+    assert not any(r["message"].startswith("    at ") for r in node)  # no frame alone
 
 
 COUNTER = """\
