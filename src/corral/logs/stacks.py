@@ -53,6 +53,7 @@ _GO_NOTES = (b"\t", b"[", b"panic: ")  # between a Go head and its blank line
 _EXIT = b"exit status "  # ``go run``'s last line
 _NOT = -2  # not a stack after all
 _Stack = tuple[int, int]  # (start, end); end -1: the block ends inside it
+_Finder = Callable[[bytes, int], _Stack | None]  # the next stack of a kind at or after pos
 
 
 def look(block: bytes) -> bool:
@@ -82,9 +83,9 @@ def split(block: bytes) -> tuple[list[tuple[bool, bytes]], bytes]:
 
 def held_head(block: bytes, pos: int = 0) -> int:
     """Where the lines of ``block`` (from ``pos``) that may head a stack still to come start:
-    its last line when it holds ``Exception`` or ``Error`` or is a Go panic line,
-    a Go panic line and the blank line after it; ``len(block)`` when none. On every block:
-    a handful of C calls on its last line."""
+    its last line when it holds ``Exception`` or ``Error`` or is a Go panic line, or a Go
+    panic line and the blank line after it; ``len(block)`` when none. A few C calls on the
+    last line (the sink asks only when the scan's ``head`` says so)."""
     n = len(block)
     last = block.rfind(b"\n", pos, n - 1) + 1 or pos
     if block.startswith(_GO_HEADS, last) or (  # most lines have no "E": one call says so
@@ -113,10 +114,8 @@ class _Finders:
 
     def __init__(self, block: bytes) -> None:
         self.block = block
-        finders: tuple[Callable[[bytes, int], _Stack | None], ...] = (
-            _python, _java, _node, _go)
-        self.next_of: dict[Callable[[bytes, int], _Stack | None], _Stack | None] = dict.fromkeys(
-            finders, (-1, -1))
+        finders: tuple[_Finder, ...] = (_python, _java, _node, _go)
+        self.next_of: dict[_Finder, _Stack | None] = dict.fromkeys(finders, (-1, -1))
 
     def next(self, pos: int) -> _Stack | None:
         best: _Stack | None = None
