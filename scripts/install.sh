@@ -64,6 +64,8 @@ if [ "$want_test" = 1 ]; then
   # the sandbox tests drive real bubblewrap; Node agents' tests run npm ci
   command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
   command -v npm >/dev/null 2>&1 || apt_install npm
+  # the logs tests run a real JVM (a single-file source program) to print its stack
+  command -v javac >/dev/null 2>&1 || apt_install default-jdk-headless
   # the vm tests boot real QEMU guests (their kernel and busybox come from apt at test time)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || apt_install qemu-system-x86
   # the initramfs test lists the archive corral packs with busybox's own cpio

@@ -1,13 +1,17 @@
 """``corral logs`` as compose users expect it, and what a record says: levels taken from the
-line, a traceback as one record, the agent's own fields, RFC 3339 times, names of instances,
-history before following, and the files read after ``down``, with no daemon."""
+line, a traceback (or a Java, Node.js or Go stack) as one record, the agent's own fields,
+RFC 3339 times, names of instances, history before following, and the files read after
+``down``, with no daemon."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import CORRAL, Project, running
 
@@ -88,6 +92,103 @@ def test_levels_come_from_the_line_and_a_traceback_is_one_record(project: Projec
     assert "hello plain" not in warn and "Resolved" not in warn and "GET /" not in warn
     stamped = project.corral("logs", "-t", "--no-color", "--grep", "^hello").stdout
     assert re.fullmatch(rf"talker\.1 \| {RFC3339.pattern} hello plain\n", stamped), stamped
+
+
+CRASHER = """\
+import sys, time
+def say(*lines):
+    for line in lines:  # line by line, flushed each, as a JVM's System.err prints
+        sys.stderr.write(line + "\\n")
+        sys.stderr.flush()
+say('Exception in thread "main" java.lang.IllegalStateException: boom',
+    "\\tat com.acme.Main.run(Main.java:12)", "\\tat com.acme.Main.main(Main.java:5)",
+    "Caused by: java.io.IOException: disk gone", "\\tat com.acme.Disk.read(Disk.java:3)",
+    "\\t... 1 more")
+print("between one", flush=True)
+time.sleep(0.2)
+sys.stderr.write("TypeError: x is not a function\\n    at fn (/app/index.js:1:2)\\n"
+                 "    at Object.<anonymous> (/app/index.js:3:1)\\n")  # one write, as node
+sys.stderr.flush()
+say("between two")
+time.sleep(0.2)
+say("panic: boom", "", "goroutine 1 [running]:", "main.main()", "\\t/app/main.go:12 +0x1d",
+    "exit status 2")
+"""
+
+
+def test_java_node_and_go_stacks_are_one_error_record_each(project: Project) -> None:
+    project.file("crasher.py", CRASHER)
+    project.write("""
+        name: stacks
+        agents:
+          crasher:
+            command: python3 crasher.py
+            restart: "no"
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["crasher.1"]["state"] == "exited")
+    shown = [(r["level"], r["message"]) for r in json_records(project, "crasher")]
+    assert sorted(shown, key=lambda r: r[1]) == sorted([
+        ("error", 'Exception in thread "main" java.lang.IllegalStateException: boom\n'
+                  "\tat com.acme.Main.run(Main.java:12)\n\tat com.acme.Main.main(Main.java:5)\n"
+                  "Caused by: java.io.IOException: disk gone\n"
+                  "\tat com.acme.Disk.read(Disk.java:3)\n\t... 1 more"),
+        ("info", "between one"),
+        ("error", "TypeError: x is not a function\n    at fn (/app/index.js:1:2)\n"
+                  "    at Object.<anonymous> (/app/index.js:3:1)"),
+        ("info", "between two"),
+        ("error", "panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n"
+                  "\t/app/main.go:12 +0x1d\nexit status 2"),
+    ], key=lambda r: r[1]), shown
+    text = project.corral("logs", "--no-color", "--level", "error").stdout.splitlines()
+    assert text[text.index("crasher.1 | panic: boom") + 2] == "crasher.1 | goroutine 1 [running]:"
+
+
+CRASH_JAVA = """\
+public class Crash {
+    static void run() {
+        try {
+            throw new java.io.IOException("disk gone");
+        } catch (java.io.IOException e) {
+            throw new IllegalStateException("boom", e);
+        }
+    }
+    public static void main(String[] args) { run(); }
+}
+"""
+
+
+def test_a_real_jvm_and_node_print_their_stacks_as_one_error_record_each(
+        project: Project) -> None:
+    for tool, package in (("javac", "default-jdk-headless"), ("node", "nodejs")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} (scripts/install.sh --test installs {package})")
+    project.file("Crash.java", CRASH_JAVA)
+    project.write("""
+        name: runtimes
+        agents:
+          jvm:
+            command: java Crash.java
+            restart: "no"
+          node:
+            command: node -e 'function f() { null.x() } f()'
+            restart: "no"
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["jvm.1"]["state"] == r["node.1"]["state"] == "exited",
+                     timeout=120)
+    jvm = json_records(project, "jvm")
+    assert [r["level"] for r in jvm] == ["error"], jvm  # the JVM prints it line by line
+    lines = jvm[0]["message"].splitlines()
+    assert lines[0] == 'Exception in thread "main" java.lang.IllegalStateException: boom'
+    assert "Caused by: java.io.IOException: disk gone" in lines
+    assert all(x.startswith(("\tat ", "\t... ", "Caused by: ")) for x in lines[1:]), lines
+    node = json_records(project, "node")
+    stacks = [r for r in node if "\n    at " in r["message"]]
+    assert [r["level"] for r in stacks] == ["error"], node
+    assert stacks[0]["message"].startswith("TypeError: Cannot read properties of null")
+    assert "    at f ([eval]:1:" in stacks[0]["message"]
+    assert not any(r["message"].startswith("    at ") for r in node)  # no frame alone
 
 
 COUNTER = """\

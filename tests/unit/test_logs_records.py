@@ -284,3 +284,14 @@ def test_scan_says_where_a_traceback_may_start() -> None:
     assert scan(b"Exception Group Traceback (most recent call last):\n").stack
     assert not scan(b"GET /items (cache miss) took 3ms\n").stack
     assert scan(b"plain line\n").fast  # a possible stack does not leave the fast path
+
+
+def test_scan_says_where_a_java_node_or_go_stack_may_start() -> None:
+    assert scan(b"java.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)\n").stack
+    assert scan(b"TypeError: x\n    at fn (/app/x.js:1:2)\n").stack
+    assert scan(b"panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/a.go:1 +0x1\n").stack
+    assert not scan(b"    at the edge\n").stack  # no "(": no Node.js frame
+    assert not scan(b"the goroutine count is 3\n\tqueue\n").stack  # not at a line start
+    assert scan(b"TypeError: x\n").fast and not scan(b"TypeError: x\n").stack  # a head alone
+    assert scan(b"TypeError: x\n").head and scan(b"panic: boom\n").head  # stacks.held_head looks
+    assert not scan(b"2026-12-02T14:03:05Z worker-3 handled request\n").head

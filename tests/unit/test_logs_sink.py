@@ -365,3 +365,97 @@ def test_a_traceback_restored_from_the_tail_file_is_written_at_eof(tmp_path: Pat
     again.restore_from_tail_file()
     again.eof("stderr")
     assert messages(log.path) == [HEAD.decode().removesuffix("\n")]
+
+
+JAVA = (b'Exception in thread "main" java.lang.IllegalStateException: boom\n'
+        b"\tat com.acme.Main.run(Main.java:12)\n"
+        b"Caused by: java.io.IOException: disk gone\n"
+        b"\tat com.acme.Disk.read(Disk.java:3)\n"
+        b"\t... 2 more\n")
+NODE = (b"TypeError: x is not a function\n"
+        b"    at fn (/app/index.js:1:2)\n"
+        b"    at Object.<anonymous> (/app/index.js:3:1)\n")
+GO = (b"panic: boom\n\n"
+      b"goroutine 1 [running]:\n"
+      b"main.main()\n"
+      b"\t/app/main.go:12 +0x1d\n"
+      b"exit status 2\n")
+
+
+@pytest.mark.parametrize("stack", [JAVA, NODE, GO], ids=["java", "node", "go"])
+def test_a_java_node_or_go_stack_is_one_error_record_however_the_chunks_split_it(
+        log: AgentLog, stack: bytes) -> None:
+    out = log.writer("web.1")
+    data = b"starting\n" + stack + b"WARNING: still here\n"
+    for i in range(len(data)):  # one byte a feed: every split point, the head alone too
+        out.feed("stderr", data[i : i + 1])
+    assert [(r["level"], r["message"]) for r in read(log.path)] == [
+        ("info", "starting"),
+        ("error", stack.decode().removesuffix("\n")),
+        ("warn", "WARNING: still here"),
+    ]
+
+
+@pytest.mark.parametrize("stack", [JAVA, NODE, GO], ids=["java", "node", "go"])
+def test_stacks_in_one_chunk_with_lines_between_are_a_record_each(log: AgentLog,
+                                                                  stack: bytes) -> None:
+    log.writer("web.1").feed("stdout", stack + b"between\n" + stack + b"done\n")
+    one = stack.decode().removesuffix("\n")
+    assert messages(log.path) == [one, "between", one, "done"]
+
+
+def test_an_unfinished_stack_is_one_record_at_eof_a_held_head_alone_a_line(
+        tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    out = log.writer("web.1")
+    out.feed("stderr", JAVA[:-len(b"\t... 2 more\n")])
+    assert messages(log.path) == []  # more frames may come
+    out.eof("stderr")
+    assert [(r["level"], r["message"]) for r in read(log.path)] == [
+        ("error", JAVA.decode()[: -len("\n\t... 2 more\n")])]
+    out = log.writer("web.2")
+    out.feed("stdout", b"Error: could not connect\n")  # a head whose frames may still come
+    assert len(read(log.path)) == 1
+    out.feed("stdout", b"retrying\n")  # no frame: both as lines, the first at its own level
+    assert [(r["level"], r["message"]) for r in read(log.path)][1:] == [
+        ("error", "Error: could not connect"), ("info", "retrying")]
+    out.feed("stdout", b"panic: no goroutine follows\n")
+    out.eof("stdout")
+    assert read(log.path)[-1]["message"] == "panic: no goroutine follows"
+    assert read(log.path)[-1]["level"] == "fatal"  # the level its word says, as any line
+
+
+def test_a_held_head_is_written_as_a_line_after_an_idle_time(tmp_path: Path) -> None:
+    async def idle() -> list[tuple[object, object]]:
+        log = AgentLog(tmp_path, "idle", clock=Clock())
+        out = log.writer("idle.1")
+        out.feed("stderr", b"ok\njava.lang.IllegalStateException: maybe\n")
+        first = [(r["level"], r["message"]) for r in read(log.path)]
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if len(read(log.path)) > 1:
+                break
+        shown = [(r["level"], r["message"]) for r in read(log.path)]
+        log.close()
+        return first + shown
+
+    assert asyncio.run(idle()) == [
+        ("info", "ok"), ("info", "ok"), ("info", "java.lang.IllegalStateException: maybe")]
+
+
+def test_a_java_stack_holding_a_secret_is_one_redacted_record(log: AgentLog) -> None:
+    out = log.writer("web.1")
+    out.redact(["hunter22"])
+    out.feed("stderr", JAVA.replace(b"disk gone", b"password hunter22") + b"next\n")
+    assert messages(log.path) == [
+        JAVA.decode().replace("disk gone", "password ***").removesuffix("\n"), "next"]
+
+
+def test_a_held_head_survives_a_daemon_restart_through_the_tail_file(tmp_path: Path) -> None:
+    log = AgentLog(tmp_path, "web", clock=Clock())
+    first = log.writer("web.1", tail_file=tmp_path / "tails")
+    first.feed("stderr", NODE[: NODE.index(b"    at")])
+    second = log.writer("web.1", tail_file=tmp_path / "tails")  # the next daemon
+    second.restore_from_tail_file()
+    second.feed("stderr", NODE[NODE.index(b"    at") :] + b"next\n")
+    assert messages(log.path) == [NODE.decode()[:-1], "next"]

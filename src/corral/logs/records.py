@@ -94,7 +94,8 @@ class Scan(NamedTuple):
     levels: bool  # some line may carry a level word
     json: bool  # some line starts with '{'
     fast: bool  # none of the above: the fast path
-    stack: bool  # a traceback may start here (``corral.logs.stacks`` looks)
+    stack: bool  # a stack may start here (``corral.logs.stacks`` looks)
+    head: bool  # an "E" (of "Error", "Exception") or off the fast path: ``stacks.held_head``
 
 
 def scan(block: bytes) -> Scan:
@@ -108,9 +109,13 @@ def scan(block: bytes) -> Scan:
         or (b":" in block and (_START_B.match(block) or _NL_START_B.search(block)) is not None)
     )
     has_json = block[:1] == b"{" or (b"{" in block and b"\n{" in block)
-    plain = block.isascii() and b"\0" not in reduced
-    return Scan(plain, levels, has_json, plain and not levels and not has_json,
-                _STACK in reduced)
+    escapes = b"\0" in reduced  # a tab, among others: Java and Go frames have one
+    plain = block.isascii() and not escapes
+    stack = (_STACK in reduced
+             or (escapes and (b"\tat " in block or b"\ngoroutine " in block))
+             or (b"(" in reduced and b"    at " in block))  # Node.js frames: "at f (file:1:2)"
+    fast = plain and not levels and not has_json
+    return Scan(plain, levels, has_json, fast, stack, not fast or b"E" in reduced)
 
 
 def _marks(block: bytes, found: Scan) -> list[tuple[int, int, bytes]]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MAX_LINE = 64 * 1024
-STACK_IDLE = 0.5  # seconds an unfinished traceback waits for its next line before it is written
+STACK_IDLE = 0.5  # seconds an unfinished stack waits for its next line before it is written
 _IOV_MAX = 512
 _TAIL = struct.Struct("<4sII")  # tail file: magic, len(stdout tail), len(stderr tail), data
 _TAIL_MAGIC = b"CRT1"
@@ -205,10 +205,12 @@ class InstanceOutput:
     ``tail_file``: when set, the torn tails are saved there after every feed that changes
     them (pwrite + truncate; redacted), for ``restore_from_tail_file`` after a restart.
 
-    A traceback becomes one record (``corral.logs.stacks``). One that a feed ends inside is
-    held at the head of the stream's torn tail (so it is saved and restored with it) until
-    its exception line comes, ``STACK_IDLE`` seconds pass without output (timed on the
-    running event loop, when there is one), the stream ends or the output closes; one longer
+    A stack (a Python traceback, a Java, Node.js or Go one: ``corral.logs.stacks``) becomes
+    one record at level error. One that a feed ends inside, or a last line that may head one
+    (``stacks.held_head``), is held at the head of the stream's torn tail (so it is saved and
+    restored with it) until the lines that end it come, ``STACK_IDLE`` seconds pass without
+    output (timed on the running event loop, when there is one), the stream ends or the
+    output closes (a held head line nothing continued is then written as it is); one longer
     than ``max_line`` is framed line by line."""
 
     # one per instance: slots keep hundreds of idle ones small (benchmark S2)
@@ -320,7 +322,10 @@ class InstanceOutput:
         tail, held = self._tails[stream], self._held.pop(stream, 0)
         raw = bytes(tail[:held])
         del tail[:held]
-        self._stack(stream, raw, ts, out, lines)
+        if stacks.alone(raw):  # only a line that might have headed one: as it is
+            self._frame(stream, raw, ts, out, lines)
+        else:
+            self._stack(stream, raw, ts, out, lines)
 
     def _hold(self, stream: Stream, size: int) -> None:
         """The first ``size`` bytes of the stream's tail are a stack's lines (0: none; then
@@ -399,15 +404,23 @@ class InstanceOutput:
         """Encode complete lines, each stack as one record; returns the lines of a stack the
         block ends inside, to hold."""
         if self._redactor.needles:  # the encoder scans the redacted text: look for a stack here
-            found, stack = None, stacks.START in block
+            found, stack = None, stacks.look(block)
         else:  # scanned once: the encoder takes the scan for the block's only segment
             found = scan(block)
             stack = found.stack
-        if not stack:
-            self._frame(stream, block, ts, out, lines, found)
-            return b""
+        if not stack and not (self._held and stream in self._held):  # (held: look again)
+            # a last line that may head frames still to come (the scan rules most blocks out)
+            head = stacks.held_head(block) if found is None or found.head else len(block)
+            if head == len(block):
+                self._frame(stream, block, ts, out, lines, found)
+                return b""
+            if head:
+                self._frame(stream, block[:head], ts, out, lines)
+            runs: list[tuple[bool, bytes]] = []
+            held = block[head:]
+        else:
+            runs, held = stacks.split(block)
         max_line = self.log.max_line
-        runs, held = stacks.split(block)
         for is_stack, run in runs:
             if is_stack and len(run) <= max_line:
                 self._stack(stream, run, ts, out, lines)
