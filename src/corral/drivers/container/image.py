@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.drivers.container.engine import Engine
+from corral.drivers.host import scratch
 from corral.errors import CorralError
 
 SUITE = "bookworm"
@@ -65,9 +66,10 @@ def cache_dir() -> str:
 
 
 async def _stream(argv: list[str], progress: Progress | None) -> tuple[int, list[str]]:
+    """Run it in a session of its own (debootstrap's chrooted children die with it)."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     tail: list[str] = []
     assert proc.stdout is not None
     try:
@@ -79,7 +81,7 @@ async def _stream(argv: list[str], progress: Progress | None) -> tuple[int, list
         return await proc.wait(), tail
     except asyncio.CancelledError:
         if proc.returncode is None:
-            proc.kill()
+            scratch.kill_session(proc.pid)
             await proc.wait()
         raise
 
@@ -122,8 +124,8 @@ async def rootfs_tarball(image: BaseImage, *, progress: Progress | None = None) 
                               f"check free space under {images}")
         os.replace(partial, final)
         return final
-    finally:
-        await asyncio.to_thread(shutil.rmtree, root, True)
+    finally:  # and a killed debootstrap's /proc mounts inside it
+        await asyncio.to_thread(scratch.remove, root)
 
 
 async def bootstrap(engine: Engine, *, python: bool, suite: str = SUITE,

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 
+from corral.drivers.host import scratch
 from corral.drivers.vm.guest import Progress, cache_root
 from corral.errors import DriverError
 
@@ -84,11 +85,10 @@ def build(*, force: bool = False, progress: Progress | None = None,
         tree = os.path.join(work, "tree")
         say(f"debootstrap --variant=minbase --include=python3 {suite()} from {mirror()} "
             "(about a minute)")
-        done = subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=python3", suite(), tree, mirror()],
-            capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        code, out = _debootstrap(
+            ["debootstrap", "--variant=minbase", "--include=python3", suite(), tree, mirror()])
+        if code != 0:
+            tail = out.strip().splitlines()[-1:] or [""]
             raise DriverError(f"debootstrap failed: {tail[0]}",
                               "check the Debian mirror is reachable, then run "
                               f"{FIX} again")
@@ -104,6 +104,18 @@ def build(*, force: bool = False, progress: Progress | None = None,
         os.replace(tree, path)
         shutil.rmtree(old, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.remove(work)  # and a killed debootstrap's /proc mounts inside it
     say(f"Python root built at {path}")
     return path
+
+
+def _debootstrap(argv: list[str]) -> tuple[int, str]:
+    """Run it in a session of its own, killed whole if this is interrupted."""
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate()
+        except BaseException:
+            scratch.kill_session(proc.pid)  # then the with closes its pipe and reaps it
+            raise
+    return proc.returncode, out
