@@ -131,8 +131,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             daemonctl.stop_booting(manifest.state_dir, own)
         raise
     if args.wait:
-        return _up_ready(client, report, args.timeout if args.wait_timeout is None
-                         else args.wait_timeout, scoped=bool(args.agents))
+        return _up_detached(client, report, args.timeout if args.wait_timeout is None
+                            else args.wait_timeout, scoped=bool(args.agents), ready=True)
     if args.detach:
         return _up_detached(client, report, args.timeout, scoped=bool(args.agents))
     # up AGENT...: Ctrl-C (or an abort) stops what this up started, not the whole fleet
@@ -148,43 +148,27 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(client: Any, report: dict[str, list[str]], timeout: float, *,
-                 scoped: bool) -> int:
+                 scoped: bool, ready: bool = False) -> int:
+    """``up -d``: a line for each instance that changed or failed, once the fleet settles;
+    with ``ready`` (compose's ``up --wait``) a line for every one, once each is ready or
+    failed to be. With AGENT..., only the instances this up started."""
     mine = [*report["started"], *report["recreated"], *report["unchanged"]]
-    waited = client.wait(timeout, mine if scoped and mine else None)
+    waited = client.wait(timeout, mine if scoped and mine else None, ready=ready)
     rows = waited["instances"]
     if scoped:  # up AGENT...: the others are not this command's to report
         rows = [r for r in rows if r["name"] in mine]
     changed = set(report["started"]) | set(report["recreated"])
     for row in rows:
-        if row["name"] in changed or row["state"] in ("fatal", "blocked"):
+        if ready or row["name"] in changed or row["state"] in ("fatal", "blocked"):
             print(render.summary_line(row))
     for name in report["removed"]:
         print(f"{name}: removed")
     if not waited["settled"]:
-        print(f"corral: some instances are still starting after {timeout:g}s "
-              "(see 'corral ps')", file=sys.stderr)
-    failed = [r for r in rows if r["state"] in ("fatal", "blocked")]
-    return 1 if failed else 0
-
-
-def _up_ready(client: Any, report: dict[str, list[str]], timeout: float, *,
-              scoped: bool) -> int:
-    """compose's ``up --wait``: every instance's line (of those this up started, with
-    AGENT...) once each is ready or failed to be."""
-    mine = [*report["started"], *report["recreated"], *report["unchanged"]]
-    waited = client.wait(timeout, mine if scoped and mine else None, ready=True)
-    ready = set(waited["ready"])
-    rows = waited["instances"]
-    if scoped:
-        rows = [r for r in rows if r["name"] in mine]
-    for row in rows:
-        print(render.summary_line(row))
-    for name in report["removed"]:
-        print(f"{name}: removed")
-    if not waited["settled"]:
-        print(f"corral: some instances are not ready after {timeout:g}s "
-              "(see 'corral ps')", file=sys.stderr)
-    return 1 if any(r["name"] not in ready for r in rows) else 0
+        print(f"corral: some instances are {'not ready' if ready else 'still starting'} "
+              f"after {timeout:g}s (see 'corral ps')", file=sys.stderr)
+    if ready:
+        return 1 if set(r["name"] for r in rows) - set(waited["ready"]) else 0
+    return 1 if any(r["state"] in ("fatal", "blocked") for r in rows) else 0
 
 
 def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | None,
