@@ -135,6 +135,53 @@ def test_up_pulls_a_missing_image_never_refuses_and_always_pulls_again(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_up_to_a_running_fleet_pulls_always_again_and_recreates_what_a_push_moved(
+        project: Project, podman_engine: Engine, local_registry: registries.Registry,
+        tmp_path: Path, transport: str) -> None:
+    """compose's `up` with ``pull_policy: always``: every `up` pulls, also to a daemon that
+    runs; an instance whose tag a push moved is recreated on the new image, one whose tag
+    did not move is left running."""
+    moving = local_registry.ref(f"corral/moving-{transport}:1")
+    still = local_registry.ref(f"corral/still-{transport}:1")
+    env = _env(local_registry, transport)
+    try:
+        _push(podman_engine, tmp_path, moving, "one")
+        _push(podman_engine, tmp_path, still, "steady")
+        project.write(f"""
+            name: ctmoved
+            agents:
+              app:
+                isolation: container
+                container: {{image: "{moving}", pull_policy: always}}
+                command: [sh, -c, "cat /version; exec sleep 600"]
+                network: none
+              other:
+                isolation: container
+                container: {{image: "{still}", pull_policy: always}}
+                command: [sh, -c, "cat /version; exec sleep 600"]
+                network: none
+        """)
+        project.corral("up", "-d", env=env)
+        project.wait_for(lambda rows: "one" in _output(project), what="the first image ran")
+        other_pid = project.ps()["other.1"]["pid"]
+
+        again = project.corral("up", "-d", env=env)  # nothing moved: nothing restarts
+        assert "app.1" not in again.stdout and "other.1" not in again.stdout, again.stdout
+        assert project.ps()["other.1"]["pid"] == other_pid
+
+        _push(podman_engine, tmp_path, moving, "two")  # the registry's tag moves
+        moved = project.corral("up", "-d", env=env)
+        assert "app.1" in moved.stdout, moved.stdout
+        project.wait_for(lambda rows: "two" in _output(project), what="the new image ran")
+        rows = project.ps()
+        assert rows["app.1"]["state"] == "running", rows
+        assert rows["other.1"]["pid"] == other_pid, "an agent whose tag did not move restarted"
+        project.corral("down", env=env)
+    finally:
+        subprocess.run(podman_engine.argv("rmi", "-f", moving, still), capture_output=True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_registry_behind_a_login_is_pulled_with_the_engines_credentials(
         project: Project, podman_engine: Engine, login_registry: registries.Registry,
         tmp_path: Path, transport: str) -> None:

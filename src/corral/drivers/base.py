@@ -160,6 +160,13 @@ class Driver(abc.ABC):
     async def prepare(self, task: Task, progress: Output | None = None) -> None:  # noqa: B027
         """Idempotent preparation cached by content (a venv, an image). Default: nothing."""
 
+    async def refresh(self, task: Task, progress: Output | None = None) -> bool:
+        """At each apply (``corral up``): bring what the agent is made of up to date, as
+        compose's ``up`` does (an image with ``pull_policy: always`` pulled again). True: it
+        changed, so the agent's instances are recreated though their spec did not. Raising
+        fails the apply, nothing changed. Default: nothing to refresh."""
+        return False
+
     def inputs_digest(self, task: Task) -> str:
         """A digest of files the driver builds from, so a changed requirements file counts
         as a changed spec in a reconcile. Default: nothing."""

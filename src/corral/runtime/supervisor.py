@@ -279,6 +279,11 @@ class Supervisor:
                     blocked.request("start")
         old = self.manifest
         self.manifest = manifest
+        try:
+            stale = await self._refresh(scope)
+        except BaseException:
+            self.manifest = old  # a failed pull (pull_policy: always) changes nothing
+            raise
         self.store.set_meta("manifest", decode.dump(manifest))
         self.env.applied(manifest)
         self._read_fleet_secrets()
@@ -286,7 +291,8 @@ class Supervisor:
         desired = self._desired(manifest)
         removed = [n for n in self.runners if n not in desired]
         changed = [n for n, r in self.runners.items() if n in desired and desired[n][0] in scope
-                   and (recreate or r.snapshot.spec_hash != hashes[desired[n][0]])]
+                   and (recreate or desired[n][0] in stale
+                        or r.snapshot.spec_hash != hashes[desired[n][0]])]
         await self._stop_ordered(removed + changed, old or manifest)
         # a recreated instance goes on counting runs: its next is a new run of the agent, which
         # its `restart: true` dependents follow
@@ -327,6 +333,26 @@ class Supervisor:
         self.store.set_meta("held", sorted(held))
         self._close_unused_logs()
         return report
+
+    async def _refresh(self, scope: set[str]) -> set[str]:
+        """What the agents are made of brought up to date, as compose's ``up`` does: an
+        image with ``pull_policy: always`` is pulled again. The agents whose image a push
+        moved (their instances are recreated)."""
+        assert self.manifest is not None
+        agents = [a for a, spec in self.manifest.agents.items() if a in scope
+                  and type(self.driver(spec.isolation)).refresh is not Driver.refresh]
+
+        async def one(agent: str, spec: Agent) -> bool:
+            task = self.task(agent, 1)
+            out = self.log(agent).writer(task.instance)  # the pull's progress: in its log
+            out.use_redactor(self.env.redactor)
+            try:
+                return await self.driver(spec.isolation).refresh(task, out)
+            finally:
+                out.close()
+
+        moved = await asyncio.gather(*(one(a, self.manifest.agents[a]) for a in agents))
+        return {a for a, changed in zip(agents, moved, strict=True) if changed}
 
     def _scope(self, manifest: Manifest, only: list[str] | None, no_deps: bool) -> set[str]:
         """The agents an apply acts on: all, or ``only`` and (unless ``no_deps``) their

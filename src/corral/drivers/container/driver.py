@@ -147,6 +147,28 @@ class ContainerDriver(Driver):
             return f"image:{opts.image}"
         return "build:" + builds.digest(self._recipe(task))
 
+    async def refresh(self, task: Task, progress: Output | None = None) -> bool:
+        """compose's ``up`` with ``pull_policy: always``: pull the image again; True when the
+        tag now names another image (a push moved it), so its instances are recreated. An
+        image the engine does not have yet is left to the start, which pulls it with its
+        progress in the agent's log (a first pull can take longer than an apply is waited
+        for)."""
+        opts = container_options(task.spec)
+        if opts.image is None or opts.pull_policy != "always":
+            return False
+        eng = self.engine_for(task)
+        known = (eng.name, opts.image)
+        with driver_errors(task):
+            ops = await self.ops(eng)
+            before = await ops.image_id(opts.image)
+        if before is None:
+            return False
+        self.prereqs.present.discard(known)
+        self.prereqs.pulled.discard(known)
+        await self._pulled(task, eng, opts.image, "always", _lines_to(progress))
+        with driver_errors(task):
+            return await ops.image_id(opts.image) != before
+
     async def prepare(self, task: Task, progress: Output | None = None) -> None:
         rootless.refuse(task, self.engine_for(task))  # before a build it could not run after
         await self.image(task, progress)

@@ -1,8 +1,9 @@
 """Images from registries: ``container.pull_policy`` (compose's names) and what a pull shows.
 
 - ``missing`` (the default): pulled when the engine does not have it;
-- ``always``: pulled by the first start of the fleet's daemon (``corral up``), even when
-  present, so a tag that moved is followed; ``corral pull`` pulls too;
+- ``always``: pulled at every ``corral up``, even when present (``ContainerDriver.refresh``),
+  so a tag that moved is followed: its instances are recreated on the new image, as
+  compose's ``up`` does; ``corral pull`` pulls too;
 - ``never``: never pulled; a missing image is a one-line error naming it and the fix.
 
 The pull is the engine's, with the engine's own credentials (``credentials``): through its

@@ -78,8 +78,12 @@ class ApiOps:
         return status == 200
 
     async def image_exists(self, ref: str) -> bool:
-        status, _ = await self._call("GET", f"{V}/images/{_q(ref)}/json")
-        return status == 200
+        return await self.image_id(ref) is not None
+
+    async def image_id(self, ref: str) -> str | None:
+        status, reply = await self._call("GET", f"{V}/images/{_q(ref)}/json")
+        found = reply.get("Id") if status == 200 and isinstance(reply, dict) else None
+        return found if isinstance(found, str) else None
 
     async def pull(self, ref: str, progress: Progress | None = None) -> None:
         """``POST /images/create``, the engine's progress messages streamed back, with the

@@ -54,6 +54,9 @@ class Ops(Protocol):
 
     async def image_exists(self, ref: str) -> bool: ...
 
+    async def image_id(self, ref: str) -> str | None:
+        """The ID of the image the engine has under ``ref``; None: it has none."""
+
     async def pull(self, ref: str, progress: Progress | None = None) -> None:
         """Pull ``ref`` from its registry with the engine's own credentials, progress as
         lines; a refusal raises ``EngineError`` with the engine's words."""

@@ -41,6 +41,10 @@ class CliOps:
     async def image_exists(self, ref: str) -> bool:
         return await self.engine.image_exists(ref)
 
+    async def image_id(self, ref: str) -> str | None:
+        got = await self.engine.run("image", "inspect", "--format", "{{.Id}}", ref)
+        return got.out.decode().strip() or None if got.ok else None
+
     async def pull(self, ref: str, progress: Progress | None = None) -> None:
         """``pull REF``: the engine's CLI reads its own credentials (Podman's auth file or
         ``$REGISTRY_AUTH_FILE``, Docker's config and credential helpers) and registries.conf;
