@@ -95,7 +95,12 @@ class Engine:
         return parse_json(got.out)
 
     async def image_exists(self, ref: str) -> bool:
-        return (await self.run("image", "inspect", "--format", "{{.Id}}", ref)).ok
+        return await self.image_id(ref) is not None
+
+    async def image_id(self, ref: str) -> str | None:
+        """The ID of the image the engine has under ``ref``; None: it has none."""
+        got = await self.run("image", "inspect", "--format", "{{.Id}}", ref)
+        return (got.out.decode().strip() or None) if got.ok else None
 
     async def containers(self, labels: Mapping[str, str]) -> list[dict[str, str]]:
         """Containers (running or not) carrying every label: ``id``, ``name``, ``state``."""

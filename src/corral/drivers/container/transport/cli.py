@@ -42,8 +42,7 @@ class CliOps:
         return await self.engine.image_exists(ref)
 
     async def image_id(self, ref: str) -> str | None:
-        got = await self.engine.run("image", "inspect", "--format", "{{.Id}}", ref)
-        return got.out.decode().strip() or None if got.ok else None
+        return await self.engine.image_id(ref)
 
     async def pull(self, ref: str, progress: Progress | None = None) -> None:
         """``pull REF``: the engine's CLI reads its own credentials (Podman's auth file or
