@@ -87,6 +87,11 @@ if [ "$want_test" = 1 ]; then
   # htpasswd (bcrypt) file for the credentials test
   command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
   command -v htpasswd >/dev/null 2>&1 || apt_install apache2-utils
+  # the exporters' outputs are checked by the tools that read them: docker-compose config,
+  # systemd-analyze verify, make -n (kubernetes-validate comes from PyPI with the test extra)
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+  command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+  command -v make >/dev/null 2>&1 || apt_install make
   containers_conf
   .venv/bin/python -m pip install -q -e '.[test]'
 else

@@ -1,0 +1,1 @@
+"""The importers: ``convert(path, args) -> (manifest text, Report)`` and ``find(path)``."""
