@@ -92,7 +92,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         directory = os.path.abspath(args.out or os.path.join("export", exporter.name))
         written = output.write(bundle, directory, kind=f"export {exporter.name}",
                                force=args.force)
-        bundle.report.notes.append(f"wrote {len(written)} files to {directory}")
+        count = f"{len(written)} file{'' if len(written) == 1 else 's'}"
+        bundle.report.notes.append(f"wrote {count} to {directory}")
     _report(bundle.report, args.report)
     return 0
 
