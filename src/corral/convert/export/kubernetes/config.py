@@ -31,14 +31,10 @@ _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 def environment(plan: Plan, name: str) -> dict[str, str]:
     """What ``corral up`` gives the agent, with its peers at their Services."""
     agent = plan.agent(name)
-    own = agent.env
-    # as a container gets it: the host's PATH, HOME... left to the image (``for_guest``)
-    inner = for_guest(fleet.environment(plan.manifest, name), agent)
-    env = {k: v for k, v in inner.items()
-           if k in own or not k.startswith(("CORRAL_ADDR_", "CORRAL_HOST_"))}
-    for key, value in network.addresses(plan, name).items():
-        if key not in own:  # the agent's own env may name another address
-            env[key] = value
+    # as a container gets it: the host's PATH, HOME... left to the image (``for_guest``);
+    # the agent's own env may name another address than its peers' Services
+    env = for_guest(fleet.environment(plan.manifest, name, network.addresses(plan, name)),
+                    agent)
     env.setdefault("CORRAL_STATE_DIR", DATA_DIR)
     if any(use.env is None for use in agent.secrets):
         env.setdefault("CORRAL_SECRETS_DIR", SECRETS_DIR)

@@ -24,8 +24,15 @@ def _host_levels(agent: Agent) -> bool:
 
 
 def mode(plan: Plan, name: str) -> str:
-    """pod, none, host, or the loopback group's name. A container the loader moved to the
-    host's network to reach a host process (``peers.host_network``) is a pod like them."""
+    """pod, none, host, or loopback:NAME. A container the loader moved to the host's network
+    to reach a host process (``peers.host_network``) is a pod like them."""
+    found = plan.modes.get(name)
+    if found is None:
+        found = plan.modes[name] = _mode(plan, name)
+    return found
+
+
+def _mode(plan: Plan, name: str) -> str:
     agent = plan.agent(name)
     net = peers.network(agent)
     group = loopback_group(net)
@@ -107,15 +114,22 @@ def addresses(plan: Plan, viewer: str) -> dict[str, str]:
     """The viewer's ``CORRAL_ADDR_*``/``CORRAL_HOST_*``: each agent it reaches with a port,
     at its Service's name and the port ``manifest.peers`` would give (the first agent of two
     sharing a variable has it, as on the host)."""
+    if not plan.peers:
+        for target, (svc, _) in plan.services.items():
+            port = peers.port(plan.agent(target))
+            if port is not None:
+                plan.peers.append((target, peers.variable(target), svc, port.inside))
     out: dict[str, str] = {}
-    for target, (svc, _) in plan.services.items():
-        if target == viewer:
+    seen = mode(plan, viewer)
+    open_view = seen == POD or seen == HOST
+    for target, key, svc, port in plan.peers:
+        if target == viewer or f"CORRAL_ADDR_{key}" in out:
             continue
-        port = peers.port(plan.agent(target))
-        key = peers.variable(target)
-        if port is None or f"CORRAL_ADDR_{key}" in out or not reaches(plan, viewer, target):
+        there = plan.modes.get(target) or mode(plan, target)
+        if not (open_view and (there == POD or there == HOST)) \
+                and not reaches(plan, viewer, target):
             continue
-        out[f"CORRAL_ADDR_{key}"] = f"{svc}:{port.inside}"
+        out[f"CORRAL_ADDR_{key}"] = f"{svc}:{port}"
         out[f"CORRAL_HOST_{key}"] = svc
     return out
 

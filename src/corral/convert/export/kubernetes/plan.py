@@ -59,6 +59,9 @@ class Plan:
     settings: dict[str, str]
     # agent -> (Service name, ports) for the agents that have one
     services: dict[str, tuple[str, list[int]]] = field(default_factory=dict)
+    # each agent's network mode, and (agent, variable, Service, port) of those with a port
+    modes: dict[str, str] = field(default_factory=dict)
+    peers: list[tuple[str, str, str, int]] = field(default_factory=list)
     # agents whose pods wait on Jobs or pods through the API (the waiter ServiceAccount)
     waiters: set[str] = field(default_factory=set)
     # what the README lists: images to build, secrets to create
