@@ -45,7 +45,7 @@ def _one(obj: Obj) -> str:
 
 def make(plan: Plan, fleet: list[Obj], agents: dict[str, list[Obj]]) -> Bundle:
     files: dict[str, str] = {}
-    width = len(str(len(agents)))
+    width = max(2, len(str(len(agents))))
     order: list[str] = []
     if fleet:
         path = f"manifests/{'0' * width}-fleet.yaml"
