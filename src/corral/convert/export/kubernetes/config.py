@@ -15,10 +15,10 @@ import shlex
 from typing import Any
 
 from corral.convert import fleet
-from corral.environ import for_guest
 from corral.convert.export.kubernetes import network
 from corral.convert.export.kubernetes.names import dns_label, meta
 from corral.convert.export.kubernetes.plan import Obj, Plan
+from corral.environ import for_guest
 from corral.errors import CorralError
 from corral.lean.sha import sha256
 

@@ -116,17 +116,17 @@ def addresses(plan: Plan, viewer: str) -> dict[str, str]:
     sharing a variable has it, as on the host)."""
     if not plan.peers:
         for target, (svc, _) in plan.services.items():
-            port = peers.port(plan.agent(target))
-            if port is not None:
-                plan.peers.append((target, peers.variable(target), svc, port.inside))
+            found = peers.port(plan.agent(target))
+            if found is not None:
+                plan.peers.append((target, peers.variable(target), svc, found.inside))
     out: dict[str, str] = {}
     seen = mode(plan, viewer)
-    open_view = seen == POD or seen == HOST
+    open_view = seen in (POD, HOST)
     for target, key, svc, port in plan.peers:
         if target == viewer or f"CORRAL_ADDR_{key}" in out:
             continue
         there = plan.modes.get(target) or mode(plan, target)
-        if not (open_view and (there == POD or there == HOST)) \
+        if not (open_view and there in (POD, HOST)) \
                 and not reaches(plan, viewer, target):
             continue
         out[f"CORRAL_ADDR_{key}"] = f"{svc}:{port}"
