@@ -6,7 +6,6 @@ rule; and what of the agent's other fields a pod cannot hold (the report)."""
 from __future__ import annotations
 
 import math
-import signal
 from typing import Any
 
 from corral.convert import images
@@ -53,7 +52,6 @@ def _stop(plan: Plan, name: str) -> tuple[int, dict[str, Any] | None]:
     plan.report.changed(name, "stop.signal", f"a preStop hook sends SIG{sig} to PID 1 and "
                         "waits for it to end (needs /bin/sh and kill in the image); "
                         "Kubernetes' SIGTERM follows")
-    assert hasattr(signal, f"SIG{sig}"), sig
     script = f"kill -{sig} 1; while kill -0 1 2>/dev/null; do sleep 1; done"
     return grace, {"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}}
 
@@ -78,6 +76,16 @@ def _report_rest(plan: Plan, name: str) -> None:
                             "(securityContext.runAsUser), not a name")
     if container_options(agent).engine != "auto":
         plan.report.changed(name, "container.engine", "the cluster's container runtime")
+    vm = agent.options.get("vm")
+    if vm is not None and (vm.guest is not None or vm.python or vm.boot_timeout != 60.0):
+        plan.report.dropped(name, "vm", "the guest, its boot timeout and python root: the "
+                            "agent runs in a container (its ports are carried)")
+    venv = agent.options.get("venv")
+    if venv is not None and getattr(venv, "python", None):
+        plan.report.changed(name, "venv.python", f"{venv.python}: the generated image's "
+                            "Python is its base's (--set base=IMAGE to choose it)")
+    if n.internet_facing and name not in plan.services:
+        plan.report.dropped(name, "needs.internet_facing", "it has no port: no Service")
     if agent.options.get("node") is not None:
         plan.report.dropped(name, "node", "the generated image installs no node_modules: "
                             "give the agent a Containerfile of its own")
