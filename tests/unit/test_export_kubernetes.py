@@ -267,3 +267,61 @@ def test_the_bundle_is_valid_for_several_versions_and_a_kustomization(
     out = tmp_path / "out"
     output.write(bundle, str(out), kind="export kubernetes")
     assert len(check_kubernetes(str(out))) == len(kustomization["resources"])
+
+
+SMALL = """\
+name: small
+agents:
+  1st_one:
+    command: sleep infinity
+    restart: "no"
+  thinker:
+    class: ai
+    command: sleep infinity
+  host-box:
+    isolation: sandbox
+    network: host
+    command: sleep infinity
+    volumes: ["shared:/data"]
+  api:
+    command: python3 -m http.server 8080
+    port: 8080
+    volumes: ["shared:/data"]
+  front:
+    isolation: container
+    container: {image: docker.io/library/nginx:1.27}
+    command: nginx -g "daemon off;"
+    depends_on: {api: {condition: started}}
+"""
+
+
+def test_one_shots_names_host_network_and_shared_volumes(tmp_path: Path) -> None:
+    m = load_text(SMALL, project_dir=tmp_path)
+    assert m.agents["front"].network == "host"  # the loader moved it beside the api
+    objs, report = _objects(m)
+    job = _find(objs, "Job", "a-1st-one")  # restart no: it runs once
+    assert job["metadata"]["labels"]["corral.dev/agent"] == "1st_one"
+    assert _pod(job)["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    thinker = _find(objs, "Deployment", "thinker")  # on-failure, long-running: a Deployment
+    assert thinker["spec"]["replicas"] == 1
+    assert _losses(report, "thinker")["restart.policy"] == "changed"
+    box = _pod(_find(objs, "Deployment", "host-box"))
+    assert box["hostNetwork"] is True and box["dnsPolicy"] == "ClusterFirstWithHostNet"
+    front = _pod(_find(objs, "Deployment", "front"))
+    assert "hostNetwork" not in front  # in the cluster the api is a pod too
+    assert front["containers"][0]["image"] == "docker.io/library/nginx:1.27"
+    assert front["initContainers"][0]["command"][2].startswith("until nc -z -w 2 api 8080;")
+    env = _find(objs, "ConfigMap", "front-env")["data"]
+    assert env["CORRAL_ADDR_API"] == "api:8080"
+    claim = _find(objs, "PersistentVolumeClaim", "small-shared")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # two agents share it
+
+
+def test_a_small_fleet_is_valid_too(tmp_path: Path) -> None:
+    from corral.convert import output
+
+    m = load_text(SMALL, project_dir=tmp_path)
+    bundle = KubernetesExporter().export(m, ExportOptions(settings={"kustomize": "false"}))
+    assert "kustomization.yaml" not in bundle.files
+    output.write(bundle, str(tmp_path / "out"), kind="export kubernetes")
+    check_kubernetes(str(tmp_path / "out"), versions=("1.28.0",))
