@@ -325,3 +325,17 @@ def test_a_small_fleet_is_valid_too(tmp_path: Path) -> None:
     assert "kustomization.yaml" not in bundle.files
     output.write(bundle, str(tmp_path / "out"), kind="export kubernetes")
     check_kubernetes(str(tmp_path / "out"), versions=("1.28.0",))
+
+
+def test_a_pod_closed_by_its_network_rule_waits_through_the_api(tmp_path: Path) -> None:
+    m = load_text("name: shut\nagents:\n  srv:\n    command: python3 -m http.server 80\n"
+                  "    port: 80\n  box:\n    isolation: sandbox\n    command: sleep 1d\n"
+                  "    depends_on: {srv: {condition: started}}\n", project_dir=tmp_path)
+    objs, report = _objects(m)
+    wait = _pod(_find(objs, "Deployment", "box"))["initContainers"][0]
+    assert wait["command"] == ["kubectl", "rollout", "status", "deployment/srv",
+                               "--timeout=0s"]  # nc could not pass its deny-all policy
+    egress = _find(objs, "NetworkPolicy", "box-deny-all")["spec"]["egress"]
+    assert [p["port"] for rule in egress for p in rule["ports"]] == [53, 53, 443, 6443]
+    assert "ingress" not in _find(objs, "NetworkPolicy", "box-deny-all")["spec"]
+    assert any("API server" in x.reason for x in report.for_agent("box"))

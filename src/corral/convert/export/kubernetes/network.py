@@ -163,28 +163,46 @@ def policies(plan: Plan) -> list[Obj]:
     """One deny-all policy per agent without a network, one per loopback group."""
     out: list[Obj] = []
     groups: dict[str, None] = {}
+    api: set[str] = set()  # the modes of agents whose init containers ask the API
     for name in plan.manifest.agents:
         how = mode(plan, name)
+        if name in plan.waiters and (how == NONE or group_of(how) is not None):
+            api.add(how)
+            plan.report.changed(name, "network", "its pods may also reach the API server's "
+                                "ports (443, 6443) and DNS: its init containers wait for its "
+                                "dependencies through the API")
         if how == NONE:
             out.append(_policy(plan, f"{plan.names.of_agent(name)}-deny-all",
-                               plan.names.agent_labels(name), plan.names.selector(name), None))
+                               plan.names.agent_labels(name), plan.names.selector(name), None,
+                               api=name in plan.waiters))
         elif (group := group_of(how)) is not None:
             groups[group] = None
     for group in groups:
         members = {PROJECT: label_value(plan.manifest.name), LOOPBACK: label_value(group)}
         out.append(_policy(plan, dns_label(f"{plan.manifest.name}-loopback-{group}"),
-                           plan.names.fleet_labels(), members, members))
+                           plan.names.fleet_labels(), members, members,
+                           api=f"{LOOPBACK_MODE}{group}" in api))
     return out
 
 
+DNS = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+API = {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
+
+
 def _policy(plan: Plan, name: str, labels: dict[str, str], selector: dict[str, str],
-            peers_of: dict[str, str] | None) -> Obj:
+            peers_of: dict[str, str] | None, *, api: bool = False) -> Obj:
+    """No rule: nothing in or out. ``peers_of``: those pods both ways, and DNS. ``api``: the
+    API server's ports too, and DNS (for init containers that wait through the API)."""
     spec: dict[str, Any] = {"podSelector": {"matchLabels": selector},
                             "policyTypes": ["Ingress", "Egress"]}
+    egress: list[dict[str, Any]] = []
     if peers_of is not None:
         them = [{"podSelector": {"matchLabels": peers_of}}]
-        dns = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
         spec["ingress"] = [{"from": them}]
-        spec["egress"] = [{"to": them}, dns]
+        egress += [{"to": them}, DNS]
+    if api:
+        egress += [API] if peers_of is not None else [DNS, API]
+    if egress:
+        spec["egress"] = egress
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": meta(name, labels, plan.namespace), "spec": spec}

@@ -2,8 +2,8 @@
 are as the condition says. A dependency that is running (started, healthy, log_ready) and has
 a Service is waited for on the Service: a Service has endpoints only for Ready pods, so a
 connection to it succeeds once a pod passed its readiness probe (or, without one, started); a
-small busybox loop tries it. A dependency without a Service, and a Job that must complete, is
-waited for through the API with ``kubectl wait``, as a ServiceAccount of the fleet's own that a
+small busybox loop tries it. A dependency without a Service (or one the agent's network rule
+keeps it from reaching), and a Job that must complete, is waited for through the API with ``kubectl wait``, as a ServiceAccount of the fleet's own that a
 Role lets read Deployments and Jobs, and nothing else (``kubectl rollout status``: every
 replica available; ``kubectl wait --for=condition=complete``)."""
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.convert.export.kubernetes import workloads
+from corral.convert.export.kubernetes import network, workloads
 from corral.convert.export.kubernetes.names import meta
 from corral.convert.export.kubernetes.plan import KUBECTL_IMAGE, WAIT_IMAGE, Obj, Plan
 
@@ -40,7 +40,8 @@ def init_containers(plan: Plan, name: str) -> list[dict[str, Any]]:
             continue
         if how.condition in RUNNING:
             _running_caveats(plan, name, path, how.condition, target)
-            if dep in plan.services and kind == "Deployment":
+            if dep in plan.services and kind == "Deployment" and network.reaches(plan, name,
+                                                                                 dep):
                 svc, ports = plan.services[dep]
                 port = ports[0]
                 script = (f"until nc -z -w 2 {svc} {port}; do echo waiting for {svc}:{port}; "
