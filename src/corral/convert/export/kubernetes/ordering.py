@@ -3,9 +3,10 @@ are as the condition says. A dependency that is running (started, healthy, log_r
 a Service is waited for on the Service: a Service has endpoints only for Ready pods, so a
 connection to it succeeds once a pod passed its readiness probe (or, without one, started); a
 small busybox loop tries it. A dependency without a Service (or one the agent's network rule
-keeps it from reaching), and a Job that must complete, is waited for through the API with ``kubectl wait``, as a ServiceAccount of the fleet's own that a
-Role lets read Deployments and Jobs, and nothing else (``kubectl rollout status``: every
-replica available; ``kubectl wait --for=condition=complete``)."""
+keeps it from reaching), and a Job that must complete, is waited for through the API, as a
+ServiceAccount of the fleet's own that a Role lets read Deployments and Jobs, and nothing
+else (``kubectl rollout status``: every replica available; ``kubectl wait
+--for=condition=complete``)."""
 
 from __future__ import annotations
 
