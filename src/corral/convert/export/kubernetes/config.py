@@ -51,7 +51,8 @@ def environment(plan: Plan, name: str) -> dict[str, str]:
     if agent.inherit_env:
         plan.report.dropped(name, "inherit_env", "the cluster has no `corral up` shell to "
                             f"inherit {', '.join(agent.inherit_env)} from: set them in env")
-    for key in [k for k in env if not _KEY.match(k)]:
+    # corral's own names are valid keys: only the others are checked (n of them per agent)
+    for key in [k for k in env if not k.startswith("CORRAL_") and not _KEY.match(k)]:
         del env[key]
         plan.report.dropped(name, f"env.{key}", "not a valid ConfigMap key or variable name")
     return env
