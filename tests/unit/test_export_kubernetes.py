@@ -205,6 +205,7 @@ def test_volumes_named_and_host_paths(rich: Manifest) -> None:
     assert volumes["v0"] == {"name": "v0", "persistentVolumeClaim": {
         "claimName": "rich-dbdata"}}
     assert volumes["v1"] == {"name": "v1", "emptyDir": {}}
+    assert _find(objs, "Deployment", "db")["spec"]["strategy"] == {"type": "Recreate"}
     assert _losses(report, "db")["volumes./etc/app"] == "dropped"
     objs, _ = _objects(rich, settings={"host_paths": "hostPath", "volume_size": "5Gi"})
     volumes = {v["name"]: v for v in _pod(_find(objs, "Deployment", "db"))["volumes"]}

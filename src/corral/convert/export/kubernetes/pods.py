@@ -181,6 +181,9 @@ def workload(plan: Plan, name: str, claims: dict[str, set[str]],
         spec: dict[str, Any] = {"replicas": agent.replicas, "selector": {
             "matchLabels": plan.names.selector(name)}, "template": template}
         pod["restartPolicy"] = "Always"
+        if any("persistentVolumeClaim" in v for v in volumes):
+            # a ReadWriteOnce claim cannot be mounted by the new pod while the old holds it
+            spec["strategy"] = {"type": "Recreate"}
         api = "apps/v1"
     elif kind == "Job":
         spec = workloads.job_spec(plan, name, template)
