@@ -105,15 +105,18 @@ def readme(plan: Plan, *, kustomize: bool) -> str:
         lines += ["## Secrets", "", "`--include-secrets`: the Secrets in "
                   "manifests/ hold the values: keep this directory out of version control.",
                   ""]
-    lines += ["## Images the init containers use", "",
-              "An agent that depends on another waits for it in init containers:",
-              f"- `{plan.setting('wait_image', WAIT_IMAGE)}` (`--set wait_image=`): "
-              "`nc -z` on the dependency's Service until a Ready pod answers;",
-              f"- `{plan.setting('kubectl_image', KUBECTL_IMAGE)}` (`--set kubectl_image=`): "
-              "`kubectl rollout status` / `kubectl wait --for=condition=complete` on a "
-              f"dependency without a Service or a Job, as the ServiceAccount "
-              f"`{plan.waiter_account()}` (a Role that reads Deployments and Jobs).", "",
-              "## Network rules", "",
+    if any(a.depends_on for a in m.agents.values()):
+        lines += ["## Images the init containers use", "",
+                  "An agent that depends on another waits for it in init containers:",
+                  f"- `{plan.setting('wait_image', WAIT_IMAGE)}` (`--set wait_image=`): "
+                  "`nc -z` on the dependency's Service until a Ready pod answers;",
+                  f"- `{plan.setting('kubectl_image', KUBECTL_IMAGE)}` (`--set "
+                  "kubectl_image=`): `kubectl rollout status` / `kubectl wait "
+                  "--for=condition=complete` on a dependency without a Service or a Job, as "
+                  f"the ServiceAccount `{plan.waiter_account()}` (a Role that reads "
+                  "Deployments and Jobs). The Job must exist when its dependents start: apply "
+                  "in the files' order.", ""]
+    lines += ["## Network rules", "",
               "`network: none` and `loopback:NAME` are NetworkPolicies: they hold only where "
               "the cluster's network plugin enforces NetworkPolicies.", ""]
     return "\n".join(lines)
