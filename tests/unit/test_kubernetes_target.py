@@ -41,7 +41,7 @@ def test_the_context_gives_the_namespace_and_the_flag_overrides_it(cluster: Clus
     assert (cluster.context, cluster.namespace) == ("fake", "team")
     assert Cluster("gone", "other").namespace == "other"
     assert Cluster("gone").namespace == "default"
-    with pytest.raises(UsageError, match="no context 'fak' in .*did you mean 'fake'"):
+    with pytest.raises(UsageError, match=r"no context 'fak' in .*did you mean 'fake'"):
         Cluster("fak")
 
 
