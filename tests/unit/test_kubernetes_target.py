@@ -62,6 +62,17 @@ def test_apply_then_prune_deletes_only_what_this_apply_left_out(cluster: Cluster
     assert apply.listed(cluster, "shop") == []
 
 
+def test_claims_and_their_data_stay_unless_volumes_are_asked_for(cluster: Cluster) -> None:
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": "shop-data", "labels": LABELS},
+           "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}
+    apply.apply(cluster, [pvc, _deployment("db")])
+    assert apply.prune(cluster, "shop", []) == [("Deployment", "db")]
+    assert apply.down(cluster, "shop") == []
+    assert apply.down(cluster, "shop", volumes=True) == [("PersistentVolumeClaim", "shop-data")]
+
+
 def test_an_unknown_kind_is_refused_before_any_call(cluster: Cluster) -> None:
     with pytest.raises(CorralError, match="does not apply objects of kind 'Ingress'"):
         apply.apply(cluster, [{"kind": "Ingress", "metadata": {"name": "x"}}])

@@ -253,7 +253,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         from corral.targets.kubernetes import fleet
 
         label = target.get("project") or fleet.project_label(_load(args))
-        return fleet.down(state_dir, target, label, _say)
+        return fleet.down(state_dir, target, label, _say, volumes=args.volumes)
     client = daemonctl.client(state_dir, timeout=args.timeout)
     if not client.alive():
         print("corral: nothing is running for this project", file=sys.stderr)

@@ -70,17 +70,19 @@ def delete(cluster: Cluster, kind_name: str, name: str) -> None:
             raise
 
 
-def prune(cluster: Cluster, project_label: str, keep: list[Key]) -> list[Key]:
-    """The project's objects not in ``keep`` deleted; what was deleted."""
+def prune(cluster: Cluster, project_label: str, keep: list[Key], *,
+          volumes: bool = False) -> list[Key]:
+    """The project's objects not in ``keep`` deleted; what was deleted. PVCs hold data: they
+    stay unless ``volumes`` (``down --volumes``, as local named volumes do)."""
     kept = set(keep)
     gone: list[Key] = []
     for item in listed(cluster, project_label):
         key = (item["kind"], item["metadata"]["name"])
-        if key not in kept:
+        if key not in kept and (volumes or key[0] != "PersistentVolumeClaim"):
             delete(cluster, *key)
             gone.append(key)
     return gone
 
 
-def down(cluster: Cluster, project_label: str) -> list[Key]:
-    return prune(cluster, project_label, [])
+def down(cluster: Cluster, project_label: str, *, volumes: bool = False) -> list[Key]:
+    return prune(cluster, project_label, [], volumes=volumes)

@@ -61,15 +61,20 @@ def connect(target: dict[str, Any]) -> Cluster:
     return Cluster(target.get("context"), target.get("namespace"))
 
 
-def down(state_dir: str, target: dict[str, Any], label: str, say: Say) -> int:
+def down(state_dir: str, target: dict[str, Any], label: str, say: Say, *,
+         volumes: bool = False) -> int:
     from corral.targets.kubernetes import apply
 
     cluster = connect(target)
-    gone = apply.down(cluster, label)
+    gone = apply.down(cluster, label, volumes=volumes)
     for kind, name in gone:
         say(f"{kind.lower()}/{name}: deleted")
     say(f"deleted {len(gone)} object{'s' if len(gone) != 1 else ''} from namespace "
         f"{cluster.namespace!r} of context {cluster.context!r}")
+    kept = [o for o in apply.listed(cluster, label) if o["kind"] == "PersistentVolumeClaim"]
+    if kept:
+        say(f"kept {len(kept)} PersistentVolumeClaim(s) and their data "
+            "(down --volumes deletes them)")
     where.forget(state_dir)
     return 0
 
