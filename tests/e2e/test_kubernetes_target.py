@@ -187,3 +187,34 @@ def test_cluster_problems_are_one_line(project: Project, cluster: tuple[int, dic
     assert lines[-1].startswith(f"corral: {expected}"), up.stderr
     assert "Traceback" not in up.stderr
     assert not (project.root / ".corral" / "target.json").exists()  # nothing was applied
+
+
+def test_logs_follow_shows_a_pod_line_written_after_it_started(
+        project: Project, cluster: tuple[int, dict[str, str]]) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.e2e.conftest import CORRAL
+
+    port, env = cluster
+    project.write(FLEET)
+    project.corral("up", "--target", "kubernetes", "-d", env=env)
+    pod = json.loads(project.corral("ps", "--json", "db", env=env).stdout)[0]["name"]
+    follower = subprocess.Popen([*CORRAL, "-f", str(project.manifest), "logs", "-f", "db"],
+                                cwd=project.root, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    try:
+        assert follower.stdout is not None
+        assert "started on node-1" in follower.stdout.readline()  # the history first
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/fake/log/team/{pod}", data=b"checkpoint done",
+            method="POST")).close()
+        line = follower.stdout.readline()
+        assert line.split("|", 1)[1].strip().startswith("checkpoint done")
+        assert f"pod={pod}" in line and "node=node-1" in line
+    finally:
+        os.kill(follower.pid, signal.SIGTERM)
+        follower.wait(timeout=30)
+        if follower.stdout is not None:
+            follower.stdout.close()
