@@ -112,7 +112,7 @@ def test_variables_are_quoted_for_sh_and_secrets_are_never_written(shop: Path, t
     assert "CORRAL_ADDR_DB=127.0.0.1:5432" in (tmp_path / "out" / "env" / "api.sh").read_text()
     assert "PATH=" not in script  # make's own environment gives it
     assert "SECRETS='TOKEN=env:SHOP_TOKEN KEY=file:" in makefile
-    assert "k\n" not in makefile and not any("k\n" == p.read_text() for p in
+    assert "k\n" not in makefile and not any(p.read_text() == "k\n" for p in
                                              (tmp_path / "out" / "env").iterdir())
     assert os.access(tmp_path / "out" / "instance.sh", os.X_OK)
 

@@ -55,7 +55,7 @@ def test_an_env_file_given_with_env(tmp_path: Path) -> None:
     other.write_text("MODE=dev\n")
     manifest, _ = _import(tmp_path, "web: serve\n", env_file=str(other))
     assert load(manifest).agents["web"].env["MODE"] == "dev"
-    with pytest.raises(UsageError, match="--env .*no such file"):
+    with pytest.raises(UsageError, match=r"--env .*no such file"):
         _import(tmp_path, "web: serve\n", env_file=str(tmp_path / "missing.env"))
 
 

@@ -172,7 +172,7 @@ class MakeExporter:
                 f"\t@$(MAKE) --no-print-directory down-{name}",
                 f"\t@$(MAKE) --no-print-directory up-{name}", "",
                 f"logs-{name}: ## the last $(LINES) lines of {name}'s log (FOLLOW=1 to follow)",
-                f"\t@cd $(STATE)/logs 2>/dev/null && tail -n $(LINES) $(if $(FOLLOW),-F) "
+                "\t@cd $(STATE)/logs 2>/dev/null && tail -n $(LINES) $(if $(FOLLOW),-F) "
                 + " ".join(f"{name}.{i}.log" for i in range(1, count + 1))
                 + " 2>/dev/null || true", ""]
         for target, want in (("done", "success"), ("exited", "any")):

@@ -8,6 +8,8 @@ running instance and ``stop`` of a stopped one say so and succeed. bash, not sh:
 each argument and each variable's value whole.
 """
 
+# ruff: noqa: E501 (the script is bash: its lines are as long as its commands)
+
 SCRIPT = r'''#!/usr/bin/env bash
 # Written by `corral export make`: the Makefile's helper. Usage (STATE: the state dir):
 #   instance.sh start NAME WORKDIR ENVFILE JOB -- ARGV...   start NAME in the background
