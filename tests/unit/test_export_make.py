@@ -167,3 +167,32 @@ def test_a_vm_agent_gets_no_targets_and_is_reported(tmp_path: Path) -> None:
     assert "up-g:" not in bundle.files["Makefile"]
     assert [(x.agent, x.field, x.outcome) for x in bundle.report.losses
             if x.agent == "g"] == [("g", "isolation", "dropped")]
+
+
+@needs_make
+def test_container_agents_run_with_podman_run(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "requirements.txt").write_text("# none\n")
+    (tmp_path / "corral.yaml").write_text(textwrap.dedent("""\
+        name: ct
+        agents:
+          web:
+            isolation: container
+            container: {image: docker.io/library/nginx:alpine, ports: ["8080:80"]}
+            command: nginx -g "daemon off;"
+            volumes: ["./data:/data:ro", "cache:/cache"]
+          app: {isolation: container, workdir: app, command: python app.py}
+        """))
+    bundle = MakeExporter().export(load(tmp_path / "corral.yaml"), ExportOptions())
+    makefile = bundle.files["Makefile"]
+    assert ("podman run --rm --init --sig-proxy=true -p 127.0.0.1:8080:80 -e CORRAL_INSTANCE"
+            in makefile)
+    assert '-v "$(PROJECT_DIR)/data:/data:ro" -v "ct-cache:/cache"' in makefile
+    assert "docker.io/library/nginx:alpine nginx -g 'daemon off;'" in makefile
+    assert ('podman build -q -t localhost/corral-ct-app:latest -f '
+            '"$(HERE)/build/app/Containerfile" "$(PROJECT_DIR)/app"') in makefile
+    assert "FROM" in bundle.files["build/app/Containerfile"]
+    losses = {(x.agent, x.field) for x in bundle.report.losses}
+    assert {("web", "volumes[/cache]"), ("web", "network"), ("app", "network")} <= losses
+    write(bundle, str(tmp_path / "out"), kind="export make")
+    assert check_make(tmp_path / "out") == ["web", "app"]

@@ -196,25 +196,29 @@ def _container(manifest: Manifest, name: str, report: Report,
         build.append(f'\t@podman build -q -t {_q(image.ref)} -f "{where}" '
                      f'"{path(manifest, image.context)}"')
     words = ["podman", "run", "--rm", "--init", "--sig-proxy=true"]
-    if agent.network in (None, "host"):
-        words.append("--network=host")
-    elif agent.network == "none":
+    if agent.network == "none":
         words.append("--network=none")
+    elif agent.network == "host" or (agent.network is None and not options.ports):
+        words.append("--network=host")
+        if agent.network is None:
+            report.changed(name, "network", "on the host's network (no project network "
+                           "under make), where its peers' addresses point")
     else:
-        report.changed(name, "network", f"{agent.network}: runs on podman's default network")
+        report.changed(name, "network", f"{agent.network or 'the project network'}: "
+                       "podman's default network, its ports published on 127.0.0.1")
+        words += [w for port in options.ports for w in ("-p", _q(f"127.0.0.1:{port}"))]
+    words += ["-e", "CORRAL_INSTANCE", "-e", "CORRAL_INSTANCE_INDEX"]
     for key in fleet.environment(manifest, name):
         if key not in RUNTIME or key in agent.env:
             words += ["-e", key]
     for volume in agent.volumes:
         if volume.named:
-            report.changed(name, f"volumes[{volume.target}]", "a podman named volume "
-                           f"{manifest.name}-{volume.source}")
-            source = f"{manifest.name}-{volume.source}"
+            source = f"{manifest.name}-{volume.source.rstrip('/').rsplit('/', 1)[-1]}"
+            report.changed(name, f"volumes[{volume.target}]", f"the podman named volume "
+                           f"{source}")
         else:
             source = path(manifest, volume.source)
         words += ["-v", f'"{source}:{volume.target}{":ro" if volume.read_only else ""}"']
-    for port in options.ports:
-        words += ["-p", _q(f"127.0.0.1:{port}")] if agent.network not in (None, "host") else []
     report.changed(name, "isolation", "container runs with podman run in the foreground of "
                    "its instance (the stop signal reaches it through podman's proxy)")
     words += [_q(image.ref), *(_q(w) for w in agent.command)]
