@@ -72,7 +72,6 @@ class MakeExporter:
         agents = [n for n in _order(manifest) if make_fields.exported(manifest, n, report)]
         jobs = _jobs(manifest)
         lines = self._head(manifest, options)
-        help_lines: list[str] = []
         started = [n for n in agents if manifest.agents[n].schedule is None
                    or manifest.agents[n].schedule.run_on_start]  # type: ignore[union-attr]
         lines += ["up: " + " ".join(f"up-{n}" for n in started) + " ## start every agent "
@@ -88,7 +87,7 @@ class MakeExporter:
                   "tail -n $(LINES) $(if $(FOLLOW),-F) "
                   + " ".join(f"{i}.log" for i in instances) + " 2>/dev/null || true", ""]
         for name in agents:
-            lines += self._agent(manifest, name, name in jobs, bundle, help_lines)
+            lines += self._agent(manifest, name, name in jobs, bundle)
         phony = ["help", "up", "down", "ps", "logs"]
         for name in agents:
             phony += [f"{t}-{name}" for t in ("up", "down", "logs", "restart", "done", "exited")]
@@ -128,8 +127,7 @@ class MakeExporter:
             "",
         ]
 
-    def _agent(self, manifest: Manifest, name: str, job: bool, bundle: Bundle,
-               help_lines: list[str]) -> list[str]:
+    def _agent(self, manifest: Manifest, name: str, job: bool, bundle: Bundle) -> list[str]:
         agent = manifest.agents[name]
         report = bundle.report
         env_path = f"env/{name}.sh"
