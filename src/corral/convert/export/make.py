@@ -11,7 +11,6 @@ scheduler, a cgroup) is said in the report, per agent.
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING, ClassVar
 
 from corral.convert.base import Bundle, ExportOptions
@@ -25,11 +24,6 @@ if TYPE_CHECKING:
 JOB_CONDITIONS = ("completed", "completed_successfully")
 # variables of make's environment every agent gets, as corral's clean base (environ.BASE)
 BASE = "PATH HOME USER LOGNAME SHELL LANG LANGUAGE TZ TMPDIR LC_% XDG_%"
-
-
-def _q(text: str) -> str:
-    """A shell word inside a make recipe: quoted for sh, ``$`` doubled for make."""
-    return shlex.quote(text).replace("$", "$$")
 
 
 def _word(manifest: Manifest, path: str) -> str:
@@ -148,8 +142,9 @@ class MakeExporter:
         about = agent.description or " ".join(agent.command)[:60]
         workdir = _word(manifest, agent.workdir)
         envfile = '"$(HERE)/' + env_path + '"'
-        variables = f"KEEP=\"$(BASE_ENV) {keep}\"" + (f" SECRETS={_q(secrets)}" if secrets
-                                                     else "")
+        variables = f"KEEP=\"$(BASE_ENV) {keep}\""
+        if secrets:
+            variables += f" SECRETS={make_fields.quote(secrets)}"
         out = [f"up-{name}: {' '.join(prereqs)} ## start {name}: {about}".replace("  #", " #")]
         out += build
         count = agent.replicas
@@ -159,9 +154,10 @@ class MakeExporter:
         probe = make_fields.readiness(agent, name, report)
         if probe is not None:
             kind, timing, words = probe
+            said = " ".join(map(make_fields.quote, words))
             for i in range(1, count + 1):
                 out.append(f"\t@{variables} $(RUN) ready {name}.{i} {workdir} {envfile} "
-                           f"$(READY_TIMEOUT) {timing} {kind} " + " ".join(map(_q, words)))
+                           f"$(READY_TIMEOUT) {timing} {kind} {said}")
         stop = f"{agent.stop.signal} {agent.stop.timeout:g}"
         out += ["", f"down-{name}: ## stop {name} ({agent.stop.signal}, then SIGKILL after "
                 f"{agent.stop.timeout:g}s)"]
