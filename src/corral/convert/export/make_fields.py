@@ -114,7 +114,7 @@ def venv_inputs(agent: Agent) -> list[str]:
     import os
 
     from corral.drivers.host.options import venv_block
-    from corral.drivers.host.python_env import _pyproject_path, _requirement_files
+    from corral.drivers.host.python_env import pyproject_path, requirement_files
 
     venv = venv_block(agent)
     if venv is None or agent.isolation not in HOST_LEVELS:
@@ -123,9 +123,9 @@ def venv_inputs(agent: Agent) -> list[str]:
     if venv.requirements is not None:
         top = os.path.join(agent.workdir, venv.requirements)
         seen: set[str] = set()
-        list(_requirement_files(top, seen))  # fills ``seen`` with every included file
+        list(requirement_files(top, seen))  # fills ``seen`` with every included file
         found += [top, *sorted(seen - {os.path.realpath(top)})]
-    pyproject = _pyproject_path(venv, agent.workdir)
+    pyproject = pyproject_path(venv, agent.workdir)
     if pyproject is not None:
         found.append(pyproject)
     return list(dict.fromkeys(found))
