@@ -5,7 +5,7 @@ the report naming each field that did not carry."""
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -148,7 +148,7 @@ def test_an_env_secret_is_read_from_its_credential(rich: Path, tmp_path: Path) -
     assert _secret_env_through_the_wrapper(files["units/shop-api@.service"], creds) == "t0ken\n"
 
 
-CRONS = ["*/5 * * * *", "0 9 * * mon-fri", "30 2 1,15 * sun", "0 0 * jan-mar 5-0",
+CRONS = ["*/5 * * * *", "0 9 * * mon-fri", "30 2 1,15 * sun", "0 0 * jan-mar 5-7",
          "15 */6 * * *", "0 12 * * 1,3,5", "0 0 1 */3 *", "5-10/2 4 * * 7"]
 
 
@@ -161,15 +161,15 @@ def test_cron_becomes_calendar_events_systemd_reads_and_that_fire_when_cron_woul
     check = subprocess.run([systemd_analyze(), "calendar", "--iterations=6", *events],
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 0, check.stderr
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     want = [next(it) for it in [CronSim(expr, start)] for _ in range(6)]
     got: list[datetime] = []
     for event in events:
         done = subprocess.run([systemd_analyze(), "calendar", "--iterations=6",
-                               f"--base-time={start.isoformat(sep=' ')}", event],
+                               f"--base-time={start:%Y-%m-%d %H:%M:%S} UTC", event],
                               capture_output=True, text=True, timeout=60, check=True)
         got += [datetime.fromisoformat(" ".join(line.split()[-3:-1])).replace(
-            tzinfo=timezone.utc) for line in done.stdout.splitlines()
+            tzinfo=UTC) for line in done.stdout.splitlines()
             if "Next elapse" in line or "Iter. #" in line]
     assert sorted(set(got))[:6] == want
 

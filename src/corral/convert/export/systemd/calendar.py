@@ -35,8 +35,7 @@ def _number(text: str, kind: str, expr: str) -> int:
 def _values(part: str, kind: str, expr: str) -> list[int] | None:
     """The values one comma-separated item names; None for a bare ``*``."""
     base, _, step_text = part.partition("/")
-    step = _number(step_text, "minute" if kind != "weekday" else "minute", expr) \
-        if step_text else 1
+    step = _number(step_text, "minute", expr) if step_text else 1  # a step is 0-59
     if step < 1:
         raise CorralError(f"cron {expr!r}: a step of 0", "write steps of 1 or more")
     low, high = FIELDS[kind]

@@ -107,9 +107,9 @@ def container_argv(manifest: Manifest, name: str, agent: Agent, report: Report) 
     argv = ["/usr/bin/podman", "run", "--rm", "--replace", "--name",
             f"{manifest.name}-{name}-%i", "--env-host"]
     for v in agent.volumes:
-        src = f"{manifest.name}-{v.source}" if v.named else v.source
+        src = f"{manifest.name}-{os.path.basename(v.source)}" if v.named else v.source
         argv += ["--volume", f"{src}:{v.target}{':ro' if v.read_only else ''}"]
-    return argv + [image.ref, *agent.argv]
+    return [*argv, image.ref, *agent.argv]
 
 
 def exec_argv(agent: Agent) -> list[str]:

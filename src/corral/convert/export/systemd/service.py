@@ -9,6 +9,7 @@ exited 0."""
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING
 
 from corral.convert.export.systemd import isolation, probes
@@ -191,9 +192,11 @@ def _volumes(manifest: Manifest, name: str, agent: Agent) -> list[str]:
     sees them; host paths bound when the target differs."""
     lines = []
     for v in agent.volumes:
-        source = f"/var/lib/{manifest.name}/{v.source}" if v.named else v.source
+        # a named volume's source is loaded as its path in this host's state dir
+        volume = os.path.basename(v.source)
+        source = f"/var/lib/{manifest.name}/{volume}" if v.named else v.source
         if v.named:
-            lines.append(f"StateDirectory={manifest.name}/{v.source}")
+            lines.append(f"StateDirectory={manifest.name}/{volume}")
         if source != v.target:
             key = "BindReadOnlyPaths" if v.read_only else "BindPaths"
             lines.append(f"{key}={specifiers(source)}:{specifiers(v.target)}")
