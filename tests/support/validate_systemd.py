@@ -52,3 +52,35 @@ def check_systemd(directory: str, *, newer_keys: tuple[str, ...] = ()) -> str:
         f"Unknown key '{key}'" in line for key in newer_keys)]
     assert done.returncode == 0 and not problems, f"systemd-analyze verify:\n{text}"
     return text
+
+
+_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+
+
+def exec_argv(line: str) -> list[str]:
+    """The argv systemd makes of an ``Exec*=`` value (systemd.syntax(7)): words split on
+    blanks, double quotes with C escapes, ``$$`` and ``%%`` as one character. Enough to run an
+    exported command line in a test; specifiers other than ``%%`` are not expanded."""
+    words: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        if line[i].isspace():
+            i += 1
+            continue
+        word, quoted = [], line[i] == '"'
+        i += quoted
+        while i < n and (quoted or not line[i].isspace()):
+            c = line[i]
+            if quoted and c == '"':
+                i += 1
+                break
+            if c == "\\" and i + 1 < n:
+                word.append(_C_ESCAPES.get(line[i + 1], line[i + 1]))
+                i += 2
+                continue
+            if c in "$%" and line[i + 1:i + 2] == c:
+                i += 1
+            word.append(c)
+            i += 1
+        words.append("".join(word))
+    return words

@@ -16,7 +16,7 @@ from corral.convert.export.systemd import SystemdExporter
 from corral.convert.export.systemd.calendar import on_calendar
 from corral.errors import CorralError, UsageError
 from corral.manifest.loader import load
-from tests.support.validate_systemd import check_systemd, systemd_analyze
+from tests.support.validate_systemd import check_systemd, exec_argv, systemd_analyze
 
 RICH = """\
 name: shop
@@ -50,8 +50,18 @@ agents:
     liveness: {tcp: 9000}
   cache:
     isolation: sandbox
-    network: none
+    network: loopback:shared
     command: python3 -c "print(1)"
+  cache2:
+    isolation: sandbox
+    network: loopback:shared
+    command: python3 -c "print(2)"
+  web:
+    isolation: container
+    container: {image: docker.io/library/nginx:1.27}
+    command: nginx -g "daemon off;"
+    volumes: ["html:/usr/share/nginx/html:ro"]
+    labels: {team: a}
   nightly:
     command: python3 -c "print('night')"
     schedule: {cron: "30 2 1,15 * sun", timezone: Europe/Paris, jitter: 5m, catch_up: true,
@@ -101,13 +111,17 @@ def test_a_rich_fleet_exports_to_units_systemd_verifies(rich: Path, tmp_path: Pa
     assert "Wants=shop-nightly@1.timer" in target and "shop-nightly@1.service" not in target
     cache = files["units/shop-cache@.service"]
     assert "ProtectSystem=strict" in cache and "PrivateNetwork=yes" in cache
+    assert "JoinsNamespaceOf=shop-cache@1.service" in files["units/shop-cache2@.service"]
+    assert ("ExecStart=/usr/bin/podman run --rm --replace --name shop-web-%i --env-host "
+            "--volume shop-html:/usr/share/nginx/html:ro docker.io/library/nginx:1.27 nginx "
+            '-g "daemon off;"') in files["units/shop-web@.service"]
     timer = files["units/shop-nightly@.timer"].splitlines()
     assert "OnCalendar=*-*-01,15 02:30:00 Europe/Paris" in timer
     assert "OnCalendar=Sun *-*-* 02:30:00 Europe/Paris" in timer
     assert {"RandomizedDelaySec=300s", "Persistent=yes"} <= set(timer)
     report = files["report"]
     for field in ("restart.backoff:", "liveness:", "secrets.apikey:", "schedule.overlap:",
-                  "isolation: sandbox"):
+                  "isolation: sandbox", "labels:"):
         assert field in report, field
     assert "install -m 0644" in files["install.sh"]
 
@@ -130,10 +144,8 @@ def test_bad_settings_are_one_line_usage_errors(rich: Path) -> None:
 def _secret_env_through_the_wrapper(api_unit: str, cred_dir: Path) -> str:
     """Runs the ExecStart= of the api unit as systemd would split it, with a credentials
     dir, to see the secret land in the variable."""
-    import shlex
-
     line = next(x for x in api_unit.splitlines() if x.startswith("ExecStart="))
-    argv = shlex.split(line[len("ExecStart="):].replace("$$", "$").replace("%%", "%"))
+    argv = exec_argv(line[len("ExecStart="):])
     done = subprocess.run(argv, env={"CREDENTIALS_DIRECTORY": str(cred_dir),
                                      "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=True, timeout=60)
@@ -178,3 +190,23 @@ def test_cron_becomes_calendar_events_systemd_reads_and_that_fire_when_cron_woul
 def test_cron_that_timers_cannot_say_is_refused_in_one_line(expr: str) -> None:
     with pytest.raises(CorralError):
         on_calendar(expr)
+
+
+def test_the_readiness_wait_returns_once_the_port_answers(rich: Path, tmp_path: Path) -> None:
+    """The ExecStartPost= of a tcp probe, run as systemd would split it, against a real
+    listener: it returns 0 once connections succeed."""
+    import socket
+
+    from corral.convert.export.systemd.probes import ready_wait
+    from corral.convert.report import Report
+    from corral.manifest.spec import Agent, Probe, TcpCheck
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        agent = Agent(command=["x"], readiness=Probe(tcp=TcpCheck(port=port), period=0.1,
+                                                     success_threshold=2))
+        line = ready_wait("x", agent, Report("t"))
+        assert line is not None
+        argv = exec_argv(line)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

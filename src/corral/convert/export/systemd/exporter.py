@@ -88,6 +88,8 @@ class SystemdExporter:
             if agent.on.fatal or agent.on.restart or agent.on.oom:
                 report.dropped(name, "on", "hooks on events: use OnFailure= with a unit of "
                                "your own")
+            if agent.labels:
+                report.dropped(name, "labels", "a unit has no labels")
             if agent.trust == "untrusted" and agent.isolation not in ("sandbox", "container",
                                                                        "vm"):
                 report.changed(name, "trust", "untrusted: no walls beyond its isolation")

@@ -159,7 +159,9 @@ def render(manifest: Manifest, name: str, version: int, secrets: list[str],
     if agent.isolation == "venv":
         svc += isolation.venv_lines(manifest, name, agent, report)
     elif agent.isolation == "sandbox":
-        svc += isolation.sandbox_lines(manifest, name, agent, report)
+        walls = isolation.sandbox_lines(manifest, name, agent, report)
+        unit += [w for w in walls if w.startswith("JoinsNamespaceOf=")]  # a [Unit] setting
+        svc += [w for w in walls if not w.startswith("JoinsNamespaceOf=")]
     elif agent.isolation == "vm":
         report.dropped(name, "isolation", "vm: systemd runs no guest; the unit runs the "
                        "command as a host process")
