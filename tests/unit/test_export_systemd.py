@@ -210,3 +210,29 @@ def test_the_readiness_wait_returns_once_the_port_answers(rich: Path, tmp_path: 
         argv = exec_argv(line)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_venv_agents_unit_builds_its_venv_once_per_requirements(tmp_path: Path) -> None:
+    """The ExecStartPre= of a venv agent, run twice as systemd would with a state dir: the
+    venv is made, and the second run finds the requirements' hash and installs nothing."""
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    (tmp_path / "corral.yaml").write_text(
+        "name: v\nagents:\n  w:\n    isolation: venv\n    command: python -c 'print(1)'\n")
+    files = _export(tmp_path, tmp_path / "out")
+    unit = files["units/v-w@.service"]
+    check_systemd(str(tmp_path / "out"))
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStartPre="))
+    state = tmp_path / "state"
+    env = {"STATE_DIRECTORY": str(state), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):
+        subprocess.run(exec_argv(line[len("ExecStartPre="):]), env=env, check=True,
+                       capture_output=True, timeout=300)
+    stamp = state / "venv-w/.corral-inputs"
+    assert (state / "venv-w/bin/python").exists() and stamp.read_text().strip()
+    # a changed requirements file is seen: the stamp no longer matches
+    (tmp_path / "requirements.txt").write_text("# still nothing, but other bytes\n")
+    before = stamp.read_text()
+    subprocess.run(exec_argv(line[len("ExecStartPre="):]), env=env, check=True,
+                   capture_output=True, timeout=300)
+    assert stamp.read_text() != before
+    assert "Environment=\"VIRTUAL_ENV=/var/lib/v/venv-w\"" in unit
