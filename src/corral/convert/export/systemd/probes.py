@@ -83,9 +83,8 @@ def ready_wait(agent: str, spec: Agent, report: Report) -> str | None:
     if probe.action not in (None, "none"):
         report.dropped(agent, "readiness.action", f"{probe.action} on a failed readiness "
                        "probe after start: the unit only waits for the first pass")
-    if probe.failure_threshold != 3:
-        report.changed(agent, "readiness.failure_threshold", "readiness is waited for at "
-                       "start only (TimeoutStartSec= bounds the wait), not watched after")
+    report.changed(agent, "readiness", "waited for at start only (ExecStartPost=), not "
+                   "watched after: failure_threshold has no effect")
     head = [PYTHON, "-c", WAITER, args[0], str(probe.initial_delay), str(probe.period),
             str(probe.timeout), str(probe.success_threshold)]
     return command(head + args[1:])

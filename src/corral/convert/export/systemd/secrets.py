@@ -40,7 +40,11 @@ def credentials(manifest: Manifest, name: str, report: Report) -> tuple[list[str
         lines.append(f"LoadCredential={cred}:{specifiers(path)}")
         if use.env:
             env_pairs.append(f"{use.env}={cred}")
-        elif agent.isolation in ("sandbox", "container"):
+        if agent.isolation == "container":
+            report.dropped(name, f"secrets.{use.source}", "the credential is loaded on the "
+                           "host, not mounted into the container: add --volume "
+                           "%d/NAME:/run/secrets/NAME:ro to the podman line yourself")
+        elif agent.isolation == "sandbox" and not use.env:
             report.changed(name, f"secrets.{use.source}", "the file is in "
                            "$CREDENTIALS_DIRECTORY (CORRAL_SECRETS_DIR), not /run/secrets")
     if lines:
