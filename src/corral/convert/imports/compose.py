@@ -146,9 +146,9 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
     if "working_dir" in svc:
         report.changed(name, "working_dir", "the directory inside the image is the image's "
                        "WORKDIR in corral; corral's workdir is the build context's host dir")
-    for key in ("user",):
-        if key in svc:
-            a[key] = str(svc[key])
+    if "user" in svc:
+        report.dropped(name, "user", "a container agent runs as its image's USER in corral "
+                       "(set USER in its Containerfile)")
     if "environment" in svc:
         a["env"] = m.environment(svc["environment"])
     if "env_file" in svc:
