@@ -25,6 +25,13 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _bytes(size: int | None) -> str | None:
+    """compose 1.29's schema wants memory as a string: whole MiB when it is one."""
+    if size is None:
+        return None
+    return f"{size // 2**20}M" if size % 2**20 == 0 else f"{size}b"
+
+
 def _healthcheck(probe: Probe, name: str, report: Report) -> dict[str, Any] | None:
     if probe.exec is not None:
         test: list[str] = ["CMD", *probe.exec.command]
@@ -62,7 +69,8 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
             path = images.generated_path(name)
             bundle.files[path] = image.containerfile
             build["dockerfile"] = "__GENERATED__/" + path
-        elif image.own_file is not None:
+        elif image.own_file is not None and os.path.basename(image.own_file) not in (
+                "Containerfile", "Dockerfile"):
             build["dockerfile"] = os.path.relpath(image.own_file, image.context)
         svc["build"] = build
         svc["image"] = image.ref
@@ -113,14 +121,14 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
     svc["stop_signal"] = agent.stop.signal
     svc["stop_grace_period"] = _seconds(agent.stop.timeout)
     r = agent.resources
-    if r.cpus is not None:
-        svc["cpus"] = r.cpus
-    if r.memory is not None:
-        svc["mem_limit"] = r.memory
-    if r.memory_reservation is not None:
-        svc["mem_reservation"] = r.memory_reservation
+    limits = {k: v for k, v in (("cpus", None if r.cpus is None else f"{r.cpus:g}"),
+                                ("memory", _bytes(r.memory))) if v is not None}
+    reserve = {"memory": _bytes(r.memory_reservation)} if r.memory_reservation else {}
     if r.pids is not None:
         svc["pids_limit"] = r.pids
+    if limits or reserve:
+        svc["deploy"] = {"resources": {k: v for k, v in (("limits", limits),
+                                                          ("reservations", reserve)) if v}}
     if r.memory_high is not None:
         report.dropped(name, "resources.memory_high", "compose has no throttle threshold")
     if agent.network in ("none", "host"):

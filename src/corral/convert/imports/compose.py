@@ -22,7 +22,7 @@ NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.y
 MAPPED = {"image", "build", "command", "entrypoint", "depends_on", "healthcheck", "environment",
           "env_file", "secrets", "volumes", "ports", "deploy", "scale", "restart",
           "stop_signal", "stop_grace_period", "profiles", "labels", "working_dir", "user",
-          "network_mode", "pull_policy"}
+          "network_mode", "pull_policy", "pids_limit"}
 ORDER = ("description", "isolation", "container", "command", "workdir", "user", "env",
          "env_file", "replicas", "depends_on", "readiness", "restart", "stop", "resources",
          "network", "volumes", "secrets", "labels")
@@ -173,6 +173,8 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
     if stop:
         a["stop"] = stop
     res = m.resources(deploy, name, report) if deploy else {}
+    if "pids_limit" in svc:
+        res["pids"] = svc["pids_limit"]
     if res:
         a["resources"] = res
     for key in set(deploy) - {"resources", "replicas"}:
