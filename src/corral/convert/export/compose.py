@@ -160,11 +160,9 @@ class ComposeExporter:
     def export(self, manifest: Manifest, options: ExportOptions) -> Bundle:
         bundle = Bundle(Report("export compose"))
         services = {n: service(manifest, n, options, bundle) for n in manifest.agents}
-        # a generated Containerfile lives in the bundle; compose reads dockerfile from the
-        # context, so point at it through the export directory (compose.yaml's own)
         doc: dict[str, Any] = {"version": "3.8", "services": services}
-        named = sorted({os.path.basename(v.source) for a in manifest.agents.values() for v in a.volumes
-                        if v.named})
+        named = sorted({os.path.basename(v.source) for a in manifest.agents.values()
+                        for v in a.volumes if v.named})
         if named:
             doc["volumes"] = {v: {} for v in named}
         if manifest.secrets:

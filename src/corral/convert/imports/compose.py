@@ -73,7 +73,7 @@ def _typed(value: Any) -> Any:
 
 def read(source: str) -> dict[str, Any]:
     """The file's YAML, checked by the schema; one line for the first problem."""
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]
 
     try:
         with open(source, encoding="utf-8") as f:
