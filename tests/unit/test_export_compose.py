@@ -108,3 +108,32 @@ def _diff(a: object, b: object) -> list[str]:
     import dataclasses
     return [f"{f.name}: {getattr(a, f.name)!r} != {getattr(b, f.name)!r}"
             for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def test_tcp_readiness_secret_env_and_own_fields(tmp_path: Path) -> None:
+    (tmp_path / "corral.yaml").write_text("""\
+name: t
+secrets:
+  token: {environment: TOKEN}
+agents:
+  api:
+    description: the api
+    class: service
+    command: python3 -m http.server 8000
+    readiness: {tcp: 8000, period: 2s}
+    liveness: {silence: 30s}
+    secrets: [{source: token, env: TOKEN}]
+    resources: {memory: 1G, memory_high: 512M}
+""")
+    doc = _export(tmp_path / "corral.yaml", tmp_path / "out")
+    api = doc["services"]["api"]
+    assert api["healthcheck"]["test"] == ["CMD-SHELL", "exec 3<>/dev/tcp/127.0.0.1/8000"]
+    assert api["deploy"]["resources"]["limits"]["memory"] == "1024M"
+    assert doc["secrets"] == {"token": {"file": "./secrets/token"}}
+    manifest = load(tmp_path / "corral.yaml", environ={})
+    bundle = ComposeExporter().export(manifest, ExportOptions())
+    fields = {(x.agent, x.field, x.outcome) for x in bundle.report.losses}
+    assert {("api", "liveness", "dropped"), ("api", "description", "dropped"),
+            ("api", "class", "dropped"), ("api", "resources.memory_high", "dropped"),
+            ("api", "secrets.token", "changed"), (None, "secrets.token", "changed"),
+            ("api", "isolation", "changed")} <= fields

@@ -150,7 +150,29 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
                       or agent.on.oom), ("ready_log_line", agent.ready_log_line)):
         if what:
             report.dropped(name, key, "compose has no counterpart")
+    _unmapped(agent, name, report)
     return svc
+
+
+def _unmapped(agent: Agent, name: str, report: Report) -> None:
+    """corral's own fields, named when they differ from their defaults."""
+    reasons = {"description": "compose has no description (write it as a comment)",
+               "class_": "corral's scheduling class has no compose key",
+               "trust": "compose has no trust level", "inherit_env": "the export is for "
+               "another machine: no variables come from the shell that runs corral",
+               "needs": "advice for corral recommend only", "port": "the peers' addresses "
+               "are in the environment already"}
+    defaults = {"description": "", "class_": "io", "trust": "trusted", "inherit_env": [],
+                "port": None}
+    for key, reason in reasons.items():
+        value = getattr(agent, key)
+        if key == "needs" and value == type(value)():
+            continue
+        if key in defaults and value == defaults[key]:
+            continue
+        report.dropped(name, key.rstrip("_"), reason)
+    for block in sorted(set(agent.options) - {"container", "venv"}):
+        report.dropped(name, block, f"the {block}: block belongs to its driver")
 
 
 class ComposeExporter:
@@ -159,6 +181,9 @@ class ComposeExporter:
 
     def export(self, manifest: Manifest, options: ExportOptions) -> Bundle:
         bundle = Bundle(Report("export compose"))
+        if manifest.metrics.port is not None:
+            bundle.report.dropped(None, "metrics", "the daemon's metrics endpoint does not run "
+                                  "under compose")
         services = {n: service(manifest, n, options, bundle) for n in manifest.agents}
         doc: dict[str, Any] = {"version": "3.8", "services": services}
         named = sorted({os.path.basename(v.source) for a in manifest.agents.values()
