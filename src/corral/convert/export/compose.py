@@ -162,8 +162,8 @@ def _unmapped(agent: Agent, name: str, report: Report) -> None:
                "another machine: no variables come from the shell that runs corral",
                "needs": "advice for corral recommend only", "port": "the peers' addresses "
                "are in the environment already"}
-    defaults: dict[str, object] = {"description": "", "class_": "io", "trust": "trusted", "inherit_env": [],
-                "port": None}
+    defaults: dict[str, object] = {"description": "", "class_": "io", "trust": "trusted",
+                                   "inherit_env": [], "port": None}
     for key, reason in reasons.items():
         value = getattr(agent, key)
         if key == "needs" and value == type(value)():
