@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 from corral.convert import output
@@ -48,6 +49,23 @@ secrets:
 """
 
 
+SMALL = """\
+services:
+  api:
+    image: python:3.12-slim
+    entrypoint: ["python3"]
+    command: ["-m", "http.server", "8000"]
+    environment: ["MODE=prod", "LEVEL=3"]
+    restart: on-failure:3
+    healthcheck: {test: ["CMD", "python3", "-c", "print(1)"], retries: 2}
+  job:
+    image: busybox:1.36
+    command: sh -c 'echo done'
+    restart: "no"
+    depends_on: [api]
+"""
+
+
 def _project(tmp_path: Path) -> None:
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "Containerfile").write_text("FROM python:3.12-slim\n")
@@ -76,9 +94,10 @@ def test_quickstart_exports_and_validates(tmp_path: Path) -> None:
     assert doc["services"]["seed"]["depends_on"] == {"cache": {"condition": "service_healthy"}}
 
 
-def test_round_trip_every_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", [EVERY_KEY, SMALL], ids=["every-key", "small"])
+def test_round_trip(tmp_path: Path, text: str) -> None:
     _project(tmp_path)
-    (tmp_path / "compose.yaml").write_text(EVERY_KEY)
+    (tmp_path / "compose.yaml").write_text(text)
     first = _import(tmp_path / "compose.yaml")
     (tmp_path / "corral.yaml").write_text(first)
     _export(tmp_path / "corral.yaml", tmp_path / "out")
