@@ -1,0 +1,158 @@
+"""The corral-to-compose mapping, checked by the real docker-compose, and the round trip."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.convert import output
+from corral.convert.base import ExportOptions
+from corral.convert.export.compose import ComposeExporter
+from corral.convert.imports import compose
+from corral.manifest.loader import load
+from tests.support.validate_compose import check_compose
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "corral.yaml"
+
+EVERY_KEY = """\
+name: every
+services:
+  db:
+    image: postgres:16
+    command: ["postgres", "-c", "fsync=off"]
+    environment: {POSTGRES_PASSWORD_FILE: /run/secrets/pw}
+    secrets: [pw]
+    volumes: ["data:/var/lib/postgresql/data", "./init:/init:ro"]
+    healthcheck: {test: ["CMD", "pg_isready"], interval: 5s, timeout: 2s, retries: 4,
+                  start_period: 3s}
+    restart: unless-stopped
+    stop_signal: SIGINT
+    stop_grace_period: 20s
+    labels: {tier: data}
+  web:
+    build: ./web
+    command: ["python", "app.py"]
+    ports: ["18000:8000"]
+    depends_on: {db: {condition: service_healthy}}
+    deploy:
+      replicas: 2
+      resources: {limits: {cpus: "0.5", memory: 256M, pids: 50}, reservations: {memory: 64M}}
+    restart: always
+volumes:
+  data: {}
+secrets:
+  pw: {file: ./pw}
+"""
+
+
+SMALL = """\
+services:
+  api:
+    image: python:3.12-slim
+    entrypoint: ["python3"]
+    command: ["-m", "http.server", "8000"]
+    environment: ["MODE=prod", "LEVEL=3"]
+    restart: on-failure:3
+    healthcheck: {test: ["CMD", "python3", "-c", "print(1)"], retries: 2}
+  job:
+    image: busybox:1.36
+    command: sh -c 'echo done'
+    restart: "no"
+    depends_on: [api]
+"""
+
+
+def _project(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Containerfile").write_text("FROM python:3.12-slim\n")
+    (tmp_path / "init").mkdir()
+    (tmp_path / "pw").write_text("x\n")
+
+
+def _export(manifest_path: Path, out: Path) -> dict:
+    manifest = load(manifest_path, environ={})
+    bundle = ComposeExporter().export(manifest, ExportOptions(settings={"out": str(out)}))
+    output.write(bundle, str(out), kind="export compose", force=True)
+    check_compose(out)
+    return yaml.safe_load((out / "compose.yaml").read_text())
+
+
+def _import(src: Path) -> str:
+    text, _ = compose.convert(str(src), argparse.Namespace(profile=[], name="every"))
+    return text.split("\n", 2)[2]  # without the header naming the source
+
+
+def test_quickstart_exports_and_validates(tmp_path: Path) -> None:
+    doc = _export(QUICKSTART, tmp_path / "out")
+    worker = doc["services"]["worker"]
+    assert worker["scale"] == 2
+    assert Path(worker["build"]["dockerfile"]).is_file()
+    assert doc["services"]["seed"]["depends_on"] == {"cache": {"condition": "service_healthy"}}
+
+
+@pytest.mark.parametrize("text", [EVERY_KEY, SMALL], ids=["every-key", "small"])
+def test_round_trip(tmp_path: Path, text: str) -> None:
+    _project(tmp_path)
+    (tmp_path / "compose.yaml").write_text(text)
+    first = _import(tmp_path / "compose.yaml")
+    (tmp_path / "corral.yaml").write_text(first)
+    _export(tmp_path / "corral.yaml", tmp_path / "out")
+    second = _import(tmp_path / "out" / "compose.yaml")
+    a, b = yaml.safe_load(first), yaml.safe_load(second)
+    x, y = load_agents(a, tmp_path), load_agents(b, tmp_path)
+    assert {n: _diff(x[n], y[n]) for n in x} == {n: [] for n in x}
+
+
+def load_agents(doc: dict, root: Path) -> dict:
+    """Both manifests loaded from one directory, so paths resolve alike."""
+    import dataclasses
+
+    f = root / "cmp.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    agents = dict(load(f, environ={}).agents)
+    for name, agent in agents.items():  # a build dir, written relative to each file's dir
+        box = agent.options.get("container")
+        if box is not None and box.build is not None:
+            box = dataclasses.replace(box, build=os.path.normpath(os.path.join(root, box.build)))
+            agents[name] = dataclasses.replace(agent, options={**agent.options,
+                                                               "container": box})
+    return agents
+
+
+def _diff(a: object, b: object) -> list[str]:
+    import dataclasses
+    return [f"{f.name}: {getattr(a, f.name)!r} != {getattr(b, f.name)!r}"
+            for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def test_tcp_readiness_secret_env_and_own_fields(tmp_path: Path) -> None:
+    (tmp_path / "corral.yaml").write_text("""\
+name: t
+secrets:
+  token: {environment: TOKEN}
+agents:
+  api:
+    description: the api
+    class: service
+    command: python3 -m http.server 8000
+    readiness: {tcp: 8000, period: 2s}
+    liveness: {silence: 30s}
+    secrets: [{source: token, env: TOKEN}]
+    resources: {memory: 1G, memory_high: 512M}
+""")
+    doc = _export(tmp_path / "corral.yaml", tmp_path / "out")
+    api = doc["services"]["api"]
+    assert api["healthcheck"]["test"] == ["CMD-SHELL", "exec 3<>/dev/tcp/127.0.0.1/8000"]
+    assert api["deploy"]["resources"]["limits"]["memory"] == "1024M"
+    assert doc["secrets"] == {"token": {"file": "./secrets/token"}}
+    manifest = load(tmp_path / "corral.yaml", environ={})
+    bundle = ComposeExporter().export(manifest, ExportOptions())
+    fields = {(x.agent, x.field, x.outcome) for x in bundle.report.losses}
+    assert {("api", "liveness", "dropped"), ("api", "description", "dropped"),
+            ("api", "class", "dropped"), ("api", "resources.memory_high", "dropped"),
+            ("api", "secrets.token", "changed"), (None, "secrets.token", "changed"),
+            ("api", "isolation", "changed")} <= fields
