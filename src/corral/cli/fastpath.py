@@ -98,7 +98,8 @@ def _ps(file: str | None, directory: str | None, rest: list[str]) -> SimpleNames
         else:
             return None
     return SimpleNamespace(file=file, project_directory=directory, command="ps", json=json,
-                           all=False, status=status, agents=agents)
+                           all=False, status=status, agents=agents, target=None, context=None,
+                           namespace=None)
 
 
 def run(ns: SimpleNamespace) -> int:

@@ -122,6 +122,21 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pods_table(rows: list[dict[str, Any]], *, color: bool) -> str:
+    """``corral ps`` of a fleet in a cluster: a pod (or a workload without one) a line."""
+    head = ["NAME", "AGENT", "STATE", "READY", "RESTARTS", "NODE", "UPTIME", "REASON"]
+    body = [[r["name"], r["agent"] or "-", r["state"], r["ready"], str(r["restarts"]),
+             r["node"], duration(r["uptime"]), one_line(r["reason"] or "")] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    for b in body:
+        cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
+        cells[2] = _c(cells[2], _STATE_COLOR.get(b[2], 0), color)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def runs_table(runs: list[dict[str, Any]]) -> str:
     """``corral ps --all``: the scheduled runs kept, oldest first."""
     import time

@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 HOST_ONLY = ("CORRAL_STATE_DIR", "CORRAL_RUN_DIR", "CORRAL_CACHE_DIR", "CORRAL_SECRETS_DIR")
 
 
-def task(manifest: Manifest, agent: str, index: int = 1) -> Task:
+def task(manifest: Manifest, agent: str, index: int = 1,
+         addresses: dict[str, str] | None = None) -> Task:
     """Instance ``index`` (from 1) of ``agent`` as the daemon would build it, with no shell
-    variables inherited and no secrets read."""
+    variables inherited and no secrets read. ``addresses``: the other agents'
+    ``CORRAL_ADDR_*``/``CORRAL_HOST_*`` where the export runs (Kubernetes: at their Services),
+    instead of where they are on this host (``manifest.peers``)."""
     from corral import environ
     from corral.manifest import peers
     from corral.manifest.spec import instance_name
@@ -29,17 +32,19 @@ def task(manifest: Manifest, agent: str, index: int = 1) -> Task:
     env = environ.agent_environment(
         spec, project=manifest.name, name=agent, state_dir=manifest.state_dir,
         base={}, given={}, inherit=[], withheld=environ.sources(manifest),
-        peers=peers.environment(manifest.agents, agent))
+        peers=peers.environment(manifest.agents, agent) if addresses is None else addresses)
     return build_task(project=manifest.name, project_dir=manifest.project_dir, agent=agent,
                       spec=spec, instance=instance_name(agent, index), index=index, env=env,
                       hosts=peers.hosts(manifest.agents, agent),
                       layout=StateLayout(manifest.state_dir))
 
 
-def environment(manifest: Manifest, agent: str) -> dict[str, str]:
+def environment(manifest: Manifest, agent: str,
+                addresses: dict[str, str] | None = None) -> dict[str, str]:
     """The agent's environment for an export: what its first instance gets, without the
-    instance's own two variables and the host-only ones (``HOST_ONLY``)."""
-    env = dict(task(manifest, agent).env)
+    instance's own two variables and the host-only ones (``HOST_ONLY``); ``addresses`` as
+    for ``task``."""
+    env = dict(task(manifest, agent, addresses=addresses).env)
     for name in ("CORRAL_INSTANCE", "CORRAL_INSTANCE_INDEX", *HOST_ONLY):
         env.pop(name, None)
     return env

@@ -31,6 +31,8 @@ class Report:
     losses: list[Loss] = field(default_factory=list)
     # files written and other facts worth a line (``wrote 12 files to k8s/``)
     notes: list[str] = field(default_factory=list)
+    # the losses already listed: a 500-agent export adds thousands (a list scan is quadratic)
+    _seen: set[Loss] = field(default_factory=set, repr=False, compare=False)
 
     def dropped(self, agent: str | None, path: str, reason: str) -> None:
         self._add(Loss(agent, path, "dropped", reason))
@@ -39,7 +41,8 @@ class Report:
         self._add(Loss(agent, path, "changed", reason))
 
     def _add(self, loss: Loss) -> None:
-        if loss not in self.losses:
+        if loss not in self._seen:
+            self._seen.add(loss)
             self.losses.append(loss)
 
     def for_agent(self, agent: str | None) -> list[Loss]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from corral.api.client import Client
 
+FOLLOW_EVERY = 2.0  # seconds between two copies of a cluster's pod logs with -f
 _TIME_FORMS = "10m, 2h, 1h30m, an ISO-8601 time or unix seconds"
 
 
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--run", type=_run_number, metavar="N",
                    help="only run N of a scheduled agent (see 'corral ps --all')")
     s.add_argument("--no-color", action="store_true")
+    from corral.cli import targeting
+
+    targeting.flags(s)
     s.set_defaults(handler=cmd_logs)
 
 
@@ -51,6 +55,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     filters = _filters(args)
     state = project.state_dir(args.file)
     directory = paths.StateLayout(state).logs
+    from corral.cli import targeting
+
+    target = targeting.remote(args, state)
+    if target is not None:
+        return _remote(args, filters, target, state, directory)
     client = daemonctl.client(state, timeout=None)
     current = [r["name"] for r in client.instances()] if client.alive() else None
     agents, instances = _resolve(args.names, directory, current or [], args.file)
@@ -75,6 +84,35 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 rec = json.loads(event[6:])
                 if view.new(rec):
                     view.show(rec, event[6:])
+    return 0
+
+
+def _remote(args: argparse.Namespace, filters: dict[str, Any], target: dict[str, Any],
+            state: str, directory: str) -> int:
+    """A fleet in a cluster: its pods' new lines copied into the store (``targets.kubernetes
+    .logs``), then shown from the store as after ``down``; ``-f`` repeats the copy every
+    ``FOLLOW_EVERY`` seconds and shows what came."""
+    import time
+
+    from corral.targets.kubernetes import fleet
+
+    label = target.get("project") or fleet.project_label(project.load(args.file))
+    wanted = [n for n in args.names if "." not in n] or None
+    fleet.fetch_logs(target, label, state, directory, wanted)
+    agents, instances = _resolve(args.names, directory, [], args.file)
+    selected = {"agents": agents, "instances": instances, **filters}
+    view = _View(args, width=_width(directory, None))
+    if not (args.follow and args.tail == 0):
+        for rec, line in _from_files(directory, selected, args.tail):
+            view.show(rec, line)
+    else:
+        view.last = time.time()
+    while args.follow:
+        time.sleep(FOLLOW_EVERY)
+        fleet.fetch_logs(target, label, state, directory, wanted)
+        for rec, line in _from_files(directory, {**selected, "since": view.last}, None):
+            if view.new(rec):
+                view.show(rec, line)
     return 0
 
 

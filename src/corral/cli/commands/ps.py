@@ -27,11 +27,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--status", action="append", choices=states, metavar="STATE",
                    help=f"only instances in this state (repeatable): {', '.join(states)}")
     s.add_argument("agents", nargs="*", metavar="AGENT|INSTANCE")
+    from corral.cli import targeting
+
+    targeting.flags(s)
     s.set_defaults(handler=cmd_ps)
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    client = daemonctl.client(project.state_dir(args.file))
+    state_dir = project.state_dir(args.file)
+    from corral.cli import targeting
+
+    target = targeting.remote(args, state_dir)
+    if target is not None:
+        return _remote(args, target)
+    client = daemonctl.client(state_dir)
     if args.all:  # the fast path leaves --all to the full parser
         return _runs(client, args)
     rows = client.instances()
@@ -58,4 +67,23 @@ def _runs(client: Client, args: argparse.Namespace) -> int:
         from corral.cli import render
 
         sys.stdout.write(render.runs_table(runs))
+    return 0
+
+
+def _remote(args: argparse.Namespace, target: dict[str, object]) -> int:
+    """The project's pods and workloads in the cluster, in the ps table's form."""
+    from corral.targets.kubernetes import fleet
+
+    label = target.get("project") or fleet.project_label(project.load(args.file))
+    rows = fleet.rows(target, str(label))
+    if args.agents:
+        rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
+    if args.status:
+        rows = [r for r in rows if r["state"] in args.status]
+    if args.json:
+        sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")
+    else:
+        from corral.cli import render
+
+        sys.stdout.write(render.pods_table(rows, color=render.use_color(False)))
     return 0

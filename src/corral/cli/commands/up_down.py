@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from corral.cli import daemonctl, project, render
+from corral.cli import daemonctl, project, render, targeting
 from corral.errors import CorralError, UsageError
 
 TYPE_CHECKING = False  # not typing's: every command pays for what a module imports
@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="stop the fleet when an instance exits; exit with its exit code")
     s.add_argument("--exit-code-from", metavar="AGENT",
                    help="exit with this agent's exit code (implies --abort-on-container-exit)")
+    targeting.flags(s)
+    s.add_argument("--force-conflicts", action="store_true",
+                   help="kubernetes: take over fields another field manager owns")
     s.set_defaults(handler=cmd_up)
     s = sub.add_parser("down", help="stop the fleet and its daemon; nothing is left running")
     s.add_argument("--timeout", type=float, default=300.0)
@@ -51,7 +54,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="also remove the project's named container volumes")
     s.add_argument("--rmi", action="store_true",
                    help="also remove the images built for the project's container agents")
+    targeting.flags(s)
     s.set_defaults(handler=cmd_down)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _up_remote(args: argparse.Namespace, target: dict[str, Any]) -> int:
+    from corral.targets.kubernetes import fleet
+
+    manifest = _load(args)
+    if args.agents or args.no_deps or args.build or args.force_recreate or \
+            args.abort_on_container_exit or args.exit_code_from:
+        raise UsageError("--target kubernetes applies the whole fleet as it is",
+                         "drop AGENT..., --no-deps, --build, --force-recreate and the abort "
+                         "flags (build and push images yourself)")
+    wait = args.wait or not args.detach
+    timeout = args.timeout if args.wait_timeout is None else args.wait_timeout
+    return fleet.up(manifest, context=target.get("context"), namespace=target.get("namespace"),
+                    force=args.force_conflicts, wait_timeout=timeout if wait else None,
+                    say=_say)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -102,6 +126,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The daemon boots (imports, state store) while this process parses the manifest: on two
     # cores that overlaps the two slowest steps of a cold start.
     guess = project.state_dir(args.file)
+    target = targeting.remote(args, guess)
+    if target is not None:
+        return _up_remote(args, target)
+    if args.force_conflicts:
+        raise UsageError("--force-conflicts is for --target kubernetes",
+                         "add --target kubernetes")
+    if args.target == "local":
+        from corral.targets import where
+
+        where.forget(guess)
     booting = daemonctl.spawn_daemon(guess)
     try:
         manifest = _load(args)
@@ -214,6 +248,12 @@ def _up_attached(client: Any, manifest: Any, agents: list[str], abort: Abort | N
 
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir = project.state_dir(args.file)
+    target = targeting.remote(args, state_dir)
+    if target is not None:
+        from corral.targets.kubernetes import fleet
+
+        label = target.get("project") or fleet.project_label(_load(args))
+        return fleet.down(state_dir, target, label, _say, volumes=args.volumes)
     client = daemonctl.client(state_dir, timeout=args.timeout)
     if not client.alive():
         print("corral: nothing is running for this project", file=sys.stderr)
