@@ -50,7 +50,7 @@ def main() -> int:
             log("skipped", reason="too few experiments to fit", rows=len(rows))
             return 0
         beta, rmse = fit(rows)
-        coefficients = dict(zip(("intercept", *FEATURES), map(float, beta)))
+        coefficients = dict(zip(("intercept", *FEATURES), map(float, beta), strict=True))
         conn.execute("INSERT INTO models (coefficients, rows, rmse) VALUES (%s, %s, %s)",
                      (json.dumps(coefficients), len(rows), rmse))
     model_dir = os.environ.get("MODEL_DIR", "models")
@@ -58,7 +58,8 @@ def main() -> int:
     with open(os.path.join(model_dir, "latest.json"), "w", encoding="utf-8") as f:
         json.dump({"coefficients": coefficients, "rmse": rmse, "rows": len(rows)}, f)
     redis.Redis.from_url(os.environ["REDIS_URL"]).set("model:latest", json.dumps(coefficients))
-    log("trained", rows=len(rows), rmse=round(rmse, 4), seconds=round(time.monotonic() - started, 2))
+    took = round(time.monotonic() - started, 2)
+    log("trained", rows=len(rows), rmse=round(rmse, 4), seconds=took)
     return 0
 
 
