@@ -179,3 +179,37 @@ def test_a_procfile_imports_loads_and_exports(project: Project) -> None:
     assert len(again.stderr.strip().splitlines()) == 1
     project.corral("export", "make")
     assert check_make(project.root / "export" / "make") == ["web", "queue_1"]
+
+
+def test_stop_signals_timeouts_and_exec_readiness(project: Project) -> None:
+    """SIGINT reaches an agent started in the background (bash would have it ignored), an
+    agent that ignores its stop signal is SIGKILLed after the timeout, an exec probe runs in
+    the agent's workdir with its environment, and a ready line is waited for."""
+    project.write("""\
+        name: sig
+        agents:
+          a:
+            command: sh -c 'sleep 1; touch ready-$$CORRAL_INSTANCE; exec sleep 100'
+            env: {FLAG: "yes"}
+            replicas: 2
+            readiness:
+              exec: 'sh -c "test -f ready-$$CORRAL_INSTANCE && test $$FLAG = yes"'
+              period: 0.3
+            stop: {signal: SIGINT, timeout: 20s}
+          b:
+            command: sh -c 'trap "" TERM; echo go; exec sleep 100'
+            ready_log_line: "^go$"
+            stop: {timeout: 1s}
+            depends_on: {a: {condition: healthy}}
+        """)
+    project.corral("export", "make")
+    out = project.root / "export" / "make"
+    try:
+        up = _make(out, "up").stdout
+        assert up.index("a.2: ready") < up.index("b.1: started") < up.index("b.1: ready")
+        assert (project.root / "ready-a.1").exists() and (project.root / "ready-a.2").exists()
+    finally:
+        down = _make(out, "down").stdout
+    assert "b.1: killed after 1s" in down
+    assert "a.1: stopped" in down and "a.1: killed" not in down
+    assert pids_with_marker(project.root) == []

@@ -11,7 +11,6 @@ scheduler, a cgroup) is said in the report, per agent.
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING, ClassVar
 
 from corral.convert.base import Bundle, ExportOptions
@@ -25,11 +24,6 @@ if TYPE_CHECKING:
 JOB_CONDITIONS = ("completed", "completed_successfully")
 # variables of make's environment every agent gets, as corral's clean base (environ.BASE)
 BASE = "PATH HOME USER LOGNAME SHELL LANG LANGUAGE TZ TMPDIR LC_% XDG_%"
-
-
-def _q(text: str) -> str:
-    """A shell word inside a make recipe: quoted for sh, ``$`` doubled for make."""
-    return shlex.quote(text).replace("$", "$$")
 
 
 def _word(manifest: Manifest, path: str) -> str:
@@ -72,7 +66,6 @@ class MakeExporter:
         agents = [n for n in _order(manifest) if make_fields.exported(manifest, n, report)]
         jobs = _jobs(manifest)
         lines = self._head(manifest, options)
-        help_lines: list[str] = []
         started = [n for n in agents if manifest.agents[n].schedule is None
                    or manifest.agents[n].schedule.run_on_start]  # type: ignore[union-attr]
         lines += ["up: " + " ".join(f"up-{n}" for n in started) + " ## start every agent "
@@ -88,7 +81,7 @@ class MakeExporter:
                   "tail -n $(LINES) $(if $(FOLLOW),-F) "
                   + " ".join(f"{i}.log" for i in instances) + " 2>/dev/null || true", ""]
         for name in agents:
-            lines += self._agent(manifest, name, name in jobs, bundle, help_lines)
+            lines += self._agent(manifest, name, name in jobs, bundle)
         phony = ["help", "up", "down", "ps", "logs"]
         for name in agents:
             phony += [f"{t}-{name}" for t in ("up", "down", "logs", "restart", "done", "exited")]
@@ -128,8 +121,7 @@ class MakeExporter:
             "",
         ]
 
-    def _agent(self, manifest: Manifest, name: str, job: bool, bundle: Bundle,
-               help_lines: list[str]) -> list[str]:
+    def _agent(self, manifest: Manifest, name: str, job: bool, bundle: Bundle) -> list[str]:
         agent = manifest.agents[name]
         report = bundle.report
         env_path = f"env/{name}.sh"
@@ -150,8 +142,9 @@ class MakeExporter:
         about = agent.description or " ".join(agent.command)[:60]
         workdir = _word(manifest, agent.workdir)
         envfile = '"$(HERE)/' + env_path + '"'
-        variables = f"KEEP=\"$(BASE_ENV) {keep}\"" + (f" SECRETS={_q(secrets)}" if secrets
-                                                     else "")
+        variables = f"KEEP=\"$(BASE_ENV) {keep}\""
+        if secrets:
+            variables += f" SECRETS={make_fields.quote(secrets)}"
         out = [f"up-{name}: {' '.join(prereqs)} ## start {name}: {about}".replace("  #", " #")]
         out += build
         count = agent.replicas
@@ -161,9 +154,10 @@ class MakeExporter:
         probe = make_fields.readiness(agent, name, report)
         if probe is not None:
             kind, timing, words = probe
+            said = " ".join(map(make_fields.quote, words))
             for i in range(1, count + 1):
                 out.append(f"\t@{variables} $(RUN) ready {name}.{i} {workdir} {envfile} "
-                           f"$(READY_TIMEOUT) {timing} {kind} " + " ".join(map(_q, words)))
+                           f"$(READY_TIMEOUT) {timing} {kind} {said}")
         stop = f"{agent.stop.signal} {agent.stop.timeout:g}"
         out += ["", f"down-{name}: ## stop {name} ({agent.stop.signal}, then SIGKILL after "
                 f"{agent.stop.timeout:g}s)"]

@@ -22,7 +22,8 @@ RUNTIME = {"CORRAL_INSTANCE", "CORRAL_INSTANCE_INDEX", "CORRAL_STATE_DIR", "PATH
            "USER", "LOGNAME", "SHELL"}
 
 
-def _q(text: str) -> str:
+def quote(text: str) -> str:
+    """A shell word inside a make recipe: quoted for sh, ``$`` doubled for make."""
     return shlex.quote(text).replace("$", "$$")
 
 
@@ -113,7 +114,7 @@ def venv_inputs(agent: Agent) -> list[str]:
     import os
 
     from corral.drivers.host.options import venv_block
-    from corral.drivers.host.python_env import _pyproject_path, _requirement_files
+    from corral.drivers.host.python_env import pyproject_path, requirement_files
 
     venv = venv_block(agent)
     if venv is None or agent.isolation not in HOST_LEVELS:
@@ -122,9 +123,9 @@ def venv_inputs(agent: Agent) -> list[str]:
     if venv.requirements is not None:
         top = os.path.join(agent.workdir, venv.requirements)
         seen: set[str] = set()
-        list(_requirement_files(top, seen))  # fills ``seen`` with every included file
+        list(requirement_files(top, seen))  # fills ``seen`` with every included file
         found += [top, *sorted(seen - {os.path.realpath(top)})]
-    pyproject = _pyproject_path(venv, agent.workdir)
+    pyproject = pyproject_path(venv, agent.workdir)
     if pyproject is not None:
         found.append(pyproject)
     return list(dict.fromkeys(found))
@@ -146,7 +147,7 @@ def venv_rules(manifest: Manifest, agent: Agent, name: str) -> list[str]:
     pyproject = next((p for p in inputs if p.endswith("pyproject.toml")), None)
     if pyproject is not None:
         install.append(path(manifest, pyproject.rsplit("/", 1)[0]))
-    install += [_q(p) for p in venv.packages]
+    install += [quote(p) for p in venv.packages]
     deps = " ".join(path(manifest, p) for p in inputs)
     out = [f"{directory}/.stamp: {deps}", f"\t@echo '{name}: building its venv'",
            f"\trm -rf {directory} && {python} -m venv {directory}"]
@@ -166,7 +167,7 @@ def command(manifest: Manifest, name: str, report: Report,
     agent = manifest.agents[name]
     if agent.isolation == "container":
         return _container(manifest, name, report, files)
-    argv = [_q(w) for w in agent.argv]
+    argv = [quote(w) for w in agent.argv]
     if agent.isolation == "sandbox":
         report.changed(name, "isolation", "sandbox runs as a plain host process: make has no "
                        "bubblewrap walls")
@@ -193,7 +194,7 @@ def _container(manifest: Manifest, name: str, report: Report,
             files[f"build/{name}/Containerfile"] = image.containerfile
             file = None
         where = path(manifest, file) if file else f"$(HERE)/build/{name}/Containerfile"
-        build.append(f'\t@podman build -q -t {_q(image.ref)} -f "{where}" '
+        build.append(f'\t@podman build -q -t {quote(image.ref)} -f "{where}" '
                      f'"{path(manifest, image.context)}"')
     words = ["podman", "run", "--rm", "--init", "--sig-proxy=true"]
     if agent.network == "none":
@@ -206,7 +207,7 @@ def _container(manifest: Manifest, name: str, report: Report,
     else:
         report.changed(name, "network", f"{agent.network or 'the project network'}: "
                        "podman's default network, its ports published on 127.0.0.1")
-        words += [w for port in options.ports for w in ("-p", _q(f"127.0.0.1:{port}"))]
+        words += [w for port in options.ports for w in ("-p", quote(f"127.0.0.1:{port}"))]
     words += ["-e", "CORRAL_INSTANCE", "-e", "CORRAL_INSTANCE_INDEX"]
     for key in fleet.environment(manifest, name):
         if key not in RUNTIME or key in agent.env:
@@ -221,7 +222,7 @@ def _container(manifest: Manifest, name: str, report: Report,
         words += ["-v", f'"{source}:{volume.target}{":ro" if volume.read_only else ""}"']
     report.changed(name, "isolation", "container runs with podman run in the foreground of "
                    "its instance (the stop signal reaches it through podman's proxy)")
-    words += [_q(image.ref), *(_q(w) for w in agent.command)]
+    words += [quote(image.ref), *(quote(w) for w in agent.command)]
     return words, [], build
 
 

@@ -22,11 +22,12 @@ set -u
 state=${STATE:?STATE must name the state dir}
 mkdir -p "$state/logs"
 
-start_time() { # field 22 of /proc/PID/stat (after the command's parenthesis)
+start_time() { # field 22 of /proc/PID/stat (after the command's parenthesis); a zombie has none
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }
     set -- $stat
+    [[ $1 != Z ]] || return 1
     echo "${20}"
 }
 
@@ -39,7 +40,8 @@ pid_of() { # the running instance's PID, or nothing
     echo "$pid"
 }
 
-group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+# a member of process group $1 that is not a zombie (an exited leader may wait to be reaped)
+group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { f = 1 } END { exit !f }'; }
 
 environment() { # the instance's variables as NAME=VALUE words in the array `vars`
     local name=$1 envfile=$2 n src
@@ -75,10 +77,15 @@ start)
     environment "$name" "$envfile" || exit 1
     mkdir -p "$state/data/${name%.*}"
     cd "$workdir" || exit 1
-    export CORRAL_MAKE_STATUS=$status
-    setsid bash -c '"$@"; echo $? > "$CORRAL_MAKE_STATUS"' bash env -i "${vars[@]}" "${RUNNER[@]}" "$@" \
-        >> "$state/logs/$name.log" 2>&1 < /dev/null &
-    pid=$!
+    # setsid -f, not `&`: bash makes a background job ignore SIGINT and SIGQUIT, and an
+    # ignored signal stays ignored through exec (a stop signal of SIGINT would never land)
+    export CORRAL_MAKE_STATUS=$status CORRAL_MAKE_NEW="$state/$name.new"
+    rm -f "$CORRAL_MAKE_NEW"
+    setsid -f bash -c 'echo $$ > "$CORRAL_MAKE_NEW.tmp"; mv "$CORRAL_MAKE_NEW.tmp" "$CORRAL_MAKE_NEW"; "$@"; echo $? > "$CORRAL_MAKE_STATUS"' \
+        bash env -i "${vars[@]}" "${RUNNER[@]}" "$@" >> "$state/logs/$name.log" 2>&1 < /dev/null
+    for _ in $(seq 200); do [[ -f $CORRAL_MAKE_NEW ]] && break; sleep 0.05; done
+    read -r pid < "$CORRAL_MAKE_NEW" || { echo "$name: did not start (see $state/logs/$name.log)" >&2; exit 1; }
+    rm -f "$CORRAL_MAKE_NEW"
     when=$(start_time "$pid") || when=gone
     echo "$pid $when" > "$state/$name.pid"
     echo "$name: started (pid $pid, log $state/logs/$name.log)"

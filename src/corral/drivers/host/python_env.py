@@ -52,7 +52,7 @@ def _read(path: str, what: str) -> bytes:
         raise DriverError(f"cannot read {what} {path}: {exc.strerror or exc}", fix) from None
 
 
-def _requirement_files(path: str, seen: set[str]) -> Iterable[tuple[str, bytes]]:
+def requirement_files(path: str, seen: set[str]) -> Iterable[tuple[str, bytes]]:
     """``path`` and every file it includes with -r/-c, each once (include cycles are fine)."""
     real = os.path.realpath(path)
     if real in seen:
@@ -63,10 +63,10 @@ def _requirement_files(path: str, seen: set[str]) -> Iterable[tuple[str, bytes]]
     base = os.path.dirname(path)
     for match in map(_INCLUDE.match, content.decode("utf-8", "replace").splitlines()):
         if match:
-            yield from _requirement_files(os.path.join(base, match.group(1)), seen)
+            yield from requirement_files(os.path.join(base, match.group(1)), seen)
 
 
-def _pyproject_path(options: VenvOptions, workdir: str) -> str | None:
+def pyproject_path(options: VenvOptions, workdir: str) -> str | None:
     if options.pyproject is None:
         return None
     path = os.path.join(workdir, options.pyproject)
@@ -78,9 +78,9 @@ def venv_digest(options: VenvOptions, workdir: str, *, python: str | None = None
     where ``workdir`` is. ``python``: the interpreter used when the manifest names none."""
     parts: dict[str, object] = {"scheme": _SCHEME}
     if options.requirements is not None:
-        files = _requirement_files(os.path.join(workdir, options.requirements), set())
+        files = requirement_files(os.path.join(workdir, options.requirements), set())
         parts["requirements"] = [[n, sha256(c).hexdigest()] for n, c in files]
-    pyproject = _pyproject_path(options, workdir)
+    pyproject = pyproject_path(options, workdir)
     if pyproject is not None:
         parts["pyproject"] = sha256(_read(pyproject, "pyproject file")).hexdigest()
     parts["packages"] = sorted(options.packages)
@@ -262,7 +262,7 @@ async def _build(
     install: list[str] = []
     if options.requirements is not None:
         install += ["-r", os.path.abspath(os.path.join(workdir, options.requirements))]
-    pyproject = _pyproject_path(options, workdir)
+    pyproject = pyproject_path(options, workdir)
     if pyproject is not None:
         install.append(os.path.dirname(os.path.abspath(pyproject)))
     install += options.packages
