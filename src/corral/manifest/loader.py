@@ -162,6 +162,9 @@ def _load_text(
     ctx = Context(Path(os.path.abspath(os.path.expanduser(project_dir))),
                   drivers=installed_drivers() if drivers is None else drivers)
     data = read_yaml(text, source)
+    if isinstance(data, dict) and "services" in data and "agents" not in data:
+        raise CorralError(f"{source} is a compose file, not a corral manifest",
+                          f"run 'corral import compose {source}' to write a corral.yaml from it")
     environ = os.environ if environ is None else environ
     dotenv = ctx.project_dir / ".env"
     base: dict[str, str] = {}

@@ -83,8 +83,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.include_secrets:
         print("WARN: --include-secrets writes secret values into the exported files: keep "
               "them out of version control", file=sys.stderr)
+    settings = _settings(args.settings)
+    if args.out not in (None, "-"):
+        settings.setdefault("out", os.path.abspath(args.out))  # where files will be
     options = ExportOptions(include_secrets=args.include_secrets, namespace=args.namespace,
-                            settings=_settings(args.settings))
+                            settings=settings)
     bundle = exporter.export(manifest, options)
     if args.out == "-":
         output.show(bundle)

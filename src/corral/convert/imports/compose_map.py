@@ -1,0 +1,168 @@
+"""One compose service to one corral agent: each key compose and corral share, mapped; every
+other key named in the report with the reason, so nothing is dropped silently. Values stay
+as written (``${VAR}`` too): corral's loader interpolates the same syntax at ``up``."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from corral.convert.report import Report
+
+CONDITIONS = {"service_started": "started", "service_healthy": "healthy",
+              "service_completed_successfully": "completed_successfully"}
+# keys with no corral counterpart and why; anything not here and not mapped is dropped too
+REASONS = {
+    "networks": "corral agents share the host's loopback or their container network",
+    "logging": "corral keeps each agent's log in its state dir (logs: in the manifest)",
+    "cap_add": "corral's container level sets its own capabilities",
+    "cap_drop": "corral's container level sets its own capabilities",
+    "privileged": "corral never runs agents privileged",
+    "hostname": "corral names an agent's host after the agent",
+    "extra_hosts": "corral writes the peers' hosts entries itself",
+    "dns": "the engine's DNS is used",
+    "tty": "agents run without a terminal (corral attach gives one)",
+    "stdin_open": "agents run without a terminal (corral attach gives one)",
+    "expose": "ports inside a container are open to its peers already",
+    "container_name": "corral names containers corral-PROJECT-AGENT.N itself",
+    "init": "corral's container level chooses its own init",
+}
+
+
+def command(svc: dict[str, Any], name: str, report: Report) -> list[str]:
+    """entrypoint then command, as compose runs them; a string is split like a shell."""
+    def words(v: Any) -> list[str]:
+        return shlex.split(v) if isinstance(v, str) else [str(x) for x in (v or [])]
+    argv = words(svc.get("entrypoint")) + words(svc.get("command"))
+    if argv:
+        return argv
+    report.changed(name, "command", "no command or entrypoint: the image's own default is "
+                   "not known here; replace the placeholder command with it")
+    return ["/bin/sh", "-c", f"echo '{name}: write the image default command in corral.yaml'"
+            " >&2; exit 64"]
+
+
+def depends(value: Any, name: str, report: Report) -> dict[str, Any]:
+    if isinstance(value, list):
+        return {str(dep): {} for dep in value}
+    out: dict[str, Any] = {}
+    for dep, spec in (value or {}).items():
+        entry: dict[str, Any] = {}
+        cond = (spec or {}).get("condition", "service_started")
+        if cond in CONDITIONS:
+            if cond != "service_started":
+                entry["condition"] = CONDITIONS[cond]
+        else:
+            report.dropped(name, f"depends_on.{dep}.condition", f"{cond!r} is not known")
+        for key in ("required", "restart"):
+            if key in (spec or {}) and spec[key] != (key == "required"):
+                entry[key] = spec[key]
+        out[str(dep)] = entry
+    return out
+
+
+def probe(check: dict[str, Any], name: str, report: Report) -> dict[str, Any] | None:
+    if check.get("disable"):
+        return None
+    test = check.get("test")
+    if test is None:
+        report.dropped(name, "healthcheck", "no test: the image's own HEALTHCHECK is not "
+                       "known here")
+        return None
+    if isinstance(test, str):
+        argv: list[str] = ["/bin/sh", "-c", test]
+    elif test[0] == "NONE":
+        return None
+    elif test[0] == "CMD-SHELL":
+        argv = ["/bin/sh", "-c", " ".join(test[1:])]
+    else:
+        argv = list(test[1:]) if test[0] == "CMD" else list(test)
+    out: dict[str, Any] = {"exec": {"command": argv}}
+    keys = {"interval": "period", "timeout": "timeout", "retries": "failure_threshold",
+            "start_period": "initial_delay"}
+    for key, ours in keys.items():
+        if key in check:
+            out[ours] = check[key]
+    if "start_interval" in check:
+        report.dropped(name, "healthcheck.start_interval", "corral probes at one period")
+    return out
+
+
+def environment(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {k: "" if v is None else str(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for item in value or []:
+        key, _, val = str(item).partition("=")
+        out[key] = val
+    return out
+
+
+def env_files(value: Any) -> list[Any]:
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        else:
+            entry = {"path": item["path"]}
+            if item.get("required", True) is False:
+                entry["required"] = False
+            out.append(entry)
+    return out
+
+
+def volumes(value: list[Any], named: set[str], name: str, report: Report) -> list[Any]:
+    out: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            parts = item.split(":")
+            if len(parts) == 1:
+                report.dropped(name, f"volumes[{i}]", "an anonymous volume: corral needs a "
+                               "source (name it)")
+                continue
+            mode = parts[2] if len(parts) > 2 else "rw"
+            entry: dict[str, Any] = {"source": parts[0], "target": parts[1]}
+            if "ro" in mode.split(","):
+                entry["read_only"] = True
+        else:
+            if item.get("type", "volume") not in ("bind", "volume"):
+                report.dropped(name, f"volumes[{i}]", f"type {item.get('type')!r} has no "
+                               "corral counterpart")
+                continue
+            if "source" not in item:
+                report.dropped(name, f"volumes[{i}]", "an anonymous volume: name it")
+                continue
+            entry = {"source": item["source"], "target": item["target"]}
+            if item.get("read_only"):
+                entry["read_only"] = True
+        if entry["source"] in named:
+            entry["named"] = True
+        out.append(entry)
+    return out
+
+
+def resources(deploy: dict[str, Any], name: str, report: Report) -> dict[str, Any]:
+    res = deploy.get("resources") or {}
+    out: dict[str, Any] = {}
+    limits, reserve = res.get("limits") or {}, res.get("reservations") or {}
+    if "cpus" in limits:
+        out["cpus"] = float(limits["cpus"])
+    if "memory" in limits:
+        out["memory"] = limits["memory"]
+    if "pids" in limits:
+        out["pids"] = limits["pids"]
+    if "memory" in reserve:
+        out["memory_reservation"] = reserve["memory"]
+    for key in set(reserve) - {"memory"}:
+        report.dropped(name, f"deploy.resources.reservations.{key}", "corral reserves memory "
+                       "only (limits carry cpus and pids)")
+    return out
+
+
+def restart(value: str) -> Any:
+    return "no" if value == "no" else value
+
+
+def duration(value: Any) -> Any:
+    return value

@@ -1,0 +1,133 @@
+"""The compose-to-corral mapping, key by key, and the schema check."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.convert.imports import compose, compose_map
+from corral.convert.report import Report
+from corral.errors import CorralError
+from corral.manifest.loader import load
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    return argparse.Namespace(profile=kw.get("profile", []), name=kw.get("name"))
+
+
+def _convert(tmp_path: Path, text: str, **kw: object) -> tuple[dict, Report]:
+    src = tmp_path / "compose.yaml"
+    src.write_text(text)
+    out, report = compose.convert(str(src), _args(**kw))
+    (tmp_path / "corral.yaml").write_text(out)
+    assert out.startswith("# Imported from compose.yaml")
+    return yaml.safe_load(out), report
+
+
+def test_healthcheck_forms() -> None:
+    r = Report("t")
+    assert compose_map.probe({"test": ["CMD", "pg_isready"], "interval": "5s",
+                              "retries": 4, "start_period": "2s"}, "a", r) == {
+        "exec": {"command": ["pg_isready"]}, "period": "5s", "failure_threshold": 4,
+        "initial_delay": "2s"}
+    assert compose_map.probe({"test": "curl -f x"}, "a", r) == {
+        "exec": {"command": ["/bin/sh", "-c", "curl -f x"]}}
+    assert compose_map.probe({"test": ["NONE"]}, "a", r) is None
+    assert compose_map.probe({"test": ["CMD"], "disable": True}, "a", r) is None
+
+
+def test_depends_on_conditions() -> None:
+    r = Report("t")
+    got = compose_map.depends({"db": {"condition": "service_healthy", "restart": True},
+                               "seed": {"condition": "service_completed_successfully",
+                                        "required": False}, "x": {}}, "a", r)
+    assert got == {"db": {"condition": "healthy", "restart": True},
+                   "seed": {"condition": "completed_successfully", "required": False},
+                   "x": {}}
+    assert compose_map.depends(["db"], "a", r) == {"db": {}}
+
+
+def test_env_and_env_file_forms() -> None:
+    assert compose_map.environment(["A=1", "B="]) == {"A": "1", "B": ""}
+    assert compose_map.environment({"A": 1, "B": None}) == {"A": "1", "B": ""}
+    assert compose_map.env_files([".env", {"path": "x.env", "required": False}]) == [
+        ".env", {"path": "x.env", "required": False}]
+    assert compose_map.env_files("a.env") == ["a.env"]
+
+
+def test_volumes_short_long_named_anonymous() -> None:
+    r = Report("t")
+    got = compose_map.volumes(["data:/d", "./c:/c:ro", "/anon",
+                               {"type": "bind", "source": "./s", "target": "/s",
+                                "read_only": True}, {"type": "tmpfs", "target": "/t"}],
+                              {"data"}, "a", r)
+    assert got == [{"source": "data", "target": "/d", "named": True},
+                   {"source": "./c", "target": "/c", "read_only": True},
+                   {"source": "./s", "target": "/s", "read_only": True}]
+    assert {x.field for x in r.losses} == {"volumes[2]", "volumes[4]"}
+
+
+def test_whole_file_loads_and_reports(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "pw").write_text("s3cret\n")
+    data, report = _convert(tmp_path, """
+services:
+  web:
+    build: {context: ./web, dockerfile: Dockerfile.dev}
+    command: ["python", "app.py"]
+    ports: ["127.0.0.1:${PORT:-8000}:8000/tcp"]
+    environment: [MODE=prod]
+    secrets: [{source: pw, target: pw.txt}]
+    restart: on-failure:3
+    user: "1000"
+    network_mode: host
+    scale: 3
+    privileged: true
+  dbg:
+    image: busybox
+    command: sh
+    profiles: [debug]
+secrets:
+  pw: {file: ./pw}
+""")
+    web = data["agents"]["web"]
+    assert web["isolation"] == "container"
+    assert web["container"] == {"build": "./web", "file": "Dockerfile.dev",
+                                "ports": ["${PORT:-8000}:8000"]}
+    assert web["replicas"] == 3 and web["network"] == "host" and web["restart"] == "on-failure:3"
+    assert "dbg" not in data["agents"]
+    fields = {(x.agent, x.field, x.outcome) for x in report.losses}
+    assert ("web", "privileged", "dropped") in fields
+    assert ("web", "user", "dropped") in fields
+    assert ("dbg", "profiles", "dropped") in fields
+    manifest = load(tmp_path / "corral.yaml", environ={})
+    assert manifest.agents["web"].restart.max_restarts == 3
+    assert manifest.agents["web"].secrets[0].target == "pw.txt"
+
+
+def test_profile_keeps_service(tmp_path: Path) -> None:
+    data, _ = _convert(tmp_path, "services:\n  dbg: {image: busybox, command: sh, "
+                       "profiles: [debug]}\n", profile=["debug"])
+    assert "dbg" in data["agents"]
+
+
+def test_schema_error_names_path(tmp_path: Path) -> None:
+    with pytest.raises(CorralError, match=r"services\.web\.ports\[0\]"):
+        _convert(tmp_path, "services:\n  web: {image: x, ports: [{bogus: 1}]}\n")
+
+
+def test_broken_yaml_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(CorralError, match="not valid YAML"):
+        _convert(tmp_path, "services: [\n")
+    with pytest.raises(CorralError, match="no such file"):
+        compose.find(str(tmp_path / "nope.yml"))
+
+
+def test_loader_names_compose_file(tmp_path: Path) -> None:
+    f = tmp_path / "docker-compose.yml"
+    f.write_text("services:\n  web: {image: x}\n")
+    with pytest.raises(CorralError, match="is a compose file.*corral import compose"):
+        load(f, environ={})
