@@ -75,7 +75,7 @@ def _project(tmp_path: Path) -> None:
 
 def _export(manifest_path: Path, out: Path) -> dict:
     manifest = load(manifest_path, environ={})
-    bundle = ComposeExporter().export(manifest, ExportOptions(settings={"out": str(out)}))
+    bundle = ComposeExporter().export(manifest, ExportOptions(out_dir=str(out)))
     output.write(bundle, str(out), kind="export compose", force=True)
     check_compose(out)
     return yaml.safe_load((out / "compose.yaml").read_text())

@@ -17,10 +17,13 @@ class ExportOptions:
     """``include_secrets``: write secret values into the output (Kubernetes Secrets, compose
     env) instead of references to where they come from; the CLI warns. ``namespace``: the
     Kubernetes namespace objects are made for (None: none written, the context's own).
-    ``settings``: ``--set KEY=VALUE`` for format-specific knobs (``kustomize=true``)."""
+    ``settings``: ``--set KEY=VALUE`` for format-specific knobs (``kustomize=true``).
+    ``out_dir``: the absolute directory the bundle will be written to (None: to stdout), for
+    a format whose files name each other by path (compose's generated Containerfiles)."""
 
     include_secrets: bool = False
     namespace: str | None = None
+    out_dir: str | None = None
     settings: dict[str, str] = field(default_factory=dict)
 
 

@@ -83,16 +83,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.include_secrets:
         print("WARN: --include-secrets writes secret values into the exported files: keep "
               "them out of version control", file=sys.stderr)
-    settings = _settings(args.settings)
-    if args.out not in (None, "-"):
-        settings.setdefault("out", os.path.abspath(args.out))  # where files will be
+    directory = None if args.out == "-" else os.path.abspath(
+        args.out or os.path.join("export", exporter.name))
     options = ExportOptions(include_secrets=args.include_secrets, namespace=args.namespace,
-                            settings=settings)
+                            settings=_settings(args.settings), out_dir=directory)
     bundle = exporter.export(manifest, options)
-    if args.out == "-":
+    if directory is None:
         output.show(bundle)
     else:
-        directory = os.path.abspath(args.out or os.path.join("export", exporter.name))
         written = output.write(bundle, directory, kind=f"export {exporter.name}",
                                force=args.force)
         count = f"{len(written)} file{'' if len(written) == 1 else 's'}"

@@ -203,8 +203,7 @@ class ComposeExporter:
             build = svc.get("build")
             if build and str(build.get("dockerfile", "")).startswith("__GENERATED__/"):
                 # compose reads dockerfile from the context: the export's copy, absolute
-                out = options.settings.get("out", os.path.abspath(os.path.join("export",
-                                                                               self.name)))
+                out = options.out_dir or os.path.abspath(os.path.join("export", self.name))
                 build["dockerfile"] = os.path.join(
                     out, build["dockerfile"].removeprefix("__GENERATED__/"))
                 bundle.report.notes.append(f"{agent}: built from {build['dockerfile']} "
