@@ -184,7 +184,10 @@ class ComposeExporter:
         if manifest.metrics.port is not None:
             bundle.report.dropped(None, "metrics", "the daemon's metrics endpoint does not run "
                                   "under compose")
-        services = {n: service(manifest, n, options, bundle) for n in manifest.agents}
+        # the loaded manifest's values are final: a '$' in them is a literal one, which
+        # compose would interpolate unless written '$$'
+        services = {n: _literal(service(manifest, n, options, bundle))
+                    for n in manifest.agents}
         doc: dict[str, Any] = {"version": "3.8", "services": services}
         named = sorted({os.path.basename(v.source) for a in manifest.agents.values()
                         for v in a.volumes if v.named})
@@ -210,3 +213,13 @@ class ComposeExporter:
                                            "(generated)")
         bundle.files["compose.yaml"] = yaml.safe_dump(doc, sort_keys=False, width=100)
         return bundle
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value

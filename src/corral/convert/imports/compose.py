@@ -137,8 +137,14 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
                                "not the address given")
                 text = text[len(_VAR.sub("V", text).split(":", 1)[0]) + 1:]
             if "/" in text:
-                report.changed(name, f"ports[{i}]", "the protocol is dropped (tcp)")
-                text = text.split("/")[0]
+                text, protocol = text.split("/", 1)
+                if protocol != "tcp":
+                    report.dropped(name, f"ports[{i}]", f"{protocol}: corral publishes tcp "
+                                   "ports only")
+                    continue
+            if text in ports:
+                report.dropped(name, f"ports[{i}]", f"{text} is published already")
+                continue
             ports.append(text)
         box["ports"] = ports
     a["container"] = box
@@ -213,7 +219,10 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
             report.dropped(name, "profiles", f"left out: in profile {', '.join(wanted)} (pass "
                            "--profile to keep it)")
             continue
-        agents[name.lower().replace(".", "-")] = _agent(name, svc, data, report)
+        agent = _agent_name(name)
+        if agent != name:
+            report.changed(name, "name", f"the agent is {agent!r} ({spec_rule()})")
+        agents[agent] = _agent(name, svc, data, report)
     secrets: dict[str, Any] = {}
     for sname, spec in (data.get("secrets") or {}).items():
         if "file" in spec:
@@ -223,6 +232,7 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
         else:
             report.dropped(None, f"secrets.{sname}", "external secrets have no source corral "
                            "reads")
+    _drop_dangling(agents, secrets, report)
     for key in sorted(set(data) - {"services", "secrets", "volumes", "name", "version"}):
         report.dropped(None, key, "no corral counterpart at the fleet level")
     project = args.name or data.get("name") or os.path.basename(os.path.dirname(source))
@@ -234,3 +244,40 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
               "# Change isolation: container to process or venv to run an agent on the host.\n")
     body = yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=100)
     return header + body, report
+
+
+def _agent_name(service: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", service.lower())
+
+
+def spec_rule() -> str:
+    from corral.manifest.spec import NAME_RULE
+
+    return NAME_RULE
+
+
+def _drop_dangling(agents: dict[str, Any], secrets: dict[str, Any], report: Report) -> None:
+    """What names a service left out (its profile) or a secret with no source corral reads
+    (external) is dropped with it, so the manifest loads: each drop is in the report."""
+    for name, agent in agents.items():
+        deps = agent.get("depends_on") or {}
+        for dep in [d for d in deps if _agent_name(d) not in agents]:
+            report.dropped(name, f"depends_on.{dep}", f"{dep} is not imported (see its own "
+                           "lines)")
+            del deps[dep]
+        renamed = {_agent_name(d): v for d, v in deps.items()}
+        if renamed != deps:
+            agent["depends_on"] = renamed
+        if "depends_on" in agent and not agent["depends_on"]:
+            del agent["depends_on"]
+        uses = agent.get("secrets") or []
+        kept = [u for u in uses if (u if isinstance(u, str) else u.get("source")) in secrets]
+        for use in uses:
+            if use not in kept:
+                source = use if isinstance(use, str) else use.get("source")
+                report.dropped(name, f"secrets.{source}", f"the secret {source} has no "
+                               "source corral reads (external)")
+        if uses and not kept:
+            del agent["secrets"]
+        elif uses:
+            agent["secrets"] = kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import TYPE_CHECKING
 
 from corral.convert.export.systemd import isolation, probes
@@ -117,6 +118,9 @@ def _resources(agent: Agent) -> list[str]:
     return lines
 
 
+_UNIT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _environment(manifest: Manifest, name: str, agent: Agent, report: Report) -> list[str]:
     from corral.convert import fleet
 
@@ -124,7 +128,8 @@ def _environment(manifest: Manifest, name: str, agent: Agent, report: Report) ->
     for host_fact in HOST_FACTS:  # this shell's; systemd sets its own (and User='s)
         env.pop(host_fact, None)
     lines = [f'Environment="CORRAL_INSTANCE={name}.%i" "CORRAL_INSTANCE_INDEX=%i"']
-    lines += [f"Environment={assignment(k, v)}" for k, v in sorted(env.items())]
+    lines += [f"Environment={assignment(k, v)}" for k, v in sorted(env.items())
+              if _UNIT_NAME.fullmatch(k)]
     for f in agent.env_file:
         lines.append(f"EnvironmentFile={'' if f.required else '-'}{specifiers(f.path)}")
     if agent.env_file:
@@ -134,6 +139,19 @@ def _environment(manifest: Manifest, name: str, agent: Agent, report: Report) ->
         report.dropped(name, "inherit_env", "a unit starts with systemd's environment, not "
                        "the shell's that ran corral up")
     return lines
+
+
+def _odd_names(manifest: Manifest, name: str, report: Report) -> list[str]:
+    """Variables whose names systemd refuses in ``Environment=`` (``discovery.type``, as
+    Elasticsearch reads): set by ``env`` in ``ExecStart=`` instead."""
+    from corral.convert import fleet
+
+    odd = {k: v for k, v in fleet.environment(manifest, name).items()
+           if not _UNIT_NAME.fullmatch(k)}
+    for k in sorted(odd):
+        report.changed(name, f"env.{k}", "set by env(1) in ExecStart=: systemd takes only "
+                       "letters, digits and '_' in Environment= names")
+    return ["/usr/bin/env", *(f"{k}={v}" for k, v in sorted(odd.items()))] if odd else []
 
 
 def _stop(agent: Agent) -> list[str]:
@@ -156,6 +174,7 @@ def render(manifest: Manifest, name: str, version: int, secrets: list[str],
     if agent.user is not None:
         svc.append(f"User={agent.user}")
     svc += _environment(manifest, name, agent, report) + secrets
+    wrap = _odd_names(manifest, name, report) + wrap
     if agent.isolation == "venv":
         svc += isolation.venv_lines(manifest, name, agent, report)
     elif agent.isolation == "sandbox":
