@@ -156,3 +156,18 @@ agents:
             ("api", "class", "dropped"), ("api", "resources.memory_high", "dropped"),
             ("api", "secrets.token", "changed"), (None, "secrets.token", "changed"),
             ("api", "isolation", "changed")} <= fields
+
+
+def test_a_literal_dollar_is_written_so_compose_keeps_it_and_comes_back(
+        tmp_path: Path) -> None:
+    (tmp_path / "corral.yaml").write_text(
+        "name: d\nagents:\n  web:\n    isolation: container\n    command: [echo, '$$HOME']\n"
+        "    container: {image: busybox:1.36}\n    env: {PASSWORD_HASH: 'pbkdf2$$x$$y'}\n")
+    doc = _export(tmp_path / "corral.yaml", tmp_path / "out")
+    assert doc["services"]["web"]["environment"] == {"PASSWORD_HASH": "pbkdf2$$x$$y"}
+    assert doc["services"]["web"]["command"] == ["echo", "$$HOME"]
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "corral.yaml").write_text(_import(tmp_path / "out" / "compose.yaml"))
+    agent = load(back / "corral.yaml", environ={}).agents["web"]
+    assert agent.env["PASSWORD_HASH"] == "pbkdf2$x$y" and agent.command == ["echo", "$HOME"]

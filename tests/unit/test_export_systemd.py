@@ -236,3 +236,20 @@ def test_a_venv_agents_unit_builds_its_venv_once_per_requirements(tmp_path: Path
                    capture_output=True, timeout=300)
     assert stamp.read_text() != before
     assert "Environment=\"VIRTUAL_ENV=/var/lib/v/venv-w\"" in unit
+
+
+def test_a_variable_systemd_refuses_by_name_reaches_the_agent_through_env(
+        tmp_path: Path) -> None:
+    (tmp_path / "corral.yaml").write_text(
+        "name: es\nagents:\n  search:\n"
+        "    command: python3 -c 'import os; print(os.environ[\"discovery.type\"])'\n"
+        "    env: {discovery.type: single-node, DOTS: plain}\n")
+    files = _export(tmp_path, tmp_path / "out")
+    check_systemd(str(tmp_path / "out"))
+    unit = files["units/es-search@.service"]
+    assert 'Environment="DOTS=plain"' in unit and "Environment=\"discovery" not in unit
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
+    done = subprocess.run(exec_argv(line[len("ExecStart="):]), env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout == "single-node\n"  # (dash drops such names: a JVM reads them)
+    assert "env.discovery.type: set by env(1)" in files["report"]

@@ -131,3 +131,38 @@ def test_loader_names_compose_file(tmp_path: Path) -> None:
     f.write_text("services:\n  web: {image: x}\n")
     with pytest.raises(CorralError, match=r"is a compose file.*corral import compose"):
         load(f, environ={})
+
+
+def test_what_names_a_left_out_service_or_an_external_secret_goes_with_a_report_line(
+        tmp_path: Path) -> None:
+    doc, report = _convert(tmp_path, """\
+services:
+  web.front:
+    image: nginx
+    command: nginx -g 'daemon off;'
+    depends_on: [db, cache]
+    secrets: [key, token]
+    ports: ["8080:80", "8080:80/udp", "9090:90/tcp", "9090:90"]
+  cache:
+    image: redis
+    command: redis-server
+  db:
+    image: postgres
+    command: postgres
+    profiles: [full]
+secrets:
+  key: {file: ./key.txt}
+  token: {external: true}
+""")
+    (tmp_path / "key.txt").write_text("k")
+    web = doc["agents"]["web-front"]
+    assert web["depends_on"] == {"cache": {}}
+    assert web["secrets"] == ["key"]
+    assert web["container"]["ports"] == ["8080:80", "9090:90"]
+    dropped = {(x.agent, x.field) for x in report.losses if x.outcome == "dropped"}
+    assert {("web.front", "depends_on.db"), ("web.front", "secrets.token"),
+            ("web.front", "ports[1]"), ("web.front", "ports[3]"), ("db", "profiles"),
+            (None, "secrets.token")} <= dropped
+    assert any(x.field == "name" and "'web-front'" in x.reason for x in report.losses)
+    manifest = load(str(tmp_path / "corral.yaml"))
+    assert list(manifest.agents) == ["web-front", "cache"]

@@ -212,6 +212,7 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
     report = Report("import compose")
     profiles = set(getattr(args, "profile", []) or [])
     agents: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # agent -> its service: the report names the source's keys
     for name, svc in data["services"].items():
         svc = svc or {}
         wanted = svc.get("profiles")
@@ -223,6 +224,7 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
         if agent != name:
             report.changed(name, "name", f"the agent is {agent!r} ({spec_rule()})")
         agents[agent] = _agent(name, svc, data, report)
+        origin[agent] = name
     secrets: dict[str, Any] = {}
     for sname, spec in (data.get("secrets") or {}).items():
         if "file" in spec:
@@ -232,7 +234,7 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
         else:
             report.dropped(None, f"secrets.{sname}", "external secrets have no source corral "
                            "reads")
-    _drop_dangling(agents, secrets, report)
+    _drop_dangling(agents, secrets, report, origin)
     for key in sorted(set(data) - {"services", "secrets", "volumes", "name", "version"}):
         report.dropped(None, key, "no corral counterpart at the fleet level")
     project = args.name or data.get("name") or os.path.basename(os.path.dirname(source))
@@ -256,13 +258,14 @@ def spec_rule() -> str:
     return NAME_RULE
 
 
-def _drop_dangling(agents: dict[str, Any], secrets: dict[str, Any], report: Report) -> None:
+def _drop_dangling(agents: dict[str, Any], secrets: dict[str, Any], report: Report,
+                   origin: dict[str, str]) -> None:
     """What names a service left out (its profile) or a secret with no source corral reads
     (external) is dropped with it, so the manifest loads: each drop is in the report."""
     for name, agent in agents.items():
         deps = agent.get("depends_on") or {}
         for dep in [d for d in deps if _agent_name(d) not in agents]:
-            report.dropped(name, f"depends_on.{dep}", f"{dep} is not imported (see its own "
+            report.dropped(origin[name], f"depends_on.{dep}", f"{dep} is not imported (see its own "
                            "lines)")
             del deps[dep]
         renamed = {_agent_name(d): v for d, v in deps.items()}
@@ -275,7 +278,7 @@ def _drop_dangling(agents: dict[str, Any], secrets: dict[str, Any], report: Repo
         for use in uses:
             if use not in kept:
                 source = use if isinstance(use, str) else use.get("source")
-                report.dropped(name, f"secrets.{source}", f"the secret {source} has no "
+                report.dropped(origin[name], f"secrets.{source}", f"the secret {source} has no "
                                "source corral reads (external)")
         if uses and not kept:
             del agent["secrets"]
