@@ -1,6 +1,6 @@
 """The make export, field by field: what each manifest field becomes in the Makefile (an
 instance's command, variables, readiness wait, venv rule) and, for what make cannot carry, the
-report's line saying why. Kept apart from ``make`` so the table in ``docs/export-make.md``
+report's line saying why. Kept apart from ``make`` so the table in ``docs/export.md``
 and this module can be read side by side."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 Services, ConfigMaps, Secrets or references to them, PVCs, NetworkPolicies, the RBAC of the
 init containers that wait on dependencies), as a plain directory of YAML and as a
 kustomization; ``objects`` gives them in apply order to ``corral up --target kubernetes``.
-Every field the objects cannot carry exactly is in the report. See docs/export-kubernetes.md."""
+Every field the objects cannot carry exactly is in the report. See docs/export.md."""
 
 from __future__ import annotations
 
