@@ -103,23 +103,30 @@ def test_round_trip(tmp_path: Path, text: str) -> None:
     _export(tmp_path / "corral.yaml", tmp_path / "out")
     second = _import(tmp_path / "out" / "compose.yaml")
     a, b = yaml.safe_load(first), yaml.safe_load(second)
-    x, y = load_agents(a, tmp_path), load_agents(b, tmp_path)
+    x, y = load_agents(a, tmp_path), load_agents(b, tmp_path / "out")
     assert {n: _diff(x[n], y[n]) for n in x} == {n: [] for n in x}
 
 
 def load_agents(doc: dict, root: Path) -> dict:
-    """Both manifests loaded from one directory, so paths resolve alike."""
+    """A manifest loaded from the directory of the file it was imported from (the export
+    names host paths relative to its compose file, as compose resolves them); a named
+    volume by its name (each file's state dir holds its own)."""
     import dataclasses
 
     f = root / "cmp.yaml"
     f.write_text(yaml.safe_dump(doc))
     agents = dict(load(f, environ={}).agents)
-    for name, agent in agents.items():  # a build dir, written relative to each file's dir
-        box = agent.options.get("container")
-        if box is not None and box.build is not None:
-            box = dataclasses.replace(box, build=os.path.normpath(os.path.join(root, box.build)))
-            agents[name] = dataclasses.replace(agent, options={**agent.options,
-                                                               "container": box})
+    for name, agent in agents.items():
+        volumes = [dataclasses.replace(v, source=os.path.basename(v.source)) if v.named else v
+                   for v in agent.volumes]
+        options = dict(agent.options)
+        box = options.get("container")
+        if box is not None and box.build is not None:  # relative to the workdir: resolved
+            options["container"] = dataclasses.replace(
+                box, build=os.path.normpath(os.path.join(agent.workdir, box.build)))
+        # a container agent's workdir is its file's dir, only the base of its build
+        agents[name] = dataclasses.replace(agent, volumes=volumes, options=options,
+                                           workdir=".")
     return agents
 
 

@@ -64,7 +64,7 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
     svc: dict[str, Any] = {}
     if image.built:
         assert image.context is not None
-        build: dict[str, Any] = {"context": image.context}
+        build: dict[str, Any] = {"context": _where(image.context, options.out_dir)}
         if image.containerfile is not None:
             path = images.generated_path(name)
             bundle.files[path] = image.containerfile
@@ -134,8 +134,9 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
     if agent.network in ("none", "host"):
         svc["network_mode"] = agent.network
     if agent.volumes:
-        svc["volumes"] = [f"{os.path.basename(v.source) if v.named else v.source}:{v.target}"
-                          f"{':ro' if v.read_only else ''}" for v in agent.volumes]
+        svc["volumes"] = [
+            f"{os.path.basename(v.source) if v.named else _where(v.source, options.out_dir)}"
+            f":{v.target}{':ro' if v.read_only else ''}" for v in agent.volumes]
     if agent.secrets:
         uses = []
         for s in agent.secrets:
@@ -197,7 +198,7 @@ class ComposeExporter:
             doc["secrets"] = {}
             for s, src in manifest.secrets.items():
                 if src.file is not None:
-                    doc["secrets"][s] = {"file": src.file}
+                    doc["secrets"][s] = {"file": _where(src.file, options.out_dir)}
                 else:
                     doc["secrets"][s] = {"file": f"./secrets/{s}"}
                     bundle.report.changed(None, f"secrets.{s}", f"read from ./secrets/{s} "
@@ -205,10 +206,12 @@ class ComposeExporter:
         for agent, svc in services.items():
             build = svc.get("build")
             if build and str(build.get("dockerfile", "")).startswith("__GENERATED__/"):
-                # compose reads dockerfile from the context: the export's copy, absolute
+                # compose reads dockerfile relative to the context: the export's copy
                 out = options.out_dir or os.path.abspath(os.path.join("export", self.name))
-                build["dockerfile"] = os.path.join(
-                    out, build["dockerfile"].removeprefix("__GENERATED__/"))
+                generated = os.path.join(out, build["dockerfile"].removeprefix(
+                    "__GENERATED__/"))
+                context = os.path.join(out, build["context"])  # (absolute stays absolute)
+                build["dockerfile"] = os.path.relpath(generated, context)
                 bundle.report.notes.append(f"{agent}: built from {build['dockerfile']} "
                                            "(generated)")
         bundle.files["compose.yaml"] = yaml.safe_dump(doc, sort_keys=False, width=100)
@@ -223,3 +226,13 @@ def _literal(value: Any) -> Any:
     if isinstance(value, list):
         return [_literal(v) for v in value]
     return value
+
+
+def _where(path: str, out_dir: str | None) -> str:
+    """A host path as the compose file names it: relative to the file's directory when the
+    export is written (compose resolves it from there, and the export moves with its
+    project), else as it is."""
+    if out_dir is None:
+        return path
+    rel = os.path.relpath(path, out_dir)
+    return rel if rel.startswith("..") else f"./{rel}"
