@@ -5,7 +5,7 @@ the exported directory and `docker-compose config` of the fleet's compose export
 whole processes too. Each value is the median of --runs, the commands interleaved so the
 machine's noise falls on all alike.
 
-    python bench/export.py [--n 500] [--runs 7] [--out docs/bench-export-draft.md]
+    python bench/export.py [--n 500] [--runs 7] [--out FILE]  (a section for docs/benchmarks.md)
 """
 
 from __future__ import annotations
