@@ -155,3 +155,20 @@ def test_requirements_outside_the_context_are_refused_in_one_line(tmp_path: Path
     r = build.recipe(str(tmp_path / "app"), base="b", requirements="../reqs.txt")
     with pytest.raises(CorralError, match="outside the build context"):
         build.containerfile(r, from_context=True)
+
+
+def test_a_stream_prints_its_files_and_the_others_as_comments() -> None:
+    import io
+
+    import yaml
+
+    bundle = Bundle(Report("t"), files={"m/1.yaml": "kind: A\n", "m/2.yaml": "kind: B\n",
+                                        "README.md": "# Build\n\nrun this\n",
+                                        "kustomization.yaml": "kind: Kustomization\n"},
+                    stream=["m/1.yaml", "m/2.yaml"])
+    out = io.StringIO()
+    output.show(bundle, out)
+    docs = [d for d in yaml.safe_load_all(out.getvalue()) if d is not None]
+    assert docs == [{"kind": "A"}, {"kind": "B"}]  # what kubectl apply -f - would read
+    assert "# # Build\n#\n# run this\n" in out.getvalue()
+    assert "# kind: Kustomization\n" in out.getvalue()

@@ -30,11 +30,14 @@ class ExportOptions:
 @dataclass(slots=True)
 class Bundle:
     """What an export made: ``files`` maps a relative path (``/``-separated, no ``..``) to its
-    text; ``executable`` names those written with mode 0755."""
+    text; ``executable`` names those written with mode 0755. ``stream``: the files that
+    ``--out -`` prints as they are, in order, so that the output pipes into the tool that
+    reads them (``| kubectl apply -f -``); None: every file. The others follow as comments."""
 
     report: Report
     files: dict[str, str] = field(default_factory=dict)
     executable: set[str] = field(default_factory=set)
+    stream: list[str] | None = None
 
 
 class Exporter(Protocol):

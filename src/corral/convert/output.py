@@ -74,12 +74,18 @@ def write(bundle: Bundle, directory: str, *, kind: str, force: bool = False) -> 
 
 def show(bundle: Bundle, out: TextIO = sys.stdout) -> None:
     """Every file to ``out``: one alone as it is; several each after a ``# file: PATH`` line
-    (a YAML stream stays one stream: its files are documents)."""
+    (a YAML stream stays one stream: its files are documents). Files outside the bundle's
+    ``stream`` come last, every line a comment, so the stream still reads as its format."""
     if len(bundle.files) == 1:
         out.write(next(iter(bundle.files.values())))
         return
-    for path, text in sorted(bundle.files.items()):
+    stream = bundle.stream if bundle.stream is not None else sorted(bundle.files)
+    for path in stream:
+        text = bundle.files[path]
         sep = "---\n" if path.endswith((".yaml", ".yml")) else ""
         out.write(f"{sep}# file: {path}\n{text}")
         if not text.endswith("\n"):
             out.write("\n")
+    for path in sorted(set(bundle.files) - set(stream)):
+        out.write(f"# file: {path}\n")
+        out.writelines(f"# {line}".rstrip() + "\n" for line in bundle.files[path].splitlines())

@@ -64,7 +64,7 @@ def make(plan: Plan, fleet: list[Obj], agents: dict[str, list[Obj]]) -> Bundle:
         files["kustomization.yaml"] = yaml.dump(kustomization, Dumper=Dumper, sort_keys=False)
     files.update(plan.files)
     files["README.md"] = readme(plan, kustomize="kustomization.yaml" in files)
-    return Bundle(plan.report, files=files)
+    return Bundle(plan.report, files=files, stream=order)  # --out -: | kubectl apply -f -
 
 
 def readme(plan: Plan, *, kustomize: bool) -> str:
