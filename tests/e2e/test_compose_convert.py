@@ -88,5 +88,6 @@ def test_missing_file_and_existing_output(src: Path) -> None:
 
 def test_config_on_a_compose_file_says_import(src: Path) -> None:
     done = corral(src, "-f", "docker-compose.yml", "config")
-    assert done.returncode != 0
-    assert "is a compose file" in done.stderr and "corral import compose" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "a compose file, not a corral manifest" in done.stderr
+    assert "corral import compose" in done.stderr

@@ -129,7 +129,8 @@ def test_broken_yaml_and_missing(tmp_path: Path) -> None:
 def test_loader_names_compose_file(tmp_path: Path) -> None:
     f = tmp_path / "docker-compose.yml"
     f.write_text("services:\n  web: {image: x}\n")
-    with pytest.raises(CorralError, match=r"is a compose file.*corral import compose"):
+    with pytest.raises(CorralError, match=r"a compose file, not a corral manifest.*"
+                                         r"corral import compose"):
         load(f, environ={})
 
 

@@ -163,8 +163,8 @@ def _load_text(
                   drivers=installed_drivers() if drivers is None else drivers)
     data = read_yaml(text, source)
     if isinstance(data, dict) and "services" in data and "agents" not in data:
-        raise CorralError(f"{source} is a compose file, not a corral manifest",
-                          f"run 'corral import compose {source}' to write a corral.yaml from it")
+        raise ManifestError([f"a compose file, not a corral manifest: run 'corral import "
+                             f"compose {source}' to write a corral.yaml from it"], source)
     environ = os.environ if environ is None else environ
     dotenv = ctx.project_dir / ".env"
     base: dict[str, str] = {}
