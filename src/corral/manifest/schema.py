@@ -23,6 +23,7 @@ from corral.manifest.bounds import MAX_DURATION, MAX_SIZE
 from corral.manifest.spec import AGENT_NAME, Manifest
 from corral.manifest.units import parse_duration, parse_size
 from corral.manifest.validation import adapter
+from corral.manifest.variables import escaped
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 KNOWN_DRIVERS = ("process", "venv", "fake", "sandbox", "container", "vm")
@@ -252,20 +253,9 @@ def json_schema(drivers: Collection[str] | None = None) -> dict[str, Any]:
     return {"$schema": DRAFT, "title": "corral manifest", **schema}
 
 
-def _escape(value: Any) -> Any:
-    """``$`` → ``$$`` so the dump reads back to the same manifest (interpolation is undone)."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, dict):
-        return {k: _escape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escape(v) for v in value]
-    return value
-
-
 def dump(manifest: Manifest) -> str:
     """The normalized manifest as YAML: every default filled in, paths absolute, keys in model
     order, ``$`` escaped as ``$$``. ``load_text(dump(m), ...)`` gives back ``m``."""
-    data = _escape(decode.dump(manifest))
+    data = escaped(decode.dump(manifest))
     text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     return text

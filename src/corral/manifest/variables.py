@@ -209,3 +209,15 @@ def agent_env(name: str, spec: Any, variables: Mapping[str, str]) -> tuple[Any, 
                 f"{where}: file not found: {path} (create it or mark it required: false)"
             )
     return {**spec, "env": {**merged, **fill_bare(env.items(), variables)}}, problems
+
+
+def escaped(value: Any) -> Any:
+    """Every ``$`` in ``value``'s strings written ``$$``: final values (a loaded manifest's)
+    as text that interpolation, corral's or compose's, reads back unchanged."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escaped(v) for v in value]
+    return value

@@ -13,6 +13,7 @@ import yaml
 from corral.convert import images
 from corral.convert.base import Bundle, ExportOptions
 from corral.convert.report import Report
+from corral.manifest.variables import escaped
 
 if TYPE_CHECKING:
     from corral.manifest.spec import Agent, Manifest, Probe
@@ -187,7 +188,7 @@ class ComposeExporter:
                                   "under compose")
         # the loaded manifest's values are final: a '$' in them is a literal one, which
         # compose would interpolate unless written '$$'
-        services = {n: _literal(service(manifest, n, options, bundle))
+        services = {n: escaped(service(manifest, n, options, bundle))
                     for n in manifest.agents}
         doc: dict[str, Any] = {"version": "3.8", "services": services}
         named = sorted({os.path.basename(v.source) for a in manifest.agents.values()
@@ -216,16 +217,6 @@ class ComposeExporter:
                                            "(generated)")
         bundle.files["compose.yaml"] = yaml.safe_dump(doc, sort_keys=False, width=100)
         return bundle
-
-
-def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_literal(v) for v in value]
-    return value
 
 
 def _where(path: str, out_dir: str | None) -> str:
