@@ -94,6 +94,19 @@ def _next_run(schedule: dict[str, Any], now: float) -> str:
     return "-" if at is None else f"in {duration(max(0.0, at - now))}"
 
 
+def _aligned(head: list[str], body: list[list[str]], *, state: int, color: bool) -> list[str]:
+    """The head and the rows in columns as wide as their widest cell; column ``state``
+    coloured by the state it names."""
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    for b in body:
+        cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
+        cells[state] = _c(cells[state], _STATE_COLOR.get(b[state], 0), color)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
 def table(rows: list[dict[str, Any]], *, color: bool) -> str:
     head = ["NAME", "STATE", "ISOLATION", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT",
             "PORTS", "REASON"]
@@ -109,13 +122,7 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
         for r, b in zip(rows, body, strict=True):
             s = r.get("schedule")
             b[-1:-1] = [_last_run(s, now), _next_run(s, now)] if s else ["-", "-"]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
-    for b in body:
-        cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
-        cells[1] = _c(cells[1], _STATE_COLOR.get(b[1], 0), color)
-        lines.append("  ".join(cells).rstrip())
+    lines = _aligned(head, body, state=1, color=color)
     weak = sorted({str(r["limits"]) for r in rows if str(r.get("limits")).startswith("rlimit")})
     lines.extend(f"limits: {w}: per-process rlimits only; detached processes are found by "
                  "a /proc scan" for w in weak)
@@ -127,14 +134,7 @@ def pods_table(rows: list[dict[str, Any]], *, color: bool) -> str:
     head = ["NAME", "AGENT", "STATE", "READY", "RESTARTS", "NODE", "UPTIME", "REASON"]
     body = [[r["name"], r["agent"] or "-", r["state"], r["ready"], str(r["restarts"]),
              r["node"], duration(r["uptime"]), one_line(r["reason"] or "")] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
-    for b in body:
-        cells = [v.ljust(w) for v, w in zip(b, widths, strict=True)]
-        cells[2] = _c(cells[2], _STATE_COLOR.get(b[2], 0), color)
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+    return "\n".join(_aligned(head, body, state=2, color=color)) + "\n"
 
 
 def runs_table(runs: list[dict[str, Any]]) -> str:
