@@ -121,12 +121,16 @@ def _resources(agent: Agent) -> list[str]:
 _UNIT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _environment(manifest: Manifest, name: str, agent: Agent, report: Report) -> list[str]:
+def _unit_env(manifest: Manifest, name: str) -> dict[str, str]:
     from corral.convert import fleet
 
     env = fleet.environment(manifest, name)
     for host_fact in HOST_FACTS:  # this shell's; systemd sets its own (and User='s)
         env.pop(host_fact, None)
+    return env
+
+
+def _environment(name: str, agent: Agent, env: dict[str, str], report: Report) -> list[str]:
     lines = [f'Environment="CORRAL_INSTANCE={name}.%i" "CORRAL_INSTANCE_INDEX=%i"']
     lines += [f"Environment={assignment(k, v)}" for k, v in sorted(env.items())
               if _UNIT_NAME.fullmatch(k)]
@@ -141,13 +145,10 @@ def _environment(manifest: Manifest, name: str, agent: Agent, report: Report) ->
     return lines
 
 
-def _odd_names(manifest: Manifest, name: str, report: Report) -> list[str]:
+def _odd_names(name: str, env: dict[str, str], report: Report) -> list[str]:
     """Variables whose names systemd refuses in ``Environment=`` (``discovery.type``, as
     Elasticsearch reads): set by ``env`` in ``ExecStart=`` instead."""
-    from corral.convert import fleet
-
-    odd = {k: v for k, v in fleet.environment(manifest, name).items()
-           if not _UNIT_NAME.fullmatch(k)}
+    odd = {k: v for k, v in env.items() if not _UNIT_NAME.fullmatch(k)}
     for k in sorted(odd):
         report.changed(name, f"env.{k}", "set by env(1) in ExecStart=: systemd takes only "
                        "letters, digits and '_' in Environment= names")
@@ -173,8 +174,9 @@ def render(manifest: Manifest, name: str, version: int, secrets: list[str],
     svc.append(f"WorkingDirectory={specifiers(agent.workdir)}")
     if agent.user is not None:
         svc.append(f"User={agent.user}")
-    svc += _environment(manifest, name, agent, report) + secrets
-    wrap = _odd_names(manifest, name, report) + wrap
+    env = _unit_env(manifest, name)
+    svc += _environment(name, agent, env, report) + secrets
+    wrap = _odd_names(name, env, report) + wrap
     if agent.isolation == "venv":
         svc += isolation.venv_lines(manifest, name, agent, report)
     elif agent.isolation == "sandbox":
