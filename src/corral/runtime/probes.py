@@ -44,11 +44,15 @@ class Probes:
         self.tasks: list[asyncio.Task[None]] = []
         self.cleanup: list[Callable[[], None]] = []
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Cancelled and waited for: a probe cancelled while spawning its exec reaps it in
+        its own cleanup, which a second cancel (the daemon's shutdown) would cut short."""
         for t in self.tasks:
             t.cancel()
         for c in self.cleanup:
             c()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def start(task: Task, driver: Driver, verdicts: Mailbox[Verdict], *, clock: Clock,

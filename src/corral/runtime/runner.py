@@ -373,7 +373,7 @@ class Runner:
                 # (docker/systemd semantics), so nothing outlives its instance
                 await self.driver.stop(handle, sig=signal.Signals[stop.signal], timeout=0)
         finally:
-            running.close()
+            await running.close()
         if isinstance(why, Verdict) and why.action == "stop":
             why = "stop"
         return result, why
