@@ -274,3 +274,37 @@ def test_the_daemon_runs_one_podman_service_and_leaves_none(project: Project,
     finally:
         for cid in _containers(podman_engine, "ctsvc"):
             subprocess.run(podman_engine.argv("rm", "-f", "-t", "0", cid), capture_output=True)
+
+
+def test_an_agent_without_a_command_runs_its_images_own(project: Project,
+                                                         podman_engine: Engine) -> None:
+    """As compose: no ``command`` runs the image's CMD; an image without one is the agent's
+    one-line fatal that says so, and the others run on."""
+    project.file("app/Containerfile", f'FROM {IMAGE}\n'
+                 'CMD ["sh", "-c", "echo from the image CMD; sleep 300"]\n')
+    project.file("bare/Containerfile", f"FROM {IMAGE}\nCMD []\n")
+    project.write("""
+        name: ctcmd
+        agents:
+          app: {isolation: container, container: {engine: podman, build: app}}
+          bare:
+            isolation: container
+            restart: "no"
+            container: {engine: podman, build: bare}
+    """)
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    try:
+        up = project.corral("up", "-d", env=env, timeout=300, check=False)
+        assert up.returncode == 1, up.stderr  # an agent is fatal: up says so
+        rows = project.wait_for(lambda r: r["app.1"]["state"] == "running"
+                                and r["bare.1"]["state"] in ("fatal", "exited"),
+                                timeout=120, what="app running and bare ended")
+        deadline = time.monotonic() + 30
+        while "from the image CMD" not in (logs := project.corral("logs", "app").stdout):
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.2)
+        reason = rows["bare.1"]["reason"]
+        assert rows["bare.1"]["state"] == "fatal", rows["bare.1"]
+        assert "\n" not in reason and "command" in reason.lower(), reason
+    finally:
+        project.corral("down", check=False, env=env)

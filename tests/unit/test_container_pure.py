@@ -10,9 +10,10 @@ import pytest
 from corral.drivers.container import build
 from corral.drivers.container.engine import Engine, Result, find
 from corral.drivers.container.options import ContainerOptions, container_options
-from corral.drivers.container.runargs import volume_name
+from corral.drivers.container.runargs import RunSpec, api_body, cli_args, volume_name
 from corral.errors import CorralError, ManifestError
 from corral.manifest import decode, spec, validation
+from corral.manifest.loader import load_text
 
 
 def test_an_own_containerfile_or_dockerfile_wins(tmp_path: Path) -> None:
@@ -116,3 +117,43 @@ def test_doctor_names_the_fix_for_a_missing_engine_and_missing_settings(
     lines = [line for _, line, _ in doctor.podman_settings()]
     assert lines == ['default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
                      'cgroup_manager = "cgroupfs"', 'events_logger = "file"', 'runtime = "runc"']
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load_text(text, project_dir="/tmp")
+    return caught.value.problems
+
+
+def test_a_container_of_an_image_or_build_may_leave_the_command_to_the_image() -> None:
+    """compose's services mostly run their image's own CMD: corral's container level too;
+    every other level (and a container built from a generated Containerfile) needs one."""
+    m = load_text("name: p\nagents:\n  a: {isolation: container, container: {image: redis:7}}\n"
+                  "  b: {isolation: container, container: {build: b}}\n", project_dir="/tmp")
+    assert m.agents["a"].command == [] and m.agents["a"].argv == []
+    assert m.agents["b"].command == []
+    assert _problems("name: p\nagents:\n  a: {isolation: container}\n") == [
+        "agents.a: command: missing or empty: add 'command: PROGRAM ARGS...', or a "
+        "container.image whose own command runs"]
+    assert _problems("name: p\nagents:\n  a: {isolation: sandbox}\n") == [
+        "agents.a: command: missing or empty: add 'command: PROGRAM ARGS...'"]
+    assert _problems("name: p\nagents:\n  a: {command: []}\n") == [
+        "agents.a: command: missing or empty: add 'command: PROGRAM ARGS...'"]
+    assert _problems("name: p\nagents:\n  a: {isolation: container, shell: true, "
+                     "container: {image: i}}\n") == [
+        "agents.a: shell: true needs a command to give /bin/sh -c"]
+    # the daemon's decoder holds the same line (it never trusts what it is sent)
+    assert decode.agent({"isolation": "container", "container": {"image": "i"}}).command == []
+    with pytest.raises(ManifestError, match=r"agents\.a: missing command"):
+        decode.manifest({"name": "p", "agents": {"a": {"isolation": "process"}}})
+
+
+def test_no_command_gives_the_engine_no_cmd_so_the_images_own_runs() -> None:
+    bare = RunSpec(name="c", image="redis:7", argv=(), labels={}, env={}, network="corral-p")
+    assert "Cmd" not in api_body(bare)  # an empty Cmd would be the engine's to interpret
+    argv, _ = cli_args(bare, "podman")
+    assert argv[-1] == "redis:7"
+    given = RunSpec(name="c", image="redis:7", argv=("redis-server", "--port", "1"),
+                    labels={}, env={}, network="corral-p")
+    assert api_body(given)["Cmd"] == ["redis-server", "--port", "1"]
+    assert cli_args(given, "podman")[0][-4:] == ["redis:7", "redis-server", "--port", "1"]

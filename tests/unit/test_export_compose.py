@@ -42,6 +42,9 @@ services:
       replicas: 2
       resources: {limits: {cpus: "0.5", memory: 256M, pids: 50}, reservations: {memory: 64M}}
     restart: always
+  cache:
+    image: redis:7
+    depends_on: [db]
 volumes:
   data: {}
 secrets:

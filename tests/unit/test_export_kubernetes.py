@@ -217,8 +217,14 @@ def test_dependencies_are_init_containers(rich: Manifest) -> None:
     # started and completed_successfully are carried exactly: nothing to report
     assert not [f for f in _losses(report, "my_web") if f.startswith("depends_on")]
     inits = {c["name"]: c for c in _pod(_find(objs, "Deployment", "my-web"))["initContainers"]}
+    # first until the object exists (a wait on a missing one fails at once), then its state
+    assert list(inits)[:2] == ["find-migrate", "wait-migrate"]
+    assert inits["find-migrate"]["command"] == ["kubectl", "wait", "--for=create",
+                                                "job/migrate", "--timeout=-1s"]
     assert inits["wait-migrate"]["command"] == ["kubectl", "wait", "--for=condition=complete",
                                                 "job/migrate", "--timeout=-1s"]
+    assert inits["find-idle"]["command"] == ["kubectl", "wait", "--for=create",
+                                             "deployment/idle", "--timeout=-1s"]
     assert inits["wait-idle"]["command"] == ["kubectl", "rollout", "status",
                                              "deployment/idle", "--timeout=0s"]
     migrate = _pod(_find(objs, "Job", "migrate"))["initContainers"][0]
@@ -333,10 +339,19 @@ def test_a_pod_closed_by_its_network_rule_waits_through_the_api(tmp_path: Path) 
                   "    port: 80\n  box:\n    isolation: sandbox\n    command: sleep 1d\n"
                   "    depends_on: {srv: {condition: started}}\n", project_dir=tmp_path)
     objs, report = _objects(m)
-    wait = _pod(_find(objs, "Deployment", "box"))["initContainers"][0]
+    wait = _pod(_find(objs, "Deployment", "box"))["initContainers"][1]
     assert wait["command"] == ["kubectl", "rollout", "status", "deployment/srv",
                                "--timeout=0s"]  # nc could not pass its deny-all policy
     egress = _find(objs, "NetworkPolicy", "box-deny-all")["spec"]["egress"]
     assert [p["port"] for rule in egress for p in rule["ports"]] == [53, 53, 443, 6443]
     assert "ingress" not in _find(objs, "NetworkPolicy", "box-deny-all")["spec"]
     assert any("API server" in x.reason for x in report.for_agent("box"))
+
+
+def test_an_agent_without_a_command_runs_its_images_own(tmp_path: Path) -> None:
+    """No ``args``: the image's ENTRYPOINT and CMD run, as at the container level."""
+    m = load_text("name: img\nagents:\n  cache: {isolation: container, container: {image: "
+                  "redis:7}}\n", project_dir=str(tmp_path))
+    objs, _ = _objects(m)
+    (container,) = _pod(_find(objs, "Deployment", "cache"))["containers"]
+    assert container["image"] == "redis:7" and "args" not in container

@@ -167,3 +167,16 @@ secrets:
     assert any(x.field == "name" and "'web-front'" in x.reason for x in report.losses)
     manifest = load(str(tmp_path / "corral.yaml"))
     assert list(manifest.agents) == ["web-front", "cache"]
+
+
+def test_a_service_without_a_command_runs_its_images_own(tmp_path: Path) -> None:
+    """No placeholder: the agent gives no command, and its image's CMD runs (as compose)."""
+    data, report = _convert(tmp_path, "services:\n  cache: {image: redis:7}\n"
+                            "  web: {build: ., entrypoint: [python3, -m], command: [http.server]}\n")
+    assert "command" not in data["agents"]["cache"]
+    assert not [x for x in report.losses if x.agent == "cache"]
+    manifest = load(tmp_path / "corral.yaml", environ={})
+    assert manifest.agents["cache"].argv == []
+    assert manifest.agents["web"].argv == ["python3", "-m", "http.server"]
+    lines = [(x.field, x.outcome) for x in report.losses if x.agent == "web"]
+    assert ("entrypoint", "changed") in lines  # the image's own ENTRYPOINT still runs first

@@ -116,3 +116,17 @@ def normalizers() -> list[Normalize]:
         if callable(hook) and hook not in out:
             out.append(hook)
     return out
+
+
+def runs_without_command(agent: Any) -> bool:
+    """The isolation's hook ``runs_without_command(agent)`` (declared where its blocks are: a
+    built-in's options module, a third-party driver's class); False where none is declared."""
+    name = agent.isolation
+    if name in _OPTIONS:
+        declarer: Any = _module(_OPTIONS[name])
+    elif name in _table():
+        declarer = load(name)
+    else:
+        return False
+    hook = getattr(declarer, "runs_without_command", None)
+    return bool(hook(agent)) if callable(hook) else False

@@ -55,6 +55,12 @@ def _block(key: str) -> type | None:
     return routes.block(key)
 
 
+def _runs_without_command(agent: spec.Agent) -> bool:
+    from corral.manifest import routes  # the isolation's driver says (an image's CMD)
+
+    return routes.runs_without_command(agent)
+
+
 # The built-in blocks were fields of the agent, in this order, before the drivers declared
 # them. The spec hash and the dump keep them there (null when absent), so a stored hash does
 # not move and ``corral config`` prints what it did; other blocks follow, by key.
@@ -170,6 +176,8 @@ def _required(cls: type) -> set[str]:
 def _check(manifest: spec.Manifest) -> None:
     # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``
     for name, agent in manifest.agents.items():
+        if not agent.command and not _runs_without_command(agent):
+            raise _Invalid(f"agents.{name}", "missing command")
         for key in agent.env:  # execve takes neither
             if key == "" or "=" in key:
                 raise _Invalid(f"agents.{name}.env", f"variable name {key!r} is not valid")

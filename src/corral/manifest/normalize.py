@@ -272,9 +272,16 @@ def one_secret_source(source: spec.SecretSource) -> spec.SecretSource:
 
 
 def agent_levels(agent: spec.Agent) -> spec.Agent:
-    """``user:`` and ``network:`` are for the isolation levels that have them."""
-    from corral.manifest import spec
+    """``user:`` and ``network:`` are for the isolation levels that have them; ``command``
+    may be left out only where the level has a default of its own (an image's CMD)."""
+    from corral.manifest import routes, spec
 
+    if not agent.command and not routes.runs_without_command(agent):
+        own = ", or a container.image whose own command runs" if (
+            agent.isolation == "container") else ""
+        raise ValueError(f"command: missing or empty: add 'command: PROGRAM ARGS...'{own}")
+    if agent.shell and not agent.command:
+        raise ValueError("shell: true needs a command to give /bin/sh -c")
     if agent.user is not None and agent.isolation not in ("process", "venv", "sandbox"):
         raise ValueError(f"user: is for process, venv and sandbox agents; a {agent.isolation} "
                          "agent's user is set inside it (the image's USER, the guest's own)")

@@ -47,3 +47,9 @@ def drivers() -> list[str]:
     """The installed drivers' names."""
     found: list[str] = _registry().names()
     return found
+
+
+def runs_without_command(agent: Any) -> bool:
+    """Whether the agent's level runs something of its own when ``command`` is left out (a
+    container of an image: the image's CMD); asked of the isolation's driver."""
+    return bool(_registry().runs_without_command(agent))

@@ -63,7 +63,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "class": "compute (run to completion), io (restart with backoff; the default), "
         "service (always up, needs a health check), ai (restart on failure).",
         "isolation": "Driver that runs the agent. Default: venv with a venv: block, else process.",
-        "command": "Program and arguments: a list, or a string split like a shell would.",
+        "command": "Program and arguments: a list, or a string split like a shell would. "
+        "A container agent of an image may leave it out: the image's own command runs.",
         "shell": "Run the command with /bin/sh -c.",
         "workdir": "Working directory, relative to the project directory.",
         "env": "Environment variables: a map, or a list of KEY=VALUE. A key without a value "
@@ -133,7 +134,12 @@ def _units(defs: dict[str, Any]) -> None:
 
 def _shortcuts(defs: dict[str, Any], drivers: Collection[str]) -> None:
     agent = defs["Agent"]["properties"]
-    _widen(agent["command"], _STR, {**_STR_LIST, "minItems": 1})
+    _widen(agent["command"], _STR, _STR_LIST)
+    # left out only by a container agent of an image or a build (``agent_levels``)
+    imaged = {"required": ["isolation", "container"], "properties": {
+        "isolation": {"const": "container"},
+        "container": {"anyOf": [{"required": ["image"]}, {"required": ["build"]}]}}}
+    defs["Agent"]["anyOf"] = [{"required": ["command"]}, imaged]
     scalar = {"type": ["string", "number", "boolean", "null"]}
     _widen(agent["env"], {"type": "object", "additionalProperties": scalar}, _STR_LIST)
     file = {"anyOf": [_STR, _ref("EnvFile")]}

@@ -356,7 +356,9 @@ class Agent(Core, Record):
     description: str = ""
     class_: AgentClass = "io"
     isolation: str = "process"
-    command: Annotated[list[str], Length(1), Before("command_list")]
+    # left out only where the level runs a default of its own (a container's image CMD:
+    # ``routes.runs_without_command``); the rule ``agent_levels`` says so otherwise
+    command: Annotated[list[str], Before("command_list")] = field(default_factory=list)
     shell: bool = False
     workdir: str = "."
     env: Annotated[dict[str, str], Before("env")] = field(default_factory=dict)

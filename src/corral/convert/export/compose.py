@@ -79,7 +79,8 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
         svc["image"] = image.ref
         if image.pull_policy != "missing":
             svc["pull_policy"] = image.pull_policy
-    svc["command"] = agent.argv
+    if agent.argv:  # none: the image's own command, as in compose
+        svc["command"] = agent.argv
     ports = container_options(agent).ports if agent.isolation == "container" else []
     if ports:
         svc["ports"] = [f"127.0.0.1:{p}" if ":" in str(p) else f"127.0.0.1:{p}:{p}"

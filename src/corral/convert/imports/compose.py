@@ -148,7 +148,9 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
             ports.append(text)
         box["ports"] = ports
     a["container"] = box
-    a["command"] = m.command(svc, name, report)
+    argv = m.command(svc, name, report)
+    if argv:
+        a["command"] = argv
     if "working_dir" in svc:
         report.changed(name, "working_dir", "the directory inside the image is the image's "
                        "WORKDIR in corral; corral's workdir is the build context's host dir")

@@ -30,16 +30,15 @@ REASONS = {
 
 
 def command(svc: dict[str, Any], name: str, report: Report) -> list[str]:
-    """entrypoint then command, as compose runs them; a string is split like a shell."""
+    """entrypoint then command, as compose runs them; a string is split like a shell. None
+    of either: empty, and the image's own command runs (a container agent may leave it out)."""
     def words(v: Any) -> list[str]:
         return shlex.split(v) if isinstance(v, str) else [str(x) for x in (v or [])]
-    argv = words(svc.get("entrypoint")) + words(svc.get("command"))
-    if argv:
-        return argv
-    report.changed(name, "command", "no command or entrypoint: the image's own default is "
-                   "not known here; replace the placeholder command with it")
-    return ["/bin/sh", "-c", f"echo '{name}: write the image default command in corral.yaml'"
-            " >&2; exit 64"]
+    if svc.get("entrypoint"):
+        report.changed(name, "entrypoint", "corral passes its command as the image's CMD, "
+                       "after the image's own ENTRYPOINT: where the image has one, set the "
+                       "entrypoint in a Containerfile of the agent's own")
+    return words(svc.get("entrypoint")) + words(svc.get("command"))
 
 
 def depends(value: Any, name: str, report: Report) -> dict[str, Any]:

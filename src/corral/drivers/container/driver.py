@@ -263,7 +263,9 @@ class ContainerDriver(Driver):
         # the CLI runs a throwaway container, alongside this one's start
         runargs.recheck(task, spec)  # right before the create: nothing swapped since
         lookup: asyncio.Future[bool] | None = None
-        unknown = not self.prereqs.knows_command(eng.name, image, task.spec.argv[0])
+        # no command: the image's own CMD, which the image itself vouches for
+        unknown = bool(task.spec.argv) and not self.prereqs.knows_command(
+            eng.name, image, task.spec.argv[0])
         if unknown and not ops.looks_in_container:
             lookup = asyncio.ensure_future(self.prereqs.command_missing(ops, image, task, None))
         try:

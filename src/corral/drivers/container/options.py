@@ -36,3 +36,10 @@ def container_options(agent: Agent) -> ContainerOptions:
     """The agent's block, or the defaults when it wrote none."""
     found: ContainerOptions | None = agent.options.get("container")
     return found if found is not None else ContainerOptions()
+
+
+def runs_without_command(agent: Agent) -> bool:
+    """An image (pulled, or built from the agent's own Containerfile) has a CMD of its own,
+    which runs when the agent gives no ``command``; compose services often rely on it."""
+    options = container_options(agent)
+    return options.image is not None or options.build is not None

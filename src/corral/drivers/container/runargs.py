@@ -241,8 +241,10 @@ def api_body(s: RunSpec) -> dict[str, Any]:
             bindings.setdefault(key, []).append({"HostIp": p.host_ip, "HostPort": p.host_port})
         host["PortBindings"] = bindings
     body: dict[str, Any] = {
-        "Image": s.image, "Cmd": list(s.argv), "Labels": dict(s.labels),
+        "Image": s.image, "Labels": dict(s.labels),
         "Env": [f"{k}={v}" for k, v in sorted(s.env.items())], "HostConfig": host}
+    if s.argv:  # none given: the image's own CMD runs
+        body["Cmd"] = list(s.argv)
     if exposed:
         body["ExposedPorts"] = exposed
     if s.alias:

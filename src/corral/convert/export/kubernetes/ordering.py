@@ -5,8 +5,14 @@ connection to it succeeds once a pod passed its readiness probe (or, without one
 small busybox loop tries it. A dependency without a Service (or one the agent's network rule
 keeps it from reaching), and a Job that must complete, is waited for through the API, as a
 ServiceAccount of the fleet's own that a Role lets read Deployments and Jobs, and nothing
-else (``kubectl rollout status``: every replica available; ``kubectl wait
---for=condition=complete``)."""
+else (``kubectl wait --for=create``, then ``kubectl rollout status``: every replica
+available; ``kubectl wait --for=condition=complete``).
+
+The default images, as their own builds make them: ``busybox`` from busybox's defconfig
+(docker-library/busybox), which enables ``NC_110_COMPAT`` (``nc -z``) and ``NC_EXTRA``
+(``-w``); ``registry.k8s.io/kubectl`` from kubernetes' ``build/server-image/kubectl``:
+Debian's base with ``/bin/kubectl`` (the entrypoint, on PATH). ``--set wait_image=`` and
+``--set kubectl_image=`` replace them (a mirror); a replacement needs the same programs."""
 
 from __future__ import annotations
 
@@ -52,11 +58,8 @@ def init_containers(plan: Plan, name: str) -> list[dict[str, Any]]:
                                       ["/bin/sh", "-c", script]))
                 continue
             if kind == "Deployment":
-                plan.waiters.add(name)
-                out.append(_container(f"wait-{dep_name}", plan.setting("kubectl_image",
-                                                                       KUBECTL_IMAGE),
-                                      ["kubectl", "rollout", "status",
-                                       f"deployment/{dep_name}", "--timeout=0s"]))
+                out += _through_api(plan, name, f"deployment/{dep_name}",
+                                    ["rollout", "status"], "0s")
                 continue
             plan.report.changed(name, f"{path}.condition", f"{how.condition}: {dep} is a Job, "
                                 "waited for until it completes")
@@ -67,11 +70,23 @@ def init_containers(plan: Plan, name: str) -> list[dict[str, Any]]:
         elif how.condition == "completed":
             plan.report.changed(name, f"{path}.condition", "completed: waits for the Job to "
                                 "succeed (a failed Job keeps it waiting)")
-        plan.waiters.add(name)
-        out.append(_container(f"wait-{dep_name}", plan.setting("kubectl_image", KUBECTL_IMAGE),
-                              ["kubectl", "wait", "--for=condition=complete",
-                               f"job/{dep_name}", "--timeout=-1s"]))
+        out += _through_api(plan, name, f"job/{dep_name}",
+                            ["wait", "--for=condition=complete"], "-1s")
     return out
+
+
+def _through_api(plan: Plan, name: str, target: str, verb: list[str],
+                 timeout: str) -> list[dict[str, Any]]:
+    """Two kubectl steps: until the object exists (``apply`` may create it after this pod: a
+    wait on a missing object fails at once, and a failed init container fails a Job's pod),
+    then until it is as the condition says. ``--timeout``: -1s is a week, 0s is never for
+    ``rollout status``."""
+    plan.waiters.add(name)
+    image = plan.setting("kubectl_image", KUBECTL_IMAGE)
+    dep = target.partition("/")[2]
+    return [_container(f"find-{dep}", image,
+                       ["kubectl", "wait", "--for=create", target, "--timeout=-1s"]),
+            _container(f"wait-{dep}", image, ["kubectl", *verb, target, f"--timeout={timeout}"])]
 
 
 def _running_caveats(plan: Plan, name: str, path: str, condition: str, target: Any) -> None:

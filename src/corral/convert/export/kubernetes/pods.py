@@ -109,8 +109,10 @@ def container(plan: Plan, name: str, env_ref: str, claims: dict[str, set[str]],
             plan.report.changed(name, "image", f"built as {image.ref}: push it where the "
                                 "cluster pulls from (--set registry=HOST/PATH names it)")
     out: dict[str, Any] = {"name": plan.names.of_agent(name), "image": image.ref,
-                           "imagePullPolicy": PULL[image.pull_policy], "args": agent.argv,
+                           "imagePullPolicy": PULL[image.pull_policy],
                            "envFrom": [{"configMapRef": {"name": env_ref}}]}
+    if agent.argv:  # none: the image's own command (its ENTRYPOINT and CMD)
+        out["args"] = agent.argv
     secret_env, secret_volume = config.secret_refs(plan, name, secret_names)
     if agent.replicas != 1:
         secret_env = [{"name": "CORRAL_INSTANCE", "valueFrom": {"fieldRef": {
