@@ -171,8 +171,8 @@ secrets:
 
 def test_a_service_without_a_command_runs_its_images_own(tmp_path: Path) -> None:
     """No placeholder: the agent gives no command, and its image's CMD runs (as compose)."""
-    data, report = _convert(tmp_path, "services:\n  cache: {image: redis:7}\n"
-                            "  web: {build: ., entrypoint: [python3, -m], command: [http.server]}\n")
+    data, report = _convert(tmp_path, "services:\n  cache: {image: redis:7}\n  web: {build: "
+                            "., entrypoint: [python3, -m], command: [http.server]}\n")
     assert "command" not in data["agents"]["cache"]
     assert not [x for x in report.losses if x.agent == "cache"]
     manifest = load(tmp_path / "corral.yaml", environ={})
