@@ -142,6 +142,7 @@ def _diff(a: object, b: object) -> list[str]:
 def test_tcp_readiness_secret_env_and_own_fields(tmp_path: Path) -> None:
     (tmp_path / "corral.yaml").write_text("""\
 name: t
+logs: {max_size: 1M}
 secrets:
   token: {environment: TOKEN}
 agents:
@@ -165,7 +166,7 @@ agents:
     assert {("api", "liveness", "dropped"), ("api", "description", "dropped"),
             ("api", "class", "dropped"), ("api", "resources.memory_high", "dropped"),
             ("api", "secrets.token", "changed"), (None, "secrets.token", "changed"),
-            ("api", "isolation", "changed")} <= fields
+            ("api", "isolation", "changed"), (None, "logs", "dropped")} <= fields
 
 
 def test_a_literal_dollar_is_written_so_compose_keeps_it_and_comes_back(

@@ -14,6 +14,7 @@ from corral.convert import images
 from corral.convert.base import Bundle, ExportOptions
 from corral.convert.report import Report
 from corral.manifest.variables import escaped
+from corral.manifest.spec import LogsConfig
 
 if TYPE_CHECKING:
     from corral.manifest.spec import Agent, Manifest, Probe
@@ -187,6 +188,9 @@ class ComposeExporter:
         if manifest.metrics.port is not None:
             bundle.report.dropped(None, "metrics", "the daemon's metrics endpoint does not run "
                                   "under compose")
+        if manifest.logs != LogsConfig():
+            bundle.report.dropped(None, "logs", "the engine's log driver keeps the logs (its "
+                                  "max-size and max-file options rotate them)")
         # the loaded manifest's values are final: a '$' in them is a literal one, which
         # compose would interpolate unless written '$$'
         services = {n: escaped(service(manifest, n, options, bundle))
