@@ -118,6 +118,7 @@ CONTAINERS = ["container-podman", "container-docker"]
 def _forget_installed() -> None:
     registry._table.cache_clear()
     registry.blocks.cache_clear()
+    registry.placements.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,7 @@ def test_the_pipeline_order() -> None:
         "drop_extensions",
         "interpolate_all",
         "class_defaults",
+        "place_agents",
         "resolve_paths",
         "read_env_files",
         "choose_isolation",

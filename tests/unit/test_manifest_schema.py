@@ -150,6 +150,7 @@ def test_dump_is_normalized_yaml_in_model_order(tmp_path: Path) -> None:
         "agents",
         "secrets",
         "inherit_env",
+        "cluster",
     ]
     web = data["agents"]["web"]
     assert list(web)[:4] == ["description", "class", "isolation", "command"]

@@ -122,11 +122,24 @@ def table(rows: list[dict[str, Any]], *, color: bool) -> str:
         for r, b in zip(rows, body, strict=True):
             s = r.get("schedule")
             b[-1:-1] = [_last_run(s, now), _next_run(s, now)] if s else ["-", "-"]
+    if any(r.get("node_ip") or r.get("node") for r in rows):  # placed on a cluster
+        head[3:3] = ["NODE"]
+        for r, b in zip(rows, body, strict=True):
+            b[3:3] = [_node(r)]
     lines = _aligned(head, body, state=1, color=color)
     weak = sorted({str(r["limits"]) for r in rows if str(r.get("limits")).startswith("rlimit")})
     lines.extend(f"limits: {w}: per-process rlimits only; detached processes are found by "
                  "a /proc scan" for w in weak)
     return "\n".join(lines) + "\n"
+
+
+def _node(row: dict[str, Any]) -> str:
+    """A cluster node as ps shows it: its IP, and its id's first characters (two nodes of a
+    test cluster often share an IP)."""
+    ip, node = row.get("node_ip"), row.get("node")
+    if not (ip or node):
+        return "-"
+    return f"{ip or '?'} ({node[:8]})" if node else str(ip)
 
 
 def pods_table(rows: list[dict[str, Any]], *, color: bool) -> str:

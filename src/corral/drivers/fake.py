@@ -45,6 +45,9 @@ class FakeOptions(Record):
 
 blocks: dict[str, type[Record]] = {"fake": FakeOptions}
 hidden = frozenset(blocks)  # not in the public schema
+# a cluster for the tests of placement (``placement: fake``): a process agent placed there
+# runs its ``fake:`` steps, as a remote backend runs what the agent declares
+places = ("process",)
 
 
 class FakeDriver(Driver):
@@ -69,7 +72,11 @@ class FakeDriver(Driver):
             raise DriverError(f"agents.{task.agent}: {options.start_error}", "fake start error")
         self.started.append(task.instance)
         self._runs[task.instance] = asyncio.create_task(self._script(options, output))
-        return Handle(driver=self.name, instance=task.instance, pid=None, started_at=time.time())
+        # placed on the fake cluster: a node of it, as a remote backend names its nodes
+        node = {"node": f"fake{task.index:04d}node", "node_ip": "127.0.0.2"} \
+            if task.spec.placement == self.name else {}
+        return Handle(driver=self.name, instance=task.instance, pid=None, started_at=time.time(),
+                      data=node)
 
     async def _script(self, options: FakeOptions, output: Output) -> ExitResult:
         for step in options.steps:

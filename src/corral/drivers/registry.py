@@ -130,3 +130,19 @@ def runs_without_command(agent: Any) -> bool:
         return False
     hook = getattr(declarer, "runs_without_command", None)
     return bool(hook(agent)) if callable(hook) else False
+
+
+@cache
+def placements() -> Mapping[str, tuple[str, ...]]:
+    """Drivers that place agents on a cluster (``placement: NAME``): those declaring
+    ``places = (ISOLATION, ...)``, the levels they run there, by their name."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names():
+        if name in _BUILTIN:  # declared beside its blocks, never by loading the driver
+            declarer = _module(_OPTIONS[name]) if name in _OPTIONS else None
+        else:
+            declarer = load(name)
+        takes = tuple(getattr(declarer, "places", ()))
+        if takes:
+            out[name] = takes
+    return out

@@ -129,6 +129,8 @@ def _scalar(tp: Any, value: Any, path: str) -> Any:
         ok = ok and math.isfinite(value)
     elif tp is str:  # no argument, path or variable can hold a NUL
         ok = isinstance(value, str) and "\x00" not in value
+    elif tp is typing.Any:  # a JSON value kept as given (``cluster:``: its blocks are
+        return value      # validated into the placed agents' own)
     else:
         raise TypeError(f"spec field type {tp!r} has no decoding rule")
     if not ok:
@@ -239,7 +241,7 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 # Fields added after the hashes were pinned: left out while they hold their defaults, so an
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
-ADDED_AGENT_FIELDS = ("schedule", "port", "on")
+ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement")
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 
 

@@ -229,6 +229,23 @@ def class_defaults(data: Data, ctx: Context) -> Data:
     return apply_class_defaults(data)
 
 
+def place_agents(data: Data, ctx: Context) -> Data:
+    """``cluster.NAME`` is the defaults of each agent placed there's own ``NAME:`` block
+    (its keys win): one address for the fleet, overridden where an agent says so."""
+    cluster = data.get("cluster")
+    if not isinstance(cluster, dict):
+        return data
+
+    def merged(name: str, spec: Any) -> tuple[Any, list[str]]:
+        where = spec.get("placement") if isinstance(spec, dict) else None
+        shared = cluster.get(where) if isinstance(where, str) else None
+        own = spec.get(where) if isinstance(shared, dict) else None
+        if isinstance(shared, dict) and isinstance(own, (dict, type(None))):
+            spec = {**spec, where: {**shared, **(own or {})}}
+        return spec, []
+    return _each_agent(data, ctx, merged)
+
+
 # --- d. paths -----------------------------------------------------------------------------
 
 
@@ -331,6 +348,7 @@ STEPS: tuple[Callable[[Data, Context], Data], ...] = (
     drop_extensions,
     interpolate_all,
     class_defaults,
+    place_agents,
     resolve_paths,
     read_env_files,
     choose_isolation,

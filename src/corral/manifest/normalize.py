@@ -282,6 +282,15 @@ def agent_levels(agent: spec.Agent) -> spec.Agent:
         raise ValueError(f"command: missing or empty: add 'command: PROGRAM ARGS...'{own}")
     if agent.shell and not agent.command:
         raise ValueError("shell: true needs a command to give /bin/sh -c")
+    if agent.placement not in (None, spec.LOCAL):
+        takes = routes.placements().get(agent.placement)
+        if takes is None:
+            known = ", ".join([spec.LOCAL, *routes.shown_placements()])
+            raise ValueError(f"placement: no installed driver places agents on "
+                             f"{agent.placement!r} (known: {known})")
+        if agent.isolation not in takes:
+            raise ValueError(f"placement: {agent.placement} runs {' and '.join(takes)} agents;"
+                             f" a {agent.isolation} agent runs on this host (placement: local)")
     if agent.user is not None and agent.isolation not in ("process", "venv", "sandbox"):
         raise ValueError(f"user: is for process, venv and sandbox agents; a {agent.isolation} "
                          "agent's user is set inside it (the image's USER, the guest's own)")
@@ -293,6 +302,18 @@ def agent_levels(agent: spec.Agent) -> spec.Agent:
                          f"{agent.isolation} level use none or host (containers of a fleet "
                          "share its project network already)")
     return agent
+
+
+def known_clusters(manifest: spec.Manifest) -> spec.Manifest:
+    """Each ``cluster:`` block names a cluster an installed driver places agents on."""
+    from corral.manifest import routes
+
+    for name in manifest.cluster:
+        if name not in routes.placements():
+            known = ", ".join(routes.shown_placements()) or "none installed"
+            raise ValueError(f"cluster.{name}: no installed driver places agents there "
+                             f"(known: {known})")
+    return manifest
 
 
 def one_secret_way(use: spec.SecretUse) -> spec.SecretUse:

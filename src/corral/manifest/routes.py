@@ -53,3 +53,14 @@ def runs_without_command(agent: Any) -> bool:
     """Whether the agent's level runs something of its own when ``command`` is left out (a
     container of an image: the image's CMD); asked of the isolation's driver."""
     return bool(_registry().runs_without_command(agent))
+
+
+def placements() -> Mapping[str, tuple[str, ...]]:
+    """The clusters agents can be placed on, each with the isolation levels it runs."""
+    found: Mapping[str, tuple[str, ...]] = _registry().placements()
+    return found
+
+
+def shown_placements() -> list[str]:
+    """The placements an error names: the test-only (hidden) ones left out."""
+    return sorted(set(placements()) - hidden())

@@ -57,6 +57,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "agents": "The agents to run, by name (lowercase letters, digits, '-', '_').",
         "inherit_env": "Variables of corral's environment every agent gets (names or globs "
         "such as LC_*), before each agent's own inherit_env.",
+        "cluster": "Clusters agents can be placed on (ray: {address: ray://HOST:10001 | "
+        "auto}): each block the defaults of the placed agents' own block of that name.",
     },
     "Agent": {
         "description": "Free text shown by 'corral ps' and the web UI.",
@@ -84,6 +86,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "stop": "Stop signal and grace period before the process group is killed.",
         "venv": "Per-agent Python environment (requirements.txt, pyproject.toml, packages).",
         "resources": "CPU, memory and pid limits.",
+        "placement": "Where it runs: local (this host, the default) or a cluster (ray); "
+        "'corral up --target ray' places every agent that can go.",
         "labels": "Free-form string labels.",
         "on": "Hooks: host commands run on the agent's fatal, restart and oom events, the "
         "event as JSON on stdin (a command, or a list; each a string, an argv or "

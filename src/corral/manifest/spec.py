@@ -388,10 +388,18 @@ class Agent(Core, Record):
     # the port it listens on (inside its container or guest), for the other agents'
     # CORRAL_ADDR_<AGENT> (``manifest.peers``); default: its first published or probed port
     port: Port | None = None
+    # where it runs: this host (None, "local"), or a cluster a driver places agents on
+    # ("ray"), with the top-level ``cluster.NAME`` block as its block's defaults
+    placement: Annotated[str, Pattern(AGENT_NAME)] | None = None
     volumes: Annotated[list[Volume], Before("volume_entries")] = field(default_factory=list)
     secrets: Annotated[list[SecretUse], Before("secret_uses")] = field(default_factory=list)
     needs: Needs = Needs()
     on: EventHooks = EventHooks()
+
+    @property
+    def driver(self) -> str:
+        """The driver that runs it: its placement's (a cluster), else its isolation's."""
+        return self.placement if self.placement not in (None, LOCAL) else self.isolation
 
     @property
     def argv(self) -> list[str]:
@@ -416,7 +424,7 @@ class LogsConfig(Core, Record):
 
 @record(kw_only=True)
 class Manifest(Core, Record):
-    __rules__ = Whole(before="fleet_inherit_env")
+    __rules__ = Whole(before="fleet_inherit_env", after="known_clusters")
 
     version: Literal[1] = 1
     name: Annotated[str, Pattern(AGENT_NAME), Problem(project_name_problem)]
@@ -428,8 +436,15 @@ class Manifest(Core, Record):
     secrets: dict[Annotated[str, Pattern(SECRET_NAME)], SecretSource] = field(
         default_factory=dict)
     inherit_env: InheritNames = field(default_factory=list)  # every agent's, before its own
+    # the clusters agents are placed on (``placement: NAME``): each block the defaults of
+    # the placed agents' own ``NAME:`` block (the loader merges them in)
+    cluster: dict[Annotated[str, Pattern(AGENT_NAME)], dict[str, Any]] = field(
+        default_factory=dict)
 
 
+
+
+LOCAL = "local"  # the placement of an agent run on this host
 
 
 def loopback_group(network: str | None) -> str | None:

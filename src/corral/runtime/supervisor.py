@@ -167,7 +167,7 @@ class Supervisor:
         assert self.manifest is not None
         task = self.task(agent, 1)
         return decode.spec_hash(
-            spec, self.driver(spec.isolation).inputs_digest(task).encode(),
+            spec, self.driver(spec.driver).inputs_digest(task).encode(),
             self.env.digest(self.manifest, spec),  # the environment: nothing without inherit_env
             peers.digest(task.env, task.hosts))  # where it finds the others
 
@@ -183,7 +183,7 @@ class Supervisor:
         out.use_redactor(self.env.redactor)
         if resume:
             out.restore_from_tail_file()
-        runner = Runner(task, self.driver(task.spec.isolation), out, self._hooks,
+        runner = Runner(task, self.driver(task.spec.driver), out, self._hooks,
                         spec_hash=spec_hash, restarts=restarts,
                         add_line_listener=out.listen_lines)
         if task.spec.schedule is not None:
@@ -340,14 +340,14 @@ class Supervisor:
         moved (their instances are recreated)."""
         assert self.manifest is not None
         agents = [a for a, spec in self.manifest.agents.items() if a in scope
-                  and type(self.driver(spec.isolation)).refresh is not Driver.refresh]
+                  and type(self.driver(spec.driver)).refresh is not Driver.refresh]
 
         async def one(agent: str, spec: Agent) -> bool:
             task = self.task(agent, 1)
             out = self.log(agent).writer(task.instance)  # the pull's progress: in its log
             out.use_redactor(self.env.redactor)
             try:
-                return await self.driver(spec.isolation).refresh(task, out)
+                return await self.driver(spec.driver).refresh(task, out)
             finally:
                 out.close()
 
@@ -556,7 +556,7 @@ class Supervisor:
         if self.manifest is None or agent not in self.manifest.agents:
             raise NotFound(f"no agent named {agent!r}", "see 'corral ps' for the names")
         task = self.task(agent, 1)
-        env = self.driver(task.spec.isolation).environment(task)
+        env = self.driver(task.spec.driver).environment(task)
         return {"env": env, "cwd": task.workdir}
 
 

@@ -59,6 +59,9 @@ def public(s: Snapshot, now: float | None = None) -> dict[str, Any]:
         "restarts": s.restarts, "exit_code": s.exit_code, "exit_signal": s.exit_signal,
         "oom_killed": s.oom_killed, "reason": s.reason,
         "limits": s.handle.data.get("limits") if s.handle is not None else None,
+        # a cluster's node the instance runs on (``placement``): its IP and id
+        "node_ip": s.handle.data.get("node_ip") if s.handle is not None else None,
+        "node": s.handle.data.get("node") if s.handle is not None else None,
     }
 
 

@@ -103,7 +103,7 @@ def forget_secrets(task: Any) -> None:
 def _driver(spec: Any) -> Driver:
     from corral.drivers import registry
 
-    return registry.load(spec.isolation)().one_off()
+    return registry.load(spec.driver)().one_off()
 
 
 class _StderrProgress:

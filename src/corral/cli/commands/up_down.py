@@ -132,13 +132,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.force_conflicts:
         raise UsageError("--force-conflicts is for --target kubernetes",
                          "add --target kubernetes")
-    if args.target == "local":
+    if args.target is not None:  # local, or a cluster the local daemon places agents on
         from corral.targets import where
 
         where.forget(guess)
     booting = daemonctl.spawn_daemon(guess)
     try:
-        manifest = _load(args)
+        manifest = targeting.placed(args, _load(args))
         _check_up(args, manifest)
         if args.build:
             _build(manifest, args.agents)

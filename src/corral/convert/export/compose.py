@@ -13,8 +13,8 @@ import yaml
 from corral.convert import images
 from corral.convert.base import Bundle, ExportOptions
 from corral.convert.report import Report
-from corral.manifest.variables import escaped
 from corral.manifest.spec import LogsConfig
+from corral.manifest.variables import escaped
 
 if TYPE_CHECKING:
     from corral.manifest.spec import Agent, Manifest, Probe

@@ -1,0 +1,72 @@
+"""``placement:`` and ``cluster:``: an agent placed on a cluster a driver declares (here the
+fake driver's test cluster, ``places = ("process",)``), the fleet's block as its defaults,
+and ``up --target NAME`` placing every agent that can go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.errors import ManifestError, UsageError
+from corral.manifest import decode
+from corral.manifest.loader import load_text
+from corral.manifest.placement import place_all
+
+FLEET = """\
+name: p
+cluster:
+  fake: {steps: [{print: [shared]}]}
+agents:
+  a: {command: x, placement: fake}
+  b: {command: x, placement: fake, fake: {steps: [{print: [own]}]}}
+  c: {command: x, placement: local}
+  d: {command: x}
+  e: {command: x, venv: {}}
+"""
+
+
+def _problems(text: str, tmp_path: Path) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load_text(text, project_dir=str(tmp_path))
+    return caught.value.problems
+
+
+def test_a_placed_agent_gets_the_clusters_block_and_its_own_keys_win(tmp_path: Path) -> None:
+    m = load_text(FLEET, project_dir=str(tmp_path))
+    steps = {n: [s.print for s in a.options["fake"].steps] for n, a in m.agents.items()
+             if a.options.get("fake")}
+    assert steps == {"a": [["shared"]], "b": [["own"]]}
+    assert {n: a.driver for n, a in m.agents.items()} == {
+        "a": "fake", "b": "fake", "c": "process", "d": "process", "e": "venv"}
+    assert m.cluster == {"fake": {"steps": [{"print": ["shared"]}]}}
+
+
+def test_a_placement_no_driver_has_or_a_level_it_does_not_run_is_one_line(
+        tmp_path: Path) -> None:
+    assert _problems("name: p\ncluster: {moon: {}}\nagents:\n  a: {command: x, placement: "
+                     "mars}\n  b: {command: x, venv: {}, placement: fake}\n", tmp_path) == [
+        "agents.a: placement: no installed driver places agents on 'mars' (known: local)",
+        "agents.b: placement: fake runs process agents; a venv agent runs on this host "
+        "(placement: local)",
+        "top level: cluster.moon: no installed driver places agents there (known: none "
+        "installed)"]
+
+
+def test_the_spec_hash_of_an_unplaced_agent_does_not_move(tmp_path: Path) -> None:
+    """Added since the hashes were pinned: left out while unset (no restart on upgrade)."""
+    m = load_text(FLEET, project_dir=str(tmp_path))
+    assert b'"placement"' not in decode.canonical(m.agents["d"])
+    assert b'"placement":"local"' in decode.canonical(m.agents["c"])
+    assert b'"placement":"fake"' in decode.canonical(m.agents["a"])
+
+
+def test_target_places_every_agent_that_can_go_and_names_the_rest(tmp_path: Path) -> None:
+    m = load_text(FLEET, project_dir=str(tmp_path))
+    placed, stays = place_all(m, "fake")
+    assert stays == ["a", "b", "c", "e"]  # placed already, pinned local, a venv agent
+    assert placed.agents["d"].placement == "fake"
+    assert [s.print for s in placed.agents["d"].options["fake"].steps] == [["shared"]]
+    assert placed.agents["c"] == m.agents["c"]
+    with pytest.raises(UsageError, match=r"--target mars: no installed driver places"):
+        place_all(m, "mars")
