@@ -70,3 +70,11 @@ def test_target_places_every_agent_that_can_go_and_names_the_rest(tmp_path: Path
     assert placed.agents["c"] == m.agents["c"]
     with pytest.raises(UsageError, match=r"--target mars: no installed driver places"):
         place_all(m, "mars")
+
+
+def test_the_daemons_decoder_refuses_a_placement_no_driver_takes() -> None:
+    agent = {"command": ["x"], "placement": "mars"}
+    with pytest.raises(ManifestError, match=r"agents\.a\.placement: mars does not run process"):
+        decode.manifest({"name": "p", "agents": {"a": agent}})
+    assert decode.manifest({"name": "p", "agents": {"a": {**agent, "placement": "fake"}}}
+                           ).agents["a"].driver == "fake"

@@ -55,6 +55,12 @@ def _block(key: str) -> type | None:
     return routes.block(key)
 
 
+def _placements() -> Any:
+    from corral.manifest import routes  # only a fleet placing agents on a cluster asks
+
+    return routes.placements()
+
+
 def _runs_without_command(agent: spec.Agent) -> bool:
     from corral.manifest import routes  # the isolation's driver says (an image's CMD)
 
@@ -180,6 +186,10 @@ def _check(manifest: spec.Manifest) -> None:
     for name, agent in manifest.agents.items():
         if not agent.command and not _runs_without_command(agent):
             raise _Invalid(f"agents.{name}", "missing command")
+        if agent.placement not in (None, spec.LOCAL) and agent.isolation not in \
+                _placements().get(agent.placement, ()):
+            raise _Invalid(f"agents.{name}.placement", f"{agent.placement} does not run "
+                                                       f"{agent.isolation} agents")
         for key in agent.env:  # execve takes neither
             if key == "" or "=" in key:
                 raise _Invalid(f"agents.{name}.env", f"variable name {key!r} is not valid")
