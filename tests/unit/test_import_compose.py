@@ -95,7 +95,8 @@ secrets:
 """)
     web = data["agents"]["web"]
     assert web["isolation"] == "container"
-    assert web["container"] == {"build": "./web", "file": "Dockerfile.dev",
+    assert web["workdir"] == "./web"  # the context: `isolation: venv` runs there as is
+    assert web["container"] == {"build": ".", "file": "Dockerfile.dev",
                                 "ports": ["${PORT:-8000}:8000"]}
     assert web["replicas"] == 3 and web["network"] == "host" and web["restart"] == "on-failure:3"
     assert "dbg" not in data["agents"]
@@ -180,3 +181,78 @@ def test_a_service_without_a_command_runs_its_images_own(tmp_path: Path) -> None
     assert manifest.agents["web"].argv == ["python3", "-m", "http.server"]
     lines = [(x.field, x.outcome) for x in report.losses if x.agent == "web"]
     assert ("entrypoint", "changed") in lines  # the image's own ENTRYPOINT still runs first
+
+
+def test_a_built_service_flips_to_venv_with_one_word(tmp_path: Path) -> None:
+    """The build context is the agent's workdir: `isolation: venv` then finds its
+    requirements and runs its command there, the container block left as it was."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "requirements.txt").write_text("flask\n")
+    _convert(tmp_path, "services:\n  web: {build: ./web, command: python app.py}\n"
+             "  remote: {build: 'https://github.com/x/y.git#main', command: run}\n")
+    text = (tmp_path / "corral.yaml").read_text()
+    assert text.count("    isolation: container") == 2
+    (tmp_path / "corral.yaml").write_text(text.replace("    isolation: container",
+                                                       "    isolation: venv", 1))
+    web = load(tmp_path / "corral.yaml", environ={}).agents["web"]
+    assert web.isolation == "venv" and web.workdir == str(tmp_path / "web")
+    assert web.options["venv"].requirements == str(tmp_path / "web" / "requirements.txt")
+
+
+def test_a_remote_build_context_is_reported_not_taken_for_a_directory(tmp_path: Path) -> None:
+    data, report = _convert(tmp_path, "services:\n  remote: {build: "
+                            "'https://github.com/x/y.git#main', command: run}\n")
+    assert "workdir" not in data["agents"]["remote"]
+    assert [(x.field, x.outcome) for x in report.for_agent("remote")] == [("build", "dropped")]
+
+
+def test_extends_merges_the_base_service_of_this_file_or_another(tmp_path: Path) -> None:
+    """As compose merges them: mappings key by key, command replaced, ports appended,
+    volumes by target; a base from another directory has its paths made relative here."""
+    (tmp_path / "base" / "app").mkdir(parents=True)
+    (tmp_path / "base" / "common.yaml").write_text("""
+services:
+  web:
+    build: ./app
+    command: [serve, --old]
+    environment: {A: "1", B: "2"}
+    ports: ["8000:8000"]
+    volumes: ["./data:/data", "./conf:/conf:ro"]
+    healthcheck: {test: [CMD, probe], interval: 5s}
+""")
+    data, report = _convert(tmp_path, """
+services:
+  web:
+    extends: {file: base/common.yaml, service: web}
+    command: [serve, --new]
+    environment: [B=3, C=4]
+    ports: ["9000:9000"]
+    volumes: ["./mine:/conf"]
+    healthcheck: {interval: 2s}
+  worker:
+    extends: web
+    command: [work]
+""")
+    web, worker = data["agents"]["web"], data["agents"]["worker"]
+    assert web["workdir"] == "./base/app" and web["command"] == ["serve", "--new"]
+    assert web["env"] == {"A": "1", "B": "3", "C": "4"}
+    assert web["container"]["ports"] == ["8000:8000", "9000:9000"]
+    assert [(v["source"], v["target"]) if isinstance(v, dict) else v
+            for v in web["volumes"]] == [("./base/data", "/data"), ("./mine", "/conf")]
+    assert web["readiness"]["exec"]["command"] == ["probe"]
+    assert web["readiness"]["period"] == "2s"
+    assert worker["command"] == ["work"] and worker["env"] == web["env"]
+    assert ("web", "extends", "changed") in {(x.agent, x.field, x.outcome)
+                                             for x in report.losses}
+    load(tmp_path / "corral.yaml", environ={})
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("services:\n  a: {extends: b}\n  b: {extends: a}\n", "extends itself"),
+    ("services:\n  a: {extends: {file: nope.yaml, service: x}}\n", "no file nope.yaml"),
+    ("services:\n  a: {extends: zz, image: i}\n", "has no service 'zz'"),
+])
+def test_an_extends_that_cannot_resolve_is_one_line(tmp_path: Path, text: str,
+                                                     problem: str) -> None:
+    with pytest.raises(CorralError, match=problem):
+        _convert(tmp_path, text)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from corral.convert.imports import compose_extends
 from corral.convert.imports import compose_map as m
 from corral.convert.report import Report
 from corral.errors import CorralError
@@ -114,7 +115,12 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
     if "build" in svc:
         b = svc["build"]
         ctx, extra = (b, {}) if isinstance(b, str) else (b.get("context", "."), b)
-        box["build"] = ctx
+        if "://" in ctx or ctx.startswith("git@"):
+            report.dropped(name, "build", f"{ctx}: corral builds from a directory here; "
+                           "build the image and give it as container.image")
+        else:  # the context is the agent's workdir: `isolation: venv` then runs in it
+            a["workdir"] = ctx
+            box["build"] = "."
         if "dockerfile" in extra:
             box["file"] = extra["dockerfile"]
         for key in set(extra) - {"context", "dockerfile"}:
@@ -215,8 +221,13 @@ def convert(source: str, args: argparse.Namespace) -> tuple[str, Report]:
     profiles = set(getattr(args, "profile", []) or [])
     agents: dict[str, Any] = {}
     origin: dict[str, str] = {}  # agent -> its service: the report names the source's keys
-    for name, svc in data["services"].items():
-        svc = svc or {}
+    merged = compose_extends.resolve(data["services"], source, read)
+    for name, svc in merged.items():
+        ext = (data["services"][name] or {}).get("extends")
+        if ext is not None:
+            whence = ext if isinstance(ext, str) else \
+                f"{ext.get('file') or os.path.basename(source)}#{ext.get('service')}"
+            report.changed(name, "extends", f"merged from {whence} as compose merges it")
         wanted = svc.get("profiles")
         if wanted and not profiles & set(wanted):
             report.dropped(name, "profiles", f"left out: in profile {', '.join(wanted)} (pass "
