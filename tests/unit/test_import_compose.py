@@ -52,7 +52,8 @@ def test_depends_on_conditions() -> None:
 
 def test_env_and_env_file_forms() -> None:
     assert compose_map.environment(["A=1", "B="]) == {"A": "1", "B": ""}
-    assert compose_map.environment({"A": 1, "B": None}) == {"A": "1", "B": ""}
+    assert compose_map.environment({"A": 1, "B": None}) == {"A": "1"}  # B: from the shell
+    assert compose_map.passed_through({"A": 1, "B": None}) == ["B"]
     assert compose_map.env_files([".env", {"path": "x.env", "required": False}]) == [
         ".env", {"path": "x.env", "required": False}]
     assert compose_map.env_files("a.env") == ["a.env"]
@@ -256,3 +257,22 @@ def test_an_extends_that_cannot_resolve_is_one_line(tmp_path: Path, text: str,
                                                      problem: str) -> None:
     with pytest.raises(CorralError, match=problem):
         _convert(tmp_path, text)
+
+
+def test_a_variable_without_a_value_is_passed_from_the_shell_both_ways(tmp_path: Path) -> None:
+    """compose's ``- KEY`` / ``KEY:`` is corral's ``inherit_env``, and back."""
+    from corral.convert.base import ExportOptions
+    from corral.convert.export.compose import ComposeExporter
+
+    data, report = _convert(tmp_path, "services:\n  a: {image: i, environment: [A=1, "
+                            "TOKEN]}\n  b: {image: i, environment: {B: '2', HOME_DIR: null}, "
+                            "labels: [tier]}\n")
+    assert data["agents"]["a"]["env"] == {"A": "1"}
+    assert data["agents"]["a"]["inherit_env"] == ["TOKEN"]
+    assert data["agents"]["b"]["inherit_env"] == ["HOME_DIR"]
+    assert data["agents"]["b"]["labels"] == {"tier": ""}
+    assert not report.losses
+    m = load(tmp_path / "corral.yaml", environ={})
+    bundle = ComposeExporter().export(m, ExportOptions())
+    out = yaml.safe_load(bundle.files["compose.yaml"])
+    assert out["services"]["a"]["environment"] == {"A": "1", "TOKEN": None}

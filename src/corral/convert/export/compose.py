@@ -86,7 +86,13 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
     if ports:
         svc["ports"] = [f"127.0.0.1:{p}" if ":" in str(p) else f"127.0.0.1:{p}:{p}"
                         for p in map(str, ports)]
-    env = dict(agent.env)
+    env: dict[str, str | None] = dict(agent.env)
+    for key in agent.inherit_env:  # a name without a value: compose passes it from its shell
+        if any(c in key for c in "*?["):
+            report.dropped(name, f"inherit_env[{key}]", "compose passes variables by name "
+                           "only: list the names the glob meant")
+        else:
+            env.setdefault(key, None)
     if env:
         svc["environment"] = env
     if agent.env_file:
@@ -162,12 +168,10 @@ def _unmapped(agent: Agent, name: str, report: Report) -> None:
     """corral's own fields, named when they differ from their defaults."""
     reasons = {"description": "compose has no description (write it as a comment)",
                "class_": "corral's scheduling class has no compose key",
-               "trust": "compose has no trust level", "inherit_env": "the export is for "
-               "another machine: no variables come from the shell that runs corral",
-               "needs": "advice for corral recommend only", "port": "the peers' addresses "
+               "trust": "compose has no trust level", "needs": "advice for corral recommend only", "port": "the peers' addresses "
                "are in the environment already"}
     defaults: dict[str, object] = {"description": "", "class_": "io", "trust": "trusted",
-                                   "inherit_env": [], "port": None}
+                                   "port": None}
     for key, reason in reasons.items():
         value = getattr(agent, key)
         if key == "needs" and value == type(value)():

@@ -25,7 +25,7 @@ MAPPED = {"image", "build", "command", "entrypoint", "depends_on", "healthcheck"
           "stop_signal", "stop_grace_period", "profiles", "labels", "working_dir", "user",
           "network_mode", "pull_policy", "pids_limit"}
 ORDER = ("description", "isolation", "container", "command", "workdir", "user", "env",
-         "env_file", "replicas", "depends_on", "readiness", "restart", "stop", "resources",
+         "inherit_env", "env_file", "replicas", "depends_on", "readiness", "restart", "stop", "resources",
          "network", "volumes", "secrets", "labels")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
@@ -165,6 +165,8 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
                        "(set USER in its Containerfile)")
     if "environment" in svc:
         a["env"] = m.environment(svc["environment"])
+        if m.passed_through(svc["environment"]):
+            a["inherit_env"] = m.passed_through(svc["environment"])
     if "env_file" in svc:
         a["env_file"] = m.env_files(svc["env_file"])
     deploy = svc.get("deploy") or {}
@@ -209,7 +211,7 @@ def _agent(name: str, svc: dict[str, Any], top: dict[str, Any], report: Report) 
                 report.dropped(name, f"secrets[{i}].{key}", "corral writes secrets 0400, "
                                "owned by the agent")
     if "labels" in svc:
-        a["labels"] = m.environment(svc["labels"])
+        a["labels"] = m.labels(svc["labels"])
     for key in sorted(set(svc) - MAPPED):
         report.dropped(name, key, m.REASONS.get(key, "no corral counterpart"))
     return {k: a[k] for k in ORDER if k in a}

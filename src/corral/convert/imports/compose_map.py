@@ -88,12 +88,28 @@ def probe(check: dict[str, Any], name: str, report: Report) -> dict[str, Any] | 
 
 
 def environment(value: Any) -> dict[str, str]:
+    """An environment's variables that have values."""
+    return {k: v for k, v in _pairs(value).items() if v is not None}
+
+
+def labels(value: Any) -> dict[str, str]:
+    """Labels: one without a value is an empty one."""
+    return {k: "" if v is None else v for k, v in _pairs(value).items()}
+
+
+def passed_through(value: Any) -> list[str]:
+    """An environment's names without a value (``- KEY``, ``KEY:``): compose passes them
+    from the shell that runs it, as corral's ``inherit_env`` does."""
+    return [k for k, v in _pairs(value).items() if v is None]
+
+
+def _pairs(value: Any) -> dict[str, str | None]:
     if isinstance(value, dict):
-        return {k: "" if v is None else str(v) for k, v in value.items()}
-    out: dict[str, str] = {}
+        return {k: None if v is None else str(v) for k, v in value.items()}
+    out: dict[str, str | None] = {}
     for item in value or []:
-        key, _, val = str(item).partition("=")
-        out[key] = val
+        key, eq, val = str(item).partition("=")
+        out[key] = val if eq else None
     return out
 
 
