@@ -168,8 +168,9 @@ def _unmapped(agent: Agent, name: str, report: Report) -> None:
     """corral's own fields, named when they differ from their defaults."""
     reasons = {"description": "compose has no description (write it as a comment)",
                "class_": "corral's scheduling class has no compose key",
-               "trust": "compose has no trust level", "needs": "advice for corral recommend only", "port": "the peers' addresses "
-               "are in the environment already"}
+               "trust": "compose has no trust level",
+               "needs": "advice for corral recommend only",
+               "port": "the peers' addresses are in the environment already"}
     defaults: dict[str, object] = {"description": "", "class_": "io", "trust": "trusted",
                                    "port": None}
     for key, reason in reasons.items():

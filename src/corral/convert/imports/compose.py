@@ -25,8 +25,8 @@ MAPPED = {"image", "build", "command", "entrypoint", "depends_on", "healthcheck"
           "stop_signal", "stop_grace_period", "profiles", "labels", "working_dir", "user",
           "network_mode", "pull_policy", "pids_limit"}
 ORDER = ("description", "isolation", "container", "command", "workdir", "user", "env",
-         "inherit_env", "env_file", "replicas", "depends_on", "readiness", "restart", "stop", "resources",
-         "network", "volumes", "secrets", "labels")
+         "inherit_env", "env_file", "replicas", "depends_on", "readiness", "restart", "stop",
+         "resources", "network", "volumes", "secrets", "labels")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 
