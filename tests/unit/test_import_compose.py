@@ -276,3 +276,17 @@ def test_a_variable_without_a_value_is_passed_from_the_shell_both_ways(tmp_path:
     bundle = ComposeExporter().export(m, ExportOptions())
     out = yaml.safe_load(bundle.files["compose.yaml"])
     assert out["services"]["a"]["environment"] == {"A": "1", "TOKEN": None}
+
+
+def test_what_a_volume_or_a_limit_says_beyond_corral_is_reported(tmp_path: Path) -> None:
+    data, report = _convert(tmp_path, """
+services:
+  a:
+    image: i
+    volumes: ["./d:/d:ro,z", {type: bind, source: ./e, target: /e, bind: {propagation: rslave}}]
+    deploy: {resources: {limits: {cpus: "${CPUS:-0.5}"}}}
+""")
+    fields = {x.field for x in report.for_agent("a")}
+    assert {"volumes[0]", "volumes[1].bind"} <= fields
+    assert data["agents"]["a"]["resources"]["cpus"] == "${CPUS:-0.5}"
+    assert load(tmp_path / "corral.yaml", environ={}).agents["a"].resources.cpus == 0.5

@@ -140,6 +140,9 @@ def volumes(value: list[Any], named: set[str], name: str, report: Report) -> lis
             entry: dict[str, Any] = {"source": parts[0], "target": parts[1]}
             if "ro" in mode.split(","):
                 entry["read_only"] = True
+            for flag in sorted(set(mode.split(",")) - {"ro", "rw", ""}):
+                report.dropped(name, f"volumes[{i}]", f"mode {flag!r}: corral mounts read-only "
+                               "or read-write only")
         else:
             if item.get("type", "volume") not in ("bind", "volume"):
                 report.dropped(name, f"volumes[{i}]", f"type {item.get('type')!r} has no "
@@ -151,6 +154,9 @@ def volumes(value: list[Any], named: set[str], name: str, report: Report) -> lis
             entry = {"source": item["source"], "target": item["target"]}
             if item.get("read_only"):
                 entry["read_only"] = True
+            for key in sorted(set(item) - {"type", "source", "target", "read_only"}):
+                report.dropped(name, f"volumes[{i}].{key}", "corral mounts a source at a "
+                               "target, read-only or not, and nothing more")
         if entry["source"] in named:
             entry["named"] = True
         out.append(entry)
@@ -161,8 +167,9 @@ def resources(deploy: dict[str, Any], name: str, report: Report) -> dict[str, An
     res = deploy.get("resources") or {}
     out: dict[str, Any] = {}
     limits, reserve = res.get("limits") or {}, res.get("reservations") or {}
-    if "cpus" in limits:
-        out["cpus"] = float(limits["cpus"])
+    if "cpus" in limits:  # "${CPUS:-0.5}" stays a string: corral interpolates it at load
+        cpus = limits["cpus"]
+        out["cpus"] = cpus if isinstance(cpus, str) and "$" in cpus else float(cpus)
     if "memory" in limits:
         out["memory"] = limits["memory"]
     if "pids" in limits:
