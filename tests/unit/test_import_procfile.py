@@ -86,3 +86,11 @@ def test_find_takes_the_file_or_the_procfile_of_a_directory(tmp_path: Path) -> N
         procfile.find(str(tmp_path))
     (tmp_path / "Procfile.dev").write_text("web: a\n")
     assert procfile.find(str(tmp_path / "Procfile.dev")) == str(tmp_path / "Procfile.dev")
+
+
+def test_an_env_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: serve $PORT\n")
+    (tmp_path / ".env").write_bytes(b"\xff\xfePORT=1\n")
+    with pytest.raises(CorralError, match=r"\.env: line 1, column 1: byte 0xff is not UTF-8"):
+        procfile.convert(str(tmp_path / "Procfile"), argparse.Namespace(env_file=None,
+                                                                        name=None))

@@ -18,6 +18,7 @@ from corral.convert.imports import compose_extends
 from corral.convert.imports import compose_map as m
 from corral.convert.report import Report
 from corral.errors import CorralError
+from corral.manifest import files, yamlread
 
 NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 MAPPED = {"image", "build", "command", "entrypoint", "depends_on", "healthcheck", "environment",
@@ -32,9 +33,9 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 def find(path: str | None) -> str:
     if path is not None:
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise CorralError(f"{path}: no such file", "give the compose file to import")
-        return os.path.abspath(path)
+        return os.path.abspath(path)  # a directory or a fifo: ``read`` says what it is
     for name in NAMES:
         if os.path.isfile(name):
             return os.path.abspath(name)
@@ -76,9 +77,10 @@ def read(source: str) -> dict[str, Any]:
     """The file's YAML, checked by the schema; one line for the first problem."""
     import jsonschema  # type: ignore[import-untyped]
 
-    try:
-        with open(source, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+    try:  # bounded as corral.yaml is: size, nesting, alias bombs, duplicate keys
+        data = yamlread.load(files.read_text(source))
+    except files.Unreadable as exc:
+        raise CorralError(f"{source}: {exc}", "give a compose file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -86,8 +86,7 @@ def _base_port(env_file: str | None, report: Report) -> int:
         return BASE_PORT
     from corral.manifest.dotenv import parse_dotenv
 
-    with open(env_file, encoding="utf-8") as f:
-        values, _ = parse_dotenv(f.read())
+    values, _ = parse_dotenv(_text(env_file, "a UTF-8 .env file"))
     port = values.get("PORT")
     if port is None:
         return BASE_PORT
@@ -98,6 +97,19 @@ def _base_port(env_file: str | None, report: Report) -> int:
     return int(port)
 
 
+def _text(path: str, wanted: str) -> str:
+    """A file's text, bounded as corral.yaml's is; one line when it cannot be had."""
+    from corral.manifest import files
+
+    try:
+        return files.read_text(path)
+    except files.Unreadable as exc:
+        raise CorralError(f"{path}: {exc}", f"give {wanted}") from None
+    except OSError as exc:
+        raise CorralError(f"cannot read {path}: {exc.strerror or exc}", f"give {wanted}") \
+            from None
+
+
 def _q(text: str) -> str:
     """A YAML scalar: JSON's double-quoted string is one."""
     return json.dumps(text, ensure_ascii=False)
@@ -105,13 +117,7 @@ def _q(text: str) -> str:
 
 def convert(path: str, args: argparse.Namespace) -> tuple[str, Report]:
     report = Report("import procfile")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CorralError(f"cannot read {path}: {exc}", "give a readable UTF-8 Procfile") \
-            from None
-    processes = parse(text, path)
+    processes = parse(_text(path, "a readable UTF-8 Procfile"), path)
     env_file = _env_file(path, getattr(args, "env_file", None))
     base = _base_port(env_file, report)
     directory = os.path.dirname(path)
