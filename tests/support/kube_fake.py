@@ -9,18 +9,28 @@ creates or updates, needs ``fieldManager``; a field owned by another manager wit
 value is a 409 Conflict unless ``force=true``), merge patches that give a manager its
 fields, ``labelSelector`` on lists, 403 for the token ``forbidden``, ``pods/NAME/log`` with
 ``timestamps`` and ``sinceTime``, and a toy controller: a Deployment's pods run and are
-ready (an image named ``*never-ready*`` stays in ImagePullBackOff), a Job's pod succeeds.
-``POST /fake/log/NS/POD`` appends a line to a pod's log (the tests' way to make output)."""
+ready, a Job's pod succeeds (in both, an image named ``*never-ready*`` stays in
+ImagePullBackOff; a suspended Job has no pod). For kubectl: discovery (kmock's, of the kinds
+it bundles; open to every token, as ``system:discovery`` is), any namespace exists, each
+change is a ``resourceVersion``, and watches (``?watch=true``: from a ``resourceVersion`` on,
+or the objects as they are and then what changes; ``fieldSelector`` on the name). kubectl
+sends a token only to an https server: ``--tls CERT KEY`` serves https.
+
+``POST /fake/log/NS/POD`` appends a line to a pod's log (the tests' way to make output);
+``GET /fake/requests`` lists the API requests served, in order."""
 
 from __future__ import annotations
 
 import asyncio
 import calendar
 import json
+import ssl
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp.test_utils
 import aiohttp.web
 import kmock
 
@@ -52,6 +62,17 @@ def _leaves(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: json.dumps(obj, sort_keys=True)}
 
 
+def _picked(obj: dict[str, Any], params: Any) -> bool:
+    """``labelSelector`` and ``fieldSelector`` of ``key=value`` terms (fields: the name)."""
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+    return all(have.get(k) == v for have, selector in ((labels, "labelSelector"),
+                                                       (fields, "fieldSelector"))
+               for k, v in (term.split("=", 1) for term in
+                            filter(None, (params.get(selector) or "").split(","))))
+
+
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in patch.items():
@@ -64,31 +85,51 @@ class FakeCluster(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.resources.load_bundled()  # discovery: kmock's, of the built-in kinds
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.owners: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         self.logs: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        self.seen: list[str] = []
+        self.changes: list[tuple[str, str, dict[str, Any]]] = []  # plural, ns, event
+        self.changed = asyncio.Event()  # set, and replaced, at each change
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         path = request.url.path
-        if request.headers.get("Authorization", "") == "Bearer forbidden":
-            return _status(403, "Forbidden", f'User "ci" cannot access {path}')
         parts = path.strip("/").split("/")
-        if parts[:2] == ["fake", "log"] and request.method.value == "POST":
+        method = request.method.value
+        discovery = request.resource is None or request.resource.plural is None
+        if request.headers.get("Authorization", "") == "Bearer forbidden" and not (
+                discovery and request.namespace is None and method == "GET"):
+            return _status(403, "Forbidden", f'User "ci" cannot access {path}')
+        if parts[:2] == ["fake", "log"] and method == "POST":
             self.logs.setdefault((parts[2], parts[3]), []).append((time.time(), request.text))
             return aiohttp.web.json_response({})
+        if parts == ["fake", "requests"]:
+            return aiohttp.web.json_response(self.seen)
+        self.seen.append(f"{method} {request.url.path_qs}")
+        if discovery:
+            if request.namespace is not None and method == "GET":
+                return aiohttp.web.json_response({
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {
+                        "name": request.namespace}, "status": {"phase": "Active"}})
+            return await super()._handle(request)
         if "namespaces" not in parts:
             return _status(404, "NotFound", f"the server could not find {path}")
         i = parts.index("namespaces")
         ns, rest = parts[i + 1], parts[i + 2:]
         plural, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2:]
-        method = request.method.value
         key = (plural, ns, name or "")
         if sub == ["log"]:
             return self._log(ns, name or "", request.params)
+        if name is None and request.params.get("watch") in ("true", "1"):
+            return await kmock.Response(headers={"Content-Type": "application/json"},
+                                        payload=self._watch(plural, ns, request.params)
+                                        )(request)
         if name is None and method == "GET":
-            return aiohttp.web.json_response({"kind": "List", "apiVersion": "v1",
-                                              "metadata": {}, "items": self._list(
-                                                  plural, ns, request.params)})
+            return aiohttp.web.json_response({
+                "kind": "List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(len(self.changes))},
+                "items": self._list(plural, ns, request.params)})
         if method == "GET":
             if key not in self.store:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
@@ -96,12 +137,12 @@ class FakeCluster(kmock.KubernetesEmulator):
         if method == "DELETE":
             if key not in self.store:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
-            gone = self.store.pop(key)
+            gone = self._pop(key)
             self.owners.pop(key, None)
             if plural in ("deployments", "jobs"):
                 for pod in [k for k in self.store if k[0] == "pods" and k[1] == ns
                             and self.store[k]["metadata"].get("ownerName") == name]:
-                    del self.store[pod]
+                    self._pop(pod)
             return aiohttp.web.json_response(gone)
         if method == "PATCH":
             return self._patch(key, request)
@@ -141,16 +182,51 @@ class FakeCluster(kmock.KubernetesEmulator):
         owners[manager or "unknown"] = {**owners.get(manager or "unknown", {}), **mine} \
             if not apply else mine
         meta["managedFields"] = [{"manager": who, "operation": "Apply"} for who in owners]
-        self.store[key] = obj
         self._control(key, obj)
+        self._put(key, obj)
         return aiohttp.web.json_response(obj)
 
+    def _put(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+        kind = "MODIFIED" if key in self.store else "ADDED"
+        self.store[key] = obj
+        self._change(key, kind, obj)
+
+    def _pop(self, key: tuple[str, str, str]) -> dict[str, Any]:
+        obj = self.store.pop(key)
+        self._change(key, "DELETED", obj)
+        return obj
+
+    def _change(self, key: tuple[str, str, str], kind: str, obj: dict[str, Any]) -> None:
+        """A change is a resourceVersion (its place in ``changes``), then wakes the watches."""
+        obj["metadata"]["resourceVersion"] = str(len(self.changes) + 1)
+        self.changes.append((key[0], key[1], {"type": kind, "object": json.loads(
+            json.dumps(obj))}))
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def _watch(self, plural: str, ns: str, params: Any) -> AsyncIterator[Any]:
+        """The events after ``resourceVersion`` (without one, or 0: the objects as they are,
+        as ADDED), then each change as it comes, until ``timeoutSeconds``."""
+        yield b""  # the headers go now: a client waits for them
+        since = params.get("resourceVersion") or "0"
+        done = len(self.changes) if since == "0" else int(since)
+        if since == "0":
+            for obj in self._list(plural, ns, params):
+                yield {"type": "ADDED", "object": obj}
+        deadline = time.monotonic() + float(params.get("timeoutSeconds") or 3600)
+        while True:
+            for p, n, event in self.changes[done:]:
+                if p == plural and n == ns and _picked(event["object"], params):
+                    yield event
+            done = len(self.changes)
+            try:
+                await asyncio.wait_for(self.changed.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return
+
     def _list(self, plural: str, ns: str, params: Any) -> list[dict[str, Any]]:
-        wanted = dict(term.split("=", 1) for term in
-                      filter(None, (params.get("labelSelector") or "").split(",")))
         return [obj for (p, n, _), obj in sorted(self.store.items())
-                if p == plural and n == ns and all(
-                    (obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+                if p == plural and n == ns and _picked(obj, params)]
 
     def _control(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
         """The toy controller: pods for a Deployment or Job, and their statuses."""
@@ -160,10 +236,12 @@ class FakeCluster(kmock.KubernetesEmulator):
         template = obj["spec"]["template"]
         containers = template["spec"]["containers"]
         stuck = any("never-ready" in c.get("image", "") for c in containers)
-        count = obj["spec"].get("replicas", 1) if plural == "deployments" else 1
+        suspended = plural == "jobs" and bool(obj["spec"].get("suspend"))
+        count = obj["spec"].get("replicas", 1) if plural == "deployments" else int(
+            not suspended)
         for old in [k for k in self.store if k[0] == "pods" and k[1] == ns
                     and self.store[k]["metadata"].get("ownerName") == name]:
-            del self.store[old]
+            self._pop(old)
         for i in range(count):
             pod = f"{name}-{obj['metadata']['generation']}x{i}"
             state: dict[str, Any] = (
@@ -171,7 +249,7 @@ class FakeCluster(kmock.KubernetesEmulator):
                 if stuck else {"running": {}} if plural == "deployments" else
                 {"terminated": {"exitCode": 0}})
             phase = "Pending" if stuck else "Running" if plural == "deployments" else "Succeeded"
-            self.store[("pods", ns, pod)] = {
+            self._put(("pods", ns, pod), {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod, "namespace": ns, "ownerName": name,
                              "labels": dict(template["metadata"].get("labels") or {})},
@@ -180,7 +258,7 @@ class FakeCluster(kmock.KubernetesEmulator):
                            "containerStatuses": [
                                {"name": c["name"], "ready": not stuck and plural ==
                                 "deployments", "restartCount": 0, "state": state}
-                               for c in containers]}}
+                               for c in containers]}})
             self.logs.setdefault((ns, pod), []).append(
                 (_BASE + 0.25, f"{pod} started on node-{i + 1}"))
         if plural == "deployments":
@@ -188,8 +266,10 @@ class FakeCluster(kmock.KubernetesEmulator):
             obj["status"] = {"observedGeneration": obj["metadata"]["generation"],
                              "replicas": count, "updatedReplicas": count,
                              "readyReplicas": ok, "availableReplicas": ok}
+        elif suspended:
+            obj["status"] = {"conditions": [{"type": "Suspended", "status": "True"}]}
         else:
-            obj["status"] = {"succeeded": 1, "conditions": [
+            obj["status"] = {"active": 1} if stuck else {"succeeded": 1, "conditions": [
                 {"type": "Complete", "status": "True"}]}
 
     def _log(self, ns: str, pod: str, params: Any) -> aiohttp.web.StreamResponse:
@@ -203,15 +283,29 @@ class FakeCluster(kmock.KubernetesEmulator):
                                     content_type="text/plain")
 
 
-async def _serve() -> None:
+class _TLSServer(aiohttp.test_utils.RawTestServer):
+    def __init__(self, handler: Any, *, context: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._context = context
+
+    async def start_server(self, **kwargs: Any) -> None:
+        await super().start_server(ssl=self._context, **kwargs)
+
+
+async def _serve(args: list[str]) -> None:
     handler = FakeCluster()
-    async with handler, kmock.Server(handler) as server:
+    options: dict[str, Any] = {}
+    if args[:1] == ["--tls"]:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args[1], args[2])
+        options["server_cls"] = lambda h, **kw: _TLSServer(h, context=context, **kw)
+    async with handler, kmock.Server(handler, **options) as server:
         print(server.port, flush=True)
         await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
     try:
-        asyncio.run(_serve())
+        asyncio.run(_serve(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(0)
