@@ -125,10 +125,11 @@ class MakeExporter:
         agent = manifest.agents[name]
         report = bundle.report
         env_path = f"env/{name}.sh"
-        bundle.files[env_path] = make_fields.env_script(manifest, name, report)
+        bundle.files[env_path], env_names = make_fields.env_script(manifest, name, report)
         keep = make_fields.kept(agent, name, report)
         secrets = make_fields.secrets(manifest, agent, name, report)
-        argv, prereqs, build = make_fields.command(manifest, name, report, bundle.files)
+        argv, prereqs, build = make_fields.command(manifest, name, report, bundle.files,
+                                                   env_names)
         make_fields.agent_losses(manifest.agents, name, report)
         for dep, how in agent.depends_on.items():
             if dep not in manifest.agents:

@@ -46,12 +46,14 @@ def exported(manifest: Manifest, name: str, report: Report) -> bool:
     return False
 
 
-def env_script(manifest: Manifest, name: str, report: Report) -> str:
+def env_script(manifest: Manifest, name: str, report: Report) -> tuple[str, list[str]]:
     """The agent's variables as an sh file the helper sources (``set -a``): the agent's
     ``env`` (its env files' values merged as the loader read them) and the peers' addresses
-    and ``CORRAL_*`` that ``corral up`` gives it."""
+    and ``CORRAL_*`` that ``corral up`` gives it; and their names (a container passes them
+    on by name)."""
     agent = manifest.agents[name]
     lines = [f"# {name}'s environment, written by corral export make (sourced with set -a)"]
+    names: list[str] = []
     for key, value in fleet.environment(manifest, name).items():
         if key in RUNTIME and key not in agent.env:
             continue
@@ -59,10 +61,11 @@ def env_script(manifest: Manifest, name: str, report: Report) -> str:
             report.dropped(name, f"env.{key}", "not a shell variable name: sh cannot set it")
             continue
         lines.append(f"{key}={shlex.quote(value)}")
+        names.append(key)
     for i, ref in enumerate(agent.env_file):
         report.changed(name, f"env_file[{i}]", f"its values as read at export are in "
                        f"env/{name}.sh; re-export after editing {ref.path}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", names
 
 
 def kept(agent: Agent, name: str, report: Report) -> str:
@@ -158,15 +161,16 @@ def venv_rules(manifest: Manifest, agent: Agent, name: str) -> list[str]:
     return out
 
 
-def command(manifest: Manifest, name: str, report: Report,
-            files: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+def command(manifest: Manifest, name: str, report: Report, files: dict[str, str],
+            env_names: list[str]) -> tuple[list[str], list[str], list[str]]:
     """The instance's argv as recipe words, the up target's prerequisites, and recipe lines
-    that run before the instances start (an image build)."""
+    that run before the instances start (an image build). ``env_names``: the variables its
+    env script sets."""
     from corral.drivers.host.options import venv_block
 
     agent = manifest.agents[name]
     if agent.isolation == "container":
-        return _container(manifest, name, report, files)
+        return _container(manifest, name, report, files, env_names)
     argv = [quote(w) for w in agent.argv]
     if agent.isolation == "sandbox":
         report.changed(name, "isolation", "sandbox runs as a plain host process: make has no "
@@ -178,8 +182,8 @@ def command(manifest: Manifest, name: str, report: Report,
     return argv, [], []
 
 
-def _container(manifest: Manifest, name: str, report: Report,
-               files: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+def _container(manifest: Manifest, name: str, report: Report, files: dict[str, str],
+               env_names: list[str]) -> tuple[list[str], list[str], list[str]]:
     from corral.convert import images
     from corral.drivers.container.options import container_options
 
@@ -209,9 +213,8 @@ def _container(manifest: Manifest, name: str, report: Report,
                        "podman's default network, its ports published on 127.0.0.1")
         words += [w for port in options.ports for w in ("-p", quote(f"127.0.0.1:{port}"))]
     words += ["-e", "CORRAL_INSTANCE", "-e", "CORRAL_INSTANCE_INDEX"]
-    for key in fleet.environment(manifest, name):
-        if key not in RUNTIME or key in agent.env:
-            words += ["-e", key]
+    for key in env_names:  # by name: podman takes each value from the script's env
+        words += ["-e", key]
     for volume in agent.volumes:
         if volume.named:
             source = f"{manifest.name}-{volume.source.rstrip('/').rsplit('/', 1)[-1]}"
