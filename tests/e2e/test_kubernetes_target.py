@@ -155,6 +155,10 @@ def test_an_agent_that_does_not_get_ready_is_named_at_the_timeout(
                            "(deployment/web: 0/2 available)")
     rows = json.loads(project.corral("ps", "--json", "web", env=env).stdout)
     assert {r["state"] for r in rows} == {"ImagePullBackOff"}
+    # --status takes a pod's states, in any case (not only the local ones)
+    stuck = json.loads(project.corral("ps", "--json", "--status", "imagepullbackoff",
+                                      env=env).stdout)
+    assert {r["agent"] for r in stuck} == {"web"} and len(stuck) == len(rows)
 
 
 def test_target_local_overrides_the_remembered_cluster(

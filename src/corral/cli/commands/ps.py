@@ -8,6 +8,7 @@ import json
 import sys
 
 from corral.cli import daemonctl, project
+from corral.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy treats this name as typing's
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("-a", "--all", action="store_true",
                    help="the scheduled agents' past runs (run number, start, end, exit, status)")
-    s.add_argument("--status", action="append", choices=states, metavar="STATE",
-                   help=f"only instances in this state (repeatable): {', '.join(states)}")
+    s.add_argument("--status", action="append", metavar="STATE",
+                   help=f"only instances in this state (repeatable): {', '.join(states)}; "
+                        "in a cluster a pod's (running, pending, CrashLoopBackOff...)")
     s.add_argument("agents", nargs="*", metavar="AGENT|INSTANCE")
     from corral.cli import targeting
 
@@ -40,6 +42,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
     target = targeting.remote(args, state_dir)
     if target is not None:
         return _remote(args, target)
+    if args.status:
+        from corral.runtime.state import State
+
+        known = [x.value for x in State]
+        unknown = [x for x in args.status if x not in known]
+        if unknown:
+            raise UsageError(f"--status {unknown[0]}: no such state",
+                             f"give one of {', '.join(known)}")
     client = daemonctl.client(state_dir)
     if args.all:  # the fast path leaves --all to the full parser
         return _runs(client, args)
@@ -78,8 +88,9 @@ def _remote(args: argparse.Namespace, target: dict[str, object]) -> int:
     rows = fleet.rows(target, str(label))
     if args.agents:
         rows = [r for r in rows if r["agent"] in args.agents or r["name"] in args.agents]
-    if args.status:
-        rows = [r for r in rows if r["state"] in args.status]
+    if args.status:  # a pod's states as kubectl spells them, in any case
+        wanted = {x.lower() for x in args.status}
+        rows = [r for r in rows if r["state"].lower() in wanted]
     if args.json:
         sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")
     else:
