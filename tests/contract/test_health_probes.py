@@ -171,3 +171,31 @@ def test_probe_loop_thresholds_and_initial_delay() -> None:
         assert loop.healthy is True
 
     run(body())
+
+
+def test_a_cancel_that_meets_a_finished_check_still_ends_the_probe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's wait_for hands back the result of a check that finished as its task was
+    cancelled, swallowing the cancel: a probe loop then ran on for ever, and the run's end
+    that waits for it hung (seen as an instance stuck in 'stopping')."""
+    from corral.runtime import health
+
+    outer: list[asyncio.Task[Any]] = []
+
+    async def finished_as_cancelled(*_: Any) -> tuple[bool, str]:
+        outer[0].cancel()  # the probe is cancelled in the very step its check ends
+        return True, "ok"
+
+    monkeypatch.setattr(health, "_check", finished_as_cancelled)
+
+    async def body() -> None:
+        async def one() -> tuple[bool, str]:
+            return await check(probe(tcp=1), env={}, workdir="/", log_watch=None)
+
+        task = asyncio.create_task(one())
+        outer.append(task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    run(body())

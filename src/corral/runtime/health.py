@@ -96,10 +96,16 @@ async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
     if probe.heartbeat is not None:
         return heartbeat(probe.heartbeat, probe.heartbeat_within, workdir, began)
     try:
-        return await asyncio.wait_for(_check(probe, env, workdir, log_watch, inside),
-                                      probe.timeout)
+        found = await asyncio.wait_for(_check(probe, env, workdir, log_watch, inside),
+                                       probe.timeout)
     except TimeoutError:
         return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        # Python 3.11's wait_for returns the result of a check that ended as the probe was
+        # cancelled, swallowing the cancel (gh-86296): the cancel stands all the same
+        raise asyncio.CancelledError
+    return found
 
 
 async def _check(probe: Probe, env: Mapping[str, str], workdir: str,

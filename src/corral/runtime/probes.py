@@ -35,6 +35,9 @@ class Verdict:
         return f"{self.role} probe failed: {self.detail}"
 
 
+_CANCELS = 5
+
+
 class Probes:
     """Starts an instance's probes for one run and ends them with it."""
 
@@ -46,13 +49,18 @@ class Probes:
 
     async def close(self) -> None:
         """Cancelled and waited for: a probe cancelled while spawning its exec reaps it in
-        its own cleanup, which a second cancel (the daemon's shutdown) would cut short."""
-        for t in self.tasks:
-            t.cancel()
+        its own cleanup, which a second cancel (the daemon's shutdown) would cut short. A
+        probe still running a second after its cancel is cancelled again, a few times at
+        most: the run's end never waits on a probe for long."""
         for c in self.cleanup:
             c()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        pending = set(self.tasks)
+        for _ in range(_CANCELS):
+            if not pending:
+                return
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 def start(task: Task, driver: Driver, verdicts: Mailbox[Verdict], *, clock: Clock,
