@@ -291,6 +291,8 @@ def test_top_in_a_terminal_as_a_user_runs_it(project: Project) -> None:
                    width=120, height=40)
         tmux.until(lambda: tmux.row("idle.1") is not None and tmux.row("talker.1") is not None,
                    "both instances on the screen")
+        assert tmux("display-message", "-p", "-t", "top",
+                    "#{window_width}x#{window_height}").split() == ["120x40"]
         assert (tmux.row("talker.1") or [])[1] == "running"
         tmux.until(lambda: "r Restart" in tmux.footer() and "q Quit" in tmux.footer(),
                    "the keys in the footer")
@@ -312,9 +314,7 @@ def test_top_in_a_terminal_as_a_user_runs_it(project: Project) -> None:
         tmux.until(lambda: (tmux.row("talker.1") or ["", ""])[1] == "running",
                    "talker.1 running again")
 
-        tmux("send-keys", "-t", "top", "/")
-        tmux.until(lambda: "Clear filter" in tmux.footer(), "the filter's box")
-        tmux("send-keys", "-t", "top", "i", "d")
+        tmux("send-keys", "-t", "top", "/", "i", "d")  # typed at once: the box has them all
         tmux.until(lambda: tmux.row("talker.1") is None and tmux.row("idle.1") is not None,
                    "the filter leaving idle.1 alone")
         tmux("send-keys", "-t", "top", "Enter")

@@ -48,9 +48,7 @@ class StateChanged(Message):
 
 
 class LogRecords(Message):
-    def __init__(self, feed: int, records: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.feed, self.records = feed, records
+    """Records wait in the app's inbox: one message wakes it for all that came meanwhile."""
 
 
 class Notice(Message):
@@ -82,7 +80,6 @@ class TopApp(App[None]):
     #fleet { height: 3fr; }
     #logs { height: 2fr; border-top: solid $accent; }
     #filter { display: none; }
-    #filter.shown { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "restart", "Restart"),
@@ -90,7 +87,8 @@ class TopApp(App[None]):
         Binding("S", "start", "Start"),
         Binding("plus", "scale(1)", "Scale +", key_display="+"),
         Binding("minus", "scale(-1)", "Scale -", key_display="-"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # a priority: it takes the focus before the keys typed after it reach the table
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -107,6 +105,8 @@ class TopApp(App[None]):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._states: feeds.Feed | None = None
         self._logs: feeds.Feed | None = None
+        self._retired: list[feeds.Feed] = []  # log feeds closed, their threads maybe not done
+        self._inbox = feeds.Inbox()
         self._log_agent: str | None = None
         self._log_feed = 0  # the number of the log feed whose records are shown
         self._sampling = False
@@ -135,7 +135,7 @@ class TopApp(App[None]):
         self.query_one("#fleet").focus()
 
     def on_unmount(self) -> None:
-        for feed in (self._states, self._logs):
+        for feed in (self._states, self._logs, *self._retired):
             if feed is not None:
                 feed.close()
 
@@ -225,6 +225,7 @@ class TopApp(App[None]):
             return
         if self._logs is not None:
             self._logs.close(timeout=0)
+            self._retired = [*(f for f in self._retired if f.alive()), self._logs]
         self._log_agent = agent
         self._log_feed += 1
         number = self._log_feed
@@ -233,16 +234,20 @@ class TopApp(App[None]):
         pane.border_title = f"logs of {agent}"
         self._logs = feeds.Feed(
             self.socket_path,
-            feeds.agent_logs(agent, TAIL, lambda recs: self._post(LogRecords(number, recs))),
+            feeds.agent_logs(agent, TAIL, lambda recs: self._records(number, recs)),
             lambda problem: self._post(Notice(f"logs of {agent}: {problem}", error=True)),
             f"logs-{agent}").start()
 
+    def _records(self, feed: int, records: list[dict[str, Any]]) -> None:
+        """From a log feed's thread."""
+        if self._inbox.put([(feed, rec) for rec in records]):
+            self._post(LogRecords())
+
     def on_log_records(self, message: LogRecords) -> None:
-        if message.feed != self._log_feed:
-            return  # a feed closed since: another agent is shown
         width = max((len(n) for n in self.fleet.rows), default=8)
         self.query_one("#logs", Log).write_lines(
-            line for rec in message.records
+            line for feed, rec in self._inbox.take()
+            if feed == self._log_feed  # else of a feed closed since: another agent is shown
             for line in render.format_line(rec, width=width, color=False).split("\n"))
 
     # --- the keys --------------------------------------------------------------------------
@@ -302,8 +307,8 @@ class TopApp(App[None]):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", FilterInput)
-        box.add_class("shown")
-        box.focus()
+        box.display = True
+        self.screen.set_focus(box)  # now, not at the next idle: the keys typed next are its
 
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
@@ -314,9 +319,8 @@ class TopApp(App[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        box = self.query_one("#filter", FilterInput)
-        box.remove_class("shown")
-        self.query_one("#fleet").focus()
+        self.query_one("#filter", FilterInput).display = False
+        self.screen.set_focus(self.query_one("#fleet"))
 
 
 def _cell(column: tuple[str, str], value: str) -> Text:

@@ -74,6 +74,9 @@ class Feed:
         if not self._client.closed:
             self._ended(problem or DaemonNotRunning(*GONE))
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         self._client.close()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -121,6 +124,29 @@ def agent_logs(agent: str, tail: int,
 
 def _records(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
     return (json.loads(line) for line in lines if line.strip())
+
+
+class Inbox:
+    """Items a thread hands to the app's loop: ``put`` says whether the app must be woken
+    (the inbox was empty), ``take`` empties it. A burst of records costs the app one wake-up,
+    not one a record."""
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._lock = threading.Lock()
+
+    def put(self, items: list[Any]) -> bool:
+        if not items:
+            return False
+        with self._lock:
+            wake = not self._items
+            self._items.extend(items)
+        return wake
+
+    def take(self) -> list[Any]:
+        with self._lock:
+            items, self._items = self._items, []
+        return items
 
 
 class Recent:
