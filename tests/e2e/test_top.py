@@ -200,6 +200,15 @@ def test_top_without_a_daemon_says_how_to_start_one(project: Project) -> None:
         "'corral up -d'"]
 
 
+def test_top_off_a_terminal_says_it_needs_one(project: Project) -> None:
+    _up(project)
+    proc = project.corral("top", check=False)  # stdin and stderr are no terminal here
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "corral: corral top needs a terminal (it draws on the one it runs in): run it in one; "
+        "'corral ps' and 'corral events -f' print as text"]
+
+
 def test_top_without_textual_names_the_extra_to_install(project: Project,
                                                         tmp_path: Path) -> None:
     """An interpreter where ``import textual`` fails, as it does where the extra is missing."""
@@ -319,7 +328,7 @@ def test_top_in_a_terminal_as_a_user_runs_it(project: Project) -> None:
                    "the filter leaving idle.1 alone")
         tmux("send-keys", "-t", "top", "Enter")
         tmux.until(lambda: "q Quit" in tmux.footer(), "the table's keys back in the footer")
-        tmux("send-keys", "-t", "top", "q")
+        tmux("send-keys", "-t", "top", "C-c")  # as in top (the pilot's test quits with q)
         tmux.until(done.exists, "top to exit")
         assert done.read_text().strip() == "0"
     finally:

@@ -4,6 +4,8 @@ and filter. Textual (the ``tui`` extra) is imported here only, when the command 
 
 from __future__ import annotations
 
+import sys
+
 from corral.cli import daemonctl, project
 from corral.errors import UsageError
 
@@ -29,6 +31,9 @@ def cmd_top(args: argparse.Namespace) -> int:
         raise UsageError("corral top needs Textual, which is not installed", INSTALL) from None
     state_dir = project.state_dir(args.file)
     status = daemonctl.client(state_dir).status()  # no daemon: exit 3, in one line
+    if not (sys.stdin.isatty() and sys.__stderr__ is not None and sys.__stderr__.isatty()):
+        raise UsageError("corral top needs a terminal (it draws on the one it runs in)",
+                         "run it in one; 'corral ps' and 'corral events -f' print as text")
     app = TopApp(state_dir, status.get("project"))
     app.run()
     if app.problem is not None:

@@ -90,6 +90,7 @@ class TopApp(App[None]):
         # a priority: it takes the focus before the keys typed after it reach the table
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),  # as in top
     ]
 
     def __init__(self, state_dir: str, project: str | None = None) -> None:
@@ -257,6 +258,9 @@ class TopApp(App[None]):
         if action in ("restart", "stop", "start", "scale", "filter", "quit"):
             return not isinstance(self.focused, Input)
         return True
+
+    def action_interrupt(self) -> None:
+        self.exit()
 
     def action_restart(self) -> None:
         self._control("restart")
