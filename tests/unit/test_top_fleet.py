@@ -61,6 +61,20 @@ def test_rows_follow_the_status_and_the_state_events() -> None:
     assert fleet.rss == {}
 
 
+def test_a_status_older_than_an_event_keeps_what_the_event_said() -> None:
+    fleet = Fleet()
+    fleet.replace([_row("web", 1), _row("web", 2)])
+    asked_at = fleet.events  # a poll asks for the status; before its reply come two events
+    fleet.update(_row("web", 1, State.STOPPED, reason="stopped on request"))
+    fleet.update(_row("web", 3))
+    fleet.replace([_row("web", 1), _row("web", 2)], asked_at)  # the reply, from before them
+    assert fleet.rows["web.1"]["state"] == "stopped"
+    assert fleet.shown() == ["web.1", "web.2", "web.3"]
+    fleet.replace([_row("web", 1), _row("web", 3)], fleet.events)  # a newer one rules
+    assert fleet.rows["web.1"]["state"] == "running"
+    assert fleet.shown() == ["web.1", "web.3"]
+
+
 def test_the_filter_keeps_names_holding_the_text() -> None:
     fleet = Fleet()
     fleet.replace([_row("worker", 2), _row("worker", 1), _row("web", 1), _row("db", 1)])

@@ -33,12 +33,13 @@ _STATE_STYLE = {"running": "green", "exited": "bright_black", "fatal": "red", "b
 
 
 class FleetRows(Message):
-    """The daemon's whole status (``usage``: with the usage sampled at monotonic ``at``)."""
+    """The daemon's whole status, asked for after ``asked_at`` state events (None: read on
+    the state stream, in its order); ``usage`` sampled with it at monotonic time ``at``."""
 
-    def __init__(self, rows: list[dict[str, Any]],
+    def __init__(self, rows: list[dict[str, Any]], asked_at: int | None = None,
                  usage: dict[str, tuple[float, int]] | None = None, at: float = 0.0) -> None:
         super().__init__()
-        self.rows, self.usage, self.at = rows, usage, at
+        self.rows, self.asked_at, self.usage, self.at = rows, asked_at, usage, at
 
 
 class StateChanged(Message):
@@ -148,21 +149,22 @@ class TopApp(App[None]):
     def _sample(self) -> None:
         if not self._sampling:
             self._sampling = True
-            self.run_worker(self._sample_usage, thread=True, group="sample")
+            asked_at = self.fleet.events
+            self.run_worker(lambda: self._sample_usage(asked_at), thread=True, group="sample")
 
-    def _sample_usage(self) -> None:
+    def _sample_usage(self, asked_at: int) -> None:
         try:
             client = daemonctl.client(self.state_dir, timeout=10)
             rows = client.instances()
             usage = usage_samples(client.metrics())
-            self._post(FleetRows(rows, usage, time.monotonic()))
+            self._post(FleetRows(rows, asked_at, usage, time.monotonic()))
         except CorralError:
             pass  # the daemon went: the state feed says so
         finally:
             self._sampling = False
 
     def on_fleet_rows(self, message: FleetRows) -> None:
-        self.fleet.replace(message.rows)
+        self.fleet.replace(message.rows, message.asked_at)
         if message.usage is not None:
             self.fleet.sample(message.usage, message.at)
         self._refresh_table()
@@ -295,9 +297,11 @@ class TopApp(App[None]):
         agent = row["agent"]
         # never below one: an agent scaled to none leaves the table, and no key brings it back
         replicas = max(1, self.fleet.agent_count(agent) + step)
-        self.run_worker(lambda: self._scale(agent, replicas), thread=True, group="control")
+        asked_at = self.fleet.events
+        self.run_worker(lambda: self._scale(agent, replicas, asked_at), thread=True,
+                        group="control")
 
-    def _scale(self, agent: str, replicas: int) -> None:
+    def _scale(self, agent: str, replicas: int, asked_at: int) -> None:
         client = daemonctl.client(self.state_dir, timeout=600)
         try:
             report = client.scale(agent, replicas)
@@ -305,7 +309,7 @@ class TopApp(App[None]):
         except CorralError as exc:
             self._post(Notice(str(exc), error=True))
             return
-        self._post(FleetRows(rows))
+        self._post(FleetRows(rows, asked_at))
         self._post(Notice(f"{agent}: {replicas} replica{'s' if replicas != 1 else ''} "
                           f"(+{len(report['started'])} -{len(report['removed'])})"))
 

@@ -68,10 +68,17 @@ class Fleet:
     cpu_share: dict[str, float] = field(default_factory=dict)  # percent of one core
     rss: dict[str, int] = field(default_factory=dict)
     _sampled: dict[str, tuple[float, float]] = field(default_factory=dict)  # cpu s, at
+    events: int = 0  # the state events applied so far
+    _changed: dict[str, int] = field(default_factory=dict)  # ``events`` at each one's last
 
-    def replace(self, rows: list[dict[str, Any]]) -> None:
-        """The daemon's whole status: instances gone from it (removed, scaled down) go."""
-        self.rows = {row["name"]: row for row in rows}
+    def replace(self, rows: list[dict[str, Any]], asked_at: int | None = None) -> None:
+        """The daemon's whole status: instances gone from it (removed, scaled down) go.
+        ``asked_at``: ``events`` when the status was asked for. An instance an event changed
+        since keeps what the event said: the status may be older than the event."""
+        newer = {name: self.rows[name] for name, at in self._changed.items()
+                 if asked_at is not None and at > asked_at and name in self.rows}
+        self.rows = {row["name"]: row for row in rows} | newer
+        self._changed = {name: at for name, at in self._changed.items() if name in self.rows}
         for kept in (self.cpu_share, self.rss, self._sampled):
             for name in kept.keys() - self.rows.keys():
                 del kept[name]
@@ -79,6 +86,8 @@ class Fleet:
     def update(self, row: dict[str, Any]) -> None:
         """A state event: the instance's fields as they now are (a new instance too)."""
         self.rows[row["name"]] = {**self.rows.get(row["name"], {}), **row}
+        self.events += 1
+        self._changed[row["name"]] = self.events
 
     def sample(self, usage: dict[str, tuple[float, int]], at: float) -> None:
         """Usage sampled at monotonic time ``at``; an instance not running has none."""
