@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import threading
 import weakref
@@ -104,18 +105,29 @@ def fleet_states(deliver_rows: Callable[[list[dict[str, Any]]], None],
 def agent_logs(agent: str, tail: int,
                deliver: Callable[[list[dict[str, Any]]], None]) -> Callable[[Client], None]:
     """The agent's last ``tail`` records, then each new one, as ``corral logs -f`` shows them:
-    the stream is subscribed before the history is read, so the records of that moment come
-    twice and ``Recent`` drops the copies."""
+    the stream is subscribed before the history is read, so the records written in between
+    come first on the stream and again in the history; the stream's records older than the
+    history's last, or of its time and in it, are dropped until the first newer one (and
+    compared up to then only, so a burst costs no more than its records)."""
 
     def read(client: Client) -> None:
+        from corral.logs.query import stamp
+
         live = client.events(logs=True, agents=[agent])
         try:
-            recent = Recent()
-            deliver([rec for rec in _records(client.log_lines([agent], tail=tail))
-                     if recent.new(rec)])
+            overlap = list(_records(client.log_lines([agent], tail=tail)))
+            deliver(overlap)
+            last = stamp(overlap[-1]) if overlap else -math.inf
             for event in live:
-                if event["event"] == "log" and recent.new(event["data"]):
-                    deliver([event["data"]])
+                if event["event"] != "log":
+                    continue
+                rec = event["data"]
+                if overlap:
+                    at = stamp(rec)
+                    if at < last or (at == last and rec in overlap):
+                        continue
+                    overlap = []
+                deliver([rec])
         finally:
             live.close()  # type: ignore[attr-defined]  # a generator
 
@@ -147,22 +159,3 @@ class Inbox:
         with self._lock:
             items, self._items = self._items, []
         return items
-
-
-class Recent:
-    """Which records were seen: the last time stamp and the records of that time."""
-
-    def __init__(self) -> None:
-        self.last = -float("inf")
-        self.at_last: list[dict[str, Any]] = []
-
-    def new(self, rec: dict[str, Any]) -> bool:
-        from corral.logs.query import stamp
-
-        ts = stamp(rec)
-        if ts < self.last or (ts == self.last and rec in self.at_last):
-            return False
-        if ts > self.last:
-            self.last, self.at_last = ts, []
-        self.at_last.append(rec)
-        return True
