@@ -126,6 +126,11 @@ def test_top_shows_the_fleet_follows_logs_and_drives_the_daemon(project: Project
         await _until(pilot, lambda: any(line.startswith("talker.1") and "said" in line
                                         for line in pane.lines), "talker's lines in the pane")
         assert pane.border_title == "logs of talker"
+        # the history, then the stream: each line once, none missing between the two
+        first = len(pane.lines)
+        await _until(pilot, lambda: len(pane.lines) > first + 3, "more of talker's lines")
+        said = [int(line.rpartition(" ")[2]) for line in pane.lines if "| said" in line]
+        assert said == list(range(said[0], said[0] + len(said))), said
 
         await pilot.press("r")
         await _until(pilot, lambda: _cell(app, "talker.1", "restarts") == "1",
