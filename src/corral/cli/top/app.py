@@ -24,44 +24,13 @@ from textual.widgets import DataTable, Footer, Header, Input, Log
 from corral.cli import daemonctl, render
 from corral.cli.top import feeds
 from corral.cli.top.fleet import COLUMNS, Fleet, usage_samples
+from corral.cli.top.messages import FleetRows, LogRecords, Notice, StateChanged, StreamEnded
 from corral.errors import CorralError
 
 POLL = 2.0  # seconds between two samples of status and usage
 TAIL = 200  # records of the agent's history shown when it is selected
 _STATE_STYLE = {"running": "green", "exited": "bright_black", "fatal": "red", "blocked": "red",
                 "backoff": "yellow", "stopped": "bright_black", "stopping": "yellow"}
-
-
-class FleetRows(Message):
-    """The daemon's whole status, asked for after ``asked_at`` state events (None: read on
-    the state stream, in its order); ``usage`` sampled with it at monotonic time ``at``."""
-
-    def __init__(self, rows: list[dict[str, Any]], asked_at: int | None = None,
-                 usage: dict[str, tuple[float, int]] | None = None, at: float = 0.0) -> None:
-        super().__init__()
-        self.rows, self.asked_at, self.usage, self.at = rows, asked_at, usage, at
-
-
-class StateChanged(Message):
-    def __init__(self, row: dict[str, Any]) -> None:
-        super().__init__()
-        self.row = row
-
-
-class LogRecords(Message):
-    """Records wait in the app's inbox: one message wakes it for all that came meanwhile."""
-
-
-class Notice(Message):
-    def __init__(self, text: str, *, error: bool = False) -> None:
-        super().__init__()
-        self.text, self.error = text, error
-
-
-class StreamEnded(Message):
-    def __init__(self, problem: CorralError) -> None:
-        super().__init__()
-        self.problem = problem
 
 
 class FilterInput(Input):
