@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import shlex
 import shutil
@@ -26,7 +27,9 @@ from tests.e2e.conftest import CORRAL, Project, running
 
 pytestmark = pytest.mark.e2e
 
-textual = pytest.importorskip("textual", reason="the tui extra: pip install -e '.[tui]'")
+# the tui extra; the test of its absence runs without it
+needs_textual = pytest.mark.skipif(importlib.util.find_spec("textual") is None,
+                                   reason="textual not installed: pip install -e '.[tui]'")
 
 FLEET = """
     name: topfleet
@@ -102,6 +105,7 @@ async def _select(pilot: Any, instance: str) -> None:
     assert pilot.app.selected() == instance
 
 
+@needs_textual
 def test_top_shows_the_fleet_follows_logs_and_drives_the_daemon(project: Project) -> None:
     _up(project)
     before = project.ps()
@@ -179,6 +183,7 @@ def test_top_shows_the_fleet_follows_logs_and_drives_the_daemon(project: Project
     assert not [t for t in threading.enumerate() if t.name.startswith("corral-top-")]
 
 
+@needs_textual
 def test_top_ends_in_one_line_when_the_daemon_goes(project: Project) -> None:
     _up(project)
 
@@ -196,6 +201,7 @@ def test_top_ends_in_one_line_when_the_daemon_goes(project: Project) -> None:
 
 # --- the command's own errors ----------------------------------------------------------------
 
+@needs_textual
 def test_top_without_a_daemon_says_how_to_start_one(project: Project) -> None:
     project.write(FLEET)
     proc = project.corral("top", check=False)
@@ -205,6 +211,7 @@ def test_top_without_a_daemon_says_how_to_start_one(project: Project) -> None:
         "'corral up -d'"]
 
 
+@needs_textual
 def test_top_off_a_terminal_says_it_needs_one(project: Project) -> None:
     _up(project)
     proc = project.corral("top", check=False)  # stdin and stderr are no terminal here
@@ -288,6 +295,7 @@ class Tmux:
                 os.unlink(self.socket_path)
 
 
+@needs_textual
 @pytest.mark.skipif(shutil.which("tmux") is None,
                     reason="tmux not installed (scripts/install.sh --test installs it)")
 def test_top_in_a_terminal_as_a_user_runs_it(project: Project) -> None:
