@@ -92,8 +92,11 @@ if [ "$want_test" = 1 ]; then
   command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
   command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
   command -v make >/dev/null 2>&1 || apt_install make
+  # corral top is tested once as a user runs it, in a terminal that tmux drives
+  command -v tmux >/dev/null 2>&1 || apt_install tmux
   containers_conf
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # the tui extra too: corral top's tests drive it, and mypy checks it
+  .venv/bin/python -m pip install -q -e '.[test,tui]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

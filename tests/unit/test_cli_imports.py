@@ -8,8 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-# (argparse itself brings shutil, for the terminal width)
-HEAVY = ("asyncio", "ssl", "subprocess", "pydantic", "yaml", "typing")
+# (argparse itself brings shutil, for the terminal width; textual and rich are `corral top`'s)
+HEAVY = ("asyncio", "ssl", "subprocess", "pydantic", "yaml", "typing", "textual", "rich")
 
 
 def test_building_the_parser_imports_no_heavy_module() -> None:
