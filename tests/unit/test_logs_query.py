@@ -235,3 +235,25 @@ def test_text_and_numeric_timestamps_read_together(tmp_path: Path) -> None:
     assert msgs(iter_records(tmp_path, since=old + 1, until=old + 3)) == [
         "new 1", "old 2", "new 3"]
     assert msgs(tail(tmp_path, None, 1, until=old + 3.5)) == ["old 2", "new 3"]
+
+
+def test_a_follow_shows_each_record_of_a_burst_of_one_time_once(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``corral logs -f`` reads the history after subscribing, so the records of that moment
+    come twice: the copies are dropped, however many lines share the moment (a set: a
+    10,000-line burst was quadratic)."""
+    import argparse
+
+    from corral.cli.commands.logs import _View
+
+    view = _View(argparse.Namespace(no_color=True, json=True, raw=False, timestamps=False),
+                 width=100)
+    burst = [{"timestamp": "2026-12-03T09:00:00.000000Z", "agent": "a", "instance": "a.1",
+              "stream": "stdout", "level": "info", "message": f"line {i}"} for i in range(10_000)]
+    for rec in burst + burst[:5000]:  # the history's copies of the moment, then the stream
+        if view.new(rec):
+            view.show(rec, None)
+    later = {**burst[0], "timestamp": "2026-12-03T09:00:01.000000Z"}
+    assert view.new(later) and not view.new(burst[-1])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10_000 and len(set(lines)) == 10_000

@@ -236,22 +236,28 @@ class _View:
         self.args, self.width = args, width
         self.color = render.use_color(args.no_color)
         self.last = -float("inf")
-        self.at_last: list[dict[str, Any]] = []  # the records shown with time ``last``
+        # the records shown with time ``last``, by their canonical text: a set, so a burst
+        # of lines of one timestamp costs each line once, not once per line before it
+        self.at_last: set[str] = set()
+
+    @staticmethod
+    def _key(rec: dict[str, Any]) -> str:
+        return json.dumps(rec, sort_keys=True, separators=(",", ":"), default=str)
 
     def new(self, rec: dict[str, Any]) -> bool:
         from corral.logs.query import stamp
 
         ts = stamp(rec)
-        return ts > self.last or (ts == self.last and rec not in self.at_last)
+        return ts > self.last or (ts == self.last and self._key(rec) not in self.at_last)
 
     def show(self, rec: dict[str, Any], line: bytes | None) -> None:
         from corral.logs.query import stamp
 
         ts = stamp(rec)
         if ts > self.last:
-            self.last, self.at_last = ts, []
+            self.last, self.at_last = ts, set()
         if ts == self.last:
-            self.at_last.append(rec)
+            self.at_last.add(self._key(rec))
         out = sys.stdout
         if self.args.json:
             text = line.decode(errors="replace") if line is not None else json.dumps(
