@@ -93,7 +93,7 @@ if [ "$want_test" = 1 ]; then
   command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
   command -v make >/dev/null 2>&1 || apt_install make
   containers_conf
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,ray]'  # ray: the ray placement's tests
 else
   .venv/bin/python -m pip install -q -e .
 fi

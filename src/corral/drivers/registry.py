@@ -32,6 +32,7 @@ _BUILTIN = {
     "container": "corral.drivers.container.driver:ContainerDriver",
     "fake": "corral.drivers.fake:FakeDriver",
     "vm": "corral.drivers.vm.driver:VmDriver",
+    "ray": "corral.drivers.ray.driver:RayDriver",
 }
 # block -> the module declaring it (``blocks``, ``hidden``, ``normalize``)
 _OPTIONS = {
@@ -40,6 +41,7 @@ _OPTIONS = {
     "container": "corral.drivers.container.options",
     "vm": "corral.drivers.vm.options",
     "fake": "corral.drivers.fake",
+    "ray": "corral.drivers.ray.options",
 }
 
 Normalize = Callable[[str, Any, "Path"], tuple[Any, list[str]]]
