@@ -60,10 +60,8 @@ class Node:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):  # the node's session, started here
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -76,12 +74,26 @@ class Cluster:
     worker: Node | None
     env: dict[str, str] = field(default_factory=dict)
 
+    @contextlib.contextmanager
+    def extra_node(self, tmp: Path, ip: str = "127.0.0.4") -> Iterator[Node]:
+        """One more worker node for as long as the block runs (one a test may lose)."""
+        node = _start([_cli(), "start", "--address", self.address,
+                       *_node_ports(ip, random.randrange(30000, 38000, 1000))],
+                      tmp / f"node-{ip}.log", self.env)
+        try:
+            yield node
+        finally:
+            node.stop()
+
     def ray(self, *args: str, timeout: float = 60) -> str:
         """The ``ray`` CLI against this cluster (``ray list jobs``...): its stdout."""
-        cli = Path(sys.executable).parent / "ray"
-        proc = subprocess.run([str(cli), *args, "--address", self.address], env=self.env,
+        proc = subprocess.run([_cli(), *args, "--address", self.address], env=self.env,
                               capture_output=True, text=True, timeout=timeout, check=True)
         return proc.stdout
+
+
+def _cli() -> str:
+    return str(Path(sys.executable).parent / "ray")
 
 
 def _children(pid: int) -> list[int]:
@@ -133,7 +145,7 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
     except ImportError:
         pytest.skip("ray is not installed: pip install 'corral[ray]' (scripts/install.sh "
                     "--test installs it)")
-    cli = str(Path(sys.executable).parent / "ray")
+    cli = _cli()
     env = {**os.environ, **FAST_HEALTH, "RAY_USAGE_STATS_ENABLED": "0"}
     port = _free_port()
     base = random.randrange(20000, 28000, 2000)  # two worker port ranges of 1000
@@ -146,8 +158,8 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
     try:
         second = None
         if worker:
-            second = _start([cli, "start", "--address", address, *_node_ports(WORKER_IP, base + 1000)],
-                            tmp / "worker.log", env)
+            second = _start([cli, "start", "--address", address,
+                             *_node_ports(WORKER_IP, base + 1000)], tmp / "worker.log", env)
             nodes.append(second)
         yield Cluster(address, head, second, env)
     finally:

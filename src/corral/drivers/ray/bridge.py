@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import importlib
 import itertools
 import json
+import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +51,10 @@ class Bridge:
         self.placed: dict[str, Placed] = {}  # run -> where it runs
         self.follows: set[asyncio.Task[None]] = set()
         self.turn = itertools.count()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        self.affinity = NodeAffinitySchedulingStrategy
+        # Ray is typed as Any here: corral type-checks without it installed
+        self.affinity = importlib.import_module(
+            "ray.util.scheduling_strategies").NodeAffinitySchedulingStrategy
+        self.groups = importlib.import_module("ray.util.placement_group")
         self.remote_node = ray.remote(node_module.Node)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -92,23 +97,22 @@ class Bridge:
         if not bundle:
             chosen = self.least_loaded(nodes)
             return Placed(chosen, nodes[chosen])
-        from ray.util import placement_group, placement_group_table, remove_placement_group
-
+        groups = self.groups
         name = req["group"]
         try:  # one left by an earlier start of this instance (a killed bridge)
-            stale = await asyncio.to_thread(self.ray.util.get_placement_group, name)
-            await asyncio.to_thread(remove_placement_group, stale)
+            stale = await asyncio.to_thread(groups.get_placement_group, name)
+            await asyncio.to_thread(groups.remove_placement_group, stale)
         except ValueError:
             pass
-        group = placement_group([bundle], strategy="STRICT_PACK", name=name,
-                                lifetime="detached")
+        group = groups.placement_group([bundle], strategy="STRICT_PACK", name=name,
+                                       lifetime="detached")
         try:
             await asyncio.wait_for(group.ready(), req.get("placement_timeout", 60))
         except TimeoutError:
-            await asyncio.to_thread(remove_placement_group, group)
+            await asyncio.to_thread(groups.remove_placement_group, group)
             wanted = ", ".join(f"{k} {v:g}" for k, v in bundle.items())
             raise protocol.Refused(f"no node of the cluster has {wanted} free") from None
-        table = await asyncio.to_thread(placement_group_table, group)
+        table = await asyncio.to_thread(groups.placement_group_table, group)
         chosen = table["bundles_to_node_id"][0]
         return Placed(chosen, nodes.get(chosen, "?"), group)
 
@@ -139,13 +143,12 @@ class Bridge:
 
     async def release(self, placed: Placed) -> None:
         if placed.group is not None:
-            from ray.util import remove_placement_group
-
-            await asyncio.to_thread(remove_placement_group, placed.group)
+            await asyncio.to_thread(self.groups.remove_placement_group, placed.group)
 
     async def follow(self, run: str, placed: Placed) -> None:
         """Push the run's output, then its exit, until it ends or its node is lost."""
-        actor, after, closed = self.actor(placed.node), 0, set()
+        actor, after = self.actor(placed.node), 0
+        closed: set[str] = set()
         errors = self.ray.exceptions
         while True:
             try:
@@ -196,10 +199,8 @@ class Bridge:
         placed = self.placed.get(req["run"])
         if placed is None:
             return {}
-        try:
+        with contextlib.suppress(self.ray.exceptions.RayActorError):  # its follow reports it
             await self.actor(placed.node).stop.remote(req["run"], req["sig"], req["timeout"])
-        except self.ray.exceptions.RayActorError:
-            pass  # its follow reports the loss
         return {}
 
     async def close(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +219,8 @@ class Bridge:
             follow.cancel()
         return {"kept": kept}
 
-    async def handle(self, line: bytes) -> bool:
-        req = json.loads(line)
+    async def handle(self, line: bytes) -> None:
+        req: dict[str, Any] = json.loads(line)
         op = req.get("op")
         try:
             if op not in protocol.OPS:
@@ -229,11 +230,13 @@ class Bridge:
             self.send({"id": req["id"], "error": str(exc)})
         except Exception as exc:  # one request failed: the bridge serves the others
             self.send({"id": req["id"], "error": f"{type(exc).__name__}: {_first_line(exc)}"})
-        return op != "close"
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its errors
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _ESCAPES.sub("", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -245,15 +248,14 @@ async def serve(address: str, namespace: str, out: Any) -> int:
         return 1
 
     try:
-        import ray
-        from ray import cloudpickle
+        ray: Any = importlib.import_module("ray")
     except ImportError:
         return failed("the ray driver needs Ray, which is not installed",
                       protocol.INSTALL)
-    cloudpickle.register_pickle_by_value(node_module)
+    ray.cloudpickle.register_pickle_by_value(node_module)  # nodes need no corral installed
     try:
         await asyncio.to_thread(ray.init, address=address, namespace=namespace,
-                                log_to_driver=False, logging_level="ERROR")
+                                log_to_driver=False, logging_level=logging.ERROR)
     except Exception as exc:
         return failed(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}",
                       "start it (ray start --head) or fix ray.address")
@@ -262,7 +264,7 @@ async def serve(address: str, namespace: str, out: Any) -> int:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=protocol.LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    pending: set[asyncio.Task[bool]] = set()
+    pending: set[asyncio.Task[None]] = set()
     try:
         while line := await reader.readline():
             if json.loads(line).get("op") == "close":  # after the others it answered

@@ -36,6 +36,7 @@ class Link:
 
     async def open(self, timeout: float) -> None:
         """Start the bridge; back once it reached the cluster (else a ``DriverError``)."""
+        await reachable(self.address)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.drivers.ray.bridge", self.address, self.namespace,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -165,6 +166,25 @@ class Link:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
+
+
+async def reachable(address: str, timeout: float = 5) -> None:
+    """The GCS answers at ``address`` (``HOST:PORT``, or ``ray://HOST:PORT``): checked before
+    a bridge starts, as ``ray.init`` takes a minute to give up on an address that is wrong."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise DriverError(f"ray.address {address!r} is not HOST:PORT",
+                          "give the cluster's GCS address, e.g. 10.0.0.5:6379")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
+                                           timeout)
+    except (OSError, TimeoutError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
+        raise DriverError(f"cannot reach the Ray cluster at {address}: {why}",
+                          "start it (ray start --head) or fix ray.address") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 def _fix(problem: str) -> str:
