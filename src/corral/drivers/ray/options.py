@@ -21,8 +21,10 @@ class RayOptions(Record):
 
 
 blocks: dict[str, type[Record]] = {"ray": RayOptions}
-# the levels it runs on a node: the agent's command as is (a venv level is for later)
+# the levels it runs on a node: the agent's command as is (a venv level is for later); a
+# placement only, never an agent's ``isolation``
 places = ("process",)
+placement_only = True
 
 
 def ray_options(agent: Agent) -> RayOptions:
