@@ -6,6 +6,8 @@ project's and no process of its instances."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,40 @@ def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothi
         project.corral("down", check=False)
     assert _actors(ray_cluster, "corral-rayfleet") == []
     assert pids_with_marker(project.root) == []
+
+
+def test_a_lost_node_s_instances_come_back_on_the_nodes_left(
+        project: Project, ray_cluster: raycluster.Cluster, tmp_path_factory: Any) -> None:
+    """The raylet of a third node killed by its PID: its instance ends as ``node lost``, and
+    the runner restarts it (its policy) on a node still alive; ps says where, and why."""
+    lost_ip = "127.0.0.5"
+    with ray_cluster.extra_node(tmp_path_factory.mktemp("lost"), lost_ip) as doomed:
+        project.write(f"""
+            name: raylost
+            cluster:
+              ray: {{address: "{ray_cluster.address}"}}
+            agents:
+              worker:
+                command: ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"]
+                placement: ray
+                replicas: 3
+                restart: {{policy: on-failure, backoff: {{initial: 100ms, factor: 1, max: 100ms}}}}
+        """)
+        try:
+            project.corral("up", "-d")
+            rows = project.wait_for(lambda r: all(r[f"worker.{i}"]["state"] == "running"
+                                                  for i in (1, 2, 3)), timeout=90)
+            there = next(n for n, r in rows.items() if r["node_ip"] == lost_ip)  # one a node
+            doomed_node = rows[there]["node"]
+            os.kill(doomed.raylet_pid(), signal.SIGKILL)
+            rows = project.wait_for(
+                lambda r: r[there]["restarts"] >= 1 and r[there]["state"] == "running",
+                timeout=60, what=f"{there} restarted on a node left")
+            assert rows[there]["node_ip"] in (raycluster.HEAD_IP, raycluster.WORKER_IP)
+            assert rows[there]["node"] != doomed_node
+            assert all(rows[f"worker.{i}"]["restarts"] == 0 for i in (1, 2, 3)
+                       if f"worker.{i}" != there)  # the others ran on
+            events = project.corral("events", "--json", check=False).stdout
+            assert f"node lost: {lost_ip}" in events  # why it restarted
+        finally:
+            project.corral("down", check=False)
