@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -23,6 +24,7 @@ import pytest
 
 from corral.drivers.base import Handle, Task
 from corral.drivers.ray.driver import RayDriver
+from corral.drivers.ray.head import LocalHead
 from corral.errors import DriverError
 from corral.manifest import validation
 from tests.contract.test_driver_contract import Collect, _left_of_run, _zombie
@@ -273,12 +275,42 @@ def test_a_cluster_out_of_reach_is_one_line_naming_its_address(tmp_path: Path) -
     run(driver, go())
 
 
-def test_address_auto_asks_for_an_address(tmp_path: Path) -> None:
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: "
+                    "pip install 'corral[ray]' (scripts/install.sh --test installs it)")
+def test_address_auto_is_a_local_head_stopped_once_nothing_runs_on_it(tmp_path: Path) -> None:
     driver = RayDriver()
-    task = _task(tmp_path, "pass", "auto")
+    record = tmp_path / "cache" / "ray-head" / "head.json"
 
-    async def go() -> None:
-        with pytest.raises(DriverError, match="give the cluster's GCS address"):
-            await driver.start(task, Collect())
+    async def go() -> int:
+        out = Collect()
+        handle = await driver.start(_task(tmp_path, "print('on the local head')", "auto"), out)
+        assert handle.data["address"].startswith("127.0.0.1:")  # bound to loopback only
+        assert handle.data["node_ip"] == "127.0.0.1"
+        assert (await driver.wait(handle)).success
+        assert out.text() == "on the local head\n"
+        pid: int = json.loads(record.read_text())["pid"]
+        again = await driver.start(_task(tmp_path, "pass", "auto", instance="a.2"), Collect())
+        assert again.data["address"] == handle.data["address"]  # the same head
+        await driver.wait(again)
+        return pid
 
-    run(driver, go())
+    try:
+        head = run(driver, go(), timeout=150)
+    finally:  # Ray's temp dir: a short stand-in under /tmp for this deep one
+        shutil.rmtree(LocalHead(str(tmp_path / "cache")).temp_dir(), ignore_errors=True)
+    assert not record.exists()
+    assert _session(head) == []  # the head and every Ray process it started
+
+
+def _session(sid: int) -> list[int]:
+    """Live processes of session ``sid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found

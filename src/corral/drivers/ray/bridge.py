@@ -124,18 +124,17 @@ class Bridge:
             raise protocol.Refused("the cluster has no alive node")
         placed = await self.place(req, nodes)
         run = req["run"]
+        self.placed[run] = placed  # counted at once: starts at the same time spread
         try:
             reply = await self.actor(placed.node).start.remote(
                 run, req["argv"], req["cwd"], req["env"], req["marker"])
         except self.ray.exceptions.RayActorError as exc:
             self.actors.pop(placed.node, None)
-            await self.release(placed)
-            raise protocol.Refused(f"the corral actor on node {placed.ip} died: "
-                                   f"{_first_line(exc)}") from None
+            reply = {"error": f"its corral actor died: {_first_line(exc)}"}
         if "error" in reply:
+            self.placed.pop(run, None)
             await self.release(placed)
             raise protocol.Refused(f"on node {placed.ip}: {reply['error']}")
-        self.placed[run] = placed
         follow = asyncio.create_task(self.follow(run, placed))
         self.follows.add(follow)
         follow.add_done_callback(self.follows.discard)
@@ -159,6 +158,10 @@ class Bridge:
             except errors.RayActorError as exc:
                 self.actors.pop(placed.node, None)
                 await self.ended(run, placed, closed, error=await self.lost(placed, exc))
+                return
+            except Exception as exc:  # Ray failed otherwise: the run must still end
+                await self.ended(run, placed, closed, error=(
+                    f"lost track of it on node {placed.ip}: {_first_line(exc)}"))
                 return
             if reply.get("gone"):
                 await self.ended(run, placed, closed, error=(

@@ -14,14 +14,18 @@ Ray's terms:
   them as its policy says, on the nodes that are left;
 - ``close`` ends the bridges, not the instances; a node actor running nothing goes with them.
 
-Not yet: ``address: auto`` (a local head corral starts), re-adopting instances after a daemon
-restart (``recover``), a venv level on the node, stats.
+``address: auto`` is a local head corral starts itself (``head``), stopped when the driver
+closes with nothing left running on it.
+
+Not yet: re-adopting instances after a daemon restart (``recover``), a venv level on the
+node, stats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -38,8 +42,9 @@ from corral.drivers.base import (
     driver_errors,
 )
 from corral.drivers.host.proctree import MARKER
+from corral.drivers.ray import head, protocol
 from corral.drivers.ray import options as ray_opts
-from corral.drivers.ray import protocol
+from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import Link
 from corral.errors import DriverError
 
@@ -56,6 +61,8 @@ class RayDriver(Driver):
     def __init__(self) -> None:
         self._links: dict[tuple[str, str], asyncio.Task[Link]] = {}
         self._runs: dict[str, tuple[Link, asyncio.Future[ExitResult]]] = {}  # by run id
+        self._heads: dict[str, LocalHead] = {}  # ``address: auto``: by address
+        self._starting_head = asyncio.Lock()
 
     async def check(self) -> DriverHealth:
         if importlib.util.find_spec("ray") is None:
@@ -63,6 +70,7 @@ class RayDriver(Driver):
         return DriverHealth(True, "Ray installed (the cluster is reached at the first start)")
 
     async def _link(self, address: str, project: str) -> Link:
+        """The bridge to ``address`` for ``project``, started on first use."""
         if importlib.util.find_spec("ray") is None:
             raise DriverError("the ray placement needs Ray, which is not installed",
                               protocol.INSTALL)
@@ -72,25 +80,24 @@ class RayDriver(Driver):
                 opening.exception() is not None or opening.result().gone is not None):
             opening = None  # failed, or its bridge died since: a new one
         if opening is None:
-            opening = asyncio.create_task(self._open(address, f"corral-{project}"))
+            env = {**os.environ, **head.ALONE} if address in self._heads else None
+            opening = asyncio.create_task(self._open(address, f"corral-{project}", env))
             self._links[key] = opening
         return await asyncio.shield(opening)
 
     @staticmethod
-    async def _open(address: str, namespace: str) -> Link:
-        link = Link(address, namespace)
+    async def _open(address: str, namespace: str, env: dict[str, str] | None) -> Link:
+        link = Link(address, namespace, env)
         await link.open(CONNECT_TIMEOUT)
         return link
 
     async def start(self, task: Task, output: Output) -> Handle:
         options = ray_opts.ray_options(task.spec)
-        if options.address == "auto":
-            raise DriverError(f"agents.{task.agent}: ray.address is auto, and corral does not "
-                              "start a local Ray head yet",
-                              "give the cluster's GCS address: cluster: {ray: {address: "
-                              "HOST:PORT}}")
         with driver_errors(task, only=DriverError):
-            link = await self._link(options.address, task.project)
+            address = options.address
+            if address == "auto":
+                address = await self._local_head(task)
+            link = await self._link(address, task.project)
         run = f"{task.instance}-{uuid.uuid4().hex[:12]}"
         done = link.follow(run, output)
         res = task.spec.resources
@@ -108,7 +115,7 @@ class RayDriver(Driver):
         return Handle(driver=self.name, instance=task.instance, pid=None,
                       started_at=time.time(),
                       data={"run": run, "node": placed["node"], "node_ip": placed["node_ip"],
-                            "address": options.address, "pid_on_node": str(placed["pid"])})
+                            "address": address, "pid_on_node": str(placed["pid"])})
 
     def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
         found = self._runs.get(handle.data.get("run", ""))
@@ -136,11 +143,30 @@ class RayDriver(Driver):
             if not link.gone:  # a dead bridge already ended the run
                 raise
 
+    async def _local_head(self, task: Task) -> str:
+        """``address: auto``: the address of this state dir's local head, started if need be."""
+        if importlib.util.find_spec("ray") is None:
+            raise DriverError("the ray placement needs Ray, which is not installed",
+                              protocol.INSTALL)
+        async with self._starting_head:
+            local = next((h for h in self._heads.values() if h.cache_dir == task.cache_dir),
+                         None) or LocalHead(task.cache_dir)
+            address = await local.ensure()
+            self._heads[address] = local
+            return address
+
     async def close(self) -> None:
+        """The bridges end; a local head this driver used stops when nothing runs on it."""
         links = [t.result() for t in self._links.values()
                  if t.done() and not t.cancelled() and t.exception() is None]
         for opening in self._links.values():
             if not opening.done():
                 opening.cancel()
         self._links.clear()
-        await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        kept = await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        busy = {link.address for link, nodes in zip(links, kept, strict=True)
+                if not isinstance(nodes, list) or nodes}
+        for address, local in list(self._heads.items()):
+            if address not in busy:
+                await local.stop()
+                del self._heads[address]

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from corral.drivers.base import ExitResult, Output
@@ -22,9 +23,11 @@ TAIL = 8  # the bridge's last stderr lines, named when it dies
 
 
 class Link:
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(self, address: str, namespace: str,
+                 env: Mapping[str, str] | None = None) -> None:
         self.address = address
         self.namespace = namespace
+        self.env = env  # the bridge's; None: the driver's own
         self.proc: asyncio.subprocess.Process | None = None
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.outputs: dict[str, Output] = {}
@@ -40,7 +43,7 @@ class Link:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.drivers.ray.bridge", self.address, self.namespace,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=protocol.LINE_LIMIT)
+            stderr=asyncio.subprocess.PIPE, limit=protocol.LINE_LIMIT, env=self.env)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._readers.append(asyncio.create_task(self._stderr(self.proc.stderr)))
         try:
@@ -145,13 +148,15 @@ class Link:
         found: dict[str, Any] = msg.get("ok") or {}
         return found
 
-    async def close(self, timeout: float = 20) -> None:
-        """Ask the bridge to leave (node actors that run nothing go with it), then end it."""
+    async def close(self, timeout: float = 20) -> list[str] | None:
+        """Ask the bridge to leave (node actors that run nothing go with it), then end it.
+        The nodes where instances still run; None when the bridge could not say."""
         if self.proc is None:
-            return
+            return None
+        kept: list[str] | None = None
         if self.gone is None and self.proc.returncode is None:
             with contextlib.suppress(DriverError, TimeoutError):
-                await asyncio.wait_for(self.request("close"), timeout)
+                kept = list((await asyncio.wait_for(self.request("close"), timeout))["kept"])
             self.gone = f"the Ray bridge to {self.address} was closed"
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
@@ -160,6 +165,7 @@ class Link:
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
+        return kept
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

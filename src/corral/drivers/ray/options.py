@@ -12,7 +12,7 @@ from corral.manifest.spec import Agent
 @record(kw_only=True)
 class RayOptions(Record):
     """A Ray cluster the agent runs on: its GCS ``address`` (``HOST:PORT``); ``auto``, a
-    local head corral starts itself (not yet: give the address)."""
+    local head corral starts itself (on 127.0.0.1, stopped when nothing runs on it)."""
 
     __pydantic_config__ = {"extra": "forbid"}
     address: str = "auto"
