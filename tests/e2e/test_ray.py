@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+from corral.drivers.ray.head import LocalHead
 from tests.e2e.conftest import Project, pids_with_marker
 from tests.support import raycluster
 
@@ -103,3 +106,32 @@ def test_a_lost_node_s_instances_come_back_on_the_nodes_left(
             assert f"node lost: {lost_ip}" in events  # why it restarted
         finally:
             project.corral("down", check=False)
+
+
+def test_address_auto_runs_a_local_head_that_down_stops(project: Project) -> None:
+    """No address: corral starts a Ray head of its own (on 127.0.0.1) under the state dir,
+    and it is gone once ``down`` stopped what ran there."""
+    project.write("""
+        name: rayauto
+        agents:
+          worker:
+            command: ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"]
+            placement: ray
+    """)
+    record = project.state_dir / "cache" / "ray-head" / "head.json"
+    try:
+        project.corral("up", "-d", timeout=180)
+        rows = project.wait_for(lambda r: r["worker.1"]["state"] == "running", timeout=120)
+        assert rows["worker.1"]["node_ip"] == "127.0.0.1"
+        head = json.loads(record.read_text())["pid"]
+        assert Path(f"/proc/{head}").exists()
+    finally:
+        project.corral("down", check=False)
+        shutil.rmtree(LocalHead(str(project.state_dir / "cache")).temp_dir(),
+                      ignore_errors=True)  # Ray's temp dir: a short stand-in under /tmp
+    for _ in range(300):
+        if not Path(f"/proc/{head}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{head}").exists()
+    assert not record.exists()
