@@ -135,3 +135,32 @@ def test_address_auto_runs_a_local_head_that_down_stops(project: Project) -> Non
         time.sleep(0.1)
     assert not Path(f"/proc/{head}").exists()
     assert not record.exists()
+
+
+def test_a_secret_printed_on_the_cluster_is_redacted_and_in_no_ray_info(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    token = "tok-on-the-cluster-" + os.urandom(6).hex()
+    project.write(f"""
+        name: raysecret
+        secrets:
+          token: {{environment: MY_TOKEN_VAR}}
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          leaky:
+            command: ["python", "-c", "import os, time; print('say', os.environ['API_TOKEN'], flush=True); time.sleep(300)"]
+            placement: ray
+            secrets: [{{source: token, env: API_TOKEN}}]
+    """)  # noqa: E501
+    try:
+        project.corral("up", "-d", env={"MY_TOKEN_VAR": token})
+        project.wait_for(lambda r: r["leaky.1"]["state"] == "running"
+                         and any(x["message"] == "say ***" for x in project.records("leaky")),
+                         timeout=60, what="the secret printed, redacted in the log")
+        seen = [ray_cluster.ray("list", what, "--detail", "--format", "json")
+                for what in ("jobs", "actors", "tasks")]
+        seen.append(ray_cluster.ray("job", "list"))
+        assert all(token not in text for text in seen)
+        assert token not in project.corral("logs", "leaky").stdout
+    finally:
+        project.corral("down", check=False)
