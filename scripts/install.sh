@@ -95,8 +95,9 @@ if [ "$want_test" = 1 ]; then
   # corral top is tested once as a user runs it, in a terminal that tmux drives
   command -v tmux >/dev/null 2>&1 || apt_install tmux
   containers_conf
-  # the tui extra too: corral top's tests drive it, and mypy checks it
-  .venv/bin/python -m pip install -q -e '.[test,tui]'
+  # the tui and ray extras too: corral top's and the ray placement's tests drive them,
+  # and mypy checks them
+  .venv/bin/python -m pip install -q -e '.[test,tui,ray]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests.support import agentusers, engines, rootless
+from tests.support import agentusers, engines, raycluster, rootless
 
 
 def _popens_name_their_maker() -> None:
@@ -65,6 +65,14 @@ def agent_users() -> Iterator[tuple[Any, ...]]:
     """Two unprivileged users for agents' ``user:`` (``tests/support/agentusers.py``)."""
     with agentusers.agent_users() as users:
         yield users
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[raycluster.Cluster]:
+    """A real Ray head and a second worker node on loopback (``tests/support/raycluster.py``),
+    stopped by their PIDs at the end; skipped, with the reason, where Ray is not installed."""
+    with raycluster.cluster(tmp_path_factory.mktemp("ray")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from corral.drivers.container.driver import ContainerDriver
 from corral.drivers.fake import FakeDriver
 from corral.drivers.host.bwrap import find_bwrap
 from corral.drivers.process import ProcessDriver
+from corral.drivers.ray.driver import RayDriver
 from corral.drivers.sandbox import SandboxDriver
 from corral.drivers.venv import VenvDriver
 from corral.drivers.vm.driver import VmDriver
@@ -84,6 +85,7 @@ class Case:
         # a container's build context is its workdir: keep the run and cache dirs out of it
         self.workdir = tmp / "app" if self.isolation == "container" else tmp
         self.workdir.mkdir(exist_ok=True)
+        self.ray_address = ""  # the test cluster's, for the ray placement
 
     def task(self, script: str, *, instance: str = "a.1") -> Task:
         if self.name == "fake":
@@ -93,6 +95,9 @@ class Case:
         elif self.name == thirdparty.NAME:  # its own block, through the entry point
             raw = {"command": [SH_SCRIPTS[script]], "isolation": thirdparty.NAME,
                    thirdparty.NAME: {"interpreter": "/bin/sh"}}
+        elif self.name == "ray":  # a process agent placed on the test cluster
+            raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": "process",
+                   "placement": "ray", "ray": {"address": self.ray_address}}
         else:
             raw = {"command": ["python", "-c", SCRIPTS[script]], "isolation": self.isolation}
             if self.name == "venv":
@@ -106,7 +111,7 @@ class Case:
 
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "process": ProcessDriver, "venv": VenvDriver, "fake": FakeDriver, "sandbox": SandboxDriver,
-    "vm": VmDriver,
+    "vm": VmDriver, "ray": RayDriver,
 }
 NEEDS = {"sandbox": (find_bwrap, "bubblewrap (bwrap) is not installed: apt-get install "
                                  "bubblewrap (scripts/install.sh --test does)")}
@@ -155,11 +160,26 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
         pytest.skip(why)
     if request.param == "vm":
         request.getfixturevalue("vm_guest")  # built once per session, or skipped with why
-    return Case(request.param, DRIVERS[request.param], tmp_path)
+    made = Case(request.param, DRIVERS[request.param], tmp_path)
+    if request.param == "ray":  # its bridge process is closed at the end of each run
+        made.ray_address = request.getfixturevalue("ray_cluster").address
+        CLOSING.append(made.driver)
+        request.addfinalizer(CLOSING.clear)
+    return made
+
+
+CLOSING: list[Driver] = []  # drivers closed in the loop of each run (their helper processes)
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
+    async def then_close() -> Any:
+        try:
+            return await coro
+        finally:
+            for driver in CLOSING:
+                await driver.close()
+
+    return asyncio.run(asyncio.wait_for(then_close(), 60))
 
 
 def test_output_and_exit_code(case: Case) -> None:

@@ -16,7 +16,8 @@ from corral.errors import ManifestError
 from corral.manifest import decode, validation
 
 
-@pytest.mark.parametrize("name", ["process", "venv", "sandbox", "container", "vm", "fake"])
+@pytest.mark.parametrize("name", ["process", "venv", "sandbox", "container", "vm", "fake",
+                                  "ray"])
 def test_the_registry_table_names_the_records_each_driver_declares(name: str) -> None:
     driver = registry.load(name)
     for key, record in driver.blocks.items():
@@ -25,10 +26,10 @@ def test_the_registry_table_names_the_records_each_driver_declares(name: str) ->
 
 
 def test_every_block_has_one_owner_and_the_host_env_blocks_are_shared() -> None:
-    owners = {key: [n for n in ("venv", "container", "vm", "fake")
+    owners = {key: [n for n in ("venv", "container", "vm", "fake", "ray")
                     if key in registry.load(n).blocks] for key in registry.blocks()}
     assert owners == {"venv": ["venv"], "node": ["venv"], "container": ["container"],
-                      "vm": ["vm"], "fake": ["fake"]}
+                      "vm": ["vm"], "fake": ["fake"], "ray": ["ray"]}
     # a sandbox agent may have a venv: the sandbox driver reads the same records
     assert registry.load("sandbox").blocks == registry.load("venv").blocks
     assert registry.hidden() == {"fake"}
@@ -45,8 +46,10 @@ def test_the_cli_and_the_daemon_decode_a_block_into_the_same_record() -> None:
         decode.agent({"command": ["x"], "fake": {"steps": [{"exit": 300}]}})
     with pytest.raises(ManifestError, match=r"agent\.vm\.ports\.0: 'http' is not a port"):
         decode.agent({"command": ["x"], "vm": {"ports": ["http"]}})
-    with pytest.raises(ManifestError, match=r"agent\.ray: unknown key"):
-        decode.agent({"command": ["x"], "ray": {}})
+    with pytest.raises(ManifestError, match=r"agent\.mars: unknown key"):
+        decode.agent({"command": ["x"], "mars": {}})
+    with pytest.raises(ManifestError, match=r"agent\.ray\.adress: unknown key"):
+        decode.agent({"command": ["x"], "ray": {"adress": "10.0.0.5:6379"}})
 
 
 def test_the_spec_hash_of_an_agent_without_blocks_is_unchanged() -> None:

@@ -46,11 +46,11 @@ def test_a_placement_no_driver_has_or_a_level_it_does_not_run_is_one_line(
         tmp_path: Path) -> None:
     assert _problems("name: p\ncluster: {moon: {}}\nagents:\n  a: {command: x, placement: "
                      "mars}\n  b: {command: x, venv: {}, placement: fake}\n", tmp_path) == [
-        "agents.a: placement: no installed driver places agents on 'mars' (known: local)",
+        "agents.a: placement: no installed driver places agents on 'mars' (known: local, "
+        "ray)",
         "agents.b: placement: fake runs process agents; a venv agent runs on this host "
         "(placement: local)",
-        "top level: cluster.moon: no installed driver places agents there (known: none "
-        "installed)"]
+        "top level: cluster.moon: no installed driver places agents there (known: ray)"]
 
 
 def test_the_spec_hash_of_an_unplaced_agent_does_not_move(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ _BUILTIN = {
     "container": "corral.drivers.container.driver:ContainerDriver",
     "fake": "corral.drivers.fake:FakeDriver",
     "vm": "corral.drivers.vm.driver:VmDriver",
+    "ray": "corral.drivers.ray.driver:RayDriver",
 }
 # block -> the module declaring it (``blocks``, ``hidden``, ``normalize``)
 _OPTIONS = {
@@ -40,6 +41,7 @@ _OPTIONS = {
     "container": "corral.drivers.container.options",
     "vm": "corral.drivers.vm.options",
     "fake": "corral.drivers.fake",
+    "ray": "corral.drivers.ray.options",
 }
 
 Normalize = Callable[[str, Any, "Path"], tuple[Any, list[str]]]
@@ -132,17 +134,27 @@ def runs_without_command(agent: Any) -> bool:
     return bool(hook(agent)) if callable(hook) else False
 
 
+def _declarer(name: str) -> Any:
+    """Where driver ``name`` declares its hooks: a built-in beside its blocks (never by
+    loading the driver; None when it has none), a third-party driver on its class."""
+    if name in _BUILTIN:
+        return _module(_OPTIONS[name]) if name in _OPTIONS else None
+    return load(name)
+
+
 @cache
 def placements() -> Mapping[str, tuple[str, ...]]:
     """Drivers that place agents on a cluster (``placement: NAME``): those declaring
     ``places = (ISOLATION, ...)``, the levels they run there, by their name."""
     out: dict[str, tuple[str, ...]] = {}
     for name in names():
-        if name in _BUILTIN:  # declared beside its blocks, never by loading the driver
-            declarer = _module(_OPTIONS[name]) if name in _OPTIONS else None
-        else:
-            declarer = load(name)
-        takes = tuple(getattr(declarer, "places", ()))
+        takes = tuple(getattr(_declarer(name), "places", ()))
         if takes:
             out[name] = takes
     return out
+
+
+def levels() -> list[str]:
+    """The isolation levels (``isolation: NAME``): every driver but those that only place
+    agents of other levels on a cluster (``placement_only = True``: the ray driver)."""
+    return [n for n in names() if not getattr(_declarer(n), "placement_only", False)]

@@ -44,8 +44,8 @@ def normalizers() -> list[Any]:
 
 
 def drivers() -> list[str]:
-    """The installed drivers' names."""
-    found: list[str] = _registry().names()
+    """The installed drivers' names that are isolation levels (not a cluster's only)."""
+    found: list[str] = _registry().levels()
     return found
 
 

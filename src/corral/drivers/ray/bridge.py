@@ -1,0 +1,296 @@
+"""The one process per cluster that imports Ray: ``python -m corral.drivers.ray.bridge ADDRESS
+NAMESPACE``, started by the ray driver (``link``) so the daemon never does (its memory and start
+time are benchmarked).
+
+It speaks JSON lines on its stdin and stdout (``protocol``): requests with ids and their
+replies, and notifications it pushes (an instance's output, its end of streams, its exit).
+Ray's own chatter goes to stderr. What it does on the cluster:
+
+- one supervising actor per node (``node.Node``, shipped by value), created on first use;
+- an instance with ``cpus``/``memory`` gets a placement group of one bundle of them, named
+  ``corral-PROJECT-INSTANCE``, and runs on the node the bundle landed on; the group is removed
+  when the instance ends. Without resources it goes to the least loaded alive node;
+- each instance is followed by a long poll of its node actor; an actor that died reports the
+  instance's end as an error that says whether its node was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from corral.drivers.ray import node as node_module
+from corral.drivers.ray import protocol
+
+POLL = 5.0  # seconds a read of an instance's output waits on its node
+
+
+@dataclass
+class Placed:
+    node: str
+    ip: str
+    group: Any = None  # its placement group, removed when it ends
+
+
+class Bridge:
+    def __init__(self, ray: Any, namespace: str, out: Any) -> None:
+        self.ray = ray
+        self.namespace = namespace
+        self.out = out
+        self.actors: dict[str, Any] = {}  # node id -> its supervising actor
+        self.placed: dict[str, Placed] = {}  # run -> where it runs
+        self.follows: set[asyncio.Task[None]] = set()
+        self.turn = itertools.count()
+        # Ray is typed as Any here: corral type-checks without it installed
+        self.affinity = importlib.import_module(
+            "ray.util.scheduling_strategies").NodeAffinitySchedulingStrategy
+        self.groups = importlib.import_module("ray.util.placement_group")
+        self.remote_node = ray.remote(node_module.Node)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self.out.flush()
+
+    # --- nodes and their actors -----------------------------------------------------------
+
+    async def alive_nodes(self) -> dict[str, str]:
+        """{node id: IP} of the cluster's alive nodes."""
+        nodes = await asyncio.to_thread(self.ray.nodes)
+        return {n["NodeID"]: n["NodeManagerAddress"] for n in nodes if n.get("Alive")}
+
+    def actor(self, node: str) -> Any:
+        found = self.actors.get(node)
+        if found is None:
+            found = self.remote_node.options(
+                name=f"corral-node-{node}", namespace=self.namespace, lifetime="detached",
+                get_if_exists=True, num_cpus=0, max_concurrency=10_000,
+                scheduling_strategy=self.affinity(node, soft=False)).remote()
+            self.actors[node] = found
+        return found
+
+    def least_loaded(self, nodes: dict[str, str]) -> str:
+        load = {n: 0 for n in nodes}
+        for placed in self.placed.values():
+            if placed.node in load:
+                load[placed.node] += 1
+        turn = next(self.turn)
+        order = sorted(nodes)
+        order = order[turn % len(order):] + order[:turn % len(order)]  # ties: round robin
+        return min(order, key=lambda n: load[n])
+
+    async def place(self, req: dict[str, Any], nodes: dict[str, str]) -> Placed:
+        bundle: dict[str, float] = {}
+        if req.get("cpus"):
+            bundle["CPU"] = float(req["cpus"])
+        if req.get("memory"):
+            bundle["memory"] = float(req["memory"])
+        if not bundle:
+            chosen = self.least_loaded(nodes)
+            return Placed(chosen, nodes[chosen])
+        groups = self.groups
+        name = req["group"]
+        try:  # one left by an earlier start of this instance (a killed bridge)
+            stale = await asyncio.to_thread(groups.get_placement_group, name)
+            await asyncio.to_thread(groups.remove_placement_group, stale)
+        except ValueError:
+            pass
+        group = groups.placement_group([bundle], strategy="STRICT_PACK", name=name,
+                                       lifetime="detached")
+        try:
+            await asyncio.wait_for(group.ready(), req.get("placement_timeout", 60))
+        except TimeoutError:
+            await asyncio.to_thread(groups.remove_placement_group, group)
+            wanted = ", ".join(f"{k} {v:g}" for k, v in bundle.items())
+            raise protocol.Refused(f"no node of the cluster has {wanted} free") from None
+        table = await asyncio.to_thread(groups.placement_group_table, group)
+        chosen = table["bundles_to_node_id"][0]
+        return Placed(chosen, nodes.get(chosen, "?"), group)
+
+    # --- the requests ---------------------------------------------------------------------
+
+    async def start(self, req: dict[str, Any]) -> dict[str, Any]:
+        nodes = await self.alive_nodes()
+        if not nodes:
+            raise protocol.Refused("the cluster has no alive node")
+        placed = await self.place(req, nodes)
+        run = req["run"]
+        self.placed[run] = placed  # counted at once: starts at the same time spread
+        try:
+            reply = await self.actor(placed.node).start.remote(
+                run, req["argv"], req["cwd"], req["env"], req["marker"])
+        except self.ray.exceptions.RayActorError as exc:
+            self.actors.pop(placed.node, None)
+            reply = {"error": f"its corral actor died: {_first_line(exc)}"}
+        if "error" in reply:
+            self.placed.pop(run, None)
+            await self.release(placed)
+            raise protocol.Refused(f"on node {placed.ip}: {reply['error']}")
+        follow = asyncio.create_task(self.follow(run, placed))
+        self.follows.add(follow)
+        follow.add_done_callback(self.follows.discard)
+        return {"node": placed.node, "node_ip": placed.ip, "pid": reply["pid"]}
+
+    async def release(self, placed: Placed) -> None:
+        if placed.group is not None:
+            await asyncio.to_thread(self.groups.remove_placement_group, placed.group)
+
+    async def follow(self, run: str, placed: Placed) -> None:
+        """Push the run's output, then its exit, until it ends or its node is lost."""
+        actor, after = self.actor(placed.node), 0
+        closed: set[str] = set()
+        errors = self.ray.exceptions
+        while True:
+            try:
+                reply = await actor.read.remote(run, after, POLL)
+            except errors.ActorUnavailableError:  # a passing fault: the actor may come back
+                await asyncio.sleep(0.2)
+                continue
+            except errors.RayActorError as exc:
+                self.actors.pop(placed.node, None)
+                await self.ended(run, placed, closed, error=await self.lost(placed, exc))
+                return
+            except Exception as exc:  # Ray failed otherwise: the run must still end
+                await self.ended(run, placed, closed, error=(
+                    f"lost track of it on node {placed.ip}: {_first_line(exc)}"))
+                return
+            if reply.get("gone"):
+                await self.ended(run, placed, closed, error=(
+                    f"the instance is gone from node {placed.ip} (its corral actor restarted)"))
+                return
+            for seq, stream, data in reply["chunks"]:
+                self.send({"event": "output", "run": run, "stream": stream,
+                           "data": base64.b64encode(data).decode()})
+                after = seq
+            if reply["exit"] is not None:
+                code, sig = reply["exit"]
+                await self.ended(run, placed, closed, code=code, signal=sig)
+                actor.forget.remote(run)
+                return
+            for stream in reply["eof"]:
+                if stream not in closed:
+                    closed.add(stream)
+                    self.send({"event": "eof", "run": run, "stream": stream})
+
+    async def lost(self, placed: Placed, exc: BaseException) -> str:
+        alive = await self.alive_nodes()
+        if placed.node not in alive:
+            return f"node lost: {placed.ip} (node {placed.node[:12]})"
+        return f"the corral actor on node {placed.ip} died: {_first_line(exc)}"
+
+    async def ended(self, run: str, placed: Placed, closed: set[str], *,
+                    code: int | None = None, signal: int | None = None,
+                    error: str | None = None) -> None:
+        self.placed.pop(run, None)
+        for stream in ("stdout", "stderr"):
+            if stream not in closed:
+                self.send({"event": "eof", "run": run, "stream": stream})
+        self.send({"event": "exit", "run": run, "code": code, "signal": signal,
+                   "error": error})
+        await self.release(placed)
+
+    async def stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        placed = self.placed.get(req["run"])
+        if placed is None:
+            return {}
+        with contextlib.suppress(self.ray.exceptions.RayActorError):  # its follow reports it
+            await self.actor(placed.node).stop.remote(req["run"], req["sig"], req["timeout"])
+        return {}
+
+    async def close(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The driver leaves: its node actors that run nothing are killed; the rest run on."""
+        kept = []
+        for node, actor in list(self.actors.items()):
+            try:
+                running = await actor.alive.remote()
+            except self.ray.exceptions.RayActorError:
+                continue
+            if running:
+                kept.append(node)
+            else:
+                self.ray.kill(actor)
+        for follow in list(self.follows):
+            follow.cancel()
+        return {"kept": kept}
+
+    async def handle(self, line: bytes) -> None:
+        req: dict[str, Any] = json.loads(line)
+        op = req.get("op")
+        try:
+            if op not in protocol.OPS:
+                raise protocol.Refused(f"unknown request {op!r}")
+            self.send({"id": req["id"], "ok": await getattr(self, op)(req)})
+        except protocol.Refused as exc:
+            self.send({"id": req["id"], "error": str(exc)})
+        except Exception as exc:  # one request failed: the bridge serves the others
+            self.send({"id": req["id"], "error": f"{type(exc).__name__}: {_first_line(exc)}"})
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its errors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = _ESCAPES.sub("", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def serve(address: str, namespace: str, out: Any) -> int:
+    def failed(problem: str, fix: str) -> int:
+        out.write(json.dumps({"event": "failed", "problem": problem, "fix": fix}).encode()
+                  + b"\n")
+        out.flush()
+        return 1
+
+    try:
+        ray: Any = importlib.import_module("ray")
+    except ImportError:
+        return failed("the ray driver needs Ray, which is not installed",
+                      protocol.INSTALL)
+    ray.cloudpickle.register_pickle_by_value(node_module)  # nodes need no corral installed
+    try:
+        await asyncio.to_thread(ray.init, address=address, namespace=namespace,
+                                log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as exc:
+        return failed(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}",
+                      "start it (ray start --head) or fix ray.address")
+    bridge = Bridge(ray, namespace, out)
+    bridge.send({"event": "ready", "nodes": len(await bridge.alive_nodes())})
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=protocol.LINE_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        while line := await reader.readline():
+            if json.loads(line).get("op") == "close":  # after the others it answered
+                await asyncio.gather(*pending, return_exceptions=True)
+                await bridge.handle(line)
+                break
+            task = asyncio.create_task(bridge.handle(line))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    finally:
+        for follow in list(bridge.follows):
+            follow.cancel()
+        await asyncio.gather(*bridge.follows, return_exceptions=True)
+        ray.shutdown()
+    return 0
+
+
+def main() -> int:
+    address, namespace = sys.argv[1], sys.argv[2]
+    out = os.fdopen(os.dup(1), "wb")  # the protocol's; whatever else prints goes to stderr
+    os.dup2(2, 1)
+    return asyncio.run(serve(address, namespace, out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The ``ray`` placement: an agent's command runs on a node of a Ray cluster, with corral's own
+start, wait, stop and output manners (``placement: ray``; ``cluster: {ray: {address: ...}}``).
+
+The daemon never imports Ray: per cluster address and project, one bridge process does
+(``link``, ``bridge``), with one supervising actor per node (``node``), never one per
+instance (each actor is a Python worker process of its own). What the agent declares maps to
+Ray's terms:
+
+- ``resources.cpus`` and ``memory``: a placement group of one bundle (``CPU``, ``memory``),
+  which picks the node; without them the least loaded alive node;
+- the environment, secrets included, goes in the start call's arguments, never in a
+  ``runtime_env`` (Ray shows those in its job info);
+- a node lost ends its instances with an error (``node lost: IP ...``), so the runner restarts
+  them as its policy says, on the nodes that are left;
+- ``close`` ends the bridges, not the instances; a node actor running nothing goes with them.
+
+``address: auto`` is a local head corral starts itself (``head``), stopped when the driver
+closes with nothing left running on it.
+
+Not yet: re-adopting instances after a daemon restart (``recover``), a venv level on the
+node, stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import ClassVar
+
+from corral.drivers.base import (
+    Capabilities,
+    Driver,
+    DriverHealth,
+    ExitResult,
+    Handle,
+    Output,
+    Task,
+    driver_errors,
+)
+from corral.drivers.host.proctree import MARKER
+from corral.drivers.ray import head, protocol
+from corral.drivers.ray import options as ray_opts
+from corral.drivers.ray.head import LocalHead
+from corral.drivers.ray.link import Link
+from corral.errors import DriverError
+
+CONNECT_TIMEOUT = 60.0  # a bridge's ray.init
+
+
+class RayDriver(Driver):
+    name: ClassVar[str] = "ray"
+    blocks: ClassVar[Mapping[str, type]] = ray_opts.blocks
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        isolation="ray", recover=False, stats=False, signals=True
+    )
+
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, str], asyncio.Task[Link]] = {}
+        self._runs: dict[str, tuple[Link, asyncio.Future[ExitResult]]] = {}  # by run id
+        self._heads: dict[str, LocalHead] = {}  # ``address: auto``: by address
+        self._starting_head = asyncio.Lock()
+
+    async def check(self) -> DriverHealth:
+        if importlib.util.find_spec("ray") is None:
+            return DriverHealth(False, "Ray is not installed", protocol.INSTALL)
+        return DriverHealth(True, "Ray installed (the cluster is reached at the first start)")
+
+    async def _link(self, address: str, project: str) -> Link:
+        """The bridge to ``address`` for ``project``, started on first use."""
+        if importlib.util.find_spec("ray") is None:
+            raise DriverError("the ray placement needs Ray, which is not installed",
+                              protocol.INSTALL)
+        key = (address, project)
+        opening = self._links.get(key)
+        if opening is not None and opening.done() and (
+                opening.exception() is not None or opening.result().gone is not None):
+            opening = None  # failed, or its bridge died since: a new one
+        if opening is None:
+            env = {**os.environ, **head.ALONE} if address in self._heads else None
+            opening = asyncio.create_task(self._open(address, f"corral-{project}", env))
+            self._links[key] = opening
+        return await asyncio.shield(opening)
+
+    @staticmethod
+    async def _open(address: str, namespace: str, env: dict[str, str] | None) -> Link:
+        link = Link(address, namespace, env)
+        await link.open(CONNECT_TIMEOUT)
+        return link
+
+    async def start(self, task: Task, output: Output) -> Handle:
+        options = ray_opts.ray_options(task.spec)
+        with driver_errors(task, only=DriverError):
+            address = options.address
+            if address == "auto":
+                address = await self._local_head(task)
+            link = await self._link(address, task.project)
+        run = f"{task.instance}-{uuid.uuid4().hex[:12]}"
+        done = link.follow(run, output)
+        res = task.spec.resources
+        try:
+            with driver_errors(task, "on the Ray cluster", only=DriverError):
+                placed = await link.request(
+                    "start", run=run, argv=task.spec.argv, cwd=task.workdir,
+                    env={**task.env, MARKER: run}, marker=MARKER, cpus=res.cpus,
+                    memory=res.memory, group=f"corral-{task.project}-{task.instance}",
+                    placement_timeout=options.placement_timeout)
+        except BaseException:
+            link.forget(run)
+            raise
+        self._runs[run] = (link, done)
+        return Handle(driver=self.name, instance=task.instance, pid=None,
+                      started_at=time.time(),
+                      data={"run": run, "node": placed["node"], "node_ip": placed["node_ip"],
+                            "address": address, "pid_on_node": str(placed["pid"])})
+
+    def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
+        found = self._runs.get(handle.data.get("run", ""))
+        return found[1] if found is not None else None
+
+    async def wait(self, handle: Handle) -> ExitResult:
+        run = handle.data.get("run", "")
+        found = self._runs.get(run)
+        if found is None:
+            return ExitResult(code=None, error="not started by this driver")
+        link, done = found
+        result = await asyncio.shield(done)
+        self._runs.pop(run, None)
+        link.forget(run)
+        return result
+
+    async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
+        found = self._runs.get(handle.data.get("run", ""))
+        if found is None or found[1].done():
+            return
+        link, _ = found
+        try:
+            await link.request("stop", run=handle.data["run"], sig=sig, timeout=timeout)
+        except DriverError:
+            if not link.gone:  # a dead bridge already ended the run
+                raise
+
+    async def _local_head(self, task: Task) -> str:
+        """``address: auto``: the address of this state dir's local head, started if need be."""
+        if importlib.util.find_spec("ray") is None:
+            raise DriverError("the ray placement needs Ray, which is not installed",
+                              protocol.INSTALL)
+        async with self._starting_head:
+            local = next((h for h in self._heads.values() if h.cache_dir == task.cache_dir),
+                         None) or LocalHead(task.cache_dir)
+            address = await local.ensure()
+            self._heads[address] = local
+            return address
+
+    async def close(self) -> None:
+        """The bridges end; a local head this driver used stops when nothing runs on it."""
+        links = [t.result() for t in self._links.values()
+                 if t.done() and not t.cancelled() and t.exception() is None]
+        for opening in self._links.values():
+            if not opening.done():
+                opening.cancel()
+        self._links.clear()
+        kept = await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        busy = {link.address for link, nodes in zip(links, kept, strict=True)
+                if not isinstance(nodes, list) or nodes}
+        for address, local in list(self._heads.items()):
+            if address not in busy:
+                await local.stop()
+                del self._heads[address]

@@ -1,0 +1,197 @@
+"""The supervisor of one Ray node's instances: the bridge makes it an actor (one per node,
+detached, named ``corral-node-<node id>``, pinned to its node) that runs each instance's
+command as a child process in a session of its own.
+
+- output: each pipe is read in chunks kept with a sequence number per instance until the
+  bridge acknowledges them (``read(run, after)``, a long poll), so a lost reply loses no line.
+  The buffer is bounded: when full, the pipes are not read, which blocks the child, never
+  drops what it wrote;
+- exit: reported by ``read`` with the last chunks, once both pipes closed (or a moment after the
+  command exited, when a grandchild keeps them open);
+- stop: the signal to the process group, then after the grace period SIGKILL to the group and
+  to every process carrying the run's marker variable (those that left the session);
+- the children die with the actor (``PR_SET_PDEATHSIG``): a node whose raylet is gone runs
+  nothing of corral's that a restart elsewhere would duplicate.
+
+Secrets come in the environment of ``start``'s arguments, never in a ``runtime_env``, which
+Ray shows in its job and actor info.
+
+Plain Python on purpose: it imports nothing of corral's or Ray's, so the bridge ships it by
+value and a node needs neither corral installed nor the daemon's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import os
+import shutil
+import signal
+from typing import Any
+
+CHUNK = 64 * 1024
+BUFFER = 4 * 1024 * 1024  # per instance, unacknowledged: past it the pipes wait
+EOF_GRACE = 1.0  # seconds the pipes may stay open after the command exited
+_PR_SET_PDEATHSIG = 1
+_RESET = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+          signal.SIGUSR2, signal.SIGPIPE)
+
+
+def _child_setup(prctl: Any) -> None:
+    """In the child, before exec: die with the actor, and none of a Ray worker's signal
+    manners (ignored or blocked signals are inherited through exec)."""
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    for sig in _RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+class Run:
+    """One instance's process and what it wrote that the bridge has not acknowledged."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, marker: bytes) -> None:
+        self.proc = proc
+        self.marker = marker  # b"NAME=VALUE" in the environ of every process it started
+        self.chunks: list[tuple[int, str, bytes]] = []
+        self.seq = 0
+        self.buffered = 0
+        self.eof: set[str] = set()
+        self.exit: tuple[int, int | None] | None = None  # (code, signal), once reported
+        self.exited = asyncio.Event()  # the command itself ended
+        self.changed = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.pumps: list[asyncio.Task[None]] = []
+
+
+class Node:
+    """Made remote by the bridge: ``ray.remote(num_cpus=0, max_concurrency=...)(Node)``."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        # loaded here, on the node: the class travels by value, a library handle cannot
+        self._setup = functools.partial(_child_setup, ctypes.CDLL(None).prctl)
+
+    async def start(self, run: str, argv: list[str], cwd: str, env: dict[str, str],
+                    marker: str) -> dict[str, Any]:
+        """Start ``argv``; ``{"pid": PID}``, or ``{"error": ...}`` when it cannot run here."""
+        if not os.path.isdir(cwd):
+            return {"error": f"workdir does not exist on this node: {cwd}"}
+        if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
+            return {"error": f"command not found: {argv[0]}"}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, preexec_fn=self._setup)
+        except OSError as exc:
+            return {"error": f"cannot run {argv[0]}: {exc.strerror or exc}"}
+        state = Run(proc, f"{marker}={env.get(marker, '')}".encode())
+        self.runs[run] = state
+        assert proc.stdout is not None and proc.stderr is not None
+        state.pumps = [asyncio.create_task(self._pump(state, "stdout", proc.stdout)),
+                       asyncio.create_task(self._pump(state, "stderr", proc.stderr))]
+        watcher = asyncio.create_task(self._watch(state))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return {"pid": proc.pid}
+
+    @staticmethod
+    async def _pump(state: Run, stream: str, pipe: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                while state.buffered >= BUFFER:
+                    state.drained.clear()
+                    await state.drained.wait()
+                data = await pipe.read(CHUNK)
+                if not data:
+                    break
+                state.seq += 1
+                state.chunks.append((state.seq, stream, data))
+                state.buffered += len(data)
+                state.changed.set()
+        finally:
+            state.eof.add(stream)
+            state.changed.set()
+
+    @staticmethod
+    async def _watch(state: Run) -> None:
+        code = await state.proc.wait()
+        state.exited.set()
+        pending = set(state.pumps)
+        while pending:  # a grandchild may hold the pipes: not past the grace, unless we do
+            _, pending = await asyncio.wait(pending, timeout=EOF_GRACE)
+            if pending and state.buffered < BUFFER:
+                for pump in pending:
+                    pump.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+        state.exit = (code, None) if code >= 0 else (128 - code, -code)
+        state.changed.set()
+
+    async def read(self, run: str, after: int, timeout: float) -> dict[str, Any]:
+        """What ``run`` wrote past sequence ``after`` (everything up to it is acknowledged and
+        dropped), its closed streams, and its exit once all of it is out. Waits up to
+        ``timeout`` for something new."""
+        state = self.runs.get(run)
+        if state is None:
+            return {"gone": True}
+        if state.chunks and state.chunks[0][0] <= after:
+            kept = [c for c in state.chunks if c[0] > after]
+            state.buffered = sum(len(c[2]) for c in kept)
+            state.chunks = kept
+            state.drained.set()
+        if not state.chunks and state.exit is None:
+            state.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.changed.wait(), timeout)
+        exit_ = state.exit
+        return {"chunks": list(state.chunks), "eof": sorted(state.eof),
+                "exit": list(exit_) if exit_ is not None else None}
+
+    async def stop(self, run: str, sig: int, timeout: float) -> None:
+        """``sig`` to the run's process group; after ``timeout``, SIGKILL to all it started."""
+        state = self.runs.get(run)
+        if state is None:
+            return
+        if not state.exited.is_set():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.proc.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.exited.wait(), timeout)
+        self._kill_all(state)
+        await state.exited.wait()
+
+    @staticmethod
+    def _kill_all(state: Run) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.proc.pid, signal.SIGKILL)
+        for pid in _marked(state.marker):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    async def forget(self, run: str) -> None:
+        self.runs.pop(run, None)
+
+    async def alive(self) -> list[str]:
+        """The runs whose command still runs."""
+        return [run for run, state in self.runs.items() if not state.exited.is_set()]
+
+
+def _marked(marker: bytes) -> list[int]:
+    """Live processes whose environment holds ``marker`` (``NAME=VALUE``) exactly."""
+    found = []
+    own = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(int(entry))
+    return found

@@ -1,0 +1,33 @@
+"""The ``ray:`` block, declared by the ray driver (``RayDriver.blocks``) and decoded for it by
+the daemon, so ``task.spec.options["ray"]`` arrives typed. ``cluster: {ray: {...}}`` gives its
+defaults for every agent placed on the cluster (``placement: ray``)."""
+
+from __future__ import annotations
+
+from corral.lean.record import Record, record
+from corral.manifest.rules import Duration
+from corral.manifest.spec import Agent
+
+
+@record(kw_only=True)
+class RayOptions(Record):
+    """A Ray cluster the agent runs on: its GCS ``address`` (``HOST:PORT``); ``auto``, a
+    local head corral starts itself (on 127.0.0.1, stopped when nothing runs on it)."""
+
+    __pydantic_config__ = {"extra": "forbid"}
+    address: str = "auto"
+    # how long a start waits for a node with the agent's cpus and memory free
+    placement_timeout: Duration = 60.0
+
+
+blocks: dict[str, type[Record]] = {"ray": RayOptions}
+# the levels it runs on a node: the agent's command as is (a venv level is for later); a
+# placement only, never an agent's ``isolation``
+places = ("process",)
+placement_only = True
+
+
+def ray_options(agent: Agent) -> RayOptions:
+    """The agent's block, or the defaults when it wrote none."""
+    found: RayOptions | None = agent.options.get("ray")
+    return found if found is not None else RayOptions()

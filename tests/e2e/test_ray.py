@@ -1,0 +1,166 @@
+"""``placement: ray`` through the real CLI and daemon, on the session's real Ray cluster (a
+head and a worker node on loopback): ps names each instance's node, the logs store what the
+cluster's instances print, a crash is restarted there, and ``down`` leaves no actor of the
+project's and no process of its instances."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.drivers.ray.head import LocalHead
+from tests.e2e.conftest import Project, pids_with_marker
+from tests.support import raycluster
+
+
+def _actors(cluster: raycluster.Cluster, namespace: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(cluster.ray("list", "actors", "--detail",
+                                                        "--format", "json"))
+    return [a for a in rows if a["ray_namespace"] == namespace and a["state"] != "DEAD"]
+
+
+def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothing(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    project.write(f"""
+        name: rayfleet
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          worker:
+            command: ["python", "-c", "import time; print('hi from the cluster', flush=True); time.sleep(300)"]
+            placement: ray
+            replicas: 2
+          crasher:
+            command: ["python", "-c", "print('about to fail', flush=True); raise SystemExit(3)"]
+            placement: ray
+            restart: {{policy: on-failure, backoff: {{initial: 100ms, factor: 1, max: 100ms}}}}
+          local:
+            command: ["sleep", "300"]
+    """)  # noqa: E501
+    try:
+        project.corral("up", "-d")
+        rows = project.wait_for(lambda r: all(r[n]["state"] == "running" for n in
+                                              ("worker.1", "worker.2", "local.1"))
+                                and r["crasher.1"]["restarts"] >= 2, timeout=90,
+                                what="the placed fleet running, the crasher restarted")
+        ips = {rows[n]["node_ip"] for n in ("worker.1", "worker.2")}
+        assert ips == {raycluster.HEAD_IP, raycluster.WORKER_IP}  # the least loaded node each
+        assert rows["worker.1"]["node"] and rows["worker.1"]["pid"] is None
+        assert rows["local.1"]["node"] is None and rows["local.1"]["pid"]
+        assert rows["crasher.1"]["exit_code"] == 3
+        table = project.corral("ps").stdout.splitlines()
+        line = next(ln for ln in table if ln.startswith("worker.1"))
+        assert rows["worker.1"]["node_ip"] in line
+        logs = project.corral("logs", "worker", "--json").stdout.splitlines()
+        assert {json.loads(ln)["instance"] for ln in logs if "hi from the cluster" in ln} == {
+            "worker.1", "worker.2"}
+        crashes = project.corral("logs", "crasher", "--json").stdout.splitlines()
+        assert sum("about to fail" in ln for ln in crashes) >= 2
+        assert len(_actors(ray_cluster, "corral-rayfleet")) == 2  # one per node
+        placed = [pid for pid in pids_with_marker(project.root)
+                  if b"hi from the cluster" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(placed) == 2  # the nodes are this machine: their processes are seen here
+    finally:
+        project.corral("down", check=False)
+    assert _actors(ray_cluster, "corral-rayfleet") == []
+    assert pids_with_marker(project.root) == []
+
+
+def test_a_lost_node_s_instances_come_back_on_the_nodes_left(
+        project: Project, ray_cluster: raycluster.Cluster, tmp_path_factory: Any) -> None:
+    """The raylet of a third node killed by its PID: its instance ends as ``node lost``, and
+    the runner restarts it (its policy) on a node still alive; ps says where, and why."""
+    lost_ip = "127.0.0.5"
+    with ray_cluster.extra_node(tmp_path_factory.mktemp("lost"), lost_ip) as doomed:
+        project.write(f"""
+            name: raylost
+            cluster:
+              ray: {{address: "{ray_cluster.address}"}}
+            agents:
+              worker:
+                command: ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"]
+                placement: ray
+                replicas: 3
+                restart: {{policy: on-failure, backoff: {{initial: 100ms, factor: 1, max: 100ms}}}}
+        """)
+        try:
+            project.corral("up", "-d")
+            rows = project.wait_for(lambda r: all(r[f"worker.{i}"]["state"] == "running"
+                                                  for i in (1, 2, 3)), timeout=90)
+            there = next(n for n, r in rows.items() if r["node_ip"] == lost_ip)  # one a node
+            doomed_node = rows[there]["node"]
+            os.kill(doomed.raylet_pid(), signal.SIGKILL)
+            rows = project.wait_for(
+                lambda r: r[there]["restarts"] >= 1 and r[there]["state"] == "running",
+                timeout=60, what=f"{there} restarted on a node left")
+            assert rows[there]["node_ip"] in (raycluster.HEAD_IP, raycluster.WORKER_IP)
+            assert rows[there]["node"] != doomed_node
+            assert all(rows[f"worker.{i}"]["restarts"] == 0 for i in (1, 2, 3)
+                       if f"worker.{i}" != there)  # the others ran on
+            events = project.corral("events", "--json", check=False).stdout
+            assert f"node lost: {lost_ip}" in events  # why it restarted
+        finally:
+            project.corral("down", check=False)
+
+
+def test_address_auto_runs_a_local_head_that_down_stops(project: Project) -> None:
+    """No address: corral starts a Ray head of its own (on 127.0.0.1) under the state dir,
+    and it is gone once ``down`` stopped what ran there."""
+    project.write("""
+        name: rayauto
+        agents:
+          worker:
+            command: ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"]
+            placement: ray
+    """)
+    record = project.state_dir / "cache" / "ray-head" / "head.json"
+    try:
+        project.corral("up", "-d", timeout=180)
+        rows = project.wait_for(lambda r: r["worker.1"]["state"] == "running", timeout=120)
+        assert rows["worker.1"]["node_ip"] == "127.0.0.1"
+        head = json.loads(record.read_text())["pid"]
+        assert Path(f"/proc/{head}").exists()
+    finally:
+        project.corral("down", check=False)
+        shutil.rmtree(LocalHead(str(project.state_dir / "cache")).temp_dir(),
+                      ignore_errors=True)  # Ray's temp dir: a short stand-in under /tmp
+    for _ in range(300):
+        if not Path(f"/proc/{head}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{head}").exists()
+    assert not record.exists()
+
+
+def test_a_secret_printed_on_the_cluster_is_redacted_and_in_no_ray_info(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    token = "tok-on-the-cluster-" + os.urandom(6).hex()
+    project.write(f"""
+        name: raysecret
+        secrets:
+          token: {{environment: MY_TOKEN_VAR}}
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          leaky:
+            command: ["python", "-c", "import os, time; print('say', os.environ['API_TOKEN'], flush=True); time.sleep(300)"]
+            placement: ray
+            secrets: [{{source: token, env: API_TOKEN}}]
+    """)  # noqa: E501
+    try:
+        project.corral("up", "-d", env={"MY_TOKEN_VAR": token})
+        project.wait_for(lambda r: r["leaky.1"]["state"] == "running"
+                         and any(x["message"] == "say ***" for x in project.records("leaky")),
+                         timeout=60, what="the secret printed, redacted in the log")
+        seen = [ray_cluster.ray("list", what, "--detail", "--format", "json")
+                for what in ("jobs", "actors", "tasks")]
+        seen.append(ray_cluster.ray("job", "list"))
+        assert all(token not in text for text in seen)
+        assert token not in project.corral("logs", "leaky").stdout
+    finally:
+        project.corral("down", check=False)
