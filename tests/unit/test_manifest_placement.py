@@ -78,3 +78,9 @@ def test_the_daemons_decoder_refuses_a_placement_no_driver_takes() -> None:
         decode.manifest({"name": "p", "agents": {"a": agent}})
     assert decode.manifest({"name": "p", "agents": {"a": {**agent, "placement": "fake"}}}
                            ).agents["a"].driver == "fake"
+
+
+def test_a_cluster_written_as_the_isolation_level_names_placement(tmp_path: Path) -> None:
+    assert _problems("name: p\nagents:\n  a: {command: x, isolation: ray}\n", tmp_path) == [
+        "agents.a.isolation: ray is a placement, not an isolation level: write placement: "
+        "ray (the agent's isolation is how it runs on the node: process)"]

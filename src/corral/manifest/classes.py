@@ -103,10 +103,17 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
                     f"reach a sandbox with network: {agent.network or 'none (the default)'}; "
                     "declare network: host, or probe with exec: (it runs inside the sandbox)")
     if agent.isolation not in drivers:
-        out.append(
-            f"agents.{name}.isolation: no driver named {agent.isolation!r}"
-            f"{did_you_mean(agent.isolation, drivers)}; drivers: {', '.join(sorted(drivers))}"
-        )
+        from corral.manifest import routes
+
+        if agent.isolation in routes.placements():  # a cluster, not a level
+            out.append(f"agents.{name}.isolation: {agent.isolation} is a placement, not an "
+                       f"isolation level: write placement: {agent.isolation} (the agent's "
+                       "isolation is how it runs on the node: process)")
+        else:
+            out.append(
+                f"agents.{name}.isolation: no driver named {agent.isolation!r}"
+                f"{did_you_mean(agent.isolation, drivers)}; drivers: "
+                f"{', '.join(sorted(drivers))}")
     return out
 
 
