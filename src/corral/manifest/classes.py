@@ -106,9 +106,10 @@ def agent_problems(name: str, agent: Agent, drivers: Collection[str]) -> list[st
         from corral.manifest import routes
 
         if agent.isolation in routes.placements():  # a cluster, not a level
+            levels = " or ".join(routes.placements()[agent.isolation])
             out.append(f"agents.{name}.isolation: {agent.isolation} is a placement, not an "
                        f"isolation level: write placement: {agent.isolation} (the agent's "
-                       "isolation is how it runs on the node: process)")
+                       f"isolation is how it runs on the node: {levels})")
         else:
             out.append(
                 f"agents.{name}.isolation: no driver named {agent.isolation!r}"
