@@ -1,0 +1,127 @@
+"""The agents' own metrics: each running instance with ``metrics:`` scraped when corral's
+``/metrics`` is, all at once, bounded, and its samples handed to ``relabel``.
+
+A scrape is bounded in time (``TIMEOUT`` for connecting, the request and the whole body), in
+bytes (``MAX_BODY``; headers ``MAX_HEAD``) and in samples (``MAX_SAMPLES``): past any bound
+the instance's scrape fails, is shown as ``corral_instance_scrape_up 0`` and gives no samples;
+corral's own exposition is never an error for it. At most ``PARALLEL`` instances are scraped
+at a time, and a round younger than ``MAX_AGE`` is reused (two scrapers of corral at once, or
+Prometheus and a user, cost the agents one round).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from corral.metrics import relabel
+
+TIMEOUT = 1.0
+MAX_BODY = 4 * 1024 * 1024
+MAX_HEAD = 16 * 1024
+MAX_SAMPLES = 10_000
+PARALLEL = 64
+MAX_AGE = 0.5
+
+
+class Target(NamedTuple):
+    agent: str
+    instance: str
+    host: str | None  # None: the host cannot reach it (``network: none``)
+    port: int
+    path: str
+
+
+@dataclass(slots=True)
+class Result:
+    target: Target
+    up: bool
+    duration: float
+    parsed: relabel.Parsed = field(default_factory=lambda: relabel.Parsed({}))
+    error: str = ""
+
+
+class ScrapeFailed(Exception):
+    pass
+
+
+async def fetch(host: str, port: int, path: str, *, max_body: int = MAX_BODY) -> bytes:
+    """The body of ``GET path`` (HTTP/1.0: no chunks, the server closes), status 200 only."""
+    reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+                     "Accept: text/plain;version=0.0.4\r\n\r\n".encode())
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise ScrapeFailed(f"headers over {MAX_HEAD} bytes") from None
+        except asyncio.IncompleteReadError:
+            raise ScrapeFailed("the connection closed before the headers ended") from None
+        first = head.split(b"\r\n", 1)[0]
+        status = first.split()
+        if len(status) < 2 or status[1] != b"200":
+            raise ScrapeFailed(f"answered {first[:100].decode('latin-1')!r}")
+        if b"transfer-encoding:" in head.lower():
+            raise ScrapeFailed("answered with a transfer encoding (HTTP/1.0 was asked)")
+        body = await reader.read(max_body + 1)
+        parts = [body]
+        size = len(body)
+        while body and size <= max_body:
+            body = await reader.read(max_body + 1 - size)
+            parts.append(body)
+            size += len(body)
+        if size > max_body:
+            raise ScrapeFailed(f"body over {max_body} bytes")
+        return b"".join(parts)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def scrape(target: Target) -> Result:
+    start = time.monotonic()
+    if target.host is None:
+        return Result(target, False, 0.0, error="not reachable from the host (its network)")
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            body = await fetch(target.host, target.port, target.path, max_body=MAX_BODY)
+        parsed = relabel.parse(body.decode("utf-8", "replace"), target.agent, target.instance,
+                               max_samples=MAX_SAMPLES)
+    except TimeoutError:
+        return Result(target, False, time.monotonic() - start, error=f"over {TIMEOUT}s")
+    except (OSError, ScrapeFailed, relabel.Refused) as exc:
+        return Result(target, False, time.monotonic() - start, error=str(exc))
+    return Result(target, True, time.monotonic() - start, parsed)
+
+
+class Scraper:
+    """Rounds of scrapes over the targets the daemon hands it (the running instances)."""
+
+    def __init__(self) -> None:
+        self._round: asyncio.Task[list[Result]] | None = None
+        self._done_at = 0.0
+        self._targets: tuple[Target, ...] = ()
+
+    async def round(self, targets: list[Target]) -> list[Result]:
+        wanted = tuple(targets)
+        fresh = time.monotonic() - self._done_at < MAX_AGE and wanted == self._targets
+        if self._round is None or (self._round.done() and not fresh) \
+                or (not self._round.done() and wanted != self._targets):
+            self._targets = wanted
+            self._round = asyncio.ensure_future(self._scrape_all(wanted))
+        return await asyncio.shield(self._round)
+
+    async def _scrape_all(self, targets: tuple[Target, ...]) -> list[Result]:
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(target: Target) -> Result:
+            async with gate:
+                return await scrape(target)
+
+        results = await asyncio.gather(*(one(t) for t in targets))
+        self._done_at = time.monotonic()
+        return list(results)
