@@ -95,10 +95,10 @@ def test_a_hostile_exposition_cannot_break_or_pass_for_corral() -> None:
     assert clashes == {1: 1}  # web's temperature is a gauge: evil's counter samples go
     assert "corral_" not in text
     assert 'instance="evil.1"' not in text
-    rendered = Metrics().render([], {}, {}, [
+    rendered = Metrics().render([], {}, {}, scrape.collected([
         scrape.Result(Target("web", "web.1", "127.0.0.1", 1, "/metrics"), True, 0.01, good),
         scrape.Result(Target("evil", "evil.1", "127.0.0.1", 2, "/metrics"), True, 0.01, bad),
-    ]).decode()
+    ])).decode()
     got = families(rendered)  # one parse of the whole: no family twice, every line valid
     assert got["corral_supervisor_instances"] == [("corral_supervisor_instances", {}, 0.0)]
     dropped = {s[1]["instance"]: s[2] for s in got["corral_instance_scrape_samples_dropped"]}
@@ -167,7 +167,7 @@ def test_scrapes_are_bounded_and_concurrent(monkeypatch: pytest.MonkeyPatch) -> 
             targets.append(Target("b", "b.1", None, 0, "/metrics"))
             loop = asyncio.get_running_loop()
             start = loop.time()
-            results = await Scraper().round(targets)
+            results = (await Scraper().round(targets)).results
             assert loop.time() - start < 1.5  # the two slow ones time out together
             return {r.target.instance: r for r in results}
 
@@ -180,19 +180,25 @@ def test_scrapes_are_bounded_and_concurrent(monkeypatch: pytest.MonkeyPatch) -> 
     assert "over 0.5s" in got["a.3"].error
     assert "body over" in got["a.5"].error
     assert "reachable" in got["b.1"].error
-    text = Metrics().render([], {}, {}, list(got.values())).decode()
+    text = Metrics().render([], {}, {}, scrape.collected(list(got.values()))).decode()
     up = {s[1]["instance"]: s[2] for s in families(text)["corral_instance_scrape_up"]}
     assert up == {"a.1": 1, "a.2": 0, "a.3": 0, "a.4": 0, "a.5": 0, "a.6": 0, "b.1": 0}
     assert 'requests_total{agent="a",instance="a.1",path="/a",code="200"} 3' in text
 
 
-def test_a_round_is_shared_while_fresh() -> None:
+def test_a_round_is_shared_while_fresh_and_served_stale_while_the_next_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scrape, "MAX_AGE", 0.5)
+    monkeypatch.setattr(scrape, "STALE", 2.0)
     hits = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal hits
         hits += 1
-        await answering(b"200 OK", b"n 1\n")(reader, writer)
+        await answering(b"200 OK", f"n {hits}\n".encode())(reader, writer)
+
+    def value(r: scrape.Round) -> str:
+        return r.text.decode().rsplit(" ", 1)[1].strip()
 
     async def main() -> None:
         async with server(handle) as port:
@@ -200,12 +206,17 @@ def test_a_round_is_shared_while_fresh() -> None:
             targets = [Target("a", "a.1", "127.0.0.1", port, "/metrics")]
             first, second = await asyncio.gather(scraper.round(targets),
                                                  scraper.round(targets))
-            assert first[0].up and second[0].up
-            await scraper.round(targets)
-            assert hits == 1
-            await asyncio.sleep(scrape.MAX_AGE + 0.1)
-            await scraper.round(targets)
-            assert hits == 2
+            assert first is second and value(first) == "1" and hits == 1  # one round for both
+            assert await scraper.round(targets) is first  # fresh: not repeated
+            await asyncio.sleep(0.6)
+            assert await scraper.round(targets) is first  # stale: served, the next one starts
+            await asyncio.sleep(0.1)
+            assert value(await scraper.round(targets)) == "2" and hits == 2  # fresh again
+            await asyncio.sleep(2.1)  # older than STALE: this scrape waits for a new round
+            assert value(await scraper.round(targets)) == "3"
+            other = [*targets, Target("a", "a.2", "127.0.0.1", port, "/metrics")]
+            assert len((await scraper.round(other)).results) == 2  # new targets: waited for
+            assert await scraper.round([]) is scrape.NONE
 
     asyncio.run(main())
 

@@ -48,7 +48,8 @@ def exposition() -> dict[str, list[dict[str, str]]]:
     target = scrape.Target("web", "web.1", "127.0.0.1", 1, "/metrics")
     results = [scrape.Result(target, True, 0.01, parsed),
                scrape.Result(target._replace(instance="web.2"), False, 1.0, error="refused")]
-    text = Metrics().render(rows, usage, {"web": [1, 2, 3, 4, 5]}, results).decode()
+    text = Metrics().render(rows, usage, {"web": [1, 2, 3, 4, 5]},
+                            scrape.collected(results)).decode()
     out: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

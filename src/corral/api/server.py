@@ -359,8 +359,8 @@ class Api:
 
         if self._metrics is None:
             self._metrics, self._scraper = Metrics(), Scraper()
-        scrapes = await self._scraper.round(self._scrape_targets())
-        body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), scrapes)
+        agents = await self._scraper.round(self._scrape_targets())
+        body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents)
         return Reply(200, body, CONTENT_TYPE)
 
     def _scrape_targets(self) -> list[Any]:

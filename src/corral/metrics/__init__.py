@@ -19,7 +19,7 @@ from corral.logs.records import LEVELS
 from corral.runtime.state import State
 
 if TYPE_CHECKING:
-    from corral.metrics.scrape import Result
+    from corral.metrics.scrape import Round
 
 _LABELS = ["agent", "instance"]
 
@@ -29,8 +29,7 @@ class FleetCollector:
         self.rows: list[dict[str, Any]] = []
         self.usage: dict[str, tuple[float, int]] = {}
         self.log_lines: dict[str, list[int]] = {}  # agent -> records per level (LEVELS)
-        self.scrapes: list[Result] = []
-        self.clashes: dict[int, int] = {}  # scrape index -> samples left out (a type clash)
+        self.agents: Round | None = None  # the last round of the agents' own metrics
         self.started_at = time.time()
 
     def collect(self) -> Iterable[Metric]:
@@ -99,9 +98,11 @@ class FleetCollector:
                                     "instance's exposition left out", labels=_LABELS)
         took = GaugeMetricFamily("corral_instance_scrape_duration_seconds", "how long the "
                                  "last scrape of the instance took", labels=_LABELS)
-        for i, r in enumerate(self.scrapes):
+        results = self.agents.results if self.agents is not None else []
+        clashes = self.agents.clashes if self.agents is not None else {}
+        for i, r in enumerate(results):
             labels = [r.target.agent, r.target.instance]
-            clashed = self.clashes.get(i, 0)
+            clashed = clashes.get(i, 0)
             up.add_metric(labels, 1.0 if r.up else 0.0)
             samples.add_metric(labels, float(r.parsed.samples - clashed))
             dropped.add_metric(labels, float(r.parsed.dropped + clashed))
@@ -118,16 +119,14 @@ class Metrics:
 
     def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]],
                log_lines: dict[str, list[int]] | None = None,
-               scrapes: list[Result] | None = None) -> bytes:
-        from corral.metrics import relabel
-
-        text, clashes = relabel.render([r.parsed for r in scrapes or ()])
+               agents: Round | None = None) -> bytes:
+        """corral's own metrics, then the agents' samples of ``agents`` (``scrape.Round``)."""
         self.fleet.rows = rows
         self.fleet.usage = usage
         self.fleet.log_lines = log_lines or {}
-        self.fleet.scrapes = scrapes or []
-        self.fleet.clashes = clashes
-        return generate_latest(self.registry) + text.encode()
+        self.fleet.agents = agents
+        own = generate_latest(self.registry)
+        return own + agents.text if agents is not None and agents.text else own
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
