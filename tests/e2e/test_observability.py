@@ -4,7 +4,10 @@ queried through Prometheus' HTTP API."""
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,57 @@ def test_prometheus_sees_agents_metrics_scrape_failures_and_log_counts(
         info = prom.query('corral_log_lines_total{agent="app",level="info"}')
         assert value(info) > 0
         assert prom.query('up{job="corral"}')[0]["value"][1] == "1"
+
+
+SERVE = """\
+import http.server, sys
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"inside_total 42\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_a_container_agent_is_scraped_at_the_port_publishing_it(
+        project: Project, podman_engine: Any) -> None:
+    """The agent listens on 8000 inside its container; corral scrapes the host port that
+    publishes it. corral's own /metrics is read directly (no Prometheus needed here)."""
+    from tests.support.engines import IMAGE
+
+    corral_port, published = free_port(), free_port()
+    project.write(f"""
+        name: obsbox
+        metrics: {{port: {corral_port}}}
+        agents:
+          box:
+            isolation: container
+            container: {{engine: podman, image: "{IMAGE}", ports: ["{published}:8000"]}}
+            command: [python3, -c, {json.dumps(SERVE)}, "8000"]
+            metrics: {{port: 8000}}
+    """)
+    env = {"CORRAL_CONTAINER_ENGINE": "podman"}
+    try:
+        project.corral("up", "-d", env=env, timeout=300)
+        project.wait_for(lambda r: r["box.1"]["state"] == "running", timeout=120,
+                         what="box running")
+        deadline, body = time.monotonic() + 30, ""
+        while 'corral_instance_scrape_up{agent="box",instance="box.1"} 1.0' not in body:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.5)
+            with urllib.request.urlopen(f"http://127.0.0.1:{corral_port}/metrics",
+                                        timeout=10) as r:
+                body = r.read().decode()
+        assert 'inside_total{agent="box",instance="box.1"} 42' in body
+    finally:
+        project.corral("down", check=False, env=env)
