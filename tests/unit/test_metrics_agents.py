@@ -43,10 +43,12 @@ reserved{__name__="other"} 1
 not_a_number abc
 bad-name 1
 unclosed{a="1" 1
+overflow 1e400
+huge 1ZEROS
 # TYPE requests_total gauge
 # TYPE temperature counter
 temperature 5
-"""
+""".replace("ZEROS", "0" * 400)  # past the float range: Prometheus refuses it
 
 
 def families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -90,7 +92,7 @@ def test_a_hostile_exposition_cannot_break_or_pass_for_corral() -> None:
     good = relabel.parse(GOOD, "web", "web.1", max_samples=100)
     bad = relabel.parse(HOSTILE, "evil", "evil.1", max_samples=100)
     assert bad.samples == 1  # only "temperature 5", and its family is typed otherwise below
-    assert bad.dropped == 7
+    assert bad.dropped == 9
     text, clashes = relabel.render([good, bad])
     assert clashes == {1: 1}  # web's temperature is a gauge: evil's counter samples go
     assert "corral_" not in text
@@ -102,8 +104,23 @@ def test_a_hostile_exposition_cannot_break_or_pass_for_corral() -> None:
     got = families(rendered)  # one parse of the whole: no family twice, every line valid
     assert got["corral_supervisor_instances"] == [("corral_supervisor_instances", {}, 0.0)]
     dropped = {s[1]["instance"]: s[2] for s in got["corral_instance_scrape_samples_dropped"]}
-    assert dropped == {"web.1": 0, "evil.1": 8}
+    assert dropped == {"web.1": 0, "evil.1": 10}
     promtool_check(rendered)
+
+
+def test_a_family_named_as_an_earlier_ones_samples_is_left_out() -> None:
+    """Prometheus refuses a TYPE line after samples of its name: within one instance, and
+    across two."""
+    one = relabel.parse("# TYPE foo counter\nfoo_total 1\n# TYPE foo_total gauge\n"
+                        "foo_total 2\n# TYPE corral counter\ncorral_total 1\n",
+                        "a", "a.1", max_samples=10)
+    two = relabel.parse("# TYPE foo_total gauge\nfoo_total 3\n", "b", "b.1", max_samples=10)
+    text, clashes = relabel.render([one, two])
+    assert clashes == {0: 1, 1: 1}
+    assert one.dropped == 1  # corral_total: one of corral's names
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        'foo_total{agent="a",instance="a.1"} 1']
+    promtool_check(text)
 
 
 def test_hostile_lines_take_linear_time() -> None:

@@ -8,12 +8,14 @@ kept, rewritten, never copied as they are:
 
 - a sample gets ``agent`` and ``instance`` labels first; its own labels of those names become
   ``exported_agent`` and ``exported_instance`` (as Prometheus' ``honor_labels: false``);
-- a sample with a label name twice, a reserved ``__`` label or a bad value is dropped, as is
-  every family named ``corral_*`` (corral's own names: an agent cannot pass for the daemon);
+- a sample with a label name twice, a reserved ``__`` label or a bad value (one past the float
+  range too: Prometheus fails the whole scrape on ``1e400``) is dropped, as is every family
+  named ``corral_*`` (corral's own names: an agent cannot pass for the daemon);
 - timestamps are dropped (the scrape's time is corral's); ``_created`` samples too;
 - each family is written once, its samples from every instance together under one ``HELP``
   and ``TYPE``; an instance whose family has another type than the first instance's has
-  those samples dropped.
+  those samples dropped, and so is a family named as an earlier one's samples (``foo_total``
+  after counter ``foo``: Prometheus refuses a ``TYPE`` line after samples of its name).
 
 ``parse`` gives an instance's families or raises ``Refused`` (more than ``max_samples``);
 ``render`` writes the families of many instances.
@@ -21,6 +23,7 @@ kept, rewritten, never copied as they are:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -114,6 +117,9 @@ def parse(text: str, agent: str, instance: str, *, max_samples: int) -> Parsed:
             out.dropped += 1
             continue
         name, labels, value = m.group("name", "labels", "value")
+        if (len(value) > 16 or "e" in value or "E" in value) and _overflows(value):
+            out.dropped += 1  # Prometheus fails a whole scrape on 1e400
+            continue
         home = homes.get(name, _UNSEEN)
         if home is _UNSEEN:
             home = homes[name] = _home(name, declared)
@@ -146,6 +152,11 @@ def parse(text: str, agent: str, instance: str, *, max_samples: int) -> Parsed:
     return out
 
 
+def _overflows(value: str) -> bool:
+    """A number past the float range (not written as Inf), which Prometheus refuses."""
+    return math.isinf(float(value)) and value[-1] not in "fF"
+
+
 def _home(name: str, declared: dict[str, Family]) -> tuple[str, Family] | None:
     """The family a sample of this name goes to (its own, untyped, if none is declared);
     None to leave it out: a ``_created`` sample, a name of corral's, one that clashes."""
@@ -156,7 +167,7 @@ def _home(name: str, declared: dict[str, Family]) -> tuple[str, Family] | None:
         base = name
         if declared.setdefault(name, Family("untyped")).kind != "untyped":
             return None  # a typed family's name without the suffix its kind takes
-    if base.startswith(OWN_PREFIX):
+    if base.startswith(OWN_PREFIX) or name.startswith(OWN_PREFIX):
         return None
     return base, declared[base]
 
@@ -177,20 +188,29 @@ def _declare(declared: dict[str, Family], what: str, name: str, rest: str | None
 
 def render(instances: list[Parsed]) -> tuple[str, dict[int, int]]:
     """The families of all ``instances``, each once: (the text, samples dropped per index in
-    ``instances`` because another instance gave their family another type first)."""
-    merged: dict[str, tuple[Family, list[str]]] = {}
+    ``instances``). Dropped: a family another instance gave another type first, and one whose
+    name an earlier family's samples have (``foo_total`` after counter ``foo``), whose
+    ``TYPE`` line Prometheus would refuse, failing the scrape of the whole fleet."""
+    merged: dict[str, tuple[Family, list[str], list[tuple[int, int]]]] = {}
     clashes: dict[int, int] = {}
     for i, parsed in enumerate(instances):
         for name, family in parsed.families.items():
             first = merged.get(name)
             if first is None:
-                merged[name] = (family, [*family.lines])
+                merged[name] = (family, [*family.lines], [(i, len(family.lines))])
             elif first[0].kind == family.kind:
                 first[1].extend(family.lines)
+                first[2].append((i, len(family.lines)))
             else:
                 clashes[i] = clashes.get(i, 0) + len(family.lines)
     parts: list[str] = []
-    for name, (family, lines) in merged.items():
+    sampled: set[str] = set()  # the sample names written so far (each family's possible ones)
+    for name, (family, lines, given) in merged.items():
+        if name in sampled:
+            for i, n in given:
+                clashes[i] = clashes.get(i, 0) + n
+            continue
+        sampled.update(name + suffix for suffix in _SUFFIXES[family.kind])
         parts.append(f"# HELP {name} {family.help}\n# TYPE {name} {family.kind}\n")
         parts.extend(lines)
     return "".join(parts), clashes
