@@ -203,6 +203,18 @@ def test_scrapes_are_bounded_and_concurrent(monkeypatch: pytest.MonkeyPatch) -> 
     assert 'requests_total{agent="a",instance="a.1",path="/a",code="200"} 3' in text
 
 
+def test_the_fleet_s_samples_are_bounded_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scrape, "MAX_FLEET_SAMPLES", 20)
+    results = [scrape.Result(Target("a", f"a.{i}", "127.0.0.1", i, "/metrics"), True, 0.0,
+                             relabel.parse("".join(f'm{{k="{k}"}} 1\n' for k in range(8)),
+                                           "a", f"a.{i}", max_samples=10))
+               for i in range(1, 5)]
+    got = scrape.collected(results)
+    assert [r.up for r in got.results] == [True, True, False, False]
+    assert got.text.decode().count("\nm{") == 16
+    assert "over 20" in got.results[2].error
+
+
 def test_a_round_is_shared_while_fresh_and_served_stale_while_the_next_runs(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scrape, "MAX_AGE", 0.5)

@@ -2,8 +2,9 @@
 ``/metrics`` is, all at once, bounded, and its samples handed to ``relabel``.
 
 A scrape is bounded in time (``TIMEOUT`` for connecting, the request and the whole body), in
-bytes (``MAX_BODY``; headers ``MAX_HEAD``) and in samples (``MAX_SAMPLES``): past any bound
-the instance's scrape fails, is shown as ``corral_instance_scrape_up 0`` and gives no samples;
+bytes (``MAX_BODY``; headers ``MAX_HEAD``) and in samples (``MAX_SAMPLES``; the fleet's
+together ``MAX_FLEET_SAMPLES``, in the targets' order): past any bound the instance's scrape
+fails, is shown as ``corral_instance_scrape_up 0`` and gives no samples;
 corral's own exposition is never an error for it. At most ``PARALLEL`` instances are scraped
 at a time; when a scrape of corral uses the last round and when it waits for a new one:
 ``Scraper``.
@@ -23,6 +24,7 @@ TIMEOUT = 1.0
 MAX_BODY = 4 * 1024 * 1024
 MAX_HEAD = 16 * 1024
 MAX_SAMPLES = 10_000
+MAX_FLEET_SAMPLES = 250_000  # all instances together: past it, the later ones fail
 PARALLEL = 64
 MAX_AGE = 0.5
 STALE = 60.0
@@ -116,6 +118,12 @@ NONE = Round((), [], b"", {}, 0.0)
 
 def collected(results: list[Result]) -> Round:
     """The round of these results, their samples written now."""
+    total = 0
+    for i, r in enumerate(results):
+        total += r.parsed.samples
+        if total > MAX_FLEET_SAMPLES and r.up:
+            results[i] = Result(r.target, False, r.duration,
+                                error=f"the fleet's samples are over {MAX_FLEET_SAMPLES}")
     text, clashes = relabel.render([r.parsed for r in results])
     return Round(tuple(r.target for r in results), results, text.encode(), clashes,
                  time.monotonic())
