@@ -18,8 +18,9 @@ from tests.support.prometheus import Series, free_port, prometheus
 
 pytestmark = pytest.mark.e2e
 
-# An agent serving its own metrics: a counter of the scrapes it answered, and a log line at
-# level error every 0.2 s (the log counters' input). Instance N listens on PORT + N - 1.
+# An agent serving its own metrics: a counter of the scrapes it answered, and 10 log lines at
+# level error every 0.2 s (the log counters' input: 50 a second, past the error-rate alert's
+# threshold of 1 at once, though its rate is over 5 minutes). Instance N listens on PORT + N - 1.
 APP = """\
 import http.server, os, sys, threading, time
 
@@ -45,8 +46,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def chatter():
     while True:
-        print("ERROR something went wrong", flush=True)
-        print("handled a request", flush=True)
+        print("ERROR something went wrong\\n" * 10 + "handled a request", flush=True)
         time.sleep(0.2)
 
 
@@ -130,7 +130,10 @@ def test_prometheus_sees_agents_metrics_scrape_failures_and_log_counts(
     project.corral("up", "-d")
     project.wait_for(lambda r: all(x["state"] == "running" for x in r.values()) and len(r) == 4,
                      what="all running")
-    with prometheus(tmp_path / "prom", [f"127.0.0.1:{corral_port}"]) as prom:
+    exported = tmp_path / "exported"
+    project.corral("observability", "export", "--out", str(exported))
+    with prometheus(tmp_path / "prom", [f"127.0.0.1:{corral_port}"],
+                    rules=[exported / "corral-alerts.yml"]) as prom:
         found = prom.wait_for('app_scrapes_total{agent="app"}',
                               lambda s: len(s) == 2 and min(map(value1, s)) >= 1,
                               what="both instances' own samples")
@@ -153,11 +156,19 @@ def test_prometheus_sees_agents_metrics_scrape_failures_and_log_counts(
         assert value(prom.query("evil_kind_total")) == 1  # its first TYPE line counts
         dropped = prom.query('corral_instance_scrape_samples_dropped{instance="evil.1"}')
         assert value(dropped) == 4  # corral's two names, the label twice, the bad line
+        # the exported rules over the real exposition: a failing scrape and the error rate
+        # are pending (their for: is minutes), a running daemon is not down
+        pending = prom.wait_for('ALERTS{alertstate="pending"}', lambda s: {
+            (a["metric"]["alertname"], a["metric"].get("instance", a["metric"].get("agent")))
+            for a in s} >= {("CorralAgentScrapeFailing", "mute.1"),
+                            ("CorralLogErrorRate", "app")}, what="the alerts pending")
+        names = {a["metric"]["alertname"] for a in pending}
+        assert "CorralDaemonDown" not in names and "CorralInstanceFatal" not in names
         errors = 'corral_log_lines_total{agent="app",level="error"}'
         first = value(prom.wait_for(errors, lambda s: value(s) > 0))
         prom.wait_for(errors, lambda s: value(s) > first, what="error lines counted")
         rate = prom.wait_for(f"rate({errors}[5s])", lambda s: value(s) > 0)
-        assert 1 < value(rate) < 20  # ~5 error lines a second
+        assert 40 < value(rate) < 200  # two instances, ~50 error lines a second each
         info = prom.query('corral_log_lines_total{agent="app",level="info"}')
         assert value(info) > 0
         assert prom.query('up{job="corral"}')[0]["value"][1] == "1"

@@ -1,6 +1,7 @@
 """A real Prometheus on 127.0.0.1 for the observability tests: Debian's ``prometheus``, on a
 free port with a temp config and storage dir, scraping the targets it is given every second
-(``honor_labels: true``, as docs/observability.md tells users to scrape corral). Stopped by
+(``honor_labels: true``, as docs/observability.md tells users to scrape corral) and evaluating
+the rule files it is given as often. Stopped by
 its PID at the end. ``Prometheus.query`` asks its HTTP API (``/api/v1/query``)."""
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(root: Path, targets: list[str], job: str = "corral") -> Iterator[Prometheus]:
+def prometheus(root: Path, targets: list[str], job: str = "corral",
+               rules: list[Path] | None = None) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip(f"prometheus is not installed: {INSTALL}")
@@ -67,6 +69,7 @@ def prometheus(root: Path, targets: list[str], job: str = "corral") -> Iterator[
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": job, "honor_labels": True, "scrape_timeout": "1s",
                             "static_configs": [{"targets": targets}]}],
+        "rule_files": [str(r) for r in rules or []],
     }))
     port = free_port()
     log = root / "prometheus.log"
