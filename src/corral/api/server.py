@@ -373,10 +373,9 @@ class Api:
             spec = r.task.spec
             if spec.metrics is None or r.snapshot.state is not State.RUNNING:
                 continue
-            where = scrape_address(spec, r.task.index)
-            targets.append(Target(r.task.agent, r.task.instance,
-                                  where.host if where else None,
-                                  where.port or 0 if where else 0, spec.metrics.path))
+            where = scrape_address(spec, r.task.index)  # None: the host cannot reach it
+            host, port = (where.host, where.port or 0) if where is not None else (None, 0)
+            targets.append(Target(r.task.agent, r.task.instance, host, port, spec.metrics.path))
         return targets
 
     async def openapi(self, call: Call) -> Reply:
