@@ -269,6 +269,11 @@ def test_where_the_host_scrapes_each_instance() -> None:
     assert a["box"].metrics is not None and a["box"].metrics.path == "/m"
     assert scrape_address(a["shut"], 1) is None  # network none: nothing reaches it
     assert scrape_address(a["open"], 1) == ("127.0.0.1", 9300)
+    placed = decode.manifest({"name": "p", "agents": {
+        "far": {"command": ["x"], "placement": "fake", "metrics": {"port": 9100}},
+        "near": {"command": ["x"], "placement": "local", "metrics": {"port": 9100}}}}).agents
+    assert scrape_address(placed["far"], 1) is None  # on another node: not scraped here
+    assert scrape_address(placed["near"], 1) == ("127.0.0.1", 9100)
 
 
 def test_an_agent_without_metrics_keeps_its_spec_hash() -> None:
