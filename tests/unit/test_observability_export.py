@@ -242,3 +242,17 @@ def test_every_alert_fires_on_its_failure_and_none_on_a_healthy_fleet(tmp_path: 
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
+
+
+def test_the_scrape_job_targets_the_manifest_s_metrics_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "corral.yaml"
+    manifest.write_text("name: shop\nmetrics: {port: 9464}\nagents:\n  a: {command: sleep 1}\n")
+    out = tmp_path / "obs"
+    assert main(["-f", str(manifest), "observability", "export", "--out", str(out)]) == 0
+    job = yaml.safe_load((out / SCRAPE).read_text())["scrape_configs"][0]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9464"]
+    assert "NOTE" not in capsys.readouterr().err
+    manifest.write_text("name: shop\nagents:\n  a: {command: sleep 1}\n")  # no metrics port
+    assert main(["-f", str(manifest), "observability", "export", "--out", str(out)]) == 0
+    assert "give corral a metrics port" in capsys.readouterr().err
