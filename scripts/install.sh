@@ -94,6 +94,9 @@ if [ "$want_test" = 1 ]; then
   command -v make >/dev/null 2>&1 || apt_install make
   # corral top is tested once as a user runs it, in a terminal that tmux drives
   command -v tmux >/dev/null 2>&1 || apt_install tmux
+  # the observability tests scrape corral with a real Prometheus and check the alert rules
+  # with its promtool
+  command -v promtool >/dev/null 2>&1 || apt_install prometheus
   containers_conf
   # the tui and ray extras too: corral top's and the ray placement's tests drive them,
   # and mypy checks them

@@ -68,6 +68,7 @@ class Api:
         self._shutdown = shutdown
         self.before_apply: Callable[[Any], Awaitable[None]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
+        self._scraper: Any = None
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
@@ -354,10 +355,28 @@ class Api:
                 if u is not None:
                     usage[r.task.instance] = (u.cpu_seconds, u.rss_bytes)
         from corral.metrics import CONTENT_TYPE, Metrics
+        from corral.metrics.scrape import Scraper
 
         if self._metrics is None:
-            self._metrics = Metrics()
-        return Reply(200, self._metrics.render(self.sup.status(), usage), CONTENT_TYPE)
+            self._metrics, self._scraper = Metrics(), Scraper()
+        agents = await self._scraper.round(self._scrape_targets())
+        body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents)
+        return Reply(200, body, CONTENT_TYPE)
+
+    def _scrape_targets(self) -> list[Any]:
+        """The running instances of agents with ``metrics:``, where the host reaches each."""
+        from corral.manifest.peers import scrape_address
+        from corral.metrics.scrape import Target
+
+        targets = []
+        for r in sorted(self.sup.runners.values(), key=lambda r: (r.task.agent, r.task.index)):
+            spec = r.task.spec
+            if spec.metrics is None or r.snapshot.state is not State.RUNNING:
+                continue
+            where = scrape_address(spec, r.task.index)  # None: the host cannot reach it
+            host, port = (where.host, where.port or 0) if where is not None else (None, 0)
+            targets.append(Target(r.task.agent, r.task.instance, host, port, spec.metrics.path))
+        return targets
 
     async def openapi(self, call: Call) -> Reply:
         from corral.api.openapi import spec

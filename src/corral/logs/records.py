@@ -185,15 +185,26 @@ class _Heads(dict[str, str]):
         return head
 
 
+def new_counts() -> list[int]:
+    """Records written per level, indexed by ``LEVEL_RANK``: one list per agent's log."""
+    return [0] * len(LEVELS)
+
+
 class LineEncoder:
-    """Encodes complete lines of one (agent, instance, stream) into JSON-lines bytes."""
+    """Encodes complete lines of one (agent, instance, stream) into JSON-lines bytes.
 
-    __slots__ = ("_heads", "agent", "default", "instance", "stream")  # one per stream and instance
+    ``counts``: the records it wrote per level (``new_counts``; shared by an agent's
+    encoders), added per run of lines from the lengths the bytes replace gives, never per line
+    on the fast path."""
 
-    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None) -> None:
+    __slots__ = ("_heads", "agent", "counts", "default", "instance", "stream")  # one per stream
+
+    def __init__(self, agent: str, instance: str, stream: Stream, run: int | None = None,
+                 counts: list[int] | None = None) -> None:
         self.agent, self.instance, self.stream = agent, instance, stream
         self.default: Level = DEFAULT_LEVEL[stream]
         self._heads = _Heads(agent, instance, stream, run)
+        self.counts = counts if counts is not None else new_counts()
 
     def set_run(self, run: int | None) -> None:
         """Records from now on carry this run number (a scheduled agent's next run)."""
@@ -232,8 +243,11 @@ class LineEncoder:
         """Lines sharing one level, escaped and framed by bytes methods, no per-line Python."""
         head = f'{{"timestamp":{tsr}{self._heads[level]}"'.encode()
         data = data if plain else _escape(data)
+        framed = data.replace(b"\n", b'"}\n' + head)
         out.append(head)
-        out.append(memoryview(data.replace(b"\n", b'"}\n' + head))[: -len(head)])
+        out.append(memoryview(framed)[: -len(head)])
+        # each newline grew by the frame: the lines counted from two lengths, no scan
+        self.counts[LEVEL_RANK[level]] += (len(framed) - len(data)) // (len(head) + 2)
 
     def encode_piece(self, raw: bytes, ts: float, *, partial: bool, merge: bool) -> bytes:
         """The record of one line (or piece of a long line) given as raw bytes."""
@@ -245,6 +259,7 @@ class LineEncoder:
         lines joined by ``\n``, the newlines at its end (and CRs before newlines) dropped."""
         text = raw.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
         head = self._heads["error"]
+        self.counts[LEVEL_RANK["error"]] += 1
         return _line_safe(f'{{"timestamp":{stamp_json(ts)}{head}{encode_basestring(text)}}}\n')
 
     def encode_line(self, line: str, tsr: str, *, partial: bool = False, merge: bool = True) -> str:
@@ -258,6 +273,7 @@ class LineEncoder:
             except (ValueError, RecursionError):
                 pass  # not a JSON object (or not one we can store): a plain line
         level = parse_level(line) or self.default
+        self.counts[LEVEL_RANK[level]] += 1
         tail = ',"partial":true}\n' if partial else "}\n"
         return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(line)}{tail}'
 
@@ -280,6 +296,7 @@ class LineEncoder:
             obj[new] = obj.pop(key)
         level = level or parse_level(message) or self.default
         extra = "," + _dumps(obj)[1:] if obj else "}"
+        self.counts[LEVEL_RANK[level]] += 1
         return f'{{"timestamp":{tsr}{self._heads[level]}{encode_basestring(message)}{extra}\n'
 
 

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from corral.logs import stacks
 from corral.logs.query import Dir, rotated_files
-from corral.logs.records import Buffer, LineEncoder, Scan, Stream, cut_point, scan, segments
+from corral.logs.records import (
+    Buffer,
+    LineEncoder,
+    Scan,
+    Stream,
+    cut_point,
+    new_counts,
+    scan,
+    segments,
+)
 from corral.logs.redact import Redactor
 
 if TYPE_CHECKING:
@@ -76,6 +85,7 @@ class AgentLog:
         self._path = os.path.join(self._dir, f"{agent}.log")
         self._subscribers: list[Subscriber] = []
         self._writers: weakref.WeakSet[InstanceOutput] = weakref.WeakSet()
+        self.counts = new_counts()  # records written per level (records.LEVELS), all runs
         self._open()
         self.prune()
 
@@ -175,15 +185,16 @@ class _Encoders(dict[Stream, LineEncoder]):
     """An instance's encoder per stream, made at the stream's first line: most idle agents
     never write to one stream or either, and hundreds of them add up (benchmark S2)."""
 
-    __slots__ = ("agent", "instance", "run")
+    __slots__ = ("agent", "counts", "instance", "run")
 
-    def __init__(self, agent: str, instance: str) -> None:
+    def __init__(self, agent: str, instance: str, counts: list[int]) -> None:
         super().__init__()
-        self.agent, self.instance = agent, instance
+        self.agent, self.instance, self.counts = agent, instance, counts
         self.run: int | None = None
 
     def __missing__(self, stream: Stream) -> LineEncoder:
-        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream, self.run)
+        encoder = self[stream] = LineEncoder(self.agent, self.instance, stream, self.run,
+                                             self.counts)
         return encoder
 
 
@@ -224,7 +235,7 @@ class InstanceOutput:
         self.tail_file = os.fspath(tail_file) if tail_file is not None else None
         self._tail_fd = -1
         self._redactor = _NO_SECRETS
-        self._encoders = _Encoders(log.agent, instance)
+        self._encoders = _Encoders(log.agent, instance, log.counts)
         self._tails = _Tails()  # raw torn trailing lines
         self._held: dict[Stream, int] = {}  # bytes of an unfinished stack heading the tail
         self._timers: dict[Stream, asyncio.TimerHandle] = {}
@@ -253,12 +264,14 @@ class InstanceOutput:
         if not data:
             return
         before, held = bytes(self._tails[stream]), self._held.get(stream, 0) if self._held else 0
+        counts = self.log.counts[:]
         try:
             self._feed(stream, data)
         except OSError:
             # nothing of ``data`` counts as taken (AgentLog.write took its records back): the
             # caller keeps the bytes and offers them again, so the torn tail is as it was
             self._tails[stream] = bytearray(before)
+            self.log.counts[:] = counts
             self._hold(stream, held)
             if self.tail_file is not None:
                 with contextlib.suppress(OSError):

@@ -251,7 +251,7 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 # Fields added after the hashes were pinned: left out while they hold their defaults, so an
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
-ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement")
+ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics")
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 
 

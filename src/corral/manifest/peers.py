@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import NamedTuple
 
-from corral.manifest.spec import Agent, loopback_group
+from corral.manifest.spec import LOCAL, Agent, loopback_group
 
 HOST, PROJECT, NONE, GUEST = "host", "project", "none", "guest"
 LOOPBACK_IP = "127.0.0.1"
@@ -91,6 +91,27 @@ def port(agent: Agent) -> Port | None:
         if check:
             return Port(check.port, check.port)
     return None
+
+
+def scrape_address(agent: Agent, index: int) -> Address | None:
+    """Where the host reaches instance ``index`` (from 1) of an agent's own metrics
+    (``metrics.port``; instance N at that port + N - 1, so replicas on the host each listen
+    on their own): 127.0.0.1 at that port on the host's network, at the port publishing it
+    for a container or a guest; None where the host cannot reach it, and for an agent placed
+    on a cluster (``placement:``; it runs on another node)."""
+    assert agent.metrics is not None
+    if agent.placement not in (None, LOCAL):
+        return None
+    port = agent.metrics.port + index - 1
+    where = network(agent)
+    if where == HOST:
+        return Address(LOOPBACK_IP, port)
+    if where in (PROJECT, GUEST):
+        published = [(int(outer), int(inner or outer)) for outer, _, inner
+                     in (entry.partition(":") for entry in _published(agent))]
+        outer = next((o for o, i in published if i == port), None)
+        return Address(LOOPBACK_IP, outer) if outer is not None else None
+    return None  # network: none, or a loopback of its own
 
 
 def variable(name: str) -> str:

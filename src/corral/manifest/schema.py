@@ -92,6 +92,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "on": "Hooks: host commands run on the agent's fatal, restart and oom events, the "
         "event as JSON on stdin (a command, or a list; each a string, an argv or "
         "{command, timeout}).",
+        "metrics": "Its own Prometheus metrics ({port, path: /metrics}): corral scrapes each "
+        "instance when its own /metrics is scraped and re-exposes the samples with agent and "
+        "instance labels.",
     },
     "Probe": {
         "silence": "Fails when the agent printed nothing on stdout or stderr for this long.",

@@ -395,6 +395,8 @@ class Agent(Core, Record):
     secrets: Annotated[list[SecretUse], Before("secret_uses")] = field(default_factory=list)
     needs: Needs = Needs()
     on: EventHooks = EventHooks()
+    # its own Prometheus exposition, scraped by the daemon with each scrape of corral's
+    metrics: AgentMetrics | None = None
 
     @property
     def driver(self) -> str:
@@ -407,6 +409,15 @@ class Agent(Core, Record):
         if self.shell:
             return ["/bin/sh", "-c", " ".join(self.command)]
         return list(self.command)
+
+
+@record(kw_only=True)
+class AgentMetrics(Core, Record):
+    """Where an agent serves its own metrics: ``port`` as it listens (instance N at port +
+    N - 1; a container's is reached at the port publishing it), ``path`` on it."""
+
+    port: Port
+    path: Annotated[str, Pattern(r"^/[^\s]*$")] = "/metrics"
 
 
 @record(kw_only=True)

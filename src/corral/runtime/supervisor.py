@@ -127,6 +127,10 @@ class Supervisor:
                                          max_age=cfg.max_age)
         return self._logs[agent]
 
+    def log_lines(self) -> dict[str, list[int]]:
+        """Records written per level (``logs.records.LEVELS``) by each agent's log."""
+        return {agent: log.counts for agent, log in self._logs.items()}
+
     def known_pids(self) -> set[int]:
         pids: set[int] = set()
         for d in self._drivers.values():

@@ -1,19 +1,25 @@
 """Every Prometheus metric corral exposes, in one place, built from snapshots at scrape time.
 
 Nothing is mutated on the hot path: a scrape reads the runners' snapshots and the drivers'
-usage figures and renders them, so an idle fleet costs nothing between scrapes.
+usage figures and renders them, so an idle fleet costs nothing between scrapes. The log
+lines per level are the counts the log sink keeps per agent (``logs.records``); the agents'
+own samples (``metrics:``) come from ``scrape`` and ``relabel``, after corral's own.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from corral.logs.records import LEVELS
 from corral.runtime.state import State
+
+if TYPE_CHECKING:
+    from corral.metrics.scrape import Round
 
 _LABELS = ["agent", "instance"]
 
@@ -22,6 +28,8 @@ class FleetCollector:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.usage: dict[str, tuple[float, int]] = {}
+        self.log_lines: dict[str, list[int]] = {}  # agent -> records per level (LEVELS)
+        self.agents: Round | None = None  # the last round of the agents' own metrics
         self.started_at = time.time()
 
     def collect(self) -> Iterable[Metric]:
@@ -70,6 +78,36 @@ class FleetCollector:
         age.add_metric([], time.time() - self.started_at)
         yield n
         yield age
+        yield from self._logs()
+        yield from self._scrapes()
+
+    def _logs(self) -> Iterable[Metric]:
+        lines = CounterMetricFamily("corral_log_lines", "log records written, by level "
+                                    "(a stack is one record)", labels=["agent", "level"])
+        for agent, counts in sorted(self.log_lines.items()):
+            for level, count in zip(LEVELS, counts, strict=True):
+                lines.add_metric([agent, level], float(count))
+        yield lines
+
+    def _scrapes(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("corral_instance_scrape_up", "1 when corral's last scrape of "
+                               "the instance's own metrics worked", labels=_LABELS)
+        samples = GaugeMetricFamily("corral_instance_scrape_samples", "samples of the "
+                                    "instance re-exposed", labels=_LABELS)
+        dropped = GaugeMetricFamily("corral_instance_scrape_samples_dropped", "lines of the "
+                                    "instance's exposition left out", labels=_LABELS)
+        took = GaugeMetricFamily("corral_instance_scrape_duration_seconds", "how long the "
+                                 "last scrape of the instance took", labels=_LABELS)
+        results = self.agents.results if self.agents is not None else []
+        clashes = self.agents.clashes if self.agents is not None else {}
+        for i, r in enumerate(results):
+            labels = [r.target.agent, r.target.instance]
+            clashed = clashes.get(i, 0)
+            up.add_metric(labels, 1.0 if r.up else 0.0)
+            samples.add_metric(labels, float(r.parsed.samples - clashed))
+            dropped.add_metric(labels, float(r.parsed.dropped + clashed))
+            took.add_metric(labels, r.duration)
+        yield from (up, samples, dropped, took)
 
 
 class Metrics:
@@ -79,10 +117,16 @@ class Metrics:
         self.registry.register(self.fleet)
         ProcessCollector(namespace="corral_supervisor", registry=self.registry)
 
-    def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]]) -> bytes:
+    def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]],
+               log_lines: dict[str, list[int]] | None = None,
+               agents: Round | None = None) -> bytes:
+        """corral's own metrics, then the agents' samples of ``agents`` (``scrape.Round``)."""
         self.fleet.rows = rows
         self.fleet.usage = usage
-        return generate_latest(self.registry)
+        self.fleet.log_lines = log_lines or {}
+        self.fleet.agents = agents
+        own = generate_latest(self.registry)
+        return own + agents.text if agents is not None and agents.text else own
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
