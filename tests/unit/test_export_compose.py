@@ -93,7 +93,9 @@ def test_quickstart_exports_and_validates(tmp_path: Path) -> None:
     doc = _export(QUICKSTART, tmp_path / "out")
     worker = doc["services"]["worker"]
     assert worker["scale"] == 2
-    assert Path(worker["build"]["dockerfile"]).is_file()
+    # compose reads dockerfile relative to the context, the context relative to the file
+    build = tmp_path / "out" / worker["build"]["context"]
+    assert (build / worker["build"]["dockerfile"]).is_file()
     assert doc["services"]["seed"]["depends_on"] == {"cache": {"condition": "service_healthy"}}
 
 
