@@ -43,8 +43,9 @@ def _task(tmp: Path, code: str, address: str, *, instance: str = "a.1", project:
     raw = {"command": ["python", "-c", code], "isolation": "process", "placement": "ray",
            "ray": {"address": address, **extra.pop("ray", {})}, **extra}
     return Task(project=project, agent="a", instance=instance, index=1,
-                spec=validation.agent(raw), workdir=str(tmp), run_dir=str(tmp / "run"),
-                cache_dir=str(tmp / "cache"),
+                spec=validation.agent(raw), workdir=str(tmp),
+                run_dir=str(tmp / ".corral" / "run" / instance),  # STATE/run/INSTANCE
+                cache_dir=str(tmp / ".corral" / "cache"),
                 env={"PATH": f"{Path(PY).parent}:/usr/bin:/bin", "HOME": str(tmp),
                      **(env or {})})
 
@@ -66,10 +67,17 @@ def _listed(cluster: raycluster.Cluster, what: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _group_of(group: dict[str, Any], project: str, instance: str) -> bool:
+    """The instance's placement group: ``corral-PROJECT-DIGEST-INSTANCE`` (its fleet's
+    name on a shared cluster, ``driver.fleet_id``)."""
+    name = str(group["name"])
+    return name.startswith(f"corral-{project}-") and name.endswith(f"-{instance}")
+
+
 def _ours(cluster: raycluster.Cluster, project: str) -> list[dict[str, Any]]:
     """The project's actors on the cluster that are not dead."""
     return [a for a in _listed(cluster, "actors")
-            if a["ray_namespace"] == f"corral-{project}" and a["state"] != "DEAD"]
+            if a["ray_namespace"].startswith(f"corral-{project}-") and a["state"] != "DEAD"]
 
 
 def test_many_lines_arrive_complete_and_in_order(cluster: raycluster.Cluster,
@@ -173,7 +181,7 @@ def test_cpus_and_memory_place_it_by_a_placement_group_removed_when_it_ends(
                      resources={"cpus": 1, "memory": "64M"})
         handle = await driver.start(task, out)
         groups = [g for g in await asyncio.to_thread(_listed, cluster, "placement-groups")
-                  if g["name"] == "corral-rtpg-a.3" and g["state"] == "CREATED"]
+                  if _group_of(g, "rtpg", "a.3") and g["state"] == "CREATED"]
         assert len(groups) == 1
         bundle = groups[0]["bundles"][0]
         assert bundle["unit_resources"] == {"CPU": 1.0, "memory": float(64 << 20)}
@@ -182,7 +190,7 @@ def test_cpus_and_memory_place_it_by_a_placement_group_removed_when_it_ends(
         await driver.wait(handle)
         for _ in range(100):
             groups = [g for g in await asyncio.to_thread(_listed, cluster, "placement-groups")
-                      if g["name"] == "corral-rtpg-a.3" and g["state"] != "REMOVED"]
+                      if _group_of(g, "rtpg", "a.3") and g["state"] != "REMOVED"]
             if not groups:
                 break
             await asyncio.sleep(0.1)
@@ -261,6 +269,44 @@ def test_after_stop_and_close_nothing_of_corral_is_left_on_the_cluster(
         assert _left_of_run(handle.data["run"]) == []
 
 
+def test_a_new_bridge_stops_what_its_fleet_left_and_never_another_fleets(
+        cluster: raycluster.Cluster, tmp_path: Path) -> None:
+    """A daemon that left its instances running (closed without stopping them, or killed)
+    and came back re-adopts nothing yet: its new bridge stops what the fleet left, so the
+    new starts are not duplicates. A fleet of the same project name elsewhere (another
+    state dir: another user's "demo") shares nothing with it: its run goes on."""
+    code = "import time; print('up', flush=True); time.sleep(300)"
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+
+    def left(where: Path) -> Handle:
+        """A run started, then its driver closed without stopping it."""
+        driver = RayDriver()
+        return run(driver, driver.start(_task(where, code, cluster.address, project="twin"),
+                                        Collect()))
+
+    def come_back(where: Path) -> None:
+        """A new driver of the fleet at ``where``: one start and stop of its own."""
+        driver = RayDriver()
+
+        async def once() -> None:
+            fresh = await driver.start(_task(where, code, cluster.address, project="twin",
+                                             instance="a.2"), Collect())
+            await driver.stop(fresh, sig=signal.SIGTERM, timeout=5)
+            await driver.wait(fresh)
+
+        run(driver, once())
+
+    mine, theirs = left(here), left(there)
+    assert _left_of_run(mine.data["run"]) and _left_of_run(theirs.data["run"])
+    come_back(here)
+    assert _left_of_run(mine.data["run"]) == []  # stopped by its fleet's new bridge
+    assert _left_of_run(theirs.data["run"]) != []  # the other fleet's, untouched
+    come_back(there)
+    assert _left_of_run(theirs.data["run"]) == []
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: "
                     "pip install 'corral[ray]' (scripts/install.sh --test installs it)")
 def test_a_cluster_out_of_reach_is_one_line_naming_its_address(tmp_path: Path) -> None:
@@ -279,7 +325,7 @@ def test_a_cluster_out_of_reach_is_one_line_naming_its_address(tmp_path: Path) -
                     "pip install 'corral[ray]' (scripts/install.sh --test installs it)")
 def test_address_auto_is_a_local_head_stopped_once_nothing_runs_on_it(tmp_path: Path) -> None:
     driver = RayDriver()
-    record = tmp_path / "cache" / "ray-head" / "head.json"
+    record = tmp_path / ".corral" / "cache" / "ray-head" / "head.json"
 
     async def go() -> int:
         out = Collect()
@@ -297,7 +343,8 @@ def test_address_auto_is_a_local_head_stopped_once_nothing_runs_on_it(tmp_path: 
     try:
         head = run(driver, go(), timeout=150)
     finally:  # Ray's temp dir: a short stand-in under /tmp for this deep one
-        shutil.rmtree(LocalHead(str(tmp_path / "cache")).temp_dir(), ignore_errors=True)
+        shutil.rmtree(LocalHead(str(tmp_path / ".corral" / "cache")).temp_dir(),
+                      ignore_errors=True)
     assert not record.exists()
     assert _session(head) == []  # the head and every Ray process it started
 

@@ -21,7 +21,8 @@ from tests.support import raycluster
 def _actors(cluster: raycluster.Cluster, namespace: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(cluster.ray("list", "actors", "--detail",
                                                         "--format", "json"))
-    return [a for a in rows if a["ray_namespace"] == namespace and a["state"] != "DEAD"]
+    return [a for a in rows if a["ray_namespace"].startswith(f"{namespace}-")
+            and a["state"] != "DEAD"]
 
 
 def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothing(

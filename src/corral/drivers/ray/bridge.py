@@ -42,6 +42,9 @@ class Placed:
     group: Any = None  # its placement group, removed when it ends
 
 
+LEFTOVER_GRACE = 5.0  # seconds a run an earlier bridge left gets after SIGTERM
+
+
 class Bridge:
     def __init__(self, ray: Any, namespace: str, out: Any) -> None:
         self.ray = ray
@@ -198,6 +201,27 @@ class Bridge:
                    "error": error})
         await self.release(placed)
 
+    async def stop_leftovers(self, nodes: dict[str, str]) -> int:
+        """What an earlier bridge of this fleet left running (its daemon restarted, or it
+        died): stopped, signal then kill, so the runner's new starts are not duplicates of
+        runs nothing follows any more (re-adopting them is for later). The namespace is this
+        fleet's alone (``driver.fleet_id``)."""
+        async def one(actor: Any) -> int:
+            runs = await actor.alive.remote()
+            await asyncio.gather(*(actor.stop.remote(r, 15, LEFTOVER_GRACE) for r in runs))
+            await asyncio.gather(*(actor.forget.remote(r) for r in runs))
+            return len(runs)
+
+        found = []
+        for node in nodes:
+            try:
+                found.append(await asyncio.to_thread(
+                    self.ray.get_actor, f"corral-node-{node}", namespace=self.namespace))
+            except ValueError:  # no actor of this fleet on that node
+                continue
+        counts = await asyncio.gather(*(one(a) for a in found), return_exceptions=True)
+        return sum(c for c in counts if isinstance(c, int))
+
     async def stop(self, req: dict[str, Any]) -> dict[str, Any]:
         placed = self.placed.get(req["run"])
         if placed is None:
@@ -263,7 +287,9 @@ async def serve(address: str, namespace: str, out: Any) -> int:
         return failed(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}",
                       "start it (ray start --head) or fix ray.address")
     bridge = Bridge(ray, namespace, out)
-    bridge.send({"event": "ready", "nodes": len(await bridge.alive_nodes())})
+    nodes = await bridge.alive_nodes()
+    left = await bridge.stop_leftovers(nodes)
+    bridge.send({"event": "ready", "nodes": len(nodes), "stopped_leftovers": left})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=protocol.LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

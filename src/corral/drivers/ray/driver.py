@@ -1,7 +1,7 @@
 """The ``ray`` placement: an agent's command runs on a node of a Ray cluster, with corral's own
 start, wait, stop and output manners (``placement: ray``; ``cluster: {ray: {address: ...}}``).
 
-The daemon never imports Ray: per cluster address and project, one bridge process does
+The daemon never imports Ray: per cluster address and fleet, one bridge process does
 (``link``, ``bridge``), with one supervising actor per node (``node``), never one per
 instance (each actor is a Python worker process of its own). What the agent declares maps to
 Ray's terms:
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -47,8 +48,18 @@ from corral.drivers.ray import options as ray_opts
 from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import Link
 from corral.errors import DriverError
+from corral.lean.sha import sha256
 
 CONNECT_TIMEOUT = 60.0  # a bridge's ray.init
+
+
+def fleet_id(task: Task) -> str:
+    """The fleet's name on a cluster other fleets share: its project and a digest of its
+    host and state dir, so two projects named alike (two users' "demo") never share a
+    namespace or a placement group's name."""
+    state = os.path.dirname(os.path.dirname(task.run_dir))  # STATE/run/INSTANCE
+    where = f"{socket.gethostname()}\0{os.path.abspath(state)}".encode()
+    return f"{task.project}-{sha256(where).hexdigest()[:8]}"
 
 
 class RayDriver(Driver):
@@ -69,19 +80,19 @@ class RayDriver(Driver):
             return DriverHealth(False, "Ray is not installed", protocol.INSTALL)
         return DriverHealth(True, "Ray installed (the cluster is reached at the first start)")
 
-    async def _link(self, address: str, project: str) -> Link:
-        """The bridge to ``address`` for ``project``, started on first use."""
+    async def _link(self, address: str, fleet: str) -> Link:
+        """The bridge to ``address`` for ``fleet`` (``fleet_id``), started on first use."""
         if importlib.util.find_spec("ray") is None:
             raise DriverError("the ray placement needs Ray, which is not installed",
                               protocol.INSTALL)
-        key = (address, project)
+        key = (address, fleet)
         opening = self._links.get(key)
         if opening is not None and opening.done() and (
                 opening.exception() is not None or opening.result().gone is not None):
             opening = None  # failed, or its bridge died since: a new one
         if opening is None:
             env = {**os.environ, **head.ALONE} if address in self._heads else None
-            opening = asyncio.create_task(self._open(address, f"corral-{project}", env))
+            opening = asyncio.create_task(self._open(address, f"corral-{fleet}", env))
             self._links[key] = opening
         return await asyncio.shield(opening)
 
@@ -97,7 +108,7 @@ class RayDriver(Driver):
             address = options.address
             if address == "auto":
                 address = await self._local_head(task)
-            link = await self._link(address, task.project)
+            link = await self._link(address, fleet_id(task))
         run = f"{task.instance}-{uuid.uuid4().hex[:12]}"
         done = link.follow(run, output)
         res = task.spec.resources
@@ -106,7 +117,7 @@ class RayDriver(Driver):
                 placed = await link.request(
                     "start", run=run, argv=task.spec.argv, cwd=task.workdir,
                     env={**task.env, MARKER: run}, marker=MARKER, cpus=res.cpus,
-                    memory=res.memory, group=f"corral-{task.project}-{task.instance}",
+                    memory=res.memory, group=f"corral-{fleet_id(task)}-{task.instance}",
                     placement_timeout=options.placement_timeout)
         except BaseException:
             link.forget(run)
