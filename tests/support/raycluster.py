@@ -73,6 +73,7 @@ class Cluster:
     head: Node
     worker: Node | None
     env: dict[str, str] = field(default_factory=dict)
+    dashboard: str = ""  # the head's dashboard (Ray's job submission API), http://HOST:PORT
 
     @contextlib.contextmanager
     def extra_node(self, tmp: Path, ip: str = "127.0.0.4") -> Iterator[Node]:
@@ -147,10 +148,10 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
                     "--test installs it)")
     cli = _cli()
     env = {**os.environ, **FAST_HEALTH, "RAY_USAGE_STATS_ENABLED": "0"}
-    port = _free_port()
+    port, dashboard = _free_port(), _free_port()
     base = random.randrange(20000, 28000, 2000)  # two worker port ranges of 1000
     head = _start([cli, "start", "--head", "--port", str(port), "--dashboard-host",
-                   "127.0.0.1", "--dashboard-port", str(_free_port()),
+                   "127.0.0.1", "--dashboard-port", str(dashboard),
                    "--ray-client-server-port", str(_free_port()), "--temp-dir",
                    str(tmp / "head"), *_node_ports(HEAD_IP, base)], tmp / "head.log", env)
     address = f"{HEAD_IP}:{port}"
@@ -161,7 +162,7 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
             second = _start([cli, "start", "--address", address,
                              *_node_ports(WORKER_IP, base + 1000)], tmp / "worker.log", env)
             nodes.append(second)
-        yield Cluster(address, head, second, env)
+        yield Cluster(address, head, second, env, f"http://127.0.0.1:{dashboard}")
     finally:
         for node in reversed(nodes):
             node.stop()
