@@ -292,25 +292,30 @@ def _left_of_run(run_id: str) -> list[int]:
     return found
 
 
+# a child that ignores SIGTERM and a grandchild that left the session (its pid in
+# grandchild.pid): what a stop must still end, at every level that runs a process tree
+STUBBORN_TREE = textwrap.dedent("""
+    import os, signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            open('grandchild.pid', 'w').write(str(os.getpid()))
+            time.sleep(300)
+        os._exit(0)
+    print('ready', flush=True)
+    time.sleep(300)
+""")
+
+
 @pytest.mark.parametrize("name", ["process", "venv", "sandbox"])
 def test_stop_kills_the_whole_tree_after_the_grace_period(name: str, tmp_path: Path) -> None:
     """A child that ignores SIGTERM and a grandchild that left the session both die."""
     if name == "sandbox" and find_bwrap() is None:
         pytest.skip(NEEDS["sandbox"][1])
     c = Case(name, DRIVERS[name], tmp_path)
-    code = textwrap.dedent("""
-        import os, signal, time
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                open('grandchild.pid', 'w').write(str(os.getpid()))
-                time.sleep(300)
-            os._exit(0)
-        print('ready', flush=True)
-        time.sleep(300)
-    """)
+    code = STUBBORN_TREE
 
     async def go() -> None:
         task = c.task("forever")

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from corral.drivers.ray.driver import RayDriver
 from corral.drivers.ray.head import LocalHead
 from corral.errors import DriverError
 from corral.manifest import validation
-from tests.contract.test_driver_contract import Collect, _left_of_run, _zombie
+from tests.contract.test_driver_contract import STUBBORN_TREE, Collect, _left_of_run, _zombie
 from tests.support import raycluster
 
 PY = sys.executable
@@ -101,19 +100,7 @@ def test_stop_kills_the_whole_tree_on_its_node_after_the_grace_period(
         cluster: raycluster.Cluster, tmp_path: Path) -> None:
     """A child that ignores SIGTERM and a grandchild that left the session both die."""
     driver = RayDriver()
-    code = textwrap.dedent("""
-        import os, signal, time
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                open('grandchild.pid', 'w').write(str(os.getpid()))
-                time.sleep(300)
-            os._exit(0)
-        print('ready', flush=True)
-        time.sleep(300)
-    """)
+    code = STUBBORN_TREE
 
     async def go() -> None:
         out = Collect()
