@@ -48,8 +48,19 @@ def test_daemon_sigkill_readopts_running_agents_without_losing_lines(project: Pr
     for name in ("counter.1", "counter.2"):
         lines = [r["message"] for r in project.records("counter") if r["instance"] == name]
         numbers = [int(m.split()[1]) for m in lines]
-        assert numbers == list(range(len(numbers))), f"{name}: lost or reordered lines"
+        assert _at_least_once(numbers), f"{name}: lost or reordered lines"
         assert len(numbers) > 500
+
+
+def _at_least_once(numbers: list[int]) -> bool:
+    """Every line, in order; the one repeat allowed is the read a SIGKILL caught between its
+    log write and taking it out of the pipe (drivers/host/pipes.py: a window of two syscalls,
+    where a duplicate is the lesser harm), which the next daemon reads again."""
+    for i, n in enumerate(numbers):
+        if n != i:  # the first line out of place starts the repeat, and all after it follow
+            repeat = i - n
+            return 0 < repeat <= 8 and numbers[i:] == list(range(n, len(numbers) - repeat))
+    return True
 
 
 def test_logs_filters_and_json(project: Project) -> None:
