@@ -97,6 +97,8 @@ if [ "$want_test" = 1 ]; then
   # the observability tests scrape corral with a real Prometheus and check the alert rules
   # with its promtool
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
+  # the ray placement's mixed fleet keeps its state in a real Redis on this host
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   containers_conf
   # the tui and ray extras too: corral top's and the ray placement's tests drive them,
   # and mypy checks them

@@ -16,6 +16,7 @@ from typing import Any
 from corral.drivers.ray.head import LocalHead
 from tests.e2e.conftest import Project, pids_with_marker
 from tests.support import raycluster
+from tests.support.prometheus import free_port
 
 
 def _cmdline(pid: int) -> bytes:
@@ -175,3 +176,84 @@ def test_a_secret_printed_on_the_cluster_is_redacted_and_in_no_ray_info(
         assert token not in project.corral("logs", "leaky").stdout
     finally:
         project.corral("down", check=False)
+
+
+WORKER = """\
+import os, socket
+host, port = os.environ["CORRAL_ADDR_CACHE"].rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as s:
+    f = s.makefile("rb")
+    for _ in range(10):
+        s.sendall(b"INCR worked\\r\\n")
+        assert f.readline().startswith(b":")
+with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:  # its node's actor started it
+    parent = f.read().split(b"\\0")[0].decode()
+print("worked on", os.environ["CORRAL_ADDR_CACHE"], "under", parent, flush=True)
+"""
+
+REPORT = """\
+import os, socket
+host, port = os.environ["CORRAL_ADDR_CACHE"].rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as s:
+    s.sendall(b"GET worked\\r\\n")
+    f = s.makefile("rb")
+    f.readline()
+    print("total", f.readline().strip().decode(), flush=True)
+"""
+
+
+def test_a_mixed_fleet_orders_local_and_cluster_agents_and_they_reach_each_other(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    """A local Redis (Debian's redis-server, a real one), then cluster workers that wait for
+    it to be healthy and reach it at their ``CORRAL_ADDR_CACHE``, then a local job that waits
+    for them to complete and reads what they wrote: ``depends_on`` across the two sides."""
+    if shutil.which("redis-server") is None:
+        import pytest
+
+        pytest.skip("redis-server is not installed (scripts/install.sh --test installs it)")
+    port = free_port()
+    project.file("worker.py", WORKER)
+    project.file("report.py", REPORT)
+    project.write(f"""
+        name: raymixed
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          cache:
+            command: redis-server --port {port} --save "" --appendonly no
+            readiness: {{tcp: {port}, period: 200ms}}
+          worker:
+            command: python worker.py
+            placement: ray
+            replicas: 3
+            restart: "no"
+            depends_on: {{cache: {{condition: healthy}}}}
+          report:
+            command: python report.py
+            restart: "no"
+            depends_on: {{worker: {{condition: completed_successfully}}}}
+    """)
+    try:
+        project.corral("up", "-d")
+        rows = project.wait_for(lambda r: r["report.1"]["state"] == "exited", timeout=120,
+                                what="the local report after the cluster's workers")
+        assert rows["report.1"]["exit_code"] == 0
+        assert all(rows[f"worker.{i}"]["exit_code"] == 0 for i in (1, 2, 3))
+        assert [r["message"] for r in project.records("report")] == ["total 30"]
+        worked = [r for r in project.records("worker") if r["message"].startswith("worked")]
+        assert {r["instance"] for r in worked} == {"worker.1", "worker.2", "worker.3"}
+        assert all(" under ray::Node" in r["message"] for r in worked), worked  # (its title
+        # names the method it runs: ray::Node.read, say)
+        events = [json.loads(ln) for ln in project.corral(
+            "events", "--json").stdout.splitlines()]
+
+        def first(instance: str, state: str) -> float:
+            return min(e["time"] for e in events
+                       if e["instance"] == instance and e["state"] == state)
+
+        workers = [f"worker.{i}" for i in (1, 2, 3)]
+        assert first("cache.1", "running") < min(first(w, "starting") for w in workers)
+        assert max(first(w, "exited") for w in workers) < first("report.1", "starting")
+    finally:
+        project.corral("down", check=False)
+    assert pids_with_marker(project.root) == []

@@ -229,3 +229,34 @@ def test_port_is_hashed_only_when_set(tmp_path: Path) -> None:
     """).agents
     assert b'"port"' not in decode.canonical(agents["a"])
     assert b'"port":5000' in decode.canonical(agents["b"])
+
+
+def test_an_agent_placed_on_a_cluster_reaches_the_host_and_is_reached_by_no_address(
+        tmp_path: Path) -> None:
+    """From a cluster's node the host's agents are where the host's network has them (its
+    driver swaps 127.0.0.1 for the host's address); the placed agent's own node is known only
+    once it is placed, so no one gets an address for it."""
+    agents = _load(tmp_path, FLEET + """
+  placed:
+    command: run
+    placement: ray
+    port: 7100
+""").agents
+    assert peers.network(agents["placed"]) == peers.CLUSTER
+    seen = peers.environment(agents, "placed")
+    assert seen["CORRAL_ADDR_DB"] == "127.0.0.1:6379"
+    assert seen["CORRAL_ADDR_WEB_APP"] == "127.0.0.1:18080"  # where it is published
+    assert "CORRAL_ADDR_RING_A" not in seen  # a loopback's agents are its own
+    for viewer in ("db", "box", "hidden", "guest"):
+        assert "CORRAL_ADDR_PLACED" not in peers.environment(agents, viewer)
+
+
+def test_a_node_reaches_the_host_at_its_address_on_the_way_to_the_cluster() -> None:
+    from corral.drivers.ray.driver import seen_from
+
+    env = {"CORRAL_ADDR_DB": "127.0.0.1:6379", "CORRAL_HOST_DB": "127.0.0.1",
+           "CORRAL_ADDR_WEB": "web:80", "OTHER": "127.0.0.1:1"}
+    assert seen_from(env, "10.0.0.7") == {
+        "CORRAL_ADDR_DB": "10.0.0.7:6379", "CORRAL_HOST_DB": "10.0.0.7",
+        "CORRAL_ADDR_WEB": "web:80", "OTHER": "127.0.0.1:1"}
+    assert seen_from(env, "127.0.0.1") == env  # a cluster on this host's loopback

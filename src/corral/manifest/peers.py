@@ -23,10 +23,14 @@ a vm guest (NAT)              ``10.0.2.2:PORT``                   ``10.0.2.2:PUB
 
 A vm's forwarded ports are reached from the host's network at ``127.0.0.1:PUBLISHED`` and from
 another guest at ``10.0.2.2:PUBLISHED``; an agent with ``network: none`` reaches nothing and
-is reached by nothing. Inside a sandbox or a container on the host's network (or a loopback),
-each reachable agent's name resolves to 127.0.0.1 (``hosts``: bwrap binds a generated
-/etc/hosts, the engine gets ``--add-host``); on the project network names resolve through the
-network's DNS. Host processes have no /etc/hosts of their own: they use ``CORRAL_ADDR_*``.
+is reached by nothing. An agent placed on a cluster (``placement:``) reaches what the host's
+network does, at the host's address as the cluster's nodes see it (its driver replaces
+``127.0.0.1`` by it; the agent it reaches must listen there, not only on the host's
+loopback), and is reached by no ``CORRAL_ADDR_*``: its node is known only once it is placed.
+Inside a sandbox or a container on the host's network (or a loopback), each reachable
+agent's name resolves to 127.0.0.1 (``hosts``: bwrap binds a generated /etc/hosts, the
+engine gets ``--add-host``); on the project network names resolve through the network's DNS.
+Host processes have no /etc/hosts of their own: they use ``CORRAL_ADDR_*``.
 
 **Switching levels keeps the fleet working** (``host_network``): a container on the project
 network cannot reach a host process listening on 127.0.0.1, so a container agent that writes
@@ -45,7 +49,7 @@ from typing import NamedTuple
 
 from corral.manifest.spec import LOCAL, Agent, loopback_group
 
-HOST, PROJECT, NONE, GUEST = "host", "project", "none", "guest"
+HOST, PROJECT, NONE, GUEST, CLUSTER = "host", "project", "none", "guest", "cluster"
 LOOPBACK_IP = "127.0.0.1"
 HOST_FROM_BRIDGE = "host.containers.internal"  # Podman's name; Docker's gets it too
 HOST_FROM_GUEST = "10.0.2.2"  # QEMU's user-mode network: the host's loopback
@@ -54,7 +58,10 @@ RUNNING = ("started", "healthy", "log_ready")  # conditions met while the depend
 
 def network(agent: Agent) -> str:
     """The network an agent is on: host, project (a container on the project network),
-    none, loopback:NAME (sandboxes sharing one), or guest (a vm's user-mode network)."""
+    none, loopback:NAME (sandboxes sharing one), guest (a vm's user-mode network), or cluster
+    (placed on one: ``placement:``)."""
+    if agent.placement not in (None, LOCAL):
+        return CLUSTER
     if agent.isolation == "sandbox":
         return agent.network or NONE
     if agent.isolation == "container":
@@ -126,6 +133,10 @@ class Address(NamedTuple):
 def address(agents: Mapping[str, Agent], viewer: str, target: str) -> Address | None:
     """Where ``viewer`` reaches ``target``; None when it cannot."""
     seen, there = network(agents[viewer]), network(agents[target])
+    if there == CLUSTER:
+        return None  # its node is known once it is placed, and changes at each restart
+    if seen == CLUSTER:
+        seen = HOST  # as seen from this host; its driver puts the host's address for 127.0.0.1
     found = port(agents[target])
     inner = found.inside if found else None
     outer = found.published if found else None

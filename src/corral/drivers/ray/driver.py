@@ -46,7 +46,7 @@ from corral.drivers.host.proctree import MARKER
 from corral.drivers.ray import head, protocol
 from corral.drivers.ray import options as ray_opts
 from corral.drivers.ray.head import LocalHead
-from corral.drivers.ray.link import Link
+from corral.drivers.ray.link import LOOPBACK, Link
 from corral.errors import DriverError
 from corral.lean.sha import sha256
 
@@ -60,6 +60,21 @@ def fleet_id(task: Task) -> str:
     state = os.path.dirname(os.path.dirname(task.run_dir))  # STATE/run/INSTANCE
     where = f"{socket.gethostname()}\0{os.path.abspath(state)}".encode()
     return f"{task.project}-{sha256(where).hexdigest()[:8]}"
+
+
+def seen_from(env: Mapping[str, str], host_ip: str) -> dict[str, str]:
+    """``env`` as a node reaches the others: the host's loopback in ``CORRAL_ADDR_*`` and
+    ``CORRAL_HOST_*`` (``manifest.peers``) becomes ``host_ip``, the host's address on the way
+    to the cluster (unchanged when the cluster runs on this host's loopback)."""
+    if host_ip == LOOPBACK:
+        return dict(env)
+    out = dict(env)
+    for key, value in env.items():
+        if key.startswith("CORRAL_HOST_") and value == LOOPBACK:
+            out[key] = host_ip
+        elif key.startswith("CORRAL_ADDR_") and value.startswith(f"{LOOPBACK}:"):
+            out[key] = host_ip + value[len(LOOPBACK):]
+    return out
 
 
 class RayDriver(Driver):
@@ -116,7 +131,8 @@ class RayDriver(Driver):
             with driver_errors(task, "on the Ray cluster", only=DriverError):
                 placed = await link.request(
                     "start", run=run, argv=task.spec.argv, cwd=task.workdir,
-                    env={**task.env, MARKER: run}, marker=MARKER, cpus=res.cpus,
+                    env={**seen_from(task.env, link.host_ip), MARKER: run}, marker=MARKER,
+                    cpus=res.cpus,
                     memory=res.memory, group=f"corral-{fleet_id(task)}-{task.instance}",
                     placement_timeout=options.placement_timeout)
         except BaseException:

@@ -20,6 +20,7 @@ from corral.drivers.ray import protocol
 from corral.errors import DriverError
 
 TAIL = 8  # the bridge's last stderr lines, named when it dies
+LOOPBACK = "127.0.0.1"
 
 
 class Link:
@@ -35,11 +36,12 @@ class Link:
         self.ids = itertools.count(1)
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL)
         self.gone: str | None = None  # why the bridge is no more
+        self.host_ip = LOOPBACK  # this host's address as the cluster's nodes reach it
         self._readers: list[asyncio.Task[None]] = []
 
     async def open(self, timeout: float) -> None:
         """Start the bridge; back once it reached the cluster (else a ``DriverError``)."""
-        await reachable(self.address)
+        self.host_ip = await reachable(self.address)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.drivers.ray.bridge", self.address, self.namespace,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -174,9 +176,10 @@ class Link:
             await self.proc.wait()
 
 
-async def reachable(address: str, timeout: float = 5) -> None:
+async def reachable(address: str, timeout: float = 5) -> str:
     """The GCS answers at ``address`` (``HOST:PORT``, or ``ray://HOST:PORT``): checked before
-    a bridge starts, as ``ray.init`` takes a minute to give up on an address that is wrong."""
+    a bridge starts, as ``ray.init`` takes a minute to give up on an address that is wrong.
+    Returns this host's address on the way there (where the cluster reaches this host)."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         raise DriverError(f"ray.address {address!r} is not HOST:PORT",
@@ -188,9 +191,11 @@ async def reachable(address: str, timeout: float = 5) -> None:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
         raise DriverError(f"cannot reach the Ray cluster at {address}: {why}",
                           "start it (ray start --head) or fix ray.address") from None
+    local = writer.get_extra_info("sockname")
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+    return str(local[0]) if local else LOOPBACK
 
 
 def _fix(problem: str) -> str:

@@ -20,7 +20,8 @@ POD, NONE, HOST = "pod", "none", "host"
 
 
 def _host_levels(agent: Agent) -> bool:
-    return peers.network(agent) == peers.HOST and agent.isolation != "container"
+    # a pod in the cluster, where the agent was placed on one or not
+    return peers.network(agent) in (peers.HOST, peers.CLUSTER) and agent.isolation != "container"
 
 
 def mode(plan: Plan, name: str) -> str:
