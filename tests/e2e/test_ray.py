@@ -257,3 +257,47 @@ def test_a_mixed_fleet_orders_local_and_cluster_agents_and_they_reach_each_other
     finally:
         project.corral("down", check=False)
     assert pids_with_marker(project.root) == []
+
+
+def test_probes_of_a_placed_agent_run_on_its_node(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    """tcp, http, exec and heartbeat checks run by the node actor where the instance runs
+    (the exec probe's parent is that actor, a Ray worker titled ``ray::Node...``); the runner
+    keeps the loop: healthy, unhealthy with the node's detail, a liveness restart."""
+    port, closed = free_port(), free_port()
+    project.file("beat.py", "import pathlib, time\npathlib.Path('beat').touch()\n"
+                            "print('beat once', flush=True)\ntime.sleep(300)\n")
+    project.write(f"""
+        name: rayprobes
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          web:
+            command: python -m http.server {port} --bind 127.0.0.1
+            placement: ray
+            readiness: {{http: {{port: {port}, path: /}}, period: 300ms}}
+            liveness:
+              exec: {{command: [sh, -c, "grep -q ray::Node /proc/$PPID/cmdline"]}}
+              period: 300ms
+          shut:
+            command: python -c "import time; time.sleep(300)"
+            placement: ray
+            readiness: {{tcp: {closed}, period: 300ms, failure_threshold: 1}}
+          beat:
+            command: python beat.py
+            placement: ray
+            liveness: {{heartbeat: beat, within: 1s, period: 300ms, failure_threshold: 1}}
+            restart: {{policy: always, backoff: {{initial: 100ms, factor: 1, max: 100ms}}}}
+    """)
+    try:
+        project.corral("up", "-d")
+        rows = project.wait_for(
+            lambda r: r["web.1"]["health"] == "healthy" and r["shut.1"]["health"] == "unhealthy"
+            and r["beat.1"]["restarts"] >= 1, timeout=90,
+            what="web healthy, shut unhealthy, beat restarted by its liveness probe")
+        assert rows["web.1"]["restarts"] == 0  # its exec probe passed: it ran on the node
+        assert f"tcp 127.0.0.1:{closed}" in rows["shut.1"]["reason"]
+        events = project.corral("events", "--json", "beat").stdout
+        assert "heartbeat beat not touched" in events
+    finally:
+        project.corral("down", check=False)

@@ -1,7 +1,8 @@
 """The driver interface (after Nomad's task drivers, narrowed and async).
 
 Drivers start, wait, stop and pump output into the sink they are given. They never decide
-restarts, never run health checks and never write logs to disk: the runner and the log store do.
+restarts or health and never write logs to disk: the runner and the log store do (a driver
+whose instances run elsewhere only runs single checks there when asked: ``check_remote``).
 A ``Handle`` is frozen and serialisable so a restarted daemon can re-attach to what still runs.
 """
 
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from corral.errors import CorralError, DriverError
 from corral.lean.record import Record, record
-from corral.manifest.spec import Agent
+from corral.manifest.spec import Agent, Probe
 
 Stream = Literal["stdout", "stderr"]
 
@@ -129,6 +130,9 @@ class Capabilities(Record):
     stats: bool  # stats() returns usage
     signals: bool  # arbitrary stop signals are delivered
     exec_inside: bool = False  # exec() runs in the live instance (exec probes go through it)
+    # check_remote() runs tcp, http, exec and heartbeat checks where the instance runs (a
+    # cluster's node), for its probes
+    probes_remote: bool = False
 
 
 @record
@@ -216,6 +220,13 @@ class Driver(abc.ABC):
         the agent's own where the command inherits it; None, the supervisor's (an engine's
         CLI, which gives the command the container's environment itself)."""
         return None
+
+    async def check_remote(self, task: Task, probe: Probe, began: float) -> tuple[bool, str]:
+        """One tcp, http, exec or heartbeat check of ``probe`` run where ``task``'s live
+        instance runs (``probes_remote``): (passed, detail), as the supervisor's own checks
+        say it. ``began``: when the run began (a heartbeat counts from then at the earliest).
+        Raises ``DriverError`` when the instance cannot be reached."""
+        raise NotImplementedError(f"the {self.name} driver runs its probes on the host")
 
     async def close(self) -> None:  # noqa: B027
         """The supervisor is leaving: release what the driver itself holds (connections, a

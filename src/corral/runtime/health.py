@@ -80,16 +80,33 @@ async def taken_ports(probes: list[Probe | None]) -> list[tuple[str, int, str]]:
 Inside = Callable[[list[str]], Awaitable[tuple[list[str], Mapping[str, str] | None]]]
 
 
+# A check run where the instance runs, by its driver (``probes_remote``: an instance on a
+# cluster's node): (probe, when the run began) -> (passed, detail).
+Remote = Callable[[Probe, float], Awaitable[tuple[bool, str]]]
+REMOTE_KINDS = ("tcp", "http", "exec", "heartbeat")  # silence and log_line: the log's here
+REMOTE_SLACK = 2.0  # seconds a remote check may take past the probe's timeout: the way there
+
 # When the instance last printed (unix seconds; 0: not yet): what a silence probe checks.
 LastOutput = Callable[[], float]
 
 
 async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
                 log_watch: LogWatch | None, inside: Inside | None = None,
-                last_output: LastOutput | None = None, began: float = 0.0
-                ) -> tuple[bool, str]:
+                last_output: LastOutput | None = None, began: float = 0.0,
+                remote: Remote | None = None) -> tuple[bool, str]:
     """One check, bounded by the probe's timeout. Returns (passed, detail). ``began``: when
-    the probe's run began (a silence or heartbeat is counted from then at the earliest)."""
+    the probe's run began (a silence or heartbeat is counted from then at the earliest).
+    ``remote``: where the instance runs elsewhere, its tcp, http, exec and heartbeat checks
+    run there."""
+    if remote is not None and probe.kind in REMOTE_KINDS:
+        try:
+            found = await asyncio.wait_for(remote(probe, began), probe.timeout + REMOTE_SLACK)
+        except TimeoutError:
+            return False, f"{probe.kind} check timed out after {probe.timeout:g}s (no answer " \
+                          "from where the instance runs)"
+        except CorralError as exc:  # its node out of reach, say: a failed check
+            return False, exc.problem
+        return _not_cancelled(found)
     if probe.silence is not None:
         last = last_output() if last_output is not None else 0.0
         return silence(probe.silence, max(began, last))
@@ -100,6 +117,10 @@ async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
                                        probe.timeout)
     except TimeoutError:
         return False, f"{probe.kind} check timed out after {probe.timeout:g}s"
+    return _not_cancelled(found)
+
+
+def _not_cancelled(found: tuple[bool, str]) -> tuple[bool, str]:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         # Python 3.11's wait_for returns the result of a check that ended as the probe was
@@ -251,10 +272,11 @@ async def _exec(argv: list[str], env: Mapping[str, str], workdir: str,
 class ProbeLoop:
     def __init__(self, probe: Probe, verdict: Verdict, *, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None, clock: Clock, inside: Inside | None = None,
-                 last_output: LastOutput | None = None) -> None:
+                 last_output: LastOutput | None = None, remote: Remote | None = None) -> None:
         self.probe = probe
         self._last_output = last_output
         self._inside = inside
+        self._remote = remote
         self._verdict = verdict
         self._env = env
         self._workdir = workdir
@@ -271,7 +293,8 @@ class ProbeLoop:
         while True:
             ok, detail = await check(p, env=self._env, workdir=self._workdir,
                                      log_watch=self._log_watch, inside=self._inside,
-                                     last_output=self._last_output, began=began)
+                                     last_output=self._last_output, began=began,
+                                     remote=self._remote)
             self.detail = detail
             passes, fails = (passes + 1, 0) if ok else (0, fails + 1)
             if ok and passes >= p.success_threshold and self.healthy is not True:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.drivers.base import Driver, Task
-from corral.manifest.spec import ProbeAction
-from corral.runtime.health import Clock, Inside, LogWatch, ProbeLoop
+from corral.manifest.spec import Probe, ProbeAction
+from corral.runtime.health import Clock, Inside, LogWatch, ProbeLoop, Remote
 from corral.runtime.mailbox import Mailbox
 from corral.runtime.state import ACTIVE, Health, State
 
@@ -93,7 +93,7 @@ def start(task: Task, driver: Driver, verdicts: Mailbox[Verdict], *, clock: Cloc
         report = _reporter(task, role, action, verdicts, set_state, current)
         loop = ProbeLoop(probe, report, env=task.env, workdir=task.workdir,
                          log_watch=log_watch, clock=clock, inside=_inside(task, driver),
-                         last_output=last_output)
+                         last_output=last_output, remote=_remote(task, driver))
         probes.tasks.append(asyncio.create_task(loop.run(), name=f"{role}:{task.instance}"))
     return probes
 
@@ -108,6 +108,18 @@ def _inside(task: Task, driver: Driver) -> Inside | None:
         return await driver.exec(task, command), driver.exec_env(task)
 
     return argv
+
+
+def _remote(task: Task, driver: Driver) -> Remote | None:
+    """Where the instance runs elsewhere (a cluster's node: ``probes_remote``), its driver
+    runs the checks there."""
+    if not driver.capabilities.probes_remote:
+        return None
+
+    async def remote(probe: Probe, began: float) -> tuple[bool, str]:
+        return await driver.check_remote(task, probe, began)
+
+    return remote
 
 
 def _reporter(task: Task, role: str, action: ProbeAction, verdicts: Mailbox[Verdict],

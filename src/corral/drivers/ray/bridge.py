@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from corral.drivers.ray import checks as checks_module
 from corral.drivers.ray import node as node_module
 from corral.drivers.ray import protocol
 
@@ -230,6 +231,19 @@ class Bridge:
             await self.actor(placed.node).stop.remote(req["run"], req["sig"], req["timeout"])
         return {}
 
+    async def probe(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One check of a probe, run by the node actor where the instance runs."""
+        placed = self.placed.get(req["run"])
+        if placed is None:
+            raise protocol.Refused("the instance is not running on the cluster")
+        try:
+            reply: dict[str, Any] = await self.actor(placed.node).probe.remote(
+                req["run"], req["check"])
+        except self.ray.exceptions.RayActorError as exc:
+            raise protocol.Refused(f"node {placed.ip} does not answer: "
+                                   f"{_first_line(exc)}") from None
+        return reply
+
     async def close(self, req: dict[str, Any]) -> dict[str, Any]:
         """The driver leaves: its node actors that run nothing are killed; the rest run on."""
         kept = []
@@ -279,7 +293,8 @@ async def serve(address: str, namespace: str, out: Any) -> int:
     except ImportError:
         return failed("the ray driver needs Ray, which is not installed",
                       protocol.INSTALL)
-    ray.cloudpickle.register_pickle_by_value(node_module)  # nodes need no corral installed
+    for module in (node_module, checks_module):  # nodes need no corral installed
+        ray.cloudpickle.register_pickle_by_value(module)
     try:
         await asyncio.to_thread(ray.init, address=address, namespace=namespace,
                                 log_to_driver=False, logging_level=logging.ERROR)

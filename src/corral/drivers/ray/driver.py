@@ -17,6 +17,9 @@ Ray's terms:
 ``address: auto`` is a local head corral starts itself (``head``), stopped when the driver
 closes with nothing left running on it.
 
+Probes run where the instance runs: its tcp, http, exec and heartbeat checks go to its node
+actor (``check_remote``, ``checks``); the runner keeps the loop and decides.
+
 Not yet: re-adopting instances after a daemon restart (``recover``), a venv level on the
 node, stats.
 """
@@ -30,7 +33,7 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from corral.drivers.base import (
     Capabilities,
@@ -49,6 +52,7 @@ from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import LOOPBACK, Link
 from corral.errors import DriverError
 from corral.lean.sha import sha256
+from corral.manifest.spec import Probe
 
 CONNECT_TIMEOUT = 60.0  # a bridge's ray.init
 
@@ -77,16 +81,32 @@ def seen_from(env: Mapping[str, str], host_ip: str) -> dict[str, str]:
     return out
 
 
+def describe(probe: Probe) -> dict[str, Any]:
+    """What a node needs of a probe to run one check of it (``checks.run_check``)."""
+    out: dict[str, Any] = {"kind": probe.kind, "timeout": probe.timeout}
+    if probe.tcp is not None:
+        out.update(host=probe.tcp.host, port=probe.tcp.port)
+    elif probe.http is not None:
+        h = probe.http
+        out.update(host=h.host, port=h.port, path=h.path, scheme=h.scheme, status=list(h.status))
+    elif probe.exec is not None:
+        out.update(command=list(probe.exec.command))
+    elif probe.heartbeat is not None:
+        out.update(file=probe.heartbeat, within=probe.heartbeat_within)
+    return out
+
+
 class RayDriver(Driver):
     name: ClassVar[str] = "ray"
     blocks: ClassVar[Mapping[str, type]] = ray_opts.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
-        isolation="ray", recover=False, stats=False, signals=True
+        isolation="ray", recover=False, stats=False, signals=True, probes_remote=True
     )
 
     def __init__(self) -> None:
         self._links: dict[tuple[str, str], asyncio.Task[Link]] = {}
         self._runs: dict[str, tuple[Link, asyncio.Future[ExitResult]]] = {}  # by run id
+        self._current: dict[str, str] = {}  # instance -> its run, while it runs
         self._heads: dict[str, LocalHead] = {}  # ``address: auto``: by address
         self._starting_head = asyncio.Lock()
 
@@ -139,6 +159,7 @@ class RayDriver(Driver):
             link.forget(run)
             raise
         self._runs[run] = (link, done)
+        self._current[task.instance] = run
         return Handle(driver=self.name, instance=task.instance, pid=None,
                       started_at=time.time(),
                       data={"run": run, "node": placed["node"], "node_ip": placed["node_ip"],
@@ -156,8 +177,21 @@ class RayDriver(Driver):
         link, done = found
         result = await asyncio.shield(done)
         self._runs.pop(run, None)
+        if self._current.get(handle.instance) == run:
+            del self._current[handle.instance]
         link.forget(run)
         return result
+
+    async def check_remote(self, task: Task, probe: Probe, began: float) -> tuple[bool, str]:
+        """The check runs on the instance's node (``checks``), a heartbeat counted from the
+        run's start on that node's clock (the file's mtime is that clock's too)."""
+        run = self._current.get(task.instance)
+        found = self._runs.get(run or "")
+        if run is None or found is None:
+            raise DriverError(f"{task.instance} is not running on the cluster",
+                              "it is probed once it runs")
+        reply = await found[0].request("probe", run=run, check=describe(probe))
+        return bool(reply["ok"]), str(reply["detail"])
 
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
         found = self._runs.get(handle.data.get("run", ""))

@@ -16,8 +16,12 @@ command as a child process in a session of its own.
 Secrets come in the environment of ``start``'s arguments, never in a ``runtime_env``, which
 Ray shows in its job and actor info.
 
-Plain Python on purpose: it imports nothing of corral's or Ray's, so the bridge ships it by
-value and a node needs neither corral installed nor the daemon's files.
+Probes: ``probe`` runs one check of a probe (``checks``) where the instance runs; the
+supervisor keeps the loop and decides.
+
+Plain Python on purpose: it imports nothing of corral's (but ``checks``, shipped alike) or
+Ray's, so the bridge ships it by value and a node needs neither corral installed nor the
+daemon's files.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ import functools
 import os
 import shutil
 import signal
+import time
 from typing import Any
+
+from corral.drivers.ray.checks import run_check
 
 CHUNK = 64 * 1024
 BUFFER = 4 * 1024 * 1024  # per instance, unacknowledged: past it the pipes wait
@@ -51,8 +58,11 @@ def _child_setup(prctl: Any) -> None:
 class Run:
     """One instance's process and what it wrote that the bridge has not acknowledged."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, marker: bytes) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, marker: bytes, cwd: str,
+                 env: dict[str, str]) -> None:
         self.proc = proc
+        self.cwd, self.env = cwd, env  # where its probes' checks run, and with what
+        self.began = time.time()
         self.marker = marker  # b"NAME=VALUE" in the environ of every process it started
         self.chunks: list[tuple[int, str, bytes]] = []
         self.seq = 0
@@ -88,7 +98,7 @@ class Node:
                 start_new_session=True, preexec_fn=self._setup)
         except OSError as exc:
             return {"error": f"cannot run {argv[0]}: {exc.strerror or exc}"}
-        state = Run(proc, f"{marker}={env.get(marker, '')}".encode())
+        state = Run(proc, f"{marker}={env.get(marker, '')}".encode(), cwd, env)
         self.runs[run] = state
         assert proc.stdout is not None and proc.stderr is not None
         state.pumps = [asyncio.create_task(self._pump(state, "stdout", proc.stdout)),
@@ -171,6 +181,14 @@ class Node:
         for pid in _marked(state.marker):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+    async def probe(self, run: str, check: dict[str, Any]) -> dict[str, Any]:
+        """One check of a probe of ``run``'s (``checks``), here where it runs."""
+        state = self.runs.get(run)
+        if state is None or state.exited.is_set():
+            return {"ok": False, "detail": "the instance is not running on this node"}
+        ok, detail = await run_check(check, state.cwd, state.env, state.began)
+        return {"ok": ok, "detail": detail}
 
     async def forget(self, run: str) -> None:
         self.runs.pop(run, None)

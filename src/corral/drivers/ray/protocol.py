@@ -10,7 +10,7 @@ lines, one object each.
 
 from __future__ import annotations
 
-OPS = frozenset({"start", "stop", "close"})
+OPS = frozenset({"start", "stop", "probe", "close"})
 LINE_LIMIT = 16 * 1024 * 1024  # a line: at most a chunk of output, base64'd, and its frame
 INSTALL = "pip install 'corral[ray]' (or ray[default]) where corral runs"
 
