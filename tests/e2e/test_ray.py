@@ -301,3 +301,62 @@ def test_probes_of_a_placed_agent_run_on_its_node(
         assert "heartbeat beat not touched" in events
     finally:
         project.corral("down", check=False)
+
+
+SHOW_SIX = ("import os, six, sys, time; print('six', six.__version__, 'in', sys.prefix, "
+            "os.environ['VIRTUAL_ENV'] == sys.prefix, flush=True); time.sleep(300)")
+
+
+def test_venv_agents_on_the_cluster_get_their_requirements_from_ray_once_per_digest(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    """``isolation: venv`` placed on the cluster: each agent's requirements.txt becomes a
+    runtime_env Ray builds on the instance's node; two versions of one library side by side;
+    a restart of an unchanged agent finds its venv (same prefix, no new build); a changed
+    file is a new digest, so a new venv. Needs PyPI, as the venv level's own tests do."""
+    for name, version in (("old", "1.15.0"), ("new", "1.16.0")):
+        project.file(f"{name}/requirements.txt", f"six=={version}\n")
+    project.write(f"""
+        name: rayvenv
+        cluster:
+          ray: {{address: "{ray_cluster.address}"}}
+        agents:
+          old:
+            isolation: venv
+            workdir: old
+            venv: {{requirements: requirements.txt}}
+            command: ["python", "-c", "{SHOW_SIX}"]
+            placement: ray
+          new:
+            isolation: venv
+            workdir: new
+            venv: {{requirements: requirements.txt}}
+            command: ["python", "-c", "{SHOW_SIX}"]
+            placement: ray
+    """)
+
+    def said(agent: str, count: int = 1) -> list[str]:
+        lines = [r["message"] for r in project.records(agent)
+                 if r["message"].startswith("six ")]
+        return lines if len(lines) >= count else []
+
+    try:
+        project.corral("up", "-d", timeout=300)
+        project.wait_for(lambda r: said("old") and said("new"), timeout=400,
+                         what="both venv agents printing their six")
+        old, new = said("old")[0].split(), said("new")[0].split()
+        assert old[1] == "1.15.0" and new[1] == "1.16.0"
+        assert old[-1] == new[-1] == "True"  # VIRTUAL_ENV is the venv it runs in
+        assert "runtime_resources/pip" in old[3] and old[3] != new[3]
+        builds = [r for r in project.records("old") if "corral: the venv" in r["message"]]
+        assert len(builds) == 1
+        project.corral("restart", "old")
+        project.wait_for(lambda r: said("old", 2), timeout=120, what="old restarted")
+        assert said("old", 2)[1].split()[3] == old[3]  # its venv, found again
+        (project.root / "old" / "requirements.txt").write_text("six==1.16.0\n")
+        project.corral("up", "-d", timeout=300)
+        project.wait_for(lambda r: said("old", 3), timeout=400, what="old on its new venv")
+        assert said("old", 3)[2].split()[1] == "1.16.0"
+    finally:
+        project.corral("down", check=False)
+    assert not any(a["name"].startswith("corral-venv-") for a in _actors(ray_cluster,
+                                                                          "corral-rayvenv"))

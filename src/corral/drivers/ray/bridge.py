@@ -53,6 +53,8 @@ class Bridge:
         self.out = out
         self.actors: dict[str, Any] = {}  # node id -> its supervising actor
         self.placed: dict[str, Placed] = {}  # run -> where it runs
+        self.venvs: dict[tuple[str, str], Any] = {}  # (node id, venv digest) -> its actor
+        self.venv_of: dict[str, tuple[str, str]] = {}  # run -> the venv it runs in
         self.follows: set[asyncio.Task[None]] = set()
         self.turn = itertools.count()
         # Ray is typed as Any here: corral type-checks without it installed
@@ -60,6 +62,7 @@ class Bridge:
             "ray.util.scheduling_strategies").NodeAffinitySchedulingStrategy
         self.groups = importlib.import_module("ray.util.placement_group")
         self.remote_node = ray.remote(node_module.Node)
+        self.remote_venv = ray.remote(node_module.Venv)
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
@@ -130,19 +133,58 @@ class Bridge:
         run = req["run"]
         self.placed[run] = placed  # counted at once: starts at the same time spread
         try:
+            prefix = await self.venv(run, placed, req["venv"]) if req.get("venv") else None
             reply = await self.actor(placed.node).start.remote(
-                run, req["argv"], req["cwd"], req["env"], req["marker"])
+                run, req["argv"], req["cwd"], req["env"], req["marker"], prefix)
         except self.ray.exceptions.RayActorError as exc:
             self.actors.pop(placed.node, None)
             reply = {"error": f"its corral actor died: {_first_line(exc)}"}
+        except protocol.Refused as exc:
+            reply = {"error": str(exc)}
         if "error" in reply:
             self.placed.pop(run, None)
             await self.release(placed)
+            self.release_venv(run)
             raise protocol.Refused(f"on node {placed.ip}: {reply['error']}")
         follow = asyncio.create_task(self.follow(run, placed))
         self.follows.add(follow)
         follow.add_done_callback(self.follows.discard)
         return {"node": placed.node, "node_ip": placed.ip, "pid": reply["pid"]}
+
+    async def venv(self, run: str, placed: Placed, spec: dict[str, Any]) -> str:
+        """The prefix of the run's venv on its node: the venv's actor there (``venv``),
+        started with the spec as its ``runtime_env`` (Ray builds it then) unless it runs."""
+        key = (placed.node, spec["digest"])
+        self.venv_of[run] = key
+        actor = self.venvs.get(key)
+        if actor is None:
+            self.send({"event": "output", "run": run, "stream": "stderr", "data": base64.b64encode(
+                f"corral: the venv {spec['digest'][:12]} on node {placed.ip} (Ray's "
+                "runtime_env; built once per node)\n".encode()).decode()})
+            actor = self.venvs[key] = self.remote_venv.options(
+                name=f"corral-venv-{spec['digest'][:16]}-{placed.node[:12]}",
+                namespace=self.namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
+                runtime_env={"pip": {"packages": spec["packages"], "pip_check": False}},
+                scheduling_strategy=self.affinity(placed.node, soft=False)).remote()
+        try:
+            prefix: str = await actor.where.remote()
+        except Exception as exc:  # RuntimeEnvSetupError: pip said why
+            self.venvs.pop(key, None)
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
+            raise protocol.Refused(f"its venv could not be built: {_pip_said(exc)}") from None
+        return prefix
+
+    def release_venv(self, run: str) -> None:
+        """The run is over: its venv's actor goes once no run on that node uses it (Ray keeps
+        the built venv in its cache, so a restart finds it again)."""
+        key = self.venv_of.pop(run, None)
+        if key is None or key in self.venv_of.values():
+            return
+        actor = self.venvs.pop(key, None)
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
 
     async def release(self, placed: Placed) -> None:
         if placed.group is not None:
@@ -200,6 +242,7 @@ class Bridge:
                 self.send({"event": "eof", "run": run, "stream": stream})
         self.send({"event": "exit", "run": run, "code": code, "signal": signal,
                    "error": error})
+        self.release_venv(run)
         await self.release(placed)
 
     async def stop_leftovers(self, nodes: dict[str, str]) -> int:
@@ -221,6 +264,13 @@ class Bridge:
             except ValueError:  # no actor of this fleet on that node
                 continue
         counts = await asyncio.gather(*(one(a) for a in found), return_exceptions=True)
+        listing = importlib.import_module("ray.util").list_named_actors
+        named = await asyncio.to_thread(listing, all_namespaces=True)
+        for entry in named:  # venv actors: none of this fleet's runs is left to use them
+            if entry["namespace"] == self.namespace and entry["name"].startswith("corral-venv-"):
+                with contextlib.suppress(Exception):
+                    self.ray.kill(await asyncio.to_thread(
+                        self.ray.get_actor, entry["name"], namespace=self.namespace))
         return sum(c for c in counts if isinstance(c, int))
 
     async def stop(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -256,6 +306,9 @@ class Bridge:
                 kept.append(node)
             else:
                 self.ray.kill(actor)
+                for key in [k for k in self.venvs if k[0] == node]:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(self.venvs.pop(key))
         for follow in list(self.follows):
             follow.cancel()
         return {"kept": kept}
@@ -274,6 +327,13 @@ class Bridge:
 
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its errors
+
+
+def _pip_said(exc: BaseException) -> str:
+    """The line of a failed runtime_env build that says why (pip's ERROR line)."""
+    lines = [ln.strip() for ln in _ESCAPES.sub("", str(exc)).splitlines() if ln.strip()]
+    said = next((ln for ln in lines if ln.startswith("ERROR:")), None)
+    return (said or _first_line(exc))[:300]
 
 
 def _first_line(exc: BaseException) -> str:

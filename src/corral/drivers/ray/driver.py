@@ -20,8 +20,10 @@ closes with nothing left running on it.
 Probes run where the instance runs: its tcp, http, exec and heartbeat checks go to its node
 actor (``check_remote``, ``checks``); the runner keeps the loop and decides.
 
-Not yet: re-adopting instances after a daemon restart (``recover``), a venv level on the
-node, stats.
+``isolation: venv``: the agent's requirements become a ``runtime_env`` Ray resolves on the
+instance's node, named by the venv level's digest (``venv``).
+
+Not yet: re-adopting instances after a daemon restart (``recover``), stats.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from corral.drivers.base import (
 from corral.drivers.host.proctree import MARKER
 from corral.drivers.ray import head, protocol
 from corral.drivers.ray import options as ray_opts
+from corral.drivers.ray import venv as ray_venv
 from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import LOOPBACK, Link
 from corral.errors import DriverError
@@ -137,9 +140,13 @@ class RayDriver(Driver):
         await link.open(CONNECT_TIMEOUT)
         return link
 
+    def inputs_digest(self, task: Task) -> str:
+        return ray_venv.digest(task)  # a venv agent's requirements: changed, it restarts
+
     async def start(self, task: Task, output: Output) -> Handle:
         options = ray_opts.ray_options(task.spec)
         with driver_errors(task, only=DriverError):
+            venv = ray_venv.pip_spec(task)
             address = options.address
             if address == "auto":
                 address = await self._local_head(task)
@@ -154,7 +161,7 @@ class RayDriver(Driver):
                     env={**seen_from(task.env, link.host_ip), MARKER: run}, marker=MARKER,
                     cpus=res.cpus,
                     memory=res.memory, group=f"corral-{fleet_id(task)}-{task.instance}",
-                    placement_timeout=options.placement_timeout)
+                    placement_timeout=options.placement_timeout, venv=venv)
         except BaseException:
             link.forget(run)
             raise

@@ -75,6 +75,28 @@ class Run:
         self.pumps: list[asyncio.Task[None]] = []
 
 
+class Venv:
+    """Holds one agent venv on its node (``venv``): Ray built it from the actor's
+    ``runtime_env`` when the actor started, and keeps it while the actor lives."""
+
+    async def where(self) -> str:
+        import sys
+
+        return sys.prefix
+
+
+def _in_venv(env: dict[str, str], prefix: str) -> dict[str, str]:
+    """``env`` as an activated venv has it: VIRTUAL_ENV, its bin first on PATH, no
+    PYTHONHOME."""
+    out = dict(env)
+    out.pop("PYTHONHOME", None)
+    out["VIRTUAL_ENV"] = prefix
+    bin_dir = os.path.join(prefix, "bin")
+    rest = [p for p in out.get("PATH", os.defpath).split(os.pathsep) if p and p != bin_dir]
+    out["PATH"] = os.pathsep.join([bin_dir, *rest])
+    return out
+
+
 class Node:
     """Made remote by the bridge: ``ray.remote(num_cpus=0, max_concurrency=...)(Node)``."""
 
@@ -85,8 +107,11 @@ class Node:
         self._setup = functools.partial(_child_setup, ctypes.CDLL(None).prctl)
 
     async def start(self, run: str, argv: list[str], cwd: str, env: dict[str, str],
-                    marker: str) -> dict[str, Any]:
-        """Start ``argv``; ``{"pid": PID}``, or ``{"error": ...}`` when it cannot run here."""
+                    marker: str, venv: str | None = None) -> dict[str, Any]:
+        """Start ``argv`` (in the venv at ``venv``, if given); ``{"pid": PID}``, or
+        ``{"error": ...}`` when it cannot run here."""
+        if venv is not None:
+            env = _in_venv(env, venv)
         if not os.path.isdir(cwd):
             return {"error": f"workdir does not exist on this node: {cwd}"}
         if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:

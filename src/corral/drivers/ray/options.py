@@ -21,9 +21,9 @@ class RayOptions(Record):
 
 
 blocks: dict[str, type[Record]] = {"ray": RayOptions}
-# the levels it runs on a node: the agent's command as is (a venv level is for later); a
-# placement only, never an agent's ``isolation``
-places = ("process",)
+# the levels it runs on a node: the agent's command as is, or in a venv Ray builds there
+# (``venv``); a placement only, never an agent's ``isolation``
+places = ("process", "venv")
 placement_only = True
 
 
