@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -322,6 +323,11 @@ def test_address_auto_is_a_local_head_stopped_once_nothing_runs_on_it(tmp_path: 
         assert (await driver.wait(handle)).success
         assert out.text() == "on the local head\n"
         pid: int = json.loads(record.read_text())["pid"]
+        token = record.parent / "auth_token"
+        assert token.stat().st_mode & 0o777 == 0o600
+        address = handle.data["address"]
+        assert not await asyncio.to_thread(_joins, address, tmp_path / "nobody")  # no token
+        assert await asyncio.to_thread(_joins, address, tmp_path / "nobody", token)
         again = await driver.start(_task(tmp_path, "pass", "auto", instance="a.2"), Collect())
         assert again.data["address"] == handle.data["address"]  # the same head
         await driver.wait(again)
@@ -334,6 +340,20 @@ def test_address_auto_is_a_local_head_stopped_once_nothing_runs_on_it(tmp_path: 
                       ignore_errors=True)
     assert not record.exists()
     assert _session(head) == []  # the head and every Ray process it started
+
+
+def _joins(address: str, home: Path, token: Path | None = None) -> bool:
+    """Whether a Ray client (in a HOME of its own, with no ``~/.ray/auth_token``) connects
+    to ``address``, given the head's token or none: another local user has none."""
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_AUTH_MODE", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    if token is not None:
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    probe = f"import ray; ray.init(address={address!r}, logging_level='ERROR')"
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          timeout=120).returncode == 0
 
 
 def _session(sid: int) -> list[int]:

@@ -147,7 +147,10 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
         pytest.skip("ray is not installed: pip install 'corral[ray]' (scripts/install.sh "
                     "--test installs it)")
     cli = _cli()
-    env = {**os.environ, **FAST_HEALTH, "RAY_USAGE_STATS_ENABLED": "0"}
+    # no token auth, said explicitly: a head started with no mode turns it on when the user
+    # has a ~/.ray/auth_token (Ray makes one at a first local ray.init)
+    env = {**os.environ, **FAST_HEALTH, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled"}
     port, dashboard = _free_port(), _free_port()
     base = random.randrange(20000, 28000, 2000)  # two worker port ranges of 1000
     head = _start([cli, "start", "--head", "--port", str(port), "--dashboard-host",

@@ -48,8 +48,8 @@ from corral.drivers.base import (
     driver_errors,
 )
 from corral.drivers.host.proctree import MARKER
-from corral.drivers.ray import head, protocol
 from corral.drivers.ray import options as ray_opts
+from corral.drivers.ray import protocol
 from corral.drivers.ray import venv as ray_venv
 from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import LOOPBACK, Link
@@ -129,7 +129,8 @@ class RayDriver(Driver):
                 opening.exception() is not None or opening.result().gone is not None):
             opening = None  # failed, or its bridge died since: a new one
         if opening is None:
-            env = {**os.environ, **head.ALONE} if address in self._heads else None
+            local = self._heads.get(address)
+            env = local.env() if local is not None else None
             opening = asyncio.create_task(self._open(address, f"corral-{fleet}", env))
             self._links[key] = opening
         return await asyncio.shield(opening)

@@ -1,5 +1,6 @@
 """``ray: {address: auto}``: a local Ray head that corral starts itself, one per state dir,
-bound to 127.0.0.1, with its Ray temp dir beside corral's cache.
+bound to 127.0.0.1, with its Ray temp dir beside corral's cache and Ray's token auth on a token
+of its own (``env``).
 
 It is one ``ray start --head --block`` in a session of its own (Ray's processes are its
 children and go down with it), recorded in ``head.json`` (pid, its kernel start time,
@@ -15,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -33,6 +35,7 @@ _MAX_TEMP_DIR = 40
 # a head told it is alone (Ray's switch for laptops) keeps 127.0.0.1 and binds nothing else;
 # a bridge to it is told the same, or Ray turns 127.0.0.1 into the machine's outward address
 ALONE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+TOKEN_BYTES = 32
 
 
 def _free_port() -> int:
@@ -68,6 +71,7 @@ class LocalHead:
         self.cache_dir = cache_dir
         self.dir = Path(cache_dir) / "ray-head"
         self.record = self.dir / "head.json"
+        self.token = self.dir / "auth_token"
         self.proc: asyncio.subprocess.Process | None = None  # when this driver started it
 
     def temp_dir(self) -> str:
@@ -76,6 +80,22 @@ class LocalHead:
             return str(own)
         digest = hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:12]
         return f"/tmp/corral-{os.getuid()}/ray-{digest}"
+
+    def env(self) -> dict[str, str]:
+        """What the head, and each bridge to it, run with: alone on 127.0.0.1, and with Ray's
+        token auth on a token of its own (0600 in the state dir), so another local user
+        cannot run code through it, and a user's own ``~/.ray/auth_token`` (which Ray makes
+        at a first local ``ray.init``, and which turns token auth on for a head started
+        without a mode) changes nothing."""
+        return {**os.environ, **ALONE, "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self.token)}
+
+    def _make_token(self) -> None:
+        if self.token.exists():
+            return
+        fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(TOKEN_BYTES))
 
     def running(self) -> tuple[int, str] | None:
         """(pid, address) of the head this state dir started, when it still runs."""
@@ -91,7 +111,8 @@ class LocalHead:
         found = self.running()
         if found is not None:
             return found[1]
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_token()
         log = self.dir / "head.log"
         port = _free_port()
         argv = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--port",
@@ -102,7 +123,7 @@ class LocalHead:
         with log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                env={**os.environ, **ALONE}, start_new_session=True)
+                env=self.env(), start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while READY not in log.read_bytes():
             if self.proc.returncode is not None or time.monotonic() > deadline:
