@@ -192,6 +192,26 @@ def test_cpus_and_memory_place_it_by_a_placement_group_removed_when_it_ends(
     run(driver, go())
 
 
+def test_memory_is_enforced_on_the_node_by_the_process_level_s_rlimit(
+        cluster: raycluster.Cluster, tmp_path: Path) -> None:
+    """Beyond Ray's accounting, ``memory`` holds on the node as the process level holds it
+    where it writes no cgroup: RLIMIT_AS, so an allocation past it fails in the agent."""
+    driver = RayDriver()
+    code = ("import resource, sys; print(resource.getrlimit(resource.RLIMIT_AS)[0], flush=True)"
+            "\nsmall = bytearray(50 << 20)\ntry:\n    big = bytearray(400 << 20)\n"
+            "except MemoryError:\n    print('400M refused', flush=True)\n    sys.exit(1)")
+
+    async def go() -> None:
+        out = Collect()
+        task = _task(tmp_path, code, cluster.address, project="rtmem", instance="a.5",
+                     resources={"memory": "256M"})
+        result = await driver.wait(await driver.start(task, out))
+        assert result.code == 1
+        assert out.text().split() == [str(256 << 20), "400M", "refused"]
+
+    run(driver, go())
+
+
 def test_a_lost_node_ends_its_instances_and_a_new_start_lands_on_a_node_left(
         cluster: raycluster.Cluster, tmp_path: Path) -> None:
     """The raylet of an extra worker node killed by its PID: ``wait`` says the node is lost

@@ -135,7 +135,8 @@ class Bridge:
         try:
             prefix = await self.venv(run, placed, req["venv"]) if req.get("venv") else None
             reply = await self.actor(placed.node).start.remote(
-                run, req["argv"], req["cwd"], req["env"], req["marker"], prefix)
+                run, req["argv"], req["cwd"], req["env"], req["marker"], prefix,
+                {"memory": req.get("memory"), "pids": req.get("pids")})
         except self.ray.exceptions.RayActorError as exc:
             self.actors.pop(placed.node, None)
             reply = {"error": f"its corral actor died: {_first_line(exc)}"}

@@ -161,7 +161,8 @@ class RayDriver(Driver):
                     "start", run=run, argv=task.spec.argv, cwd=task.workdir,
                     env={**seen_from(task.env, link.host_ip), MARKER: run}, marker=MARKER,
                     cpus=res.cpus,
-                    memory=res.memory, group=f"corral-{fleet_id(task)}-{task.instance}",
+                    memory=res.memory, pids=res.pids,
+                    group=f"corral-{fleet_id(task)}-{task.instance}",
                     placement_timeout=options.placement_timeout, venv=venv)
         except BaseException:
             link.forget(run)

@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import resource
 import shutil
 import signal
 import time
@@ -46,10 +47,12 @@ _RESET = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.S
           signal.SIGUSR2, signal.SIGPIPE)
 
 
-def _child_setup(prctl: Any) -> None:
-    """In the child, before exec: die with the actor, and none of a Ray worker's signal
-    manners (ignored or blocked signals are inherited through exec)."""
+def _child_setup(prctl: Any, limits: tuple[tuple[int, int], ...] = ()) -> None:
+    """In the child, before exec: die with the actor, none of a Ray worker's signal manners
+    (ignored or blocked signals are inherited through exec), and its rlimits."""
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    for which, value in limits:
+        resource.setrlimit(which, (value, value))
     for sig in _RESET:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -73,6 +76,19 @@ class Run:
         self.changed = asyncio.Event()
         self.drained = asyncio.Event()
         self.pumps: list[asyncio.Task[None]] = []
+
+
+def rlimits(limits: dict[str, int]) -> tuple[tuple[int, int], ...]:
+    """The agent's limits as this node enforces them on its process (the process level's
+    fallback where no cgroup is written): ``memory`` as RLIMIT_AS (its address space: an
+    allocation past it fails), ``pids`` as RLIMIT_NPROC (the user's processes; the kernel
+    exempts root)."""
+    out = []
+    if limits.get("memory"):
+        out.append((resource.RLIMIT_AS, int(limits["memory"])))
+    if limits.get("pids"):
+        out.append((resource.RLIMIT_NPROC, int(limits["pids"])))
+    return tuple(out)
 
 
 class Venv:
@@ -107,9 +123,10 @@ class Node:
         self._setup = functools.partial(_child_setup, ctypes.CDLL(None).prctl)
 
     async def start(self, run: str, argv: list[str], cwd: str, env: dict[str, str],
-                    marker: str, venv: str | None = None) -> dict[str, Any]:
-        """Start ``argv`` (in the venv at ``venv``, if given); ``{"pid": PID}``, or
-        ``{"error": ...}`` when it cannot run here."""
+                    marker: str, venv: str | None = None,
+                    limits: dict[str, int] | None = None) -> dict[str, Any]:
+        """Start ``argv`` (in the venv at ``venv``, if given, under ``limits``:
+        ``rlimits``); ``{"pid": PID}``, or ``{"error": ...}`` when it cannot run here."""
         if venv is not None:
             env = _in_venv(env, venv)
         if not os.path.isdir(cwd):
@@ -120,7 +137,8 @@ class Node:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, preexec_fn=self._setup)
+                start_new_session=True,
+                preexec_fn=functools.partial(self._setup, rlimits(limits or {})))
         except OSError as exc:
             return {"error": f"cannot run {argv[0]}: {exc.strerror or exc}"}
         state = Run(proc, f"{marker}={env.get(marker, '')}".encode(), cwd, env)
