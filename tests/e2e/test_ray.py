@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -151,31 +152,59 @@ def test_address_auto_runs_a_local_head_that_down_stops(project: Project) -> Non
 
 def test_a_secret_printed_on_the_cluster_is_redacted_and_in_no_ray_info(
         project: Project, ray_cluster: raycluster.Cluster) -> None:
+    """A secret in the environment and one as a file: both reach the agent on its node
+    (the file in a 0700 dir of the node's own, not the host's secrets dir, removed when the
+    run ends), print redacted, and appear in no Ray job, actor or task info."""
     token = "tok-on-the-cluster-" + os.urandom(6).hex()
+    key = "key-in-a-file-" + os.urandom(6).hex()
+    project.file("key.txt", key)
+    project.file("leak.py", """\
+import os, stat, time
+where = os.environ["CORRAL_SECRETS_DIR"]
+print("say", os.environ["API_TOKEN"], flush=True)
+print("file", open(os.path.join(where, "api.key")).read(), flush=True)
+print("dir", where, oct(stat.S_IMODE(os.stat(where).st_mode)), flush=True)
+time.sleep(300)
+""")
     project.write(f"""
         name: raysecret
         secrets:
           token: {{environment: MY_TOKEN_VAR}}
+          key: {{file: key.txt}}
         cluster:
           ray: {{address: "{ray_cluster.address}"}}
         agents:
           leaky:
-            command: ["python", "-c", "import os, time; print('say', os.environ['API_TOKEN'], flush=True); time.sleep(300)"]
+            command: python leak.py
             placement: ray
-            secrets: [{{source: token, env: API_TOKEN}}]
-    """)  # noqa: E501
+            secrets: [{{source: token, env: API_TOKEN}}, {{source: key, target: api.key}}]
+    """)
+
+    def said() -> dict[str, str]:
+        return {m.split()[0]: m for m in (x["message"] for x in project.records("leaky"))}
+
     try:
         project.corral("up", "-d", env={"MY_TOKEN_VAR": token})
-        project.wait_for(lambda r: r["leaky.1"]["state"] == "running"
-                         and any(x["message"] == "say ***" for x in project.records("leaky")),
-                         timeout=60, what="the secret printed, redacted in the log")
+        project.wait_for(lambda r: r["leaky.1"]["state"] == "running" and "dir" in said(),
+                         timeout=60, what="the secrets printed, redacted in the log")
+        lines = said()
+        assert lines["say"] == "say ***"
+        assert lines["file"] == "file ***"
+        _, where, mode = lines["dir"].split()
+        assert mode == "0o700"
+        assert Path(where).name.startswith("corral-secrets-")  # the node's own dir, in memory
+        assert Path(where).parent == Path("/dev/shm" if os.path.isdir("/dev/shm") else
+                                          tempfile.gettempdir())
         seen = [ray_cluster.ray("list", what, "--detail", "--format", "json")
                 for what in ("jobs", "actors", "tasks")]
         seen.append(ray_cluster.ray("job", "list"))
-        assert all(token not in text for text in seen)
-        assert token not in project.corral("logs", "leaky").stdout
+        assert all(token not in text and key not in text for text in seen)
+        logs = project.corral("logs", "leaky").stdout
+        assert token not in logs and key not in logs
+        assert Path(where).is_dir()  # (the nodes are this machine)
     finally:
         project.corral("down", check=False)
+    assert not Path(where).exists()  # removed with the run
 
 
 WORKER = """\

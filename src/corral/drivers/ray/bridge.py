@@ -32,6 +32,7 @@ from typing import Any
 from corral.drivers.ray import checks as checks_module
 from corral.drivers.ray import node as node_module
 from corral.drivers.ray import protocol
+from corral.drivers.ray import secretdir as secretdir_module
 
 POLL = 5.0  # seconds a read of an instance's output waits on its node
 
@@ -136,7 +137,7 @@ class Bridge:
             prefix = await self.venv(run, placed, req["venv"]) if req.get("venv") else None
             reply = await self.actor(placed.node).start.remote(
                 run, req["argv"], req["cwd"], req["env"], req["marker"], prefix,
-                {"memory": req.get("memory"), "pids": req.get("pids")})
+                {"memory": req.get("memory"), "pids": req.get("pids")}, req.get("files"))
         except self.ray.exceptions.RayActorError as exc:
             self.actors.pop(placed.node, None)
             reply = {"error": f"its corral actor died: {_first_line(exc)}"}
@@ -354,7 +355,7 @@ async def serve(address: str, namespace: str, out: Any) -> int:
     except ImportError:
         return failed("the ray driver needs Ray, which is not installed",
                       protocol.INSTALL)
-    for module in (node_module, checks_module):  # nodes need no corral installed
+    for module in (node_module, checks_module, secretdir_module):  # nodes need no corral
         ray.cloudpickle.register_pickle_by_value(module)
     try:
         await asyncio.to_thread(ray.init, address=address, namespace=namespace,

@@ -49,7 +49,7 @@ from corral.drivers.base import (
 )
 from corral.drivers.host.proctree import MARKER
 from corral.drivers.ray import options as ray_opts
-from corral.drivers.ray import protocol
+from corral.drivers.ray import protocol, secretdir
 from corral.drivers.ray import venv as ray_venv
 from corral.drivers.ray.head import LocalHead
 from corral.drivers.ray.link import LOOPBACK, Link
@@ -148,6 +148,7 @@ class RayDriver(Driver):
         options = ray_opts.ray_options(task.spec)
         with driver_errors(task, only=DriverError):
             venv = ray_venv.pip_spec(task)
+            files = secretdir.read(task.env)  # the host's secrets dir is not on the node
             address = options.address
             if address == "auto":
                 address = await self._local_head(task)
@@ -163,7 +164,7 @@ class RayDriver(Driver):
                     cpus=res.cpus,
                     memory=res.memory, pids=res.pids,
                     group=f"corral-{fleet_id(task)}-{task.instance}",
-                    placement_timeout=options.placement_timeout, venv=venv)
+                    placement_timeout=options.placement_timeout, venv=venv, files=files)
         except BaseException:
             link.forget(run)
             raise

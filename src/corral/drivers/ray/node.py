@@ -19,9 +19,11 @@ Ray shows in its job and actor info.
 Probes: ``probe`` runs one check of a probe (``checks``) where the instance runs; the
 supervisor keeps the loop and decides.
 
-Plain Python on purpose: it imports nothing of corral's (but ``checks``, shipped alike) or
-Ray's, so the bridge ships it by value and a node needs neither corral installed nor the
-daemon's files.
+Plain Python on purpose: it imports nothing of corral's (but functions of ``checks`` and
+``secretdir``, shipped alike: never a module object, which would travel by name) or Ray's,
+so the bridge ships it by value and a node needs neither corral installed nor the daemon's
+files. File secrets arrive in ``start``'s arguments and go in a dir of their own
+(``secretdir``), removed when the run ends.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ import time
 from typing import Any
 
 from corral.drivers.ray.checks import run_check
+from corral.drivers.ray.secretdir import VARIABLE as SECRETS_DIR
+from corral.drivers.ray.secretdir import remove as remove_secrets
+from corral.drivers.ray.secretdir import write as write_secrets
 
 CHUNK = 64 * 1024
 BUFFER = 4 * 1024 * 1024  # per instance, unacknowledged: past it the pipes wait
@@ -65,6 +70,7 @@ class Run:
                  env: dict[str, str]) -> None:
         self.proc = proc
         self.cwd, self.env = cwd, env  # where its probes' checks run, and with what
+        self.secrets_dir: str | None = None  # its secret files here, removed when it ends
         self.began = time.time()
         self.marker = marker  # b"NAME=VALUE" in the environ of every process it started
         self.chunks: list[tuple[int, str, bytes]] = []
@@ -124,11 +130,29 @@ class Node:
 
     async def start(self, run: str, argv: list[str], cwd: str, env: dict[str, str],
                     marker: str, venv: str | None = None,
-                    limits: dict[str, int] | None = None) -> dict[str, Any]:
+                    limits: dict[str, int] | None = None,
+                    files: dict[str, str] | None = None) -> dict[str, Any]:
         """Start ``argv`` (in the venv at ``venv``, if given, under ``limits``:
-        ``rlimits``); ``{"pid": PID}``, or ``{"error": ...}`` when it cannot run here."""
+        ``rlimits``, with its secret ``files``: ``secretdir``); ``{"pid": PID}``, or
+        ``{"error": ...}`` when it cannot run here."""
         if venv is not None:
             env = _in_venv(env, venv)
+        secrets_dir = None
+        if files:
+            try:
+                secrets_dir = write_secrets(files)
+            except (OSError, ValueError) as exc:
+                return {"error": f"cannot write its secret files: {exc}"}
+            env = {**env, SECRETS_DIR: secrets_dir}
+        try:
+            return await self._spawn(run, argv, cwd, env, marker, limits, secrets_dir)
+        except BaseException:
+            remove_secrets(secrets_dir)
+            raise
+
+    async def _spawn(self, run: str, argv: list[str], cwd: str, env: dict[str, str],
+                     marker: str, limits: dict[str, int] | None,
+                     secrets_dir: str | None) -> dict[str, Any]:
         if not os.path.isdir(cwd):
             return {"error": f"workdir does not exist on this node: {cwd}"}
         if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
@@ -140,8 +164,10 @@ class Node:
                 start_new_session=True,
                 preexec_fn=functools.partial(self._setup, rlimits(limits or {})))
         except OSError as exc:
+            remove_secrets(secrets_dir)
             return {"error": f"cannot run {argv[0]}: {exc.strerror or exc}"}
         state = Run(proc, f"{marker}={env.get(marker, '')}".encode(), cwd, env)
+        state.secrets_dir = secrets_dir
         self.runs[run] = state
         assert proc.stdout is not None and proc.stderr is not None
         state.pumps = [asyncio.create_task(self._pump(state, "stdout", proc.stdout)),
@@ -181,6 +207,7 @@ class Node:
                     pump.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 break
+        remove_secrets(state.secrets_dir)
         state.exit = (code, None) if code >= 0 else (128 - code, -code)
         state.changed.set()
 
