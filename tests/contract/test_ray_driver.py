@@ -212,6 +212,26 @@ def test_memory_is_enforced_on_the_node_by_the_process_level_s_rlimit(
     run(driver, go())
 
 
+def test_gpus_place_it_where_ray_has_them_and_name_its_devices(
+        cluster: raycluster.Cluster, tmp_path: Path) -> None:
+    """``resources.gpus`` is the bundle's ``GPU``: it lands on the node that has one (the
+    test cluster's worker declares one, ``ray start --num-gpus 1``), and the command gets
+    the ids Ray gave the bundle as ``CUDA_VISIBLE_DEVICES``."""
+    driver = RayDriver()
+    code = "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True)"
+
+    async def go() -> None:
+        out = Collect()
+        task = _task(tmp_path, code, cluster.address, project="rtgpu", instance="a.6",
+                     resources={"gpus": 1})
+        handle = await driver.start(task, out)
+        assert (await driver.wait(handle)).success
+        assert handle.data["node_ip"] == raycluster.WORKER_IP
+        assert out.text() == "0\n"
+
+    run(driver, go())
+
+
 def test_a_lost_node_ends_its_instances_and_a_new_start_lands_on_a_node_left(
         cluster: raycluster.Cluster, tmp_path: Path) -> None:
     """The raylet of an extra worker node killed by its PID: ``wait`` says the node is lost
@@ -280,9 +300,10 @@ def test_after_stop_and_close_nothing_of_corral_is_left_on_the_cluster(
 def test_a_new_bridge_stops_what_its_fleet_left_and_never_another_fleets(
         cluster: raycluster.Cluster, tmp_path: Path) -> None:
     """A daemon that left its instances running (closed without stopping them, or killed)
-    and came back re-adopts nothing yet: its new bridge stops what the fleet left, so the
-    new starts are not duplicates. A fleet of the same project name elsewhere (another
-    state dir: another user's "demo") shares nothing with it: its run goes on."""
+    and came back with no handle of them (its state lost): its new bridge stops what the
+    fleet left, so the new starts are not duplicates. A fleet of the same project name
+    elsewhere (another state dir: another user's "demo") shares nothing with it: its run
+    goes on."""
     code = "import time; print('up', flush=True); time.sleep(300)"
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()
@@ -313,6 +334,50 @@ def test_a_new_bridge_stops_what_its_fleet_left_and_never_another_fleets(
     assert _left_of_run(theirs.data["run"]) != []  # the other fleet's, untouched
     come_back(there)
     assert _left_of_run(theirs.data["run"]) == []
+
+
+def test_a_restarted_driver_re_adopts_its_runs_and_stops_only_what_it_did_not(
+        cluster: raycluster.Cluster, tmp_path: Path) -> None:
+    """A driver closed while its runs go on (its daemon restarting): the next one's
+    ``recover`` follows the run again, every line in order from where its node still held
+    them (none lost), its stop still works; the run nothing re-adopted is stopped once
+    recovery is over (``recovered``), not before."""
+    counter = ("import time\nfor i in range(100000):\n    print('line', i, flush=True)\n"
+               "    time.sleep(0.01)")
+    first = RayDriver()
+    before = Collect()
+
+    async def leave() -> tuple[Handle, Handle]:
+        kept = await first.start(_task(tmp_path, counter, cluster.address, project="rtre"),
+                                 before)
+        dropped = await first.start(_task(tmp_path, counter, cluster.address, project="rtre",
+                                          instance="a.2"), Collect())
+        await asyncio.sleep(1.0)
+        return kept, dropped
+
+    kept, dropped = run(first, leave())
+    time.sleep(1.0)  # no bridge reads meanwhile: the node keeps what it prints
+    second = RayDriver()
+    after = Collect()
+
+    async def come_back() -> None:
+        assert await second.recover(kept, after)
+        await asyncio.sleep(1.0)
+        assert _left_of_run(dropped.data["run"]) != []  # recovery not over: left alone
+        await second.recovered()
+        assert _left_of_run(dropped.data["run"]) == []
+        assert _left_of_run(kept.data["run"]) != []
+        await second.stop(kept, sig=signal.SIGTERM, timeout=5)
+        result = await second.wait(kept)
+        assert result.signal == signal.SIGTERM
+
+    run(second, come_back())
+    old, new = ([int(ln.split()[1]) for ln in c.text().splitlines()] for c in (before, after))
+    assert old == list(range(len(old))) and len(old) > 50
+    # the new follow starts where the node's unacknowledged output does: at the first line
+    # the old bridge had not yet sent, or a little before (at least once), never after
+    assert new and new[0] <= len(old) and new == list(range(new[0], new[0] + len(new)))
+    assert _left_of_run(kept.data["run"]) == []
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: "

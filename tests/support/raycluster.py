@@ -162,7 +162,7 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
     try:
         second = None
         if worker:
-            second = _start([cli, "start", "--address", address,
+            second = _start([cli, "start", "--address", address, "--num-gpus", "1",
                              *_node_ports(WORKER_IP, base + 1000)], tmp / "worker.log", env)
             nodes.append(second)
         yield Cluster(address, head, second, env, f"http://127.0.0.1:{dashboard}")

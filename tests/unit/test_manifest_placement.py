@@ -83,4 +83,4 @@ def test_the_daemons_decoder_refuses_a_placement_no_driver_takes() -> None:
 def test_a_cluster_written_as_the_isolation_level_names_placement(tmp_path: Path) -> None:
     assert _problems("name: p\nagents:\n  a: {command: x, isolation: ray}\n", tmp_path) == [
         "agents.a.isolation: ray is a placement, not an isolation level: write placement: "
-        "ray (the agent's isolation is how it runs on the node: process)"]
+        "ray (the agent's isolation is how it runs on the node: process or venv)"]

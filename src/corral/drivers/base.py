@@ -202,6 +202,11 @@ class Driver(abc.ABC):
         """Re-attach to a running instance after a daemon restart. False: it is gone."""
         return False
 
+    async def recovered(self) -> None:  # noqa: B027
+        """The daemon's recovery is over: every handle it kept was offered to ``recover``.
+        What the driver finds of this fleet's that nothing re-attached to may go now.
+        Default: nothing."""
+
     async def stats(self, handle: Handle) -> ResourceUsage | None:
         return None
 

@@ -21,6 +21,7 @@ MAX_REPLICAS = 10_000
 MAX_CPUS = 4096  # the kernel's NR_CPUS ceiling on x86_64 distributions' kernels
 MAX_SIZE = 1 << 50  # 1 PiB, for memory and log sizes
 MAX_PIDS = 4_194_304  # the kernel's PID_MAX_LIMIT
+MAX_GPUS = 1024  # per instance: past any machine's count
 MAX_DURATION = 365 * 86400.0  # a year, for every duration
 MAX_THRESHOLD = 1000  # probe successes/failures in a row
 MAX_RESTARTS = 10_000

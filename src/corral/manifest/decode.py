@@ -253,6 +253,7 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
 ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics")
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
+ADDED_RESOURCE_FIELDS = ("gpus",)
 
 
 def canonical(agent: spec.Agent) -> bytes:
@@ -260,10 +261,12 @@ def canonical(agent: spec.Agent) -> bytes:
     compact, non-ASCII kept, ``replicas`` left out (scaling is not a change of spec). These
     are the bytes the pydantic models' ``model_dump_json(exclude={"replicas"})`` gave before
     the records replaced them, so stored hashes still match (a test pins one). Fields added
-    since are left out while at their defaults (``ADDED_AGENT_FIELDS``, ``ADDED_PROBE_FIELDS``)."""
+    since are left out while at their defaults (``ADDED_AGENT_FIELDS``, ``ADDED_PROBE_FIELDS``,
+    ``ADDED_RESOURCE_FIELDS``)."""
     data = dump(agent, aliases=False)
     del data["replicas"]
     _drop_defaults(data, agent, ADDED_AGENT_FIELDS)
+    _drop_defaults(data["resources"], agent.resources, ADDED_RESOURCE_FIELDS)
     for name in ("readiness", "liveness"):
         probe = getattr(agent, name)
         if probe is not None:

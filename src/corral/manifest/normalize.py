@@ -291,6 +291,9 @@ def agent_levels(agent: spec.Agent) -> spec.Agent:
         if agent.isolation not in takes:
             raise ValueError(f"placement: {agent.placement} runs {' and '.join(takes)} agents;"
                              f" a {agent.isolation} agent runs on this host (placement: local)")
+    if agent.resources.gpus and agent.placement in (None, spec.LOCAL):
+        raise ValueError("resources.gpus: GPUs are scheduled by a cluster here (placement: "
+                         "ray); on this host drop it, or give the devices to a container")
     if agent.user is not None and agent.isolation not in ("process", "venv", "sandbox"):
         raise ValueError(f"user: is for process, venv and sandbox agents; a {agent.isolation} "
                          "agent's user is set inside it (the image's USER, the guest's own)")

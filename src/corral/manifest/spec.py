@@ -65,6 +65,7 @@ Restarts = Annotated[int, Within(Range(0, bounds.MAX_RESTARTS))]
 Cpus = Annotated[float, Within(Range(0, bounds.MAX_CPUS, low_open=True))]
 Memory = Annotated[int, Within(Range(1, bounds.MAX_SIZE)), Before(parse_size)]  # not 0 bytes
 Pids = Annotated[int, Within(Range(1, bounds.MAX_PIDS))]
+Gpus = Annotated[float, Within(Range(0, bounds.MAX_GPUS))]
 Replicas = Annotated[int, Within(Range(0, bounds.MAX_REPLICAS))]
 Keep = Annotated[int, Within(Range(0, bounds.MAX_KEEP))]
 # a program and its arguments: a string is split like a shell would (the CLI's shortcut)
@@ -223,6 +224,8 @@ class Resources(Core, Record):
     memory_reservation: Memory | None = None  # soft: reclaimed first under pressure
     memory_high: Memory | None = None  # throttled past it (cgroup v2 only)
     pids: Pids | None = None
+    # GPUs a cluster schedules it on (``placement:``; Ray's GPU resource); 0 is none
+    gpus: Gpus | None = None
 
 
 # --- containment: secrets, volumes, what an agent needs ------------------------------------

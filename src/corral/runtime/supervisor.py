@@ -47,6 +47,7 @@ class Supervisor:
         self.runners: dict[str, Runner] = {}
         self.schedules: dict[str, Scheduled] = {}  # the scheduled agents' instances
         self._drivers: dict[str, Driver] = dict(drivers or {})
+        self._recovery: asyncio.Future[None] | None = None  # while ``recover`` runs
         self._logs: dict[str, AgentLog] = {}
         self._changed = asyncio.Event()
         self.env = FleetEnv(os.environ if base_env is None else base_env, store)
@@ -273,6 +274,7 @@ class Supervisor:
         ``up AGENT``): the others' instances are left as they are, and new ones of theirs
         are not created (``held``). ``recreate``: restart the chosen ones even if their spec
         hash did not change."""
+        await self._recovery_over()
         scope = self._scope(manifest, only, no_deps)
         if self._ended:
             await self._new_generation()
@@ -377,6 +379,7 @@ class Supervisor:
     async def remove(self, names: list[str]) -> list[str]:
         """compose's ``rm -s``: stop these agents' (or instances') instances and forget them:
         their runners and stored state (restarts, last exit) go; their logs stay."""
+        await self._recovery_over()
         runners = self.select(names)
         gone = [r.task.instance for r in runners]
         if self.manifest is not None:
@@ -400,7 +403,25 @@ class Supervisor:
 
     async def recover(self) -> int:
         """After a daemon restart: rebuild runners from the store, re-adopting live instances.
-        Returns how many were re-adopted."""
+        Returns how many were re-adopted. Then each driver hears that recovery is over.
+        Meanwhile an ``apply``, ``stop`` or ``remove`` waits (``_recovery_over``): a request
+        served during a slow re-adoption (a cluster's) would otherwise start a second
+        instance of one not yet re-adopted."""
+        self._recovery = asyncio.get_running_loop().create_future()
+        try:
+            return await self._recover()
+        finally:
+            try:
+                for driver in list(self._drivers.values()):
+                    await driver.recovered()
+            finally:
+                self._recovery.set_result(None)
+
+    async def _recovery_over(self) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            await asyncio.shield(self._recovery)
+
+    async def _recover(self) -> int:
         raw = self.store.get_meta("manifest")
         if raw is None:
             return 0
@@ -475,6 +496,7 @@ class Supervisor:
                 await asyncio.gather(*(r.stop() for r in batch))
 
     async def stop(self, names: list[str] | None = None) -> list[str]:
+        await self._recovery_over()
         runners = self.select(names)
         for r in runners:  # a stopped scheduled agent waits for `start` or `up`
             if (scheduled := self.schedules.get(r.task.instance)) is not None:

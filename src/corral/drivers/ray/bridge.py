@@ -7,7 +7,7 @@ replies, and notifications it pushes (an instance's output, its end of streams, 
 Ray's own chatter goes to stderr. What it does on the cluster:
 
 - one supervising actor per node (``node.Node``, shipped by value), created on first use;
-- an instance with ``cpus``/``memory`` gets a placement group of one bundle of them, named
+- an instance with ``cpus``/``memory``/``gpus`` gets a placement group of one bundle of them, named
   ``corral-PROJECT-INSTANCE``, and runs on the node the bundle landed on; the group is removed
   when the instance ends. Without resources it goes to the least loaded alive node;
 - each instance is followed by a long poll of its node actor; an actor that died reports the
@@ -56,6 +56,7 @@ class Bridge:
         self.placed: dict[str, Placed] = {}  # run -> where it runs
         self.venvs: dict[tuple[str, str], Any] = {}  # (node id, venv digest) -> its actor
         self.venv_of: dict[str, tuple[str, str]] = {}  # run -> the venv it runs in
+        self.acked: dict[str, int] = {}  # run -> the last chunk the daemon logged
         self.follows: set[asyncio.Task[None]] = set()
         self.turn = itertools.count()
         # Ray is typed as Any here: corral type-checks without it installed
@@ -64,6 +65,7 @@ class Bridge:
         self.groups = importlib.import_module("ray.util.placement_group")
         self.remote_node = ray.remote(node_module.Node)
         self.remote_venv = ray.remote(node_module.Venv)
+        self.remote_gpu_ids = ray.remote(node_module.gpu_ids)
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
@@ -102,6 +104,8 @@ class Bridge:
             bundle["CPU"] = float(req["cpus"])
         if req.get("memory"):
             bundle["memory"] = float(req["memory"])
+        if req.get("gpus"):
+            bundle["GPU"] = float(req["gpus"])
         if not bundle:
             chosen = self.least_loaded(nodes)
             return Placed(chosen, nodes[chosen])
@@ -134,6 +138,8 @@ class Bridge:
         run = req["run"]
         self.placed[run] = placed  # counted at once: starts at the same time spread
         try:
+            if req.get("gpus"):  # the devices Ray gave the bundle, as CUDA names them
+                req["env"]["CUDA_VISIBLE_DEVICES"] = ",".join(await self.gpu_ids(placed, req))
             prefix = await self.venv(run, placed, req["venv"]) if req.get("venv") else None
             reply = await self.actor(placed.node).start.remote(
                 run, req["argv"], req["cwd"], req["env"], req["marker"], prefix,
@@ -151,7 +157,17 @@ class Bridge:
         follow = asyncio.create_task(self.follow(run, placed))
         self.follows.add(follow)
         follow.add_done_callback(self.follows.discard)
-        return {"node": placed.node, "node_ip": placed.ip, "pid": reply["pid"]}
+        return {"node": placed.node, "node_ip": placed.ip, "pid": reply["pid"],
+                "group": req["group"] if placed.group is not None else None}
+
+    async def gpu_ids(self, placed: Placed, req: dict[str, Any]) -> list[str]:
+        """The GPU ids of the run's bundle: a task in the bundle asks Ray."""
+        strategy = importlib.import_module(
+            "ray.util.scheduling_strategies").PlacementGroupSchedulingStrategy
+        ids: list[str] = await self.remote_gpu_ids.options(
+            num_cpus=0, num_gpus=float(req["gpus"]),
+            scheduling_strategy=strategy(placed.group, placement_group_bundle_index=0)).remote()
+        return ids
 
     async def venv(self, run: str, placed: Placed, spec: dict[str, Any]) -> str:
         """The prefix of the run's venv on its node: the venv's actor there (``venv``),
@@ -198,8 +214,8 @@ class Bridge:
         closed: set[str] = set()
         errors = self.ray.exceptions
         while True:
-            try:
-                reply = await actor.read.remote(run, after, POLL)
+            try:  # the node drops only what the daemon confirmed it logged (``ack``)
+                reply = await actor.read.remote(run, after, POLL, self.acked.get(run, 0))
             except errors.ActorUnavailableError:  # a passing fault: the actor may come back
                 await asyncio.sleep(0.2)
                 continue
@@ -216,7 +232,7 @@ class Bridge:
                     f"the instance is gone from node {placed.ip} (its corral actor restarted)"))
                 return
             for seq, stream, data in reply["chunks"]:
-                self.send({"event": "output", "run": run, "stream": stream,
+                self.send({"event": "output", "run": run, "stream": stream, "seq": seq,
                            "data": base64.b64encode(data).decode()})
                 after = seq
             if reply["exit"] is not None:
@@ -235,10 +251,17 @@ class Bridge:
             return f"node lost: {placed.ip} (node {placed.node[:12]})"
         return f"the corral actor on node {placed.ip} died: {_first_line(exc)}"
 
+    def ack(self, req: dict[str, Any]) -> None:
+        """The daemon logged the run's output up to chunk ``seq`` (a notice: no reply)."""
+        run = req["run"]
+        if run in self.placed:
+            self.acked[run] = max(self.acked.get(run, 0), int(req["seq"]))
+
     async def ended(self, run: str, placed: Placed, closed: set[str], *,
                     code: int | None = None, signal: int | None = None,
                     error: str | None = None) -> None:
         self.placed.pop(run, None)
+        self.acked.pop(run, None)
         for stream in ("stdout", "stderr"):
             if stream not in closed:
                 self.send({"event": "eof", "run": run, "stream": stream})
@@ -247,33 +270,61 @@ class Bridge:
         self.release_venv(run)
         await self.release(placed)
 
-    async def stop_leftovers(self, nodes: dict[str, str]) -> int:
-        """What an earlier bridge of this fleet left running (its daemon restarted, or it
-        died): stopped, signal then kill, so the runner's new starts are not duplicates of
-        runs nothing follows any more (re-adopting them is for later). The namespace is this
-        fleet's alone (``driver.fleet_id``)."""
+    async def fleet_actors(self) -> dict[str, Any]:
+        """{node id: actor} of this fleet's node actors on the alive nodes (an earlier
+        bridge's too). The namespace is this fleet's alone (``driver.fleet_id``)."""
+        found = {}
+        for node in await self.alive_nodes():
+            try:
+                found[node] = self.actors.get(node) or await asyncio.to_thread(
+                    self.ray.get_actor, f"corral-node-{node}", namespace=self.namespace)
+            except ValueError:  # no actor of this fleet on that node
+                continue
+        return found
+
+    async def adopt(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A run an earlier bridge of this fleet started (its daemon restarted): followed
+        again from what its node still holds unacknowledged, its group kept for release.
+        ``{"found": False}`` when its node or its run is gone."""
+        run, node = req["run"], req["node"]
+        nodes = await self.alive_nodes()
+        actor = (await self.fleet_actors()).get(node) if node in nodes else None
+        if actor is None or not await actor.known.remote(run):
+            return {"found": False}
+        self.actors[node] = actor
+        group = None
+        if req.get("group"):
+            with contextlib.suppress(ValueError):
+                group = await asyncio.to_thread(self.groups.get_placement_group, req["group"])
+        placed = self.placed[run] = Placed(node, nodes[node], group)
+        follow = asyncio.create_task(self.follow(run, placed))
+        self.follows.add(follow)
+        follow.add_done_callback(self.follows.discard)
+        return {"found": True}
+
+    async def leftovers(self, req: dict[str, Any]) -> dict[str, Any]:
+        """What earlier bridges of this fleet left and nothing adopted: stopped (signal, then
+        kill after a grace) and forgotten, so the runner's new starts are not duplicates of
+        runs nothing follows. The driver asks once its daemon's recovery is over."""
         async def one(actor: Any) -> int:
-            runs = await actor.alive.remote()
+            runs = [r for r in await actor.listed.remote() if r not in self.placed]
             await asyncio.gather(*(actor.stop.remote(r, 15, LEFTOVER_GRACE) for r in runs))
             await asyncio.gather(*(actor.forget.remote(r) for r in runs))
             return len(runs)
 
-        found = []
-        for node in nodes:
-            try:
-                found.append(await asyncio.to_thread(
-                    self.ray.get_actor, f"corral-node-{node}", namespace=self.namespace))
-            except ValueError:  # no actor of this fleet on that node
-                continue
-        counts = await asyncio.gather(*(one(a) for a in found), return_exceptions=True)
+        actors = list((await self.fleet_actors()).values())
+        counts = await asyncio.gather(*(one(a) for a in actors), return_exceptions=True)
         listing = importlib.import_module("ray.util").list_named_actors
         named = await asyncio.to_thread(listing, all_namespaces=True)
-        for entry in named:  # venv actors: none of this fleet's runs is left to use them
-            if entry["namespace"] == self.namespace and entry["name"].startswith("corral-venv-"):
+        used = {f"corral-venv-{d[:16]}-{n[:12]}" for n, d in self.venv_of.values()}
+        for entry in named:  # venv actors no run of this fleet uses any more
+            name = entry["name"]
+            if entry["namespace"] == self.namespace and name.startswith("corral-venv-") \
+                    and name not in used:
                 with contextlib.suppress(Exception):
                     self.ray.kill(await asyncio.to_thread(
-                        self.ray.get_actor, entry["name"], namespace=self.namespace))
-        return sum(c for c in counts if isinstance(c, int))
+                        self.ray.get_actor, name, namespace=self.namespace))
+        return {"stopped": sum(c for c in counts if isinstance(c, int))}
 
     async def stop(self, req: dict[str, Any]) -> dict[str, Any]:
         placed = self.placed.get(req["run"])
@@ -364,16 +415,18 @@ async def serve(address: str, namespace: str, out: Any) -> int:
         return failed(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}",
                       "start it (ray start --head) or fix ray.address")
     bridge = Bridge(ray, namespace, out)
-    nodes = await bridge.alive_nodes()
-    left = await bridge.stop_leftovers(nodes)
-    bridge.send({"event": "ready", "nodes": len(nodes), "stopped_leftovers": left})
+    bridge.send({"event": "ready", "nodes": len(await bridge.alive_nodes())})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=protocol.LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     pending: set[asyncio.Task[None]] = set()
     try:
         while line := await reader.readline():
-            if json.loads(line).get("op") == "close":  # after the others it answered
+            op = json.loads(line).get("op")
+            if op == "ack":  # a notice, in order, at once
+                bridge.ack(json.loads(line))
+                continue
+            if op == "close":  # after the others it answered
                 await asyncio.gather(*pending, return_exceptions=True)
                 await bridge.handle(line)
                 break

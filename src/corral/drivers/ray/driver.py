@@ -6,8 +6,9 @@ The daemon never imports Ray: per cluster address and fleet, one bridge process 
 instance (each actor is a Python worker process of its own). What the agent declares maps to
 Ray's terms:
 
-- ``resources.cpus`` and ``memory``: a placement group of one bundle (``CPU``, ``memory``),
-  which picks the node; without them the least loaded alive node;
+- ``resources.cpus``, ``memory`` and ``gpus``: a placement group of one bundle (``CPU``,
+  ``memory``, ``GPU``), which picks the node; without them the least loaded alive node; the
+  bundle's GPUs are the instance's ``CUDA_VISIBLE_DEVICES``;
 - the environment, secrets included, goes in the start call's arguments, never in a
   ``runtime_env`` (Ray shows those in its job info);
 - a node lost ends its instances with an error (``node lost: IP ...``), so the runner restarts
@@ -23,12 +24,17 @@ actor (``check_remote``, ``checks``); the runner keeps the loop and decides.
 ``isolation: venv``: the agent's requirements become a ``runtime_env`` Ray resolves on the
 instance's node, named by the venv level's digest (``venv``).
 
-Not yet: re-adopting instances after a daemon restart (``recover``), stats.
+A daemon restart re-adopts (``recover``): the node actors run on, detached, and keep what the
+daemon has not acknowledged logging; what nothing re-adopts is stopped once recovery is over
+(``recovered``).
+
+Not yet: stats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import socket
@@ -103,7 +109,7 @@ class RayDriver(Driver):
     name: ClassVar[str] = "ray"
     blocks: ClassVar[Mapping[str, type]] = ray_opts.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
-        isolation="ray", recover=False, stats=False, signals=True, probes_remote=True
+        isolation="ray", recover=True, stats=False, signals=True, probes_remote=True
     )
 
     def __init__(self) -> None:
@@ -112,6 +118,9 @@ class RayDriver(Driver):
         self._current: dict[str, str] = {}  # instance -> its run, while it runs
         self._heads: dict[str, LocalHead] = {}  # ``address: auto``: by address
         self._starting_head = asyncio.Lock()
+        # while the daemon recovers, a new bridge leaves what earlier ones left running (it
+        # may be re-adopted); after, a new bridge stops it at once (``leftovers``)
+        self._recovering = False
 
     async def check(self) -> DriverHealth:
         if importlib.util.find_spec("ray") is None:
@@ -135,11 +144,50 @@ class RayDriver(Driver):
             self._links[key] = opening
         return await asyncio.shield(opening)
 
-    @staticmethod
-    async def _open(address: str, namespace: str, env: dict[str, str] | None) -> Link:
+    async def _open(self, address: str, namespace: str, env: dict[str, str] | None) -> Link:
         link = Link(address, namespace, env)
         await link.open(CONNECT_TIMEOUT)
+        if not self._recovering:
+            await link.request("leftovers")
         return link
+
+    async def recover(self, handle: Handle, output: Output) -> bool:
+        """Follow again a run an earlier daemon's bridge started: its node actor still runs
+        it (detached) and holds what it printed that was not acknowledged."""
+        data = handle.data
+        run, address, fleet, node = (data.get(k) for k in ("run", "address", "fleet", "node"))
+        if not (run and address and fleet and node):
+            return False
+        self._recovering = True
+        if data.get("head"):  # address: auto: that state dir's head, if it still runs there
+            local = LocalHead(data["head"])
+            found = local.running()
+            if found is None or found[1] != address:
+                return False
+            self._heads[address] = local
+        try:
+            link = await self._link(address, fleet)
+        except DriverError:
+            return False
+        done = link.follow(run, output)
+        try:
+            reply = await link.request("adopt", run=run, node=node, group=data.get("group"))
+        except DriverError:
+            reply = {}
+        if not reply.get("found"):
+            link.forget(run)
+            return False
+        self._runs[run] = (link, done)
+        self._current[handle.instance] = run
+        return True
+
+    async def recovered(self) -> None:
+        """What earlier bridges left and nothing re-adopted is stopped now."""
+        self._recovering = False
+        for opening in list(self._links.values()):
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                with contextlib.suppress(DriverError):
+                    await opening.result().request("leftovers")
 
     def inputs_digest(self, task: Task) -> str:
         return ray_venv.digest(task)  # a venv agent's requirements: changed, it restarts
@@ -149,9 +197,9 @@ class RayDriver(Driver):
         with driver_errors(task, only=DriverError):
             venv = ray_venv.pip_spec(task)
             files = secretdir.read(task.env)  # the host's secrets dir is not on the node
-            address = options.address
+            address, head_dir = options.address, None
             if address == "auto":
-                address = await self._local_head(task)
+                address, head_dir = await self._local_head(task), task.cache_dir
             link = await self._link(address, fleet_id(task))
         run = f"{task.instance}-{uuid.uuid4().hex[:12]}"
         done = link.follow(run, output)
@@ -162,7 +210,7 @@ class RayDriver(Driver):
                     "start", run=run, argv=task.spec.argv, cwd=task.workdir,
                     env={**seen_from(task.env, link.host_ip), MARKER: run}, marker=MARKER,
                     cpus=res.cpus,
-                    memory=res.memory, pids=res.pids,
+                    memory=res.memory, pids=res.pids, gpus=res.gpus,
                     group=f"corral-{fleet_id(task)}-{task.instance}",
                     placement_timeout=options.placement_timeout, venv=venv, files=files)
         except BaseException:
@@ -173,7 +221,9 @@ class RayDriver(Driver):
         return Handle(driver=self.name, instance=task.instance, pid=None,
                       started_at=time.time(),
                       data={"run": run, "node": placed["node"], "node_ip": placed["node_ip"],
-                            "address": address, "pid_on_node": str(placed["pid"])})
+                            "address": address, "pid_on_node": str(placed["pid"]),
+                            "fleet": fleet_id(task), "group": placed.get("group") or "",
+                            "head": head_dir or ""})
 
     def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
         found = self._runs.get(handle.data.get("run", ""))

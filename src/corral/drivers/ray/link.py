@@ -92,6 +92,8 @@ class Link:
         output = self.outputs.get(run)
         if event == "output" and output is not None:
             output.feed(msg["stream"], base64.b64decode(msg["data"]))
+            if "seq" in msg:  # a node's chunk (not a notice of the bridge's own)
+                self._ack(run, msg["seq"])  # logged: its node may drop it
         elif event == "eof" and output is not None:
             output.eof(msg["stream"])
         elif event == "exit":
@@ -100,6 +102,13 @@ class Link:
             if done is not None and not done.done():
                 done.set_result(ExitResult(code=msg["code"], signal=msg["signal"],
                                            error=msg["error"]))
+
+    def _ack(self, run: str, seq: int) -> None:
+        stdin = self.proc.stdin if self.proc is not None else None
+        if stdin is None or self.gone is not None or stdin.is_closing():
+            return
+        stdin.write(json.dumps({"op": "ack", "run": run, "seq": seq},
+                               separators=(",", ":")).encode() + b"\n")
 
     def _died(self) -> None:
         if self.gone is None:

@@ -3,7 +3,8 @@ detached, named ``corral-node-<node id>``, pinned to its node) that runs each in
 command as a child process in a session of its own.
 
 - output: each pipe is read in chunks kept with a sequence number per instance until the
-  bridge acknowledges them (``read(run, after)``, a long poll), so a lost reply loses no line.
+  daemon acknowledges them through the bridge (``read(run, after, acked)``, a long poll), so a
+  lost reply, a dead bridge or a killed daemon loses no line.
   The buffer is bounded: when full, the pipes are not read, which blocks the child, never
   drops what it wrote;
 - exit: reported by ``read`` with the last chunks, once both pipes closed (or a moment after the
@@ -95,6 +96,13 @@ def rlimits(limits: dict[str, int]) -> tuple[tuple[int, int], ...]:
     if limits.get("pids"):
         out.append((resource.RLIMIT_NPROC, int(limits["pids"])))
     return tuple(out)
+
+
+def gpu_ids() -> list[str]:
+    """Run as a task in an instance's bundle: the GPU ids Ray gave it."""
+    import ray
+
+    return [str(i) for i in ray.get_gpu_ids()]
 
 
 class Venv:
@@ -211,24 +219,30 @@ class Node:
         state.exit = (code, None) if code >= 0 else (128 - code, -code)
         state.changed.set()
 
-    async def read(self, run: str, after: int, timeout: float) -> dict[str, Any]:
-        """What ``run`` wrote past sequence ``after`` (everything up to it is acknowledged and
-        dropped), its closed streams, and its exit once all of it is out. Waits up to
-        ``timeout`` for something new."""
+    async def read(self, run: str, after: int, timeout: float,
+                   acked: int | None = None) -> dict[str, Any]:
+        """What ``run`` wrote past sequence ``after`` (what the bridge sent already), its
+        closed streams, and its exit once all of it is out. Everything up to ``acked`` (what
+        the daemon confirmed it logged; default ``after``) is dropped: the rest is kept, so a
+        new bridge after a daemon restart reads it again. Waits up to ``timeout`` for
+        something new."""
         state = self.runs.get(run)
         if state is None:
             return {"gone": True}
-        if state.chunks and state.chunks[0][0] <= after:
-            kept = [c for c in state.chunks if c[0] > after]
+        acked = after if acked is None else min(acked, after)
+        if state.chunks and state.chunks[0][0] <= acked:
+            kept = [c for c in state.chunks if c[0] > acked]
             state.buffered = sum(len(c[2]) for c in kept)
             state.chunks = kept
             state.drained.set()
-        if not state.chunks and state.exit is None:
+        new = [c for c in state.chunks if c[0] > after]
+        if not new and state.exit is None:
             state.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.changed.wait(), timeout)
+            new = [c for c in state.chunks if c[0] > after]
         exit_ = state.exit
-        return {"chunks": list(state.chunks), "eof": sorted(state.eof),
+        return {"chunks": new, "eof": sorted(state.eof),
                 "exit": list(exit_) if exit_ is not None else None}
 
     async def stop(self, run: str, sig: int, timeout: float) -> None:
@@ -262,6 +276,14 @@ class Node:
 
     async def forget(self, run: str) -> None:
         self.runs.pop(run, None)
+
+    async def known(self, run: str) -> bool:
+        """Whether ``run`` is here, running or ended with output still to read."""
+        return run in self.runs
+
+    async def listed(self) -> list[str]:
+        """Every run here, running or ended but not forgotten."""
+        return list(self.runs)
 
     async def alive(self) -> list[str]:
         """The runs whose command still runs."""
