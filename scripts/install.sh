@@ -97,6 +97,9 @@ if [ "$want_test" = 1 ]; then
   # the observability tests scrape corral with a real Prometheus and check the alert rules
   # with its promtool
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
+  # the dashboard's tests drive Debian's Chromium headless through Playwright (from PyPI, the
+  # test extra; it never downloads a browser of its own)
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
   containers_conf
   # the tui and ray extras too: corral top's and the ray placement's tests drive them,
   # and mypy checks them

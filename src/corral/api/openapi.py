@@ -77,6 +77,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "replicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS}},
         "agent", "replicas"),
     ("POST", "/v1/shutdown"): _body({"stop_fleet": {"type": "boolean", "default": True}}),
+    ("POST", "/v1/dashboard"): _body({"port": {
+        "type": ["integer", "null"], "minimum": 1, "maximum": 65535,
+        "description": "the port to serve it on, if it is not served yet (default: the "
+                       "manifest's dashboard.port, else one the system picks)"}}),
 }
 
 
@@ -175,7 +179,14 @@ def spec() -> dict[str, Any]:
                 "status", {"type": "object", "properties": {
                     "project": {"type": ["string", "null"]},
                     "project_dir": {"type": ["string", "null"]},
-                    "daemon": {"type": "object"}, "instances": _INSTANCES}})),
+                    "daemon": {"type": "object"}, "instances": _INSTANCES,
+                    "agents": {"type": "object", "additionalProperties": {
+                        "type": "object", "properties": {
+                            "replicas": {"type": "integer"}, "class": {"type": "string"},
+                            "depends_on": {"type": "object", "additionalProperties": {
+                                "type": "string"},
+                                "description": "agent -> condition"}}},
+                        "description": "each agent's replicas, class and dependencies"}}})),
             "/v1/runs": _op("get", "/v1/runs", "the scheduled agents' runs, oldest first",
                             _json("runs", {"type": "object", "properties": {
                                 "runs": {"type": "array",
@@ -222,6 +233,33 @@ def spec() -> dict[str, Any]:
                                "failures, OOMs, hook runs), oldest first (JSON lines)",
                                {"description": "events",
                                 "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
+            "/v1/usage": _op("get", "/v1/usage", "each running instance's CPU seconds and "
+                             "resident bytes now (what /metrics shows of them, without "
+                             "scraping the agents)", _json("usage", {
+                                 "type": "object", "properties": {
+                                     "time": {"type": "number"},
+                                     "instances": {"type": "object", "additionalProperties": {
+                                         "type": "object", "properties": {
+                                             "cpu_seconds": {"type": "number"},
+                                             "rss_bytes": {"type": "integer"}}}}}})),
+            "/v1/dashboard": _post("/v1/dashboard", "serve the web dashboard on 127.0.0.1 "
+                                   "(if not yet) and make a one-time link to it",
+                                   _json("the dashboard's address and a one-time link", {
+                                       "type": "object", "properties": {
+                                           "url": {"type": "string"},
+                                           "port": {"type": "integer"},
+                                           "link": {"type": "string"},
+                                           "expires_in": {"type": "number"}}})),
+            "/": _op("get", "/", "the web dashboard's page", {
+                "description": "HTML", "content": {"text/html": {}}}),
+            "/assets/{name}": {"get": {
+                "summary": "the web dashboard's scripts and stylesheet",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string",
+                                           "pattern": r"^[a-z][a-z0-9_-]*\.(js|css|html)$"}}],
+                "responses": {"200": {"description": "the file",
+                                      "content": {"text/javascript": {}, "text/css": {}}},
+                              **_NOT_FOUND}}},
             "/metrics": _op("get", "/metrics", "Prometheus metrics", {
                 "description": "text exposition format", "content": {"text/plain": {}}}),
             "/openapi.json": _op("get", "/openapi.json", "this document",

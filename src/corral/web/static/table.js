@@ -1,0 +1,76 @@
+// The fleet's table: an agent's line (its replicas and buttons), then one line per instance,
+// updated in place from the state events and the usage samples.
+
+import { buttons, scaler } from "./control.js";
+import { duration, el, size, tone } from "./fleet.js";
+
+const COLUMNS = ["name", "state", "health", "restarts", "uptime", "cpu", "mem", "pid", "exit", "reason"];
+
+export class Table {
+  constructor(fleet, root) {
+    this.fleet = fleet;
+    this.root = root;
+    this.body = el("tbody");
+    root.append(el("table", { class: "fleet", id: "fleet-table" },
+      el("thead", {}, el("tr", {}, COLUMNS.map((c) => el("th", {}, c)), el("th", {}, ""))),
+      this.body));
+    this.lines = new Map();
+    this.shape = "";
+    fleet.addEventListener("change", (e) => this.render(e.detail.names));
+    setInterval(() => this.render(null), 1000); // uptimes
+  }
+
+  render(names) {
+    const fleet = this.fleet;
+    const shape = JSON.stringify([fleet.names(), fleet.agentNames(),
+      fleet.agentNames().map((a) => fleet.agents[a]?.replicas)]);
+    if (shape !== this.shape) this.rebuild(shape);
+    for (const name of names || fleet.names()) this.fill(name);
+  }
+
+  rebuild(shape) {
+    this.shape = shape;
+    this.lines.clear();
+    this.body.replaceChildren();
+    const fleet = this.fleet;
+    for (const agent of fleet.agentNames()) {
+      const instances = fleet.instancesOf(agent);
+      const replicas = fleet.agents[agent]?.replicas ?? instances.length;
+      this.body.append(el("tr", { class: "agent", "data-agent": agent },
+        el("th", { colspan: COLUMNS.length, scope: "rowgroup" }, agent,
+          el("span", { class: "count" }, ` ${instances.length} instance${instances.length === 1 ? "" : "s"}`)),
+        el("td", { class: "actions" }, scaler(agent, replicas), buttons([agent], agent))));
+      for (const name of instances) {
+        const cells = Object.fromEntries(COLUMNS.map((c) => [c, el("td", { class: `col-${c}` })]));
+        cells.name.append(el("a", { href: `#instance/${encodeURIComponent(name)}` }, name));
+        const line = el("tr", { class: "instance", "data-name": name },
+          COLUMNS.map((c) => cells[c]), el("td", { class: "actions" }, buttons([name], name)));
+        this.lines.set(name, { line, cells });
+        this.body.append(line);
+      }
+    }
+  }
+
+  fill(name) {
+    const found = this.lines.get(name);
+    const row = this.fleet.rows.get(name);
+    if (!found || !row) return;
+    const { line, cells } = found;
+    const use = this.fleet.latest(name);
+    const running = row.state === "running" && row.started_at;
+    const text = {
+      state: row.state, health: row.health, restarts: row.restarts,
+      uptime: running ? duration(Date.now() / 1000 - row.started_at) : "-",
+      cpu: running && use && use.cpu !== null ? `${use.cpu.toFixed(1)}%` : "-",
+      mem: running && use ? size(use.rss) : "-",
+      pid: row.pid ?? "-",
+      exit: row.exit_signal ? `signal ${row.exit_signal}` : row.exit_code ?? "-",
+      reason: row.reason || "",
+    };
+    for (const [key, value] of Object.entries(text)) {
+      if (cells[key].textContent !== String(value)) cells[key].textContent = String(value);
+    }
+    line.dataset.tone = tone(row);
+    line.dataset.state = row.state;
+  }
+}

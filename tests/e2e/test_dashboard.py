@@ -1,0 +1,293 @@
+"""The web dashboard against a real fleet (the real CLI and daemon): its door over plain HTTP
+(token file, one-time links, sessions, Host and Origin checks, the routes it passes on), and
+its views in a real browser (Debian's Chromium, headless, driven by Playwright).
+
+Nothing is timed: each step waits, bounded, for what the page or the daemon must show.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.conftest import Project
+from tests.support.browser import chromium, needs_browser
+
+pytestmark = pytest.mark.e2e
+
+FLEET = """
+    name: webfleet
+    agents:
+      db:
+        command: sh -c 'while true; do echo "db ready"; sleep 1; done'
+        liveness: {exec: "true", period: 1s}
+      api:
+        command: >-
+          sh -c 'i=0; while true; do i=$$((i+1));
+          echo "{\\"level\\":\\"info\\",\\"message\\":\\"served request $$i\\"}";
+          [ $$((i % 3)) = 0 ]
+          && echo "{\\"level\\":\\"error\\",\\"message\\":\\"upstream timeout $$i\\"}";
+          sleep 0.3; done'
+        depends_on: [db]
+        replicas: 2
+"""
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def fleet(project: Project) -> Project:
+    project.write(FLEET)
+    project.corral("up", "-d")
+    project.wait_for(
+        lambda rows: len(rows) == 3 and {r["state"] for r in rows.values()} == {"running"},
+        what="the fleet running",
+    )
+    return project
+
+
+def link(project: Project, *args: str) -> str:
+    """The one-time link ``corral dashboard`` prints."""
+    out = project.corral("dashboard", *args).stdout
+    found = re.search(r"http://127\.0\.0\.1:\d+/#code=\S+", out)
+    assert found, out
+    return found[0]
+
+
+def code_of(url: str) -> str:
+    return urlsplit(url).fragment.removeprefix("code=")
+
+
+def ask(
+    url: str,
+    method: str = "GET",
+    path: str = "/v1/status",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP request to the dashboard's port (Host as a browser sends it unless
+    ``headers`` says otherwise)."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        sent = {"Host": where.netloc, **(headers or {})}
+        data = json.dumps(body).encode() if body is not None else None
+        if data is not None:
+            sent["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=sent)
+        reply = conn.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        conn.close()
+
+
+def session(url: str) -> str:
+    status, _, body = ask(url, "POST", "/session", {"code": code_of(url)})
+    assert status == 200, body
+    value: str = json.loads(body)["session"]
+    return value
+
+
+# --- the door, over plain HTTP ---------------------------------------------------------------
+
+
+def test_token_file_is_private_and_no_request_gets_in_without_it(fleet: Project) -> None:
+    url = link(fleet)
+    token_file = fleet.state_dir / "dashboard.token"
+    mode = stat.S_IMODE(os.stat(token_file).st_mode)
+    assert mode == 0o600, oct(mode)
+    token = token_file.read_text().strip()
+
+    status, headers, body = ask(url)
+    assert status == 401 and "corral dashboard" in json.loads(body)["fix"]
+    assert headers["www-authenticate"].startswith("Bearer")
+    for wrong in ("Bearer nope", f"Basic {token}", "Bearer ", token):
+        assert ask(url, headers={"Authorization": wrong})[0] == 401, wrong
+    assert ask(url, "POST", "/v1/restart", {"names": ["db"]})[0] == 401
+    assert ask(url, path="/v1/events")[0] == 401
+    # the token itself, as a script sends it
+    status, _, body = ask(url, headers={"Authorization": f"Bearer {token}"})
+    assert status == 200 and json.loads(body)["project"] == "webfleet"
+    # the page and its assets carry no data: served to anyone at the dashboard's address
+    status, headers, page = ask(url, path="/")
+    assert status == 200 and b"/assets/app.js" in page
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert ask(url, path="/assets/app.js")[0] == 200
+    assert ask(url, path="/assets/../state.db")[0] == 404
+
+
+def test_a_link_opens_one_session_once(fleet: Project) -> None:
+    url = link(fleet)
+    code = code_of(url)
+    first = session(url)
+    assert ask(url, headers={"Authorization": f"Bearer {first}"})[0] == 200
+    status, _, body = ask(url, "POST", "/session", {"code": code})
+    assert status == 401 and "used already" in json.loads(body)["error"]
+    for junk in ({"code": "made-up"}, {"code": ""}, {}, ["x"]):
+        assert ask(url, "POST", "/session", junk)[0] == 401, junk
+    # a second link is another session; the first stays good
+    second = session(link(fleet))
+    assert second != first
+    for held in (first, second):
+        assert ask(url, headers={"Authorization": f"Bearer {held}"})[0] == 200
+
+
+def test_host_and_origin_are_the_dashboards_own(fleet: Project) -> None:
+    url = link(fleet)
+    auth = {"Authorization": f"Bearer {session(url)}"}
+    port = urlsplit(url).port
+    # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1
+    for host in (f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}"):
+        status, _, body = ask(url, headers={**auth, "Host": host})
+        assert status == 403 and "own address" in json.loads(body)["error"], host
+    assert ask(url, headers={**auth, "Host": f"localhost:{port}"})[0] == 200
+    before = fleet.ps()["db.1"]["restarts"]
+    for origin in ("http://evil.example", f"http://127.0.0.1:{port + 1}", "null"):
+        status, _, _ = ask(
+            url, "POST", "/v1/restart", {"names": ["db"]}, headers={**auth, "Origin": origin}
+        )
+        assert status == 403, origin
+    status, _, _ = ask(
+        url,
+        "POST",
+        "/v1/restart",
+        {"names": ["db"]},
+        headers={**auth, "Sec-Fetch-Site": "cross-site"},
+    )
+    assert status == 403
+    assert fleet.ps()["db.1"]["restarts"] == before  # none of them got through
+    status, _, body = ask(
+        url,
+        "POST",
+        "/v1/restart",
+        {"names": ["db"]},
+        headers={**auth, "Origin": f"http://127.0.0.1:{port}"},
+    )
+    assert status == 200 and json.loads(body)["restarted"] == ["db.1"]
+
+
+def test_the_door_passes_the_views_routes_only(fleet: Project) -> None:
+    url = link(fleet)
+    auth = {"Authorization": f"Bearer {session(url)}"}
+    for method, path in (
+        ("GET", "/v1/exec?agent=db"),
+        ("POST", "/v1/down"),
+        ("POST", "/v1/shutdown"),
+        ("POST", "/v1/apply"),
+        ("POST", "/v1/rm"),
+        ("POST", "/v1/dashboard"),
+    ):
+        status, _, _ = ask(url, method, path, {} if method == "POST" else None, headers=auth)
+        assert status == 404, path
+    status, _, body = ask(url, path="/v1/usage", headers=auth)
+    usage = json.loads(body)["instances"]
+    assert status == 200 and set(usage) == {"api.1", "api.2", "db.1"}
+    assert all(u["rss_bytes"] > 0 for u in usage.values())
+    status, _, body = ask(url, headers=auth)
+    assert json.loads(body)["agents"]["api"] == {
+        "replicas": 2,
+        "class": "io",
+        "depends_on": {"db": "started"},
+    }
+    assert {r["state"] for r in fleet.ps().values()} == {"running"}
+
+
+def test_the_port_is_the_manifests_or_the_one_asked(project: Project) -> None:
+    from tests.support.prometheus import free_port
+
+    port = free_port()
+    project.write(FLEET.replace("    agents:", f"    dashboard: {{port: {port}}}\n    agents:", 1))
+    project.corral("up", "-d")
+    # served since the up, before any link was asked for
+    status, _, _ = ask(f"http://127.0.0.1:{port}/", path="/")
+    assert status == 200
+    assert urlsplit(link(project)).port == port
+    other = project.corral("dashboard", "--port", str(port + 1), check=False)
+    assert other.returncode != 0 and f"served on port {port} already" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    bad = project.corral("dashboard", "--port", "0", check=False)
+    assert bad.returncode == 2 and "not a port" in bad.stderr
+
+
+def test_no_daemon_is_one_line(project: Project) -> None:
+    project.write(FLEET)
+    done = project.corral("dashboard", check=False)
+    assert done.returncode == 3 and len(done.stderr.strip().splitlines()) == 1
+
+
+# --- the views, in a real browser --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.set_default_timeout(WAIT_MS)
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def cell(page: Any, instance: str, column: str) -> str:
+    text: str = page.inner_text(f"tr.instance[data-name='{instance}'] td.col-{column}")
+    return text
+
+
+@needs_browser
+def test_the_table_is_live_and_a_click_restarts_an_agent(fleet: Project, page: Any) -> None:
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    assert "#code" not in page.url  # the code left the address bar
+    rows = fleet.ps()
+    for name in ("api.1", "api.2", "db.1"):
+        assert cell(page, name, "state") == "running"
+        assert cell(page, name, "pid") == str(rows[name]["pid"])
+    assert cell(page, "db.1", "health") == "healthy"
+    page.wait_for_function(
+        "document.querySelector(\"tr[data-name='db.1'] td.col-mem\").textContent.endsWith('M')"
+    )
+
+    old_pid = rows["db.1"]["pid"]
+    page.click("tr.instance[data-name='db.1'] button[data-verb='restart']")
+    page.wait_for_function(
+        "([pid]) => { const row = document.querySelector(\"tr[data-name='db.1']\");"
+        " return row.querySelector('td.col-restarts').textContent === '1' &&"
+        " row.querySelector('td.col-state').textContent === 'running' &&"
+        " row.querySelector('td.col-pid').textContent !== String(pid); }",
+        arg=[old_pid],
+    )
+    after = fleet.ps()["db.1"]
+    assert after["restarts"] == 1 and after["pid"] != old_pid
+    assert cell(page, "db.1", "pid") == str(after["pid"])
+    timings = page.evaluate("window.corral.timings")
+    assert any(t["instance"] == "db.1" and t["pid"] == after["pid"] for t in timings)
+
+
+@needs_browser
+def test_a_used_link_opens_nothing_in_the_browser(fleet: Project, page: Any, browser: Any) -> None:
+    url = link(fleet)
+    page.goto(url)
+    page.wait_for_selector("#link[data-live='yes']")
+    again = browser.new_context().new_page()
+    try:
+        again.goto(url)
+        again.wait_for_selector("#notice[data-problem='yes']")
+        assert "used already" in again.inner_text("#notice")
+        assert again.query_selector("tr.instance") is None
+    finally:
+        again.context.close()
