@@ -28,7 +28,8 @@ FLEET = """
     agents:
       db:
         command: sh -c 'while true; do echo "db ready"; sleep 1; done'
-        liveness: {exec: "true", period: 1s}
+        # sick until the file is removed: a probe result the instance view shows
+        liveness: {exec: "test ! -e sick", period: 1s, failure_threshold: 1, action: none}
       api:
         command: >-
           sh -c 'i=0; while true; do i=$$((i+1));
@@ -38,6 +39,9 @@ FLEET = """
           sleep 0.3; done'
         depends_on: [db]
         replicas: 2
+      worker:
+        command: sleep 300
+        depends_on: {api: {condition: started}, db: {condition: healthy}}
 """
 WAIT_MS = 20_000
 
@@ -47,7 +51,7 @@ def fleet(project: Project) -> Project:
     project.write(FLEET)
     project.corral("up", "-d")
     project.wait_for(
-        lambda rows: len(rows) == 3 and {r["state"] for r in rows.values()} == {"running"},
+        lambda rows: len(rows) == 4 and {r["state"] for r in rows.values()} == {"running"},
         what="the fleet running",
     )
     return project
@@ -188,7 +192,7 @@ def test_the_door_passes_the_views_routes_only(fleet: Project) -> None:
         assert status == 404, path
     status, _, body = ask(url, path="/v1/usage", headers=auth)
     usage = json.loads(body)["instances"]
-    assert status == 200 and set(usage) == {"api.1", "api.2", "db.1"}
+    assert status == 200 and set(usage) == {"api.1", "api.2", "db.1", "worker.1"}
     assert all(u["rss_bytes"] > 0 for u in usage.values())
     status, _, body = ask(url, headers=auth)
     assert json.loads(body)["agents"]["api"] == {
@@ -259,7 +263,7 @@ def test_the_table_is_live_and_a_click_restarts_an_agent(fleet: Project, page: A
         assert cell(page, name, "pid") == str(rows[name]["pid"])
     assert cell(page, "db.1", "health") == "healthy"
     page.wait_for_function(
-        "document.querySelector(\"tr[data-name='db.1'] td.col-mem\").textContent.endsWith('M')"
+        "() => document.querySelector(\"tr[data-name='db.1'] td.col-mem\").textContent.endsWith('M')"
     )
 
     old_pid = rows["db.1"]["pid"]
@@ -291,3 +295,37 @@ def test_a_used_link_opens_nothing_in_the_browser(fleet: Project, page: Any, bro
         assert again.query_selector("tr.instance") is None
     finally:
         again.context.close()
+
+
+def text_of(handle: Any, selector: str) -> str:
+    text: str = handle.query_selector(selector).text_content()
+    return text
+
+
+def graph_node(page: Any, agent: str) -> Any:
+    return page.query_selector(f"#graph .node[data-agent='{agent}']")
+
+
+@needs_browser
+def test_the_graph_draws_the_dependencies_with_their_states(fleet: Project, page: Any) -> None:
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    page.click("nav a[data-view='graph']")
+    page.wait_for_selector("#graph .node[data-agent='worker'][data-tone='ok']")
+    assert not page.is_hidden("#view-graph") and page.is_hidden("#view-fleet")
+    edges = {(e.get_attribute("data-from"), e.get_attribute("data-to"), e.query_selector("text").text_content())
+             for e in page.query_selector_all("#graph .edge")}
+    assert edges == {("db", "api", "started"), ("api", "worker", "started"),
+                     ("db", "worker", "healthy")}
+    # in columns by depth: db, then api, then worker
+    xs = [graph_node(page, a).bounding_box()["x"] for a in ("db", "api", "worker")]
+    assert xs[0] < xs[1] < xs[2], xs
+    assert text_of(graph_node(page, "api"), ".states") == "2 running"
+
+    fleet.corral("stop", "worker")
+    page.wait_for_selector("#graph .node[data-agent='worker'][data-tone='down']")
+    assert "1 stopped" in text_of(graph_node(page, "worker"), ".states")
+    graph_node(page, "db").click()
+    page.wait_for_selector("#view-instance:not([hidden]) #instance-facts")
+    assert page.url.endswith("#instance/db.1")
+

@@ -5,6 +5,7 @@
 import { call, follow, hasSession, query, redeem } from "./api.js";
 import { reportTo } from "./control.js";
 import { Fleet } from "./fleet.js";
+import { Graph } from "./graph.js";
 import { Table } from "./table.js";
 
 const USAGE_EVERY = 2000;
@@ -101,6 +102,8 @@ async function main() {
   if (!hasSession()) { locked("This dashboard needs its link"); return; }
   register("fleet", () => {});
   new Table(fleet, document.getElementById("view-fleet"));
+  register("graph", () => {});
+  new Graph(fleet, document.getElementById("view-graph"));
   addEventListener("hashchange", route);
   route();
   connect();
