@@ -329,3 +329,45 @@ def test_the_graph_draws_the_dependencies_with_their_states(fleet: Project, page
     page.wait_for_selector("#view-instance:not([hidden]) #instance-facts")
     assert page.url.endswith("#instance/db.1")
 
+
+@needs_browser
+def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project,
+                                                               page: Any) -> None:
+    fleet.corral("restart", "api.1")
+    fleet.wait_for(lambda rows: rows["api.1"]["restarts"] == 1 and
+                   rows["api.1"]["state"] == "running", what="api.1 restarted")
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    page.goto(page.url.split("#")[0] + "#instance/api.1")
+    page.wait_for_selector("#events-restarts tr")
+    facts = {d.get_attribute("data-fact"): text_of(d, "dd")
+             for d in page.query_selector_all("#instance-facts div")}
+    row = fleet.ps()["api.1"]
+    assert facts["state"] == "running" and facts["pid"] == str(row["pid"])
+    assert facts["restarts"] == "1"
+    assert "restarting on request" in page.inner_text("#events-restarts")
+    # the usage sparklines fill as the samples come, one each two seconds
+    page.wait_for_selector("figure.spark-cpu[data-samples='2']")
+    page.wait_for_selector("figure.spark-mem polyline")
+    assert page.inner_text("figure.spark-mem figcaption").startswith("memory: ")
+
+    # an exit, then a restart, as they happen: the view follows the kept events
+    fleet.corral("stop", "api.1")
+    page.wait_for_selector("#events-exits tr")
+    assert "signal 15" in page.inner_text("#events-exits") or "code" in page.inner_text(
+        "#events-exits")
+    page.click("#view-instance button[data-verb='start']")
+    page.wait_for_function("() => document.querySelector(\"[data-fact='state'] dd\")"
+                           ".textContent === 'running'")
+
+    # probe results: db's liveness probe failing, with its reason, then passing again
+    page.goto(page.url.split("#")[0] + "#instance/db.1")
+    page.wait_for_selector("[data-fact='health'] dd:text('healthy')")
+    (fleet.root / "sick").write_text("")
+    page.wait_for_selector("#events-probes tr[data-event='unhealthy']")
+    assert "liveness probe failing" in page.inner_text("#events-probes")
+    assert page.inner_text("[data-fact='health'] dd") == "unhealthy"
+    (fleet.root / "sick").unlink()
+    page.wait_for_selector("#events-probes tr[data-event='healthy']")
+    page.wait_for_selector("[data-fact='health'] dd:text-is('healthy')")
+

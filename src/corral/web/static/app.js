@@ -6,6 +6,7 @@ import { call, follow, hasSession, query, redeem } from "./api.js";
 import { reportTo } from "./control.js";
 import { Fleet } from "./fleet.js";
 import { Graph } from "./graph.js";
+import { Instance } from "./instance.js";
 import { Table } from "./table.js";
 
 const USAGE_EVERY = 2000;
@@ -104,6 +105,8 @@ async function main() {
   new Table(fleet, document.getElementById("view-fleet"));
   register("graph", () => {});
   new Graph(fleet, document.getElementById("view-graph"));
+  const instance = new Instance(fleet, document.getElementById("view-instance"));
+  register("instance", (name) => instance.show(name));
   addEventListener("hashchange", route);
   route();
   connect();
