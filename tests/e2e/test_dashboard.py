@@ -371,3 +371,55 @@ def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project,
     page.wait_for_selector("#events-probes tr[data-event='healthy']")
     page.wait_for_selector("[data-fact='health'] dd:text-is('healthy')")
 
+
+@needs_browser
+def test_the_log_view_filters_by_level_agent_instance_text_and_time(fleet: Project,
+                                                                    page: Any) -> None:
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    page.click("nav a[data-view='logs']")
+    page.wait_for_selector("#logs-table tr[data-instance='db.1']")
+    page.wait_for_selector("#logs-table tr[data-instance='api.2']")
+
+    def shown() -> list[tuple[str, str, str]]:
+        rows: list[tuple[str, str, str]] = page.eval_on_selector_all(
+            "#logs-table tr", "rows => rows.map(r => [r.dataset.instance, r.dataset.level,"
+            " r.querySelector('.message').textContent])")
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    page.select_option("#logs-level", "error")
+    page.select_option("#logs-agent", "api")
+    page.select_option("#logs-instance", "api.2")
+    page.click("#logs-search")
+    page.wait_for_function("() => document.querySelectorAll('#logs-table tr').length >= 2")
+    rows = shown()
+    assert rows and all(i == "api.2" and lv == "error" and "upstream timeout" in m
+                        for i, lv, m in rows), rows
+    # followed: new error records of api.2 keep coming, and nothing else
+    count = len(rows)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#logs-table tr').length > {count}")
+    assert all(i == "api.2" and lv == "error" for i, lv, _ in shown())
+
+    page.select_option("#logs-level", "")
+    page.select_option("#logs-agent", "")
+    page.select_option("#logs-instance", "")
+    page.fill("#logs-grep", "served request [0-9]*5$")
+    page.click("#logs-search")
+    page.wait_for_selector("#logs-table tr")
+    rows = shown()
+    assert rows and all(m.startswith("served request") and m.endswith("5") for _, _, m in rows)
+    assert {i for i, _, _ in rows} <= {"api.1", "api.2"}
+
+    # a time range that holds nothing: stored records only, and none of them
+    page.fill("#logs-grep", "")
+    page.fill("#logs-since", "2001-01-01T00:00:00Z")
+    page.fill("#logs-until", "2001-01-02T00:00:00Z")
+    page.click("#logs-search")
+    page.wait_for_selector("#logs-status:text('0 stored records')")
+    assert shown() == []
+    page.fill("#logs-since", "next tuesday")
+    page.fill("#logs-until", "")
+    page.uncheck("#logs-follow")
+    page.click("#logs-search")
+    page.wait_for_selector("#logs-status[data-problem='yes']")

@@ -7,6 +7,7 @@ import { reportTo } from "./control.js";
 import { Fleet } from "./fleet.js";
 import { Graph } from "./graph.js";
 import { Instance } from "./instance.js";
+import { Logs } from "./logs.js";
 import { Table } from "./table.js";
 
 const USAGE_EVERY = 2000;
@@ -107,6 +108,8 @@ async function main() {
   new Graph(fleet, document.getElementById("view-graph"));
   const instance = new Instance(fleet, document.getElementById("view-instance"));
   register("instance", (name) => instance.show(name));
+  const logs = new Logs(fleet, document.getElementById("view-logs"));
+  register("logs", () => logs.show());
   addEventListener("hashchange", route);
   route();
   connect();
