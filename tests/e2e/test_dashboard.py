@@ -263,7 +263,8 @@ def test_the_table_is_live_and_a_click_restarts_an_agent(fleet: Project, page: A
         assert cell(page, name, "pid") == str(rows[name]["pid"])
     assert cell(page, "db.1", "health") == "healthy"
     page.wait_for_function(
-        "() => document.querySelector(\"tr[data-name='db.1'] td.col-mem\").textContent.endsWith('M')"
+        "() => document.querySelector(\"tr[data-name='db.1'] td.col-mem\")"
+        ".textContent.endsWith('M')"
     )
 
     old_pid = rows["db.1"]["pid"]
@@ -313,10 +314,19 @@ def test_the_graph_draws_the_dependencies_with_their_states(fleet: Project, page
     page.click("nav a[data-view='graph']")
     page.wait_for_selector("#graph .node[data-agent='worker'][data-tone='ok']")
     assert not page.is_hidden("#view-graph") and page.is_hidden("#view-fleet")
-    edges = {(e.get_attribute("data-from"), e.get_attribute("data-to"), e.query_selector("text").text_content())
-             for e in page.query_selector_all("#graph .edge")}
-    assert edges == {("db", "api", "started"), ("api", "worker", "started"),
-                     ("db", "worker", "healthy")}
+    edges = {
+        (
+            e.get_attribute("data-from"),
+            e.get_attribute("data-to"),
+            e.query_selector("text").text_content(),
+        )
+        for e in page.query_selector_all("#graph .edge")
+    }
+    assert edges == {
+        ("db", "api", "started"),
+        ("api", "worker", "started"),
+        ("db", "worker", "healthy"),
+    }
     # in columns by depth: db, then api, then worker
     xs = [graph_node(page, a).bounding_box()["x"] for a in ("db", "api", "worker")]
     assert xs[0] < xs[1] < xs[2], xs
@@ -331,17 +341,20 @@ def test_the_graph_draws_the_dependencies_with_their_states(fleet: Project, page
 
 
 @needs_browser
-def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project,
-                                                               page: Any) -> None:
+def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project, page: Any) -> None:
     fleet.corral("restart", "api.1")
-    fleet.wait_for(lambda rows: rows["api.1"]["restarts"] == 1 and
-                   rows["api.1"]["state"] == "running", what="api.1 restarted")
+    fleet.wait_for(
+        lambda rows: rows["api.1"]["restarts"] == 1 and rows["api.1"]["state"] == "running",
+        what="api.1 restarted",
+    )
     page.goto(link(fleet))
     page.wait_for_selector("#link[data-live='yes']")
     page.goto(page.url.split("#")[0] + "#instance/api.1")
     page.wait_for_selector("#events-restarts tr")
-    facts = {d.get_attribute("data-fact"): text_of(d, "dd")
-             for d in page.query_selector_all("#instance-facts div")}
+    facts = {
+        d.get_attribute("data-fact"): text_of(d, "dd")
+        for d in page.query_selector_all("#instance-facts div")
+    }
     row = fleet.ps()["api.1"]
     assert facts["state"] == "running" and facts["pid"] == str(row["pid"])
     assert facts["restarts"] == "1"
@@ -355,10 +368,12 @@ def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project,
     fleet.corral("stop", "api.1")
     page.wait_for_selector("#events-exits tr")
     assert "signal 15" in page.inner_text("#events-exits") or "code" in page.inner_text(
-        "#events-exits")
+        "#events-exits"
+    )
     page.click("#view-instance button[data-verb='start']")
-    page.wait_for_function("() => document.querySelector(\"[data-fact='state'] dd\")"
-                           ".textContent === 'running'")
+    page.wait_for_function(
+        "() => document.querySelector(\"[data-fact='state'] dd\").textContent === 'running'"
+    )
 
     # probe results: db's liveness probe failing, with its reason, then passing again
     page.goto(page.url.split("#")[0] + "#instance/db.1")
@@ -373,8 +388,9 @@ def test_an_instance_shows_its_restarts_exits_probes_and_usage(fleet: Project,
 
 
 @needs_browser
-def test_the_log_view_filters_by_level_agent_instance_text_and_time(fleet: Project,
-                                                                    page: Any) -> None:
+def test_the_log_view_filters_by_level_agent_instance_text_and_time(
+    fleet: Project, page: Any
+) -> None:
     page.goto(link(fleet))
     page.wait_for_selector("#link[data-live='yes']")
     page.click("nav a[data-view='logs']")
@@ -383,8 +399,10 @@ def test_the_log_view_filters_by_level_agent_instance_text_and_time(fleet: Proje
 
     def shown() -> list[tuple[str, str, str]]:
         rows: list[tuple[str, str, str]] = page.eval_on_selector_all(
-            "#logs-table tr", "rows => rows.map(r => [r.dataset.instance, r.dataset.level,"
-            " r.querySelector('.message').textContent])")
+            "#logs-table tr",
+            "rows => rows.map(r => [r.dataset.instance, r.dataset.level,"
+            " r.querySelector('.message').textContent])",
+        )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     page.select_option("#logs-level", "error")
@@ -393,12 +411,12 @@ def test_the_log_view_filters_by_level_agent_instance_text_and_time(fleet: Proje
     page.click("#logs-search")
     page.wait_for_function("() => document.querySelectorAll('#logs-table tr').length >= 2")
     rows = shown()
-    assert rows and all(i == "api.2" and lv == "error" and "upstream timeout" in m
-                        for i, lv, m in rows), rows
+    assert rows and all(
+        i == "api.2" and lv == "error" and "upstream timeout" in m for i, lv, m in rows
+    ), rows
     # followed: new error records of api.2 keep coming, and nothing else
     count = len(rows)
-    page.wait_for_function(
-        f"() => document.querySelectorAll('#logs-table tr').length > {count}")
+    page.wait_for_function(f"() => document.querySelectorAll('#logs-table tr').length > {count}")
     assert all(i == "api.2" and lv == "error" for i, lv, _ in shown())
 
     page.select_option("#logs-level", "")
@@ -423,3 +441,32 @@ def test_the_log_view_filters_by_level_agent_instance_text_and_time(fleet: Proje
     page.uncheck("#logs-follow")
     page.click("#logs-search")
     page.wait_for_selector("#logs-status[data-problem='yes']")
+
+
+@needs_browser
+def test_the_buttons_stop_start_and_scale_through_the_protocol(fleet: Project, page: Any) -> None:
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    page.click("tr.agent[data-agent='api'] button[data-verb='stop']")
+    for name in ("api.1", "api.2"):
+        page.wait_for_selector(f"tr.instance[data-name='{name}'][data-state='stopped']")
+    assert {fleet.ps()[n]["state"] for n in ("api.1", "api.2")} == {"stopped"}
+    assert "stop: api.1, api.2" in page.inner_text("#notice")
+
+    page.click("tr.agent[data-agent='api'] button[data-verb='start']")
+    for name in ("api.1", "api.2"):
+        page.wait_for_selector(f"tr.instance[data-name='{name}'][data-state='running']")
+
+    page.fill("tr.agent[data-agent='api'] input.replicas", "3")
+    page.click("tr.agent[data-agent='api'] button.act-scale")
+    page.wait_for_selector("tr.instance[data-name='api.3'][data-state='running']")
+    assert fleet.ps()["api.3"]["state"] == "running"
+    page.fill("tr.agent[data-agent='api'] input.replicas", "1")
+    page.press("tr.agent[data-agent='api'] input.replicas", "Enter")
+    page.wait_for_selector("tr.instance[data-name='api.2']", state="detached")
+    assert set(fleet.ps()) == {"api.1", "db.1", "worker.1"}
+    # a refusal is said on the page, with the daemon's fix
+    page.fill("tr.agent[data-agent='api'] input.replicas", "20000")
+    page.click("tr.agent[data-agent='api'] button.act-scale")
+    page.wait_for_selector("#notice[data-problem='yes']")
+    assert "scale api" in page.inner_text("#notice")

@@ -22,7 +22,16 @@ function say(text, problem = false) {
   notice.hidden = !text;
   notice.dataset.problem = problem ? "yes" : "no";
 }
-reportTo(say);
+reportTo(say, () => refresh().catch(() => {}));
+
+const STATUS_EVERY = 10000; // instances removed elsewhere (rm, scale from the CLI) go too
+
+async function refresh() {
+  const asked = fleet.events;
+  const status = await call("GET", "/v1/status");
+  fleet.replace(status, asked);
+  return status;
+}
 
 const views = new Map(); // name -> { section, show(arg) }
 
@@ -48,7 +57,7 @@ function connect() {
     stop = follow("/v1/events" + query([["journal", "1"]]), {
       async opened() { // subscribed: no change can fall between this status and the stream
         try {
-          fleet.replace(await call("GET", "/v1/status"));
+          await refresh();
           document.getElementById("project").textContent = fleet.project;
           document.title = `corral: ${fleet.project}`;
           link.textContent = "live";
@@ -80,6 +89,15 @@ function shown(row) {
       event_ms: row.timestamp * 1000, shown_ms: Date.now() });
     if (fleet.timings.length > 10000) fleet.timings.shift();
   });
+}
+
+async function statusLater() {
+  setTimeout(async () => {
+    if (!document.hidden && link.dataset.live === "yes") {
+      try { await refresh(); } catch { /* the stream says */ }
+    }
+    statusLater();
+  }, STATUS_EVERY);
 }
 
 async function poll() {
@@ -114,6 +132,7 @@ async function main() {
   route();
   connect();
   poll();
+  statusLater();
 }
 
 main();

@@ -4,15 +4,19 @@ import { call } from "./api.js";
 import { el } from "./fleet.js";
 
 let report = () => {};
+let acted = () => {};
 
-/** Where the outcome of a click is said (a problem stays until the next click). */
-export function reportTo(say) { report = say; }
+/** Where the outcome of a click is said (a problem stays until the next click), and what
+ * runs after one (the table asks for the whole status: a scale removes instances, and no
+ * state event says so). */
+export function reportTo(say, after) { report = say; acted = after; }
 
 export async function act(verb, names) {
   try {
     const reply = await call("POST", `/v1/${verb}`, { names });
     const done = reply.started || reply.stopped || reply.restarted || [];
     report(`${verb}: ${done.length ? done.join(", ") : "nothing to do"}`);
+    acted();
   } catch (error) {
     report(`${verb} ${names.join(", ")}: ${error.message}`, true);
   }
@@ -22,6 +26,7 @@ export async function scale(agent, replicas) {
   try {
     await call("POST", "/v1/scale", { agent, replicas });
     report(`scale: ${agent} to ${replicas}`);
+    acted();
   } catch (error) {
     report(`scale ${agent}: ${error.message}`, true);
   }

@@ -14,17 +14,31 @@ export class Fleet extends EventTarget {
     this.usage = new Map(); // name -> [{at, cpu (% of a core), rss}]
     this.journal = [];
     this.timings = []; // state events: when the daemon published each, when it was shown
+    this.events = 0; // state events applied so far
+    this.changedAt = new Map(); // name -> `events` at its last
   }
 
   changed(names) {
     this.dispatchEvent(new CustomEvent("change", { detail: { names } }));
   }
 
-  /** The daemon's whole status: instances gone from it (removed, scaled down) go too. */
-  replace(status) {
+  /**
+   * The daemon's whole status: instances gone from it (removed, scaled down) go too.
+   * `askedAt`: `this.events` when it was asked for; an instance a state event changed since
+   * keeps what the event said (the status may be older than the event).
+   */
+  replace(status, askedAt = null) {
     this.project = status.project || "";
     this.agents = status.agents || {};
+    const newer = new Map();
+    if (askedAt !== null) {
+      for (const [name, at] of this.changedAt) {
+        if (at > askedAt && this.rows.has(name)) newer.set(name, this.rows.get(name));
+      }
+    }
     this.rows = new Map(status.instances.map((row) => [row.name, row]));
+    for (const [name, row] of newer) if (this.rows.has(name)) this.rows.set(name, row);
+    for (const name of [...this.changedAt.keys()]) if (!this.rows.has(name)) this.changedAt.delete(name);
     for (const name of [...this.usage.keys()]) if (!this.rows.has(name)) this.usage.delete(name);
     this.changed(null);
   }
@@ -33,6 +47,8 @@ export class Fleet extends EventTarget {
   update(row) {
     const before = this.rows.get(row.name) || {};
     this.rows.set(row.name, { ...before, ...row });
+    this.events += 1;
+    this.changedAt.set(row.name, this.events);
     this.changed([row.name]);
   }
 
