@@ -22,11 +22,14 @@ must come from the dashboard's own origin when it says where it comes from (``Or
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import hmac
 import os
-import secrets
 import time
+
+# hmac.compare_digest without hmac: importing hmac loads OpenSSL's libcrypto (+3.6 MB resident
+# in the daemon for the rest of its life); without OpenSSL, hmac's compare_digest is this one
+from _operator import _compare_digest as same_secret
 from dataclasses import replace
 from typing import Any
 
@@ -81,7 +84,7 @@ def load_token(state_dir: str) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         return _read_token(path)
-    token = secrets.token_urlsafe(32)
+    token = _random(32)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
@@ -102,6 +105,11 @@ def _read_token(path: str) -> str:
     return token
 
 
+def _random(size: int) -> str:
+    """``secrets.token_urlsafe(size)``, without ``secrets`` (it imports hmac, see above)."""
+    return base64.urlsafe_b64encode(os.urandom(size)).rstrip(b"=").decode()
+
+
 class Access:
     """The token, the one-time codes not yet used and the sessions, each with its expiry."""
 
@@ -114,7 +122,7 @@ class Access:
     def issue(self) -> str:
         """A new one-time code, good for ``CODE_TTL`` seconds."""
         self._expire(self._codes)
-        code = secrets.token_urlsafe(24)
+        code = _random(24)
         _bounded_put(self._codes, code, self._clock() + CODE_TTL, MAX_CODES)
         return code
 
@@ -125,7 +133,7 @@ class Access:
         if self._codes.pop(code, None) is None:
             return None
         self._expire(self._sessions)
-        session = secrets.token_urlsafe(32)
+        session = _random(32)
         _bounded_put(self._sessions, session, self._clock() + SESSION_TTL, MAX_SESSIONS)
         return session
 
@@ -135,7 +143,7 @@ class Access:
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
             return False
-        if hmac.compare_digest(given.encode(), self._token.encode()):
+        if same_secret(given.encode(), self._token.encode()):
             return True
         expiry = self._sessions.get(given)  # a dict lookup: a session is 256 random bits
         if expiry is None:

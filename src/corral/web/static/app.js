@@ -83,10 +83,11 @@ function connect() {
 
 /** A state event applied, and when the frame that shows it was drawn (the timing log). */
 function shown(row) {
+  const received = Date.now();
   fleet.update(row);
   requestAnimationFrame(() => {
     fleet.timings.push({ instance: row.name, state: row.state, pid: row.pid,
-      event_ms: row.timestamp * 1000, shown_ms: Date.now() });
+      event_ms: row.timestamp * 1000, received_ms: received, shown_ms: Date.now() });
     if (fleet.timings.length > 10000) fleet.timings.shift();
   });
 }

@@ -1,6 +1,7 @@
 // What the views show of the fleet: the daemon's rows (its status, then each state event),
 // the agents' dependencies, the kept events (restarts, exits, probe results) and the usage
-// samples behind the sparklines. Views subscribe to "change".
+// samples behind the sparklines. Views subscribe to what they show: "change" (rows, agents),
+// "usage" (a new sample of every running instance), "journal" (kept events came).
 
 const SAMPLES = 120; // per instance: four minutes at one sample each two seconds
 const KEPT_EVENTS = 5000;
@@ -18,8 +19,8 @@ export class Fleet extends EventTarget {
     this.changedAt = new Map(); // name -> `events` at its last
   }
 
-  changed(names) {
-    this.dispatchEvent(new CustomEvent("change", { detail: { names } }));
+  changed(names, kind = "change") {
+    this.dispatchEvent(new CustomEvent(kind, { detail: { names } }));
   }
 
   /**
@@ -45,11 +46,11 @@ export class Fleet extends EventTarget {
 
   /** A state event: the instance's fields as they now are (a new instance too). */
   update(row) {
-    const before = this.rows.get(row.name) || {};
-    this.rows.set(row.name, { ...before, ...row });
+    const before = this.rows.get(row.name);
+    this.rows.set(row.name, { ...(before || {}), ...row });
     this.events += 1;
     this.changedAt.set(row.name, this.events);
-    this.changed([row.name]);
+    this.changed(before ? [row.name] : null); // a new instance changes the table's shape
   }
 
   /** A /v1/usage reply: CPU as the share of a core since the last sample. */
@@ -66,7 +67,7 @@ export class Fleet extends EventTarget {
       if (series.length > SAMPLES) series.shift();
       this.usage.set(name, series);
     }
-    this.changed(null);
+    this.changed(null, "usage");
   }
 
   latest(name) {
@@ -74,12 +75,18 @@ export class Fleet extends EventTarget {
     return series && series.length ? series[series.length - 1] : null;
   }
 
+  /** Kept events, from /v1/journal or the stream, in id order and each once. */
   remember(events) {
-    const known = new Set(this.journal.map((e) => e.id));
-    for (const event of events) if (!known.has(event.id)) this.journal.push(event);
-    this.journal.sort((a, b) => a.id - b.id);
+    const last = this.journal.length ? this.journal[this.journal.length - 1].id : 0;
+    if (events.every((e) => e.id > last)) {
+      this.journal.push(...events); // the stream's: each newer than all before
+    } else {
+      const known = new Set(this.journal.map((e) => e.id));
+      for (const event of events) if (!known.has(event.id)) this.journal.push(event);
+      this.journal.sort((a, b) => a.id - b.id);
+    }
     if (this.journal.length > KEPT_EVENTS) this.journal.splice(0, this.journal.length - KEPT_EVENTS);
-    this.changed(null);
+    this.changed(events.map((e) => e.instance), "journal");
   }
 
   names() {

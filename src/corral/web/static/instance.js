@@ -33,7 +33,11 @@ export class Instance {
     this.root = root;
     this.name = "";
     this.due = false;
-    fleet.addEventListener("change", () => this.later());
+    for (const kind of ["change", "usage", "journal"]) {
+      fleet.addEventListener(kind, (e) => {
+        if (e.detail.names === null || e.detail.names.includes(this.name)) this.later();
+      });
+    }
   }
 
   async show(name) {

@@ -33,7 +33,7 @@ export class Logs {
     this.agent.addEventListener("change", () => this.choices());
     root.append(form, el("div", { class: "logs-scroll" },
       el("table", { class: "logs", id: "logs-table" }, this.body)));
-    fleet.addEventListener("change", () => this.choices());
+    fleet.addEventListener("change", (e) => { if (e.detail.names === null) this.choices(); });
   }
 
   /** The agent and instance menus, from the fleet (the choices made are kept). */

@@ -12,19 +12,25 @@ export class Table {
     this.root = root;
     this.body = el("tbody");
     root.append(el("table", { class: "fleet", id: "fleet-table" },
-      el("thead", {}, el("tr", {}, COLUMNS.map((c) => el("th", {}, c)), el("th", {}, ""))),
+      el("thead", {}, el("tr", {}, COLUMNS.map((c) => el("th", { class: `col-${c}` }, c)),
+        el("th", { class: "col-actions" }, ""))),
       this.body));
     this.lines = new Map();
     this.shape = "";
     fleet.addEventListener("change", (e) => this.render(e.detail.names));
-    setInterval(() => this.render(null), 1000); // uptimes
+    fleet.addEventListener("usage", () => this.render(fleet.names()));
+    setInterval(() => this.render(fleet.names()), 1000); // uptimes
   }
 
+  /** `names`: the instances that changed (their cells only); null: any of them, or the
+   * fleet's shape (instances come or go, replicas change). */
   render(names) {
     const fleet = this.fleet;
-    const shape = JSON.stringify([fleet.names(), fleet.agentNames(),
-      fleet.agentNames().map((a) => fleet.agents[a]?.replicas)]);
-    if (shape !== this.shape) this.rebuild(shape);
+    if (names === null) {
+      const shape = JSON.stringify([fleet.names(), fleet.agentNames(),
+        fleet.agentNames().map((a) => fleet.agents[a]?.replicas)]);
+      if (shape !== this.shape) this.rebuild(shape);
+    }
     for (const name of names || fleet.names()) this.fill(name);
   }
 
@@ -70,7 +76,10 @@ export class Table {
     for (const [key, value] of Object.entries(text)) {
       if (cells[key].textContent !== String(value)) cells[key].textContent = String(value);
     }
-    line.dataset.tone = tone(row);
-    line.dataset.state = row.state;
+    // set only when changed: each write invalidates the table's style, and a large one's
+    // layout costs tens of milliseconds
+    const t = tone(row);
+    if (line.dataset.tone !== t) line.dataset.tone = t;
+    if (line.dataset.state !== row.state) line.dataset.state = row.state;
   }
 }
