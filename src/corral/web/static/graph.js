@@ -51,7 +51,16 @@ export class Graph {
     this.fleet = fleet;
     this.holder = document.createElement("div");
     this.holder.className = "graph";
-    root.append(this.holder);
+    const legend = document.createElement("p");
+    legend.className = "legend";
+    for (const [t, text] of [["ok", "running (or done)"], ["busy", "on its way"],
+      ["bad", "failing, backing off or unhealthy"], ["down", "stopped"]]) {
+      const key = document.createElement("span");
+      key.dataset.tone = t;
+      key.textContent = text;
+      legend.append(key);
+    }
+    root.append(this.holder, legend);
     this.due = false;
     fleet.addEventListener("change", () => this.later());
   }

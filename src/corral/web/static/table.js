@@ -43,9 +43,9 @@ export class Table {
       const instances = fleet.instancesOf(agent);
       const replicas = fleet.agents[agent]?.replicas ?? instances.length;
       this.body.append(el("tr", { class: "agent", "data-agent": agent },
-        el("th", { colspan: COLUMNS.length, scope: "rowgroup" }, agent,
+        el("th", { colspan: COLUMNS.length - 1, scope: "rowgroup" }, agent,
           el("span", { class: "count" }, ` ${instances.length} instance${instances.length === 1 ? "" : "s"}`)),
-        el("td", { class: "actions" }, scaler(agent, replicas), buttons([agent], agent))));
+        el("td", { class: "actions", colspan: 2 }, scaler(agent, replicas), buttons([agent], agent))));
       for (const name of instances) {
         const cells = Object.fromEntries(COLUMNS.map((c) => [c, el("td", { class: `col-${c}` })]));
         cells.name.append(el("a", { href: `#instance/${encodeURIComponent(name)}` }, name));
@@ -70,12 +70,14 @@ export class Table {
       cpu: running && use && use.cpu !== null ? `${use.cpu.toFixed(1)}%` : "-",
       mem: running && use ? size(use.rss) : "-",
       pid: row.pid ?? "-",
-      exit: row.exit_signal ? `signal ${row.exit_signal}` : row.exit_code ?? "-",
+      exit: row.oom_killed ? "OOM killed" : row.exit_signal ? `signal ${row.exit_signal}`
+        : row.exit_code !== null && row.exit_code !== undefined ? `code ${row.exit_code}` : "-",
       reason: row.reason || "",
     };
     for (const [key, value] of Object.entries(text)) {
       if (cells[key].textContent !== String(value)) cells[key].textContent = String(value);
     }
+    if (cells.reason.title !== text.reason) cells.reason.title = text.reason;
     // set only when changed: each write invalidates the table's style, and a large one's
     // layout costs tens of milliseconds
     const t = tone(row);
