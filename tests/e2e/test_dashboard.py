@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -470,3 +471,23 @@ def test_the_buttons_stop_start_and_scale_through_the_protocol(fleet: Project, p
     page.click("tr.agent[data-agent='api'] button.act-scale")
     page.wait_for_selector("#notice[data-problem='yes']")
     assert "scale api" in page.inner_text("#notice")
+
+
+def test_open_hands_the_browser_a_private_file_not_the_code(fleet: Project) -> None:
+    """``--open`` with the user's browser named by ``$BROWSER`` (a script that records what
+    it was given, as a browser's command line would show it)."""
+    given = fleet.root / "given.txt"
+    opener = fleet.file("opener.sh", f'#!/bin/sh\nprintf "%s" "$1" > {given}\n')
+    opener.chmod(0o755)
+    out = fleet.corral("dashboard", "--open", env={"BROWSER": f"{opener} %s"}).stdout
+    printed = re.search(r"http://127\.0\.0\.1:\d+/#code=\S+", out)
+    assert printed, out
+    argv = given.read_text()
+    assert argv.startswith("file://") and "code=" not in argv
+    page = Path(argv.removeprefix("file://"))
+    assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
+    forwards = re.search(r'url=(http://127\.0\.0\.1:\d+/#code=[^"]+)"', page.read_text())
+    assert forwards, page.read_text()
+    url = forwards[1]
+    assert session(url)  # the file's link is a live one, once
+    assert ask(url, "POST", "/session", {"code": code_of(url)})[0] == 401
