@@ -28,7 +28,7 @@ FLEET = """
     name: webfleet
     agents:
       db:
-        command: sh -c 'while true; do echo "db ready"; sleep 1; done'
+        command: sh -c 'while true; do echo "db ready <img src=x onerror=alert(1)>"; sleep 1; done'
         # sick until the file is removed: a probe result the instance view shows
         liveness: {exec: "test ! -e sick", period: 1s, failure_threshold: 1, action: none}
       api:
@@ -429,6 +429,14 @@ def test_the_log_view_filters_by_level_agent_instance_text_and_time(
     rows = shown()
     assert rows and all(m.startswith("served request") and m.endswith("5") for _, _, m in rows)
     assert {i for i, _, _ in rows} <= {"api.1", "api.2"}
+
+    # markup an agent prints is shown as text, never made into elements
+    page.fill("#logs-grep", "onerror")
+    page.click("#logs-search")
+    page.wait_for_selector("#logs-table tr[data-instance='db.1']")
+    message = page.inner_text("#logs-table tr[data-instance='db.1'] .message")
+    assert message == "db ready <img src=x onerror=alert(1)>"
+    assert page.query_selector("#logs-table img") is None
 
     # a time range that holds nothing: stored records only, and none of them
     page.fill("#logs-grep", "")

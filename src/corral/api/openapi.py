@@ -171,9 +171,11 @@ def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "corral daemon API", "version": __version__,
-                 "description": "HTTP over the project's Unix socket (mode 0600). Every "
-                                "request is checked against this document: anything else "
-                                "is answered 400 with a message and its fix."},
+                 "description": "HTTP over the project's Unix socket (mode 0600); the "
+                                "web dashboard's port on 127.0.0.1 passes the views' routes "
+                                "to a bearer of its token or a session (docs/dashboard.md). "
+                                "Every request is checked against this document: anything "
+                                "else is answered 400 with a message and its fix."},
         "paths": {
             "/v1/status": _op("get", "/v1/status", "the fleet's instances", _json(
                 "status", {"type": "object", "properties": {
