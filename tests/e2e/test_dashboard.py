@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -499,3 +500,26 @@ def test_open_hands_the_browser_a_private_file_not_the_code(fleet: Project) -> N
     url = forwards[1]
     assert session(url)  # the file's link is a live one, once
     assert ask(url, "POST", "/session", {"code": code_of(url)})[0] == 401
+
+
+@needs_browser
+def test_a_new_daemon_asks_the_page_for_a_new_link(fleet: Project, page: Any) -> None:
+    """Sessions live in the daemon's memory: the page of a daemon that went away reconnects,
+    and the next daemon on that port refuses its session, saying what to run."""
+    url = link(fleet)
+    port = str(urlsplit(url).port)
+    page.goto(url)
+    page.wait_for_selector("#link[data-live='yes']")
+    pid = fleet.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # the agents run on, for the next daemon to re-adopt
+    page.wait_for_selector("#link[data-live='no']")
+    fleet.corral("up", "-d")
+    fleet.corral("dashboard", "--port", port)
+    page.wait_for_selector("#notice[data-problem='yes']")
+    assert "corral dashboard" in page.inner_text("#notice")
+    assert page.is_hidden("#view-fleet")
+    # a new link at the new daemon opens it again, with the re-adopted instances
+    page.goto(link(fleet))
+    page.wait_for_selector("#link[data-live='yes']")
+    assert cell(page, "db.1", "state") == "running"

@@ -115,6 +115,9 @@ function locked(problem) {
 }
 
 async function main() {
+  addEventListener("hashchange", () => { // a new link in this tab: only its fragment changed
+    if (new URLSearchParams(location.hash.slice(1)).has("code")) location.reload();
+  });
   const code = new URLSearchParams(location.hash.slice(1)).get("code");
   if (code) {
     history.replaceState(null, "", location.pathname + "#fleet"); // the code leaves the URL
