@@ -74,8 +74,14 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
     def corral(*argv: str) -> str:
-        return subprocess.run([*CORRAL, "-f", str(root / "corral.yaml"), *argv], env=env,
-                              cwd=root, check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [*CORRAL, "-f", str(root / "corral.yaml"), *argv],
+            env=env,
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     corral("up", "-d")
     daemon = int((root / ".corral" / "daemon.pid").read_text())
@@ -85,8 +91,7 @@ def main() -> int:
         link = re.search(r"http://\S+#code=\S+", corral("dashboard"))
         assert link, "no link"
         with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1360, "height": 760},
-                                    device_scale_factor=1)
+            page = browser.new_page(viewport={"width": 1360, "height": 760}, device_scale_factor=1)
             page.set_default_timeout(30_000)
             page.goto(link[0])
             page.wait_for_selector("#link[data-live='yes']")
@@ -107,8 +112,13 @@ def main() -> int:
             time.sleep(1)
             page.screenshot(path=str(args.out / "dashboard-logs.png"))
     finally:
-        subprocess.run([*CORRAL, "-f", str(root / "corral.yaml"), "down"], env=env, cwd=root,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [*CORRAL, "-f", str(root / "corral.yaml"), "down"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            timeout=120,
+        )
         with contextlib.suppress(ProcessLookupError):
             os.kill(daemon, signal.SIGKILL)
     for name in ("fleet", "graph", "instance", "logs"):
