@@ -99,6 +99,9 @@ if [ "$want_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
   # the ray placement's mixed fleet keeps its state in a real Redis on this host
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  # the dashboard's tests drive Debian's Chromium headless through Playwright (from PyPI, the
+  # test extra; it never downloads a browser of its own)
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
   containers_conf
   # the tui and ray extras too: corral top's and the ray placement's tests drive them,
   # and mypy checks them

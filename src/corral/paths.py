@@ -64,6 +64,11 @@ def store_file(state_dir: str) -> str:
     return os.path.join(state_dir, "state.db")
 
 
+def dashboard_token(state_dir: str) -> str:
+    """The web dashboard's token (mode 0600): its bearer drives the fleet over HTTP."""
+    return os.path.join(state_dir, "dashboard.token")
+
+
 class StateLayout:
     """The state dir's layout: ``run/INSTANCE`` (pipes, cursors: gone with the instance),
     ``data/AGENT`` (``$CORRAL_STATE_DIR``, kept across restarts), ``cache`` (venvs, node

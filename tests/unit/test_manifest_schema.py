@@ -146,6 +146,7 @@ def test_dump_is_normalized_yaml_in_model_order(tmp_path: Path) -> None:
         "project_dir",
         "state_dir",
         "metrics",
+        "dashboard",
         "logs",
         "agents",
         "secrets",

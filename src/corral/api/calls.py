@@ -218,6 +218,17 @@ class FleetCalls:
         body: bytes = self.request("GET", "/metrics")
         return body.decode()
 
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Each running instance's ``cpu_seconds`` and ``rss_bytes`` now, by name."""
+        usage: dict[str, dict[str, Any]] = self.request("GET", "/v1/usage")["instances"]
+        return usage
+
+    def dashboard(self, port: int | None = None) -> dict[str, Any]:
+        """Serve the web dashboard (on ``port``, else the manifest's, else a free one) if it
+        is not served yet: its ``url``, ``port`` and a one-time ``link`` for a browser."""
+        reply: dict[str, Any] = self.request("POST", "/v1/dashboard", {"port": port})
+        return reply
+
 
 
 def _journal(history: Iterator[bytes], live: Iterator[bytes] | None

@@ -23,6 +23,16 @@ class Request:
     path: str
     query: dict[str, list[str]]
     body: bytes
+    # the head's fields, names lowercased (h11's), in the order sent
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The last value of the field ``name`` (lowercase), or None."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
 
     def json(self) -> Any:
         if not self.body:
@@ -39,6 +49,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -162,7 +173,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                                     "see the daemon log in the state dir")
             if isinstance(reply, Reply):
                 headers = [("content-type", reply.content_type),
-                           ("content-length", str(len(reply.body)))]
+                           ("content-length", str(len(reply.body))), *reply.headers]
                 writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
                 writer.write(conn.send(h11.Data(data=reply.body)))
                 writer.write(conn.send(h11.EndOfMessage()))
@@ -250,7 +261,8 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader, limi
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
             path, query = split_target(head.target.decode())
-            return Request(head.method.decode(), path, query, bytes(body))
+            fields = tuple((k.decode(), v.decode("latin-1")) for k, v in head.headers)
+            return Request(head.method.decode(), path, query, bytes(body), fields)
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
 

@@ -77,6 +77,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "replicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS}},
         "agent", "replicas"),
     ("POST", "/v1/shutdown"): _body({"stop_fleet": {"type": "boolean", "default": True}}),
+    ("POST", "/v1/dashboard"): _body({"port": {
+        "type": ["integer", "null"], "minimum": 1, "maximum": 65535,
+        "description": "the port to serve it on, if it is not served yet (default: the "
+                       "manifest's dashboard.port, else one the system picks)"}}),
 }
 
 
@@ -167,15 +171,24 @@ def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "corral daemon API", "version": __version__,
-                 "description": "HTTP over the project's Unix socket (mode 0600). Every "
-                                "request is checked against this document: anything else "
-                                "is answered 400 with a message and its fix."},
+                 "description": "HTTP over the project's Unix socket (mode 0600); the "
+                                "web dashboard's port on 127.0.0.1 passes the views' routes "
+                                "to a bearer of its token or a session (docs/dashboard.md). "
+                                "Every request is checked against this document: anything "
+                                "else is answered 400 with a message and its fix."},
         "paths": {
             "/v1/status": _op("get", "/v1/status", "the fleet's instances", _json(
                 "status", {"type": "object", "properties": {
                     "project": {"type": ["string", "null"]},
                     "project_dir": {"type": ["string", "null"]},
-                    "daemon": {"type": "object"}, "instances": _INSTANCES}})),
+                    "daemon": {"type": "object"}, "instances": _INSTANCES,
+                    "agents": {"type": "object", "additionalProperties": {
+                        "type": "object", "properties": {
+                            "replicas": {"type": "integer"}, "class": {"type": "string"},
+                            "depends_on": {"type": "object", "additionalProperties": {
+                                "type": "string"},
+                                "description": "agent -> condition"}}},
+                        "description": "each agent's replicas, class and dependencies"}}})),
             "/v1/runs": _op("get", "/v1/runs", "the scheduled agents' runs, oldest first",
                             _json("runs", {"type": "object", "properties": {
                                 "runs": {"type": "array",
@@ -222,6 +235,33 @@ def spec() -> dict[str, Any]:
                                "failures, OOMs, hook runs), oldest first (JSON lines)",
                                {"description": "events",
                                 "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
+            "/v1/usage": _op("get", "/v1/usage", "each running instance's CPU seconds and "
+                             "resident bytes now (what /metrics shows of them, without "
+                             "scraping the agents)", _json("usage", {
+                                 "type": "object", "properties": {
+                                     "time": {"type": "number"},
+                                     "instances": {"type": "object", "additionalProperties": {
+                                         "type": "object", "properties": {
+                                             "cpu_seconds": {"type": "number"},
+                                             "rss_bytes": {"type": "integer"}}}}}})),
+            "/v1/dashboard": _post("/v1/dashboard", "serve the web dashboard on 127.0.0.1 "
+                                   "(if not yet) and make a one-time link to it",
+                                   _json("the dashboard's address and a one-time link", {
+                                       "type": "object", "properties": {
+                                           "url": {"type": "string"},
+                                           "port": {"type": "integer"},
+                                           "link": {"type": "string"},
+                                           "expires_in": {"type": "number"}}})),
+            "/": _op("get", "/", "the web dashboard's page", {
+                "description": "HTML", "content": {"text/html": {}}}),
+            "/assets/{name}": {"get": {
+                "summary": "the web dashboard's scripts and stylesheet",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string",
+                                           "pattern": r"^[a-z][a-z0-9_-]*\.(js|css|html)$"}}],
+                "responses": {"200": {"description": "the file",
+                                      "content": {"text/javascript": {}, "text/css": {}}},
+                              **_NOT_FOUND}}},
             "/metrics": _op("get", "/metrics", "Prometheus metrics", {
                 "description": "text exposition format", "content": {"text/plain": {}}}),
             "/openapi.json": _op("get", "/openapi.json", "this document",

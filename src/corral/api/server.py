@@ -67,6 +67,9 @@ class Api:
         self.sup = sup
         self._shutdown = shutdown
         self.before_apply: Callable[[Any], Awaitable[None]] | None = None
+        # the daemon's: opens the dashboard's listener (on the port asked, else the
+        # manifest's) and answers its one-time link; None in a LocalFleet
+        self.open_dashboard: Callable[[int | None], Awaitable[dict[str, Any]]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self._scraper: Any = None
         self.started_at = time.time()
@@ -86,6 +89,10 @@ class Api:
             ("GET", "/v1/logs"): self.logs,
             ("GET", "/v1/events"): self.events,
             ("GET", "/v1/journal"): self.journal,
+            ("GET", "/v1/usage"): self.usage,
+            ("POST", "/v1/dashboard"): self.dashboard,
+            ("GET", "/"): self.page,
+            ("GET", "/assets/{name}"): self.asset,
             ("GET", "/metrics"): self.render_metrics,
             ("GET", "/openapi.json"): self.openapi,
         }
@@ -94,7 +101,7 @@ class Api:
         return {path for _, path in self._routes}
 
     async def __call__(self, req: Request) -> Reply | Stream:
-        key = (req.method, req.path)
+        key = (req.method, "/assets/{name}" if req.path.startswith("/assets/") else req.path)
         route = self._routes.get(key)
         if route is None:
             return error_reply(404, f"no route {req.method} {req.path}", "see /openapi.json")
@@ -121,7 +128,15 @@ class Api:
             "daemon": {"pid": os.getpid(), "started_at": self.started_at,
                        "version": __version__},
             "instances": self.sup.status(),
+            "agents": self._agents_view(),
         })
+
+    def _agents_view(self) -> dict[str, Any]:
+        """Each agent's replicas, class and what it depends on (the dashboard's graph)."""
+        m = self.sup.manifest
+        return {name: {"replicas": spec.replicas, "class": spec.class_,
+                       "depends_on": {dep: d.condition for dep, d in spec.depends_on.items()}}
+                for name, spec in (m.agents.items() if m is not None else ())}
 
     async def runs(self, call: Call) -> Reply:
         return json_reply({"runs": self.sup.runs()})
@@ -346,7 +361,8 @@ class Api:
         body = "".join(json.dumps(e) + "\n" for e in history).encode()
         return Reply(200, body, "application/x-ndjson")
 
-    async def render_metrics(self, _: object = None) -> Reply:
+    async def _usage(self) -> dict[str, tuple[float, int]]:
+        """Each running instance's CPU seconds and resident bytes, as its driver reads them."""
         usage: dict[str, tuple[float, int]] = {}
         for r in self.sup.runners.values():
             handle = r.snapshot.handle
@@ -354,6 +370,16 @@ class Api:
                 u = await r.driver.stats(handle)
                 if u is not None:
                     usage[r.task.instance] = (u.cpu_seconds, u.rss_bytes)
+        return usage
+
+    async def usage(self, call: Call) -> Reply:
+        """CPU and memory now, without the agents' own scrapes ``/metrics`` makes."""
+        usage = await self._usage()
+        return json_reply({"time": time.time(), "instances": {
+            name: {"cpu_seconds": cpu, "rss_bytes": rss} for name, (cpu, rss) in usage.items()}})
+
+    async def render_metrics(self, _: object = None) -> Reply:
+        usage = await self._usage()
         from corral.metrics import CONTENT_TYPE, Metrics
         from corral.metrics.scrape import Scraper
 
@@ -377,6 +403,26 @@ class Api:
             host, port = (where.host, where.port or 0) if where is not None else (None, 0)
             targets.append(Target(r.task.agent, r.task.instance, host, port, spec.metrics.path))
         return targets
+
+    async def dashboard(self, call: Call) -> Reply:
+        if self.open_dashboard is None:
+            raise CorralError("this fleet has no daemon to serve a dashboard",
+                              "run the fleet with 'corral up -d', then 'corral dashboard'")
+        return json_reply(await self.open_dashboard(call.body.get("port")))
+
+    async def page(self, call: Call) -> Reply:
+        return self._asset("index.html")
+
+    async def asset(self, call: Call) -> Reply:
+        return self._asset(call.req.path.removeprefix("/assets/"))
+
+    def _asset(self, name: str) -> Reply:
+        from corral import web
+
+        found = web.asset(name)
+        if found is None:
+            raise NotFound(f"no dashboard asset {name!r}", "see / for the dashboard")
+        return Reply(200, found[0], found[1])
 
     async def openapi(self, call: Call) -> Reply:
         from corral.api.openapi import spec

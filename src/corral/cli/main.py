@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # the modules under corral.cli.commands
 COMMANDS = ("config", "up_down", "build", "ps", "logs", "events", "control", "run_exec",
-            "top", "doctor", "daemon", "vm", "boot", "convert", "observability")
+            "top", "dashboard", "doctor", "daemon", "vm", "boot", "convert", "observability")
 
 
 def parser() -> argparse.ArgumentParser:

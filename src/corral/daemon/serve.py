@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from corral import paths
 from corral.api.http import Reply, Request, Stream
@@ -98,10 +99,37 @@ async def serve(state_dir: str, settings: Settings) -> int:
     listeners.append(Listener(unix_socket(sock), handle, name=sock, cap=settings.api_cap,
                               limits=settings.limits, budget=budget, peers=listeners))
 
+    board: list[Any] = []  # the dashboard, once served (``api.dashboard``, imported then)
+
+    async def open_dashboard(port: int | None) -> dict[str, Any]:
+        """The dashboard's listener on ``port`` (else the manifest's, else a free one) unless
+        it is served already, and a one-time link to it."""
+        if board and port is not None and port != board[0].port:
+            raise CorralError(f"the dashboard is served on port {board[0].port} already",
+                              "open it there ('corral dashboard' without --port), or "
+                              "restart the daemon to serve it on another")
+        if not board:
+            from corral.api.dashboard import Dashboard
+
+            m = sup.manifest
+            want = port if port is not None else m.dashboard.port if m is not None else None
+            board.append(Dashboard(api, state_dir, want or 0, settings=settings,
+                                   budget=budget, peers=listeners))
+        link: dict[str, Any] = board[0].link()
+        return link
+
+    api.open_dashboard = open_dashboard
+    metrics_served: list[bool] = []
+
+    async def before_apply(m: Manifest | None) -> None:
+        await start_metrics(m)
+        if m is not None and m.dashboard.port is not None and not board:
+            await open_dashboard(m.dashboard.port)
+
     async def start_metrics(m: Manifest | None) -> None:
         """The manifest's metrics listener, once; a port that cannot be bound raises (the
         apply that asked for it fails with that line)."""
-        if m is None or m.metrics.port is None or len(listeners) > 1:
+        if m is None or m.metrics.port is None or metrics_served:
             return
         async def only_metrics(req: Request) -> Reply:
             if req.path == "/metrics":
@@ -120,8 +148,9 @@ async def serve(state_dir: str, settings: Settings) -> int:
                                   name=f"metrics {m.metrics.host}:{m.metrics.port}",
                                   cap=settings.metrics_cap, limits=settings.metrics_limits,
                                   budget=budget, peers=listeners))
+        metrics_served.append(True)
 
-    api.before_apply = start_metrics
+    api.before_apply = before_apply
     loop.add_signal_handler(signal.SIGTERM, shutdown, True)
     loop.add_signal_handler(signal.SIGINT, shutdown, True)
     reaping = {"due": False}
@@ -141,7 +170,7 @@ async def serve(state_dir: str, settings: Settings) -> int:
     adopted = await sup.recover()
     give_back_heap_later()
     try:
-        await start_metrics(sup.manifest)
+        await before_apply(sup.manifest)
     except CorralError as exc:  # the re-adopted fleet runs on; the next up reports it too
         print(f"corral: {exc}", file=sys.stderr)
     with open(paths.pid_file(state_dir), "w") as f:

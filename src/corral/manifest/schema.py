@@ -57,6 +57,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "agents": "The agents to run, by name (lowercase letters, digits, '-', '_').",
         "inherit_env": "Variables of corral's environment every agent gets (names or globs "
         "such as LC_*), before each agent's own inherit_env.",
+        "dashboard": "The web dashboard ({port: N}), served by the daemon on 127.0.0.1 only; "
+        "'corral dashboard' prints the one-time link that opens it.",
         "cluster": "Clusters agents can be placed on (ray: {address: ray://HOST:10001 | "
         "auto}): each block the defaults of the placed agents' own block of that name.",
     },

@@ -430,6 +430,14 @@ class MetricsConfig(Core, Record):
 
 
 @record(kw_only=True)
+class DashboardConfig(Core, Record):
+    """The web dashboard: served by the daemon on 127.0.0.1 at ``port`` from the first
+    ``up`` (``corral dashboard`` prints the one-time link that opens it)."""
+
+    port: Port | None = None
+
+
+@record(kw_only=True)
 class LogsConfig(Core, Record):
     max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
     keep: Keep = 5  # rotated files kept per agent
@@ -445,6 +453,7 @@ class Manifest(Core, Record):
     project_dir: str = "."
     state_dir: str = ".corral"
     metrics: MetricsConfig = MetricsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     logs: LogsConfig = LogsConfig()
     agents: dict[AgentName, Agent] = field(default_factory=dict)
     secrets: dict[Annotated[str, Pattern(SECRET_NAME)], SecretSource] = field(

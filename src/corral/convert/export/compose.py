@@ -193,6 +193,9 @@ class ComposeExporter:
         if manifest.metrics.port is not None:
             bundle.report.dropped(None, "metrics", "the daemon's metrics endpoint does not run "
                                   "under compose")
+        if manifest.dashboard.port is not None:
+            bundle.report.dropped(None, "dashboard", "the dashboard is the daemon's; none "
+                                  "runs under compose")
         if manifest.logs != LogsConfig():
             bundle.report.dropped(None, "logs", "the engine's log driver keeps the logs (its "
                                   "max-size and max-file options rotate them)")

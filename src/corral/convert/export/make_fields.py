@@ -303,4 +303,6 @@ def agent_losses(agents: dict[str, Agent], name: str, report: Report) -> None:
 def fleet_losses(manifest: Manifest, report: Report) -> None:
     if manifest.metrics.port is not None:
         report.dropped(None, "metrics", "no corral daemon serves metrics under make")
+    if manifest.dashboard.port is not None:
+        report.dropped(None, "dashboard", "no corral daemon serves the dashboard under make")
     report.changed(None, "logs", "one file per instance under $(STATE)/logs, never rotated")

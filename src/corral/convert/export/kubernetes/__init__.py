@@ -64,6 +64,9 @@ def _fleet_report(plan: Plan) -> None:
     if m.metrics.port is not None:
         plan.report.dropped(None, "metrics", "corral's daemon and its metrics do not run in "
                             "the cluster (kube-state-metrics shows the workloads)")
+    if m.dashboard.port is not None:
+        plan.report.dropped(None, "dashboard", "corral's daemon and its dashboard do not run "
+                            "in the cluster")
     if m.logs != LogsConfig():
         plan.report.dropped(None, "logs", "the kubelet keeps and rotates container logs "
                             "(containerLogMaxSize on the node)")

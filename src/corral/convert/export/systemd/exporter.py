@@ -108,5 +108,7 @@ class SystemdExporter:
         if manifest.metrics.port is not None:
             report.dropped(None, "metrics", "corral's metrics endpoint is the daemon's; "
                            "systemd has none")
+        if manifest.dashboard.port is not None:
+            report.dropped(None, "dashboard", "the dashboard is the daemon's; systemd has none")
         report.notes.append(f"systemd {version} (--set systemd-version=N for another host)")
         return bundle
