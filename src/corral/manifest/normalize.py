@@ -241,6 +241,15 @@ def one_probe_kind(probe: spec.Probe) -> spec.Probe:
     return probe
 
 
+def one_sink_kind(target: spec.ForwardTarget) -> spec.ForwardTarget:
+    from corral.manifest.spec import sink_kind_problem
+
+    problem = sink_kind_problem(target)
+    if problem:
+        raise ValueError(problem)
+    return target
+
+
 def one_schedule_kind(schedule: spec.Schedule) -> spec.Schedule:
     if (schedule.cron is None) == (schedule.every is None):
         raise ValueError("give exactly one of cron (e.g. '*/5 * * * *') and every (e.g. 10m)")

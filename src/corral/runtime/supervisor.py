@@ -17,6 +17,7 @@ from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, HostProcesses, Task
 from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
+from corral.logs.forward.control import Forwarding
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph, peers
 from corral.manifest.spec import Agent, Manifest, instance_name
@@ -59,6 +60,7 @@ class Supervisor:
         self._keeper: SecretKeeper | None = None
         self._fleet_read: asyncio.Future[None] | None = None
         self.journal = journal.Journal(store)
+        self.forwarding: Forwarding | None = None  # made by the first manifest forwarding logs
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
                                 project=lambda: self.manifest.name if self.manifest else "")
         # after `down`: the runners show how the fleet ended until the next apply, which
@@ -289,6 +291,7 @@ class Supervisor:
             self.manifest = old  # a failed pull (pull_policy: always) changes nothing
             raise
         self.store.set_meta("manifest", decode.dump(manifest))
+        await self._forward(manifest)
         self.env.applied(manifest)
         self._read_fleet_secrets()
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
@@ -393,6 +396,15 @@ class Supervisor:
         dropped = [self._drop(name) for name in list(self.runners)]
         await asyncio.gather(*(r.close() for r in dropped))
 
+    async def _forward(self, manifest: Manifest) -> None:
+        """The forwarder ``logs.forward`` asks for; nothing is made for a fleet without."""
+        if self.forwarding is None and not manifest.logs.forward:
+            return
+        if self.forwarding is None:
+            self.forwarding = Forwarding(self.state_dir, self.journal.record)
+            self.journal.listen(self.forwarding.event)
+        await self.forwarding.apply(manifest)
+
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None
         for agent in [a for a in self._logs if a not in self.manifest.agents]:
@@ -405,6 +417,7 @@ class Supervisor:
         if raw is None:
             return 0
         self.manifest = decode.manifest(raw)
+        await self._forward(self.manifest)
         self.env.restore()
         self._read_fleet_secrets()
         stored = self.store.instances()
@@ -533,6 +546,8 @@ class Supervisor:
         for scheduled in self.schedules.values():
             scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
+        if self.forwarding is not None:  # after the runners: their last records go too
+            await self.forwarding.stop()
         await self.hooks.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():

@@ -1,0 +1,137 @@
+"""Reading the agents' JSON-lines log files as they grow, from a persisted byte cursor.
+
+The cursor (``cursor.json``) holds, per agent, the inode and offset of the first byte not yet
+handed on. An agent's file is kept open, so its rotation (``agent.log`` -> ``agent.log.1``)
+is read to its end through the same descriptor before the new file is started. After a
+restart the cursor's inode is looked for among the rotated files; one deleted meanwhile
+(``logs.keep``) is reported as lost, in bytes. Only complete lines are handed on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+
+READ = 4 * 1024 * 1024  # at most this much of one file per poll
+
+
+class _File:
+    __slots__ = ("fd", "inode", "offset")
+
+    def __init__(self, fd: int, inode: int, offset: int) -> None:
+        self.fd, self.inode, self.offset = fd, inode, offset
+
+
+class Tail:
+    def __init__(self, logs_dir: str, cursor_file: str) -> None:
+        self.logs_dir, self.cursor_file = logs_dir, cursor_file
+        self._files: dict[str, _File] = {}
+        self.lost: list[str] = []  # agents whose saved place was rotated away
+        self._saved: dict[str, list[int]] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError), open(cursor_file) as f:
+            self._saved = {a: [int(i), int(o)] for a, (i, o) in json.load(f).items()}
+
+    def _agents(self) -> list[str]:
+        try:
+            names = os.listdir(self.logs_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-4] for n in names if n.endswith(".log"))
+
+    def _open(self, agent: str) -> _File | None:
+        path = os.path.join(self.logs_dir, f"{agent}.log")
+        saved = self._saved.pop(agent, None)
+        if saved is not None:  # a previous forwarder's place: this file, or a rotated one
+            inode, offset = saved
+            for candidate in (path, *self._rotated(agent)):
+                with contextlib.suppress(FileNotFoundError):
+                    fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC)
+                    st = os.fstat(fd)
+                    if st.st_ino == inode and st.st_size >= offset:
+                        return _File(fd, inode, offset)
+                    os.close(fd)
+            self.lost.append(agent)  # rotated away (logs.keep) before it was read
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return _File(fd, os.fstat(fd).st_ino, 0)
+        return None
+
+    def _rotated(self, agent: str) -> list[str]:
+        base = os.path.join(self.logs_dir, f"{agent}.log.")
+        out = []
+        for n in range(1, 1000):
+            if not os.path.exists(f"{base}{n}"):
+                break
+            out.append(f"{base}{n}")
+        return out
+
+    def poll(self) -> Iterator[tuple[str, bytes]]:
+        """(agent, complete lines) read since the last poll; the cursor moves on as each is
+        taken (``save`` writes it)."""
+        for agent in self._agents():
+            f = self._files.get(agent)
+            if f is None:
+                f = self._open(agent)
+                if f is None:
+                    continue
+                self._files[agent] = f
+            while True:
+                data = os.pread(f.fd, READ, f.offset)
+                end = data.rfind(b"\n") + 1
+                if end == 0 and len(data) == READ:  # one line longer than READ
+                    data = self._line(f)
+                    end = len(data)
+                if end:
+                    f.offset += end
+                    yield agent, data[:end]
+                if len(data) == READ:
+                    continue
+                if not self._moved_on(agent, f, f.offset + len(data) - end):
+                    break
+                f = self._files[agent]
+
+    def _line(self, f: _File) -> bytes:
+        """The lines from the cursor to the end of a line longer than ``READ``."""
+        size = READ
+        while True:
+            size *= 2
+            data = os.pread(f.fd, size, f.offset)
+            end = data.rfind(b"\n") + 1
+            if end or len(data) < size:
+                return data[:end]
+
+    def _moved_on(self, agent: str, f: _File, seen: int) -> bool:
+        """The agent's file was rotated (or deleted and made again): the new one is read
+        from its start, once the old one is read to its end (``seen``: its size at the
+        last read). True when there is more to read."""
+        path = os.path.join(self.logs_dir, f"{agent}.log")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if st.st_ino == f.inode:
+            if st.st_size < f.offset:  # truncated in place: from its start again
+                f.offset = 0
+                return True
+            return False
+        if os.fstat(f.fd).st_size > seen:  # written after our last read: read it first
+            return True
+        os.close(f.fd)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._files[agent] = _File(fd, os.fstat(fd).st_ino, 0)
+        return True
+
+    def save(self) -> None:
+        state = {a: [f.inode, f.offset] for a, f in self._files.items()}
+        state.update({a: c for a, c in self._saved.items() if a not in state})
+        tmp = self.cursor_file + ".new"
+        with open(tmp, "w") as out:
+            json.dump(state, out)
+        os.replace(tmp, self.cursor_file)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            os.close(f.fd)
+        self._files.clear()
