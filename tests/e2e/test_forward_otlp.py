@@ -142,6 +142,20 @@ def _wait_metric(project: Project, needle: str, timeout: float = 20) -> str:
     )
 
 
+def _sample(project: Project, family: str, ok: Any, timeout: float = 30) -> float:
+    """The otlp sink's sample of ``family`` once ``ok(value)`` holds (stats come each 1 s)."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        for line in _metrics(project).splitlines():
+            if line.startswith(f'{family}{{kind="otlp",sink="otlp"}} '):
+                value = float(line.split()[-1])
+        if value is not None and ok(value):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{family}: last value {value}")
+
+
 def _events(project: Project) -> list[dict[str, Any]]:
     out = project.corral("events", "--json").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -149,3 +163,166 @@ def _events(project: Project) -> list[dict[str, Any]]:
 
 def _read(project: Project) -> Path:
     return project.state_dir / "forward"
+
+
+# COUNT lines "seq I", BURST at a time every PAUSE seconds, then quiet
+STREAMER = """\
+import sys, time
+count, burst, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+for start in range(0, count, burst):
+    sys.stdout.write("".join(f"seq {i} " + "x" * 60 + "\\n"
+                             for i in range(start, min(start + burst, count))))
+    sys.stdout.flush()
+    time.sleep(pause)
+time.sleep(3600)
+"""
+
+
+def _seqs(rows: list[dict[str, Any]]) -> list[int]:
+    return [int(r["body"].split()[1]) for r in rows if str(r["body"]).startswith("seq ")]
+
+
+def _stream_fleet(
+    project: Project, endpoint: str, count: int, burst: int, pause: float, queue: str = "256MiB"
+) -> None:
+    project.file("streamer.py", STREAMER)
+    _with_metrics(
+        project,
+        f"""
+        name: fwd
+        agents:
+          stream:
+            command: python3 streamer.py {count} {burst} {pause}
+        logs:
+          forward:
+            - otlp: {{endpoint: "{endpoint}"}}
+              queue: {queue}
+              batch: 500
+    """,
+    )
+
+
+def test_a_sink_down_then_back_loses_nothing(project: Project, otlp: HttpReceiver) -> None:
+    port = otlp.port
+    otlp.stop()  # down: its port refuses connections
+    _stream_fleet(project, f"http://127.0.0.1:{port}", 3000, 100, 0.02)
+    project.corral("up", "-d")
+    project.wait_for(
+        lambda r: (
+            len([x for x in project.records("stream") if x["message"].startswith("seq ")]) == 3000
+        ),
+        what="all 3000 lines stored",
+    )
+    text = _wait_metric(project, 'corral_log_forward_up{kind="otlp",sink="otlp"} 0.0')
+    queued = [x for x in text.splitlines() if x.startswith("corral_log_forward_queue_records{")]
+    assert queued and float(queued[0].split()[-1]) >= 3000, queued
+    kinds = [e["event"] for e in _events(project)]
+    assert "forward_sink_down" in kinds
+    otlp.port = port
+    otlp.start()  # back, on the same port
+    rows = otlp.wait("otlp", lambda r: len(_seqs(r)) >= 3000, timeout=60, what="3000 lines")
+    assert _seqs(rows) == list(range(3000))  # every line, in order, none twice
+    _wait_metric(project, 'corral_log_forward_queue_records{kind="otlp",sink="otlp"} 0.0')
+    _wait_metric(project, 'corral_log_forward_up{kind="otlp",sink="otlp"} 1.0')
+    assert "forward_sink_up" in [e["event"] for e in _events(project)]
+
+
+def test_a_full_queue_is_an_event_and_a_metric_and_blocks_no_agent(
+    project: Project, otlp: HttpReceiver
+) -> None:
+    otlp.refuse = 503  # up, but refusing everything for now
+    _stream_fleet(project, otlp.url, 5000, 500, 0.01, queue="64KiB")
+    project.corral("up", "-d")
+    # the agent wrote all its lines, into corral's own log, and runs on
+    project.wait_for(
+        lambda r: (
+            len([x for x in project.records("stream") if x["message"].startswith("seq ")]) == 5000
+        ),
+        what="all 5000 lines stored",
+    )
+    assert project.ps()["stream.1"]["state"] == "running"
+    assert _sample(project, "corral_log_forward_dropped_total", lambda v: v > 0) > 0
+    queue = _sample(project, "corral_log_forward_queue_bytes", lambda v: v > 0)
+    assert queue <= 64 * 1024
+    full = [e for e in _events(project) if e["event"] == "forward_queue_full"]
+    assert full and "queue is full" in full[0]["reason"] and full[0]["sink"] == "otlp"
+    otlp.refuse = None  # what the queue held arrives; what it dropped does not
+    _sample(project, "corral_log_forward_queue_records", lambda v: v == 0, timeout=60)
+    final_dropped = _sample(project, "corral_log_forward_dropped_total", lambda v: True)
+    seqs = _seqs(otlp.got("otlp"))
+    assert len(seqs) == 5000 - final_dropped and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs) and seqs[0] == 0  # the oldest were kept, the newest dropped
+
+
+def test_a_daemon_killed_mid_stream_loses_nothing(project: Project, otlp: HttpReceiver) -> None:
+    import os
+    import signal
+
+    _stream_fleet(project, otlp.url, 6000, 50, 0.02)  # about 2.4 s of output
+    project.corral("up", "-d")
+    otlp.wait("otlp", lambda r: len(_seqs(r)) >= 500, what="the stream under way")
+    pid = project.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # its forwarder sees its stdin end and stops too
+    time.sleep(0.5)
+    project.corral("up", "-d")  # a new daemon re-adopts the agent and forwards on
+    assert project.ps()["stream.1"]["state"] == "running"
+    rows = otlp.wait(
+        "otlp", lambda r: set(_seqs(r)) >= set(range(6000)), timeout=60, what="all 6000 lines"
+    )
+    seqs = _seqs(rows)
+    assert set(seqs) == set(range(6000))
+    assert len(seqs) - 6000 <= 2000  # at least once: a batch in flight may come twice
+
+
+def test_traces_carry_each_start_stop_restart_and_probe(
+    project: Project, otlp: HttpReceiver
+) -> None:
+    """The spans of ``otlp: {traces: true}``, decoded with the official trace schema."""
+    flag = project.root / "ready.flag"
+    project.file("crash.py", "import time\ntime.sleep(0.3)\nraise SystemExit(3)\n")
+    project.write(f"""
+        name: fwd
+        agents:
+          web:
+            command: sleep 3600
+            readiness: {{exec: "test -f {flag}", period: 0.2s, failure_threshold: 1}}
+          crash:
+            command: python3 crash.py
+            restart: {{policy: on-failure, max_restarts: 1, backoff: {{initial: 0.1}}}}
+        logs:
+          forward:
+            - otlp: {{endpoint: "{otlp.url}/v1/logs", traces: true}}
+    """)
+    project.corral("up", "-d")
+    project.wait_for(lambda r: r["web.1"]["health"] == "unhealthy", what="web unhealthy")
+    flag.write_text("")
+    project.wait_for(lambda r: r["web.1"]["health"] == "healthy", what="web healthy")
+    project.corral("stop", "web")
+    spans = otlp.wait(
+        "traces",
+        lambda s: (
+            {"start web", "probe web", "stop web", "restart crash", "fatal crash"}
+            <= {x["name"] for x in s}
+        ),
+        what="the lifecycle's spans",
+    )
+    by_name = {s["name"]: s for s in spans}
+    start = by_name["start web"]
+    assert start["status"] == 1 and start["end"] >= start["start"] > 0  # STATUS_CODE_OK
+    assert start["resource"]["service.name"] == "web"
+    assert start["attributes"]["corral.instance"] == "web.1"
+    assert start["attributes"]["corral.state"] == "running"
+    probes = [
+        (s["attributes"]["corral.health"], s["status"]) for s in spans if s["name"] == "probe web"
+    ]
+    assert probes == [("unhealthy", 2), ("healthy", 1)]
+    stop = by_name["stop web"]
+    assert stop["trace_id"] == start["trace_id"] and stop["start"] >= start["end"]
+    restart = by_name["restart crash"]
+    assert restart["attributes"]["corral.exit_code"] == 3
+    assert "exited with code 3" in restart["attributes"]["corral.reason"]
+    fatal = by_name["fatal crash"]
+    assert fatal["status"] == 2 and "crash loop" in fatal["message"]  # STATUS_CODE_ERROR
+    assert all(s["kind"] == 1 for s in spans)  # SPAN_KIND_INTERNAL
+    assert not otlp.mistakes

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from corral.logs.forward.base import Sender, Sink, Stats, parse
@@ -191,7 +192,7 @@ class Worker:
         from corral.logs.forward.traces import Spans, encoded
 
         spans = Spans(self.project)
-        for line in sys.stdin.buffer:
+        for line in _lines(0):
             if not self.traces:
                 continue
             try:
@@ -204,6 +205,21 @@ class Worker:
                 for lane in self.traces:
                     lane.stats.dropped += lane.spool.append(data)
         self.stopping.set()
+
+
+def _lines(fd: int) -> Iterator[bytes]:
+    """Lines read from ``fd`` with plain reads (no buffered reader of sys.stdin, whose lock a
+    thread still blocked in it holds while the interpreter shuts down), until its end."""
+    rest = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        *lines, rest = (rest + data).split(b"\n")
+        yield from lines
 
 
 def main(argv: list[str]) -> int:
