@@ -102,13 +102,15 @@ class Spool:
             data = os.pread(f.fileno(), max_bytes, off) if size is None or size > off else b""
         if not data:
             with self._lock:
-                if seg != self._segments[-1]:  # this segment is all taken: the next one
+                finished = seg != self._segments[-1]
+                if finished:  # this segment is all taken: on to the next one
                     self._segments.remove(seg)
                     self._head = (self._segments[0], 0)
                     self._save_head()
                     self._unlink(seg)
-                    return self.peek(max_records, max_bytes)
-            return b"", self._head
+            if finished:
+                return self.peek(max_records, max_bytes)
+            return b"", (seg, off)
         end = data.rfind(b"\n") + 1
         if end == 0:  # one record longer than max_bytes
             return self.peek(max_records, len(data) * 2)

@@ -73,6 +73,8 @@ class Syslog(Sink):
         self._sock: socket.socket | None = None
 
     def _socket(self) -> socket.socket:
+        if self._sock is not None and not self.udp and not _open(self._sock):
+            self.close()  # the server closed it (restarted): what we wrote now would be lost
         if self._sock is None:
             kind = socket.SOCK_DGRAM if self.udp else socket.SOCK_STREAM
             infos = socket.getaddrinfo(*self.address, type=kind)
@@ -103,6 +105,16 @@ class Syslog(Sink):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _open(sock: socket.socket) -> bool:
+    """Whether the peer has not closed the connection (a syslog server never writes)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def make(name: str, project: str, options: Any) -> Sink:

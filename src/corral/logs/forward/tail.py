@@ -13,8 +13,12 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 READ = 4 * 1024 * 1024  # at most this much of one file per poll
+
+
+HEAD = 64  # the first bytes of a file, saved with its inode: a reused inode is another file
 
 
 class _File:
@@ -23,15 +27,19 @@ class _File:
     def __init__(self, fd: int, inode: int, offset: int) -> None:
         self.fd, self.inode, self.offset = fd, inode, offset
 
+    def head(self) -> str:
+        return os.pread(self.fd, HEAD, 0).hex()
+
 
 class Tail:
     def __init__(self, logs_dir: str, cursor_file: str) -> None:
         self.logs_dir, self.cursor_file = logs_dir, cursor_file
         self._files: dict[str, _File] = {}
+        self._backlog: dict[str, list[int]] = {}  # rotated files to read first, oldest first
         self.lost: list[str] = []  # agents whose saved place was rotated away
-        self._saved: dict[str, list[int]] = {}
-        with contextlib.suppress(FileNotFoundError, ValueError), open(cursor_file) as f:
-            self._saved = {a: [int(i), int(o)] for a, (i, o) in json.load(f).items()}
+        self._saved: dict[str, list[Any]] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError), open(cursor_file) as f:
+            self._saved = {a: [int(i), int(o), str(h)] for a, (i, o, h) in json.load(f).items()}
 
     def _agents(self) -> list[str]:
         try:
@@ -44,15 +52,25 @@ class Tail:
         path = os.path.join(self.logs_dir, f"{agent}.log")
         saved = self._saved.pop(agent, None)
         if saved is not None:  # a previous forwarder's place: this file, or a rotated one
-            inode, offset = saved
+            inode, offset, head = saved
             for candidate in (path, *self._rotated(agent)):
                 with contextlib.suppress(FileNotFoundError):
                     fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC)
                     st = os.fstat(fd)
-                    if st.st_ino == inode and st.st_size >= offset:
-                        return _File(fd, inode, offset)
+                    found = _File(fd, inode, offset)
+                    if (
+                        st.st_ino == inode
+                        and st.st_size >= offset
+                        and found.head().startswith(head)
+                    ):  # grown since, or the same
+                        return found
                     os.close(fd)
             self.lost.append(agent)  # rotated away (logs.keep) before it was read
+            for older in reversed(self._rotated(agent)):  # what is left, oldest first
+                with contextlib.suppress(FileNotFoundError):
+                    self._backlog.setdefault(agent, []).append(
+                        os.open(older, os.O_RDONLY | os.O_CLOEXEC)
+                    )
         with contextlib.suppress(FileNotFoundError):
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             return _File(fd, os.fstat(fd).st_ino, 0)
@@ -77,6 +95,9 @@ class Tail:
                 if f is None:
                     continue
                 self._files[agent] = f
+            for fd in self._backlog.pop(agent, []):
+                yield from ((agent, data) for data in _whole(fd))
+                os.close(fd)
             while True:
                 data = os.pread(f.fd, READ, f.offset)
                 end = data.rfind(b"\n") + 1
@@ -124,7 +145,8 @@ class Tail:
         return True
 
     def save(self) -> None:
-        state = {a: [f.inode, f.offset] for a, f in self._files.items()}
+        """Write the cursor (after what was polled has been queued)."""
+        state = {a: [f.inode, f.offset, f.head()] for a, f in self._files.items()}
         state.update({a: c for a, c in self._saved.items() if a not in state})
         tmp = self.cursor_file + ".new"
         with open(tmp, "w") as out:
@@ -134,4 +156,21 @@ class Tail:
     def close(self) -> None:
         for f in self._files.values():
             os.close(f.fd)
+        for fds in self._backlog.values():
+            for fd in fds:
+                os.close(fd)
         self._files.clear()
+        self._backlog.clear()
+
+
+def _whole(fd: int) -> Iterator[bytes]:
+    """The complete lines of a whole (rotated, no longer written) file."""
+    offset = 0
+    while data := os.pread(fd, READ, offset):
+        end = data.rfind(b"\n") + 1
+        if not end:
+            if len(data) < READ:
+                return
+            end = len(data)  # a line longer than READ: handed on in pieces
+        offset += end
+        yield data[:end]
