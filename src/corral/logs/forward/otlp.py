@@ -8,6 +8,7 @@ instance's names again, its stream, its run (scheduled agents) and the line's ow
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from corral.logs.forward import protobuf as pb
@@ -31,38 +32,61 @@ def resource(project: str, agent: str, instance: str) -> bytes:
     )
 
 
-def log_record(r: Record) -> bytes:
-    level = r.get("level", "info")
-    body = r.get("message", "")
-    attrs = [
-        pb.key_value(6, "corral.agent", r.get("agent", "")),
-        pb.key_value(6, "corral.instance", r.get("instance", "")),
-        pb.key_value(6, "corral.stream", r.get("stream", "")),
-        pb.key_value(6, "corral.level", level),
-    ]
-    if (run := r.get("run")) is not None:
-        attrs.append(pb.key_value(6, "corral.run", run))
-    if r.get("partial"):
-        attrs.append(pb.key_value(6, "corral.partial", True))
-    attrs.extend(pb.key_value(6, k, v) for k, v in fields(r).items())
-    ts = unix_nanos(r)
-    return b"".join(
-        (
-            pb.fixed64(1, ts),
+_FIXED = struct.Struct("<Q")
+_heads: dict[tuple[Any, ...], bytes] = {}  # the fields every record of a kind shares
+
+
+def _head(agent: Any, instance: Any, stream: Any, level: Any, run: Any, partial: Any) -> bytes:
+    """Severity (number, text) and corral's attributes, encoded once per kind of record."""
+    key = (agent, instance, stream, level, run, partial)
+    found = _heads.get(key)
+    if found is None:
+        if len(_heads) > 10_000:
+            _heads.clear()
+        text = level.upper() if isinstance(level, str) else "INFO"
+        parts = [
             pb.uint(2, SEVERITY.get(level, 9)),
-            pb.string(3, level.upper() if isinstance(level, str) else "INFO"),
-            pb.message(5, pb.any_value(body)),
-            *attrs,
-            pb.fixed64(11, ts),
-        )
+            pb.string(3, text),
+            pb.key_value(6, "corral.agent", agent or ""),
+            pb.key_value(6, "corral.instance", instance or ""),
+            pb.key_value(6, "corral.stream", stream or ""),
+            pb.key_value(6, "corral.level", level),
+        ]
+        if run is not None:
+            parts.append(pb.key_value(6, "corral.run", run))
+        if partial:
+            parts.append(pb.key_value(6, "corral.partial", True))
+        found = _heads[key] = b"".join(parts)
+    return found
+
+
+def log_record(r: Record) -> bytes:
+    """One ``LogRecord`` (without its field tag): time and observed time (1, 11), severity
+    (2, 3), the message as its body (5), attributes (6)."""
+    level = r.get("level", "info")
+    head = _head(
+        r.get("agent"), r.get("instance"), r.get("stream"), level, r.get("run"), r.get("partial")
     )
+    body = r.get("message", "")
+    if isinstance(body, str):
+        text = body.encode("utf-8", "replace")
+        value = b"\x0a" + pb.varint(len(text)) + text
+    else:
+        value = pb.any_value(body)
+    ts = _FIXED.pack(unix_nanos(r))
+    own = fields(r) if len(r) > 6 else None
+    extra = b"".join(pb.key_value(6, k, v) for k, v in own.items()) if own else b""
+    return b"".join(
+        (b"\x09", ts, head, b"\x2a", pb.varint(len(value)), value, extra, b"\x59", ts)
+    )  # 0x09: field 1 fixed64; 0x2a: 5 bytes; 0x59: 11 fixed64
 
 
 def export_logs(project: str, records: list[Record]) -> bytes:
     by_instance: dict[tuple[str, str], list[bytes]] = {}
     for r in records:
         key = (str(r.get("agent", "")), str(r.get("instance", "")))
-        by_instance.setdefault(key, []).append(pb.message(2, log_record(r)))
+        record = log_record(r)
+        by_instance.setdefault(key, []).append(b"\x12" + pb.varint(len(record)) + record)
     out = []
     for (agent, instance), logs in by_instance.items():
         scope = pb.message(2, SCOPE + b"".join(logs))  # ScopeLogs

@@ -9,9 +9,14 @@ import struct
 _FIXED64 = struct.Struct("<Q")
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)] + [
+    bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x4000)
+]
+
+
 def varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
+    if 0 <= n < 0x4000:
+        return _SMALL[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)

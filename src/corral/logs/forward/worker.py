@@ -84,11 +84,20 @@ class Worker:
         self.lanes: list[Lane] = []
         self.traces: list[Lane] = []
         for target, name in zip(targets, sink_names(targets), strict=True):
-            self.lanes.append(
-                self._lane(
-                    name, "logs", target.queue, target.batch, make_sink(target, name, self.project)
+            try:
+                sink = make_sink(target, name, self.project)
+            except ImportError as exc:  # the fluent sink without msgpack
+                self.out(
+                    {
+                        "event": "forward_unavailable",
+                        "sink": name,
+                        "what": "logs",
+                        "reason": f"{name}: {exc.name or exc} is not installed: pip install "
+                        "'corral[forward]' and run 'corral up' again",
+                    }
                 )
-            )
+                continue
+            self.lanes.append(self._lane(name, "logs", target.queue, target.batch, sink))
             if target.otlp is not None and target.otlp.traces:
                 from corral.logs.forward.traces import OtlpTraces
 
