@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from common import BENCH, REPO, children, make_tag, spam_cmd, sweep
 from logcheck import LogCounter, verify
