@@ -9,6 +9,8 @@ loses nothing; traces carry the lifecycle."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -255,9 +257,6 @@ def test_a_full_queue_is_an_event_and_a_metric_and_blocks_no_agent(
 
 
 def test_a_daemon_killed_mid_stream_loses_nothing(project: Project, otlp: HttpReceiver) -> None:
-    import os
-    import signal
-
     _stream_fleet(project, otlp.url, 6000, 50, 0.02)  # about 2.4 s of output
     project.corral("up", "-d")
     otlp.wait("otlp", lambda r: len(_seqs(r)) >= 500, what="the stream under way")
@@ -326,3 +325,32 @@ def test_traces_carry_each_start_stop_restart_and_probe(
     assert fatal["status"] == 2 and "crash loop" in fatal["message"]  # STATUS_CODE_ERROR
     assert all(s["kind"] == 1 for s in spans)  # SPAN_KIND_INTERNAL
     assert not otlp.mistakes
+
+
+def _forwarder_pid(project: Project) -> int:
+    needle = f"corral.logs.forward\0{project.state_dir}".encode()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if needle in Path(f"/proc/{name}/cmdline").read_bytes():
+                    return int(name)
+            except OSError:
+                continue
+    raise AssertionError("no forwarder process")
+
+
+def test_a_killed_forwarder_is_started_again_and_loses_nothing(
+    project: Project, otlp: HttpReceiver
+) -> None:
+    _stream_fleet(project, otlp.url, 4000, 50, 0.02)
+    project.corral("up", "-d")
+    otlp.wait("otlp", lambda r: len(_seqs(r)) >= 300, what="the stream under way")
+    first = _forwarder_pid(project)
+    os.kill(first, signal.SIGKILL)  # no clean stop: its cursor may lag its queue
+    rows = otlp.wait(
+        "otlp", lambda r: set(_seqs(r)) >= set(range(4000)), timeout=60, what="all 4000 lines"
+    )
+    assert set(_seqs(rows)) == set(range(4000))
+    assert _forwarder_pid(project) != first
+    exits = [e for e in _events(project) if e["event"] == "forward_exit"]
+    assert exits and "started again" in exits[0]["reason"]

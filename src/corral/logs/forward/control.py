@@ -19,6 +19,7 @@ from corral.manifest import decode
 from corral.manifest.spec import Manifest
 
 Event = dict[str, Any]
+RESPAWN = 5.0  # seconds before a forwarder that ended on its own is started again
 STOP_WAIT = 20.0  # seconds a stopping forwarder gets to finish its sends
 _STDIN_LIMIT = 1 << 20  # events waiting for the forwarder past this are left out
 
@@ -59,6 +60,9 @@ class Forwarding:
             json.dump(config, f)
         os.replace(tmp, os.path.join(root, "config.json"))
         self._traces = any(t.otlp is not None and t.otlp.traces for t in targets)
+        await self._spawn()
+
+    async def _spawn(self) -> None:
         with open(self.stderr_path, "ab") as err:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -118,10 +122,14 @@ class Forwarding:
                     "agent": "",
                     "event": "forward_exit",
                     "instance": "forward",
-                    "reason": f"the log forwarder ended ({code}): see {self.stderr_path}",
+                    "reason": f"the log forwarder ended ({code}): see {self.stderr_path}; "
+                    f"started again in {RESPAWN:g}s",
                     "exit_code": code,
                 }
             )
+            await asyncio.sleep(RESPAWN)  # its queues and cursor are on disk: it goes on
+            if self._proc is proc:
+                await self._spawn()
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -85,9 +85,11 @@ class Tail:
             out.append(f"{base}{n}")
         return out
 
-    def poll(self) -> Iterator[tuple[str, bytes]]:
-        """(agent, complete lines) read since the last poll; the cursor moves on as each is
-        taken (``save`` writes it)."""
+    def poll(self, limit: int = READ) -> Iterator[tuple[str, bytes]]:
+        """(agent, complete lines) read since the last poll, at most ``limit`` bytes of each
+        agent's file a call (poll again while it yields: the agents take turns); the cursor
+        moves on as each is taken (``save`` writes it). A caller may stop taking at any
+        point: what it did not take is read again by the next poll."""
         for agent in self._agents():
             f = self._files.get(agent)
             if f is None:
@@ -99,23 +101,22 @@ class Tail:
                 yield from ((agent, data) for data in _whole(fd))
                 os.close(fd)
             while True:
-                data = os.pread(f.fd, READ, f.offset)
+                data = os.pread(f.fd, limit, f.offset)
                 end = data.rfind(b"\n") + 1
-                if end == 0 and len(data) == READ:  # one line longer than READ
-                    data = self._line(f)
+                if end == 0 and len(data) == limit:  # one line longer than the limit
+                    data = self._line(f, limit)
                     end = len(data)
                 if end:
                     f.offset += end
                     yield agent, data[:end]
-                if len(data) == READ:
-                    continue
+                if len(data) >= limit:
+                    break  # more: at the next poll, after the other agents
                 if not self._moved_on(agent, f, f.offset + len(data) - end):
                     break
                 f = self._files[agent]
 
-    def _line(self, f: _File) -> bytes:
-        """The lines from the cursor to the end of a line longer than ``READ``."""
-        size = READ
+    def _line(self, f: _File, size: int) -> bytes:
+        """The lines from the cursor to the end of a line longer than ``size``."""
         while True:
             size *= 2
             data = os.pread(f.fd, size, f.offset)

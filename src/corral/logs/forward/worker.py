@@ -21,10 +21,11 @@ from typing import Any
 
 from corral.logs.forward.base import Sender, Sink, Stats, parse
 from corral.logs.forward.spool import Spool
-from corral.logs.forward.tail import Tail
+from corral.logs.forward.tail import READ, Tail
 from corral.manifest import decode
 from corral.manifest.spec import ForwardTarget, sink_names
 
+MIN_READ = 64 * 1024  # the tail waits for this much room in the queues of the sinks up
 POLL = 0.1  # seconds between looks at the log files when nothing new was there
 TRACE_QUEUE = 16 * 1024 * 1024
 MODULES = {
@@ -119,10 +120,14 @@ class Worker:
         reported = 0.0
         while not self.stopping.is_set():
             moved = False
-            for agent, data in self.tail.poll():
+            # a sink that is up but behind holds the tail back: the stored files wait
+            room, want = self._room()
+            for agent, data in self.tail.poll(min(READ, room)) if room >= want else ():
                 moved = True
                 for lane in self.lanes:
                     self._queue(lane, agent, data)
+                if self._room()[0] < want:
+                    break
             for agent in self.tail.lost:
                 self.out(
                     {
@@ -149,6 +154,19 @@ class Worker:
         self.tail.close()
         self._report()
         return 0
+
+    def _room(self) -> tuple[int, int]:
+        """What the queues of the sinks that are up can take now, and the least worth a
+        read. A sink slower than the agents' output holds the tail back (the stored files
+        are the buffer then); a sink that is down does not: its queue fills, then drops
+        (``_queue``), and the others go on."""
+        up = [lane.spool for lane in self.lanes if lane.stats.up]
+        if not up:
+            return READ, 1
+        return (
+            min(q.max_bytes - q.bytes for q in up),
+            min(min(MIN_READ, q.max_bytes // 2) for q in up),
+        )
 
     def _queue(self, lane: Lane, agent: str, data: bytes) -> None:
         dropped = lane.spool.append(data)
