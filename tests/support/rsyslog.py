@@ -1,7 +1,8 @@
 """A real syslog receiver for the forwarding tests: Debian's ``rsyslog``, in the foreground
 with a temp config (``imtcp`` and ``imudp`` on free 127.0.0.1 ports, each message written to
 a file as one JSON object of the fields rsyslog parsed from it: its RFC 5424 parser's, not
-ours), stopped by its PID at the end."""
+ours), stopped by its PID at the end. Its UDP input gets a 16 MB receive buffer: UDP drops
+what a full buffer cannot take, and a burst of a few hundred datagrams filled the default."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ ruleset(name="out") {{
   action(type="omfile" file="{out}" template="fields")
 }}
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="out")
-input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out" rcvbufSize="16m")
 """
 
 
