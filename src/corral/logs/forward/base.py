@@ -149,9 +149,10 @@ class Sender(threading.Thread):
                     n = data.count(b"\n")
                     self.stats.rejected += n
                     self._event("forward_rejected", f"{n} records refused for good: {exc}")
+                else:
+                    if self.what == "logs":
+                        self.stats.sent += data.count(b"\n")
                 self.spool.commit(position, data)
-                if self.what == "logs":
-                    self.stats.sent += data.count(b"\n")
                 delay = BACKOFF_FIRST
                 if not self.stats.up:
                     self.stats.up = True

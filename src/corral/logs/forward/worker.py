@@ -105,7 +105,17 @@ class Worker:
                 endpoint = target.otlp.endpoint.rstrip("/").removesuffix("/v1/logs")
                 sink = OtlpTraces(name, self.project, endpoint, target.otlp.headers)
                 self.traces.append(self._lane(name, "traces", TRACE_QUEUE, target.batch, sink))
+        self._forget(set(sink_names(targets)))
         self.tail = Tail(StateLayout(state_dir).logs, os.path.join(self.root, "cursor.json"))
+
+    def _forget(self, names: set[str]) -> None:
+        """The queues of sinks no longer configured (their records go nowhere now)."""
+        import shutil
+
+        for entry in os.listdir(self.root):
+            path = os.path.join(self.root, entry)
+            if entry not in names and os.path.isdir(os.path.join(path, "logs")):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _lane(self, name: str, what: str, queue: int, batch: int, sink: Sink) -> Lane:
         spool = Spool(os.path.join(self.root, name, what), queue)
