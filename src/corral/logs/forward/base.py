@@ -6,8 +6,10 @@ from __future__ import annotations
 import calendar
 import json
 import random
+import sys
 import threading
 import time
+import traceback
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -128,39 +130,50 @@ class Sender(threading.Thread):
         delay = BACKOFF_FIRST
         try:
             while not self.stopping.is_set():
-                data, position = self.spool.peek(self.batch)
-                if not data:
-                    self.spool.wait(0.5)
-                    continue
                 try:
-                    self.sink.send(self.decode(data))
-                except Retry as exc:
-                    self.stats.failures += 1
-                    if self.stats.up:
-                        self.stats.up = False
-                        self._event(
-                            "forward_sink_down",
-                            f"{exc}; retrying with backoff, {self.spool.records} records queued",
-                        )
-                    self.stopping.wait(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, BACKOFF_MAX)
-                    continue
-                except Rejected as exc:
-                    n = data.count(b"\n")
-                    self.stats.rejected += n
-                    self._event("forward_rejected", f"{n} records refused for good: {exc}")
-                else:
-                    if self.what == "logs":
-                        self.stats.sent += data.count(b"\n")
-                self.spool.commit(position, data)
-                delay = BACKOFF_FIRST
-                if not self.stats.up:
-                    self.stats.up = True
-                    self._event(
-                        "forward_sink_up", f"sending again, {self.spool.records} records queued"
-                    )
+                    delay = self._once(delay)
+                except OSError as exc:  # the queue's files (a full disk): try again later
+                    self._event("forward_queue_error", f"its queue: {exc}")
+                    self.stopping.wait(BACKOFF_MAX)
         finally:
             self.sink.close()
+
+    def _once(self, delay: float) -> float:
+        """One batch sent, or tried; the backoff for the next one."""
+        data, position = self.spool.peek(self.batch)
+        if not data:
+            self.spool.wait(0.5)
+            return delay
+        try:
+            try:
+                self.sink.send(self.decode(data))
+            except (Retry, Rejected):
+                raise
+            except Exception as exc:  # a record this sink cannot encode (a bug): not again
+                traceback.print_exc(file=sys.stderr)
+                raise Rejected(f"{type(exc).__name__}: {exc}") from None
+        except Retry as exc:
+            self.stats.failures += 1
+            if self.stats.up:
+                self.stats.up = False
+                self._event(
+                    "forward_sink_down",
+                    f"{exc}; retrying with backoff, {self.spool.records} records queued",
+                )
+            self.stopping.wait(delay * random.uniform(0.8, 1.2))
+            return min(delay * 2, BACKOFF_MAX)
+        except Rejected as exc:
+            n = data.count(b"\n")
+            self.stats.rejected += n
+            self._event("forward_rejected", f"{n} records refused for good: {exc}")
+        else:
+            if self.what == "logs":
+                self.stats.sent += data.count(b"\n")
+        self.spool.commit(position, data)
+        if not self.stats.up:
+            self.stats.up = True
+            self._event("forward_sink_up", f"sending again, {self.spool.records} records queued")
+        return BACKOFF_FIRST
 
     def _event(self, kind: str, reason: str) -> None:
         self.report(
