@@ -354,3 +354,30 @@ def test_a_killed_forwarder_is_started_again_and_loses_nothing(
     assert _forwarder_pid(project) != first
     exits = [e for e in _events(project) if e["event"] == "forward_exit"]
     assert exits and "started again" in exits[0]["reason"]
+
+
+def test_the_queue_of_a_sink_down_outlives_a_daemon_restart(
+    project: Project, otlp: HttpReceiver
+) -> None:
+    port = otlp.port
+    otlp.stop()
+    _stream_fleet(project, f"http://127.0.0.1:{port}", 2000, 100, 0.01)
+    project.corral("up", "-d")
+    project.wait_for(
+        lambda r: (
+            len([x for x in project.records("stream") if x["message"].startswith("seq ")]) == 2000
+        ),
+        what="all 2000 lines stored",
+    )
+    _sample(project, "corral_log_forward_queue_records", lambda v: v >= 2000)
+    pid = project.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    project.corral("up", "-d")  # a new daemon and forwarder, the sink still down
+    _sample(project, "corral_log_forward_queue_records", lambda v: v >= 2000)
+    otlp.port = port
+    otlp.start()
+    rows = otlp.wait("otlp", lambda r: len(_seqs(r)) >= 2000, timeout=60, what="2000 lines")
+    time.sleep(1)  # nothing more comes: none twice
+    assert _seqs(otlp.got("otlp")) == list(range(2000)) and len(rows) >= 2000
