@@ -75,7 +75,10 @@ def test_every_line_arrives_with_its_names_level_time_and_fields(
             secrets: [{{source: token, env: TOKEN}}]
         logs:
           forward:
-            - otlp: {{endpoint: "{otlp.url}", headers: {{x-test: "yes"}}}}
+            - otlp:
+                endpoint: "{otlp.url}"
+                headers: {{x-test: "yes"}}
+                secret_headers: {{authorization: token}}
     """,
     )
     project.corral("up", "-d", env={"FWD_TOKEN": "s3cr3t-value-42"})
@@ -109,6 +112,16 @@ def test_every_line_arrives_with_its_names_level_time_and_fields(
     got = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sample["time"] // 10**9))
     assert want.startswith(got) and want[20:26] == f"{sample['time'] % 10**9 // 1000:06d}"
     assert "s3cr3t-value-42" not in json.dumps(otlp.got("otlp"))
+    # the secret header is sent, and written nowhere: not in the config the forwarder reads,
+    # the manifest the daemon keeps, `corral config`'s output or the events
+    assert {h.get("authorization") for h in otlp.seen_headers} == {"s3cr3t-value-42"}
+    assert {h.get("x-test") for h in otlp.seen_headers} == {"yes"}
+    for path in project.state_dir.rglob("*"):
+        if path.is_file() and "logs" not in path.parts:  # the agents own logs: redacted
+            assert b"s3cr3t-value-42" not in path.read_bytes(), path
+    shown = project.corral("config", env={"FWD_TOKEN": "s3cr3t-value-42"}).stdout
+    assert "authorization: token" in shown and "s3cr3t" not in shown
+    assert "s3cr3t" not in project.corral("events", "--json").stdout
     assert not otlp.mistakes
     metrics = _metrics(project)
     assert 'corral_log_forward_sent_total{kind="otlp",sink="otlp"}' in metrics

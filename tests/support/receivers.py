@@ -109,6 +109,7 @@ class HttpReceiver(_Server):
     def __init__(self) -> None:
         super().__init__()
         self.refuse: int | None = None  # answer every request with this status
+        self.seen_headers: list[dict[str, str]] = []  # each request's headers
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -124,6 +125,7 @@ class HttpReceiver(_Server):
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.seen_headers.append(dict(self.headers.items()))
                 if receiver.refuse is not None:
                     return self._answer(receiver.refuse, b"refused for now", "text/plain")
                 try:

@@ -185,6 +185,13 @@ def _check(manifest: spec.Manifest) -> None:
     for i, target in enumerate(manifest.logs.forward):
         if problem := spec.sink_kind_problem(target):
             raise _Invalid(f"logs.forward.{i}", problem)
+    for i, target in enumerate(manifest.logs.forward):
+        options = getattr(target, target.kind)
+        for header, secret in getattr(options, "secret_headers", {}).items():
+            if secret not in manifest.secrets:
+                raise _Invalid(f"logs.forward.{i}.{target.kind}.secret_headers.{header}",
+                               f"secret {secret!r} is not declared under the top-level "
+                               "secrets: (declare it, then 'corral up')")
     if len(set(names := spec.sink_names(manifest.logs.forward))) != len(names):
         raise _Invalid("logs.forward", "two targets have one name: give each its own name:")
     # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``

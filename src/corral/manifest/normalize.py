@@ -322,6 +322,13 @@ def known_clusters(manifest: spec.Manifest) -> spec.Manifest:
             known = ", ".join(routes.shown_placements()) or "none installed"
             raise ValueError(f"cluster.{name}: no installed driver places agents there "
                              f"(known: {known})")
+    for i, target in enumerate(manifest.logs.forward):  # (the daemon's decoder checks too)
+        for header, secret in getattr(getattr(target, target.kind), "secret_headers",
+                                      {}).items():
+            if secret not in manifest.secrets:
+                raise ValueError(f"logs.forward[{i}].{target.kind}.secret_headers.{header}: "
+                                 f"secret {secret!r} is not declared under the top-level "
+                                 "secrets: (declare it, then 'corral up')")
     return manifest
 
 

@@ -433,7 +433,11 @@ ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"  # host:port, [v6
 Url = Annotated[str, Pattern(HTTP_URL)]
 Address = Annotated[str, Pattern(ADDRESS)]
 SINK_KINDS = ("otlp", "loki", "elasticsearch", "syslog", "fluent")
-Headers = dict[Annotated[str, Pattern(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")], str]
+HeaderName = Annotated[str, Pattern(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+Headers = dict[HeaderName, str]
+# header -> the name of a top-level secrets: entry whose value it is sent with (never stored,
+# never printed: the daemon reads it and hands it to the forwarder in memory)
+SecretHeaders = dict[HeaderName, Annotated[str, Pattern(SECRET_NAME)]]
 
 
 @record(kw_only=True)
@@ -444,6 +448,7 @@ class OtlpSink(Core, Record):
 
     endpoint: Url
     headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
     traces: bool = False
 
 
@@ -454,6 +459,7 @@ class LokiSink(Core, Record):
 
     url: Url
     headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
 
 
 @record(kw_only=True)
@@ -464,6 +470,7 @@ class ElasticsearchSink(Core, Record):
     url: Url
     index: Annotated[str, Pattern(r"^[a-z0-9][a-z0-9._+-]{0,254}$")] = "corral-logs"
     headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
 
 
 @record(kw_only=True)

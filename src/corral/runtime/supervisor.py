@@ -20,7 +20,7 @@ from corral.errors import CorralError, NotFound
 from corral.logs.forward.control import Forwarding
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph, peers
-from corral.manifest.spec import Agent, Manifest, instance_name
+from corral.manifest.spec import Agent, Manifest, instance_name, sink_names
 from corral.paths import StateLayout
 from corral.runtime import dependencies, journal
 from corral.runtime.events import EventBus
@@ -403,7 +403,20 @@ class Supervisor:
         if self.forwarding is None:
             self.forwarding = Forwarding(self.state_dir, self.journal.record)
             self.journal.listen(self.forwarding.event)
-        await self.forwarding.apply(manifest)
+        await self.forwarding.apply(manifest, await self._secret_headers(manifest))
+
+    async def _secret_headers(self, manifest: Manifest) -> dict[str, dict[str, str]]:
+        """Each sink's ``secret_headers`` with their values, read now, kept in memory only."""
+        targets = manifest.logs.forward
+        wanted: dict[str, dict[str, str]] = {
+            name: dict(getattr(getattr(t, t.kind), "secret_headers", {}))
+            for t, name in zip(targets, sink_names(targets), strict=True)}
+        names = {secret for headers in wanted.values() for secret in headers.values()}
+        if not names:
+            return {}
+        values = await self.keeper().values(names, manifest.secrets, self.env.sent)
+        return {sink: {h: values[s] for h, s in headers.items()}
+                for sink, headers in wanted.items() if headers}
 
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None

@@ -31,6 +31,7 @@ class Forwarding:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._config: Any = None
+        self._secrets: dict[str, dict[str, str]] = {}
         self._traces = False
         self.stderr_path = os.path.join(state_dir, "forward", "forwarder.log")
 
@@ -38,18 +39,27 @@ class Forwarding:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def apply(self, manifest: Manifest | None) -> None:
-        """Run the forwarder ``manifest`` asks for (or none); a changed block restarts it."""
+    async def apply(
+        self, manifest: Manifest | None, secret_headers: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        """Run the forwarder ``manifest`` asks for (or none); a changed block restarts it.
+        ``secret_headers``: per sink, the headers made of secrets, with their values: handed
+        to the forwarder on its stdin, never written (a changed value restarts it too)."""
         targets = manifest.logs.forward if manifest is not None else []
         config = (
-            {"project": manifest.name, "targets": decode.dump(targets)}
+            {
+                "project": manifest.name,
+                "targets": decode.dump(targets),
+                "secret_headers": bool(secret_headers),
+            }
             if manifest is not None and targets
             else None
         )
-        if config == self._config and (config is None or self.running):
+        secrets = secret_headers or {}
+        if config == self._config and secrets == self._secrets and (config is None or self.running):
             return
         await self.stop()
-        self._config = config
+        self._config, self._secrets = config, secrets
         if config is None:
             self.stats = {}
             return
@@ -80,6 +90,9 @@ class Forwarding:
                 start_new_session=True,
                 preexec_fn=_nice,
             )  # the fleet's own output comes first (bench/forward.py)
+        if self._config and self._config.get("secret_headers"):  # its first line on stdin
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps({"headers": self._secrets}).encode() + b"\n")
         self._reader = asyncio.create_task(self._read(self._proc), name="forward-reader")
 
     def event(self, event: Event) -> None:

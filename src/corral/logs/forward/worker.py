@@ -9,6 +9,7 @@ stdin into spans for the sinks with traces, and writes JSON lines to its stdout:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -79,12 +80,20 @@ class Worker:
         with open(config_file(state_dir)) as f:
             config = json.load(f)
         self.project = str(config["project"])
+        self._stdin = _lines(0)
+        secret: dict[str, dict[str, str]] = {}
+        if config.get("secret_headers"):  # the daemon's first line: never on disk
+            secret = json.loads(next(self._stdin, b"{}") or b"{}").get("headers", {})
         targets = decode.forward_targets(config["targets"])
         self.out = Out()
         self.stopping = threading.Event()
         self.lanes: list[Lane] = []
         self.traces: list[Lane] = []
         for target, name in zip(targets, sink_names(targets), strict=True):
+            if name in secret:
+                options = getattr(target, target.kind)
+                options = dataclasses.replace(options, headers={**options.headers, **secret[name]})
+                target = dataclasses.replace(target, **{target.kind: options})
             try:
                 sink = make_sink(target, name, self.project)
             except ImportError as exc:  # the fluent sink without msgpack
@@ -229,7 +238,7 @@ class Worker:
         from corral.logs.forward.traces import Spans, encoded
 
         spans = Spans(self.project)
-        for line in _lines(0):
+        for line in self._stdin:
             if not self.traces:
                 continue
             try:
