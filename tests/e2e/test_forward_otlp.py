@@ -394,3 +394,24 @@ def test_the_queue_of_a_sink_down_outlives_a_daemon_restart(
     rows = otlp.wait("otlp", lambda r: len(_seqs(r)) >= 2000, timeout=60, what="2000 lines")
     time.sleep(1)  # nothing more comes: none twice
     assert _seqs(otlp.got("otlp")) == list(range(2000)) and len(rows) >= 2000
+
+
+def test_a_secret_header_that_cannot_be_read_fails_up_with_one_line(
+    project: Project, otlp: HttpReceiver
+) -> None:
+    project.write(f"""
+        name: fwd
+        secrets:
+          token: {{environment: FWD_NOT_SET_ANYWHERE}}
+        agents:
+          a: {{command: sleep 3600}}
+        logs:
+          forward:
+            - otlp: {{endpoint: "{otlp.url}", secret_headers: {{authorization: token}}}}
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "FWD_NOT_SET_ANYWHERE"}
+    proc = project.corral("up", "-d", check=False, env=env)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "secret_headers" in lines[0] and "token" in lines[0], lines
+    assert "Traceback" not in proc.stderr

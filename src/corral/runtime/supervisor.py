@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,7 @@ from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
 from corral.runtime.views import Snapshot, placement, public
+from corral.secrets import SecretError
 
 
 class Supervisor:
@@ -414,7 +416,11 @@ class Supervisor:
         names = {secret for headers in wanted.values() for secret in headers.values()}
         if not names:
             return {}
-        values = await self.keeper().values(names, manifest.secrets, self.env.sent)
+        try:
+            values = await self.keeper().values(names, manifest.secrets, self.env.sent)
+        except SecretError as exc:
+            raise CorralError(f"logs.forward secret_headers: {exc}",
+                              "make the secret readable, then 'corral up' again") from None
         return {sink: {h: values[s] for h, s in headers.items()}
                 for sink, headers in wanted.items() if headers}
 
@@ -430,8 +436,11 @@ class Supervisor:
         if raw is None:
             return 0
         self.manifest = decode.manifest(raw)
-        await self._forward(self.manifest)
         self.env.restore()
+        try:
+            await self._forward(self.manifest)
+        except CorralError as exc:  # a secret header unreadable now: the fleet runs on
+            print(f"corral: log forwarding: {exc.problem}", file=sys.stderr, flush=True)
         self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
