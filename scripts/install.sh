@@ -102,10 +102,13 @@ if [ "$want_test" = 1 ]; then
   # the dashboard's tests drive Debian's Chromium headless through Playwright (from PyPI, the
   # test extra; it never downloads a browser of its own)
   command -v chromium >/dev/null 2>&1 || apt_install chromium
+  # the log forwarding tests send syslog to a real rsyslog (Debian's), started by a fixture
+  command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || apt_install rsyslog
   containers_conf
-  # the tui and ray extras too: corral top's and the ray placement's tests drive them,
+  # the tui, ray and forward extras too: corral top's, the ray placement's and the Fluent
+  # sink's tests drive them,
   # and mypy checks them
-  .venv/bin/python -m pip install -q -e '.[test,tui,ray]'
+  .venv/bin/python -m pip install -q -e '.[test,tui,ray,forward]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -232,7 +232,8 @@ def spec() -> dict[str, Any]:
                                "content": {"text/event-stream": {}}}, _NOT_FOUND),
             "/v1/journal": _op("get", "/v1/journal",
                                "kept events (state changes, restarts and why, probe "
-                               "failures, OOMs, hook runs), oldest first (JSON lines)",
+                               "failures, OOMs, hook runs, log forwarding's sinks down, up "
+                               "or full: forward_*), oldest first (JSON lines)",
                                {"description": "events",
                                 "content": {"application/x-ndjson": {}}}, _NOT_FOUND),
             "/v1/usage": _op("get", "/v1/usage", "each running instance's CPU seconds and "

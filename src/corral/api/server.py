@@ -386,7 +386,9 @@ class Api:
         if self._metrics is None:
             self._metrics, self._scraper = Metrics(), Scraper()
         agents = await self._scraper.round(self._scrape_targets())
-        body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents)
+        forwarding = self.sup.forwarding
+        body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents,
+                                    forwarding.stats if forwarding is not None else None)
         return Reply(200, body, CONTENT_TYPE)
 
     def _scrape_targets(self) -> list[Any]:

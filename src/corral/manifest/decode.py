@@ -182,6 +182,18 @@ def _required(cls: type) -> set[str]:
 
 
 def _check(manifest: spec.Manifest) -> None:
+    for i, target in enumerate(manifest.logs.forward):
+        if problem := spec.sink_kind_problem(target):
+            raise _Invalid(f"logs.forward.{i}", problem)
+    for i, target in enumerate(manifest.logs.forward):
+        options = getattr(target, target.kind)
+        for header, secret in getattr(options, "secret_headers", {}).items():
+            if secret not in manifest.secrets:
+                raise _Invalid(f"logs.forward.{i}.{target.kind}.secret_headers.{header}",
+                               f"secret {secret!r} is not declared under the top-level "
+                               "secrets: (declare it, then 'corral up')")
+    if len(set(names := spec.sink_names(manifest.logs.forward))) != len(names):
+        raise _Invalid("logs.forward", "two targets have one name: give each its own name:")
     # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``
     for name, agent in manifest.agents.items():
         if not agent.command and not _runs_without_command(agent):
@@ -210,6 +222,18 @@ def manifest(raw: Any) -> spec.Manifest:
     except _Invalid as exc:
         raise ManifestError([str(exc)]) from None
     return out
+
+
+def forward_targets(raw: Any) -> list[spec.ForwardTarget]:
+    """``logs.forward`` from its normalized JSON (the forwarder process reads it so)."""
+    try:
+        out = _value(list[spec.ForwardTarget], raw, "logs.forward")
+        for i, target in enumerate(out):
+            if problem := spec.sink_kind_problem(target):
+                raise _Invalid(f"logs.forward.{i}", problem)
+    except _Invalid as exc:
+        raise ManifestError([str(exc)]) from None
+    return typing.cast(list[spec.ForwardTarget], out)
 
 
 def agent(raw: Any, path: str = "agent") -> spec.Agent:

@@ -241,6 +241,15 @@ def one_probe_kind(probe: spec.Probe) -> spec.Probe:
     return probe
 
 
+def one_sink_kind(target: spec.ForwardTarget) -> spec.ForwardTarget:
+    from corral.manifest.spec import sink_kind_problem
+
+    problem = sink_kind_problem(target)
+    if problem:
+        raise ValueError(problem)
+    return target
+
+
 def one_schedule_kind(schedule: spec.Schedule) -> spec.Schedule:
     if (schedule.cron is None) == (schedule.every is None):
         raise ValueError("give exactly one of cron (e.g. '*/5 * * * *') and every (e.g. 10m)")
@@ -316,6 +325,13 @@ def known_clusters(manifest: spec.Manifest) -> spec.Manifest:
             known = ", ".join(routes.shown_placements()) or "none installed"
             raise ValueError(f"cluster.{name}: no installed driver places agents there "
                              f"(known: {known})")
+    for i, target in enumerate(manifest.logs.forward):  # (the daemon's decoder checks too)
+        for header, secret in getattr(getattr(target, target.kind), "secret_headers",
+                                      {}).items():
+            if secret not in manifest.secrets:
+                raise ValueError(f"logs.forward[{i}].{target.kind}.secret_headers.{header}: "
+                                 f"secret {secret!r} is not declared under the top-level "
+                                 "secrets: (declare it, then 'corral up')")
     return manifest
 
 

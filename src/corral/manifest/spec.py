@@ -429,6 +429,113 @@ class MetricsConfig(Core, Record):
     host: str = "127.0.0.1"
 
 
+# --- log forwarding (``logs.forward``: ``corral.logs.forward`` sends the stored records) ---
+
+HTTP_URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
+ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"  # host:port, [v6]:port
+Url = Annotated[str, Pattern(HTTP_URL)]
+Address = Annotated[str, Pattern(ADDRESS)]
+SINK_KINDS = ("otlp", "loki", "elasticsearch", "syslog", "fluent")
+HeaderName = Annotated[str, Pattern(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+Headers = dict[HeaderName, str]
+# header -> the name of a top-level secrets: entry whose value it is sent with (never stored,
+# never printed: the daemon reads it and hands it to the forwarder in memory)
+SecretHeaders = dict[HeaderName, Annotated[str, Pattern(SECRET_NAME)]]
+
+
+@record(kw_only=True)
+class OtlpSink(Core, Record):
+    """OTLP/HTTP (protobuf): records POSTed to ``endpoint``/v1/logs (an endpoint already
+    ending in /v1/logs is used as it is); ``traces: true`` also sends a span per agent
+    start, stop, restart and probe verdict to /v1/traces."""
+
+    endpoint: Url
+    headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
+    traces: bool = False
+
+
+@record(kw_only=True)
+class LokiSink(Core, Record):
+    """Loki's push API (JSON): ``url``/loki/api/v1/push; labels project, agent, instance,
+    level and stream; a record's own fields as structured metadata."""
+
+    url: Url
+    headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
+
+
+@record(kw_only=True)
+class ElasticsearchSink(Core, Record):
+    """Elasticsearch's bulk API (NDJSON ``create`` actions) at ``url``/_bulk, into
+    ``index`` (an index or a data stream)."""
+
+    url: Url
+    index: Annotated[str, Pattern(r"^[a-z0-9][a-z0-9._+-]{0,254}$")] = "corral-logs"
+    headers: Headers = field(default_factory=dict)
+    secret_headers: SecretHeaders = field(default_factory=dict)
+
+
+@record(kw_only=True)
+class SyslogSink(Core, Record):
+    """RFC 5424 messages to ``address`` (host:port): TCP with octet-counting framing
+    (RFC 6587), or one message per UDP datagram."""
+
+    address: Address
+    format: Literal["rfc5424"] = "rfc5424"
+    protocol: Literal["tcp", "udp"] = "tcp"
+    facility: Annotated[int, Within(Range(0, 23))] = 16  # local0
+
+
+@record(kw_only=True)
+class FluentSink(Core, Record):
+    """Fluentd's forward protocol (msgpack, Forward mode with acks) to ``address``; each
+    record's tag is ``tag``.AGENT."""
+
+    address: Address
+    tag: Annotated[str, Pattern(r"^[A-Za-z0-9_.-]{1,128}$")] = "corral"
+
+
+@record(kw_only=True)
+class ForwardTarget(Core, Record):
+    """One sink of ``logs.forward``: exactly one of otlp, loki, elasticsearch, syslog,
+    fluent, and its queue: at most ``queue`` bytes of records wait on disk while it is
+    down (past that, new records are dropped, counted and said in an event)."""
+
+    __rules__ = Whole(after="one_sink_kind")
+    otlp: OtlpSink | None = None
+    loki: LokiSink | None = None
+    elasticsearch: ElasticsearchSink | None = None
+    syslog: SyslogSink | None = None
+    fluent: FluentSink | None = None
+    name: Annotated[str, Pattern(AGENT_NAME)] | None = None  # default: the kind (kind-2 ...)
+    queue: Size = 256 * 1024 * 1024
+    batch: Annotated[int, Within(Range(1, 100_000))] = 2000  # records per request at most
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in SINK_KINDS if getattr(self, k) is not None)
+
+
+def sink_kind_problem(target: ForwardTarget) -> str | None:
+    """A forward target names exactly one sink (the CLI's check and the daemon's)."""
+    kinds = [k for k in SINK_KINDS if getattr(target, k) is not None]
+    if len(kinds) != 1:
+        return (f"a forward target needs exactly one of {', '.join(SINK_KINDS)} "
+                f"(found: {', '.join(kinds) if kinds else 'none'})")
+    return None
+
+
+def sink_names(targets: list[ForwardTarget]) -> list[str]:
+    """Each target's name: its own, else its kind, numbered from the second of a kind."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in targets:
+        seen[t.kind] = seen.get(t.kind, 0) + 1
+        out.append(t.name or (t.kind if seen[t.kind] == 1 else f"{t.kind}-{seen[t.kind]}"))
+    return out
+
+
 @record(kw_only=True)
 class DashboardConfig(Core, Record):
     """The web dashboard: served by the daemon on 127.0.0.1 at ``port`` from the first
@@ -442,6 +549,8 @@ class LogsConfig(Core, Record):
     max_size: Size = 16 * 1024 * 1024  # rotate an agent's log file past this size
     keep: Keep = 5  # rotated files kept per agent
     max_age: Duration | None = None  # delete rotated files older than this
+    # where the stored records are also sent (``corral.logs.forward``); none by default
+    forward: list[ForwardTarget] = field(default_factory=list)
 
 
 @record(kw_only=True)

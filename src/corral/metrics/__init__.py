@@ -30,6 +30,7 @@ class FleetCollector:
         self.usage: dict[str, tuple[float, int]] = {}
         self.log_lines: dict[str, list[int]] = {}  # agent -> records per level (LEVELS)
         self.agents: Round | None = None  # the last round of the agents' own metrics
+        self.forward: dict[str, dict[str, Any]] = {}  # sink -> the forwarder's counters
         self.started_at = time.time()
 
     def collect(self) -> Iterable[Metric]:
@@ -79,6 +80,7 @@ class FleetCollector:
         yield n
         yield age
         yield from self._logs()
+        yield from self._forward()
         yield from self._scrapes()
 
     def _logs(self) -> Iterable[Metric]:
@@ -88,6 +90,39 @@ class FleetCollector:
             for level, count in zip(LEVELS, counts, strict=True):
                 lines.add_metric([agent, level], float(count))
         yield lines
+
+    def _forward(self) -> Iterable[Metric]:
+        """``logs.forward``'s sinks, as the forwarder last reported them (none without)."""
+        if not self.forward:
+            return
+        labels = ["sink", "kind"]
+        sent = CounterMetricFamily("corral_log_forward_sent", "records a sink took",
+                                   labels=labels)
+        dropped = CounterMetricFamily("corral_log_forward_dropped", "records dropped: the "
+                                      "sink's queue was full", labels=labels)
+        rejected = CounterMetricFamily("corral_log_forward_rejected", "records the sink "
+                                       "refused for good", labels=labels)
+        failures = CounterMetricFamily("corral_log_forward_failures", "sends that failed "
+                                       "(retried with backoff)", labels=labels)
+        up = GaugeMetricFamily("corral_log_forward_up", "1 when the sink's last send worked",
+                               labels=labels)
+        queued = GaugeMetricFamily("corral_log_forward_queue_bytes", "bytes of records "
+                                   "waiting in the sink's on-disk queue", labels=labels)
+        records = GaugeMetricFamily("corral_log_forward_queue_records", "records waiting in "
+                                    "the sink's on-disk queue", labels=labels)
+        limit = GaugeMetricFamily("corral_log_forward_queue_limit_bytes", "the bound of the "
+                                  "sink's queue (logs.forward[].queue)", labels=labels)
+        for name, st in sorted(self.forward.items()):
+            key = [name, str(st.get("kind", ""))]
+            sent.add_metric(key, float(st.get("sent", 0)))
+            dropped.add_metric(key, float(st.get("dropped", 0)))
+            rejected.add_metric(key, float(st.get("rejected", 0)))
+            failures.add_metric(key, float(st.get("failures", 0)))
+            up.add_metric(key, 1.0 if st.get("up") else 0.0)
+            queued.add_metric(key, float(st.get("queue_bytes", 0)))
+            records.add_metric(key, float(st.get("queue_records", 0)))
+            limit.add_metric(key, float(st.get("queue_limit", 0)))
+        yield from (sent, dropped, rejected, failures, up, queued, records, limit)
 
     def _scrapes(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("corral_instance_scrape_up", "1 when corral's last scrape of "
@@ -119,12 +154,14 @@ class Metrics:
 
     def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]],
                log_lines: dict[str, list[int]] | None = None,
-               agents: Round | None = None) -> bytes:
+               agents: Round | None = None,
+               forward: dict[str, dict[str, Any]] | None = None) -> bytes:
         """corral's own metrics, then the agents' samples of ``agents`` (``scrape.Round``)."""
         self.fleet.rows = rows
         self.fleet.usage = usage
         self.fleet.log_lines = log_lines or {}
         self.fleet.agents = agents
+        self.fleet.forward = forward or {}
         own = generate_latest(self.registry)
         return own + agents.text if agents is not None and agents.text else own
 

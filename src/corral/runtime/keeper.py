@@ -131,6 +131,18 @@ class SecretKeeper:
         self._redact(task.instance, values.values())
         return replace(task, env=env)
 
+    async def values(self, names: set[str], sources: Mapping[str, Any],
+                     sent: Mapping[str, str]) -> dict[str, str]:
+        """The values of the secrets ``names`` (for the daemon's own use: log forwarding's
+        headers); a ``SecretError`` names the first that cannot be read."""
+        wanted = [source_of(name, sources[name]) for name in sorted(names)]
+        values, problems = await asyncio.to_thread(secrets.resolve_all, wanted,
+                                                   _environ(sent))
+        if problems:
+            raise SecretError(problems[0])
+        self._redact("", values.values())
+        return dict(values)
+
     async def read_all(self, sources: Mapping[str, Any], sent: Mapping[str, str]) -> None:
         """Read every declared secret that can be read, for redaction only (nothing is
         written); one that cannot is left to the agents using it, which block on it."""

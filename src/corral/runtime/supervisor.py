@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -17,9 +18,10 @@ from corral.drivers import registry
 from corral.drivers.base import Driver, Handle, HostProcesses, Task
 from corral.drivers.host import walls
 from corral.errors import CorralError, NotFound
+from corral.logs.forward.control import Forwarding
 from corral.logs.sink import AgentLog
 from corral.manifest import decode, graph, peers
-from corral.manifest.spec import Agent, Manifest, instance_name
+from corral.manifest.spec import Agent, Manifest, instance_name, sink_names
 from corral.paths import StateLayout
 from corral.runtime import dependencies, journal
 from corral.runtime.events import EventBus
@@ -33,6 +35,7 @@ from corral.runtime.state import State
 from corral.runtime.store import Store
 from corral.runtime.tasks import build_task
 from corral.runtime.views import Snapshot, placement, public
+from corral.secrets import SecretError
 
 
 class Supervisor:
@@ -60,6 +63,7 @@ class Supervisor:
         self._keeper: SecretKeeper | None = None
         self._fleet_read: asyncio.Future[None] | None = None
         self.journal = journal.Journal(store)
+        self.forwarding: Forwarding | None = None  # made by the first manifest forwarding logs
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
                                 project=lambda: self.manifest.name if self.manifest else "")
         # after `down`: the runners show how the fleet ended until the next apply, which
@@ -291,6 +295,7 @@ class Supervisor:
             self.manifest = old  # a failed pull (pull_policy: always) changes nothing
             raise
         self.store.set_meta("manifest", decode.dump(manifest))
+        await self._forward(manifest)
         self.env.applied(manifest)
         self._read_fleet_secrets()
         hashes = {a: self.spec_hash(a, s) for a, s in manifest.agents.items()}
@@ -396,6 +401,32 @@ class Supervisor:
         dropped = [self._drop(name) for name in list(self.runners)]
         await asyncio.gather(*(r.close() for r in dropped))
 
+    async def _forward(self, manifest: Manifest) -> None:
+        """The forwarder ``logs.forward`` asks for; nothing is made for a fleet without."""
+        if self.forwarding is None and not manifest.logs.forward:
+            return
+        if self.forwarding is None:
+            self.forwarding = Forwarding(self.state_dir, self.journal.record)
+            self.journal.listen(self.forwarding.event)
+        await self.forwarding.apply(manifest, await self._secret_headers(manifest))
+
+    async def _secret_headers(self, manifest: Manifest) -> dict[str, dict[str, str]]:
+        """Each sink's ``secret_headers`` with their values, read now, kept in memory only."""
+        targets = manifest.logs.forward
+        wanted: dict[str, dict[str, str]] = {
+            name: dict(getattr(getattr(t, t.kind), "secret_headers", {}))
+            for t, name in zip(targets, sink_names(targets), strict=True)}
+        names = {secret for headers in wanted.values() for secret in headers.values()}
+        if not names:
+            return {}
+        try:
+            values = await self.keeper().values(names, manifest.secrets, self.env.sent)
+        except SecretError as exc:
+            raise CorralError(f"logs.forward secret_headers: {exc}",
+                              "make the secret readable, then 'corral up' again") from None
+        return {sink: {h: values[s] for h, s in headers.items()}
+                for sink, headers in wanted.items() if headers}
+
     def _close_unused_logs(self) -> None:
         assert self.manifest is not None
         for agent in [a for a in self._logs if a not in self.manifest.agents]:
@@ -427,6 +458,10 @@ class Supervisor:
             return 0
         self.manifest = decode.manifest(raw)
         self.env.restore()
+        try:
+            await self._forward(self.manifest)
+        except CorralError as exc:  # a secret header unreadable now: the fleet runs on
+            print(f"corral: log forwarding: {exc.problem}", file=sys.stderr, flush=True)
         self._read_fleet_secrets()
         stored = self.store.instances()
         adopted = 0
@@ -555,6 +590,8 @@ class Supervisor:
         for scheduled in self.schedules.values():
             scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
+        if self.forwarding is not None:  # after the runners: their last records go too
+            await self.forwarding.stop()
         await self.hooks.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():

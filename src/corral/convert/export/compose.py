@@ -199,6 +199,10 @@ class ComposeExporter:
         if manifest.logs != LogsConfig():
             bundle.report.dropped(None, "logs", "the engine's log driver keeps the logs (its "
                                   "max-size and max-file options rotate them)")
+        if manifest.logs.forward:
+            bundle.report.dropped(None, "logs.forward", "corral's forwarder does not run under "
+                                  "compose: a log driver (fluentd, syslog) or a collector "
+                                  "ships them")
         # the loaded manifest's values are final: a '$' in them is a literal one, which
         # compose would interpolate unless written '$$'
         services = {n: escaped(service(manifest, n, options, bundle))

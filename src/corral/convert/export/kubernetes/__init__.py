@@ -70,6 +70,10 @@ def _fleet_report(plan: Plan) -> None:
     if m.logs != LogsConfig():
         plan.report.dropped(None, "logs", "the kubelet keeps and rotates container logs "
                             "(containerLogMaxSize on the node)")
+    if m.logs.forward:
+        plan.report.dropped(None, "logs.forward", "corral's forwarder does not run in the "
+                            "cluster: a node log agent (an OpenTelemetry Collector, Fluent Bit) "
+                            "ships the pods' logs")
 
 
 class KubernetesExporter:

@@ -105,6 +105,10 @@ class SystemdExporter:
         bundle.executable.add("install.sh")
         report.dropped(None, "logs", "the journal keeps the logs (journalctl -u "
                        f"'{manifest.name}-*'); logs.max_size/keep/max_age: journald.conf")
+        if manifest.logs.forward:
+            report.dropped(None, "logs.forward", "corral's forwarder does not run under "
+                           "systemd: the journal forwards to syslog (ForwardToSyslog=) or a "
+                           "collector reads it")
         if manifest.metrics.port is not None:
             report.dropped(None, "metrics", "corral's metrics endpoint is the daemon's; "
                            "systemd has none")
