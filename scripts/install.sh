@@ -98,9 +98,9 @@ if [ "$want_test" = 1 ]; then
   # with its promtool
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
   containers_conf
-  # the tui and ray extras too: corral top's and the ray placement's tests drive them,
-  # and mypy checks them
-  .venv/bin/python -m pip install -q -e '.[test,tui,ray]'
+  # the tui, ray and aws extras too: corral top's, the ray placement's and the agents' AWS
+  # identities' tests drive them, and mypy checks them
+  .venv/bin/python -m pip install -q -e '.[test,tui,ray,aws]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

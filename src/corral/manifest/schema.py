@@ -57,6 +57,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "agents": "The agents to run, by name (lowercase letters, digits, '-', '_').",
         "inherit_env": "Variables of corral's environment every agent gets (names or globs "
         "such as LC_*), before each agent's own inherit_env.",
+        "cloud": "Cloud accounts corral reaches for its agents' identities: aws: {region, "
+        "profile | role_arn, endpoint_url, refresh_before}.",
         "cluster": "Clusters agents can be placed on (ray: {address: ray://HOST:10001 | "
         "auto}): each block the defaults of the placed agents' own block of that name.",
     },
@@ -95,6 +97,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "metrics": "Its own Prometheus metrics ({port, path: /metrics}): corral scrapes each "
         "instance when its own /metrics is scraped and re-exposes the samples with agent and "
         "instance labels.",
+        "aws": "Its AWS identity: {role: ARN, policy: {inline session policy}, duration: 1h}. "
+        "corral assumes the role with the policy and gives the agent an AWS config whose "
+        "credential_process fetches its temporary credentials from the daemon; no keys in "
+        "its environment. Without it, no AWS credentials at all.",
     },
     "Probe": {
         "silence": "Fails when the agent printed nothing on stdout or stderr for this long.",

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
+from corral.manifest.cloud import AwsAccess, Cloud
 from corral.manifest.rules import (
     After,
     Before,
@@ -397,6 +398,9 @@ class Agent(Core, Record):
     on: EventHooks = EventHooks()
     # its own Prometheus exposition, scraped by the daemon with each scrape of corral's
     metrics: AgentMetrics | None = None
+    # its AWS identity: temporary credentials of a role, narrowed by a session policy,
+    # fetched from the daemon by its SDK (``corral.cloud``); without it, no AWS credentials
+    aws: AwsAccess | None = None
 
     @property
     def driver(self) -> str:
@@ -435,7 +439,7 @@ class LogsConfig(Core, Record):
 
 @record(kw_only=True)
 class Manifest(Core, Record):
-    __rules__ = Whole(before="fleet_inherit_env", after="known_clusters")
+    __rules__ = Whole(before="fleet_inherit_env", after="fleet_rules")
 
     version: Literal[1] = 1
     name: Annotated[str, Pattern(AGENT_NAME), Problem(project_name_problem)]
@@ -451,6 +455,8 @@ class Manifest(Core, Record):
     # the placed agents' own ``NAME:`` block (the loader merges them in)
     cluster: dict[Annotated[str, Pattern(AGENT_NAME)], dict[str, Any]] = field(
         default_factory=dict)
+    # the cloud accounts corral reaches for its agents' identities (``aws:``)
+    cloud: Cloud = Cloud()
 
 
 

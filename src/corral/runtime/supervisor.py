@@ -57,6 +57,7 @@ class Supervisor:
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
                             clock=self.clock, secrets=self.secrets)
         self._keeper: SecretKeeper | None = None
+        self._identities: Any = None  # runtime.identities, for a fleet whose agents have one
         self._fleet_read: asyncio.Future[None] | None = None
         self.journal = journal.Journal(store)
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
@@ -72,6 +73,28 @@ class Supervisor:
         if self._keeper is None:
             self._keeper = SecretKeeper(self.state_dir, self.manifest.name, self._redact)
         return self._keeper
+
+    async def identities(self) -> Any:
+        """The agents' cloud identities (``runtime.identities``), made for the fleet's
+        ``cloud:`` as it is now (imported by the first fleet that declares one)."""
+        assert self.manifest is not None
+        fleet = self.manifest.cloud
+        if self._identities is None or self._identities.fleet != fleet:
+            from corral.runtime.identities import Identities
+
+            old, self._identities = self._identities, Identities(
+                fleet, self.manifest.name, self.keeper(),
+                redact=self._redact_grant, pid_of=self._pid_of)
+            if old is not None:  # cloud: changed: its sockets go (their agents restart)
+                await old.close()
+        return self._identities
+
+    def _redact_grant(self, values: Iterable[str]) -> None:
+        self.env.redactor.add(values)
+
+    def _pid_of(self, instance: str) -> int | None:
+        runner = self.runners.get(instance)
+        return runner.snapshot.pid if runner is not None else None
 
     def _redact(self, instance: str, values: Iterable[str]) -> None:
         self.env.redactor.add(values)
@@ -93,6 +116,12 @@ class Supervisor:
         outputs first, then the task gets its own."""
         if self._fleet_read is not None:
             await asyncio.shield(self._fleet_read)
+        if task.spec.aws is not None:
+            assert self.manifest is not None
+            identities = await self.identities()
+            with_identity: Task = await identities.task_with_identity(
+                task, self.manifest.secrets, self.env.sent)
+            return with_identity
         if not task.spec.secrets:
             return task
         return await self._task_with_secrets(task)
@@ -173,7 +202,16 @@ class Supervisor:
         return decode.spec_hash(
             spec, self.driver(spec.driver).inputs_digest(task).encode(),
             self.env.digest(self.manifest, spec),  # the environment: nothing without inherit_env
-            peers.digest(task.env, task.hosts))  # where it finds the others
+            peers.digest(task.env, task.hosts),  # where it finds the others
+            self._identity_digest(spec))  # the fleet's cloud:, for an agent with an identity
+
+    def _identity_digest(self, spec: Agent) -> bytes:
+        if spec.aws is None:
+            return b""
+        from corral.runtime.identities import digest
+
+        assert self.manifest is not None
+        return digest(self.manifest, spec)
 
     # --- runners ---------------------------------------------------------------------------
 
@@ -424,6 +462,8 @@ class Supervisor:
             back = handle is not None and await runner.driver.recover(handle, runner.output)
             if handle is not None and back:
                 adopted += 1
+                if runner.task.spec.aws is not None:  # its SDK asks the new daemon now
+                    await (await self.identities()).rebind(runner.task)
                 runner.launch(adopt=handle)
             elif row is not None and row.state in ("stopped", "exited", "fatal"):
                 runner.snapshot = replace(runner.snapshot, state=State(row.state),
@@ -525,6 +565,8 @@ class Supervisor:
         self.store.flush()
         self.store.forget_fleet()
         self._ended = True
+        if self._identities is not None:
+            await self._identities.close()
         if self._keeper is not None:
             self._keeper.forget()
         return stopped
@@ -534,6 +576,8 @@ class Supervisor:
             scheduled.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         await self.hooks.close()
+        if self._identities is not None:
+            await self._identities.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():
             log.close()
