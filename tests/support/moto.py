@@ -144,9 +144,3 @@ def moto_server(root: Path) -> Iterator[Account]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-
-
-@pytest.fixture(scope="session")
-def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
-    with moto_server(tmp_path_factory.mktemp("moto")) as account:
-        yield account

@@ -1,6 +1,7 @@
-"""The cloud blocks of a manifest: the fleet's ``cloud:`` (where corral's own identity comes
+"""The rules of a manifest's cloud blocks (their records are ``spec``'s ``Cloud``,
+``AwsCloud`` and ``AwsAccess``): the fleet's ``cloud:`` (where corral's own identity comes
 from, per provider) and an agent's ``aws:`` (the least-privileged, short-lived identity it
-gets). Plain records like the rest of ``spec``; ``corral.cloud`` acts on them.
+gets); ``corral.cloud`` acts on them.
 
 An agent's ``aws:`` names the role it assumes and, with ``policy``, an inline session policy
 that narrows the role to what this agent declares (STS intersects the two); ``duration`` is
@@ -11,12 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from corral.lean.record import Record, record
 from corral.manifest.bounds import Range
-from corral.manifest.rules import Before, Core, Duration, Pattern, Problem, Whole, Within
-from corral.manifest.units import parse_duration
 
 # arn:PARTITION:iam::ACCOUNT:role/PATH/NAME (IAM's own character set for role names and paths)
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
@@ -54,43 +52,7 @@ def policy_problem(policy: dict[str, Any]) -> str | None:
     return None
 
 
-Role = Annotated[str, Problem(role_problem)]
-Session = Annotated[float, Within(SESSION), Before(parse_duration)]
-
-
-@record(kw_only=True)
-class AwsCloud(Core, Record):
-    """Where corral's own AWS identity comes from: a ``profile`` of the AWS config (SSO or a
-    role are best; long-lived keys are flagged), and/or a ``role_arn`` corral assumes first;
-    ``endpoint_url``: an AWS-compatible or local endpoint (and the agents' too).
-    ``refresh_before``: how long before expiry corral replaces an agent's credentials
-    (default: the shorter of 20 min and half their duration)."""
-
-    region: str | None = None
-    profile: str | None = None
-    role_arn: Role | None = None
-    endpoint_url: Annotated[str, Pattern(r"^https?://[^\s]+$")] | None = None
-    refresh_before: Duration | None = None
-
-
-@record(kw_only=True)
-class Cloud(Core, Record):
-    aws: AwsCloud | None = None
-
-
-@record(kw_only=True)
-class AwsAccess(Core, Record):
-    """An agent's AWS identity: temporary credentials of ``role``, narrowed by ``policy``."""
-
-    __rules__ = Whole(after="cloud.access_rules")
-
-    role: Role
-    policy: Annotated[dict[str, Any], Problem(policy_problem)] | None = None
-    duration: Session = 3600.0
-    session_name: Annotated[str, Pattern(r"^[\w+=,.@-]{2,64}$")] | None = None
-
-
-def access_rules(access: AwsAccess) -> AwsAccess:
+def access_rules(access: Any) -> Any:
     """The CLI's check of the policy's shape (the daemon's decoder runs ``policy_problem``)."""
     if access.policy is not None and (problem := policy_problem(access.policy)):
         raise ValueError(problem)

@@ -190,8 +190,13 @@ def _record_units(record: type, shape: dict[str, Any]) -> None:
         found = [m.func for arg in _annotated(tp) for m in arg.__metadata__
                  if isinstance(m, rules.Before)]
         nullable = type(None) in get_args(tp)
+        ranges = [m.range for arg in _annotated(tp) for m in arg.__metadata__
+                  if isinstance(m, rules.Within)]
         if name in props and parse_duration in found:
-            _widen(props[name], *_DURATION, nullable=nullable)
+            number = dict(_DURATION[0])
+            if ranges:  # a duration of its own bounds (an STS session: 15 min to 12 h)
+                number.update(minimum=ranges[0].low, maximum=ranges[0].high)
+            _widen(props[name], number, _DURATION[1], nullable=nullable)
         elif name in props and parse_size in found:
             _widen(props[name], *_SIZE, nullable=nullable)
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
-from corral.manifest.cloud import AwsAccess, Cloud
+from corral.manifest.cloud import SESSION, role_problem
 from corral.manifest.rules import (
     After,
     Before,
@@ -37,7 +37,7 @@ from corral.manifest.rules import (
     Within,
 )
 from corral.manifest.timetable import cron_problem, timezone_problem
-from corral.manifest.units import parse_size
+from corral.manifest.units import parse_duration, parse_size
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -301,6 +301,45 @@ class EventHooks(Core, Record):
     fatal: Hooks = field(default_factory=list)
     restart: Hooks = field(default_factory=list)
     oom: Hooks = field(default_factory=list)
+
+
+# --- cloud identities (rules: ``manifest.cloud``) -------------------------------------------
+
+
+CloudRole = Annotated[str, Problem(role_problem)]
+Session = Annotated[float, Within(SESSION), Before(parse_duration)]
+
+
+@record(kw_only=True)
+class AwsCloud(Core, Record):
+    """Where corral's own AWS identity comes from: a ``profile`` of the AWS config (SSO or a
+    role are best; long-lived keys are flagged), and/or a ``role_arn`` corral assumes first;
+    ``endpoint_url``: an AWS-compatible or local endpoint (and the agents' too).
+    ``refresh_before``: how long before expiry corral replaces an agent's credentials
+    (default: the shorter of 20 min and half their duration)."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: CloudRole | None = None
+    endpoint_url: Annotated[str, Pattern(r"^https?://[^\s]+$")] | None = None
+    refresh_before: Duration | None = None
+
+
+@record(kw_only=True)
+class Cloud(Core, Record):
+    aws: AwsCloud | None = None
+
+
+@record(kw_only=True)
+class AwsAccess(Core, Record):
+    """An agent's AWS identity: temporary credentials of ``role``, narrowed by ``policy``."""
+
+    __rules__ = Whole(after="cloud.access_rules")
+
+    role: CloudRole
+    policy: dict[str, Any] | None = None  # checked by access_rules, decode.cloud_problem
+    duration: Session = 3600.0
+    session_name: Annotated[str, Pattern(r"^[\w+=,.@-]{2,64}$")] | None = None
 
 
 # --- agent and manifest -------------------------------------------------------------------
