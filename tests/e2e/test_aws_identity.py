@@ -475,3 +475,90 @@ def test_the_credential_process_alone_says_one_line_when_the_fleet_is_down(
     assert out.stderr.startswith("corral: cannot reach the daemon for this agent's "
                                  "credentials at "), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+# run as the agent's own user by the system's interpreter, as any SDK would: the
+# credential_process line of its AWS config, or the one of another agent's
+ASK = """\
+import os, shlex, subprocess, sys
+path = sys.argv[1] if len(sys.argv) > 1 else os.environ["AWS_CONFIG_FILE"]
+try:
+    line = [l for l in open(path) if l.startswith("credential_process")][0]
+except OSError as exc:
+    print("config", type(exc).__name__, flush=True)
+    line = "credential_process = " + sys.argv[2]
+out = subprocess.run(shlex.split(line.split("=", 1)[1]), capture_output=True, text=True)
+print("asked", out.returncode, out.stdout[:24], out.stderr.strip()[-60:], flush=True)
+"""
+
+
+@pytest.fixture
+def open_project() -> Any:
+    """A project in a dir other users may enter (the agents' workdir)."""
+    import shutil
+
+    from tests.e2e.conftest import tear_down
+    from tests.support.agentusers import open_dir
+
+    root = open_dir("corral-aws-")
+    p = Project(root)
+    try:
+        yield p
+    finally:
+        tear_down(p, root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_agents_with_users_of_their_own_reach_only_their_own_credentials(
+        open_project: Project, aws_account: Account, agent_users: tuple[Any, ...]) -> None:
+    """An agent with user: gets its private dir and socket as its own uid (corral runs as
+    root); another user cannot even open the first one's config, nor connect."""
+    a, b = agent_users
+    project = open_project
+    env = aws_account.env(project.root)
+    for name in env.values():
+        os.chmod(name, 0o600)  # corral's (root's) own credentials: no agent reads them
+    project.file("ask.py", ASK)
+    project.write(f"""
+        name: awsusers
+        cloud: {aws_account.cloud_block()}
+        agents:
+          owner:
+            user: {a.pw_name}
+            command: ["sh", "-c", "/usr/bin/python3 ask.py; exec sleep 300"]
+            aws: {{role: {READER}}}
+    """)
+    project.corral("up", "-d", env=env)
+    rows = project.wait_for(lambda r: any(m.startswith("asked ")
+                                          for m in _messages(project, "owner")),
+                            what="the owner's own ask")
+    said = [m for m in _messages(project, "owner") if m.startswith("asked ")]
+    assert said[0].startswith('asked 0 {"Version": 1, "Access'), said
+    environ = Path(f"/proc/{rows['owner.1']['pid']}/environ").read_bytes().split(b"\0")
+    config = next(v.split(b"=", 1)[1].decode() for v in environ
+                  if v.startswith(b"AWS_CONFIG_FILE="))
+    assert os.stat(config).st_uid == a.pw_uid
+    sock = os.path.join(os.path.dirname(config), "cloud.sock")
+    assert os.stat(sock).st_uid == a.pw_uid
+    fetch = os.path.join(os.path.dirname(config), "cloud-credentials.py")
+    project.write(f"""
+        name: awsusers
+        cloud: {aws_account.cloud_block()}
+        agents:
+          owner:
+            user: {a.pw_name}
+            command: ["sh", "-c", "/usr/bin/python3 ask.py; exec sleep 300"]
+            aws: {{role: {READER}}}
+          thief:
+            user: {b.pw_name}
+            class: compute
+            command: ["/usr/bin/python3", "ask.py", "{config}",
+                      "/usr/bin/python3 -I -S {fetch} {sock}"]
+    """)
+    project.corral("up", "-d", env=env)
+    _exited(project, "thief.1")
+    said = _messages(project, "thief")
+    assert "config PermissionError" in said, said
+    asked = [m for m in said if m.startswith("asked ")]
+    # its own interpreter cannot even open the other's copy of fetch.py (nor the socket)
+    assert asked and asked[0].startswith("asked 2 ") and "Permission denied" in asked[0], asked

@@ -37,10 +37,16 @@ class _Served:
     path: str
 
 
+SYSTEM_PYTHON = ("/usr/bin/python3", "/bin/python3")
+
+
 def fetch_argv(inside: str) -> list[str]:
-    """The agent's credential_process: the host's interpreter (a venv's link resolved: the
-    venv may be in a dir a sandbox hides), isolated, on the copy of ``fetch.py``."""
-    python = os.path.realpath(sys.executable)
+    """The agent's credential_process: the system's interpreter (visible in a sandbox and to
+    every user; corral's own may sit in a home a sandbox hides and other users cannot
+    enter), else corral's with its venv link resolved; isolated, on the copy of
+    ``fetch.py``, which needs the standard library only."""
+    python = next((p for p in SYSTEM_PYTHON if os.access(p, os.X_OK)),
+                  os.path.realpath(sys.executable))
     return [python, "-I", "-S", os.path.join(inside, FETCH), os.path.join(inside, SOCKET)]
 
 
