@@ -247,3 +247,16 @@ def test_the_broker_caches_refreshes_and_answers_only_its_instances_tree(
 def test_a_grant_never_shows_its_values() -> None:
     grant = Grant({"SecretAccessKey": "s3cr3t"}, 5.0, ("s3cr3t",))
     assert "s3cr3t" not in repr(grant) and "s3cr3t" not in str(grant)
+
+
+def test_artifact_globs() -> None:
+    from corral.cloud.aws.s3 import glob_regex
+
+    assert glob_regex("out/**").fullmatch("out/a/b.txt")
+    assert glob_regex("out/**").fullmatch("out/a.txt")
+    assert not glob_regex("out/*").fullmatch("out/a/b.txt")
+    assert glob_regex("**/*.csv").fullmatch("x.csv")
+    assert glob_regex("**/*.csv").fullmatch("a/b/x.csv")
+    assert not glob_regex("*.csv").fullmatch("a/x.csv")
+    assert glob_regex("f?.bin").fullmatch("f1.bin")
+    assert not glob_regex("f?.bin").fullmatch("f12.bin")

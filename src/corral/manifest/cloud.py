@@ -57,3 +57,50 @@ def access_rules(access: Any) -> Any:
     if access.policy is not None and (problem := policy_problem(access.policy)):
         raise ValueError(problem)
     return access
+
+
+S3_URL = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$"
+
+
+def s3_url_problem(value: str) -> str | None:
+    if re.fullmatch(S3_URL, value) is None:
+        return (f"{value[:60]!r} is not an S3 URL (write s3://BUCKET/PREFIX/, the bucket in "
+                "lower case)")
+    return None
+
+
+def transfer_path_problem(value: str) -> str | None:
+    """A path or glob inside the agent's workdir: relative, no ``..``."""
+    if not value or value.startswith("/") or ".." in value.split("/"):
+        return f"{value[:60]!r} must be relative to the agent's workdir (no leading '/', no '..')"
+    return None
+
+
+def when_problem(value: str) -> str | None:
+    if value == "exit":
+        return None
+    every = value.removeprefix("every ").strip()
+    if value.startswith("every "):
+        from corral.manifest.units import parse_duration
+
+        try:
+            if parse_duration(every) >= 1:
+                return None
+        except ValueError:
+            pass
+    return f"{value[:40]!r}: write exit or every DURATION (every 5m; at least 1s)"
+
+
+def when_every(value: str) -> float | None:
+    """The period of ``when: every DURATION``; None for ``exit``."""
+    if value == "exit":
+        return None
+    from corral.manifest.units import parse_duration
+
+    return float(parse_duration(value.removeprefix("every ").strip()))
+
+
+def split_s3(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` -> (``bucket``, ``a/b/``)."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix

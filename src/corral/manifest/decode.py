@@ -215,6 +215,10 @@ def cloud_problem(manifest: spec.Manifest, name: str, agent: spec.Agent
     from corral.manifest.cloud import policy_problem
 
     access = agent.aws
+    for key in ("artifacts", "inputs"):
+        if getattr(agent, key) is not None and access is None:
+            return f"agents.{name}.{key}", ("needs the agent's aws: block: the daemon moves "
+                                            "its files with the agent's own credentials")
     if access is None:
         return None
     where = f"agents.{name}.aws"
@@ -278,7 +282,8 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 # Fields added after the hashes were pinned: left out while they hold their defaults, so an
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
-ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics", "aws")
+ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics", "aws", "artifacts",
+                      "inputs")
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 
 

@@ -101,6 +101,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "corral assumes the role with the policy and gives the agent an AWS config whose "
         "credential_process fetches its temporary credentials from the daemon; no keys in "
         "its environment. Without it, no AWS credentials at all.",
+        "artifacts": "Files of its workdir the daemon uploads with its own aws: credentials: "
+        "{to: s3://BUCKET/PREFIX/{instance}/, paths: [out/**], when: exit | every 5m} "
+        "(multipart, SHA-256 checked; an 'artifacts' event says each upload).",
+        "inputs": "Objects the daemon downloads with its own aws: credentials before each "
+        "start, only those that changed: {from: s3://BUCKET/PREFIX/, to: data}; none there "
+        "blocks the agent.",
     },
     "Probe": {
         "silence": "Fails when the agent printed nothing on stdout or stderr for this long.",

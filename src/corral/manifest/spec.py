@@ -22,7 +22,13 @@ from typing import Annotated, Any, Literal
 from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
-from corral.manifest.cloud import SESSION, role_problem
+from corral.manifest.cloud import (
+    SESSION,
+    role_problem,
+    s3_url_problem,
+    transfer_path_problem,
+    when_problem,
+)
 from corral.manifest.rules import (
     After,
     Before,
@@ -46,7 +52,7 @@ Condition = Literal["started", "healthy", "completed", "completed_successfully",
 ProbeAction = Literal["none", "restart", "stop", "kill"]
 
 # YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
-ALIASES = {"class_": "class"}
+ALIASES = {"class_": "class", "from_": "from"}
 AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
 NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
@@ -342,6 +348,32 @@ class AwsAccess(Core, Record):
     session_name: Annotated[str, Pattern(r"^[\w+=,.@-]{2,64}$")] | None = None
 
 
+S3Url = Annotated[str, Problem(s3_url_problem)]
+
+
+@record(kw_only=True)
+class Artifacts(Core, Record):
+    """What the daemon uploads from the agent's workdir, with the agent's own credentials:
+    the files matching ``paths`` (globs, ``**`` for any depth), under ``to`` (``{instance}``
+    and ``{agent}`` filled in), at each exit or ``every 5m`` while it runs (and at exit)."""
+
+    to: S3Url
+    paths: Annotated[list[Annotated[str, Problem(transfer_path_problem)]], Length(1)] = field(
+        default_factory=lambda: ["**"])
+    when: Annotated[str, Problem(when_problem)] = "exit"
+
+
+@record(kw_only=True)
+class Inputs(Core, Record):
+    """What the daemon downloads before each start, with the agent's own credentials: the
+    objects under ``from`` into ``to`` (relative to its workdir), only those that changed."""
+
+    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True,
+                           "alias_generator": lambda name: ALIASES.get(name, name)}
+    from_: S3Url
+    to: Annotated[str, Problem(transfer_path_problem)] = "data"
+
+
 # --- agent and manifest -------------------------------------------------------------------
 
 
@@ -440,6 +472,9 @@ class Agent(Core, Record):
     # its AWS identity: temporary credentials of a role, narrowed by a session policy,
     # fetched from the daemon by its SDK (``corral.cloud``); without it, no AWS credentials
     aws: AwsAccess | None = None
+    # the cloud data plane, moved by the daemon with the agent's own aws: credentials
+    artifacts: Artifacts | None = None
+    inputs: Inputs | None = None
 
     @property
     def driver(self) -> str:

@@ -9,7 +9,11 @@ provider's SDK on its first grant: benchmark S2)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -42,6 +46,9 @@ class Identities:
         self.fleet = fleet
         self.keeper = keeper
         self.broker = CredentialBroker(fleet, project, redact=redact, pid_of=pid_of)
+        self._uploading: dict[str, asyncio.Lock] = {}
+        self._jobs: set[asyncio.Future[None]] = set()
+        self._periodic: dict[str, asyncio.Future[None]] = {}
 
     def _inside(self, task: Task) -> str:
         if task.spec.isolation == "sandbox":
@@ -65,7 +72,110 @@ class Identities:
         merged = {k: v for k, v in task.env.items() if k not in drop}
         merged.update(env)
         await self.rebind(task)
+        if task.spec.inputs is not None:
+            await self.sync_inputs(task)
         return replace(task, env=merged)
+
+    # --- the cloud data plane: inputs before a start, artifacts after ------------------------
+
+    async def _s3(self, task: Task) -> Any:
+        from corral.cloud.aws import s3  # boto3: only for an agent that moves files
+
+        grant = await self.broker.current(task.agent, task.instance, "aws", task.spec.aws)
+        return s3, s3.client(grant, self.fleet.aws)
+
+    async def sync_inputs(self, task: Task) -> Any:
+        """``inputs.from`` into ``inputs.to`` (what changed only); a ``CloudError`` (one
+        line: nothing there, denied, unreachable) blocks the start."""
+        inputs = task.spec.inputs
+        assert inputs is not None
+        s3, client = await self._s3(task)
+        uid, gid = self.keeper.owner_ids(task)
+        return await asyncio.to_thread(
+            s3.download, client, inputs.from_, task.workdir, inputs.to,
+            os.path.join(task.run_dir, "inputs.json"), uid=uid, gid=gid,
+            where=f"agents.{task.agent}.inputs")
+
+    def _index(self, task: Task) -> str:
+        return os.path.join(task.run_dir, "artifacts.json")
+
+    def pending(self, task: Task) -> bool:
+        """An upload a previous daemon began and did not finish."""
+        try:
+            with open(self._index(task), encoding="utf-8") as f:
+                return bool(json.load(f).get("pending"))
+        except (OSError, ValueError):
+            return False
+
+    def _mark(self, task: Task, pending: bool) -> None:
+        path = self._index(task)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = {}
+        data["pending"] = pending
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(f"{path}.tmp", path)
+
+    async def upload_artifacts(self, task: Task, why: str,
+                               record: Callable[[dict[str, Any]], Any]) -> None:
+        """``artifacts.paths`` of the workdir under ``artifacts.to`` (changed files only);
+        the outcome is an ``artifacts`` event (its URL, files, bytes, or the one-line
+        problem). ``why``: exit, every, or resume (a restarted daemon's)."""
+        from corral.cloud.provider import CloudError
+
+        artifacts = task.spec.artifacts
+        assert artifacts is not None
+        url = artifacts.to.replace("{instance}", task.instance).replace("{agent}", task.agent)
+        event: dict[str, Any] = {"agent": task.agent, "instance": task.instance,
+                                 "event": "artifacts", "to": url, "why": why}
+        lock = self._uploading.setdefault(task.instance, asyncio.Lock())
+        async with lock:
+            await asyncio.to_thread(self._mark, task, True)
+            started = time.time()
+            try:
+                s3, client = await self._s3(task)
+                moved = await asyncio.to_thread(
+                    s3.upload, client, url, task.workdir, artifacts.paths, self._index(task),
+                    where=f"agents.{task.agent}.artifacts")
+            except CloudError as exc:
+                event.update(time=time.time(), ok=False, reason=str(exc))
+            else:
+                await asyncio.to_thread(self._mark, task, False)
+                event.update(time=time.time(), ok=True, files=moved.files, bytes=moved.bytes,
+                             unchanged=moved.kept, seconds=round(time.time() - started, 3),
+                             reason=f"{moved.files} files ({moved.bytes} bytes) to {url}; "
+                                    f"{moved.kept} unchanged")
+        record(event)
+
+    def after(self, task: Task, why: str, record: Callable[[dict[str, Any]], Any]) -> None:
+        """Upload in the background (the supervisor's state changes do not wait)."""
+        job = asyncio.ensure_future(self.upload_artifacts(task, why, record))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    def every(self, task: Task, record: Callable[[dict[str, Any]], Any]) -> None:
+        """``when: every D``: an upload each period while the instance runs."""
+        from corral.manifest.cloud import when_every
+
+        assert task.spec.artifacts is not None
+        period = when_every(task.spec.artifacts.when)
+        if period is None or task.instance in self._periodic:
+            return
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(period)
+                await self.upload_artifacts(task, "every", record)
+
+        self._periodic[task.instance] = asyncio.ensure_future(loop())
+
+    def quiet(self, instance: str) -> None:
+        periodic = self._periodic.pop(instance, None)
+        if periodic is not None:
+            periodic.cancel()
 
     async def rebind(self, task: Task) -> None:
         uid, gid = self.keeper.owner_ids(task)
@@ -75,4 +185,11 @@ class Identities:
                                     directory=directory, uid=uid, gid=gid)
 
     async def close(self) -> None:
+        """The periodic uploads stop; those under way finish first (an exit's last upload
+        is the one that matters), then the sockets close."""
+        for instance in list(self._periodic):
+            self.quiet(instance)
+        if self._jobs:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*self._jobs, return_exceptions=True)
         await self.broker.close()

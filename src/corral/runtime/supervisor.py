@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -55,7 +56,7 @@ class Supervisor:
         self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
         self._hosts: tuple[Manifest | None, dict[str, tuple[tuple[str, str], ...]]] = (None, {})
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
-                            clock=self.clock, secrets=self.secrets)
+                            clock=self.clock, secrets=self.secrets, ended=self._ended_run)
         self._keeper: SecretKeeper | None = None
         self._identities: Any = None  # runtime.identities, for a fleet whose agents have one
         self._fleet_read: asyncio.Future[None] | None = None
@@ -261,8 +262,32 @@ class Supervisor:
             self._journal(old, new)
         if new.state is State.RUNNING and old.state is State.STARTING and new.runs_begun > 1:
             self._restart_dependents(new.agent)
+        if new.state is not old.state and self._identities is not None:
+            self._artifacts(old, new)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _artifacts(self, old: Snapshot, new: Snapshot) -> None:
+        """``when: every``: an agent's artifacts go up each period while it runs."""
+        runner = self.runners.get(new.name)
+        if runner is None or runner.task.spec.artifacts is None:
+            return
+        if new.state is State.RUNNING:
+            self._identities.every(runner.task, self.journal.record)
+        elif old.state is State.RUNNING:
+            self._identities.quiet(new.name)
+
+    async def _ended_run(self, task: Task) -> None:
+        """The runner's hook after a run: its artifacts go up (the outcome is an event)."""
+        if task.spec.artifacts is None or self._identities is None:
+            return
+        self._identities.quiet(task.instance)
+        try:
+            await self._identities.upload_artifacts(task, "exit", self.journal.record)
+        except Exception as exc:  # the runner goes on whatever the upload met
+            self.journal.record({"agent": task.agent, "instance": task.instance,
+                                 "event": "artifacts", "ok": False, "time": time.time(),
+                                 "reason": f"upload failed: {exc!r}"})
 
     def _journal(self, old: Snapshot, new: Snapshot) -> None:
         """The change's events kept, and the agent's hooks on them started."""
@@ -471,6 +496,10 @@ class Supervisor:
                 runner.launch(up=False)
             else:
                 runner.launch(up=scheduled is None)
+            if runner.task.spec.artifacts is not None:  # an upload the last daemon began
+                identities = await self.identities()
+                if identities.pending(runner.task):
+                    identities.after(runner.task, "resume", self.journal.record)
             if scheduled is not None:
                 scheduled.recovered(back)
                 if scheduled.active:  # the fleet was up: its times go on, missed ones too
