@@ -101,6 +101,9 @@ def test_artifacts_reach_s3_and_come_back_as_another_agents_inputs(
     uploads = [e for e in _events(project, env) if e["event"] == "artifacts"]
     assert uploads and uploads[0]["ok"] and uploads[0]["files"] == 2, uploads
     assert uploads[0]["to"] == f"s3://{DATA}/runs/producer.1/"
+    last = project.ps()["producer.1"]["artifacts"]
+    assert last["ok"] and last["files"] == 2 and last["to"] == uploads[0]["to"], last
+    assert project.ps()["consumer.1"]["artifacts"] is None
     shown = project.corral("events", "producer", env=env).stdout
     assert f"artifacts 2 files (15 bytes) to s3://{DATA}/runs/producer.1/" in shown, shown
     # a second run of the consumer downloads nothing: the same file, not a new one
@@ -235,3 +238,43 @@ def test_an_input_dir_replaced_by_a_link_is_refused_and_nothing_is_written_throu
         f"agents.linked.inputs: cannot make data in {project.root / 'box'}: "), rows
     assert list(elsewhere.iterdir()) == []
 
+
+
+TICK = """\
+import os, time
+os.makedirs("out", exist_ok=True)
+open("out/big.bin", "wb").write(os.urandom(9 * 1024 * 1024))  # past the multipart threshold
+for i in range(6):
+    open("out/tick.txt", "w").write(str(i))
+    time.sleep(1)
+"""
+
+
+def test_every_uploads_while_it_runs_and_a_big_file_goes_in_parts(
+        project: Project, aws_account: Account) -> None:
+    env = aws_account.env(project.root)
+    project.file("tick.py", TICK)
+    project.write(f"""
+        name: awsevery
+        cloud: {aws_account.cloud_block()}
+        agents:
+          ticker:
+            class: compute
+            command: [{PY}, tick.py]
+            aws: {{role: {READER}}}
+            artifacts: {{to: "s3://{DATA}/every/{{instance}}/", paths: ["out/*"],
+                         when: every 2s}}
+    """)
+    project.corral("up", "-d", env=env)
+    project.wait_for(lambda r: r.get("ticker.1", {}).get("state") == "exited", timeout=60,
+                     what="the ticker")
+    uploads = [e for e in _events(project, env) if e["event"] == "artifacts"]
+    assert all(e["ok"] for e in uploads), uploads
+    assert [e["why"] for e in uploads].count("every") >= 1, uploads
+    assert uploads[-1]["why"] == "exit", uploads
+    s3 = _reader_s3(aws_account)
+    tick = s3.get_object(Bucket=DATA, Key="every/ticker.1/out/tick.txt")["Body"].read()
+    assert tick == b"5"  # the last upload has the last write
+    big = s3.head_object(Bucket=DATA, Key="every/ticker.1/out/big.bin")
+    assert big["ContentLength"] == 9 * 1024 * 1024
+    assert big["ETag"].strip('"').endswith("-2"), big["ETag"]  # two parts of 8 MiB at most

@@ -49,6 +49,7 @@ class Identities:
         self._uploading: dict[str, asyncio.Lock] = {}
         self._jobs: set[asyncio.Future[None]] = set()
         self._periodic: dict[str, asyncio.Future[None]] = {}
+        self.last: dict[str, dict[str, Any]] = {}  # each instance's last upload (ps --json)
 
     def _inside(self, task: Task) -> str:
         if task.spec.isolation == "sandbox":
@@ -148,6 +149,8 @@ class Identities:
                              unchanged=moved.kept, seconds=round(time.time() - started, 3),
                              reason=f"{moved.files} files ({moved.bytes} bytes) to {url}; "
                                     f"{moved.kept} unchanged")
+        self.last[task.instance] = {k: event.get(k) for k in (
+            "time", "ok", "to", "why", "files", "bytes", "unchanged", "reason")}
         record(event)
 
     def after(self, task: Task, why: str, record: Callable[[dict[str, Any]], Any]) -> None:

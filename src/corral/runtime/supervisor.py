@@ -620,9 +620,11 @@ class Supervisor:
         columns = {a: placement(spec) for a, spec in agents.items()}
         rows = [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
             self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
+        uploads = self._identities.last if self._identities is not None else {}
         for row in rows:
             scheduled = self.schedules.get(row["name"])
             row["schedule"] = scheduled.view() if scheduled is not None else None
+            row["artifacts"] = uploads.get(row["name"])  # its last upload (artifacts:)
         return rows
 
     def runs(self) -> list[dict[str, Any]]:
