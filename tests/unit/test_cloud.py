@@ -184,6 +184,9 @@ class _Provider:
     def refresh_before(self, access: Any) -> float:
         return 300.0
 
+    def transfer(self, op: str, grant: Grant, where: str, **fields: Any) -> dict[str, Any]:
+        raise AssertionError("no transfer in this test")
+
 
 def _fetch(directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(broker.fetch_argv(str(directory)), capture_output=True, text=True,

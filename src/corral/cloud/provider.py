@@ -63,6 +63,12 @@ class Provider(Protocol):
         """How long before its expiry a grant is replaced."""
         ...
 
+    def transfer(self, op: str, grant: Grant, where: str, **fields: Any) -> dict[str, Any]:
+        """The provider's object store, with an agent's grant: ``upload`` (url, workdir,
+        paths, index) or ``download`` (url, workdir, to, index, uid, gid); returns
+        ``{files, bytes, kept}``, or raises ``CloudError``."""
+        ...
+
 
 def load(name: str, fleet: Any, project: str) -> Provider:
     """The provider ``name`` for the fleet's ``cloud.NAME`` block, imported now."""

@@ -79,23 +79,23 @@ class Identities:
 
     # --- the cloud data plane: inputs before a start, artifacts after ------------------------
 
-    async def _s3(self, task: Task) -> Any:
-        from corral.cloud.aws import s3  # boto3: only for an agent that moves files
-
+    async def _transfer(self, task: Task, op: str, where: str, **fields: Any) -> Any:
+        """One transfer by the provider's worker, with the instance's current grant."""
         grant = await self.broker.current(task.agent, task.instance, "aws", task.spec.aws)
-        return s3, s3.client(grant, self.fleet.aws)
+        provider = self.broker.provider("aws")
+        return await asyncio.to_thread(provider.transfer, op, grant, where, **fields)
 
     async def sync_inputs(self, task: Task) -> Any:
         """``inputs.from`` into ``inputs.to`` (what changed only); a ``CloudError`` (one
         line: nothing there, denied, unreachable) blocks the start."""
         inputs = task.spec.inputs
         assert inputs is not None
-        s3, client = await self._s3(task)
         uid, gid = self.keeper.owner_ids(task)
-        return await asyncio.to_thread(
-            s3.download, client, inputs.from_, task.workdir, inputs.to,
-            os.path.join(task.run_dir, "inputs.json"), uid=uid, gid=gid,
-            where=f"agents.{task.agent}.inputs")
+        where = f"agents.{task.agent}.inputs"
+        return await self._transfer(task, "download", where, url=inputs.from_,
+                                    workdir=task.workdir, to=inputs.to,
+                                    index=os.path.join(task.run_dir, "inputs.json"),
+                                    uid=uid, gid=gid)
 
     def _index(self, task: Task) -> str:
         return os.path.join(task.run_dir, "artifacts.json")
@@ -137,18 +137,19 @@ class Identities:
             await asyncio.to_thread(self._mark, task, True)
             started = time.time()
             try:
-                s3, client = await self._s3(task)
-                moved = await asyncio.to_thread(
-                    s3.upload, client, url, task.workdir, artifacts.paths, self._index(task),
-                    where=f"agents.{task.agent}.artifacts")
+                moved = await self._transfer(task, "upload", f"agents.{task.agent}.artifacts",
+                                             url=url, workdir=task.workdir,
+                                             paths=list(artifacts.paths),
+                                             index=self._index(task))
             except CloudError as exc:
                 event.update(time=time.time(), ok=False, reason=str(exc))
             else:
                 await asyncio.to_thread(self._mark, task, False)
-                event.update(time=time.time(), ok=True, files=moved.files, bytes=moved.bytes,
-                             unchanged=moved.kept, seconds=round(time.time() - started, 3),
-                             reason=f"{moved.files} files ({moved.bytes} bytes) to {url}; "
-                                    f"{moved.kept} unchanged")
+                event.update(time=time.time(), ok=True, files=moved["files"],
+                             bytes=moved["bytes"], unchanged=moved["kept"],
+                             seconds=round(time.time() - started, 3),
+                             reason=f"{moved['files']} files ({moved['bytes']} bytes) to "
+                                    f"{url}; {moved['kept']} unchanged")
         self.last[task.instance] = {k: event.get(k) for k in (
             "time", "ok", "to", "why", "files", "bytes", "unchanged", "reason")}
         record(event)
