@@ -152,7 +152,7 @@ MANY = """\
 import os
 if not os.path.isdir("out"):  # a run after the daemon's restart finds them made
     os.makedirs("out.tmp")
-    for i in range(400):
+    for i in range(800):
         open(f"out.tmp/f{i:04d}.bin", "wb").write(os.urandom(2048))
     os.rename("out.tmp", "out")
 print("wrote", flush=True)
@@ -192,7 +192,7 @@ def test_an_upload_cut_by_a_daemon_kill_resumes_in_the_next_daemon(
             != "Z":
         time.sleep(0.05)
     done_before = len(json.loads(index.read_text())["files"])
-    assert done_before < 400
+    assert done_before < 800
     project.corral("up", "-d", env=env)
     deadline = time.monotonic() + 60
     while not any(e["event"] == "artifacts" and e.get("why") == "resume"
@@ -201,14 +201,14 @@ def test_an_upload_cut_by_a_daemon_kill_resumes_in_the_next_daemon(
         time.sleep(0.2)
     resumed = next(e for e in _events(project, env) if e.get("why") == "resume")
     assert resumed["ok"], resumed
-    assert resumed["unchanged"] >= done_before and resumed["files"] + resumed["unchanged"] == 400
+    assert resumed["unchanged"] >= done_before and resumed["files"] + resumed["unchanged"] == 800
     # the instance the killed daemon left dead runs again; its exit's upload has nothing new
     project.wait_for(lambda r: r["maker.1"]["state"] == "exited", what="the run again")
     last = [e for e in _events(project, env) if e["event"] == "artifacts"][-1]
-    assert last["why"] == "exit" and last["files"] == 0 and last["unchanged"] == 400, last
+    assert last["why"] == "exit" and last["files"] == 0 and last["unchanged"] == 800, last
     s3 = _reader_s3(aws_account)
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=DATA, Prefix="resume/maker.1/")
-    assert sum(len(p.get("Contents", [])) for p in pages) == 400
+    assert sum(len(p.get("Contents", [])) for p in pages) == 800
     assert json.loads(index.read_text())["pending"] is False
 
 

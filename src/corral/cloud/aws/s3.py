@@ -30,9 +30,9 @@ from botocore.config import Config
 
 from corral.cloud.provider import CloudError
 
-_TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, max_concurrency=8)
-_CONFIG = Config(connect_timeout=3, read_timeout=60, retries={"max_attempts": 3,
-                                                              "mode": "standard"})
+_TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, max_concurrency=4)
+_CONFIG = Config(connect_timeout=3, read_timeout=60, max_pool_connections=48,
+                 retries={"max_attempts": 3, "mode": "standard"})
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -123,40 +123,81 @@ def _matching(root_fd: int, patterns: Sequence[str]) -> Iterator[tuple[str, int,
                 yield rel, dir_fd, st
 
 
+FILES_AT_ONCE = 8  # files in flight (each may go in parts, _TRANSFER's own threads)
+SAVE_EVERY = 1.0  # seconds between index saves: a resume re-sends at most that much
+
+
 def upload(s3: Any, url: str, workdir: str, patterns: Sequence[str], index_path: str, *,
            where: str) -> Moved:
     """The matching files of ``workdir`` under ``url`` (a prefix), those changed since the
-    last upload only; the index says which are done, so a restart resumes."""
+    last upload only, ``FILES_AT_ONCE`` at a time; the index says which are done, so a
+    restart resumes (a file sent but not yet indexed goes again: the same bytes)."""
+    import threading
+    import time
+    from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+
     bucket, prefix = url.removeprefix("s3://").partition("/")[::2]
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     done = _index(index_path)
     uploaded: dict[str, list[int]] = done.get("files", {})
-    moved = size = kept = 0
+    lock = threading.Lock()
+    slots = threading.BoundedSemaphore(FILES_AT_ONCE * 4)  # open descriptors waiting
+    sent: list[int] = []  # the sizes of the files sent
+    saved = [time.monotonic()]
+
+    def send(fd: int, key: str, mark: list[int]) -> None:
+        try:
+            with os.fdopen(fd, "rb") as f:
+                s3.upload_fileobj(f, bucket, key, Config=_TRANSFER,
+                                  ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+        except (errors.BotoCoreError, errors.ClientError,
+                boto3.exceptions.S3UploadFailedError) as exc:
+            raise _problem(where, f"s3://{bucket}/{key}", exc) from None
+        finally:
+            slots.release()
+        with lock:
+            uploaded[key] = mark
+            sent.append(mark[0])
+            if time.monotonic() - saved[0] >= SAVE_EVERY:
+                _save(index_path, {**done, "files": dict(uploaded)})
+                saved[0] = time.monotonic()
+
+    kept = 0
+    jobs: list[tuple[Future[None], int]] = []
     root_fd = os.open(workdir, _DIR)
     try:
-        for rel, dir_fd, st in _matching(root_fd, patterns):  # dir_fd lives till the next
-            mark = [st.st_size, st.st_mtime_ns]
-            key = prefix + rel
-            if uploaded.get(key) == mark:
-                kept += 1
-                continue
-            fd = os.open(os.path.basename(rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=dir_fd)
-            with os.fdopen(fd, "rb") as f:
+        with ThreadPoolExecutor(FILES_AT_ONCE) as pool:
+            for rel, dir_fd, st in _matching(root_fd, patterns):  # dir_fd lives till the next
+                mark = [st.st_size, st.st_mtime_ns]
+                key = prefix + rel
+                if uploaded.get(key) == mark:
+                    kept += 1
+                    continue
+                if any(job.done() and job.exception() for job, _ in jobs[-FILES_AT_ONCE:]):
+                    break  # one failed: the rest waits for the next upload
+                slots.acquire()
                 try:
-                    s3.upload_fileobj(f, bucket, key, Config=_TRANSFER,
-                                      ExtraArgs={"ChecksumAlgorithm": "SHA256"})
-                except (errors.BotoCoreError, errors.ClientError,
-                        boto3.exceptions.S3UploadFailedError) as exc:
-                    raise _problem(where, f"s3://{bucket}/{key}", exc) from None
-            uploaded[key] = mark
-            moved += 1
-            size += st.st_size
-            _save(index_path, {**done, "files": uploaded})
+                    fd = os.open(os.path.basename(rel),
+                                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                except OSError:
+                    slots.release()
+                    continue  # gone, or a link put there since the walk: not sent
+                jobs.append((pool.submit(send, fd, key, mark), fd))
+            wait([job for job, _ in jobs], return_when=FIRST_EXCEPTION)
+            failed = next((job.exception() for job, _ in jobs
+                           if job.done() and not job.cancelled() and job.exception()), None)
+            if failed is not None:
+                for job, fd in jobs:
+                    if job.cancel():  # never ran: its descriptor is still open here
+                        os.close(fd)
+                        slots.release()
+                raise failed
     finally:
         os.close(root_fd)
-    return Moved(moved, size, kept)
+        with lock:
+            _save(index_path, {**done, "files": dict(uploaded)})
+    return Moved(len(sent), sum(sent), kept)
 
 
 # --- down ----------------------------------------------------------------------------------
