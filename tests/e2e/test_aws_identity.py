@@ -21,7 +21,7 @@ import pytest
 from corral.api.client import Client
 from corral.drivers.host.bwrap import find_bwrap
 from tests.e2e.conftest import Project
-from tests.support.moto import DATA, LOCKED, OTHER, READER, Account
+from tests.support.moto import DATA, FLEET, LOCKED, OTHER, READER, Account
 
 pytestmark = pytest.mark.e2e
 PY = sys.executable  # has boto3 (the test extra); agents start with a clean environment
@@ -562,3 +562,27 @@ def test_agents_with_users_of_their_own_reach_only_their_own_credentials(
     asked = [m for m in said if m.startswith("asked ")]
     # its own interpreter cannot even open the other's copy of fetch.py (nor the socket)
     assert asked and asked[0].startswith("asked 2 ") and "Permission denied" in asked[0], asked
+
+
+def test_corral_may_assume_a_role_of_its_own_first(
+        project: Project, aws_account: Account) -> None:
+    """cloud.aws.role_arn: corral's user assumes the fleet's role, and that role the agent's;
+    the agent's session is opened by the fleet's role, not by the user."""
+    env = _setup(project, aws_account)
+    project.write(f"""
+        name: awsbase
+        cloud: {aws_account.cloud_block(role_arn=FLEET)}
+        agents:
+          reader:
+            class: compute
+            command: [{PY}, caller.py, read]
+            aws: {{role: {READER}}}
+    """)
+    project.corral("up", "-d", env=env)
+    rows = _exited(project, "reader.1")
+    said = _messages(project, "reader")
+    assert rows["reader.1"]["exit_code"] == 0, said
+    assert "read hello from s3" in said, said
+    sessions = {(r["role_arn"], r["session_name"]) for r in _assumed(aws_account.state()["sts"])}
+    assert (FLEET, "corral-awsbase-corral") in sessions, sessions
+    assert (READER, "corral-awsbase-reader.1") in sessions, sessions

@@ -39,7 +39,12 @@ REGION = "us-east-1"
 DATA, OTHER = "corral-data", "corral-other"
 READER = f"arn:aws:iam::{ACCOUNT}:role/reader"  # s3 on DATA only; corral may assume it
 LOCKED = f"arn:aws:iam::{ACCOUNT}:role/locked"  # trusts someone else: corral may not
-SETUP_CALLS = 10  # the requests ``_make_account`` sends before IAM is enforced
+# corral's own role (cloud.aws.role_arn): corral's user may assume it, and it may assume
+# READER; moto matches a trusted principal exactly, so READER trusts the session corral's
+# project "awsbase" opens in it (provider: corral-PROJECT-corral)
+FLEET = f"arn:aws:iam::{ACCOUNT}:role/fleet"
+FLEET_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/fleet/corral-awsbase-corral"
+SETUP_CALLS = 12  # the requests ``_make_account`` sends before IAM is enforced
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def _make_account(endpoint: str) -> Account:
         "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))  # 3
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "sts:AssumeRole",
-        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/corral"}}]}
+        "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:user/corral", FLEET_SESSION]}}]}
     iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps(trust),
                     MaxSessionDuration=43200)  # 4
     iam.put_role_policy(RoleName="reader", PolicyName="data", PolicyDocument=json.dumps({
@@ -103,6 +108,13 @@ def _make_account(endpoint: str) -> Account:
         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/someone-else"}}]}
     iam.create_role(RoleName="locked", AssumeRolePolicyDocument=json.dumps(elsewhere))  # 6
     iam.create_user(UserName="someone-else")  # 7
+    corral_only = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/corral"}}]}
+    iam.create_role(RoleName="fleet", AssumeRolePolicyDocument=json.dumps(corral_only))
+    iam.put_role_policy(RoleName="fleet", PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
     s3 = _client("s3", endpoint)
     s3.create_bucket(Bucket=DATA)  # 8
     s3.create_bucket(Bucket=OTHER)  # 9

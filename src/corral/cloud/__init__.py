@@ -10,9 +10,11 @@ The shape, so another provider (GCP, Azure) follows without touching the core:
   connecting process must be the instance's own, by uid and process tree).
 - ``fetch.py``: the stdlib-only program an agent's SDK runs (``credential_process``): it reads
   the grant from the socket and prints it.
-- ``aws/``: the AWS provider (STS AssumeRole with a session policy) and its pure policy checks
-  (``aws.policy``: ``*`` on ``*``, root), which ``corral doctor`` reads without boto3.
+- ``aws/``: the AWS provider (``provider``: no SDK), whose every call to AWS (STS AssumeRole
+  with a session policy, S3 transfers in ``s3``) runs in a short-lived ``worker`` process;
+  its pure policy checks (``policy``: ``*`` on ``*``, no policy, admin roles) and what AWS says
+  of corral's own identity (``identity``: long-lived or root keys) for ``corral doctor``.
 
-The daemon imports a provider only when an agent declares that provider's block (benchmark
-S2: boto3 stays out of a daemon whose agents need no cloud).
+The daemon never imports an SDK: boto3 with two clients is ~40 MB resident, held for the
+fleet's life (benchmark S2; ``bench/cloud_rss.py``).
 """

@@ -4,8 +4,8 @@ agent that declares ``aws:``, a fresh grant, the config that points its SDK at c
 secret files), and the instance's credential socket there. A re-adopted instance gets its
 socket back (``rebind``): its SDK asks again after a daemon restart.
 
-Imported by the supervisor only for a fleet with such an agent (the broker imports its
-provider's SDK on its first grant: benchmark S2)."""
+Imported by the supervisor only for a fleet with such an agent; no SDK is imported here (a
+provider's calls run in its worker process: benchmark S2)."""
 
 from __future__ import annotations
 
