@@ -105,10 +105,9 @@ if [ "$want_test" = 1 ]; then
   # the log forwarding tests send syslog to a real rsyslog (Debian's), started by a fixture
   command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || apt_install rsyslog
   containers_conf
-  # the tui, ray and forward extras too: corral top's, the ray placement's and the Fluent
-  # sink's tests drive them,
-  # and mypy checks them
-  .venv/bin/python -m pip install -q -e '.[test,tui,ray,forward]'
+  # the tui, ray, forward and aws extras too: corral top's, the ray placement's, the Fluent
+  # sink's and the agents' AWS identities' tests drive them, and mypy checks them
+  .venv/bin/python -m pip install -q -e '.[test,tui,ray,forward,aws]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

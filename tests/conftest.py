@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests.support import agentusers, engines, raycluster, rootless
+from tests.support import agentusers, engines, moto, raycluster, rootless
 
 
 def _popens_name_their_maker() -> None:
@@ -73,6 +73,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[raycluster
     stopped by their PIDs at the end; skipped, with the reason, where Ray is not installed."""
     with raycluster.cluster(tmp_path_factory.mktemp("ray")) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[moto.Account]:
+    """A real ``moto_server`` on 127.0.0.1 with IAM enforced, an account made in it
+    (``tests/support/moto.py``), stopped by its PID at the end; skipped, with the reason,
+    where moto[server] is not installed."""
+    with moto.moto_server(tmp_path_factory.mktemp("moto")) as account:
+        yield account
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,16 @@ DAEMON_ONLY = frozenset({
     "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "DOCKER_BUILDKIT",
 })
 DAEMON_PREFIXES = ("UV_", "PIP_", "NPM_CONFIG_", "npm_config_")
+# corral's own AWS identity (cloud.aws, corral.cloud.aws): where the SDK finds it; the agents
+# get none of these (an agent with aws: gets a config of its own, every other agent NO_CLOUD)
+DAEMON_AWS = frozenset({"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE",
+                        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                        "AWS_CA_BUNDLE"})
+# An agent without aws: finds no AWS credentials: not the files of corral's user (its HOME
+# is theirs), nor the instance metadata service; what it sets itself in env it keeps.
+NO_CLOUD = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true"}
+CLOUD_PREFIX = "AWS_"  # a glob of inherit_env never matches these: name them one by one
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's
 # Settings of the host that mean nothing inside a container or guest (the image and the guest
 # have their own users, paths and runtime dirs); kept when the manifest names them itself.
@@ -93,7 +103,8 @@ def clean_base(environ: Mapping[str, str], *, terminal: bool = False) -> dict[st
 def daemon_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """What the daemon is started with: the clean base and corral's own settings."""
     return {**clean_base(environ), **{k: v for k, v in environ.items()
-                                      if k in DAEMON_ONLY or k.startswith(DAEMON_PREFIXES)}}
+                                      if k in DAEMON_ONLY or k in DAEMON_AWS
+                                      or k.startswith(DAEMON_PREFIXES)}}
 
 
 def is_glob(pattern: str) -> bool:
@@ -113,6 +124,7 @@ def inherited(patterns: Sequence[str], environ: Mapping[str, str],
         skip = set(withheld)
         for name, value in environ.items():
             if name not in out and name not in skip and not looks_like_credential(name) \
+                    and not name.startswith(CLOUD_PREFIX) \
                     and any(fnmatch.fnmatchcase(name, g) for g in globs):
                 out[name] = value
     return out
@@ -154,6 +166,7 @@ def agent_environment(agent: object, *, project: str, name: str, state_dir: str,
     fields have the same names)."""
     replicas = getattr(agent, "replicas", 1)
     return {
+        **NO_CLOUD,  # an agent with aws: gets its own config at start (runtime.identities)
         **clean_base(base, terminal=terminal),
         **inherited(inherit, given, withheld),
         **(peers or {}),

@@ -293,7 +293,16 @@ def spec() -> dict[str, Any]:
                     "last_run": {"oneOf": [{"type": "null"},
                                            {"$ref": "#/components/schemas/Run"}]},
                     "next_run": {"type": ["number", "null"]},
-                    "active": {"type": "boolean"}}}}},
+                    "active": {"type": "boolean"}}},
+                "artifacts": {"type": ["object", "null"],
+                              "description": "its last upload of artifacts: (this daemon's)",
+                              "properties": {
+                                  "time": {"type": "number"}, "ok": {"type": "boolean"},
+                                  "to": {"type": "string"}, "why": {"type": "string"},
+                                  "files": {"type": ["integer", "null"]},
+                                  "bytes": {"type": ["integer", "null"]},
+                                  "unchanged": {"type": ["integer", "null"]},
+                                  "reason": {"type": "string"}}}}},
             "Run": {"type": "object", "properties": {
                 "instance": {"type": "string"}, "agent": {"type": "string"},
                 "run": {"type": "integer"}, "trigger": {"type": "string"},

@@ -196,6 +196,8 @@ def _check(manifest: spec.Manifest) -> None:
         raise _Invalid("logs.forward", "two targets have one name: give each its own name:")
     # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``
     for name, agent in manifest.agents.items():
+        if (problem := cloud_problem(manifest, name, agent)) is not None:
+            raise _Invalid(*problem)
         if not agent.command and not _runs_without_command(agent):
             raise _Invalid(f"agents.{name}", "missing command")
         if agent.placement not in (None, spec.LOCAL) and agent.isolation not in \
@@ -212,6 +214,35 @@ def _check(manifest: spec.Manifest) -> None:
                                                         + ", ".join(spec.PROBE_KINDS))
             if probe is not None and probe.within is not None and probe.heartbeat is None:
                 raise _Invalid(f"agents.{name}.{role}", bounds.WITHIN_ALONE)
+
+
+# the levels whose agents can run the credential_process corral gives them (a host
+# interpreter, by path): a container image or a guest has neither
+AWS_LEVELS = ("process", "venv", "sandbox")
+
+
+def cloud_problem(manifest: spec.Manifest, name: str, agent: spec.Agent
+                  ) -> tuple[str, str] | None:
+    """What is wrong with an agent's ``aws:`` in this fleet: (path, problem), or None."""
+    from corral.manifest.cloud import policy_problem
+
+    access = agent.aws
+    for key in ("artifacts", "inputs"):
+        if getattr(agent, key) is not None and access is None:
+            return f"agents.{name}.{key}", ("needs the agent's aws: block: the daemon moves "
+                                            "its files with the agent's own credentials")
+    if access is None:
+        return None
+    where = f"agents.{name}.aws"
+    if manifest.cloud.aws is None:
+        return where, ("needs the fleet's cloud.aws block (cloud: {aws: {region: ...}}): "
+                       "where corral's own AWS identity comes from")
+    if agent.isolation not in AWS_LEVELS or agent.driver != agent.isolation:
+        return where, (f"is for {', '.join(AWS_LEVELS)} agents on this host for now "
+                       f"(this one is {agent.driver}); give it isolation: sandbox")
+    if access.policy is not None and (problem := policy_problem(access.policy)):
+        return f"{where}.policy", problem
+    return None
 
 
 def manifest(raw: Any) -> spec.Manifest:
@@ -275,7 +306,8 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 
 # Fields added after the hashes were pinned: left out while they hold their defaults, so an
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
-ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics")
+ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics", "aws", "artifacts",
+                      "inputs")
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 ADDED_RESOURCE_FIELDS = ("gpus",)
 

@@ -35,6 +35,7 @@ from corral.manifest.classes import (
     agent_problems,
     apply_class_defaults,
 )
+from corral.manifest.decode import cloud_problem
 from corral.manifest.graph import dependency_problems, raw_graph
 from corral.manifest.hints import MAX_UNKNOWN, did_you_mean, pydantic_problems
 from corral.manifest.normalize import volume_entries
@@ -372,13 +373,17 @@ def validate(data: Data, ctx: Context) -> Manifest | None:
                 agents[str(name)] = adapter(Agent).validate_python(spec)
             except ValidationError as exc:
                 ctx.problems.extend(pydantic_problems(exc, Agent, ("agents", name)))
+    fleet: Manifest | None = None
     try:
-        adapter(Manifest).validate_python(
+        fleet = adapter(Manifest).validate_python(
             {**data, "agents": {}} if isinstance(raw_agents, dict) else data)
     except ValidationError as exc:
         ctx.problems.extend(pydantic_problems(exc, Manifest))
     for name, agent in agents.items():
         ctx.problems.extend(agent_problems(name, agent, ctx.drivers))
+        cloud = cloud_problem(fleet, name, agent) if fleet is not None else None
+        if cloud is not None:
+            ctx.problems.append(f"{cloud[0]}: {cloud[1]}")
         if not files.is_dir(agent.workdir):
             ctx.warnings.append(f"agents.{name}.workdir: directory not found: {agent.workdir}")
     raw_secrets = data.get("secrets")

@@ -316,6 +316,17 @@ def agent_levels(agent: spec.Agent) -> spec.Agent:
     return agent
 
 
+def fleet_rules(manifest: spec.Manifest) -> spec.Manifest:
+    """The checks across the whole fleet: its clusters, its agents' cloud identities."""
+    from corral.manifest.decode import cloud_problem
+
+    for name, agent in manifest.agents.items():
+        problem = cloud_problem(manifest, name, agent)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+    return known_clusters(manifest)
+
+
 def known_clusters(manifest: spec.Manifest) -> spec.Manifest:
     """Each ``cluster:`` block names a cluster an installed driver places agents on."""
     from corral.manifest import routes

@@ -59,6 +59,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "such as LC_*), before each agent's own inherit_env.",
         "dashboard": "The web dashboard ({port: N}), served by the daemon on 127.0.0.1 only; "
         "'corral dashboard' prints the one-time link that opens it.",
+        "cloud": "Cloud accounts corral reaches for its agents' identities: aws: {region, "
+        "profile | role_arn, endpoint_url, refresh_before}.",
         "cluster": "Clusters agents can be placed on (ray: {address: ray://HOST:10001 | "
         "auto}): each block the defaults of the placed agents' own block of that name.",
     },
@@ -97,6 +99,16 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "metrics": "Its own Prometheus metrics ({port, path: /metrics}): corral scrapes each "
         "instance when its own /metrics is scraped and re-exposes the samples with agent and "
         "instance labels.",
+        "aws": "Its AWS identity: {role: ARN, policy: {inline session policy}, duration: 1h}. "
+        "corral assumes the role with the policy and gives the agent an AWS config whose "
+        "credential_process fetches its temporary credentials from the daemon; no keys in "
+        "its environment. Without it, no AWS credentials at all.",
+        "artifacts": "Files of its workdir the daemon uploads with its own aws: credentials: "
+        "{to: s3://BUCKET/PREFIX/{instance}/, paths: [out/**], when: exit | every 5m} "
+        "(multipart, SHA-256 checked; an 'artifacts' event says each upload).",
+        "inputs": "Objects the daemon downloads with its own aws: credentials before each "
+        "start, only those that changed: {from: s3://BUCKET/PREFIX/, to: data}; none there "
+        "blocks the agent.",
     },
     "Probe": {
         "silence": "Fails when the agent printed nothing on stdout or stderr for this long.",
@@ -186,8 +198,13 @@ def _record_units(record: type, shape: dict[str, Any]) -> None:
         found = [m.func for arg in _annotated(tp) for m in arg.__metadata__
                  if isinstance(m, rules.Before)]
         nullable = type(None) in get_args(tp)
+        ranges = [m.range for arg in _annotated(tp) for m in arg.__metadata__
+                  if isinstance(m, rules.Within)]
         if name in props and parse_duration in found:
-            _widen(props[name], *_DURATION, nullable=nullable)
+            number = dict(_DURATION[0])
+            if ranges:  # a duration of its own bounds (an STS session: 15 min to 12 h)
+                number.update(minimum=ranges[0].low, maximum=ranges[0].high)
+            _widen(props[name], number, _DURATION[1], nullable=nullable)
         elif name in props and parse_size in found:
             _widen(props[name], *_SIZE, nullable=nullable)
 

@@ -22,6 +22,13 @@ from typing import Annotated, Any, Literal
 from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
+from corral.manifest.cloud import (
+    SESSION,
+    role_problem,
+    s3_url_problem,
+    transfer_path_problem,
+    when_problem,
+)
 from corral.manifest.rules import (
     After,
     Before,
@@ -36,7 +43,7 @@ from corral.manifest.rules import (
     Within,
 )
 from corral.manifest.timetable import cron_problem, timezone_problem
-from corral.manifest.units import parse_size
+from corral.manifest.units import parse_duration, parse_size
 
 AgentClass = Literal["compute", "io", "service", "ai"]
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -45,7 +52,7 @@ Condition = Literal["started", "healthy", "completed", "completed_successfully",
 ProbeAction = Literal["none", "restart", "stop", "kill"]
 
 # YAML keys that are Python keywords are spelled with a trailing underscore in the classes.
-ALIASES = {"class_": "class"}
+ALIASES = {"class_": "class", "from_": "from"}
 AGENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # none | host | loopback:NAME (sandboxed agents naming one loopback share it, nothing else)
 NETWORK = r"^(none|host|loopback:[a-z0-9][a-z0-9_.-]{0,62})$"
@@ -305,6 +312,71 @@ class EventHooks(Core, Record):
     oom: Hooks = field(default_factory=list)
 
 
+# --- cloud identities (rules: ``manifest.cloud``) -------------------------------------------
+
+
+CloudRole = Annotated[str, Problem(role_problem)]
+Session = Annotated[float, Within(SESSION), Before(parse_duration)]
+
+
+@record(kw_only=True)
+class AwsCloud(Core, Record):
+    """Where corral's own AWS identity comes from: a ``profile`` of the AWS config (SSO or a
+    role are best; long-lived keys are flagged), and/or a ``role_arn`` corral assumes first;
+    ``endpoint_url``: an AWS-compatible or local endpoint (and the agents' too).
+    ``refresh_before``: how long before expiry corral replaces an agent's credentials
+    (default: the shorter of 20 min and half their duration)."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: CloudRole | None = None
+    endpoint_url: Annotated[str, Pattern(r"^https?://[^\s]+$")] | None = None
+    refresh_before: Duration | None = None
+
+
+@record(kw_only=True)
+class Cloud(Core, Record):
+    aws: AwsCloud | None = None
+
+
+@record(kw_only=True)
+class AwsAccess(Core, Record):
+    """An agent's AWS identity: temporary credentials of ``role``, narrowed by ``policy``."""
+
+    __rules__ = Whole(after="cloud.access_rules")
+
+    role: CloudRole
+    policy: dict[str, Any] | None = None  # checked by access_rules, decode.cloud_problem
+    duration: Session = 3600.0
+    session_name: Annotated[str, Pattern(r"^[\w+=,.@-]{2,64}$")] | None = None
+
+
+S3Url = Annotated[str, Problem(s3_url_problem)]
+
+
+@record(kw_only=True)
+class Artifacts(Core, Record):
+    """What the daemon uploads from the agent's workdir, with the agent's own credentials:
+    the files matching ``paths`` (globs, ``**`` for any depth), under ``to`` (``{instance}``
+    and ``{agent}`` filled in), at each exit or ``every 5m`` while it runs (and at exit)."""
+
+    to: S3Url
+    paths: Annotated[list[Annotated[str, Problem(transfer_path_problem)]], Length(1)] = field(
+        default_factory=lambda: ["**"])
+    when: Annotated[str, Problem(when_problem)] = "exit"
+
+
+@record(kw_only=True)
+class Inputs(Core, Record):
+    """What the daemon downloads before each start, with the agent's own credentials: the
+    objects under ``from`` into ``to`` (relative to its workdir), only those that changed."""
+
+    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True,
+                           "alias_generator": lambda name: ALIASES.get(name, name)}
+    from_: S3Url
+    to: Annotated[str, Problem(transfer_path_problem)] = "data"
+
+
 # --- agent and manifest -------------------------------------------------------------------
 
 
@@ -400,6 +472,12 @@ class Agent(Core, Record):
     on: EventHooks = EventHooks()
     # its own Prometheus exposition, scraped by the daemon with each scrape of corral's
     metrics: AgentMetrics | None = None
+    # its AWS identity: temporary credentials of a role, narrowed by a session policy,
+    # fetched from the daemon by its SDK (``corral.cloud``); without it, no AWS credentials
+    aws: AwsAccess | None = None
+    # the cloud data plane, moved by the daemon with the agent's own aws: credentials
+    artifacts: Artifacts | None = None
+    inputs: Inputs | None = None
 
     @property
     def driver(self) -> str:
@@ -555,7 +633,7 @@ class LogsConfig(Core, Record):
 
 @record(kw_only=True)
 class Manifest(Core, Record):
-    __rules__ = Whole(before="fleet_inherit_env", after="known_clusters")
+    __rules__ = Whole(before="fleet_inherit_env", after="fleet_rules")
 
     version: Literal[1] = 1
     name: Annotated[str, Pattern(AGENT_NAME), Problem(project_name_problem)]
@@ -572,6 +650,8 @@ class Manifest(Core, Record):
     # the placed agents' own ``NAME:`` block (the loader merges them in)
     cluster: dict[Annotated[str, Pattern(AGENT_NAME)], dict[str, Any]] = field(
         default_factory=dict)
+    # the cloud accounts corral reaches for its agents' identities (``aws:``)
+    cloud: Cloud = Cloud()
 
 
 

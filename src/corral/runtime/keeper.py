@@ -85,6 +85,15 @@ class SecretKeeper:
         return [(self.top, 0o700, me, my_gid), (self.tag, 0o700, me, my_gid),
                 (task.instance, 0o500, owner.uid, owner.gid)]
 
+    def instance_dir(self, task: Task) -> str:
+        """The instance's private dir on the host, as ``_write`` makes it."""
+        return os.path.join(self.base, *(p[0] for p in self._parts(task, self._owner(task))))
+
+    def owner_ids(self, task: Task) -> tuple[int, int]:
+        """Who the instance's private dir and files belong to: its identity, or corral."""
+        owner = self._owner(task)
+        return (owner.uid, owner.gid) if owner else (os.geteuid(), os.getegid())
+
     def directory(self, instance: str) -> str:
         """The dir of an instance running as corral itself, or sandboxed."""
         return os.path.join(self.root, instance)
@@ -106,8 +115,10 @@ class SecretKeeper:
         return os.path.join(self.base, *(p[0] for p in parts))
 
     async def task_with_secrets(self, task: Task, sources: Mapping[str, Any],
-                                sent: Mapping[str, str]) -> Task:
-        """``sent``: the variables `corral up` sent for environment sources."""
+                                sent: Mapping[str, str],
+                                extra: Mapping[str, str] | None = None) -> Task:
+        """``sent``: the variables `corral up` sent for environment sources; ``extra``:
+        files of corral's for the same private dir (an agent's cloud config)."""
         uses = task.spec.secrets
         missing = [u.source for u in uses if u.source not in sources]
         if missing:
@@ -120,7 +131,7 @@ class SecretKeeper:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise SecretError(problems[0] + more)
         env = dict(task.env)
-        files: dict[str, str] = {}
+        files: dict[str, str] = dict(extra or {})
         for use in uses:
             if use.env is not None:
                 env[use.env] = values[use.source]

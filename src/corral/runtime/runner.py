@@ -35,12 +35,16 @@ class Hooks:
         wait_dependencies: Callable[[str], Awaitable[str | None]],
         clock: Clock,
         secrets: Callable[[Task], Awaitable[Task]] | None = None,
+        ended: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self.changed = changed
         self.wait_dependencies = wait_dependencies
         self.clock = clock
         # the task as it starts: with its secrets in env and files; raises SecretError
         self.secrets = secrets
+        # after a run ended, before its end is shown: its artifacts go up first, so a
+        # dependent waiting for it to complete finds them (never raises)
+        self.ended = ended
 
 
 Request = Literal["start", "stop", "restart"]
@@ -165,6 +169,8 @@ class Runner:
             handle = started
         result, why = await self._supervise(handle)
         self._record_exit(result)
+        if self._hooks.ended is not None:
+            await self._hooks.ended(self.task)
         if why == "stop":
             self._want_up = False
             self._set(State.STOPPED, pid=None, handle=None, reason="stopped on request")

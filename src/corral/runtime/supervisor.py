@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -59,8 +60,9 @@ class Supervisor:
         self._masks: tuple[Manifest | None, tuple[str, ...]] = (None, ())
         self._hosts: tuple[Manifest | None, dict[str, tuple[tuple[str, str], ...]]] = (None, {})
         self._hooks = Hooks(changed=self._on_change, wait_dependencies=self.wait_dependencies,
-                            clock=self.clock, secrets=self.secrets)
+                            clock=self.clock, secrets=self.secrets, ended=self._ended_run)
         self._keeper: SecretKeeper | None = None
+        self._identities: Any = None  # runtime.identities, for a fleet whose agents have one
         self._fleet_read: asyncio.Future[None] | None = None
         self.journal = journal.Journal(store)
         self.forwarding: Forwarding | None = None  # made by the first manifest forwarding logs
@@ -77,6 +79,28 @@ class Supervisor:
         if self._keeper is None:
             self._keeper = SecretKeeper(self.state_dir, self.manifest.name, self._redact)
         return self._keeper
+
+    async def identities(self) -> Any:
+        """The agents' cloud identities (``runtime.identities``), made for the fleet's
+        ``cloud:`` as it is now (imported by the first fleet that declares one)."""
+        assert self.manifest is not None
+        fleet = self.manifest.cloud
+        if self._identities is None or self._identities.fleet != fleet:
+            from corral.runtime.identities import Identities
+
+            old, self._identities = self._identities, Identities(
+                fleet, self.manifest.name, self.keeper(),
+                redact=self._redact_grant, pid_of=self._pid_of)
+            if old is not None:  # cloud: changed: its sockets go (their agents restart)
+                await old.close()
+        return self._identities
+
+    def _redact_grant(self, values: Iterable[str]) -> None:
+        self.env.redactor.add(values)
+
+    def _pid_of(self, instance: str) -> int | None:
+        runner = self.runners.get(instance)
+        return runner.snapshot.pid if runner is not None else None
 
     def _redact(self, instance: str, values: Iterable[str]) -> None:
         self.env.redactor.add(values)
@@ -98,6 +122,12 @@ class Supervisor:
         outputs first, then the task gets its own."""
         if self._fleet_read is not None:
             await asyncio.shield(self._fleet_read)
+        if task.spec.aws is not None:
+            assert self.manifest is not None
+            identities = await self.identities()
+            with_identity: Task = await identities.task_with_identity(
+                task, self.manifest.secrets, self.env.sent)
+            return with_identity
         if not task.spec.secrets:
             return task
         return await self._task_with_secrets(task)
@@ -178,7 +208,16 @@ class Supervisor:
         return decode.spec_hash(
             spec, self.driver(spec.driver).inputs_digest(task).encode(),
             self.env.digest(self.manifest, spec),  # the environment: nothing without inherit_env
-            peers.digest(task.env, task.hosts))  # where it finds the others
+            peers.digest(task.env, task.hosts),  # where it finds the others
+            self._identity_digest(spec))  # the fleet's cloud:, for an agent with an identity
+
+    def _identity_digest(self, spec: Agent) -> bytes:
+        if spec.aws is None:
+            return b""
+        from corral.runtime.identities import digest
+
+        assert self.manifest is not None
+        return digest(self.manifest, spec)
 
     # --- runners ---------------------------------------------------------------------------
 
@@ -228,8 +267,32 @@ class Supervisor:
             self._journal(old, new)
         if new.state is State.RUNNING and old.state is State.STARTING and new.runs_begun > 1:
             self._restart_dependents(new.agent)
+        if new.state is not old.state and self._identities is not None:
+            self._artifacts(old, new)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _artifacts(self, old: Snapshot, new: Snapshot) -> None:
+        """``when: every``: an agent's artifacts go up each period while it runs."""
+        runner = self.runners.get(new.name)
+        if runner is None or runner.task.spec.artifacts is None:
+            return
+        if new.state is State.RUNNING:
+            self._identities.every(runner.task, self.journal.record)
+        elif old.state is State.RUNNING:
+            self._identities.quiet(new.name)
+
+    async def _ended_run(self, task: Task) -> None:
+        """The runner's hook after a run: its artifacts go up (the outcome is an event)."""
+        if task.spec.artifacts is None or self._identities is None:
+            return
+        self._identities.quiet(task.instance)
+        try:
+            await self._identities.upload_artifacts(task, "exit", self.journal.record)
+        except Exception as exc:  # the runner goes on whatever the upload met
+            self.journal.record({"agent": task.agent, "instance": task.instance,
+                                 "event": "artifacts", "ok": False, "time": time.time(),
+                                 "reason": f"upload failed: {exc!r}"})
 
     def _journal(self, old: Snapshot, new: Snapshot) -> None:
         """The change's events kept, and the agent's hooks on them started."""
@@ -480,6 +543,8 @@ class Supervisor:
             back = handle is not None and await runner.driver.recover(handle, runner.output)
             if handle is not None and back:
                 adopted += 1
+                if runner.task.spec.aws is not None:  # its SDK asks the new daemon now
+                    await (await self.identities()).rebind(runner.task)
                 runner.launch(adopt=handle)
             elif row is not None and row.state in ("stopped", "exited", "fatal"):
                 runner.snapshot = replace(runner.snapshot, state=State(row.state),
@@ -487,6 +552,10 @@ class Supervisor:
                 runner.launch(up=False)
             else:
                 runner.launch(up=scheduled is None)
+            if runner.task.spec.artifacts is not None:  # an upload the last daemon began
+                identities = await self.identities()
+                if identities.pending(runner.task):
+                    identities.after(runner.task, "resume", self.journal.record)
             if scheduled is not None:
                 scheduled.recovered(back)
                 if scheduled.active:  # the fleet was up: its times go on, missed ones too
@@ -582,6 +651,8 @@ class Supervisor:
         self.store.flush()
         self.store.forget_fleet()
         self._ended = True
+        if self._identities is not None:
+            await self._identities.close()
         if self._keeper is not None:
             self._keeper.forget()
         return stopped
@@ -593,6 +664,8 @@ class Supervisor:
         if self.forwarding is not None:  # after the runners: their last records go too
             await self.forwarding.stop()
         await self.hooks.close()
+        if self._identities is not None:
+            await self._identities.close()
         await asyncio.gather(*(d.close() for d in self._drivers.values()))
         for log in self._logs.values():
             log.close()
@@ -606,9 +679,11 @@ class Supervisor:
         columns = {a: placement(spec) for a, spec in agents.items()}
         rows = [{**public(r.snapshot, now), **columns.get(r.task.agent, {})} for r in sorted(
             self.runners.values(), key=lambda r: (r.task.agent, r.task.index))]
+        uploads = self._identities.last if self._identities is not None else {}
         for row in rows:
             scheduled = self.schedules.get(row["name"])
             row["schedule"] = scheduled.view() if scheduled is not None else None
+            row["artifacts"] = uploads.get(row["name"])  # its last upload (artifacts:)
         return rows
 
     def runs(self) -> list[dict[str, Any]]:

@@ -76,6 +76,22 @@ def _credential_warnings(file: str | None) -> list[str]:
         if source.file and world_readable(source.file):
             out.append(f"secret {name}: {source.file} is readable by every user "
                        f"(chmod 600 {source.file})")
+    return out + cloud_warnings(manifest)
+
+
+def cloud_warnings(manifest: Any) -> list[str]:
+    """The fleet's cloud identities (M10): an agent's policy of ``*`` on ``*`` or none at
+    all, admin-looking roles; corral's own identity's long-lived or root keys (asked of AWS:
+    only for a fleet that declares ``cloud.aws``, so boto3 is imported only then)."""
+    from corral.cloud.aws import policy
+
+    out = policy.warnings(manifest)
+    if manifest.cloud.aws is not None:
+        try:
+            from corral.cloud.aws import identity
+        except ImportError:
+            return [*out, "cloud.aws: boto3 is not installed (pip install 'corral[aws]')"]
+        out += identity.warnings(manifest.cloud.aws)
     return out
 
 
@@ -114,7 +130,7 @@ def up_warnings(manifest: Any) -> list[str]:
         out.append("long-lived cloud keys are in the environment corral runs in ("
                    + "; ".join(held) + "); declare them as secrets of the agents that need "
                    "them only")
-    return out
+    return out + cloud_warnings(manifest)
 
 
 def writable_secret_warnings(manifest: Any) -> list[str]:

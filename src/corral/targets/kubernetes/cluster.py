@@ -39,7 +39,7 @@ class Cluster:
         path = kubeconfig_path()
         try:
             listing = config.list_kube_config_contexts  # untyped in the client
-            contexts, current = listing(path)  # type: ignore[no-untyped-call]
+            contexts, current = listing(path)
         except (ConfigException, OSError, ValueError) as exc:
             raise UsageError(f"the kubeconfig {path} does not read: {exc}",
                              "fix it or point KUBECONFIG at another") from None
@@ -56,7 +56,7 @@ class Cluster:
         self.namespace: str = namespace or chosen.get("context", {}).get("namespace") or "default"
         configuration = Configuration()
         try:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(
                 config_file=path, context=self.context, client_configuration=configuration,
                 persist_config=False)
         except (ConfigException, OSError, ValueError) as exc:
@@ -75,15 +75,26 @@ class Cluster:
 
         headers = {"Content-Type": content_type,
                    "Accept": "*/*" if raw else "application/json"}
-        request = self.api.param_serialize(method, path, query_params=query or [],
-                                           header_params=headers, body=body,
-                                           auth_settings=["BearerToken"])
         timeout = (TIMEOUT[0], read_timeout) if read_timeout else TIMEOUT
         try:
+            if not hasattr(self.api, "param_serialize"):
+                # the client below 37 (kept there: 37 wants python-dateutil>=3, botocore
+                # <3): one call, urllib3's response, ApiException past 2xx
+                old = self.api.call_api(path, method, query_params=query or [],
+                                        header_params=headers, body=body,
+                                        auth_settings=["BearerToken"], _preload_content=False,
+                                        _return_http_data_only=True, _request_timeout=timeout)
+                if raw:
+                    return old
+                data = old.data
+                return json.loads(data) if data else {}
+            request = self.api.param_serialize(method, path, query_params=query or [],
+                                               header_params=headers, body=body,
+                                               auth_settings=["BearerToken"])
             response = self.api.call_api(*request, _request_timeout=timeout)
             if raw and 200 <= response.status < 300:
                 return response.response
-            response.read()  # type: ignore[no-untyped-call]
+            response.read()
             if not 200 <= response.status < 300:
                 raise ApiException(http_resp=response)
         except urllib3.exceptions.HTTPError as exc:
