@@ -196,8 +196,8 @@ def _check(manifest: spec.Manifest) -> None:
         raise _Invalid("logs.forward", "two targets have one name: give each its own name:")
     # agent names (file names under the state dir) are checked as keys: ``spec.AgentName``
     for name, agent in manifest.agents.items():
-        if (problem := cloud_problem(manifest, name, agent)) is not None:
-            raise _Invalid(*problem)
+        if (refused := cloud_problem(manifest, name, agent)) is not None:
+            raise _Invalid(*refused)
         if not agent.command and not _runs_without_command(agent):
             raise _Invalid(f"agents.{name}", "missing command")
         if agent.placement not in (None, spec.LOCAL) and agent.isolation not in \
