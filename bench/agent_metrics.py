@@ -60,10 +60,12 @@ def _ms(values: list[float]) -> str:
 def measure(ports: list[int], runs: int) -> dict[str, str]:
     """``waiting``: a scrape of corral that waits for a round of the agents (the first one, or
     after ``STALE``) and renders; ``answer``: one served from the last round while the next
-    runs (the steady state under Prometheus); ``round``: a round alone; ``own``: corral's own
-    metrics of the same instances, without ``metrics:``, for comparison."""
+    runs (the steady state under Prometheus); ``changed``: the scrape after an instance
+    stopped (the targets changed), with the daemon's budget (``CHANGED_WAIT``); ``round``: a
+    round alone; ``own``: corral's own metrics of the same instances, without ``metrics:``,
+    for comparison."""
     from corral.metrics import Metrics
-    from corral.metrics.scrape import Scraper, Target
+    from corral.metrics.scrape import CHANGED_WAIT, Scraper, Target
 
     targets = [Target("app", f"app.{i}", "127.0.0.1", p, "/metrics")
                for i, p in enumerate(ports, 1)]
@@ -71,7 +73,8 @@ def measure(ports: list[int], runs: int) -> dict[str, str]:
              "exit_code": None, "health": None, "oom_killed": False, "uptime": 10.0}
             for t in targets]
     metrics, logs = Metrics(), {"app": [0, 10, 0, 1, 0]}
-    times: dict[str, list[float]] = {"waiting": [], "answer": [], "round": [], "own": []}
+    times: dict[str, list[float]] = {"waiting": [], "answer": [], "changed": [], "round": [],
+                                     "own": []}
     facts: dict[str, str] = {}
 
     async def once() -> None:
@@ -88,6 +91,11 @@ def measure(ports: list[int], runs: int) -> dict[str, str]:
         t4 = time.perf_counter()
         assert stale is first
         await scraper._next  # let the refresh finish before the next run
+        t7 = time.perf_counter()
+        changed = await scraper.round(targets[1:], CHANGED_WAIT)  # app.1 stopped
+        metrics.render(rows[1:], {}, logs, changed)
+        times["changed"].append(time.perf_counter() - t7)
+        await scraper._next
         t5 = time.perf_counter()
         metrics.render(rows, {}, logs, None)
         t6 = time.perf_counter()
@@ -126,7 +134,7 @@ def main() -> int:
         child.wait(timeout=10)
     print(f"/metrics with {args.n} instances x {args.samples} samples each ({result['body']}, "
           f"{result['up']} instances up), {args.runs} runs:")
-    for key in ("answer", "waiting", "round", "own"):
+    for key in ("answer", "changed", "waiting", "round", "own"):
         print(f"  {key:8} {result[key]}")
     return 0
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -213,6 +214,31 @@ def test_the_fleet_s_samples_are_bounded_together(monkeypatch: pytest.MonkeyPatc
     assert [r.up for r in got.results] == [True, True, False, False]
     assert got.text.decode().count("\nm{") == 16
     assert "over 20" in got.results[2].error
+
+
+def test_after_instances_changed_a_budget_answers_with_the_last_round_meanwhile() -> None:
+    """An instance started (the targets changed): with a budget, corral's /metrics does not
+    wait out a slow round; it answers with the last one, and the next scrape has the new."""
+    async def fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(b"200 OK", b"n 1\n")(reader, writer)
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)
+        await answering(b"200 OK", b"n 2\n")(reader, writer)
+
+    async def main() -> None:
+        async with server(fast) as one, server(slow) as two:
+            scraper = Scraper()
+            before = [Target("a", "a.1", "127.0.0.1", one, "/metrics")]
+            last = await scraper.round(before, 0.05)  # none yet: waited for
+            now = [*before, Target("a", "a.2", "127.0.0.1", two, "/metrics")]
+            started = time.monotonic()
+            assert await scraper.round(now, 0.05) is last
+            assert time.monotonic() - started < 0.4
+            await asyncio.sleep(0.7)
+            assert len((await scraper.round(now, 0.05)).results) == 2
+
+    asyncio.run(main())
 
 
 def test_a_round_is_shared_while_fresh_and_served_stale_while_the_next_runs(

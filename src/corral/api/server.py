@@ -381,11 +381,11 @@ class Api:
     async def render_metrics(self, _: object = None) -> Reply:
         usage = await self._usage()
         from corral.metrics import CONTENT_TYPE, Metrics
-        from corral.metrics.scrape import Scraper
+        from corral.metrics.scrape import CHANGED_WAIT, Scraper
 
         if self._metrics is None:
             self._metrics, self._scraper = Metrics(), Scraper()
-        agents = await self._scraper.round(self._scrape_targets())
+        agents = await self._scraper.round(self._scrape_targets(), CHANGED_WAIT)
         forwarding = self.sup.forwarding
         body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents,
                                     forwarding.stats if forwarding is not None else None)

@@ -28,6 +28,7 @@ MAX_FLEET_SAMPLES = 250_000  # all instances together: past it, the later ones f
 PARALLEL = 64
 MAX_AGE = 0.5
 STALE = 60.0
+CHANGED_WAIT = 0.05  # corral's /metrics after instances started or stopped: see ``Scraper``
 
 
 class Target(NamedTuple):
@@ -135,15 +136,20 @@ class Scraper:
     A scrape of corral answers with the last round of the same targets when it is younger than
     ``STALE`` and starts the next one meanwhile (so corral's ``/metrics`` costs the render, not
     the agents' answers: 500 instances take ~0.3 s to scrape here); it waits for a round only
-    when there is none that recent (the first scrape, a long pause, instances started or
-    stopped). A round younger than ``MAX_AGE`` is not repeated."""
+    when there is none that recent (the first scrape, a long pause), and, given a ``budget``,
+    no longer than that when instances started or stopped since the last (then the last
+    round answers, and the next scrape has the new one). A round younger than ``MAX_AGE`` is
+    not repeated."""
 
     def __init__(self) -> None:
         self._last: Round | None = None
         self._next: asyncio.Task[Round] | None = None
         self._next_targets: tuple[Target, ...] = ()
 
-    async def round(self, targets: list[Target]) -> Round:
+    async def round(self, targets: list[Target], budget: float | None = None) -> Round:
+        """``budget``: when the targets changed since a recent round (an instance started or
+        stopped), how long to wait for the new round before answering with that last one
+        (whose instances mostly run on); None waits for it."""
         wanted = tuple(targets)
         if not wanted:
             return NONE
@@ -157,6 +163,10 @@ class Scraper:
             self._next = asyncio.ensure_future(self._scrape_all(wanted))
         if same and age < STALE:
             assert self._last is not None
+            return self._last
+        if budget is not None and self._last is not None and age < STALE:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(self._next), budget)
             return self._last
         return await asyncio.shield(self._next)
 
