@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from corral.environ import NO_CLOUD
 from corral.runtime.keeper import SecretKeeper
 from tests.e2e.conftest import CORRAL, Project
 
@@ -29,8 +30,10 @@ DUMP = "import json, os; print('env', json.dumps(dict(os.environ)), flush=True)"
 
 
 def _allowed(name: str) -> bool:
-    # PWD: the sh that joins the agent's cgroup before exec'ing it sets it (to the workdir)
-    return name in ALLOWED or name == "PWD" or name.startswith(("LC_", "XDG_", "CORRAL_"))
+    # PWD: the sh that joins the agent's cgroup before exec'ing it sets it (to the workdir);
+    # NO_CLOUD: what keeps an agent without aws: from finding AWS credentials (checked below)
+    return name in ALLOWED or name == "PWD" or name.startswith(("LC_", "XDG_", "CORRAL_")) \
+        or name in NO_CLOUD
 
 
 def _env_of(project: Project, agent: str) -> dict[str, str]:
@@ -57,6 +60,7 @@ def test_the_daemon_and_agents_start_clean_and_inherit_only_what_is_named(
     project.wait_for(lambda r: all(x["state"] == "exited" for x in r.values()), what="agents")
     plain, named = _env_of(project, "plain"), _env_of(project, "named")
     assert all(_allowed(k) for k in plain), sorted(k for k in plain if not _allowed(k))
+    assert {k: plain[k] for k in NO_CLOUD} == NO_CLOUD  # /dev/null files, no metadata service
     assert plain["LC_TIME"] == "C.UTF-8"  # the fleet's inherit_env
     assert plain["CORRAL_AGENT"] == "plain" and "PATH" in plain and "HOME" in plain
     assert named["ACME_CONFIG"] == "/etc/acme" and named["HTTPS_PROXY"] == "http://p:3129"
@@ -72,10 +76,13 @@ def test_the_daemon_and_agents_start_clean_and_inherit_only_what_is_named(
     assert not leaked, leaked
     # beyond the base: only corral's own settings and what its builds need (uv, npm, proxies,
     # CA bundles), none of which reaches an agent (see plain above)
-    from corral.environ import DAEMON_ONLY, DAEMON_PREFIXES
+    from corral.environ import DAEMON_AWS, DAEMON_ONLY, DAEMON_PREFIXES
 
-    assert all(_allowed(k) or k in DAEMON_ONLY or k.startswith(DAEMON_PREFIXES)
-               for k in daemon), sorted(daemon)
+    # (DAEMON_AWS: corral's own AWS identity, where the SDK finds it: no agent gets it)
+    assert all(_allowed(k) or k in DAEMON_ONLY or k in DAEMON_AWS
+               or k.startswith(DAEMON_PREFIXES) for k in daemon), sorted(
+        k for k in daemon if not (_allowed(k) or k in DAEMON_ONLY or k in DAEMON_AWS
+                                  or k.startswith(DAEMON_PREFIXES)))
     assert "HTTP_PROXY" not in plain and "HTTPS_PROXY" not in plain
     # the daemon log and the state store never hold the credential it was given
     for path in project.state_dir.rglob("*"):
@@ -102,6 +109,7 @@ def test_corral_run_and_exec_give_the_same_clean_environment(project: Project) -
         extra = sorted(k for k in env if not _allowed(k)
                        and k not in ("ACME_CONFIG", "FROM_MANIFEST", "TERM"))
         assert extra == [], (how, extra)
+        assert {k: env[k] for k in NO_CLOUD} == NO_CLOUD, how
 
 
 def test_corral_run_gives_the_agent_its_secrets(project: Project) -> None:

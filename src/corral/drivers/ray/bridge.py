@@ -33,6 +33,7 @@ from corral.drivers.ray import checks as checks_module
 from corral.drivers.ray import node as node_module
 from corral.drivers.ray import protocol
 from corral.drivers.ray import secretdir as secretdir_module
+from corral.drivers.ray.venvs import VenvActors
 
 POLL = 5.0  # seconds a read of an instance's output waits on its node
 
@@ -54,8 +55,6 @@ class Bridge:
         self.out = out
         self.actors: dict[str, Any] = {}  # node id -> its supervising actor
         self.placed: dict[str, Placed] = {}  # run -> where it runs
-        self.venvs: dict[tuple[str, str], Any] = {}  # (node id, venv digest) -> its actor
-        self.venv_of: dict[str, tuple[str, str]] = {}  # run -> the venv it runs in
         self.acked: dict[str, int] = {}  # run -> the last chunk the daemon logged
         self.follows: set[asyncio.Task[None]] = set()
         self.turn = itertools.count()
@@ -64,7 +63,8 @@ class Bridge:
             "ray.util.scheduling_strategies").NodeAffinitySchedulingStrategy
         self.groups = importlib.import_module("ray.util.placement_group")
         self.remote_node = ray.remote(node_module.Node)
-        self.remote_venv = ray.remote(node_module.Venv)
+        self.venvs = VenvActors(ray, namespace, ray.remote(node_module.Venv), self.affinity,
+                                self.say)
         self.remote_gpu_ids = ray.remote(node_module.gpu_ids)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -140,7 +140,8 @@ class Bridge:
         try:
             if req.get("gpus"):  # the devices Ray gave the bundle, as CUDA names them
                 req["env"]["CUDA_VISIBLE_DEVICES"] = ",".join(await self.gpu_ids(placed, req))
-            prefix = await self.venv(run, placed, req["venv"]) if req.get("venv") else None
+            prefix = await self.venvs.prefix(run, placed.node, placed.ip, req["venv"]) \
+                if req.get("venv") else None
             reply = await self.actor(placed.node).start.remote(
                 run, req["argv"], req["cwd"], req["env"], req["marker"], prefix,
                 {"memory": req.get("memory"), "pids": req.get("pids")}, req.get("files"))
@@ -152,7 +153,7 @@ class Bridge:
         if "error" in reply:
             self.placed.pop(run, None)
             await self.release(placed)
-            self.release_venv(run)
+            self.venvs.release(run)
             raise protocol.Refused(f"on node {placed.ip}: {reply['error']}")
         follow = asyncio.create_task(self.follow(run, placed))
         self.follows.add(follow)
@@ -169,40 +170,10 @@ class Bridge:
             scheduling_strategy=strategy(placed.group, placement_group_bundle_index=0)).remote()
         return ids
 
-    async def venv(self, run: str, placed: Placed, spec: dict[str, Any]) -> str:
-        """The prefix of the run's venv on its node: the venv's actor there (``venv``),
-        started with the spec as its ``runtime_env`` (Ray builds it then) unless it runs."""
-        key = (placed.node, spec["digest"])
-        self.venv_of[run] = key
-        actor = self.venvs.get(key)
-        if actor is None:
-            self.send({"event": "output", "run": run, "stream": "stderr", "data": base64.b64encode(
-                f"corral: the venv {spec['digest'][:12]} on node {placed.ip} (Ray's "
-                "runtime_env; built once per node)\n".encode()).decode()})
-            actor = self.venvs[key] = self.remote_venv.options(
-                name=f"corral-venv-{spec['digest'][:16]}-{placed.node[:12]}",
-                namespace=self.namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
-                runtime_env={"pip": {"packages": spec["packages"], "pip_check": False}},
-                scheduling_strategy=self.affinity(placed.node, soft=False)).remote()
-        try:
-            prefix: str = await actor.where.remote()
-        except Exception as exc:  # RuntimeEnvSetupError: pip said why
-            self.venvs.pop(key, None)
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
-            raise protocol.Refused(f"its venv could not be built: {_pip_said(exc)}") from None
-        return prefix
-
-    def release_venv(self, run: str) -> None:
-        """The run is over: its venv's actor goes once no run on that node uses it (Ray keeps
-        the built venv in its cache, so a restart finds it again)."""
-        key = self.venv_of.pop(run, None)
-        if key is None or key in self.venv_of.values():
-            return
-        actor = self.venvs.pop(key, None)
-        if actor is not None:
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
+    def say(self, run: str, line: str) -> None:
+        """A line of corral's own in the run's log (stderr)."""
+        self.send({"event": "output", "run": run, "stream": "stderr",
+                   "data": base64.b64encode(line.encode()).decode()})
 
     async def release(self, placed: Placed) -> None:
         if placed.group is not None:
@@ -267,7 +238,7 @@ class Bridge:
                 self.send({"event": "eof", "run": run, "stream": stream})
         self.send({"event": "exit", "run": run, "code": code, "signal": signal,
                    "error": error})
-        self.release_venv(run)
+        self.venvs.release(run)
         await self.release(placed)
 
     async def fleet_actors(self) -> dict[str, Any]:
@@ -314,16 +285,7 @@ class Bridge:
 
         actors = list((await self.fleet_actors()).values())
         counts = await asyncio.gather(*(one(a) for a in actors), return_exceptions=True)
-        listing = importlib.import_module("ray.util").list_named_actors
-        named = await asyncio.to_thread(listing, all_namespaces=True)
-        used = {f"corral-venv-{d[:16]}-{n[:12]}" for n, d in self.venv_of.values()}
-        for entry in named:  # venv actors no run of this fleet uses any more
-            name = entry["name"]
-            if entry["namespace"] == self.namespace and name.startswith("corral-venv-") \
-                    and name not in used:
-                with contextlib.suppress(Exception):
-                    self.ray.kill(await asyncio.to_thread(
-                        self.ray.get_actor, name, namespace=self.namespace))
+        await self.venvs.drop_unused()
         return {"stopped": sum(c for c in counts if isinstance(c, int))}
 
     async def stop(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -359,9 +321,7 @@ class Bridge:
                 kept.append(node)
             else:
                 self.ray.kill(actor)
-                for key in [k for k in self.venvs if k[0] == node]:
-                    with contextlib.suppress(Exception):
-                        self.ray.kill(self.venvs.pop(key))
+                self.venvs.drop_node(node)
         for follow in list(self.follows):
             follow.cancel()
         return {"kept": kept}
@@ -380,13 +340,6 @@ class Bridge:
 
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its errors
-
-
-def _pip_said(exc: BaseException) -> str:
-    """The line of a failed runtime_env build that says why (pip's ERROR line)."""
-    lines = [ln.strip() for ln in _ESCAPES.sub("", str(exc)).splitlines() if ln.strip()]
-    said = next((ln for ln in lines if ln.startswith("ERROR:")), None)
-    return (said or _first_line(exc))[:300]
 
 
 def _first_line(exc: BaseException) -> str:
