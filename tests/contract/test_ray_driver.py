@@ -212,6 +212,41 @@ def test_memory_is_enforced_on_the_node_by_the_process_level_s_rlimit(
     run(driver, go())
 
 
+def test_stats_sum_the_run_s_process_tree_on_its_node(cluster: raycluster.Cluster,
+                                                      tmp_path: Path) -> None:
+    """``stats`` is the node actor's sum over the run's tree: the command and a child holding
+    80 MB, so the usage counts two processes and at least the child's memory, for two
+    instances asked at once; an ended run has none."""
+    driver = RayDriver()
+    code = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'b = bytearray(80 << 20); b[::4096] = b\"x\" * len(b[::4096]); "
+            "print(\"held\", flush=True); import time; time.sleep(60)'])\n"
+            "while True: time.sleep(1)\n")
+
+    async def go() -> None:
+        outs = [Collect(), Collect()]
+        handles = [await driver.start(_task(tmp_path, code, cluster.address, project="rtst",
+                                            instance=f"a.{i}"), outs[i - 7])
+                   for i in (7, 8)]
+        for _ in range(300):
+            if all("held" in o.text() for o in outs):
+                break
+            await asyncio.sleep(0.05)
+        got = await asyncio.gather(*(driver.stats(h) for h in handles))
+        for usage in got:
+            assert usage is not None
+            assert usage.processes == 2
+            assert usage.rss_bytes >= 80 << 20
+            assert usage.cpu_seconds > 0
+        for h in handles:
+            await driver.stop(h, sig=signal.SIGTERM, timeout=2)
+            await driver.wait(h)
+        assert await driver.stats(handles[0]) is None
+
+    run(driver, go())
+
+
 def test_gpus_place_it_where_ray_has_them_and_name_its_devices(
         cluster: raycluster.Cluster, tmp_path: Path) -> None:
     """``resources.gpus`` is the bundle's ``GPU``: it lands on the node that has one (the

@@ -8,10 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,10 @@ def _actors(cluster: raycluster.Cluster, namespace: str) -> list[dict[str, Any]]
 
 def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothing(
         project: Project, ray_cluster: raycluster.Cluster) -> None:
+    metrics_port = free_port()
     project.write(f"""
         name: rayfleet
+        metrics: {{port: {metrics_port}}}
         cluster:
           ray: {{address: "{ray_cluster.address}"}}
         agents:
@@ -81,6 +85,16 @@ def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothi
         placed = [pid for pid in pids_with_marker(project.root) if b"hi from the cluster"
                   in _cmdline(pid)]
         assert len(placed) == 2  # the nodes are this machine: their processes are seen here
+        # the placed instances' usage, summed on their nodes, in corral's /metrics
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=30) as r:
+            body = r.read().decode()
+        for name in ("worker.1", "worker.2"):
+            rss = re.search(r'corral_instance_memory_rss_bytes\{agent="worker",instance="'
+                            + re.escape(name) + r'"\} (\S+)', body)
+            assert rss is not None and float(rss.group(1)) > 1 << 20, body
+            assert f'corral_instance_cpu_seconds_total{{agent="worker",instance="{name}"}}' \
+                in body
     finally:
         project.corral("down", check=False)
     assert _actors(ray_cluster, "corral-rayfleet") == []

@@ -179,21 +179,7 @@ def usage(pid: int) -> ResourceUsage | None:
 
 def tree_usage(pid: int) -> ResourceUsage | None:
     """``pid`` and every process under it, summed from /proc (resident memory, CPU time)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        fields = proctree.stat_fields(int(name))
-        if fields is not None and len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(name))
-    cpu = 0.0
-    rss = count = 0
-    todo = [pid]
-    while todo:
-        member = todo.pop()
-        got = proctree.cpu_and_rss(member)
-        if got is None:
-            continue
-        cpu, rss, count = cpu + got[0], rss + got[1], count + 1
-        todo.extend(children.get(member, []))
-    return ResourceUsage(cpu_seconds=cpu, rss_bytes=rss, processes=count) if count else None
+    got = proctree.trees_usage([pid]).get(pid)
+    if got is None:
+        return None
+    return ResourceUsage(cpu_seconds=got[0], rss_bytes=got[1], processes=got[2])

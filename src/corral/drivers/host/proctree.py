@@ -52,6 +52,36 @@ def cpu_and_rss(pid: int) -> tuple[float, int] | None:
     return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def trees_usage(roots: list[int]) -> dict[int, tuple[float, int, int]]:
+    """For each of ``roots``: (CPU seconds, resident bytes, processes) of it and every process
+    under it, from one /proc scan; a root that is gone is left out. Plain Python (the ray
+    node ships this module by value)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fields = stat_fields(int(name))
+        if fields is not None and len(fields) > 1:
+            children[int(fields[1])].append(int(name))
+    out = {}
+    for root in roots:
+        cpu, rss, count = 0.0, 0, 0
+        todo, seen = [root], set()
+        while todo:
+            member = todo.pop()
+            if member in seen:
+                continue
+            seen.add(member)
+            got = cpu_and_rss(member)
+            if got is None:
+                continue
+            cpu, rss, count = cpu + got[0], rss + got[1], count + 1
+            todo.extend(children.get(member, ()))
+        if count:
+            out[root] = (cpu, rss, count)
+    return out
+
+
 def _scan() -> dict[str, set[int]]:
     found: dict[str, set[int]] = defaultdict(set)
     me = os.getpid()

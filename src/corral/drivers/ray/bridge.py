@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from corral.drivers.host import proctree as proctree_module
 from corral.drivers.ray import checks as checks_module
 from corral.drivers.ray import node as node_module
 from corral.drivers.ray import protocol
@@ -309,6 +310,25 @@ class Bridge:
                                    f"{_first_line(exc)}") from None
         return reply
 
+    async def usage(self, req: dict[str, Any]) -> dict[str, Any]:
+        """{run: [CPU seconds, resident bytes, processes]} of every run this bridge placed,
+        one call per node; a node that does not answer is left out."""
+        by_node: dict[str, list[str]] = {}
+        for run, placed in self.placed.items():
+            by_node.setdefault(placed.node, []).append(run)
+
+        async def one(node: str, runs: list[str]) -> dict[str, list[float]]:
+            reply: dict[str, list[float]] = await self.actor(node).usage.remote(runs)
+            return reply
+
+        got = await asyncio.gather(*(one(n, r) for n, r in by_node.items()),
+                                   return_exceptions=True)
+        out: dict[str, Any] = {}
+        for part in got:
+            if isinstance(part, dict):
+                out.update(part)
+        return {"runs": out}
+
     async def close(self, req: dict[str, Any]) -> dict[str, Any]:
         """The driver leaves: its node actors that run nothing are killed; the rest run on."""
         kept = []
@@ -359,7 +379,8 @@ async def serve(address: str, namespace: str, out: Any) -> int:
     except ImportError:
         return failed("the ray driver needs Ray, which is not installed",
                       protocol.INSTALL)
-    for module in (node_module, checks_module, secretdir_module):  # nodes need no corral
+    # nodes need no corral
+    for module in (node_module, checks_module, secretdir_module, proctree_module):
         ray.cloudpickle.register_pickle_by_value(module)
     try:
         await asyncio.to_thread(ray.init, address=address, namespace=namespace,

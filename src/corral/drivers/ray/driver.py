@@ -28,7 +28,9 @@ A daemon restart re-adopts (``recover``): the node actors run on, detached, and 
 daemon has not acknowledged logging; what nothing re-adopts is stopped once recovery is over
 (``recovered``).
 
-Not yet: stats.
+Stats: each node actor sums its runs' process trees from /proc; one ``usage`` request per
+bridge answers for all of its runs, and callers within ``USAGE_MAX_AGE`` share it (a
+``/metrics`` scrape asks for every instance at once).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from corral.drivers.base import (
     ExitResult,
     Handle,
     Output,
+    ResourceUsage,
     Task,
     driver_errors,
 )
@@ -64,6 +67,7 @@ from corral.lean.sha import sha256
 from corral.manifest.spec import Probe
 
 CONNECT_TIMEOUT = 60.0  # a bridge's ray.init
+USAGE_MAX_AGE = 0.5  # seconds a bridge's usage answer serves the stats of all its runs
 
 
 def fleet_id(task: Task) -> str:
@@ -109,7 +113,7 @@ class RayDriver(Driver):
     name: ClassVar[str] = "ray"
     blocks: ClassVar[Mapping[str, type]] = ray_opts.blocks
     capabilities: ClassVar[Capabilities] = Capabilities(
-        isolation="ray", recover=True, stats=False, signals=True, probes_remote=True
+        isolation="ray", recover=True, stats=True, signals=True, probes_remote=True
     )
 
     def __init__(self) -> None:
@@ -121,6 +125,8 @@ class RayDriver(Driver):
         # while the daemon recovers, a new bridge leaves what earlier ones left running (it
         # may be re-adopted); after, a new bridge stops it at once (``leftovers``)
         self._recovering = False
+        # per bridge: when its last usage answer was asked for, and the answer
+        self._usage: dict[Link, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
 
     async def check(self) -> DriverHealth:
         if importlib.util.find_spec("ray") is None:
@@ -252,6 +258,31 @@ class RayDriver(Driver):
                               "it is probed once it runs")
         reply = await found[0].request("probe", run=run, check=describe(probe))
         return bool(reply["ok"]), str(reply["detail"])
+
+    async def stats(self, handle: Handle) -> ResourceUsage | None:
+        """The run's process tree on its node, as its node actor sums it."""
+        run = handle.data.get("run", "")
+        found = self._runs.get(run)
+        if found is None or found[1].done():
+            return None
+        link = found[0]
+        asked = self._usage.get(link)
+        now = time.monotonic()
+        if asked is None or now - asked[0] > USAGE_MAX_AGE or (
+                asked[1].done() and asked[1].exception() is not None):
+            asked = (now, asyncio.ensure_future(link.request("usage")))
+            asked[1].add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._usage = {k: v for k, v in self._usage.items() if not k.gone}
+            self._usage[link] = asked
+        try:
+            reply = await asyncio.shield(asked[1])
+        except DriverError:
+            return None
+        got = reply.get("runs", {}).get(run)
+        if got is None:
+            return None
+        return ResourceUsage(cpu_seconds=float(got[0]), rss_bytes=int(got[1]),
+                             processes=int(got[2]))
 
     async def stop(self, handle: Handle, *, sig: int, timeout: float) -> None:
         found = self._runs.get(handle.data.get("run", ""))

@@ -20,8 +20,12 @@ Ray shows in its job and actor info.
 Probes: ``probe`` runs one check of a probe (``checks``) where the instance runs; the
 supervisor keeps the loop and decides.
 
-Plain Python on purpose: it imports nothing of corral's (but functions of ``checks`` and
-``secretdir``, shipped alike: never a module object, which would travel by name) or Ray's,
+Usage: ``usage`` sums each run's process tree from /proc (``proctree``), for ``corral stats``,
+``/metrics`` and the dashboard.
+
+Plain Python on purpose: it imports nothing of corral's (but functions of ``checks``,
+``secretdir`` and ``proctree``, shipped alike: never a module object, which would travel by
+name) or Ray's,
 so the bridge ships it by value and a node needs neither corral installed nor the daemon's
 files. File secrets arrive in ``start``'s arguments and go in a dir of their own
 (``secretdir``), removed when the run ends.
@@ -40,6 +44,7 @@ import signal
 import time
 from typing import Any
 
+from corral.drivers.host.proctree import trees_usage
 from corral.drivers.ray.checks import run_check
 from corral.drivers.ray.secretdir import VARIABLE as SECRETS_DIR
 from corral.drivers.ray.secretdir import remove as remove_secrets
@@ -273,6 +278,16 @@ class Node:
             return {"ok": False, "detail": "the instance is not running on this node"}
         ok, detail = await run_check(check, state.cwd, state.env, state.began)
         return {"ok": ok, "detail": detail}
+
+    async def usage(self, runs: list[str]) -> dict[str, list[float]]:
+        """{run: [CPU seconds, resident bytes, processes]} of each of ``runs`` still running
+        here: its command and every process under it, from one /proc scan."""
+        pids = {state.proc.pid: run for run in runs
+                if (state := self.runs.get(run)) is not None and not state.exited.is_set()}
+        if not pids:
+            return {}
+        found = await asyncio.to_thread(trees_usage, list(pids))
+        return {pids[pid]: [cpu, rss, count] for pid, (cpu, rss, count) in found.items()}
 
     async def forget(self, run: str) -> None:
         self.runs.pop(run, None)

@@ -12,7 +12,7 @@ lines, one object each.
 
 from __future__ import annotations
 
-OPS = frozenset({"start", "adopt", "leftovers", "stop", "probe", "close"})
+OPS = frozenset({"start", "adopt", "leftovers", "stop", "probe", "usage", "close"})
 LINE_LIMIT = 16 * 1024 * 1024  # a line: at most a chunk of output, base64'd, and its frame
 INSTALL = "pip install 'corral[ray]' (or ray[default]) where corral runs"
 
