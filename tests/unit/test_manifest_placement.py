@@ -84,3 +84,29 @@ def test_a_cluster_written_as_the_isolation_level_names_placement(tmp_path: Path
     assert _problems("name: p\nagents:\n  a: {command: x, isolation: ray}\n", tmp_path) == [
         "agents.a.isolation: ray is a placement, not an isolation level: write placement: "
         "ray (the agent's isolation is how it runs on the node: process or venv)"]
+
+
+def test_target_ray_leaves_here_the_agents_its_nodes_cannot_run(tmp_path: Path) -> None:
+    """``--target ray`` places plain venv agents, but one whose venv is over a chosen Python
+    or builds a node: block stays here (the ray driver's ``unplaceable``), and so does one
+    with cloud credentials (served on this host only); each named with its reason."""
+    (tmp_path / "requirements.txt").write_text("six\n")
+    (tmp_path / "package.json").write_text("{}\n")
+    (tmp_path / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
+    m = load_text("""\
+name: p
+cloud: {aws: {region: us-east-1}}
+agents:
+  plain: {command: x, venv: {requirements: requirements.txt}}
+  pinned: {command: x, venv: {python: "3.11"}}
+  npm: {command: x, venv: {}, node: {}}
+  keyed: {command: x, aws: {role: "arn:aws:iam::123456789012:role/r"}}
+  proc: {command: x}
+""", project_dir=str(tmp_path))
+    placed, stays = place_all(m, "ray")
+    assert {n for n, a in placed.agents.items() if a.placement == "ray"} == {"plain", "proc"}
+    assert stays == [
+        "pinned (venv.python 3.11 cannot be chosen on the ray placement (a node's venv is "
+        "over the Python Ray runs there))",
+        "npm (a node: block (npm ci) is not built on the ray placement)",
+        "keyed (aws: credentials are served on this host only)"]

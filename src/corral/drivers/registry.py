@@ -154,6 +154,14 @@ def placements() -> Mapping[str, tuple[str, ...]]:
     return out
 
 
+def unplaceable(where: str, agent: Any) -> str | None:
+    """Why cluster ``where``'s driver cannot run ``agent`` there (its hook
+    ``unplaceable(agent)``, declared beside ``places``); None: it can, or no hook."""
+    hook = getattr(_declarer(where), "unplaceable", None)
+    found = hook(agent) if callable(hook) else None
+    return str(found) if found else None
+
+
 def levels() -> list[str]:
     """The isolation levels (``isolation: NAME``): every driver but those that only place
     agents of other levels on a cluster (``placement_only = True``: the ray driver)."""

@@ -15,8 +15,10 @@ from corral.manifest import decode, hints, routes, spec, validation
 
 def place_all(manifest: spec.Manifest, where: str) -> tuple[spec.Manifest, list[str]]:
     """The manifest with every agent that has no placement of its own, and whose isolation
-    level the cluster runs, placed on ``where``; and the names of the agents that stay
-    (placed elsewhere by their own word, or at a level only this host runs)."""
+    level the cluster runs, placed on ``where``; and the agents that stay, each said as
+    ``NAME`` or ``NAME (why)``: placed elsewhere by their own word, at a level only this host
+    runs, with what the cluster's driver cannot run (``routes.unplaceable``: a venv over a
+    chosen Python), or with cloud credentials (``aws:``), which only this host serves."""
     takes = routes.placements().get(where)
     if takes is None:
         known = ", ".join(["local", "kubernetes", *routes.shown_placements()])
@@ -27,9 +29,10 @@ def place_all(manifest: spec.Manifest, where: str) -> tuple[spec.Manifest, list[
     problems: list[str] = []
     shared = manifest.cluster.get(where) or {}
     for name, agent in manifest.agents.items():
-        if agent.placement is not None or agent.isolation not in takes:
+        why = _stays(agent, where, takes)
+        if why is not None:
             agents[name] = agent
-            stays.append(name)
+            stays.append(f"{name} ({why})" if why else name)
             continue
         raw = decode.dump(agent)
         raw["placement"] = where
@@ -41,3 +44,13 @@ def place_all(manifest: spec.Manifest, where: str) -> tuple[spec.Manifest, list[
     if problems:
         raise ManifestError(problems)
     return dataclasses.replace(manifest, agents=agents), stays
+
+
+def _stays(agent: spec.Agent, where: str, takes: tuple[str, ...]) -> str | None:
+    """Why ``agent`` stays on this host ("" when its own word or level says it); None: it
+    goes to ``where``."""
+    if agent.placement is not None or agent.isolation not in takes:
+        return ""
+    if agent.aws is not None:
+        return "aws: credentials are served on this host only"
+    return routes.unplaceable(where, agent)

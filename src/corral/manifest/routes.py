@@ -61,6 +61,12 @@ def placements() -> Mapping[str, tuple[str, ...]]:
     return found
 
 
+def unplaceable(where: str, agent: Any) -> str | None:
+    """Why cluster ``where`` cannot run ``agent`` (asked of its driver); None: it can."""
+    found: str | None = _registry().unplaceable(where, agent)
+    return found
+
+
 def shown_placements() -> list[str]:
     """The placements an error names: the test-only (hidden) ones left out."""
     return sorted(set(placements()) - hidden())

@@ -27,6 +27,22 @@ places = ("process", "venv")
 placement_only = True
 
 
+def unplaceable(agent: Agent) -> str | None:
+    """Why ``agent`` cannot run on a node (``corral up --target ray`` leaves it on this host;
+    placed by its own word, its start fails with this line): its venv needs what only this
+    host builds. None: it can."""
+    if agent.isolation != "venv":
+        return None
+    if agent.options.get("node") is not None:
+        return "a node: block (npm ci) is not built on the ray placement"
+    venv = agent.options.get("venv")
+    python = getattr(venv, "python", None)
+    if python is not None:
+        return (f"venv.python {python} cannot be chosen on the ray placement (a node's venv "
+                "is over the Python Ray runs there)")
+    return None
+
+
 def ray_options(agent: Agent) -> RayOptions:
     """The agent's block, or the defaults when it wrote none."""
     found: RayOptions | None = agent.options.get("ray")

@@ -20,8 +20,9 @@ import os
 from typing import Any
 
 from corral.drivers.base import Task
-from corral.drivers.host.options import VenvOptions, node_block, venv_block
+from corral.drivers.host.options import VenvOptions, venv_block
 from corral.drivers.host.python_env import pyproject_path, venv_digest
+from corral.drivers.ray import options as ray_opts
 from corral.errors import DriverError
 
 LOCAL_FIX = "run the agent on this host (placement: local)"
@@ -44,14 +45,10 @@ def pip_spec(task: Task) -> dict[str, Any] | None:
     runs the command there), the pyproject's directory, the extra packages."""
     if task.spec.isolation != "venv":
         return None
-    if node_block(task.spec) is not None:
-        raise DriverError("a node: block (npm ci) is not built on the ray placement",
-                          f"drop it, or {LOCAL_FIX}")
+    problem = ray_opts.unplaceable(task.spec)
+    if problem is not None:
+        raise DriverError(problem, f"drop it, or {LOCAL_FIX}")
     options = _options(task)
-    if options.python is not None:
-        raise DriverError(f"venv.python {options.python} cannot be chosen on the ray placement"
-                          " (a node's venv is over the Python Ray runs there)",
-                          f"drop venv.python, or {LOCAL_FIX}")
     found = digest(task)
     packages = [f"# corral venv {found}"]
     if options.requirements is not None:
