@@ -184,3 +184,24 @@ def test_a_literal_dollar_is_written_so_compose_keeps_it_and_comes_back(
     (back / "corral.yaml").write_text(_import(tmp_path / "out" / "compose.yaml"))
     agent = load(back / "corral.yaml", environ={}).agents["web"]
     assert agent.env["PASSWORD_HASH"] == "pbkdf2$x$y" and agent.command == ["echo", "$HOME"]
+
+
+def test_gpus_become_a_device_reservation_of_whole_gpus(tmp_path: Path) -> None:
+    """``resources.gpus`` is compose's nvidia device request (``deploy.resources.reservations
+    .devices``), rounded up to whole GPUs (said in the report); systemd has no GPU share and
+    says it dropped it."""
+    from corral.convert.export.systemd import SystemdExporter
+
+    (tmp_path / "corral.yaml").write_text(
+        "name: g\nagents:\n  train:\n    command: python3 train.py\n    placement: ray\n"
+        "    resources: {gpus: 0.5}\n")
+    doc = _export(tmp_path / "corral.yaml", tmp_path / "out")
+    assert doc["services"]["train"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    manifest = load(tmp_path / "corral.yaml", environ={})
+    losses = {(x.agent, x.field, x.outcome)
+              for x in ComposeExporter().export(manifest, ExportOptions()).report.losses}
+    assert ("train", "resources.gpus", "changed") in losses
+    losses = {(x.agent, x.field, x.outcome)
+              for x in SystemdExporter().export(manifest, ExportOptions()).report.losses}
+    assert ("train", "resources.gpus", "dropped") in losses

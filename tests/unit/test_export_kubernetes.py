@@ -355,3 +355,24 @@ def test_an_agent_without_a_command_runs_its_images_own(tmp_path: Path) -> None:
     objs, _ = _objects(m)
     (container,) = _pod(_find(objs, "Deployment", "cache"))["containers"]
     assert container["image"] == "redis:7" and "args" not in container
+
+
+def test_gpus_become_the_device_plugin_s_whole_gpus(tmp_path: Path) -> None:
+    """A placed agent's ``resources.gpus`` (the same manifest a Ray cluster ran) is the
+    ``nvidia.com/gpu`` limit, rounded up to whole GPUs, which the report says."""
+    m = load_text("name: g\nagents:\n  train:\n    command: python train.py\n"
+                  "    placement: ray\n    resources: {gpus: 1.5, cpus: 2}\n"
+                  "  one:\n    command: python one.py\n    placement: ray\n"
+                  "    resources: {gpus: 1}\n", project_dir=tmp_path)
+    objs, report = _objects(m)
+    train = _pod(_find(objs, "Deployment", "train"))["containers"][0]
+    assert train["resources"] == {"limits": {"cpu": "2000m", "nvidia.com/gpu": "2"}}
+    assert _losses(report, "train")["resources.gpus"] == "changed"
+    one = _pod(_find(objs, "Deployment", "one"))["containers"][0]
+    assert one["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert "resources.gpus" not in _losses(report, "one")
+    from corral.convert import output
+
+    bundle = KubernetesExporter().export(m, ExportOptions(settings={"kustomize": "false"}))
+    output.write(bundle, str(tmp_path / "out"), kind="export kubernetes")
+    check_kubernetes(str(tmp_path / "out"), versions=("1.28.0",))  # the schema takes it

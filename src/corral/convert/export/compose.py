@@ -5,6 +5,7 @@ key for goes in the report."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -132,7 +133,14 @@ def service(manifest: Manifest, name: str, options: ExportOptions, bundle: Bundl
     r = agent.resources
     limits = {k: v for k, v in (("cpus", None if r.cpus is None else f"{r.cpus:g}"),
                                 ("memory", _bytes(r.memory))) if v is not None}
-    reserve = {"memory": _bytes(r.memory_reservation)} if r.memory_reservation else {}
+    reserve: dict[str, Any] = (
+        {"memory": _bytes(r.memory_reservation)} if r.memory_reservation else {})
+    if r.gpus:  # compose's device request: whole GPUs of the nvidia driver
+        reserve["devices"] = [{"driver": "nvidia", "count": math.ceil(r.gpus),
+                               "capabilities": ["gpu"]}]
+        if r.gpus != math.ceil(r.gpus):
+            report.changed(name, "resources.gpus", f"{r.gpus:g} rounded up to "
+                           f"{math.ceil(r.gpus)}: compose reserves whole GPUs")
     if r.pids is not None:
         svc["pids_limit"] = r.pids
     if limits or reserve:

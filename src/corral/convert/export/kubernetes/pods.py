@@ -27,6 +27,11 @@ def _resources(plan: Plan, name: str) -> dict[str, Any]:
         limits["memory"] = str(r.memory)
     if r.memory_reservation is not None:
         requests["memory"] = str(r.memory_reservation)
+    if r.gpus:  # the device plugin's extended resource: whole GPUs, a limit only
+        limits["nvidia.com/gpu"] = str(math.ceil(r.gpus))
+        if r.gpus != math.ceil(r.gpus):
+            plan.report.changed(name, "resources.gpus", f"{r.gpus:g} rounded up to "
+                                f"{math.ceil(r.gpus)}: Kubernetes schedules whole GPUs")
     if r.memory_high is not None:
         plan.report.dropped(name, "resources.memory_high", "Kubernetes has no throttle "
                             "threshold below the limit (MemoryQoS is the kubelet's)")

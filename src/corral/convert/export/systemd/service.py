@@ -107,8 +107,11 @@ def _restart(name: str, agent: Agent, version: int, oneshot: bool,
     return limit, lines
 
 
-def _resources(agent: Agent) -> list[str]:
+def _resources(name: str, agent: Agent, report: Report) -> list[str]:
     res, lines = agent.resources, []
+    if res.gpus:
+        report.dropped(name, "resources.gpus", "systemd reserves no GPUs: the unit sees the "
+                       "host's devices")
     if res.cpus is not None:
         lines.append(f"CPUQuota={round(res.cpus * 100)}%")
     for key, value in (("MemoryMax", res.memory), ("MemoryLow", res.memory_reservation),
@@ -202,7 +205,7 @@ def render(manifest: Manifest, name: str, version: int, secrets: list[str],
     probes.liveness(name, agent, report)
     limit, restart = _restart(name, agent, version, oneshot, report)
     unit += limit
-    svc += restart + _stop(agent) + _resources(agent)
+    svc += restart + _stop(agent) + _resources(name, agent, report)
     if oneshot and agent.schedule is None and agent.restart.policy != "no":
         report.changed(name, "restart", "a oneshot others wait to complete: restarted on "
                        "failure only")
