@@ -488,3 +488,33 @@ def _session(sid: int) -> list[int]:
             if int(fields[3]) == sid and fields[0] != "Z":
                 found.append(int(entry))
     return found
+
+
+def test_a_ray_client_address_runs_and_stops_an_instance_too(cluster: raycluster.Cluster,
+                                                             tmp_path: Path) -> None:
+    """``ray://HOST:PORT`` (the head's Ray Client server) as well as the GCS address: the
+    bridge connects through it (again when the server's per-client server dies at its
+    start, a race of Ray's), and start, output, stats, a placement group and stop work."""
+    driver = RayDriver()
+    code = "import time\nprint('through the client', flush=True)\ntime.sleep(60)\n"
+
+    async def go() -> None:
+        out = Collect()
+        task = _task(tmp_path, code, cluster.client, project="rtcl", instance="a.9",
+                     resources={"cpus": 1})
+        handle = await driver.start(task, out)
+        for _ in range(200):
+            if "through the client" in out.text():
+                break
+            await asyncio.sleep(0.05)
+        assert out.text() == "through the client\n"
+        assert handle.data["node_ip"] in (raycluster.HEAD_IP, raycluster.WORKER_IP)
+        usage = await driver.stats(handle)
+        assert usage is not None and usage.processes == 1
+        await driver.stop(handle, sig=signal.SIGTERM, timeout=2)
+        result = await driver.wait(handle)
+        assert result.signal == signal.SIGTERM
+        assert _left_of_run(handle.data["run"]) == []
+
+    run(driver, go())
+    assert _ours(cluster, "rtcl") == []

@@ -74,12 +74,13 @@ class Cluster:
     worker: Node | None
     env: dict[str, str] = field(default_factory=dict)
     dashboard: str = ""  # the head's dashboard (Ray's job submission API), http://HOST:PORT
+    client: str = ""  # the head's Ray Client server, ray://HOST:PORT
 
     @contextlib.contextmanager
     def extra_node(self, tmp: Path, ip: str = "127.0.0.4") -> Iterator[Node]:
         """One more worker node for as long as the block runs (one a test may lose)."""
         node = _start([_cli(), "start", "--address", self.address,
-                       *_node_ports(ip, random.randrange(30000, 38000, 1000))],
+                       *_node_ports(ip, random.randrange(38000, 46000, 1000))],
                       tmp / f"node-{ip}.log", self.env)
         try:
             yield node
@@ -152,10 +153,13 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
     env = {**os.environ, **FAST_HEALTH, "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "disabled"}
     port, dashboard = _free_port(), _free_port()
-    base = random.randrange(20000, 28000, 2000)  # two worker port ranges of 1000
+    # two worker port ranges of 1000, clear of the Ray Client's per-client servers
+    # (23000-24000 on the head)
+    base = random.choice((25000, 27000, 29000, 31000, 33000, 35000))
+    client = _free_port()
     head = _start([cli, "start", "--head", "--port", str(port), "--dashboard-host",
                    "127.0.0.1", "--dashboard-port", str(dashboard),
-                   "--ray-client-server-port", str(_free_port()), "--temp-dir",
+                   "--ray-client-server-port", str(client), "--temp-dir",
                    str(tmp / "head"), *_node_ports(HEAD_IP, base)], tmp / "head.log", env)
     address = f"{HEAD_IP}:{port}"
     nodes = [head]
@@ -165,7 +169,8 @@ def cluster(tmp: Path, *, worker: bool = True) -> Iterator[Cluster]:
             second = _start([cli, "start", "--address", address, "--num-gpus", "1",
                              *_node_ports(WORKER_IP, base + 1000)], tmp / "worker.log", env)
             nodes.append(second)
-        yield Cluster(address, head, second, env, f"http://127.0.0.1:{dashboard}")
+        yield Cluster(address, head, second, env, f"http://127.0.0.1:{dashboard}",
+                      f"ray://{HEAD_IP}:{client}")
     finally:
         for node in reversed(nodes):
             node.stop()

@@ -367,6 +367,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+CLIENT_TRIES = 4  # a ray:// connection's attempts (its server's start is a race: below)
+
+
+async def _connect(ray: Any, address: str, namespace: str) -> None:
+    """``ray.init`` on ``address``. Through a Ray Client address (``ray://HOST:PORT``) the
+    server forks a per-client server while its gRPC threads run, and that child dies at
+    random ("Starting Ray client server failed"; gRPC's fork handlers are off there): a new
+    connection gets a new one, so it is tried again a few times."""
+    for attempt in range(1, CLIENT_TRIES + 1):
+        try:
+            await asyncio.to_thread(ray.init, address=address, namespace=namespace,
+                                    log_to_driver=False, logging_level=logging.ERROR)
+            return
+        except Exception as exc:
+            if not address.startswith("ray://") or attempt == CLIENT_TRIES or \
+                    "client server failed" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            await asyncio.sleep(0.5 * attempt)
+
+
 async def serve(address: str, namespace: str, out: Any) -> int:
     def failed(problem: str, fix: str) -> int:
         out.write(json.dumps({"event": "failed", "problem": problem, "fix": fix}).encode()
@@ -383,8 +405,7 @@ async def serve(address: str, namespace: str, out: Any) -> int:
     for module in (node_module, checks_module, secretdir_module, proctree_module):
         ray.cloudpickle.register_pickle_by_value(module)
     try:
-        await asyncio.to_thread(ray.init, address=address, namespace=namespace,
-                                log_to_driver=False, logging_level=logging.ERROR)
+        await _connect(ray, address, namespace)
     except Exception as exc:
         return failed(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}",
                       "start it (ray start --head) or fix ray.address")
