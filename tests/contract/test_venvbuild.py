@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 import pytest
 
 from corral.drivers.host import python_env as venvbuild
+from corral.drivers.host.activation import venv_env
 from corral.drivers.host.options import VenvOptions
 from corral.drivers.host.python_env import (
     MARKER,
     ensure_venv,
     prune_venvs,
     venv_digest,
-    venv_env,
     venv_python,
 )
 from corral.errors import DriverError

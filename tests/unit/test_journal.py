@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.drivers.host import looks
 from corral.runtime import health, store
 from corral.runtime.journal import changes
 from corral.runtime.state import Health, State
@@ -78,17 +79,17 @@ def test_a_heartbeat_is_its_files_age_inside_the_workdir(tmp_path: Path) -> None
     beat = tmp_path / "hb"
     beat.touch()
     os.utime(beat, (1000, 1000))
-    assert health.heartbeat("hb", 60, str(tmp_path), now=1030)[0]
-    assert not health.heartbeat("hb", 60, str(tmp_path), now=1100)[0]
+    assert looks.heartbeat("hb", 60, str(tmp_path), now=1030)[0]
+    assert not looks.heartbeat("hb", 60, str(tmp_path), now=1100)[0]
     # an old file counts from the run's start: a new run has `within` for its first beat
-    assert health.heartbeat("hb", 60, str(tmp_path), began=1090, now=1100)[0]
-    assert health.heartbeat("later", 60, str(tmp_path), began=1090, now=1100)[0]
-    assert not health.heartbeat("later", 60, str(tmp_path), began=1000, now=1100)[0]
+    assert looks.heartbeat("hb", 60, str(tmp_path), began=1090, now=1100)[0]
+    assert looks.heartbeat("later", 60, str(tmp_path), began=1090, now=1100)[0]
+    assert not looks.heartbeat("later", 60, str(tmp_path), began=1000, now=1100)[0]
     (tmp_path / "out").symlink_to("/etc/hostname")
-    ok, detail = health.heartbeat("out", 3600 * 24 * 365 * 50, str(tmp_path))
+    ok, detail = looks.heartbeat("out", 3600 * 24 * 365 * 50, str(tmp_path))
     assert not ok and "outside" in detail
     os.mkfifo(tmp_path / "fifo")
-    assert health.heartbeat("fifo", 60, str(tmp_path)) == (
+    assert looks.heartbeat("fifo", 60, str(tmp_path)) == (
         False, "heartbeat fifo is not a regular file")
 
 

@@ -1,6 +1,7 @@
-"""The checks a Ray node runs for a placed agent's probes (``drivers/ray/checks.py``), here on
-this host against real sockets, processes and files: each says what the supervisor's own
-check says, and a heartbeat never leads out of the workdir nor opens what it looks at."""
+"""The checks a Ray node runs for a placed agent's probes (``drivers/ray/checks.py``, over the
+looks the supervisor's own checks take, ``drivers/host/looks.py``), here on this host against
+real sockets, processes and files: each says what it saw, and a heartbeat never leads out of
+the workdir nor opens what it looks at."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import socket
 import time
 from pathlib import Path
 
-from corral.drivers.ray.checks import heartbeat, run_check
+from corral.drivers.host.looks import heartbeat
+from corral.drivers.ray.checks import run_check
 
 
 def _check(**check: object) -> tuple[bool, str]:
@@ -41,12 +43,12 @@ def test_a_heartbeat_is_a_regular_file_inside_the_workdir(tmp_path: Path) -> Non
     os.mkfifo(work / "fifo")
     (work / "beat").touch()
     now = time.time()
-    assert heartbeat(str(work / "link"), str(work), "link", 60, 0, now) == (
-        False, "heartbeat link: leads out of the workdir")
-    assert heartbeat(str(work / "fifo"), str(work), "fifo", 60, 0, now) == (
+    ok, detail = heartbeat("link", 60, str(work), 0, now)
+    assert not ok and detail.startswith("heartbeat link: ") and "outside" in detail
+    assert heartbeat("fifo", 60, str(work), 0, now) == (
         False, "heartbeat fifo is not a regular file")
-    assert heartbeat(str(work / "beat"), str(work), "beat", 60, 0, now)[0]
-    assert heartbeat(str(work / "beat"), str(work), "beat", 1, 0, now + 5) == (
+    assert heartbeat("beat", 60, str(work), 0, now)[0]
+    assert heartbeat("beat", 1, str(work), 0, now + 5) == (
         False, "heartbeat beat not touched for 5s (within: 1s)")
-    assert heartbeat(str(work / "none"), str(work), "none", 10, now, now + 1) == (
+    assert heartbeat("none", 10, str(work), now, now + 1) == (
         True, "heartbeat none not made yet")

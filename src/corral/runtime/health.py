@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
-import stat
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from corral.drivers.host.beneath import Escape, open_beneath
+from corral.drivers.host import looks
 from corral.errors import CorralError
 from corral.manifest.spec import Probe
 
@@ -111,7 +109,7 @@ async def check(probe: Probe, *, env: Mapping[str, str], workdir: str,
         last = last_output() if last_output is not None else 0.0
         return silence(probe.silence, max(began, last))
     if probe.heartbeat is not None:
-        return heartbeat(probe.heartbeat, probe.heartbeat_within, workdir, began)
+        return looks.heartbeat(probe.heartbeat, probe.heartbeat_within, workdir, began)
     try:
         found = await asyncio.wait_for(_check(probe, env, workdir, log_watch, inside),
                                        probe.timeout)
@@ -132,25 +130,19 @@ def _not_cancelled(found: tuple[bool, str]) -> tuple[bool, str]:
 async def _check(probe: Probe, env: Mapping[str, str], workdir: str,
                  log_watch: LogWatch | None, inside: Inside | None) -> tuple[bool, str]:
     if probe.tcp is not None:
-        try:
-            _, writer = await asyncio.open_connection(probe.tcp.host, probe.tcp.port)
-        except OSError as exc:
-            return False, f"tcp {probe.tcp.host}:{probe.tcp.port}: {exc.strerror or exc}"
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True, f"tcp {probe.tcp.host}:{probe.tcp.port} accepts connections"
+        return await looks.tcp(probe.tcp.host, probe.tcp.port)
     if probe.http is not None:
-        return await _http(probe)
+        h = probe.http
+        return await looks.http(h.host, h.port, h.path, h.scheme, h.status, probe.timeout)
     if probe.exec is not None:
         if inside is not None:
             try:
                 argv, inside_env = await inside(probe.exec.command)
             except CorralError as exc:  # e.g. the sandbox is not up yet: a failed check
                 return False, exc.problem
-            return await _exec(argv, os.environ if inside_env is None else inside_env, "/",
-                               shown=probe.exec.command[0])
-        return await _exec(probe.exec.command, env, workdir)
+            return await looks.command(argv, os.environ if inside_env is None else inside_env,
+                                       "/", shown=probe.exec.command[0])
+        return await looks.command(probe.exec.command, env, workdir)
     if probe.log_line is not None:
         if log_watch is not None and log_watch.seen.is_set():
             return True, f"log line /{probe.log_line.pattern}/ seen"
@@ -166,107 +158,6 @@ def silence(limit: float, since: float, now: float | None = None) -> tuple[bool,
     if quiet > limit:
         return False, f"no output for {quiet:.0f}s (silence: {limit:g}s)"
     return True, f"output {quiet:.0f}s ago"
-
-
-def heartbeat(file: str, within: float, workdir: str, began: float = 0.0,
-              now: float | None = None) -> tuple[bool, str]:
-    """The heartbeat file's age, counted from the run's start at the earliest (a new run has
-    ``within`` to make its first beat). The path is the agent's to make: it is walked from
-    the workdir without following a link out of it, and looked at with ``O_PATH`` (never
-    opened: a fifo cannot hang the check), so the probe tells only of a file in the workdir."""
-    import time
-
-    now = time.time() if now is None else now
-    try:
-        fd = open_beneath(workdir, file)
-    except Escape as exc:
-        return False, f"heartbeat {file}: {exc}"
-    except FileNotFoundError:
-        if now - began <= within:
-            return True, f"heartbeat {file} not made yet"
-        return False, f"heartbeat {file} not made within {within:g}s of the start"
-    except OSError as exc:
-        return False, f"heartbeat {file}: {exc.strerror or exc}"
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return False, f"heartbeat {file} is not a regular file"
-    age = now - max(st.st_mtime, began)
-    if age > within:
-        return False, f"heartbeat {file} not touched for {age:.0f}s (within: {within:g}s)"
-    return True, f"heartbeat {file} touched {max(age, 0):.0f}s ago"
-
-
-async def _http(probe: Probe) -> tuple[bool, str]:
-    h = probe.http
-    assert h is not None
-    request = f"GET {h.path} HTTP/1.0\r\nHost: {h.host}\r\n\r\n".encode()
-    if h.scheme == "https":
-        try:
-            line = await asyncio.get_running_loop().run_in_executor(
-                None, _https_status_line, h.host, h.port, request, probe.timeout)
-        except OSError as exc:  # ssl.SSLError (a certificate that does not verify) too
-            return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
-    else:
-        try:
-            reader, writer = await asyncio.open_connection(h.host, h.port)
-        except OSError as exc:
-            return False, f"http {h.host}:{h.port}: {exc.strerror or exc}"
-        try:
-            writer.write(request)
-            await writer.drain()
-            line = await reader.readline()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-    parts = line.split()
-    if len(parts) < 2 or not parts[1].isdigit():
-        return False, f"http {h.path}: not an HTTP response"
-    status = int(parts[1])
-    return status in h.status, f"http {h.path}: status {status}"
-
-
-def _https_status_line(host: str, port: int, request: bytes, timeout: float) -> bytes:
-    """One https request's status line, blocking (run in a worker thread).
-
-    Not ``asyncio.open_connection(ssl=...)``: the daemon imports asyncio without ssl (4 MB it
-    would otherwise keep for a feature most fleets never use; see ``corral.daemon.entry``), which
-    leaves asyncio's TLS support off. So ssl is imported here, on the first https probe, and
-    verifies exactly as asyncio's default would (system CAs, the host name)."""
-    import socket
-    import ssl
-
-    context = ssl.create_default_context()
-    with socket.create_connection((host, port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
-        tls.sendall(request)
-        with tls.makefile("rb") as stream:
-            return stream.readline(1 << 16)
-
-
-async def _exec(argv: list[str], env: Mapping[str, str], workdir: str,
-                shown: str | None = None) -> tuple[bool, str]:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-    except OSError as exc:
-        return False, f"exec {argv[0]}: {exc.strerror or exc}"
-    try:
-        out, _ = await proc.communicate()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        raise
-    tail = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
-    detail = (f"exec {shown or argv[0]}: exit {proc.returncode}"
-              + (f": {tail[0][:200]}" if tail else ""))
-    return proc.returncode == 0, detail
 
 
 class ProbeLoop:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from corral.drivers.base import Output, Task
 from corral.drivers.host import beneath
 from corral.drivers.host import node_env as nodebuild
+from corral.drivers.host.activation import venv_env
 from corral.drivers.host.options import VenvOptions, node_block, venv_block
-from corral.drivers.host.python_env import ensure_venv, venv_digest, venv_env
+from corral.drivers.host.python_env import ensure_venv, venv_digest
 
 
 def _options(task: Task) -> VenvOptions:

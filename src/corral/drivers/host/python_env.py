@@ -95,18 +95,6 @@ def venv_python(venv_dir: str) -> str:
     return os.path.join(venv_dir, "bin", "python")
 
 
-def venv_env(venv_dir: str, base_env: dict[str, str]) -> dict[str, str]:
-    """``base_env`` as an activated venv would have it: VIRTUAL_ENV set, the venv's bin first
-    on PATH, PYTHONHOME removed (it would point the venv's python at another stdlib)."""
-    env = dict(base_env)
-    env.pop("PYTHONHOME", None)
-    env["VIRTUAL_ENV"] = venv_dir
-    bin_dir = os.path.join(venv_dir, "bin")
-    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p != bin_dir]
-    env["PATH"] = os.pathsep.join([bin_dir, *rest])
-    return env
-
-
 def find_uv() -> str:
     """The uv binary: the ``uv`` package next to this interpreter, else ``uv`` on PATH."""
     with contextlib.suppress(ImportError, FileNotFoundError):

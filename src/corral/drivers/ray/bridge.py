@@ -29,12 +29,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from corral.drivers.host import activation as activation_module
+from corral.drivers.host import beneath as beneath_module
+from corral.drivers.host import looks as looks_module
 from corral.drivers.host import proctree as proctree_module
 from corral.drivers.ray import checks as checks_module
 from corral.drivers.ray import node as node_module
 from corral.drivers.ray import protocol
 from corral.drivers.ray import secretdir as secretdir_module
 from corral.drivers.ray.venvs import VenvActors
+from corral.ownership import privdir as privdir_module
 
 POLL = 5.0  # seconds a read of an instance's output waits on its node
 
@@ -402,7 +406,8 @@ async def serve(address: str, namespace: str, out: Any) -> int:
         return failed("the ray driver needs Ray, which is not installed",
                       protocol.INSTALL)
     # nodes need no corral
-    for module in (node_module, checks_module, secretdir_module, proctree_module):
+    for module in (node_module, checks_module, looks_module, beneath_module, secretdir_module,
+                   privdir_module, activation_module, proctree_module):
         ray.cloudpickle.register_pickle_by_value(module)
     try:
         await _connect(ray, address, namespace)

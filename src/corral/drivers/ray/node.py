@@ -23,9 +23,9 @@ supervisor keeps the loop and decides.
 Usage: ``usage`` sums each run's process tree from /proc (``proctree``), for ``corral stats``,
 ``/metrics`` and the dashboard.
 
-Plain Python on purpose: it imports nothing of corral's (but functions of ``checks``,
-``secretdir`` and ``proctree``, shipped alike: never a module object, which would travel by
-name) or Ray's,
+Plain Python on purpose: it imports nothing of corral's (but functions of ``checks`` with
+``looks`` and ``beneath``, ``secretdir`` with ``privdir``, ``activation`` and ``proctree``,
+shipped alike: never a module object, which would travel by name) or Ray's,
 so the bridge ships it by value and a node needs neither corral installed nor the daemon's
 files. File secrets arrive in ``start``'s arguments and go in a dir of their own
 (``secretdir``), removed when the run ends.
@@ -44,6 +44,7 @@ import signal
 import time
 from typing import Any
 
+from corral.drivers.host.activation import venv_env
 from corral.drivers.host.proctree import trees_usage
 from corral.drivers.ray.checks import run_check
 from corral.drivers.ray.secretdir import VARIABLE as SECRETS_DIR
@@ -120,18 +121,6 @@ class Venv:
         return sys.prefix
 
 
-def _in_venv(env: dict[str, str], prefix: str) -> dict[str, str]:
-    """``env`` as an activated venv has it: VIRTUAL_ENV, its bin first on PATH, no
-    PYTHONHOME."""
-    out = dict(env)
-    out.pop("PYTHONHOME", None)
-    out["VIRTUAL_ENV"] = prefix
-    bin_dir = os.path.join(prefix, "bin")
-    rest = [p for p in out.get("PATH", os.defpath).split(os.pathsep) if p and p != bin_dir]
-    out["PATH"] = os.pathsep.join([bin_dir, *rest])
-    return out
-
-
 class Node:
     """Made remote by the bridge: ``ray.remote(num_cpus=0, max_concurrency=...)(Node)``."""
 
@@ -149,7 +138,7 @@ class Node:
         ``rlimits``, with its secret ``files``: ``secretdir``); ``{"pid": PID}``, or
         ``{"error": ...}`` when it cannot run here."""
         if venv is not None:
-            env = _in_venv(env, venv)
+            env = venv_env(venv, env)
         secrets_dir = None
         if files:
             try:

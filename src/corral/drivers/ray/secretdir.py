@@ -3,7 +3,8 @@ secrets dir is not there, so the files travel in the start call's arguments (nev
 ``runtime_env``) and the node actor writes them into a private dir of their own, kept in
 memory where the node has ``/dev/shm`` (else its temp dir), removed when the run ends.
 
-Plain Python, shipped by value with ``node``.
+Plain Python, shipped by value with ``node`` (and ``privdir``, whose ``write_files`` the
+host's secrets dirs are written with too).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+
+from corral.ownership.privdir import write_files
 
 VARIABLE = "CORRAL_SECRETS_DIR"
 
@@ -33,16 +36,16 @@ def read(env: Mapping[str, str]) -> dict[str, str] | None:
 def write(files: dict[str, str]) -> str:
     """On the node: a new 0700 dir holding each file (0400, created, never followed)."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    for name in files:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"a secret file's name is one path part: {name!r}")
     where = tempfile.mkdtemp(prefix="corral-secrets-", dir=base)
     try:
-        for name, value in files.items():
-            if "/" in name or name in ("", ".", ".."):
-                raise ValueError(f"a secret file's name is one path part: {name!r}")
-            fd = os.open(os.path.join(where, name),
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o400)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(value)
+        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            write_files(fd, files, uid=os.geteuid(), gid=os.getegid())
+        finally:
+            os.close(fd)
     except BaseException:
         remove(where)
         raise
