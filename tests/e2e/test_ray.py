@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import urllib.request
@@ -98,6 +99,53 @@ def test_a_placed_fleet_runs_on_the_cluster_restarts_there_and_down_leaves_nothi
     finally:
         project.corral("down", check=False)
     assert _actors(ray_cluster, "corral-rayfleet") == []
+    assert pids_with_marker(project.root) == []
+
+
+def test_target_ray_places_the_fleet_and_scale_stop_start_restart_work_there(
+        project: Project, ray_cluster: raycluster.Cluster) -> None:
+    """``up --target ray`` through the Ray Client address (the issue's ``ray://``): the plain
+    agent goes to the cluster, the one over a chosen Python stays here (said on up's first
+    line); then ``scale``, ``stop``, ``start`` and ``restart`` act on the cluster's instances
+    as on local ones, and ``down`` leaves nothing there."""
+    project.write(f"""
+        name: raytarget
+        cluster:
+          ray: {{address: "{ray_cluster.client}"}}
+        agents:
+          worker:
+            command: ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"]
+          pinned:
+            command: ["python", "-c", "import time; time.sleep(300)"]
+            venv: {{python: "{sys.version_info.major}.{sys.version_info.minor}"}}
+    """)
+    try:
+        up = project.corral("up", "-d", "--target", "ray", timeout=300)
+        assert "on this host (not placed on ray): pinned (venv.python" in up.stdout
+        rows = project.wait_for(lambda r: r["worker.1"]["state"] == "running"
+                                and r["pinned.1"]["state"] == "running", timeout=240)
+        assert rows["worker.1"]["node"] and rows["pinned.1"]["node"] is None
+        project.corral("scale", "worker=3")
+        rows = project.wait_for(lambda r: all(r.get(f"worker.{i}", {}).get("state") ==
+                                              "running" for i in (1, 2, 3)), timeout=90,
+                                what="three workers on the cluster")
+        assert all(rows[f"worker.{i}"]["node"] for i in (1, 2, 3))
+        first = rows["worker.2"]["started_at"]
+        project.corral("restart", "worker.2")
+        project.wait_for(lambda r: r["worker.2"]["state"] == "running"
+                         and r["worker.2"]["started_at"] != first, timeout=60,
+                         what="worker.2 running again after its restart")
+        project.corral("stop", "worker")
+        project.wait_for(lambda r: all(r[f"worker.{i}"]["state"] == "stopped"
+                                       for i in (1, 2, 3)), timeout=60)
+        assert [p for p in pids_with_marker(project.root)
+                if b"print('up'" in _cmdline(p)] == []  # nothing of theirs runs on the nodes
+        project.corral("start", "worker")
+        project.wait_for(lambda r: all(r[f"worker.{i}"]["state"] == "running"
+                                       for i in (1, 2, 3)), timeout=90)
+    finally:
+        project.corral("down", check=False)
+    assert _actors(ray_cluster, "corral-raytarget") == []
     assert pids_with_marker(project.root) == []
 
 

@@ -206,7 +206,8 @@ class RayDriver(Driver):
             address, head_dir = options.address, None
             if address == "auto":
                 address, head_dir = await self._local_head(task), task.cache_dir
-            link = await self._link(address, fleet_id(task))
+            fleet = fleet_id(task)
+            link = await self._link(address, fleet)
         run = f"{task.instance}-{uuid.uuid4().hex[:12]}"
         done = link.follow(run, output)
         res = task.spec.resources
@@ -217,7 +218,7 @@ class RayDriver(Driver):
                     env={**seen_from(task.env, link.host_ip), MARKER: run}, marker=MARKER,
                     cpus=res.cpus,
                     memory=res.memory, pids=res.pids, gpus=res.gpus,
-                    group=f"corral-{fleet_id(task)}-{task.instance}",
+                    group=f"corral-{fleet}-{task.instance}",
                     placement_timeout=options.placement_timeout, venv=venv, files=files)
         except BaseException:
             link.forget(run)
@@ -228,7 +229,7 @@ class RayDriver(Driver):
                       started_at=time.time(),
                       data={"run": run, "node": placed["node"], "node_ip": placed["node_ip"],
                             "address": address, "pid_on_node": str(placed["pid"]),
-                            "fleet": fleet_id(task), "group": placed.get("group") or "",
+                            "fleet": fleet, "group": placed.get("group") or "",
                             "head": head_dir or ""})
 
     def exit_future(self, handle: Handle) -> asyncio.Future[ExitResult] | None:
