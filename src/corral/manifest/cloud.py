@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from corral.manifest.bounds import Range
+from corral.manifest.bounds import MAX_SIZE, Range
 
 # arn:PARTITION:iam::ACCOUNT:role/PATH/NAME (IAM's own character set for role names and paths)
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
@@ -70,7 +70,7 @@ TOPIC = (r"^([A-Za-z0-9_-]{1,256}(\.fifo)?"
 # completed (exit 0), failed (another exit) and stopped
 EVENT_KINDS = ("started", "completed", "failed", "stopped", "restart", "fatal", "oom",
                "unhealthy", "healthy", "artifacts")
-SPOOL = Range(1024, 1 << 34)
+SPOOL = Range(1024, MAX_SIZE)  # bytes (a size: "64M")
 
 
 def queue_problem(value: str) -> str | None:
