@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from tests.support.moto import (
     JOBS,
     PUBLISHER,
     REGION,
+    TOPIC,
     Account,
 )
 
@@ -179,3 +181,47 @@ def test_bad_queue_input_says_one_line(project: Project, aws_account: Account) -
     rows = project.wait_for(lambda r: r.get("pub.1", {}).get("state") == "blocked",
                             what="pub.1 blocked")
     assert "no SQS queue no-such-queue" in rows["pub.1"]["reason"], rows
+
+
+def test_events_reach_an_sns_topic_named_by_its_name(
+        project: Project, aws_account: Account) -> None:
+    """The topic's ARN is made from the caller's account and checked; what moto's topic
+    got is read from its state (``sent_notifications``)."""
+    env = aws_account.env(project.root)
+    project.write(f"""
+        name: awssns
+        cloud: {aws_account.cloud_block()}
+        events: {{sns: {TOPIC}, kinds: [completed]}}
+        agents:
+          job:
+            class: compute
+            command: [{PY}, -c, "print('done')"]
+    """)
+    project.corral("up", "-d", env=env)
+
+    def sent() -> list[dict[str, Any]]:
+        found = json.dumps(aws_account.state().get("sns", {}))
+        return [json.loads(m) for m in _bodies(json.loads(found))]
+
+    deadline = time.monotonic() + 60
+    got: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not got:
+        got = [m for m in sent() if m.get("project") == "awssns"]
+        time.sleep(0.5)
+    assert [m["event"] for m in got] == ["completed"], got
+    assert got[0]["instance"] == "job.1" and got[0]["exit_code"] == 0, got
+
+
+def _bodies(found: Any) -> list[str]:
+    """The messages of moto's topics' ``sent_notifications`` (id, message, ...)."""
+    out: list[str] = []
+    if isinstance(found, dict):
+        for key, value in found.items():
+            if key == "sent_notifications" and isinstance(value, list):
+                out += [n[1] for n in value if isinstance(n, list) and len(n) > 1]
+            else:
+                out += _bodies(value)
+    elif isinstance(found, list):
+        for value in found:
+            out += _bodies(value)
+    return out
