@@ -47,7 +47,13 @@ LOCKED = f"arn:aws:iam::{ACCOUNT}:role/locked"  # trusts someone else: corral ma
 # project "awsbase" opens in it (provider: corral-PROJECT-corral)
 FLEET = f"arn:aws:iam::{ACCOUNT}:role/fleet"
 FLEET_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/fleet/corral-awsbase-corral"
-SETUP_CALLS = 12  # the requests ``_make_account`` sends before IAM is enforced
+# events to the cloud: the fleet's queue (corral sends to it), an agent's queue (it publishes
+# there), another queue (its session policy does not name it), a topic; PUBLISHER may
+# send only, CONSUMER receive only
+EVENTS, JOBS, ELSEWHERE, TOPIC = "corral-events", "corral-jobs", "corral-elsewhere", "corral-topic"
+PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/publisher"
+CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/consumer"
+SETUP_CALLS = 21  # the requests ``_make_account`` sends before IAM is enforced
 
 
 @dataclass(frozen=True)
@@ -118,11 +124,42 @@ def _make_account(endpoint: str) -> Account:
     iam.put_role_policy(RoleName="fleet", PolicyName="assume", PolicyDocument=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+    _messaging(iam, endpoint, corral_only)
     s3 = _client("s3", endpoint)
     s3.create_bucket(Bucket=DATA)  # 8
     s3.create_bucket(Bucket=OTHER)  # 9
     s3.put_object(Bucket=DATA, Key="hello.txt", Body=b"hello from s3")  # 10
     return Account(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def _messaging(iam: Any, endpoint: str, trust: dict[str, Any]) -> None:
+    """9 calls: corral's user may find queues and topics and send to them; the publisher
+    role may only send, the consumer only receive (moto checks SQS and SNS requests by their
+    action alone, against Resource "*": a statement naming a queue's ARN never matches, so
+    these are action-scoped); the queues, the topic."""
+    iam.put_user_policy(UserName="corral", PolicyName="events", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+                                           "sqs:SendMessage", "sns:Publish",
+                                           # moto names a batch's action by its own name
+                                           # (AWS authorizes it as sqs:SendMessage)
+                                           "sqs:SendMessageBatch",
+                                           "sns:GetTopicAttributes", "sts:GetCallerIdentity"],
+             "Resource": "*"}]}))
+    iam.create_role(RoleName="publisher", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName="publisher", PolicyName="send", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}))
+    iam.create_role(RoleName="consumer", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName="consumer", PolicyName="take", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                          "sqs:GetQueueUrl"],
+            "Resource": "*"}]}))
+    sqs = _client("sqs", endpoint)
+    for name in (EVENTS, JOBS, ELSEWHERE):
+        sqs.create_queue(QueueName=name)
+    _client("sns", endpoint).create_topic(Name=TOPIC)
 
 
 _RAW_QUERY = """

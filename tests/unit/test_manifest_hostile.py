@@ -218,7 +218,7 @@ def test_twenty_thousand_unknown_keys_are_linear_and_capped(tmp_path: Path) -> N
         "isolation, command, shell, workdir, env, env_file, inherit_env, replicas, depends_on, " \
         "readiness, liveness, ready_log_line, restart, stop, schedule, venv, node, vm, " \
         "container, fake, ray, resources, labels, trust, user, network, port, placement, " \
-        "volumes, secrets, needs, on, metrics, aws, artifacts, inputs)"
+        "volumes, secrets, needs, on, metrics, aws, artifacts, inputs, publishes)"
     assert problems[-1].startswith("agents.w: and 19981 more unknown keys (allowed here: ")
 
 

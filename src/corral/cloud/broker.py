@@ -97,9 +97,10 @@ class CredentialBroker:
         its private dir seen at ``inside``; ``serve`` binds its socket once the files are
         written."""
         self._grants.pop(instance, None)  # a new run starts with credentials of its own
-        await self.current(agent, instance, name, access)
+        grant = await self.current(agent, instance, name, access)
         config = self.provider(name).agent_config(access, fetch_argv(inside), inside)
-        return AgentConfig({**config.files, FETCH: fetch_source()}, config.env, config.drop)
+        return AgentConfig({**config.files, FETCH: fetch_source()},
+                           {**config.env, **grant.env}, config.drop)
 
     async def serve(self, agent: str, instance: str, name: str, access: Any, *,
                     directory: str, uid: int, gid: int) -> None:

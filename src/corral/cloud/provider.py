@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from corral.secrets import SecretError
@@ -31,6 +31,7 @@ class Grant:
     document: Mapping[str, Any]
     expires: float
     values: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # not secret: queue URLs, topic ARNs
 
     def __repr__(self) -> str:  # no secret in a traceback or a debug print
         return f"Grant(expires={self.expires:.0f})"

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from corral.manifest.bounds import Range
+from corral.manifest.bounds import MAX_SIZE, Range
 
 # arn:PARTITION:iam::ACCOUNT:role/PATH/NAME (IAM's own character set for role names and paths)
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
@@ -57,6 +57,50 @@ def access_rules(access: Any) -> Any:
     if access.policy is not None and (problem := policy_problem(access.policy)):
         raise ValueError(problem)
     return access
+
+
+# --- events to the cloud (``events:``, an agent's ``publishes:``) ----------------------------
+
+QUEUE = (r"^([A-Za-z0-9_-]{1,80}(\.fifo)?"
+         r"|https?://[^\s/]+/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?)$")
+TOPIC = (r"^([A-Za-z0-9_-]{1,256}(\.fifo)?"
+         r"|arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?)$")
+# what ``events:`` sends by default: every lifecycle event of the journal worth a consumer's
+# attention (``corral.cloud.events`` names them); ``state`` changes are sent as started,
+# completed (exit 0), failed (another exit) and stopped
+EVENT_KINDS = ("started", "completed", "failed", "stopped", "restart", "fatal", "oom",
+               "unhealthy", "healthy", "artifacts")
+SPOOL = Range(1024, MAX_SIZE)  # bytes (a size: "64M")
+
+
+def queue_problem(value: str) -> str | None:
+    if re.fullmatch(QUEUE, value) is None:
+        return (f"{value[:60]!r} is not an SQS queue (write its name, or its URL "
+                "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")
+    return None
+
+
+def topic_problem(value: str) -> str | None:
+    if re.fullmatch(TOPIC, value) is None:
+        return (f"{value[:60]!r} is not an SNS topic (write its name, or its ARN "
+                "arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return None
+
+
+def publish_problem(value: str) -> str | None:
+    kind, _, target = value.partition(":")
+    if kind == "sqs":
+        return queue_problem(target)
+    if kind == "sns":
+        return topic_problem(target)
+    return (f"{value[:60]!r} names no queue or topic (write sqs:QUEUE or sns:TOPIC, a name, "
+            "a queue URL or a topic ARN)")
+
+
+def event_kind_problem(value: str) -> str | None:
+    if value not in EVENT_KINDS:
+        return f"{value[:40]!r} is not an event corral sends (one of {', '.join(EVENT_KINDS)})"
+    return None
 
 
 S3_URL = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$"

@@ -320,11 +320,46 @@ def fleet_rules(manifest: spec.Manifest) -> spec.Manifest:
     """The checks across the whole fleet: its clusters, its agents' cloud identities."""
     from corral.manifest.decode import cloud_problem
 
+    manifest = publishers(manifest)
     for name, agent in manifest.agents.items():
         problem = cloud_problem(manifest, name, agent)
         if problem is not None:
             raise ValueError(f"{problem[0]}: {problem[1]}")
+    if manifest.events is not None:
+        if manifest.events.sqs is None and manifest.events.sns is None:
+            raise ValueError("events: names no destination (write events: {sqs: QUEUE} "
+                             "and/or {sns: TOPIC})")
+        if manifest.cloud.aws is None:
+            raise ValueError("events: needs the fleet's cloud.aws block (cloud: {aws: "
+                             "{region: ...}}): corral sends the events with its own identity")
     return known_clusters(manifest)
+
+
+def publishers(manifest: spec.Manifest) -> spec.Manifest:
+    """An agent's ``publishes:`` goes into its ``aws:`` block (its grant's session policy
+    gains the sends); an agent with no ``aws:`` gets one of the fleet's
+    ``cloud.aws.publish_role`` (or ``role_arn``) whose session policy allows those sends
+    only."""
+    from corral.manifest import spec
+
+    agents = dict(manifest.agents)
+    changed = False
+    for name, agent in manifest.agents.items():
+        if not agent.publishes:
+            continue
+        access = agent.aws
+        if access is None:
+            fleet = manifest.cloud.aws
+            role = (fleet.publish_role or fleet.role_arn) if fleet is not None else None
+            if role is None:
+                raise ValueError(f"agents.{name}.publishes: needs a role to publish with: "
+                                 "give the agent aws: {role: ARN}, or the fleet "
+                                 "cloud.aws.publish_role (or role_arn)")
+            access = spec.AwsAccess(role=role, policy=None)
+        wanted = list(dict.fromkeys([*access.publishes, *agent.publishes]))
+        agents[name] = replace(agent, aws=replace(access, publishes=wanted))
+        changed = True
+    return replace(manifest, agents=agents) if changed else manifest
 
 
 def known_clusters(manifest: spec.Manifest) -> spec.Manifest:

@@ -23,9 +23,15 @@ from corral.lean.record import Record, record
 from corral.manifest import bounds
 from corral.manifest.bounds import Range
 from corral.manifest.cloud import (
+    EVENT_KINDS,
     SESSION,
+    SPOOL,
+    event_kind_problem,
+    publish_problem,
+    queue_problem,
     role_problem,
     s3_url_problem,
+    topic_problem,
     transfer_path_problem,
     when_problem,
 )
@@ -316,6 +322,8 @@ class EventHooks(Core, Record):
 
 
 CloudRole = Annotated[str, Problem(role_problem)]
+# ``sqs:QUEUE`` (a name or a queue URL) or ``sns:TOPIC`` (a name or a topic ARN)
+Publish = Annotated[str, Problem(publish_problem)]
 Session = Annotated[float, Within(SESSION), Before(parse_duration)]
 
 
@@ -332,11 +340,28 @@ class AwsCloud(Core, Record):
     role_arn: CloudRole | None = None
     endpoint_url: Annotated[str, Pattern(r"^https?://[^\s]+$")] | None = None
     refresh_before: Duration | None = None
+    # the role an agent with ``publishes:`` and no ``aws:`` assumes (default: role_arn),
+    # narrowed by a session policy allowing those sends only
+    publish_role: CloudRole | None = None
 
 
 @record(kw_only=True)
 class Cloud(Core, Record):
     aws: AwsCloud | None = None
+
+
+@record(kw_only=True)
+class FleetEvents(Core, Record):
+    """``events:``: the fleet's lifecycle events as JSON messages to an SQS queue and/or an
+    SNS topic (a name, or a queue URL / topic ARN), sent by the daemon with corral's own
+    identity (``cloud.aws``); spooled on disk up to ``spool`` bytes while the endpoint is
+    slow or down (``corral.cloud.events``)."""
+
+    sqs: Annotated[str, Problem(queue_problem)] | None = None
+    sns: Annotated[str, Problem(topic_problem)] | None = None
+    kinds: list[Annotated[str, Problem(event_kind_problem)]] = field(
+        default_factory=lambda: list(EVENT_KINDS))
+    spool: Annotated[int, Within(SPOOL), Before(parse_size)] = 16 * 1024 * 1024
 
 
 @record(kw_only=True)
@@ -349,6 +374,9 @@ class AwsAccess(Core, Record):
     policy: dict[str, Any] | None = None  # checked by access_rules, decode.cloud_problem
     duration: Session = 3600.0
     session_name: Annotated[str, Pattern(r"^[\w+=,.@-]{2,64}$")] | None = None
+    # where it may publish (the agent's ``publishes:``, copied here by ``fleet_rules``): the
+    # session policy gains sqs:SendMessage / sns:Publish on each, and nothing else of them
+    publishes: list[Publish] = field(default_factory=list)
 
 
 S3Url = Annotated[str, Problem(s3_url_problem)]
@@ -478,6 +506,9 @@ class Agent(Core, Record):
     # the cloud data plane, moved by the daemon with the agent's own aws: credentials
     artifacts: Artifacts | None = None
     inputs: Inputs | None = None
+    # queues and topics it may publish to: sqs:QUEUE, sns:TOPIC; it gets their URL/ARN in
+    # CORRAL_SQS_<QUEUE> / CORRAL_SNS_<TOPIC> and credentials allowing only that send
+    publishes: list[Publish] = field(default_factory=list)
 
     @property
     def driver(self) -> str:
@@ -652,6 +683,8 @@ class Manifest(Core, Record):
         default_factory=dict)
     # the cloud accounts corral reaches for its agents' identities (``aws:``)
     cloud: Cloud = Cloud()
+    # the fleet's lifecycle events to SQS / SNS (``corral.cloud.events``)
+    events: FleetEvents | None = None
 
 
 

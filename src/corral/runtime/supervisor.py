@@ -66,6 +66,7 @@ class Supervisor:
         self._fleet_read: asyncio.Future[None] | None = None
         self.journal = journal.Journal(store)
         self.forwarding: Forwarding | None = None  # made by the first manifest forwarding logs
+        self.events_out: Any = None  # cloud.events.EventPublisher, for a fleet with events:
         self.hooks = HookRunner(self.journal.record, cwd=self._project_dir,
                                 project=lambda: self.manifest.name if self.manifest else "")
         # after `down`: the runners show how the fleet ended until the next apply, which
@@ -464,8 +465,22 @@ class Supervisor:
         dropped = [self._drop(name) for name in list(self.runners)]
         await asyncio.gather(*(r.close() for r in dropped))
 
+    def _cloud_events(self, manifest: Manifest) -> None:
+        """``events:``: the journal's events to SQS/SNS (``corral.cloud.events``)."""
+        if manifest.events is None:
+            if self.events_out is not None:
+                self.events_out.off()  # the spool stays: a later events: sends what waits
+            return
+        if self.events_out is None:
+            from corral.cloud.events import EventPublisher
+
+            self.events_out = EventPublisher(self.state_dir, manifest.name)
+            self.journal.listen(self.events_out.event)
+        self.events_out.apply(manifest.events, manifest.cloud)
+
     async def _forward(self, manifest: Manifest) -> None:
         """The forwarder ``logs.forward`` asks for; nothing is made for a fleet without."""
+        self._cloud_events(manifest)
         if self.forwarding is None and not manifest.logs.forward:
             return
         if self.forwarding is None:
@@ -663,6 +678,8 @@ class Supervisor:
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         if self.forwarding is not None:  # after the runners: their last records go too
             await self.forwarding.stop()
+        if self.events_out is not None:  # after the runners: their last events go too
+            await self.events_out.stop()
         await self.hooks.close()
         if self._identities is not None:
             await self._identities.close()

@@ -53,7 +53,7 @@ def warnings(manifest: Any) -> list[str]:
         if access.policy is not None and grants_everything(access.policy):
             out.append(f"agents.{name}.aws.policy allows * on * (administrator): name the "
                        "actions and resources it needs")
-        elif access.policy is None:
+        elif access.policy is None and not access.publishes:
             out.append(f"agents.{name}.aws has no policy: it gets every permission of "
                        f"{access.role}; add a session policy naming what it needs")
         if admin_role(access.role):

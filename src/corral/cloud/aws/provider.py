@@ -85,7 +85,15 @@ class AwsProvider:
                      timeout=GRANT_TIMEOUT)
         doc = found["document"]
         return Grant(doc, float(found["expires"]),
-                     (doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"]))
+                     (doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"]),
+                     dict(found.get("env") or {}))
+
+    def publish(self, events: list[dict[str, Any]], sqs: str | None, sns: str | None
+                ) -> int:
+        """The fleet's events to its queue and topic, with corral's own identity."""
+        found = call(self._request("publish", "events", events=events, sqs=sqs, sns=sns),
+                     timeout=GRANT_TIMEOUT)
+        return int(found["sent"])
 
     def transfer(self, op: str, grant: Grant, where: str, **fields: Any) -> dict[str, Any]:
         """``upload`` or ``download`` (``cloud.aws.s3``) with the agent's grant."""

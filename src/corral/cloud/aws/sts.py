@@ -66,8 +66,12 @@ class Sts:
                               region_name=self._fleet.region or "us-east-1", config=_CONFIG)
 
     def _sts(self) -> Any:
+        return self._client(self.session(), "sts")
+
+    def session(self) -> Any:
+        """corral's own identity: its profile's session, or role_arn's assumed from it."""
         if self._fleet.role_arn is None:
-            return self._client(self._profile_session(), "sts")
+            return self._profile_session()
         with self._lock:
             if self._base is None or self._base[1] - time.time() < BASE_MARGIN:
                 out = self._assume(self._client(self._profile_session(), "sts"),
@@ -79,7 +83,10 @@ class Sts:
                     aws_secret_access_key=creds["SecretAccessKey"],
                     aws_session_token=creds["SessionToken"], region_name=self._fleet.region)
                 self._base = (session, creds["Expiration"].timestamp())
-            return self._client(self._base[0], "sts")
+            return self._base[0]
+
+    def client(self, session: Any, service: str) -> Any:
+        return self._client(session, service)
 
     # --- the agents' ---------------------------------------------------------------------
 
@@ -117,13 +124,27 @@ class Sts:
             raise CloudError(f"{where}: AssumeRole of {role} failed: {exc}") from None
 
     def grant(self, agent: str, instance: str, access: Any) -> dict[str, Any]:
-        """The credential_process document and its end (epoch seconds)."""
+        """The credential_process document and its end (epoch seconds); with
+        ``publishes``, the session policy gains only the sends and ``env`` names the queues'
+        URLs and the topics' ARNs (``messaging``)."""
+        policy: dict[str, Any] | None = access.policy
+        env: dict[str, str] = {}
+        publishes = getattr(access, "publishes", None) or []
+        if publishes:
+            from corral.cloud.aws import messaging
+
+            sends, env = messaging.publishing(self.session(), self._client, publishes,
+                                              self._fleet.region or "us-east-1",
+                                              f"agents.{agent}.publishes")
+            found = (policy or {}).get("Statement", [])
+            mine = [found] if isinstance(found, dict) else list(found)
+            policy = {"Version": "2012-10-17", "Statement": [*mine, *sends]}
         out = self._assume(self._sts(), access.role,
                            access.session_name or _session_name(self._project, instance),
-                           int(access.duration), access.policy, where=f"agents.{agent}.aws")
+                           int(access.duration), policy, where=f"agents.{agent}.aws")
         creds = out["Credentials"]
         document = {"Version": 1, "AccessKeyId": creds["AccessKeyId"],
                     "SecretAccessKey": creds["SecretAccessKey"],
                     "SessionToken": creds["SessionToken"],
                     "Expiration": _stamp(creds["Expiration"])}
-        return {"document": document, "expires": creds["Expiration"].timestamp()}
+        return {"document": document, "expires": creds["Expiration"].timestamp(), "env": env}

@@ -1,8 +1,9 @@
 """``python -m corral.cloud.aws.worker``: one call to AWS for the daemon, then exit.
 
-Reads one JSON request on stdin (``op``: ``grant``, ``upload`` or ``download``, with the
-fleet's ``cloud.aws`` and the agent's block or grant), writes ``{"result": ...}`` or
-``{"error": "one line"}`` on stdout. boto3 lives here only (``provider`` says why).
+Reads one JSON request on stdin (``op``: ``grant``, ``upload``, ``download`` or
+``publish``, with the fleet's ``cloud.aws`` and the agent's block or grant), writes
+``{"result": ...}`` or ``{"error": "one line"}`` on stdout. boto3 lives here only
+(``provider`` says why).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def _run(request: dict[str, Any]) -> Any:
     if op == "grant":
         return Sts(fleet, request["project"]).grant(
             request["agent"], request["instance"], SimpleNamespace(**request["access"]))
+    if op == "publish":  # the fleet's events, with corral's own identity
+        from corral.cloud.aws import messaging
+
+        sts = Sts(fleet, request["project"])
+        return {"sent": messaging.send(sts.session(), sts.client, request["events"],
+                                       sqs=request.get("sqs"), sns=request.get("sns"),
+                                       region=fleet.region or "us-east-1")}
     client = s3.client(SimpleNamespace(document=request["grant"]), fleet)
     if op == "upload":
         moved = s3.upload(client, request["url"], request["workdir"], request["paths"],
