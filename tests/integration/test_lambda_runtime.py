@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.support import moto
 
-HANDLER = '''
+HANDLER = """
 import hashlib, sys
 
 def handle(event, context):
@@ -23,7 +23,7 @@ def handle(event, context):
     return {"n": event["n"], "square": event["n"] ** 2,
             "sha": hashlib.sha256(str(event["n"]).encode()).hexdigest(),
             "python": sys.version_info[:2]}
-'''
+"""
 
 
 def _zip() -> bytes:
@@ -36,28 +36,47 @@ def _zip() -> bytes:
 def _deployer(account: moto.Account) -> Any:
     import boto3
 
-    sts = boto3.client("sts", endpoint_url=account.endpoint, region_name=moto.REGION,
-                       aws_access_key_id=account.access_key,
-                       aws_secret_access_key=account.secret_key)
+    sts = boto3.client(
+        "sts",
+        endpoint_url=account.endpoint,
+        region_name=moto.REGION,
+        aws_access_key_id=account.access_key,
+        aws_secret_access_key=account.secret_key,
+    )
     c = sts.assume_role(RoleArn=moto.DEPLOYER, RoleSessionName="fixture")["Credentials"]
-    return boto3.client("lambda", endpoint_url=account.endpoint, region_name=moto.REGION,
-                        aws_access_key_id=c["AccessKeyId"],
-                        aws_secret_access_key=c["SecretAccessKey"],
-                        aws_session_token=c["SessionToken"])
+    return boto3.client(
+        "lambda",
+        endpoint_url=account.endpoint,
+        region_name=moto.REGION,
+        aws_access_key_id=c["AccessKeyId"],
+        aws_secret_access_key=c["SecretAccessKey"],
+        aws_session_token=c["SessionToken"],
+    )
 
 
 def test_an_invocation_runs_the_code(aws_lambda_account: moto.Account) -> None:
     import hashlib
 
     lam = _deployer(aws_lambda_account)
-    lam.create_function(FunctionName="square", Runtime="python3.11", Role=moto.DEPLOYER,
-                        Handler="app.handle", Code={"ZipFile": _zip()}, Timeout=30)
+    lam.create_function(
+        FunctionName="square",
+        Runtime="python3.11",
+        Role=moto.DEPLOYER,
+        Handler="app.handle",
+        Code={"ZipFile": _zip()},
+        Timeout=30,
+    )
     out = lam.invoke(FunctionName="square", Payload=json.dumps({"n": 7}), LogType="Tail")
     assert "FunctionError" not in out
     assert json.loads(out["Payload"].read()) == {
-        "n": 7, "square": 49, "sha": hashlib.sha256(b"7").hexdigest(), "python": [3, 11]}
+        "n": 7,
+        "square": 49,
+        "sha": hashlib.sha256(b"7").hexdigest(),
+        "python": [3, 11],
+    }
     assert "resizing 7 in square" in base64.b64decode(out["LogResult"]).decode()
-    bad = lam.invoke(FunctionName="square", Payload=json.dumps({"n": 1, "fail": True}),
-                     LogType="Tail")
+    bad = lam.invoke(
+        FunctionName="square", Payload=json.dumps({"n": 1, "fail": True}), LogType="Tail"
+    )
     assert bad.get("FunctionError")
     assert json.loads(bad["Payload"].read())["errorMessage"] == "asked to fail"

@@ -26,7 +26,7 @@ from .engines import IMAGE
 RUNTIME_IMAGE = "localhost/corral-test-lambda:python3.11"
 BUSYBOX = "docker.io/library/busybox:latest"
 
-BOOTSTRAP = r'''
+BOOTSTRAP = r"""
 import importlib, json, os, sys, time, traceback, uuid
 
 def main():
@@ -58,7 +58,7 @@ def main():
     out.flush()
 
 main()
-'''
+"""
 
 CONTAINERFILE = f"""FROM {IMAGE}
 COPY bootstrap.py /var/runtime/bootstrap.py
@@ -74,10 +74,15 @@ def build(engine: Engine) -> str:
             fh.write(BOOTSTRAP)
         with open(os.path.join(ctx, "Containerfile"), "w") as fh:
             fh.write(CONTAINERFILE)
-        proc = subprocess.run(engine.argv("build", "-t", RUNTIME_IMAGE, "-f",
-                                          os.path.join(ctx, "Containerfile"), ctx),
-                              capture_output=True, text=True,
-                              env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=300)
+        proc = subprocess.run(
+            engine.argv(
+                "build", "-t", RUNTIME_IMAGE, "-f", os.path.join(ctx, "Containerfile"), ctx
+            ),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            timeout=300,
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"lambda runtime image build failed: {proc.stderr[-2000:]}")
     return RUNTIME_IMAGE
