@@ -17,6 +17,8 @@ HANDLER = """
 import hashlib, sys
 
 def handle(event, context):
+    if isinstance(event, list):  # a batch
+        return [handle(one, context) for one in event]
     print("resizing", event["n"], "in", context.function_name)
     if event.get("fail"):
         raise ValueError("asked to fail")
