@@ -35,8 +35,9 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
-def _deployer(account: moto.Account) -> Any:
+def _deployer(account: moto.Account, pool: int = 10) -> Any:
     import boto3
+    from botocore.config import Config
 
     sts = boto3.client(
         "sts",
@@ -53,6 +54,7 @@ def _deployer(account: moto.Account) -> Any:
         aws_access_key_id=c["AccessKeyId"],
         aws_secret_access_key=c["SecretAccessKey"],
         aws_session_token=c["SessionToken"],
+        config=Config(max_pool_connections=pool, read_timeout=300),
     )
 
 
