@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from corral.drivers.container.engine import Engine
-from tests.support import agentusers, engines, moto, raycluster, rootless
+from tests.support import agentusers, engines, lambda_runtime, moto, raycluster, rootless
 
 
 def _popens_name_their_maker() -> None:
@@ -81,6 +81,17 @@ def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[moto.Accou
     (``tests/support/moto.py``), stopped by its PID at the end; skipped, with the reason,
     where moto[server] is not installed."""
     with moto.moto_server(tmp_path_factory.mktemp("moto")) as account:
+        yield account
+
+
+@pytest.fixture(scope="session")
+def aws_lambda_account(tmp_path_factory: pytest.TempPathFactory,
+                       docker_engine: Engine) -> Iterator[moto.Account]:
+    """A ``moto_server`` like ``aws_account`` whose Lambda invocations really execute: in a
+    container of a Python runtime image built here from the bootstrapped base image
+    (``tests/support/lambda_runtime.py``), on the docker daemon ``docker_engine`` started."""
+    image = lambda_runtime.build(docker_engine)
+    with moto.moto_server(tmp_path_factory.mktemp("moto-lambda"), lambda_image=image) as account:
         yield account
 
 

@@ -53,7 +53,10 @@ FLEET_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/fleet/corral-awsbase-corra
 EVENTS, JOBS, ELSEWHERE, TOPIC = "corral-events", "corral-jobs", "corral-elsewhere", "corral-topic"
 PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/publisher"
 CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/consumer"
-SETUP_CALLS = 21  # the requests ``_make_account`` sends before IAM is enforced
+# may deploy and invoke functions (the lambda driver's deployments; it is also their
+# execution role)
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/deployer"
+SETUP_CALLS = 23  # the requests ``_make_account`` sends before IAM is enforced
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,11 @@ def _make_account(endpoint: str) -> Account:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
     _messaging(iam, endpoint, corral_only)
+    iam.create_role(RoleName="deployer", AssumeRolePolicyDocument=json.dumps(corral_only))
+    iam.put_role_policy(RoleName="deployer", PolicyName="lambda", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["lambda:*", "iam:PassRole", "logs:*"],
+            "Resource": "*"}]}))
     s3 = _client("s3", endpoint)
     s3.create_bucket(Bucket=DATA)  # 8
     s3.create_bucket(Bucket=OTHER)  # 9
@@ -217,7 +225,9 @@ def _answers(endpoint: str) -> bool:
 
 
 @contextlib.contextmanager
-def moto_server(root: Path) -> Iterator[Account]:
+def moto_server(root: Path, lambda_image: str | None = None) -> Iterator[Account]:
+    """With ``lambda_image`` (``tests/support/lambda_runtime.py``), Lambda invocations run
+    in a container of it on the docker daemon (moto's docker SDK, the default socket)."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -227,6 +237,8 @@ def moto_server(root: Path) -> Iterator[Account]:
     endpoint = f"http://127.0.0.1:{port}"
     log = (root / "moto.log").open("wb")
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS)}
+    if lambda_image is not None:
+        env.update({"MOTO_DOCKER_LAMBDA_IMAGE": lambda_image, "MOTO_PORT": str(port)})
     proc = subprocess.Popen([sys.executable, "-c", _RAW_QUERY, "-H", "127.0.0.1", "-p",
                              str(port)], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

@@ -17,4 +17,17 @@ The shape, so another provider (GCP, Azure) follows without touching the core:
 
 The daemon never imports an SDK: boto3 with two clients is ~40 MB resident, held for the
 fleet's life (benchmark S2; ``bench/cloud_rss.py``).
+
+For agents: ``from corral.cloud import fan_out`` (``fanout``), loaded on first use so the
+daemon importing this package loads neither it nor boto3.
 """
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("fan_out", "Result"):
+        from . import fanout
+
+        return getattr(fanout, name)
+    raise AttributeError(name)
