@@ -61,9 +61,12 @@ def measure(ports: list[int], runs: int) -> dict[str, str]:
     """``waiting``: a scrape of corral that waits for a round of the agents (the first one, or
     after ``STALE``) and renders; ``answer``: one served from the last round while the next
     runs (the steady state under Prometheus); ``changed``: the scrape after an instance
-    stopped (the targets changed), with the daemon's budget (``CHANGED_WAIT``); ``round``: a
-    round alone; ``own``: corral's own metrics of the same instances, without ``metrics:``,
-    for comparison."""
+    stopped (the targets changed), with the daemon's budget (``CHANGED_WAIT``); ``first``: the
+    daemon's first scrape of corral after the instances started, with its warm-up (``warm``
+    at their start, done before the scrape came) and its budget; ``cold``: a first scrape
+    with the budget but no warm-up (it answers without the agents); ``round``: a round alone;
+    ``own``: corral's own metrics of the same instances, without ``metrics:``, for
+    comparison."""
     from corral.metrics import Metrics
     from corral.metrics.scrape import CHANGED_WAIT, Scraper, Target
 
@@ -74,7 +77,7 @@ def measure(ports: list[int], runs: int) -> dict[str, str]:
             for t in targets]
     metrics, logs = Metrics(), {"app": [0, 10, 0, 1, 0]}
     times: dict[str, list[float]] = {"waiting": [], "answer": [], "changed": [], "round": [],
-                                     "own": []}
+                                     "own": [], "first": [], "cold": []}
     facts: dict[str, str] = {}
 
     async def once() -> None:
@@ -96,6 +99,19 @@ def measure(ports: list[int], runs: int) -> dict[str, str]:
         metrics.render(rows[1:], {}, logs, changed)
         times["changed"].append(time.perf_counter() - t7)
         await scraper._next
+        warmed = Scraper()
+        warmed.warm(targets)  # the daemon, 0.2 s after the instances started
+        await warmed._next
+        t8 = time.perf_counter()
+        found = await warmed.round(targets, CHANGED_WAIT)
+        metrics.render(rows, {}, logs, found)
+        times["first"].append(time.perf_counter() - t8)
+        assert found.results, "the warm-up's round answers"
+        cold = Scraper()
+        t9 = time.perf_counter()
+        metrics.render(rows, {}, logs, await cold.round(targets, CHANGED_WAIT))
+        times["cold"].append(time.perf_counter() - t9)
+        await cold._next
         t5 = time.perf_counter()
         metrics.render(rows, {}, logs, None)
         t6 = time.perf_counter()
@@ -134,7 +150,7 @@ def main() -> int:
         child.wait(timeout=10)
     print(f"/metrics with {args.n} instances x {args.samples} samples each ({result['body']}, "
           f"{result['up']} instances up), {args.runs} runs:")
-    for key in ("answer", "changed", "waiting", "round", "own"):
+    for key in ("answer", "changed", "first", "cold", "waiting", "round", "own"):
         print(f"  {key:8} {result[key]}")
     return 0
 

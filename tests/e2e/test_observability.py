@@ -226,3 +226,41 @@ def test_a_container_agent_is_scraped_at_the_port_publishing_it(
         assert 'inside_total{agent="box",instance="box.1"} 42' in body
     finally:
         project.corral("down", check=False, env=env)
+
+
+def test_the_first_scrape_of_corral_finds_the_agents_round_made_at_their_start(
+        project: Project) -> None:
+    """The daemon starts a round of the agents' scrapes when instances with ``metrics:``
+    run, so corral's very first /metrics already has them (their ``scrape_up`` is there, 1
+    or 0 as the agent was listening then): it neither waits out the agents' answers nor
+    leaves them out. The agent takes 0.3 s to answer, past the 50 ms a scrape of corral
+    waits, so without the warm-up the first scrape would have no round of it."""
+    slow = SERVE.replace("    def do_GET(self):\n",
+                         "    def do_GET(self):\n        __import__('time').sleep(0.3)\n")
+    assert slow != SERVE
+    corral_port, agent_port = free_port(), free_port()
+    project.write(f"""
+        name: obswarm
+        metrics: {{port: {corral_port}}}
+        agents:
+          m:
+            command: [python3, -c, {json.dumps(slow)}, "{agent_port}"]
+            metrics: {{port: {agent_port}}}
+    """)
+    try:
+        project.corral("up", "-d")
+        project.wait_for(lambda r: r["m.1"]["state"] == "running", timeout=60)
+        time.sleep(1.5)  # past the warm-up's delay and its one scrape
+        with urllib.request.urlopen(f"http://127.0.0.1:{corral_port}/metrics",
+                                    timeout=10) as r:
+            first = r.read().decode()
+        assert 'corral_instance_scrape_up{agent="m",instance="m.1"}' in first, first
+        deadline, body = time.monotonic() + 30, first
+        while 'inside_total{agent="m",instance="m.1"} 42' not in body:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.5)
+            with urllib.request.urlopen(f"http://127.0.0.1:{corral_port}/metrics",
+                                        timeout=10) as r:
+                body = r.read().decode()
+    finally:
+        project.corral("down", check=False)

@@ -230,13 +230,43 @@ def test_after_instances_changed_a_budget_answers_with_the_last_round_meanwhile(
         async with server(fast) as one, server(slow) as two:
             scraper = Scraper()
             before = [Target("a", "a.1", "127.0.0.1", one, "/metrics")]
-            last = await scraper.round(before, 0.05)  # none yet: waited for
+            last = await scraper.round(before)  # none yet: waited for
             now = [*before, Target("a", "a.2", "127.0.0.1", two, "/metrics")]
             started = time.monotonic()
             assert await scraper.round(now, 0.05) is last
             assert time.monotonic() - started < 0.4
             await asyncio.sleep(0.7)
             assert len((await scraper.round(now, 0.05)).results) == 2
+
+    asyncio.run(main())
+
+
+def test_with_no_round_yet_a_budget_answers_none_and_a_warm_up_makes_the_first(
+        ) -> None:
+    """corral's first /metrics never waits out the agents: with no round yet it answers
+    within its budget with none (no samples, no scrape_up: unknown, not failed); the
+    daemon's warm-up (``warm``, when instances with ``metrics:`` start) makes a round that a
+    scrape after it answers from at once."""
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.4)
+        await answering(b"200 OK", b"n 1\n")(reader, writer)
+
+    async def main() -> None:
+        async with server(slow) as port:
+            targets = [Target("a", "a.1", "127.0.0.1", port, "/metrics")]
+            cold = Scraper()
+            assert await cold.round(targets, 0.05) is scrape.NONE  # the 0.4 s not waited
+            warmed = Scraper()
+            warmed.warm(targets)
+            in_flight = warmed._next
+            warmed.warm(targets)  # one round in flight, not two
+            assert warmed._next is in_flight
+            assert in_flight is not None
+            await in_flight
+            found = await warmed.round(targets, 0.05)
+            assert found is in_flight.result()  # the warm-up's, no new wait
+            assert [r.up for r in found.results] == [True]
+            await asyncio.sleep(0.5)  # the cold scraper's round ends before the loop does
 
     asyncio.run(main())
 

@@ -32,6 +32,7 @@ from corral.runtime.state import State
 from corral.runtime.supervisor import Supervisor
 from corral.runtime.views import readiness
 
+WARM_DELAY = 0.2  # seconds from an instance with metrics: running to a round of scrapes
 _UNSETTLED = {State.CREATED, State.WAITING, State.PREPARING, State.STARTING}
 
 
@@ -71,7 +72,10 @@ class Api:
         # manifest's) and answers its one-time link; None in a LocalFleet
         self.open_dashboard: Callable[[int | None], Awaitable[dict[str, Any]]] | None = None
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
-        self._scraper: Any = None
+        self._scraper: Any = None  # metrics.scrape.Scraper: at the first scrape or warm-up
+        self._warming: asyncio.TimerHandle | None = None
+        self._warm_round: asyncio.Future[Any] | None = None
+        sup.journal.listen(self._started)
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
             ("GET", "/v1/status"): self.status,
@@ -384,12 +388,34 @@ class Api:
         from corral.metrics.scrape import CHANGED_WAIT, Scraper
 
         if self._metrics is None:
-            self._metrics, self._scraper = Metrics(), Scraper()
+            self._metrics = Metrics()
+        if self._scraper is None:
+            self._scraper = Scraper()
         agents = await self._scraper.round(self._scrape_targets(), CHANGED_WAIT)
         forwarding = self.sup.forwarding
         body = self._metrics.render(self.sup.status(), usage, self.sup.log_lines(), agents,
                                     forwarding.stats if forwarding is not None else None)
         return Reply(200, body, CONTENT_TYPE)
+
+    def _started(self, event: dict[str, Any]) -> None:
+        """An instance with ``metrics:`` runs: a round of the agents' scrapes starts a moment
+        later (``WARM_DELAY``, one for a burst of starts), so corral's next ``/metrics``
+        answers from it without waiting on the agents."""
+        if event.get("event") != "state" or event.get("state") != State.RUNNING.value:
+            return
+        runner = self.sup.runners.get(str(event.get("instance")))
+        if runner is None or runner.task.spec.metrics is None or self._warming is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no loop: nothing serves /metrics either
+            self._warming = asyncio.get_running_loop().call_later(WARM_DELAY, self._warm)
+
+    def _warm(self) -> None:
+        from corral.metrics.scrape import Scraper
+
+        self._warming = None
+        if self._scraper is None:
+            self._scraper = Scraper()
+        self._scraper.warm(self._scrape_targets())
 
     def _scrape_targets(self) -> list[Any]:
         """The running instances of agents with ``metrics:``, where the host reaches each."""

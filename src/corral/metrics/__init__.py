@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from corral.logs.records import LEVELS
+from corral.metrics import text
 from corral.runtime.state import State
 
 if TYPE_CHECKING:
@@ -148,9 +149,10 @@ class FleetCollector:
 class Metrics:
     def __init__(self) -> None:
         self.fleet = FleetCollector()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.fleet)
-        ProcessCollector(namespace="corral_supervisor", registry=self.registry)
+        # the daemon's own process (a few samples) through prometheus_client's writer; the
+        # fleet's families, thousands of samples, through ``text``
+        self.process = CollectorRegistry(auto_describe=False)
+        ProcessCollector(namespace="corral_supervisor", registry=self.process)
 
     def render(self, rows: list[dict[str, Any]], usage: dict[str, tuple[float, int]],
                log_lines: dict[str, list[int]] | None = None,
@@ -162,7 +164,7 @@ class Metrics:
         self.fleet.log_lines = log_lines or {}
         self.fleet.agents = agents
         self.fleet.forward = forward or {}
-        own = generate_latest(self.registry)
+        own = text.exposition(self.fleet.collect()) + generate_latest(self.process)
         return own + agents.text if agents is not None and agents.text else own
 
 

@@ -137,9 +137,11 @@ class Scraper:
     ``STALE`` and starts the next one meanwhile (so corral's ``/metrics`` costs the render, not
     the agents' answers: 500 instances take ~0.3 s to scrape here); it waits for a round only
     when there is none that recent (the first scrape, a long pause), and, given a ``budget``,
-    no longer than that when instances started or stopped since the last (then the last
-    round answers, and the next scrape has the new one). A round younger than ``MAX_AGE`` is
-    not repeated."""
+    no longer than that: then the last round answers, or none at all when there is none
+    recent (no agent samples and no ``scrape_up`` for them: unknown, not failed), and the
+    next scrape has the new one. ``warm`` starts a round before anyone asks (instances with
+    ``metrics:`` started), so a first scrape mostly finds one. A round younger than
+    ``MAX_AGE`` is not repeated."""
 
     def __init__(self) -> None:
         self._last: Round | None = None
@@ -164,11 +166,23 @@ class Scraper:
         if same and age < STALE:
             assert self._last is not None
             return self._last
-        if budget is not None and self._last is not None and age < STALE:
+        if budget is not None:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(self._next), budget)
-            return self._last
+            if self._last is not None and age < STALE:
+                return self._last
+            return NONE  # no round yet: the agents' samples come with the next scrape
         return await asyncio.shield(self._next)
+
+    def warm(self, targets: list[Target]) -> None:
+        """Start a round now, answered to no one, so the next scrape of corral finds it done
+        (the daemon calls it when instances with ``metrics:`` start)."""
+        wanted = tuple(targets)
+        if not wanted or (self._next is not None and not self._next.done()
+                          and self._next_targets == wanted):
+            return
+        self._next_targets = wanted
+        self._next = asyncio.ensure_future(self._scrape_all(wanted))
 
     async def _scrape_all(self, targets: tuple[Target, ...]) -> Round:
         gate = asyncio.Semaphore(PARALLEL)
