@@ -1,9 +1,10 @@
 """Log forwarding to every sink at once, end to end through the real CLI and daemon: one
 fleet forwarding to a real rsyslog (Debian's, over TCP with octet counting and over UDP), and
 to test receivers for the sinks no server of which is packaged here (``tests.support.
-receivers``: Loki's JSON push API, Elasticsearch's bulk NDJSON and Fluentd's forward
-protocol, decoded with ``msgpack``; OTLP has its own tests). Each gets every line with the
-agent, instance, level, time and fields."""
+receivers``): Loki's push API, both its native snappy protobuf (the default, parsed with a
+class built from the official ``push.proto``) and its JSON body; Elasticsearch's bulk NDJSON;
+Fluentd's forward protocol, decoded with ``msgpack``; OTLP has its own tests. Each gets every
+line with the agent, instance, level, time and fields."""
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ def test_every_sink_gets_every_line_with_its_labels(
         logs:
           forward:
             - loki: {{url: "{http.url}"}}
+            - loki: {{url: "{http.url}", format: json}}
+              name: loki-json
             - elasticsearch: {{url: "{http.url}", index: corral-test}}
             - fluent: {{address: "{fluent.address}", tag: app}}
             - syslog: {{address: "127.0.0.1:{syslog.tcp}", format: rfc5424}}
@@ -96,8 +99,15 @@ def test_every_sink_gets_every_line_with_its_labels(
     project.corral("up", "-d")
     total = 2 * (N + 1)
     want = {(f"talk.{i}", n) for i in (1, 2) for n in range(N)}
-    loki = http.wait("loki", lambda r: len(r) >= total, what=f"{total} Loki values")
+    pushed = http.wait("loki", lambda r: len(r) >= 2 * total, what=f"{2 * total} Loki values")
     stored = project.records("talk")
+    as_json = [r for r in pushed if r["format"] == "json"]
+    loki = [r for r in pushed if r["format"] == "protobuf"]
+    assert len(as_json) == len(loki) == total
+    key = lambda r: (r["time"], r["line"])  # noqa: E731
+    assert sorted(as_json, key=key) == sorted([{**r, "format": "json"} for r in loki], key=key), (
+        "the protobuf and JSON pushes carry the same labels, times, lines and metadata"
+    )
     assert {_numbered(r["line"]) for r in loki} - {None} == want and len(loki) == total
     one = next(r for r in loki if r["line"] == "ERROR line 4 of 1")
     assert one["labels"] == {
@@ -153,7 +163,7 @@ def test_every_sink_gets_every_line_with_its_labels(
             assert trace["msg"].count("\n") == 2
     assert not http.mistakes
     metrics = _names(project)
-    assert {"loki", "elasticsearch", "fluent", "syslog", "syslog-udp"} <= metrics
+    assert {"loki", "loki-json", "elasticsearch", "fluent", "syslog", "syslog-udp"} <= metrics
 
 
 def _ns(stamp: str) -> int:

@@ -4,8 +4,10 @@
 as the real servers do.
 
 - ``HttpReceiver``: OTLP/HTTP ``/v1/logs`` and ``/v1/traces``, protobuf decoded with the
-  official generated classes (``opentelemetry-proto`` from PyPI); Loki's JSON push API
-  (``/loki/api/v1/push``, its documented body, checked field by field); Elasticsearch's bulk
+  official generated classes (``opentelemetry-proto`` from PyPI); Loki's push API
+  (``/loki/api/v1/push``): its native snappy-compressed protobuf, parsed with a class built
+  from the official ``push.proto`` (``tests.support.lokipush``), and its JSON body, checked
+  field by field; Elasticsearch's bulk
   API (``/_bulk``, NDJSON action/document pairs, answered with a bulk response).
 - ``FluentReceiver``: Fluentd's forward protocol v1 over TCP, decoded with ``msgpack``
   (Message, Forward and PackedForward modes, EventTime ext type 0), acking each chunk.
@@ -234,9 +236,47 @@ class HttpReceiver(_Server):
         return 200, svc.ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
 
     def _loki(self, ctype: str | None, body: bytes) -> tuple[int, bytes, str]:
-        """Loki's JSON push body: {"streams": [{"stream": {label: value}, "values":
-        [[ns, line] | [ns, line, {metadata}]]}]}; answered 204 as Loki does."""
-        assert ctype == "application/json", ctype
+        """Loki's push body, either form Loki takes; answered 204 as Loki does.
+
+        - ``application/x-protobuf``: snappy block-compressed (not framed, decompressed with
+          ``cramjam``) ``logproto.PushRequest``, parsed with ``tests.support.lokipush``'s class
+          built from the official ``pkg/push/push.proto``; labels parsed from their text.
+        - ``application/json``: {"streams": [{"stream": {label: value}, "values":
+          [[ns, line] | [ns, line, {metadata}]]}]}."""
+        if ctype == "application/x-protobuf":
+            rows = self._loki_protobuf(body)
+        else:
+            assert ctype == "application/json", ctype
+            rows = self._loki_json(body)
+        self.add("loki", rows)
+        return 204, b"", "text/plain"
+
+    def _loki_protobuf(self, body: bytes) -> list[Row]:
+        import cramjam
+
+        from tests.support.lokipush import PushRequest, parse_labels
+
+        push = PushRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+        rows = []
+        for stream in push.streams:
+            labels = parse_labels(stream.labels)
+            for entry in stream.entries:
+                assert entry.HasField("timestamp"), entry
+                ts = entry.timestamp
+                assert 0 <= ts.nanos < 1_000_000_000, ts
+                meta = {p.name: p.value for p in entry.structuredMetadata}
+                rows.append(
+                    {
+                        "format": "protobuf",
+                        "labels": labels,
+                        "time": ts.seconds * 1_000_000_000 + ts.nanos,
+                        "line": entry.line,
+                        "metadata": meta,
+                    }
+                )
+        return rows
+
+    def _loki_json(self, body: bytes) -> list[Row]:
         push = json.loads(body)
         rows = []
         for stream in push["streams"]:
@@ -248,10 +288,15 @@ class HttpReceiver(_Server):
                 meta = value[2] if len(value) == 3 else {}
                 assert all(isinstance(v, str) for v in meta.values()), meta
                 rows.append(
-                    {"labels": labels, "time": int(value[0]), "line": value[1], "metadata": meta}
+                    {
+                        "format": "json",
+                        "labels": labels,
+                        "time": int(value[0]),
+                        "line": value[1],
+                        "metadata": meta,
+                    }
                 )
-        self.add("loki", rows)
-        return 204, b"", "text/plain"
+        return rows
 
     def _bulk(self, ctype: str | None, body: bytes) -> tuple[int, bytes, str]:
         """The bulk API's NDJSON: an action line, then the document, per record; the body

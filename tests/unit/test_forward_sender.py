@@ -1,5 +1,6 @@
 """A sink's sender against a real HTTP server (``tests.support.receivers``, decoding Loki's
-JSON push body): a batch refused for now (503) is sent again with backoff and leaves the
+native push: snappy block-compressed protobuf, parsed with a class built from the official
+``push.proto``): a batch refused for now (503) is sent again with backoff and leaves the
 queue only once taken; one refused for good (400) is dropped, counted and reported, and the
 queue goes on."""
 

@@ -566,10 +566,12 @@ class OtlpSink(Core, Record):
 
 @record(kw_only=True)
 class LokiSink(Core, Record):
-    """Loki's push API (JSON): ``url``/loki/api/v1/push; labels project, agent, instance,
-    level and stream; a record's own fields as structured metadata."""
+    """Loki's push API: ``url``/loki/api/v1/push; labels project, agent, instance, level and
+    stream; a record's own fields as structured metadata. ``format``: ``protobuf`` (Loki's
+    native push, snappy-compressed ``logproto.PushRequest``) or ``json``."""
 
     url: Url
+    format: Literal["protobuf", "json"] = "protobuf"
     headers: Headers = field(default_factory=dict)
     secret_headers: SecretHeaders = field(default_factory=dict)
 

@@ -96,7 +96,7 @@ class Worker:
                 target = dataclasses.replace(target, **{target.kind: options})
             try:
                 sink = make_sink(target, name, self.project)
-            except ImportError as exc:  # the fluent sink without msgpack
+            except ImportError as exc:  # fluent without msgpack, loki protobuf without cramjam
                 self.out(
                     {
                         "event": "forward_unavailable",
