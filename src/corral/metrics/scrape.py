@@ -28,7 +28,7 @@ MAX_FLEET_SAMPLES = 250_000  # all instances together: past it, the later ones f
 PARALLEL = 64
 MAX_AGE = 0.5
 STALE = 60.0
-CHANGED_WAIT = 0.05  # corral's /metrics after instances started or stopped: see ``Scraper``
+CHANGED_WAIT = 0.025  # corral's /metrics after instances started or stopped: see ``Scraper``
 
 
 class Target(NamedTuple):
