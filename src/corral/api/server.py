@@ -74,7 +74,6 @@ class Api:
         self._metrics: Any = None  # prometheus_client is imported at the first scrape
         self._scraper: Any = None  # metrics.scrape.Scraper: at the first scrape or warm-up
         self._warming: asyncio.TimerHandle | None = None
-        self._warm_round: asyncio.Future[Any] | None = None
         sup.journal.listen(self._started)
         self.started_at = time.time()
         self._routes: dict[tuple[str, str], Callable[[Call], Awaitable[Reply | Stream]]] = {
