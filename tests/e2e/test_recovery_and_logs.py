@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import types
 import urllib.request
 
 from tests.e2e.conftest import CORRAL, Project
@@ -161,7 +162,9 @@ def test_openapi_lists_every_route(project: Project) -> None:
     client = Client(str(project.state_dir / "corral.sock"))
     spec = client.request("GET", "/openapi.json")
     assert spec["openapi"].startswith("3.")
-    routes = Api(Supervisor.__new__(Supervisor), shutdown=lambda _: None).routes()
+    bare = Supervisor.__new__(Supervisor)  # the routes only: no fleet behind them
+    bare.journal = types.SimpleNamespace(listen=lambda callback: lambda: None)  # type: ignore[assignment]
+    routes = Api(bare, shutdown=lambda _: None).routes()
     assert sorted(routes) == sorted(spec["paths"])
     events = client.lines("GET", "/v1/events")
     assert next(events).startswith(b": corral events")

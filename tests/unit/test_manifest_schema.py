@@ -153,6 +153,7 @@ def test_dump_is_normalized_yaml_in_model_order(tmp_path: Path) -> None:
         "inherit_env",
         "cluster",
         "cloud",
+        "events",
     ]
     web = data["agents"]["web"]
     assert list(web)[:4] == ["description", "class", "isolation", "command"]

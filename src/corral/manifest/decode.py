@@ -307,7 +307,8 @@ def flat_blocks(options: dict[str, Any], *, aliases: bool = True) -> dict[str, A
 # Fields added after the hashes were pinned: left out while they hold their defaults, so an
 # upgrade restarts no instance that does not use them (the agent's own, then its probes')
 ADDED_AGENT_FIELDS = ("schedule", "port", "on", "placement", "metrics", "aws", "artifacts",
-                      "inputs")
+                      "inputs", "publishes")
+ADDED_AWS_FIELDS = ("publishes",)
 ADDED_PROBE_FIELDS = ("silence", "heartbeat", "within")
 ADDED_RESOURCE_FIELDS = ("gpus",)
 
@@ -318,11 +319,13 @@ def canonical(agent: spec.Agent) -> bytes:
     are the bytes the pydantic models' ``model_dump_json(exclude={"replicas"})`` gave before
     the records replaced them, so stored hashes still match (a test pins one). Fields added
     since are left out while at their defaults (``ADDED_AGENT_FIELDS``, ``ADDED_PROBE_FIELDS``,
-    ``ADDED_RESOURCE_FIELDS``)."""
+    ``ADDED_RESOURCE_FIELDS``, ``ADDED_AWS_FIELDS``)."""
     data = dump(agent, aliases=False)
     del data["replicas"]
     _drop_defaults(data, agent, ADDED_AGENT_FIELDS)
     _drop_defaults(data["resources"], agent.resources, ADDED_RESOURCE_FIELDS)
+    if agent.aws is not None:
+        _drop_defaults(data["aws"], agent.aws, ADDED_AWS_FIELDS)
     for name in ("readiness", "liveness"):
         probe = getattr(agent, name)
         if probe is not None:
